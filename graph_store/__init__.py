@@ -1,0 +1,41 @@
+"""The graph of record: schema, one interface, an embedded backend (default) and a Neo4j backend.
+
+Nothing in this package imports torch.
+"""
+
+from graph_store.base import GraphStore
+from graph_store.errors import (
+    ConflictError,
+    GraphStoreError,
+    InvalidInputError,
+    NodeNotFoundError,
+    StoreUnavailableError,
+)
+from graph_store.factory import DEFAULT_STORE, open_store
+from graph_store.schema import (
+    AGENT,
+    ANSWERED_BY,
+    BACKED_BY,
+    EDGE_TYPES,
+    HANDLED_BY,
+    LLM,
+    NODE_LABELS,
+    OF_TASK,
+    QUERY,
+    TASK,
+    Agent,
+    GraphBatch,
+    LLMNode,
+    Outcome,
+    Query,
+    Task,
+    query_id,
+)
+from graph_store.snapshot import EdgeTable, GraphSnapshot, NodeTable
+
+__all__ = [
+    "AGENT", "ANSWERED_BY", "BACKED_BY", "EDGE_TYPES", "HANDLED_BY", "LLM", "NODE_LABELS", "OF_TASK", "QUERY",
+    "TASK", "Agent", "ConflictError", "DEFAULT_STORE", "EdgeTable", "GraphBatch", "GraphSnapshot", "GraphStore",
+    "GraphStoreError", "InvalidInputError", "LLMNode", "NodeNotFoundError", "NodeTable", "Outcome", "Query",
+    "StoreUnavailableError", "Task", "open_store", "query_id",
+]

@@ -1,0 +1,182 @@
+"""The one interface every graph backend implements.
+
+As in PyG's ``GraphStore``: public methods check their arguments and raise clear errors, then call small
+abstract ``_methods`` that each backend implements. Backends may assume their inputs are valid records.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from graph_store.errors import InvalidInputError, NodeNotFoundError
+from graph_store.schema import (
+    AGENT,
+    EDGE_TYPES,
+    LLM,
+    NODE_KEY,
+    NODE_LABELS,
+    OUTCOME_REL,
+    GraphBatch,
+    NodeRecord,
+    Outcome,
+    check_label,
+    node_label,
+)
+from graph_store.snapshot import GraphSnapshot, build_snapshot
+
+NodeRows = dict[str, list[dict[str, Any]]]
+EdgeRows = dict[tuple[str, str, str], tuple[list[str], list[str], dict[str, list[float]]]]
+
+
+class GraphStore(ABC):
+    """The graph of record: tasks, queries, LLMs, agents and the outcomes between them."""
+
+    backend: str = "abstract"
+
+    # ---- writes -------------------------------------------------------------------------------------------
+    def write(self, batch: GraphBatch) -> dict[str, int]:
+        """Write a batch atomically: every node and edge in it lands, or (on any error) none does.
+
+        Nodes are upserted by key (properties replaced); outcome edges are unique per (query, target) and
+        overwritten. Every referenced node (a query's task, an agent's LLM, an outcome's query and target)
+        must be in the batch or already stored, else :class:`NodeNotFoundError` and nothing is written.
+        Returns the number of records written per kind.
+        """
+        if not isinstance(batch, GraphBatch):
+            raise InvalidInputError(f"write() takes a GraphBatch, got {type(batch).__name__}")
+        for label in NODE_LABELS:
+            for node in batch.nodes(label):
+                if node_label(node) != label:
+                    raise InvalidInputError(f"a {node_label(node)} node was put in the batch's {label} list")
+        for o in batch.outcomes:
+            if not isinstance(o, Outcome):
+                raise InvalidInputError(f"outcomes must be Outcome records, got {type(o).__name__}")
+        if len(batch):
+            self._write(batch)
+        return {
+            "tasks": len(batch.tasks),
+            "queries": len(batch.queries),
+            "llms": len(batch.llms),
+            "agents": len(batch.agents),
+            "outcomes": len(batch.outcomes),
+        }
+
+    def upsert(self, nodes: Iterable[NodeRecord]) -> int:
+        """Insert or replace nodes of any types, atomically. Returns how many were written."""
+        batch = GraphBatch()
+        for node in nodes:
+            try:
+                batch.nodes(node_label(node)).append(node)
+            except KeyError:
+                raise InvalidInputError(f"not a node record: {node!r}") from None
+        self.write(batch)
+        return len(batch)
+
+    def add_outcomes(self, outcomes: Iterable[Outcome]) -> int:
+        """Add or update outcome edges in bulk, atomically. Returns how many were written."""
+        batch = GraphBatch(outcomes=list(outcomes))
+        self.write(batch)
+        return len(batch.outcomes)
+
+    def delete_node(self, label: str, key: str) -> None:
+        """Delete a node and every edge touching it. Raises :class:`NodeNotFoundError` if absent."""
+        check_label(label)
+        if not self._delete_node(label, key):
+            raise NodeNotFoundError(f"no {label} with {NODE_KEY[label]} {key!r}")
+
+    def clear(self) -> None:
+        """Delete everything (used by re-imports with ``--replace`` and by tests)."""
+        self._clear()
+
+    # ---- reads --------------------------------------------------------------------------------------------
+    def get_node(self, label: str, key: str) -> NodeRecord:
+        check_label(label)
+        node = self._get_node(label, key)
+        if node is None:
+            raise NodeNotFoundError(f"no {label} with {NODE_KEY[label]} {key!r}")
+        return node
+
+    def has_node(self, label: str, key: str) -> bool:
+        check_label(label)
+        return self._get_node(label, key) is not None
+
+    def list_nodes(self, label: str, limit: int | None = None, offset: int = 0) -> list[NodeRecord]:
+        """Nodes of one label ordered by key; ``limit=None`` means all."""
+        check_label(label)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidInputError(f"limit must be a non-negative integer or None, got {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError(f"offset must be a non-negative integer, got {offset!r}")
+        return self._list_nodes(label, limit, offset)
+
+    def outcomes(self, kind: str = LLM, target: str | None = None, query_id: str | None = None) -> list[Outcome]:
+        """Outcome edges to LLMs (``kind='LLM'``) or agents (``kind='Agent'``), optionally filtered."""
+        if kind not in OUTCOME_REL:
+            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        return self._outcomes(kind, target, query_id)
+
+    def counts(self) -> dict[str, int]:
+        """Node counts by label and edge counts by relationship type (every type present, zeros included)."""
+        got = self._counts()
+        return {name: int(got.get(name, 0)) for name in (*NODE_LABELS, *(r for _, r, _ in EDGE_TYPES))}
+
+    def snapshot(self) -> GraphSnapshot:
+        """The whole graph as arrays: node keys and features per label, edge indices and attributes per type."""
+        node_rows, edge_rows = self._snapshot_rows()
+        return build_snapshot(node_rows, edge_rows)
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailableError` if the store cannot be reached."""
+        self._ping()
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; backends that hold none need not override it."""
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ---- what a backend implements ------------------------------------------------------------------------
+    @abstractmethod
+    def _write(self, batch: GraphBatch) -> None:
+        """Write the batch in one transaction; raise NodeNotFoundError (and roll back) on a dangling reference."""
+
+    @abstractmethod
+    def _get_node(self, label: str, key: str) -> NodeRecord | None: ...
+
+    @abstractmethod
+    def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]: ...
+
+    @abstractmethod
+    def _delete_node(self, label: str, key: str) -> bool:
+        """Delete the node and its edges; return False if it did not exist."""
+
+    @abstractmethod
+    def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]: ...
+
+    @abstractmethod
+    def _counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
+        """Node property dicts per label (each with a ``key`` entry) and edges as (src keys, dst keys, attrs).
+
+        Outcome edge types carry ``effect`` and ``cost`` attrs; OF_TASK and BACKED_BY carry none.
+        """
+
+    @abstractmethod
+    def _clear(self) -> None: ...
+
+    @abstractmethod
+    def _ping(self) -> None: ...
+
+
+__all__ = ["GraphStore", "AGENT", "LLM"]

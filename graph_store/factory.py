@@ -1,0 +1,40 @@
+"""Open a store from a location string: a file path (embedded, the default) or a Bolt/Neo4j URI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from graph_store.base import GraphStore
+from graph_store.errors import InvalidInputError
+
+DEFAULT_STORE = ".graphrouter/graph.db"
+NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+
+
+def default_location() -> str:
+    """``GRAPHROUTER_STORE`` if set, else ``NEO4J_URI`` if set, else the embedded file ``.graphrouter/graph.db``."""
+    return os.environ.get("GRAPHROUTER_STORE") or os.environ.get("NEO4J_URI") or DEFAULT_STORE
+
+
+def open_store(location: str | os.PathLike[str] | None = None) -> GraphStore:
+    """Open the store at ``location`` (see :func:`default_location` for the default).
+
+    A ``bolt://`` or ``neo4j://`` URI opens the Neo4j backend with ``NEO4J_USER`` / ``NEO4J_PASSWORD`` /
+    ``NEO4J_DATABASE`` from the environment; anything else is the path of an embedded store file
+    (``embedded://`` prefix optional), created on first use.
+    """
+    loc = str(location) if location is not None else default_location()
+    if not loc.strip():
+        raise InvalidInputError("store location is empty; give a file path or a bolt:// / neo4j:// URI")
+    if loc.startswith(NEO4J_SCHEMES):
+        from graph_store.backends.neo4j_store import Neo4jStore
+
+        return Neo4jStore.from_env(uri=loc)
+    if "://" in loc and not loc.startswith("embedded://"):
+        raise InvalidInputError(
+            f"unsupported store location {loc!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"
+        )
+    from graph_store.backends.embedded import EmbeddedStore
+
+    return EmbeddedStore(Path(loc.removeprefix("embedded://")))

@@ -1,0 +1,222 @@
+"""The graph schema of DESIGN.md: node and relationship types, their records, and their validation.
+
+Nodes are identified by a key (``name`` for Task/LLM/Agent, ``id`` for Query). Outcome edges
+(``ANSWERED_BY`` to an LLM, ``HANDLED_BY`` to an Agent) are unique per (query, target): writing the same pair
+again updates the edge. ``OF_TASK`` follows from ``Query.task`` and ``BACKED_BY`` from ``Agent.llm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from graph_store.errors import InvalidInputError
+
+TASK, QUERY, LLM, AGENT = "Task", "Query", "LLM", "Agent"
+NODE_LABELS: tuple[str, ...] = (TASK, QUERY, LLM, AGENT)
+NODE_KEY: dict[str, str] = {TASK: "name", QUERY: "id", LLM: "name", AGENT: "name"}
+
+OF_TASK, ANSWERED_BY, HANDLED_BY, BACKED_BY = "OF_TASK", "ANSWERED_BY", "HANDLED_BY", "BACKED_BY"
+EDGE_TYPES: tuple[tuple[str, str, str], ...] = (
+    (QUERY, OF_TASK, TASK),
+    (QUERY, ANSWERED_BY, LLM),
+    (QUERY, HANDLED_BY, AGENT),
+    (AGENT, BACKED_BY, LLM),
+)
+OUTCOME_REL: dict[str, str] = {LLM: ANSWERED_BY, AGENT: HANDLED_BY}
+
+CandidateKind = Literal["LLM", "Agent"]
+
+
+def query_id(text: str) -> str:
+    """Stable id of a query: the first 16 hex digits of the SHA-256 of its text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise InvalidInputError(f"{what} must not be empty")
+    if "\x00" in value:
+        raise InvalidInputError(f"{what} must not contain NUL characters")
+    return value
+
+
+def _number(value: Any, what: str, *, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidInputError(f"{what} must be a finite number, got {value!r}")
+    if lo is not None and v < lo:
+        raise InvalidInputError(f"{what} must be >= {lo}, got {value!r}")
+    if hi is not None and v > hi:
+        raise InvalidInputError(f"{what} must be <= {hi}, got {value!r}")
+    return v
+
+
+def _embedding(value: Any, what: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        vec = tuple(float(x) for x in value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be a list of numbers") from exc
+    if not vec or not all(math.isfinite(x) for x in vec):
+        raise InvalidInputError(f"{what} must be a non-empty list of finite numbers")
+    return vec
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str = ""
+    embedding: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.name, "Task.name")
+        _text(self.description, "Task.description", allow_empty=True)
+        object.__setattr__(self, "embedding", _embedding(self.embedding, "Task.embedding"))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    task: str
+    id: str = ""
+    embedding: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.text, "Query.text")
+        _text(self.task, "Query.task")
+        if not self.id:
+            object.__setattr__(self, "id", query_id(self.text))
+        _text(self.id, "Query.id")
+        object.__setattr__(self, "embedding", _embedding(self.embedding, "Query.embedding"))
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True)
+class LLMNode:
+    name: str
+    description: str = ""
+    input_price: float = 0.0
+    output_price: float = 0.0
+    size_b: float | None = None
+    embedding: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.name, "LLM.name")
+        _text(self.description, "LLM.description", allow_empty=True)
+        object.__setattr__(self, "input_price", _number(self.input_price, "LLM.input_price", lo=0))
+        object.__setattr__(self, "output_price", _number(self.output_price, "LLM.output_price", lo=0))
+        if self.size_b is not None:
+            object.__setattr__(self, "size_b", _number(self.size_b, "LLM.size_b", lo=0))
+        object.__setattr__(self, "embedding", _embedding(self.embedding, "LLM.embedding"))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    llm: str
+    description: str = ""
+    strategy: str = ""
+    embedding: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.name, "Agent.name")
+        _text(self.llm, "Agent.llm")
+        _text(self.description, "Agent.description", allow_empty=True)
+        _text(self.strategy, "Agent.strategy", allow_empty=True)
+        object.__setattr__(self, "embedding", _embedding(self.embedding, "Agent.embedding"))
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An observed outcome: query ``query_id`` was answered by LLM (or handled by Agent) ``target``."""
+
+    query_id: str
+    target: str
+    effect: float
+    cost: float
+    kind: CandidateKind = LLM  # type: ignore[assignment]
+    source: str = ""
+    observed_at: str = ""  # ISO-8601; empty means "unknown"
+
+    def __post_init__(self) -> None:
+        _text(self.query_id, "Outcome.query_id")
+        _text(self.target, "Outcome.target")
+        if self.kind not in OUTCOME_REL:
+            raise InvalidInputError(f"Outcome.kind must be 'LLM' or 'Agent', got {self.kind!r}")
+        object.__setattr__(self, "effect", _number(self.effect, "Outcome.effect", lo=0.0, hi=1.0))
+        object.__setattr__(self, "cost", _number(self.cost, "Outcome.cost", lo=0.0))
+        _text(self.source, "Outcome.source", allow_empty=True)
+        _text(self.observed_at, "Outcome.observed_at", allow_empty=True)
+
+    @property
+    def rel(self) -> str:
+        return OUTCOME_REL[self.kind]
+
+
+NodeRecord = Task | Query | LLMNode | Agent
+NODE_CLASS: dict[str, type] = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
+LABEL_OF: dict[type, str] = {cls: label for label, cls in NODE_CLASS.items()}
+
+
+def node_label(node: NodeRecord) -> str:
+    return LABEL_OF[type(node)]
+
+
+def node_props(node: NodeRecord) -> dict[str, Any]:
+    """The node's properties as stored (embedding as a list, ``None`` values dropped)."""
+    props = {k: v for k, v in asdict(node).items() if v is not None}
+    if "embedding" in props:
+        props["embedding"] = list(props["embedding"])
+    return props
+
+
+def node_from_props(label: str, props: dict[str, Any]) -> NodeRecord:
+    cls = NODE_CLASS[label]
+    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return cls(**{k: v for k, v in props.items() if k in names})
+
+
+def check_label(label: str) -> str:
+    if label not in NODE_LABELS:
+        raise InvalidInputError(f"unknown node label {label!r}; expected one of {', '.join(NODE_LABELS)}")
+    return label
+
+
+@dataclass
+class GraphBatch:
+    """Nodes and outcome edges written together, atomically: all of it lands or none of it does."""
+
+    tasks: list[Task] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)
+    llms: list[LLMNode] = field(default_factory=list)
+    agents: list[Agent] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(x) for x in (self.tasks, self.queries, self.llms, self.agents, self.outcomes))
+
+    def nodes(self, label: str) -> list:
+        return {TASK: self.tasks, QUERY: self.queries, LLM: self.llms, AGENT: self.agents}[label]
