@@ -1,0 +1,297 @@
+"""The embedded backend (the default): one SQLite file, no server.
+
+Durability: WAL journal with ``synchronous=FULL``, so a write that returned has reached the disk and survives
+``kill -9``. Concurrency: one connection guarded by a lock; every public operation is one transaction, so
+concurrent readers and writers inside one process see whole batches or nothing. Relationships live in their own
+tables with foreign keys (``ON DELETE CASCADE``), so deleting a node removes its edges and a dangling reference
+aborts the whole batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph_store.base import EdgeRows, GraphStore, NodeRows
+from graph_store.errors import InvalidInputError, NodeNotFoundError, StoreUnavailableError
+from graph_store.schema import (
+    AGENT,
+    ANSWERED_BY,
+    BACKED_BY,
+    HANDLED_BY,
+    LLM,
+    OF_TASK,
+    QUERY,
+    TASK,
+    Agent,
+    GraphBatch,
+    LLMNode,
+    NodeRecord,
+    Outcome,
+    Query,
+    Task,
+)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task (name TEXT PRIMARY KEY, description TEXT NOT NULL, embedding BLOB);
+CREATE TABLE IF NOT EXISTS query (id TEXT PRIMARY KEY, text TEXT NOT NULL, task TEXT NOT NULL, embedding BLOB);
+CREATE TABLE IF NOT EXISTS llm (
+    name TEXT PRIMARY KEY, description TEXT NOT NULL, input_price REAL NOT NULL, output_price REAL NOT NULL,
+    size_b REAL, embedding BLOB);
+CREATE TABLE IF NOT EXISTS agent (
+    name TEXT PRIMARY KEY, llm TEXT NOT NULL, description TEXT NOT NULL, strategy TEXT NOT NULL, embedding BLOB);
+CREATE TABLE IF NOT EXISTS of_task (
+    query_id TEXT PRIMARY KEY REFERENCES query(id) ON DELETE CASCADE,
+    task TEXT NOT NULL REFERENCES task(name) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS backed_by (
+    agent TEXT PRIMARY KEY REFERENCES agent(name) ON DELETE CASCADE,
+    llm TEXT NOT NULL REFERENCES llm(name) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS answered_by (
+    query_id TEXT NOT NULL REFERENCES query(id) ON DELETE CASCADE,
+    target TEXT NOT NULL REFERENCES llm(name) ON DELETE CASCADE,
+    effect REAL NOT NULL, cost REAL NOT NULL, source TEXT NOT NULL, observed_at TEXT NOT NULL,
+    PRIMARY KEY (query_id, target)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS handled_by (
+    query_id TEXT NOT NULL REFERENCES query(id) ON DELETE CASCADE,
+    target TEXT NOT NULL REFERENCES agent(name) ON DELETE CASCADE,
+    effect REAL NOT NULL, cost REAL NOT NULL, source TEXT NOT NULL, observed_at TEXT NOT NULL,
+    PRIMARY KEY (query_id, target)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS of_task_task ON of_task(task);
+CREATE INDEX IF NOT EXISTS backed_by_llm ON backed_by(llm);
+CREATE INDEX IF NOT EXISTS answered_by_target ON answered_by(target);
+CREATE INDEX IF NOT EXISTS handled_by_target ON handled_by(target);
+"""
+
+TABLE = {TASK: "task", QUERY: "query", LLM: "llm", AGENT: "agent"}
+KEY = {TASK: "name", QUERY: "id", LLM: "name", AGENT: "name"}
+COLUMNS = {
+    TASK: ("name", "description", "embedding"),
+    QUERY: ("id", "text", "task", "embedding"),
+    LLM: ("name", "description", "input_price", "output_price", "size_b", "embedding"),
+    AGENT: ("name", "llm", "description", "strategy", "embedding"),
+}
+OUTCOME_TABLE = {LLM: "answered_by", AGENT: "handled_by"}
+REL_TABLE = {OF_TASK: "of_task", BACKED_BY: "backed_by", ANSWERED_BY: "answered_by", HANDLED_BY: "handled_by"}
+OUTCOME_COLUMNS = ("query_id", "target", "effect", "cost", "source", "observed_at")
+RECORD = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
+
+
+def _upsert_sql(table: str, cols: tuple[str, ...], key: str | tuple[str, ...]) -> str:
+    keys = (key,) if isinstance(key, str) else key
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT({', '.join(keys)}) DO UPDATE SET {sets}"
+    )
+
+
+UPSERT_NODE = {label: _upsert_sql(TABLE[label], COLUMNS[label], KEY[label]) for label in TABLE}
+UPSERT_OF_TASK = _upsert_sql("of_task", ("query_id", "task"), "query_id")
+UPSERT_BACKED_BY = _upsert_sql("backed_by", ("agent", "llm"), "agent")
+UPSERT_OUTCOME = {
+    kind: _upsert_sql(table, OUTCOME_COLUMNS, ("query_id", "target")) for kind, table in OUTCOME_TABLE.items()
+}
+
+
+def _blob(vec: tuple[float, ...] | None) -> bytes | None:
+    return None if vec is None else np.asarray(vec, dtype="<f8").tobytes()
+
+
+def _unblob(blob: bytes | None) -> list[float] | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<f8").tolist()
+
+
+def _row_values(label: str, node: Any) -> tuple[Any, ...]:
+    return tuple(_blob(node.embedding) if c == "embedding" else getattr(node, c) for c in COLUMNS[label])
+
+
+def _record(label: str, row: tuple[Any, ...]) -> NodeRecord:
+    props = dict(zip(COLUMNS[label], row, strict=True))
+    props["embedding"] = _unblob(props["embedding"])
+    return RECORD[label](**props)
+
+
+class EmbeddedStore(GraphStore):
+    """The graph in one SQLite file at ``path`` (its folder is created if needed)."""
+
+    backend = "embedded"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InvalidInputError(f"store path {self.path} is a directory; give a file path such as graph.db")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+            version = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailableError(f"cannot open the embedded store {self.path}: {exc}") from exc
+        if version is None:
+            self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) != SCHEMA_VERSION:
+            raise StoreUnavailableError(
+                f"{self.path} has schema version {version[0]}, this code reads version {SCHEMA_VERSION}"
+            )
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.path)!r})"
+
+    # ---- plumbing -----------------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailableError(f"the embedded store {self.path} is closed")
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    # ---- writes -------------------------------------------------------------------------------------------
+    def _write(self, batch: GraphBatch) -> None:
+        try:
+            with self._tx(write=True) as db:
+                for label in (TASK, LLM, QUERY, AGENT):
+                    nodes = batch.nodes(label)
+                    if nodes:
+                        db.executemany(UPSERT_NODE[label], (_row_values(label, n) for n in nodes))
+                if batch.queries:
+                    db.executemany(UPSERT_OF_TASK, ((q.id, q.task) for q in batch.queries))
+                if batch.agents:
+                    db.executemany(UPSERT_BACKED_BY, ((a.name, a.llm) for a in batch.agents))
+                for kind in (LLM, AGENT):
+                    rows = [
+                        (o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at)
+                        for o in batch.outcomes
+                        if o.kind == kind
+                    ]
+                    if rows:
+                        db.executemany(UPSERT_OUTCOME[kind], rows)
+        except sqlite3.IntegrityError as exc:
+            raise NodeNotFoundError(self._dangling(batch) or f"the batch refers to a missing node ({exc})") from None
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
+
+    def _missing(self, label: str, keys: Iterable[str]) -> list[str]:
+        wanted = sorted(set(keys))
+        with self._tx() as db:
+            have = {r[0] for r in db.execute(f"SELECT {KEY[label]} FROM {TABLE[label]}")}
+        return [k for k in wanted if k not in have]
+
+    def _dangling(self, batch: GraphBatch) -> str | None:
+        """Name the first reference the batch makes to a node that is neither stored nor in the batch."""
+        checks = [
+            (TASK, "query's task", [q.task for q in batch.queries]),
+            (LLM, "agent's LLM", [a.llm for a in batch.agents]),
+            (QUERY, "outcome's query", [o.query_id for o in batch.outcomes]),
+            (LLM, "outcome's LLM", [o.target for o in batch.outcomes if o.kind == LLM]),
+            (AGENT, "outcome's agent", [o.target for o in batch.outcomes if o.kind == AGENT]),
+        ]
+        for label, what, keys in checks:
+            in_batch = {n.key for n in batch.nodes(label)}
+            missing = [k for k in self._missing(label, keys) if k not in in_batch]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                return f"{what} {missing[0]!r} is not a stored {label}{more}; nothing was written"
+        return None
+
+    def _delete_node(self, label: str, key: str) -> bool:
+        with self._tx(write=True) as db:
+            cur = db.execute(f"DELETE FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,))
+            return cur.rowcount > 0
+
+    def _clear(self) -> None:
+        with self._tx(write=True) as db:
+            for table in (*REL_TABLE.values(), *TABLE.values()):
+                db.execute(f"DELETE FROM {table}")
+
+    # ---- reads --------------------------------------------------------------------------------------------
+    def _get_node(self, label: str, key: str) -> NodeRecord | None:
+        cols = ", ".join(COLUMNS[label])
+        with self._tx() as db:
+            row = db.execute(f"SELECT {cols} FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,)).fetchone()
+        return None if row is None else _record(label, row)
+
+    def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
+        cols = ", ".join(COLUMNS[label])
+        sql = f"SELECT {cols} FROM {TABLE[label]} ORDER BY {KEY[label]} LIMIT ? OFFSET ?"
+        with self._tx() as db:
+            rows = db.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
+        return [_record(label, r) for r in rows]
+
+    def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
+        sql = f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM {OUTCOME_TABLE[kind]} WHERE 1=1"
+        args: list[str] = []
+        if target is not None:
+            sql += " AND target = ?"
+            args.append(target)
+        if query_id is not None:
+            sql += " AND query_id = ?"
+            args.append(query_id)
+        with self._tx() as db:
+            rows = db.execute(sql + " ORDER BY query_id, target", args).fetchall()
+        return [Outcome(q, t, e, c, kind=kind, source=s, observed_at=at) for q, t, e, c, s, at in rows]  # type: ignore[arg-type]
+
+    def _counts(self) -> dict[str, int]:
+        with self._tx() as db:
+            out = {label: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for label, t in TABLE.items()}
+            out.update({rel: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for rel, t in REL_TABLE.items()})
+        return out
+
+    def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
+        nodes: NodeRows = {}
+        edges: EdgeRows = {}
+        with self._tx() as db:
+            for label in TABLE:
+                cols = COLUMNS[label]
+                rows = db.execute(f"SELECT {', '.join(cols)} FROM {TABLE[label]}").fetchall()
+                dicts = []
+                for row in rows:
+                    d = dict(zip(cols, row, strict=True))
+                    d["key"] = d[KEY[label]]
+                    d["embedding"] = None if d["embedding"] is None else np.frombuffer(d["embedding"], "<f8")
+                    dicts.append(d)
+                nodes[label] = dicts
+            for (src, dst), (etype, table) in {
+                ("query_id", "task"): ((QUERY, OF_TASK, TASK), "of_task"),
+                ("agent", "llm"): ((AGENT, BACKED_BY, LLM), "backed_by"),
+            }.items():
+                rows = db.execute(f"SELECT {src}, {dst} FROM {table}").fetchall()
+                edges[etype] = ([r[0] for r in rows], [r[1] for r in rows], {})
+            for kind, rel in ((LLM, ANSWERED_BY), (AGENT, HANDLED_BY)):
+                rows = db.execute(f"SELECT query_id, target, effect, cost FROM {OUTCOME_TABLE[kind]}").fetchall()
+                cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+                edges[(QUERY, rel, kind)] = (
+                    list(cols[0]),
+                    list(cols[1]),
+                    {"effect": list(cols[2]), "cost": list(cols[3])},
+                )
+        return nodes, edges
+
+    def _ping(self) -> None:
+        with self._tx() as db:
+            db.execute("SELECT 1").fetchone()

@@ -1,0 +1,1 @@
+"""Adapters from published routing datasets onto the one ingest path of ``graphrouter.ingest``."""

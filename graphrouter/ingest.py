@@ -1,0 +1,281 @@
+"""One ingest path for routing data: LLM catalogues and outcome rows (JSONL, CSV or Parquet) into the store.
+
+Everything is read and validated before anything is written, and then written as one atomic batch, so a bad file
+leaves the store exactly as it was. Errors name the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from graph_store import AGENT, LLM, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
+from graph_store.errors import InvalidInputError
+from graphrouter.errors import DataFileError
+from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS, usd_cost
+
+OUTCOME_FORMATS = (".jsonl", ".ndjson", ".csv", ".parquet")
+MAX_REPORTED_ERRORS = 5
+
+Row = tuple[int | str, dict[str, Any]]  # (line number, or a location such as "train.json item 3"; fields)
+
+
+# ---- reading files ----------------------------------------------------------------------------------------
+def _check_file(path: Path) -> Path:
+    if not path.exists():
+        raise DataFileError(path, "file not found")
+    if not path.is_file():
+        raise DataFileError(path, "not a regular file")
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """A whole JSON document, with errors that name the file and the position."""
+    path = _check_file(Path(path))
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[Row]:
+    """Objects of a JSON Lines file with their line numbers; blank lines are skipped."""
+    path = _check_file(Path(path))
+    try:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=n) from None
+                if not isinstance(obj, dict):
+                    raise DataFileError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+                yield n, obj
+    except UnicodeDecodeError as exc:
+        raise DataFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """Rows of a JSONL, CSV or Parquet file (by suffix) with the line (CSV, JSONL) or row (Parquet) number."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTCOME_FORMATS:
+        raise DataFileError(path, f"unsupported format {suffix or '(none)'!r}; use one of {', '.join(OUTCOME_FORMATS)}")
+    _check_file(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return list(read_jsonl(path))
+    if suffix == ".csv":
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames:
+                    raise DataFileError(path, "empty CSV file (no header row)")
+                return [(reader.line_num, _csv_values(row)) for row in reader]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataFileError(path, f"malformed CSV: {exc}") from None
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise DataFileError(path, f"malformed Parquet: {exc}") from None
+    return [(i, row) for i, row in enumerate(table.to_pylist(), start=1)]
+
+
+def _csv_values(row: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells are strings; empty cells are missing values, numbers are parsed where a number is expected."""
+    return {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+
+
+# ---- LLM catalogues ---------------------------------------------------------------------------------------
+_SIZE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+(?:\.\d+)?)\s*([bBmM])?\s*$")
+
+
+def parse_size_b(value: Any) -> float | None:
+    """Parameters in billions from ``7``, ``"7B"``, ``"2.9b"``, ``"8x7B"`` or ``"350M"``; None if unknown."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = _SIZE.match(str(value))
+    if not m:
+        return None
+    experts, number, unit = m.groups()
+    size = float(number) * (int(experts) if experts else 1)
+    return size / 1000 if unit and unit.lower() == "m" else size
+
+
+def _llm_from_mapping(name: Any, d: dict[str, Any]) -> LLMNode:
+    size = d.get("size_b", d.get("size"))
+    return LLMNode(
+        name=name,
+        description=d.get("description", d.get("feature", "")),
+        input_price=d.get("input_price", 0.0),
+        output_price=d.get("output_price", 0.0),
+        size_b=parse_size_b(size),
+    )
+
+
+def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
+    """LLMs from ``default_llm.json`` (a JSON object: name → {feature, input_price, output_price, size}), a JSON
+    list of objects with ``name``, or JSONL rows with ``name``, ``description``, ``input_price``, ``output_price``
+    and optional ``size_b``/``size``. Prices are USD per 1M tokens."""
+    path = Path(path)
+    entries: list[tuple[int | None, Any, dict[str, Any]]] = []
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        entries = [(n, row.get("name"), row) for n, row in read_jsonl(path)]
+    else:
+        doc = read_json(path)
+        if isinstance(doc, dict):
+            entries = [(None, name, d) for name, d in doc.items()]
+        elif isinstance(doc, list):
+            entries = [(None, d.get("name") if isinstance(d, dict) else None, d) for d in doc]
+        else:
+            raise DataFileError(path, "expected a JSON object (name → LLM) or a list of LLM objects")
+    llms: list[LLMNode] = []
+    for i, (line, name, d) in enumerate(entries):
+        where = f"LLM {name!r}" if name else f"entry {i + 1}"
+        if not isinstance(d, dict):
+            raise DataFileError(path, f"{where}: expected an object, got {type(d).__name__}", line=line)
+        for price in ("input_price", "output_price"):
+            if price not in d:
+                raise DataFileError(path, f"{where}: missing {price} (USD per 1M tokens)", line=line)
+        try:
+            llms.append(_llm_from_mapping(name, d))
+        except InvalidInputError as exc:
+            raise DataFileError(path, f"{where}: {exc}", line=line) from None
+    if not llms:
+        raise DataFileError(path, "no LLMs in the catalogue")
+    return llms
+
+
+# ---- outcome rows -----------------------------------------------------------------------------------------
+@dataclass
+class OutcomeRows:
+    """Validated outcome rows ready to write, and what they need from the store."""
+
+    batch: GraphBatch
+    new_tasks: int
+    new_queries: int
+
+
+def _num(row: dict[str, Any], field: str) -> float | None:
+    value = row.get(field)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidInputError(f"{field} must be a number, got {row[field]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(f"{field} must be a finite number, got {row[field]!r}")
+    return float(value)
+
+
+def build_outcome_batch(
+    rows: Iterable[Row],
+    path: str | Path,
+    llms: dict[str, LLMNode],
+    agents: set[str],
+    stored_tasks: set[str],
+    default_source: str = "",
+) -> OutcomeRows:
+    """Validate outcome rows and turn them into one batch of tasks, queries and outcome edges.
+
+    Each row has ``query`` (text), ``task``, exactly one of ``llm`` / ``agent``, ``effect`` in [0, 1], and either
+    ``cost`` (USD) or ``input_tokens`` (for an LLM; ``output_tokens`` defaults to 512) from which the cost is
+    computed with the LLM's prices. Optional: ``query_id``, ``source``, ``observed_at``. All rows are checked
+    before anything is returned; the error lists the first few bad lines.
+    """
+    errors: list[str] = []
+    queries: dict[str, Query] = {}
+    outcomes: dict[tuple[str, str, str], Outcome] = {}
+    tasks: dict[str, Task] = {}
+    for line, row in rows:
+        try:
+            text, task = row.get("query"), row.get("task")
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError("'query' (the query text) is missing or empty")
+            if not isinstance(task, str) or not task.strip():
+                raise InvalidInputError("'task' is missing or empty")
+            llm, agent = row.get("llm"), row.get("agent")
+            if (llm is None) == (agent is None):
+                raise InvalidInputError("give exactly one of 'llm' or 'agent'")
+            kind, target = (LLM, str(llm)) if llm is not None else (AGENT, str(agent))
+            if kind == LLM and target not in llms:
+                raise InvalidInputError(
+                    f"LLM {target!r} is not in the catalogue; import it first (graphrouter import llms FILE)"
+                )
+            if kind == AGENT and target not in agents:
+                raise InvalidInputError(f"agent {target!r} is not registered")
+            effect = _num(row, "effect")
+            if effect is None:
+                raise InvalidInputError("'effect' is missing")
+            if not 0.0 <= effect <= 1.0:
+                raise InvalidInputError(f"effect must be in [0, 1], got {effect!r}")
+            cost = _num(row, "cost")
+            if cost is None:
+                in_tok = _num(row, "input_tokens")
+                if in_tok is None or kind != LLM:
+                    raise InvalidInputError("'cost' is missing (or give input_tokens for an LLM row)")
+                out_tok = _num(row, "output_tokens")
+                m = llms[target]
+                cost = usd_cost(
+                    in_tok, DEFAULT_OUTPUT_TOKENS if out_tok is None else out_tok, m.input_price, m.output_price
+                )
+            query = Query(text=text, task=task, id=str(row.get("query_id") or ""))
+            seen = queries.get(query.id)
+            if seen is not None and seen.task != task:
+                raise InvalidInputError(f"query {query.id} was given task {seen.task!r} earlier and {task!r} here")
+            queries[query.id] = query
+            if task not in stored_tasks and task not in tasks:
+                tasks[task] = Task(name=task)
+            outcomes[(query.id, kind, target)] = Outcome(
+                query_id=query.id,
+                target=target,
+                kind=kind,
+                effect=effect,
+                cost=cost,  # type: ignore[arg-type]
+                source=str(row.get("source") or default_source),
+                observed_at=str(row.get("observed_at") or ""),
+            )
+        except InvalidInputError as exc:
+            errors.append(f"{'line ' if isinstance(line, int) else ''}{line}: {exc}")
+    if errors:
+        shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
+        more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more bad rows)" if len(errors) > MAX_REPORTED_ERRORS else ""
+        raise DataFileError(path, f"{len(errors)} bad row(s), nothing was imported: {shown}{more}")
+    if not outcomes:
+        raise DataFileError(path, "no outcome rows")
+    batch = GraphBatch(tasks=list(tasks.values()), queries=list(queries.values()), outcomes=list(outcomes.values()))
+    return OutcomeRows(batch=batch, new_tasks=len(tasks), new_queries=len(queries))
+
+
+def import_outcomes(
+    store: GraphStore, path: str | Path, llms: list[LLMNode] | None = None, default_source: str = ""
+) -> dict[str, int]:
+    """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch)."""
+    catalogue = {m.name: m for m in store.list_nodes(LLM)}  # type: ignore[misc]
+    catalogue.update({m.name: m for m in llms or []})
+    agents = {a.key for a in store.list_nodes(AGENT)}
+    stored_tasks = {t.key for t in store.list_nodes(TASK)}
+    prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
+    prepared.batch.llms = list(llms or [])
+    return store.write(prepared.batch)
+
+
+def import_llms(store: GraphStore, path: str | Path) -> dict[str, int]:
+    """Import (upsert) a catalogue of LLMs."""
+    return store.write(GraphBatch(llms=read_llm_catalogue(path)))
