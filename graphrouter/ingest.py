@@ -90,7 +90,12 @@ def read_rows(path: str | Path) -> list[Row]:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise DataFileError(path, f"malformed Parquet: {exc}") from None
-    return [(i, row) for i, row in enumerate(table.to_pylist(), start=1)]
+    return [(f"row {i}", _present(row)) for i, row in enumerate(table.to_pylist(), start=1)]
+
+
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    """Parquet nulls are missing values."""
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def _csv_values(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""The ``graphrouter`` command line: import, stats, export, and errors as one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from graphrouter.cli import main
+from tests.data_paths import DCROUTER_DIR
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("cli") / "graph.db"
+    assert main(["--store", str(store), "import", "dcrouter", "--data-dir", str(DCROUTER_DIR)]) == 0
+    return store
+
+
+def test_stats_prints_counts_by_type(imported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--store", str(imported), "stats", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "embedded"
+    assert out["counts"] == {
+        "Task": 14,
+        "Query": 6108,
+        "LLM": 9,
+        "Agent": 0,
+        "OF_TASK": 6108,
+        "ANSWERED_BY": 54972,
+        "HANDLED_BY": 0,
+        "BACKED_BY": 0,
+    }
+    assert main(["--store", str(imported), "stats"]) == 0
+    assert "ANSWERED_BY" in capsys.readouterr().out
+
+
+def test_export_formats(imported: Path, tmp_path: Path) -> None:
+    graphml = tmp_path / "g.graphml"
+    assert (
+        main(["--store", str(imported), "export", "--format", "graphml", "-o", str(graphml), "--max-queries", "30"])
+        == 0
+    )
+    g = nx.read_graphml(graphml)
+    labels = [a["label"] for _, a in g.nodes(data=True)]
+    assert labels.count("Query") == 30 and labels.count("LLM") == 9 and labels.count("Task") == 14
+    assert all(a["type"] in ("ANSWERED_BY", "OF_TASK") for *_, a in g.edges(data=True))
+    assert sum(a["type"] == "ANSWERED_BY" for *_, a in g.edges(data=True)) == 30 * 9
+
+    js = tmp_path / "g.json"
+    assert main(["--store", str(imported), "export", "--format", "json", "-o", str(js), "--max-queries", "5"]) == 0
+    doc = json.loads(js.read_text())
+    assert len(doc["nodes"]) == 5 + 9 + 14 and len(doc["edges"]) == 5 * 9 + 5
+
+    html = tmp_path / "g.html"
+    assert main(["--store", str(imported), "export", "--format", "html", "-o", str(html), "--max-queries", "20"]) == 0
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "ANSWERED_BY" in page
+    assert 'src="http' not in page  # self-contained: no script fetched from the network
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "graph.db"
+    assert main(["--store", str(store), "import", "dcrouter", "--data-dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope: data directory not found" in err and "Traceback" not in err
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text(json.dumps({"query": "q", "task": "t", "llm": "ghost", "effect": 0.5, "cost": 0}) + "\n")
+    assert main(["--store", str(store), "import", "outcomes", str(bad)]) == 2
+    assert "line 1: LLM 'ghost' is not in the catalogue" in capsys.readouterr().err
+    assert main(["--store", "ftp://somewhere", "stats"]) == 2
+    assert "unsupported store location" in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("graphrouter")
+    proc = subprocess.run([str(exe), "--store", str(tmp_path / "g.db"), "stats"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Query" in proc.stdout

@@ -1,0 +1,64 @@
+"""The embedded store's promise: a write that was acknowledged survives ``kill -9`` of the writing process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from graph_store import LLM
+from graph_store.backends.embedded import EmbeddedStore
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from graph_store import GraphBatch, LLMNode, Outcome, Query, Task
+    from graph_store.backends.embedded import EmbeddedStore
+
+    store = EmbeddedStore(sys.argv[1])
+    store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m", "", 1, 1)]))
+    i = 0
+    while True:
+        qs = [Query(f"q {i} {j}", "t") for j in range(10)]
+        store.write(GraphBatch(queries=qs, outcomes=[Outcome(q.id, "m", effect=0.5, cost=0.1) for q in qs]))
+        i += 1
+        print(i * 10, flush=True)  # acknowledged: the write returned
+    """
+)
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "graph.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    acknowledged = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 300:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert acknowledged >= 300
+    with EmbeddedStore(path) as store:
+        counts = store.counts()
+        assert counts["Query"] >= acknowledged
+        assert counts["Query"] == counts["ANSWERED_BY"] == counts["OF_TASK"]  # whole batches only
+        assert counts["Query"] % 10 == 0
+        assert store.get_node(LLM, "m").name == "m"
+
+
+def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
+    import pytest
+
+    from graph_store import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        EmbeddedStore(tmp_path)

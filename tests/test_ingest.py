@@ -1,0 +1,220 @@
+"""The one ingest path: outcome files in three formats, LLM catalogues, the dcrouter adapter, and their errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from graph_store import LLM, QUERY, TASK, GraphStore, query_id
+from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.datasets.dcrouter import import_dcrouter
+from graphrouter.errors import DataFileError
+from graphrouter.ingest import import_llms, import_outcomes, parse_size_b, read_llm_catalogue
+from graphrouter.tokens import count_tokens, usd_cost
+from tests.data_paths import DCROUTER_DIR
+
+CATALOGUE = {
+    "big": {"feature": "A big model", "input_price": 0.9, "output_price": 0.9, "size": "70B"},
+    "small": {"feature": "A small model", "input_price": 0.1, "output_price": 0.2, "size": "7B"},
+}
+ROWS = [
+    {"query": "What is 2+2?", "task": "math", "llm": "big", "effect": 1.0, "cost": 0.001, "source": "unit"},
+    {"query": "What is 2+2?", "task": "math", "llm": "small", "effect": 0.0, "input_tokens": 6, "output_tokens": 10},
+    {"query": "Write a haiku", "task": "poetry", "llm": "small", "effect": 0.5, "cost": 0.0},
+]
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> EmbeddedStore:
+    return EmbeddedStore(tmp_path / "graph.db")
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Path:
+    path = tmp_path / "llms.json"
+    path.write_text(json.dumps(CATALOGUE))
+    return path
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    fields = sorted({k for r in rows for k in r})
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in fields} for r in rows]), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_outcomes_import_in_every_format(embedded: GraphStore, catalogue: Path, tmp_path: Path, suffix: str) -> None:
+    import_llms(embedded, catalogue)
+    written = import_outcomes(embedded, write_rows(tmp_path / f"rows{suffix}", ROWS))
+    assert written["outcomes"] == 3 and written["queries"] == 2
+    c = embedded.counts()
+    assert (c["Task"], c["Query"], c["LLM"], c["ANSWERED_BY"], c["OF_TASK"]) == (2, 2, 2, 3, 2)
+    q = query_id("What is 2+2?")
+    edges = {o.target: o for o in embedded.outcomes(LLM, query_id=q)}
+    assert edges["big"].cost == 0.001 and edges["big"].source == "unit"
+    assert edges["small"].cost == pytest.approx(usd_cost(6, 10, 0.1, 0.2))
+    assert embedded.get_node(QUERY, q).task == "math"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"llm": "gpt-unknown"}, r"line 2: LLM 'gpt-unknown' is not in the catalogue"),
+        ({"effect": 1.5}, r"line 2: effect must be in \[0, 1\], got 1.5"),
+        ({"effect": "high"}, r"line 2: effect must be a number"),
+        ({"query": ""}, r"line 2: 'query' \(the query text\) is missing or empty"),
+        ({"agent": "bot"}, r"line 2: give exactly one of 'llm' or 'agent'"),
+        ({"cost": None, "input_tokens": None}, r"line 2: 'cost' is missing"),
+    ],
+)
+def test_a_bad_row_is_rejected_with_its_line_and_nothing_is_written(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path, bad: dict, message: str
+) -> None:
+    import_llms(embedded, catalogue)
+    rows = [dict(r) for r in ROWS]
+    rows[1].update(bad)
+    rows[1] = {k: v for k, v in rows[1].items() if v is not None}
+    path = write_rows(tmp_path / "rows.jsonl", rows)
+    before = embedded.counts()
+    with pytest.raises(DataFileError, match=message) as err:
+        import_outcomes(embedded, path)
+    assert str(path) in str(err.value) and "nothing was imported" in str(err.value)
+    assert embedded.counts() == before
+
+
+def test_malformed_files_name_the_file_and_the_line(embedded: GraphStore, tmp_path: Path) -> None:
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text('{"query": "ok"}\n{not json\n')
+    with pytest.raises(DataFileError, match=r"rows.jsonl:2: malformed JSON"):
+        import_outcomes(embedded, bad)
+    with pytest.raises(DataFileError, match="file not found"):
+        import_outcomes(embedded, tmp_path / "missing.csv")
+    with pytest.raises(DataFileError, match="unsupported format '.txt'"):
+        import_outcomes(embedded, tmp_path / "rows.txt")
+    broken = tmp_path / "rows.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(DataFileError, match="malformed Parquet"):
+        import_outcomes(embedded, broken)
+    assert set(embedded.counts().values()) == {0}
+
+
+def test_llm_catalogues_in_both_formats(tmp_path: Path) -> None:
+    jsonl = tmp_path / "llms.jsonl"
+    jsonl.write_text(json.dumps({"name": "m", "description": "d", "input_price": 1, "output_price": 2}) + "\n")
+    (m,) = read_llm_catalogue(jsonl)
+    assert (m.name, m.input_price, m.output_price, m.size_b) == ("m", 1.0, 2.0, None)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"m": {"feature": "no prices"}}))
+    with pytest.raises(DataFileError, match="LLM 'm': missing input_price"):
+        read_llm_catalogue(bad)
+    bad.write_text(json.dumps({"m": {"input_price": -1, "output_price": 1}}))
+    with pytest.raises(DataFileError, match="input_price must be >= 0"):
+        read_llm_catalogue(bad)
+    assert [parse_size_b(s) for s in ("7B", "2.9b", "8x7B", "350M", 13, "?", None)] == [
+        7,
+        2.9,
+        56,
+        0.35,
+        13,
+        None,
+        None,
+    ]
+
+
+def test_token_counts_use_the_fixed_offline_tokenizer() -> None:
+    assert count_tokens(["hello world", ""]) == [2, 0]
+
+
+# ---- the real benchmark -----------------------------------------------------------------------------------
+def test_dcrouter_imports_the_real_benchmark(embedded: GraphStore) -> None:
+    written = import_dcrouter(embedded, DCROUTER_DIR)
+    assert written == {"tasks": 14, "queries": 6108, "llms": 9, "agents": 0, "outcomes": 54972}
+    c = embedded.counts()
+    assert (c["Task"], c["Query"], c["LLM"], c["ANSWERED_BY"], c["OF_TASK"]) == (14, 6108, 9, 54972, 6108)
+    items = json.loads((DCROUTER_DIR / "data/dcrouter_preprocessed/test.json").read_text())
+    q = embedded.get_node(QUERY, "dcrouter:test:0")
+    assert q.text == items[0]["question"]
+    m = embedded.get_node(LLM, "gemma-2-9b-it")
+    assert (m.input_price, m.output_price, m.size_b) == (0.1, 0.1, 9.0)
+    (edge,) = embedded.outcomes(LLM, target="gemma-2-9b-it", query_id=q.id)
+    assert edge.effect == items[0]["scores"]["gemma-2-9b-it"] and edge.source == "dcrouter:test"
+    (n_tok,) = count_tokens([q.text])
+    assert edge.cost == pytest.approx((n_tok * 0.1 + 512 * 0.1) / 1e6, rel=1e-12)
+    # re-import is idempotent
+    import_dcrouter(embedded, DCROUTER_DIR)
+    assert embedded.counts() == c
+    assert len(embedded.list_nodes(TASK)) == 14
+
+
+def copy_dcrouter(tmp_path: Path) -> Path:
+    dst = tmp_path / "LLMRouter"
+    shutil.copytree(DCROUTER_DIR, dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "data/dcrouter_preprocessed/test.json").unlink(), r"test.json: file not found"),
+        (
+            lambda d: (d / "data/dcrouter_preprocessed/train.json").write_text('[{"question": "q", "scores": '),
+            r"train.json:1: malformed JSON",
+        ),
+        (
+            lambda d: (d / "data/dcrouter_preprocessed/test.json").write_text(
+                '[{"question": "never seen", "scores": {}}]'
+            ),
+            r"test.json: item 0: question not found",
+        ),
+        (
+            lambda d: (d / "data/example_data/llm_candidates/default_llm.json").write_text("[1, 2]"),
+            r"default_llm.json: entry 1: expected an object",
+        ),
+    ],
+)
+def test_dcrouter_damaged_files_give_one_clear_error_and_leave_the_store(
+    embedded: GraphStore,
+    tmp_path: Path,
+    damage,
+    message: str,  # type: ignore[no-untyped-def]
+) -> None:
+    data = copy_dcrouter(tmp_path)
+    damage(data)
+    with pytest.raises(DataFileError, match=message):
+        import_dcrouter(embedded, data)
+    assert set(embedded.counts().values()) == {0}
+
+
+def test_dcrouter_out_of_range_score_is_rejected(embedded: GraphStore, tmp_path: Path) -> None:
+    data = copy_dcrouter(tmp_path)
+    path = data / "data/dcrouter_preprocessed/test.json"
+    items = json.loads(path.read_text())
+    items[7]["scores"]["gemma-2-9b-it"] = 3.0
+    path.write_text(json.dumps(items))
+    with pytest.raises(DataFileError, match=r"test.json item 7: effect must be in \[0, 1\], got 3.0"):
+        import_dcrouter(embedded, data)
+    assert set(embedded.counts().values()) == {0}
+
+
+def test_csv_errors_count_the_header_line(embedded: GraphStore, catalogue: Path, tmp_path: Path) -> None:
+    import_llms(embedded, catalogue)
+    rows = [dict(r) for r in ROWS]
+    rows[2]["effect"] = -0.5
+    with pytest.raises(DataFileError, match=r"rows.csv: 1 bad row\(s\), nothing was imported: line 4: effect must be in"):
+        import_outcomes(embedded, write_rows(tmp_path / "rows.csv", rows))

@@ -1,0 +1,287 @@
+"""The contract every graph_store backend must honour, run unchanged against each of them (see conftest)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from graph_store import (
+    AGENT,
+    LLM,
+    QUERY,
+    TASK,
+    Agent,
+    GraphBatch,
+    GraphStore,
+    InvalidInputError,
+    LLMNode,
+    NodeNotFoundError,
+    Outcome,
+    Query,
+    Task,
+)
+
+NASTY = [
+    "Ünïcödé — 日本語のクエリ 🚀",
+    "quotes ' \" `back` and \\ backslashes \\n not a newline",
+    'x"}) DETACH DELETE n //',
+    "'; DROP TABLE query; --",
+    "$param {name: 'x'} MATCH (n) RETURN n",
+    "line one\nline two\ttabbed",
+]
+
+
+def small_world() -> GraphBatch:
+    tasks = [Task("math", "Grade-school maths word problems", embedding=(0.1, 0.2, 0.3)), Task("code", "")]
+    llms = [
+        LLMNode("gpt-x", "A large model", input_price=0.1 + 0.2, output_price=1e-7, size_b=70.0),
+        LLMNode("tiny", "A small model", input_price=0.0, output_price=0.25),
+    ]
+    queries = [
+        Query(text, "math" if i % 2 else "code", embedding=(float(i), -1.5, 1 / 3)) for i, text in enumerate(NASTY)
+    ]
+    agents = [Agent("react-bot", llm="gpt-x", description="ReAct with search", strategy="ReAct")]
+    outcomes = [
+        Outcome(q.id, "gpt-x", effect=0.1 + 0.2, cost=1e-7 * (i + 1), source="test") for i, q in enumerate(queries)
+    ]
+    outcomes += [Outcome(q.id, "tiny", effect=i / 7, cost=3.3e-6) for i, q in enumerate(queries[:3])]
+    outcomes += [
+        Outcome(queries[0].id, "react-bot", kind=AGENT, effect=1.0, cost=0.5, observed_at="2026-01-02T03:04:05Z")
+    ]
+    return GraphBatch(tasks=tasks, queries=queries, llms=llms, agents=agents, outcomes=outcomes)
+
+
+def test_round_trip_of_every_node_type_is_exact(store: GraphStore) -> None:
+    batch = small_world()
+    store.write(batch)
+    for label in (TASK, QUERY, LLM, AGENT):
+        for node in batch.nodes(label):
+            assert store.get_node(label, node.key) == node
+    assert store.get_node(LLM, "gpt-x").input_price == 0.1 + 0.2  # 0.30000000000000004, not 0.3
+    assert store.get_node(LLM, "tiny").size_b is None
+    for text in NASTY:
+        q = store.get_node(QUERY, Query(text, "code").id)
+        assert q.text == text
+
+
+def test_outcome_edges_round_trip_exactly(store: GraphStore) -> None:
+    batch = small_world()
+    store.write(batch)
+    got = {(o.query_id, o.target): o for o in store.outcomes(LLM)}
+    want = {(o.query_id, o.target): o for o in batch.outcomes if o.kind == LLM}
+    assert got == want
+    (agent_edge,) = store.outcomes(AGENT)
+    assert agent_edge == batch.outcomes[-1]
+    assert store.outcomes(LLM, target="tiny") == sorted(
+        (o for o in want.values() if o.target == "tiny"), key=lambda o: o.query_id
+    )
+    q0 = batch.queries[0].id
+    assert {o.target for o in store.outcomes(LLM, query_id=q0)} == {"gpt-x", "tiny"}
+
+
+def test_counts_cover_every_type(store: GraphStore) -> None:
+    assert store.counts() == dict.fromkeys(
+        ["Task", "Query", "LLM", "Agent", "OF_TASK", "ANSWERED_BY", "HANDLED_BY", "BACKED_BY"], 0
+    )
+    store.write(small_world())
+    assert store.counts() == {
+        "Task": 2,
+        "Query": len(NASTY),
+        "LLM": 2,
+        "Agent": 1,
+        "OF_TASK": len(NASTY),
+        "ANSWERED_BY": len(NASTY) + 3,
+        "HANDLED_BY": 1,
+        "BACKED_BY": 1,
+    }
+
+
+def test_rewriting_is_idempotent_and_updates_in_place(store: GraphStore) -> None:
+    batch = small_world()
+    store.write(batch)
+    before = store.counts()
+    store.write(batch)
+    assert store.counts() == before
+    q = batch.queries[0]
+    store.add_outcomes([Outcome(q.id, "gpt-x", effect=0.75, cost=0.125, source="again")])
+    (edge,) = store.outcomes(LLM, target="gpt-x", query_id=q.id)
+    assert (edge.effect, edge.cost, edge.source) == (0.75, 0.125, "again")
+    store.upsert([LLMNode("gpt-x", "renamed description", input_price=2.0, output_price=3.0)])
+    m = store.get_node(LLM, "gpt-x")
+    assert (m.description, m.input_price, m.size_b) == ("renamed description", 2.0, None)
+    assert store.counts() == before
+
+
+def test_query_moving_to_another_task_moves_its_task_edge(store: GraphStore) -> None:
+    store.write(small_world())
+    q = store.get_node(QUERY, Query(NASTY[0], "code").id)
+    store.upsert([Query(q.text, "math", id=q.id)])
+    snap = store.snapshot()
+    qi = snap.nodes[QUERY].index()[q.id]
+    of_task = snap.edges[(QUERY, "OF_TASK", TASK)]
+    assert [snap.nodes[TASK].keys[d] for s, d in zip(of_task.src, of_task.dst, strict=True) if s == qi] == ["math"]
+    assert store.counts()["OF_TASK"] == len(NASTY)
+
+
+def test_list_nodes_is_ordered_and_paged(store: GraphStore) -> None:
+    store.write(small_world())
+    keys = [q.key for q in store.list_nodes(QUERY)]
+    assert keys == sorted(keys) and len(keys) == len(NASTY)
+    assert [q.key for q in store.list_nodes(QUERY, limit=2, offset=1)] == keys[1:3]
+    assert store.list_nodes(QUERY, limit=0) == []
+    with pytest.raises(InvalidInputError, match="limit"):
+        store.list_nodes(QUERY, limit=-1)
+    with pytest.raises(InvalidInputError, match="unknown node label"):
+        store.list_nodes("Person")
+
+
+def test_delete_node_removes_its_edges(store: GraphStore) -> None:
+    store.write(small_world())
+    store.delete_node(LLM, "gpt-x")
+    c = store.counts()
+    assert (c["LLM"], c["ANSWERED_BY"], c["BACKED_BY"], c["Agent"]) == (1, 3, 0, 1)
+    assert not store.has_node(LLM, "gpt-x")
+    with pytest.raises(NodeNotFoundError, match="gpt-x"):
+        store.get_node(LLM, "gpt-x")
+    with pytest.raises(NodeNotFoundError, match="no LLM"):
+        store.delete_node(LLM, "gpt-x")
+    q0 = Query(NASTY[0], "code").id
+    store.delete_node(QUERY, q0)
+    c = store.counts()
+    assert (c["Query"], c["OF_TASK"], c["ANSWERED_BY"], c["HANDLED_BY"]) == (len(NASTY) - 1, len(NASTY) - 1, 2, 0)
+
+
+def test_dangling_reference_rolls_back_the_whole_batch(store: GraphStore) -> None:
+    store.write(small_world())
+    before = store.counts()
+    bad = GraphBatch(
+        tasks=[Task("new-task", "should not land")],
+        llms=[LLMNode("new-llm", "should not land", 1.0, 1.0)],
+        queries=[Query(f"new query {i}", "new-task") for i in range(50)],
+    )
+    bad.outcomes = [Outcome(q.id, "new-llm", effect=0.5, cost=0.1) for q in bad.queries]
+    bad.outcomes.append(Outcome("no-such-query", "gpt-x", effect=0.5, cost=0.1))  # fails last
+    with pytest.raises(NodeNotFoundError, match="no-such-query"):
+        store.write(bad)
+    assert store.counts() == before
+    assert not store.has_node(TASK, "new-task") and not store.has_node(LLM, "new-llm")
+    with pytest.raises(NodeNotFoundError, match="missing-task"):
+        store.upsert([Query("orphan", "missing-task")])
+    with pytest.raises(NodeNotFoundError, match="no-llm"):
+        store.upsert([Agent("a", llm="no-llm")])
+    assert store.counts() == before
+
+
+def test_injection_shaped_strings_are_stored_verbatim(store: GraphStore) -> None:
+    evil = 'gpt"}) MATCH (n) DETACH DELETE n //'
+    store.write(GraphBatch(tasks=[Task(evil, evil)], llms=[LLMNode(evil, "'; DROP TABLE llm; --", 1, 1)]))
+    store.write(GraphBatch(queries=[Query(evil, evil, id=evil)]))
+    store.add_outcomes([Outcome(evil, evil, effect=0.5, cost=0.0, source=evil)])
+    assert store.get_node(TASK, evil).description == evil
+    assert store.get_node(LLM, evil).description == "'; DROP TABLE llm; --"
+    assert store.outcomes(LLM, target=evil)[0].source == evil
+    assert store.counts()["ANSWERED_BY"] == 1 and store.counts()["Task"] == 1
+
+
+def test_snapshot_arrays_match_what_was_written(store: GraphStore) -> None:
+    batch = small_world()
+    store.write(batch)
+    snap = store.snapshot()
+    assert snap.counts() == store.counts()
+    queries, llms = snap.nodes[QUERY], snap.nodes[LLM]
+    assert queries.keys == sorted(q.id for q in batch.queries)
+    assert queries.embedding is not None and queries.embedding.shape == (len(NASTY), 3)
+    q_by_id = {q.id: q for q in batch.queries}
+    for i, key in enumerate(queries.keys):
+        assert queries.text["text"][i] == q_by_id[key].text
+        np.testing.assert_array_equal(queries.embedding[i], np.float32(q_by_id[key].embedding))
+    assert llms.numeric["input_price"][llms.index()["gpt-x"]] == 0.1 + 0.2
+    assert np.isnan(llms.numeric["size_b"][llms.index()["tiny"]])
+    assert snap.nodes[TASK].embedding is None  # only one of the two tasks has one
+    edges = snap.edges[(QUERY, "ANSWERED_BY", LLM)]
+    got = {
+        (queries.keys[s], llms.keys[d]): (e, c)
+        for s, d, e, c in zip(edges.src, edges.dst, edges.attrs["effect"], edges.attrs["cost"], strict=True)
+    }
+    assert got == {(o.query_id, o.target): (o.effect, o.cost) for o in batch.outcomes if o.kind == LLM}
+    backed = snap.edges[(AGENT, "BACKED_BY", LLM)]
+    assert llms.keys[int(backed.dst[0])] == "gpt-x"
+
+
+def test_bulk_import_of_100k_outcome_edges(store: GraphStore) -> None:
+    n_queries, n_llms = 2_000, 50
+    llms = [LLMNode(f"llm-{j:02d}", "", input_price=j / 10, output_price=j / 5) for j in range(n_llms)]
+    queries = [Query(f"bulk query {i}", "bulk") for i in range(n_queries)]
+    rng = np.random.default_rng(0)
+    effects = rng.random((n_queries, n_llms))
+    outcomes = [
+        Outcome(q.id, m.name, effect=float(effects[i, j]), cost=1e-6 * j)
+        for i, q in enumerate(queries)
+        for j, m in enumerate(llms)
+    ]
+    store.write(GraphBatch(tasks=[Task("bulk")], llms=llms, queries=queries, outcomes=outcomes))
+    assert store.counts()["ANSWERED_BY"] == 100_000
+    snap = store.snapshot()
+    e = snap.edges[(QUERY, "ANSWERED_BY", LLM)]
+    assert len(e) == 100_000
+    assert e.attrs["effect"].sum() == pytest.approx(effects.sum(), rel=1e-12)
+
+
+def test_concurrent_writers_from_threads(store: GraphStore) -> None:
+    store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m", "", 1, 1)]))
+    n_threads, n_batches, per_batch = 4, 10, 20
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for b in range(n_batches):
+                qs = [Query(f"w{w} b{b} q{i}", "t") for i in range(per_batch)]
+                store.write(GraphBatch(queries=qs, outcomes=[Outcome(q.id, "m", effect=0.5, cost=0.1) for q in qs]))
+                store.counts()
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    total = n_threads * n_batches * per_batch
+    c = store.counts()
+    assert (c["Query"], c["ANSWERED_BY"], c["OF_TASK"]) == (total, total, total)
+
+
+def test_data_survives_reopening(open_store_fn) -> None:  # type: ignore[no-untyped-def]
+    batch = small_world()
+    with open_store_fn() as s:
+        s.write(batch)
+        before = s.counts()
+    with open_store_fn() as s:
+        assert s.counts() == before
+        assert s.get_node(LLM, "gpt-x") == batch.llms[0]
+
+
+def test_invalid_records_are_refused_before_reaching_the_store(store: GraphStore) -> None:
+    with pytest.raises(InvalidInputError, match=r"effect must be <= 1.0"):
+        Outcome("q", "m", effect=1.5, cost=0.0)
+    with pytest.raises(InvalidInputError, match="finite"):
+        Outcome("q", "m", effect=float("nan"), cost=0.0)
+    with pytest.raises(InvalidInputError, match="cost must be >= 0"):
+        Outcome("q", "m", effect=0.5, cost=-1)
+    with pytest.raises(InvalidInputError, match="LLM.name must not be empty"):
+        LLMNode("  ")
+    with pytest.raises(InvalidInputError, match="GraphBatch"):
+        store.write([Task("x")])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="a Task node was put in the batch's LLM list"):
+        store.write(GraphBatch(llms=[Task("x")]))  # type: ignore[list-item]
+    assert store.counts()["Task"] == 0
+
+
+def test_ping_and_clear(store: GraphStore) -> None:
+    store.ping()
+    store.write(small_world())
+    store.clear()
+    assert set(store.counts().values()) == {0}
