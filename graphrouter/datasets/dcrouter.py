@@ -84,7 +84,7 @@ def dcrouter_rows(
                         f"{path.name} item {i}",
                         {
                             "query": item["question"],
-                        "query_id": QUERY_ID.format(split=split, index=i),
+                            "query_id": QUERY_ID.format(split=split, index=i),
                             "task": task,
                             "llm": llm,
                             "effect": score,

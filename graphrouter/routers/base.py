@@ -1,0 +1,152 @@
+"""The router interface (RouteLLM-style): an abstract base with one scoring method, and a name → class registry.
+
+Every router, baseline or GNN, is fitted on a :class:`World` (the stored graph as matrices, with embeddings)
+and scores a batch of :class:`QueryFeatures`: ``utility(q, weights)`` returns a (n, C) matrix whose row-wise
+argmax is the routing decision. Most routers only predict effects; cost is known at routing time (input tokens ×
+price) and shared by all of them through :class:`CostModel`, and an unknown task is inferred by
+:class:`TaskInferer`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from graphrouter.routing_data import RoutingData
+from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
+
+UNKNOWN_TASK = -1
+
+
+@dataclass
+class World:
+    """What routers learn from: routing matrices plus embeddings of queries, candidates and tasks."""
+
+    data: RoutingData
+    query_emb: np.ndarray  # (Q, d) float32, L2-normalised
+    query_tokens: np.ndarray  # (Q,) input tokens
+    candidate_emb: np.ndarray  # (C, d) embeddings of candidate descriptions
+    task_emb: np.ndarray  # (T, d) embeddings of task names/descriptions
+
+    def features(self, idx: np.ndarray, task_given: bool = True) -> QueryFeatures:
+        """Features of stored queries ``idx``, with their task (or, ``task_given=False``, an unknown task)."""
+        idx = np.asarray(idx)
+        task = self.data.query_task[idx] if task_given else np.full(len(idx), UNKNOWN_TASK)
+        return QueryFeatures(self.query_emb[idx], task.copy(), self.query_tokens[idx], idx.copy())
+
+
+@dataclass
+class QueryFeatures:
+    """A batch of queries to route: embeddings, task index (or UNKNOWN_TASK), input tokens, and for stored queries
+    their row in the world (-1 for new ones; only the oracle looks at it)."""
+
+    embedding: np.ndarray  # (n, d)
+    task: np.ndarray  # (n,) int
+    tokens: np.ndarray  # (n,)
+    index: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.embedding.shape[0])
+
+    def with_task(self, task: np.ndarray) -> QueryFeatures:
+        return QueryFeatures(self.embedding, task, self.tokens, self.index)
+
+
+class TaskInferer:
+    """Infers a query's task from its embedding: multinomial logistic regression on the stored training queries."""
+
+    def __init__(self, c: float = 10.0) -> None:
+        self.c = c
+        self._clf = None
+        self.n_tasks = 0
+
+    def fit(self, world: World, train_idx: np.ndarray) -> TaskInferer:
+        from sklearn.linear_model import LogisticRegression
+
+        self.n_tasks = len(world.data.task_names)
+        y = world.data.query_task[train_idx]
+        self._clf = LogisticRegression(C=self.c, max_iter=3000).fit(world.query_emb[train_idx], y)
+        return self
+
+    def proba(self, embedding: np.ndarray) -> np.ndarray:
+        assert self._clf is not None, "TaskInferer.fit() first"
+        out = np.zeros((embedding.shape[0], self.n_tasks))
+        out[:, self._clf.classes_] = self._clf.predict_proba(embedding)
+        return out
+
+    def fill(self, q: QueryFeatures) -> QueryFeatures:
+        """The same queries with every unknown task replaced by the most likely one."""
+        unknown = q.task == UNKNOWN_TASK
+        if not unknown.any():
+            return q
+        task = q.task.copy()
+        task[unknown] = self.proba(q.embedding[unknown]).argmax(1)
+        return q.with_task(task)
+
+
+class CostModel:
+    """Cost is known before the call: (input tokens × input price + 512 × output price) / 1e6, normalised with the
+    (given or inferred) task's min–max range observed in the world."""
+
+    def __init__(self, prices: np.ndarray, task_range: np.ndarray, output_tokens: int = DEFAULT_OUTPUT_TOKENS):
+        self.prices = np.asarray(prices, dtype=np.float64)  # (C, 2)
+        self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
+        self.output_tokens = output_tokens
+
+    @classmethod
+    def from_world(cls, world: World) -> CostModel:
+        return cls(world.data.candidate_prices, world.data.task_cost_range())
+
+    def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
+        p = self.prices if prices is None else prices
+        return (
+            np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + self.output_tokens * p[None, :, 1]
+        ) / 1e6
+
+    def normalise(self, cost: np.ndarray, task: np.ndarray) -> np.ndarray:
+        lo, hi = self.task_range[task, 0][:, None], self.task_range[task, 1][:, None]
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return (cost - lo) / span
+
+
+class Router(ABC):
+    """Scores every candidate for every query; higher utility is better."""
+
+    name: ClassVar[str] = "abstract"
+
+    def fit(self, world: World, train_idx: np.ndarray) -> Router:
+        """Learn from the training queries' outcomes (and nothing else of theirs)."""
+        self.world = world
+        self.train_idx = np.asarray(train_idx)
+        self.cost_model = CostModel.from_world(world)
+        self.task_inferer = TaskInferer().fit(world, self.train_idx)
+        self._fit(world, self.train_idx)
+        return self
+
+    def _fit(self, world: World, train_idx: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Router-specific training; the default learns nothing."""
+
+    @abstractmethod
+    def predict_effect(self, q: QueryFeatures) -> np.ndarray:
+        """(n, C) expected effect of each candidate on each query (tasks already filled in)."""
+
+    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+        """(n, C) predicted ``w_effect · effect − w_cost · cost_norm``."""
+        q = self.task_inferer.fill(q)
+        cost_norm = self.cost_model.normalise(self.cost_model.cost(q.tokens), q.task)
+        return weights[0] * self.predict_effect(q) - weights[1] * cost_norm
+
+    def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+        return np.argmax(self.utility(q, weights), axis=1)
+
+
+ROUTERS: dict[str, type[Router]] = {}
+
+
+def register(cls: type[Router]) -> type[Router]:
+    """Class decorator: make a router available by its ``name`` (experiments, CLI, API)."""
+    ROUTERS[cls.name] = cls
+    return cls

@@ -1,0 +1,109 @@
+"""Routing data as matrices, built from a store snapshot: what every router and every metric works on.
+
+Rows are queries, columns are candidates (LLMs, then agents). ``effect`` and ``cost`` hold the observed outcome
+of a query on a candidate, NaN where unobserved. ``cost_norm`` is GraphRouter's normalisation: min-max within
+each task, over every observed outcome of that task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graph_store import AGENT, LLM, QUERY, TASK, GraphSnapshot
+
+SOURCE_SPLITS = ("train", "test")
+
+
+@dataclass
+class RoutingData:
+    query_keys: list[str]
+    query_text: list[str]
+    query_task: np.ndarray  # (Q,) int index into task_names
+    task_names: list[str]
+    candidates: list[str]  # LLM names, then agent names
+    candidate_kind: list[str]  # "LLM" or "Agent"
+    candidate_text: list[str]  # descriptions
+    candidate_prices: np.ndarray  # (C, 2) input/output USD per 1M tokens (an agent: its LLM's)
+    candidate_size_b: np.ndarray  # (C,) NaN when unknown
+    effect: np.ndarray  # (Q, C) NaN where unobserved
+    cost: np.ndarray  # (Q, C) NaN where unobserved
+    split: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (Q,) "train"/"test"/""
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.query_keys)
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.candidates)
+
+    def cost_norm(self) -> np.ndarray:
+        """(Q, C) cost min-max normalised within each task over all its observed outcomes (NaN stays NaN)."""
+        out = np.full_like(self.cost, np.nan)
+        for t in range(len(self.task_names)):
+            rows = self.query_task == t
+            block = self.cost[rows]
+            if not np.isfinite(block).any():
+                continue
+            lo, hi = np.nanmin(block), np.nanmax(block)
+            out[rows] = (block - lo) / (hi - lo) if hi > lo else 0.0
+        return out
+
+    def task_cost_range(self) -> np.ndarray:
+        """(T, 2) min and max observed cost per task (the normalisation of :meth:`cost_norm`)."""
+        rng = np.zeros((len(self.task_names), 2))
+        for t in range(len(self.task_names)):
+            block = self.cost[self.query_task == t]
+            if np.isfinite(block).any():
+                rng[t] = np.nanmin(block), np.nanmax(block)
+        return rng
+
+    @classmethod
+    def from_snapshot(cls, snap: GraphSnapshot) -> RoutingData:
+        queries, tasks, llms, agents = (snap.nodes[x] for x in (QUERY, TASK, LLM, AGENT))
+        task_index = tasks.index()
+        llm_index = llms.index()
+        n_llm = len(llms)
+        candidates = list(llms.keys) + list(agents.keys)
+        prices = np.zeros((len(candidates), 2))
+        size = np.full(len(candidates), np.nan)
+        prices[:n_llm, 0] = llms.numeric["input_price"]
+        prices[:n_llm, 1] = llms.numeric["output_price"]
+        size[:n_llm] = llms.numeric["size_b"]
+        for i, backing in enumerate(agents.text["llm"]):
+            j = llm_index.get(backing)
+            if j is not None:
+                prices[n_llm + i] = prices[j]
+                size[n_llm + i] = size[j]
+        q, c = len(queries), len(candidates)
+        effect = np.full((q, c), np.nan)
+        cost = np.full((q, c), np.nan)
+        for rel, offset in (("ANSWERED_BY", 0), ("HANDLED_BY", n_llm)):
+            e = snap.edges[(QUERY, rel, LLM if rel == "ANSWERED_BY" else AGENT)]
+            effect[e.src, e.dst + offset] = e.attrs.get("effect", np.zeros(len(e)))
+            cost[e.src, e.dst + offset] = e.attrs.get("cost", np.zeros(len(e)))
+        return cls(
+            query_keys=list(queries.keys),
+            query_text=list(queries.text["text"]),
+            query_task=np.array([task_index.get(t, -1) for t in queries.text["task"]], dtype=np.int64),
+            task_names=list(tasks.keys),
+            candidates=candidates,
+            candidate_kind=[LLM] * n_llm + [AGENT] * len(agents),
+            candidate_text=list(llms.text["description"]) + list(agents.text["description"]),
+            candidate_prices=prices,
+            candidate_size_b=size,
+            effect=effect,
+            cost=cost,
+            split=_splits_from_keys(queries.keys),
+        )
+
+
+def _splits_from_keys(keys: list[str]) -> np.ndarray:
+    """The official dcrouter split, recovered from query ids ``dcrouter:{train,test}:{i}``; "" for other queries."""
+    out = np.empty(len(keys), dtype=object)
+    for i, k in enumerate(keys):
+        parts = k.split(":")
+        out[i] = parts[1] if len(parts) == 3 and parts[0] == "dcrouter" and parts[1] in SOURCE_SPLITS else ""
+    return out
