@@ -39,9 +39,7 @@ def neo4j_opener(server: object) -> StoreOpener:
         import neo4j
 
         driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.user, server.password))  # type: ignore[attr-defined]
-        store = Neo4jStore(driver, database=server.database)  # type: ignore[attr-defined]
-        store._owns_driver = True  # close() closes the driver this opener made
-        return store
+        return Neo4jStore(driver, database=server.database, owns_driver=True)  # type: ignore[attr-defined]
 
     return open_
 

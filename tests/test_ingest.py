@@ -216,5 +216,6 @@ def test_csv_errors_count_the_header_line(embedded: GraphStore, catalogue: Path,
     import_llms(embedded, catalogue)
     rows = [dict(r) for r in ROWS]
     rows[2]["effect"] = -0.5
-    with pytest.raises(DataFileError, match=r"rows.csv: 1 bad row\(s\), nothing was imported: line 4: effect must be in"):
+    expected = r"rows.csv: 1 bad row\(s\), nothing was imported: line 4: effect must be in"
+    with pytest.raises(DataFileError, match=expected):
         import_outcomes(embedded, write_rows(tmp_path / "rows.csv", rows))
