@@ -1,0 +1,96 @@
+"""Every router in the registry on a synthetic world with hidden skills, and the metrics they are judged by."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from graphrouter.errors import GraphRouterError
+from graphrouter.metrics import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
+from graphrouter.routers import ROUTERS
+from tests.routing_world import make_world, split
+
+
+@pytest.fixture(scope="module")
+def world_split():  # type: ignore[no-untyped-def]
+    world = make_world()
+    return world, *split(world)
+
+
+@pytest.fixture(scope="module")
+def rewards(world_split) -> dict[tuple[str, str, str], float]:  # type: ignore[no-untyped-def]
+    world, train, test = world_split
+    data, cn = world.data, world.data.cost_norm()
+    out = {}
+    for name, cls in ROUTERS.items():
+        router = cls().fit(world, train)
+        for mode in ("given", "inferred"):
+            q = world.features(test, task_given=mode == "given")
+            for scen, w in SCENARIOS.items():
+                u = router.utility(q, w)
+                assert u.shape == (len(test), data.n_candidates) and np.isfinite(u).all(), name
+                ch = router.choose(q, w)
+                out[(name, mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
+    return out
+
+
+def test_baselines_that_learn_beat_random_and_none_beats_the_oracle(rewards) -> None:  # type: ignore[no-untyped-def]
+    perf = {k[0]: v for k, v in rewards.items() if k[1:] == ("given", "performance_first")}
+    for name in ("best_per_task", "knn", "knn_task", "mlp", "mf"):
+        assert perf[name] > perf["random"] + 0.1, (name, perf)
+        assert perf[name] > perf["best_single"], (name, perf)
+    assert (
+        max(v for k, v in rewards.items() if k[0] != "oracle" and k[2] == "balance")
+        <= rewards[("oracle", "given", "balance")]
+    )
+
+
+def test_inferring_the_task_works_when_tasks_are_separable(rewards) -> None:  # type: ignore[no-untyped-def]
+    for scen in SCENARIOS:
+        given, inferred = rewards[("best_per_task", "given", scen)], rewards[("best_per_task", "inferred", scen)]
+        assert inferred >= given - 0.03, (scen, given, inferred)
+
+
+def test_cost_first_prefers_cheaper_models(world_split) -> None:  # type: ignore[no-untyped-def]
+    world, train, test = world_split
+    router = ROUTERS["mlp"]().fit(world, train)
+    q = world.features(test)
+    price = world.data.candidate_prices[:, 0]
+    assert (
+        price[router.choose(q, SCENARIOS["cost_first"])].mean()
+        < price[router.choose(q, SCENARIOS["performance_first"])].mean()
+    )
+
+
+def test_cost_norm_is_within_each_task_range(world_split) -> None:  # type: ignore[no-untyped-def]
+    world, *_ = world_split
+    cn = world.data.cost_norm()
+    assert np.nanmin(cn) == 0.0 and np.nanmax(cn) == 1.0
+    for t in range(len(world.data.task_names)):
+        block = cn[world.data.query_task == t]
+        assert block.min() == 0.0 and block.max() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scenario": "speed"}, "unknown scenario 'speed'"),
+        ({"weights": (float("nan"), 0.5)}, "w_effect must be a finite number >= 0"),
+        ({"weights": (0.5, -1.0)}, "w_cost must be a finite number >= 0"),
+        ({"weights": (0.0, 0.0)}, "cannot both be 0"),
+        ({"scenario": "balance", "weights": (1.0, 0.0)}, "not both"),
+    ],
+)
+def test_bad_weights_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(GraphRouterError, match=message):
+        scenario_weights(**kwargs)
+
+
+def test_scenarios_resolve() -> None:
+    assert scenario_weights() == (0.5, 0.5)
+    assert scenario_weights("Performance First") == (1.0, 0.0)
+    assert scenario_weights("cost-first") == (0.2, 0.8)
+    assert scenario_weights(weights=(2, 1)) == (2.0, 1.0)
+    assert math.isclose(oracle_gap_closed(0.7, 0.6, 0.8), 0.5)
