@@ -1,4 +1,4 @@
-"""The ``graphrouter`` command line: import data, inspect and export the graph.
+"""The ``graphrouter`` command line: import data, inspect and export the graph, train, route, register LLMs.
 
 Heavy libraries (torch, sentence-transformers) are imported only by the subcommands that need them.
 Errors the user can fix are printed as one ``error: …`` line with exit status 2, never as a traceback.
@@ -85,6 +85,107 @@ def cmd_export(args: argparse.Namespace, store: GraphStore) -> None:
     print(f"wrote {path}{sample}")
 
 
+def _default_router() -> str:
+    from graphrouter.routers import ROUTERS
+
+    return "gnn" if "gnn" in ROUTERS else "best_per_task"
+
+
+def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
+    import time
+
+    import numpy as np
+
+    from graphrouter.checkpoint import save_checkpoint
+    from graphrouter.embeddings import Embedder
+    from graphrouter.errors import GraphRouterError
+    from graphrouter.routers import ROUTERS
+    from graphrouter.world import build_world
+
+    name = args.router or _default_router()
+    if name not in ROUTERS:
+        raise GraphRouterError(f"unknown router {name!r}; use one of {', '.join(ROUTERS)}")
+    snap = store.snapshot()
+    if len(snap.nodes["Query"]) == 0:
+        raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
+    t0 = time.perf_counter()
+    embedder = Embedder(args.embedding_model)
+    world = build_world(snap, embedder, progress=sys.stderr.isatty())
+    print(
+        f"world: {world.data.n_queries:,} queries, {world.data.n_candidates} candidates "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+    t1 = time.perf_counter()
+    router = ROUTERS[name]().fit(world, np.arange(world.data.n_queries))
+    ckpt = save_checkpoint(router, embedder.model_name, args.checkpoint)
+    print(f"trained {name} in {time.perf_counter() - t1:.0f} s; checkpoint {ckpt.version} → {args.checkpoint}")
+
+
+def _load_scorer(args: argparse.Namespace, store: GraphStore):  # type: ignore[no-untyped-def]
+    from graph_store import AGENT, LLM, TASK
+    from graphrouter.checkpoint import load_checkpoint
+    from graphrouter.embeddings import Embedder
+    from graphrouter.scorer import Scorer
+
+    tasks = [t.key for t in store.list_nodes(TASK)]
+    candidates = [n.key for n in store.list_nodes(LLM)] + [n.key for n in store.list_nodes(AGENT)]
+    ckpt = load_checkpoint(args.checkpoint, args.embedding_model, tasks, candidates)
+    scorer = Scorer(ckpt, Embedder(ckpt.embedding_model))
+    _added, skipped = scorer.sync_with_store(store)
+    if skipped:
+        print(
+            f"note: {', '.join(skipped)} not routable by the {ckpt.router.name!r} router until retrained",
+            file=sys.stderr,
+        )
+    return scorer
+
+
+def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
+    scorer = _load_scorer(args, store)
+    weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
+    if weights is not None and None in weights:
+        from graphrouter.errors import GraphRouterError
+
+        raise GraphRouterError("give both --w-effect and --w-cost")
+    result = scorer.top_k(
+        args.query,
+        task=args.task,
+        k=args.k,
+        scenario=None if weights else args.scenario,
+        weights=weights,
+        budget=args.budget,
+        candidates=args.candidates.split(",") if args.candidates else None,
+    )
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result), indent=2))
+        return
+    how = "inferred" if result.task_inferred else "given"
+    print(
+        f"task: {result.task} ({how}); weights effect={result.weights[0]:g} cost={result.weights[1]:g}; "
+        f"checkpoint {result.checkpoint}"
+    )
+    print(f"  {'#':>2}  {'candidate':<34} {'effect':>7} {'cost (USD)':>12} {'utility':>8}")
+    for i, r in enumerate(result.candidates, 1):
+        print(f"  {i:>2}  {r.name:<34} {r.effect:>7.3f} {r.cost:>12.3g} {r.utility:>8.3f}")
+
+
+def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
+    from graph_store import LLM, GraphBatch, LLMNode
+    from graphrouter import ingest
+    from graphrouter.errors import GraphRouterError
+
+    llm = LLMNode(args.name, args.description, args.input_price, args.output_price, args.size_b)
+    if store.has_node(LLM, llm.name) and store.get_node(LLM, llm.name) != llm and not args.update:
+        raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")
+    if args.outcomes:
+        written = ingest.import_outcomes(store, args.outcomes, llms=[llm])
+    else:
+        written = store.write(GraphBatch(llms=[llm]))
+    print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphrouter", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -117,6 +218,37 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", type=Path, help="output file (default graph.<format>)")
     ex.add_argument("--max-queries", type=int, help="keep only this many queries (html default: 200)")
     ex.set_defaults(func=cmd_export)
+
+    ckpt_help = "checkpoint file (default .graphrouter/checkpoint.pt)"
+    tr = sub.add_parser("train", help="fit a router on the whole stored graph and write a checkpoint")
+    tr.add_argument("--router", default=None, help="router name from the registry (default: gnn)")
+    tr.add_argument("--checkpoint", type=Path, default=Path(".graphrouter/checkpoint.pt"), help=ckpt_help)
+    tr.add_argument("--embedding-model", default="all-MiniLM-L6-v2")
+    tr.set_defaults(func=cmd_train)
+
+    rt = sub.add_parser("route", help="top-k candidates for a query")
+    rt.add_argument("query")
+    rt.add_argument("--k", type=int, default=3)
+    rt.add_argument("--scenario", default="balance", help="performance_first, balance or cost_first")
+    rt.add_argument("--w-effect", type=float, default=None, help="explicit weights instead of a scenario")
+    rt.add_argument("--w-cost", type=float, default=None)
+    rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")
+    rt.add_argument("--budget", type=float, default=None, help="max USD for this query")
+    rt.add_argument("--candidates", default=None, help="comma-separated names to choose among")
+    rt.add_argument("--checkpoint", type=Path, default=Path(".graphrouter/checkpoint.pt"), help=ckpt_help)
+    rt.add_argument("--embedding-model", default=None)
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_route)
+
+    rg = sub.add_parser("register-llm", help="add an LLM to the graph; routable at once, without retraining")
+    rg.add_argument("name")
+    rg.add_argument("--description", required=True)
+    rg.add_argument("--input-price", type=float, required=True, help="USD per 1M input tokens")
+    rg.add_argument("--output-price", type=float, required=True, help="USD per 1M output tokens")
+    rg.add_argument("--size-b", type=float, default=None, help="parameters in billions")
+    rg.add_argument("--outcomes", type=Path, default=None, help="observed outcomes of it (import outcomes format)")
+    rg.add_argument("--update", action="store_true", help="replace an LLM of that name")
+    rg.set_defaults(func=cmd_register_llm)
     return parser
 
 

@@ -68,7 +68,10 @@ class Embedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise on every start
             self._model = SentenceTransformer(self._model_path, device="cpu")
         return self._model
 

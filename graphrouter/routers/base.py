@@ -142,6 +142,23 @@ class Router(ABC):
     def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         return np.argmax(self.utility(q, weights), axis=1)
 
+    def register_candidate(
+        self,
+        name: str,
+        description_embedding: np.ndarray,
+        input_price: float,
+        output_price: float,
+        size_b: float | None = None,
+        outcomes: dict[int, float] | None = None,
+    ) -> None:
+        """Add a candidate without retraining (its description, prices and observed effects on stored queries).
+
+        Only inductive routers can; the others raise :class:`NotImplementedError`.
+        """
+        raise NotImplementedError(
+            f"the {self.name!r} router cannot add a candidate without retraining; use the 'gnn' router or retrain"
+        )
+
 
 ROUTERS: dict[str, type[Router]] = {}
 

@@ -1,0 +1,102 @@
+"""Checkpoints: a fitted router with everything it needs to serve, in one file.
+
+A checkpoint stores the router (model weights and hyper-parameters inside it), the training world it learned
+from (embeddings, outcome matrices and the cost normalisation), the embedding model name, and a signature of the
+graph. Loading refuses, with a clear error, a file of another format, a different embedding model, or a graph
+that no longer holds the checkpoint's tasks or candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graphrouter.errors import GraphRouterError
+from graphrouter.routers.base import Router
+
+FORMAT = "graphrouter-checkpoint/1"
+DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")
+
+
+class CheckpointError(GraphRouterError):
+    """A checkpoint is missing, corrupt, or does not fit the graph or the embedding model."""
+
+
+@dataclass
+class Checkpoint:
+    router: Router
+    embedding_model: str
+    created_at: str
+    version: str  # a short id of this checkpoint, reported with every routing answer
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        data = self.router.world.data
+        return {"tasks": list(data.task_names), "candidates": list(data.candidates)}
+
+
+def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEFAULT_CHECKPOINT) -> Checkpoint:
+    """Write atomically (a temp file renamed over the target), so a reader never sees half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    version = hashlib.sha256(f"{router.name}{created}{time.perf_counter_ns()}".encode()).hexdigest()[:12]
+    ckpt = Checkpoint(router=router, embedding_model=embedding_model, created_at=created, version=version)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(
+        {
+            "format": FORMAT,
+            "router_name": router.name,
+            "embedding_model": embedding_model,
+            "created_at": created,
+            "version": version,
+            "signature": ckpt.signature,
+            "router": router,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+    return ckpt
+
+
+def load_checkpoint(
+    path: str | Path = DEFAULT_CHECKPOINT,
+    embedding_model: str | None = None,
+    graph_tasks: list[str] | None = None,
+    graph_candidates: list[str] | None = None,
+) -> Checkpoint:
+    """Load and check a checkpoint against the embedding model and the graph it will serve."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train one first (graphrouter train)")
+    try:
+        blob = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint; retrain with this version (graphrouter train)")
+    if embedding_model is not None and blob["embedding_model"] != embedding_model:
+        raise CheckpointError(
+            f"{path} was trained with embedding model {blob['embedding_model']!r}, but {embedding_model!r} is "
+            "configured; use the same model or retrain"
+        )
+    sig = blob["signature"]
+    if graph_tasks is not None:
+        gone = sorted(set(sig["tasks"]) - set(graph_tasks))
+        if gone:
+            raise CheckpointError(f"{path} was trained on tasks the graph no longer has: {gone[:5]}; retrain")
+    if graph_candidates is not None:
+        gone = sorted(set(sig["candidates"]) - set(graph_candidates))
+        if gone:
+            raise CheckpointError(f"{path} routes to candidates the graph no longer has: {gone[:5]}; retrain")
+    return Checkpoint(
+        router=blob["router"],
+        embedding_model=blob["embedding_model"],
+        created_at=blob["created_at"],
+        version=blob["version"],
+    )

@@ -1,0 +1,160 @@
+"""The scorer: top-k candidates for a query text, from a checkpoint, with predicted effect, cost and utility.
+
+Candidate, task and stored-query state live in the fitted router (computed once); a request embeds the query
+(cached), fills in its task if none is given, and scores every candidate. LLMs registered in the store after
+training are added to the router at load time (or by :meth:`Scorer.register_llm`) without retraining.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from graph_store import LLM, GraphStore, LLMNode
+from graphrouter.checkpoint import Checkpoint
+from graphrouter.embeddings import Embedder
+from graphrouter.errors import GraphRouterError
+from graphrouter.metrics import scenario_weights
+from graphrouter.routers.base import UNKNOWN_TASK, QueryFeatures
+from graphrouter.tokens import count_tokens
+
+MAX_QUERY_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    name: str
+    kind: str  # "LLM" or "Agent"
+    effect: float  # predicted, in [0, 1]
+    cost: float  # predicted USD for this query
+    utility: float
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    task: str
+    task_inferred: bool
+    weights: tuple[float, float]
+    candidates: list[Recommendation]
+    checkpoint: str
+
+
+class Scorer:
+    def __init__(self, checkpoint: Checkpoint, embedder: Embedder) -> None:
+        self.checkpoint = checkpoint
+        self.router = checkpoint.router
+        self.embedder = embedder
+        data = self.router.world.data
+        self._task_index = {t: i for i, t in enumerate(data.task_names)}
+        self.candidates: list[str] = list(data.candidates)
+        self.kinds: list[str] = list(data.candidate_kind)
+
+    # ---- registering ----------------------------------------------------------------------------------------
+    def register_llm(self, llm: LLMNode, outcomes: dict[str, float] | None = None) -> None:
+        """Make ``llm`` routable now, from its description, prices and effects observed on stored queries."""
+        if llm.name in self.candidates:
+            raise GraphRouterError(f"LLM {llm.name!r} is already a candidate")
+        keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
+        rows = {keys[q]: e for q, e in (outcomes or {}).items() if q in keys}
+        emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
+        self.router.register_candidate(llm.name, emb, llm.input_price, llm.output_price, llm.size_b, rows)
+        self.candidates.append(llm.name)
+        self.kinds.append(LLM)
+
+    def sync_with_store(self, store: GraphStore) -> tuple[list[str], list[str]]:
+        """Register every LLM in the store that the checkpoint does not know.
+
+        Returns (registered names, names skipped because this router cannot add candidates without retraining).
+        """
+        added, skipped = [], []
+        for node in store.list_nodes(LLM):
+            if node.key not in self.candidates:
+                outcomes = {o.query_id: o.effect for o in store.outcomes(LLM, target=node.key)}
+                try:
+                    self.register_llm(node, outcomes)  # type: ignore[arg-type]
+                except NotImplementedError:
+                    skipped.append(node.key)
+                else:
+                    added.append(node.key)
+        return added, skipped
+
+    # ---- routing --------------------------------------------------------------------------------------------
+    def top_k(
+        self,
+        query_text: str,
+        task: str | None = None,
+        k: int = 3,
+        scenario: str | None = None,
+        weights: tuple[float, float] | None = None,
+        budget: float | None = None,
+        candidates: list[str] | None = None,
+    ) -> RouteResult:
+        """The ``k`` candidates of highest predicted utility for this query."""
+        if not isinstance(query_text, str) or not query_text.strip():
+            raise GraphRouterError("query must be a non-empty string")
+        if len(query_text) > MAX_QUERY_CHARS:
+            raise GraphRouterError(f"query is {len(query_text):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+        w = scenario_weights(scenario, weights)
+        pool = self._pool(candidates)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+        if k > len(pool):
+            raise GraphRouterError(f"k={k} but only {len(pool)} candidate(s) to choose from")
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
+        ):
+            raise GraphRouterError(f"budget must be a positive number of USD per query, got {budget!r}")
+        t = self._task(task)
+        q = QueryFeatures(
+            embedding=self.embedder.embed([query_text]),
+            task=np.array([t]),
+            tokens=np.asarray(count_tokens([query_text]), dtype=np.float64),
+        )
+        return self._rank(q, task, w, k, budget, pool)
+
+    def _pool(self, candidates: list[str] | None) -> np.ndarray:
+        if candidates is None:
+            return np.arange(len(self.candidates))
+        index = {c: i for i, c in enumerate(self.candidates)}
+        unknown = [c for c in candidates if c not in index]
+        if unknown:
+            raise GraphRouterError(f"unknown candidate(s) {unknown}; known: {', '.join(self.candidates)}")
+        if not candidates:
+            raise GraphRouterError("the candidate filter is empty")
+        return np.array(sorted({index[c] for c in candidates}))
+
+    def _task(self, task: str | None) -> int:
+        if task is None:
+            return UNKNOWN_TASK
+        if task not in self._task_index:
+            raise GraphRouterError(f"unknown task {task!r}; known: {', '.join(self._task_index)} (or omit it)")
+        return self._task_index[task]
+
+    def _rank(
+        self, q: QueryFeatures, task: str | None, w: tuple[float, float], k: int, budget: float | None, pool: np.ndarray
+    ) -> RouteResult:
+        router = self.router
+        q = router.task_inferer.fill(q)
+        effect = router.predict_effect(q)[0]
+        cost = router.cost_model.cost(q.tokens)[0]
+        utility = router.utility(q, w)[0]
+        if budget is not None:
+            affordable = pool[cost[pool] <= budget]
+            if len(affordable) == 0:
+                raise GraphRouterError(
+                    f"no candidate fits the budget of {budget:g} USD; the cheapest costs {cost[pool].min():.3g} USD"
+                )
+            pool = affordable
+        order = pool[np.argsort(-utility[pool], kind="stable")][:k]
+        recs = [
+            Recommendation(
+                self.candidates[i], self.kinds[i], float(np.clip(effect[i], 0, 1)), float(cost[i]), float(utility[i])
+            )
+            for i in order
+        ]
+        task_name = router.world.data.task_names[int(q.task[0])]
+        return RouteResult(
+            task=task_name, task_inferred=task is None, weights=w, candidates=recs, checkpoint=self.checkpoint.version
+        )

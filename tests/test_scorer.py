@@ -1,0 +1,117 @@
+"""The scorer and checkpoints, on the synthetic world (with a deterministic stand-in embedder of its size)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphrouter.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from graphrouter.errors import GraphRouterError
+from graphrouter.routers import ROUTERS
+from graphrouter.scorer import Scorer
+from tests.routing_world import make_world, split
+
+
+class HashEmbedder:
+    """Deterministic unit vectors from the text; a query text "task-T ..." lands near task T's direction."""
+
+    model_name = "hash-test"
+
+    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
+        self.world = world
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
+            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
+            if t.startswith("task-"):
+                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    world = make_world()
+    train, _ = split(world)
+    router = ROUTERS["knn_task"]().fit(world, train)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    ckpt = save_checkpoint(router, "hash-test", path)
+    return world, ckpt, path
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted) -> None:  # type: ignore[no-untyped-def]
+    world, ckpt, path = fitted
+    loaded = load_checkpoint(path, "hash-test", world.data.task_names, world.data.candidates)
+    assert loaded.version == ckpt.version
+    a = Scorer(ckpt, HashEmbedder(world)).top_k("task-2 what is this", k=5, scenario="balance")
+    b = Scorer(loaded, HashEmbedder(world)).top_k("task-2 what is this", k=5, scenario="balance")
+    assert a == b
+    assert a.task == "task-2" and a.task_inferred
+    assert [r.utility for r in a.candidates] == sorted((r.utility for r in a.candidates), reverse=True)
+
+
+def test_routing_follows_the_hidden_skills(fitted) -> None:  # type: ignore[no-untyped-def]
+    world, ckpt, _ = fitted
+    scorer = Scorer(ckpt, HashEmbedder(world))
+    data = world.data
+    hits = 0
+    for t in range(len(data.task_names)):
+        best = data.candidates[int(np.nanmean(data.effect[data.query_task == t], axis=0).argmax())]
+        top = scorer.top_k(f"task-{t} a question", k=1, scenario="performance_first").candidates[0].name
+        hits += top == best
+    assert hits >= len(data.task_names) - 1
+
+
+def test_filters_budget_and_given_task(fitted) -> None:  # type: ignore[no-untyped-def]
+    world, ckpt, _ = fitted
+    scorer = Scorer(ckpt, HashEmbedder(world))
+    res = scorer.top_k("task-1 q", task="task-3", k=2, candidates=["llm-0", "llm-4"], weights=(1.0, 0.0))
+    assert {r.name for r in res.candidates} == {"llm-0", "llm-4"} and res.task == "task-3" and not res.task_inferred
+    cheap = scorer.top_k("task-1 q", k=5, budget=0.0004)
+    assert cheap.candidates and all(r.cost <= 0.0004 for r in cheap.candidates) and len(cheap.candidates) < 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query_text": "  "}, "query must be a non-empty string"),
+        ({"k": 0}, "k must be a positive integer"),
+        ({"k": 6}, "k=6 but only 5 candidate"),
+        ({"weights": (float("nan"), 1.0)}, "w_effect must be a finite number"),
+        ({"weights": (-1.0, 1.0)}, "w_effect must be a finite number >= 0"),
+        ({"scenario": "fastest"}, "unknown scenario"),
+        ({"candidates": ["llm-0", "gpt-9"]}, r"unknown candidate\(s\) \['gpt-9'\]"),
+        ({"task": "cooking"}, "unknown task 'cooking'"),
+        ({"budget": 1e-9}, "no candidate fits the budget"),
+        ({"budget": -1}, "budget must be a positive number"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(fitted, kwargs: dict, message: str) -> None:  # type: ignore[no-untyped-def]
+    world, ckpt, _ = fitted
+    args = {"query_text": "task-0 hello", **kwargs}
+    with pytest.raises(GraphRouterError, match=message):
+        Scorer(ckpt, HashEmbedder(world)).top_k(**args)
+
+
+def test_incompatible_checkpoints_are_refused(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    world, _, path = fitted
+    with pytest.raises(CheckpointError, match="embedding model 'hash-test'"):
+        load_checkpoint(path, "all-MiniLM-L6-v2")
+    with pytest.raises(CheckpointError, match="no longer has: \\['llm-4'\\]"):
+        load_checkpoint(path, "hash-test", world.data.task_names, world.data.candidates[:4])
+    with pytest.raises(CheckpointError, match="tasks the graph no longer has"):
+        load_checkpoint(path, "hash-test", world.data.task_names[1:], world.data.candidates)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(junk)
