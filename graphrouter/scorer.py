@@ -59,7 +59,10 @@ class Scorer:
         keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
         rows = {keys[q]: e for q, e in (outcomes or {}).items() if q in keys}
         emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
-        self.router.register_candidate(llm.name, emb, llm.input_price, llm.output_price, llm.size_b, rows)
+        try:
+            self.router.register_candidate(llm.name, emb, llm.input_price, llm.output_price, llm.size_b, rows)
+        except ValueError as exc:
+            raise GraphRouterError(f"cannot register {llm.name!r}: {exc}") from None
         self.candidates.append(llm.name)
         self.kinds.append(LLM)
 

@@ -38,7 +38,7 @@ def rewards(world_split) -> dict[tuple[str, str, str], float]:  # type: ignore[n
 
 def test_baselines_that_learn_beat_random_and_none_beats_the_oracle(rewards) -> None:  # type: ignore[no-untyped-def]
     perf = {k[0]: v for k, v in rewards.items() if k[1:] == ("given", "performance_first")}
-    for name in ("best_per_task", "knn", "knn_task", "mlp", "mf"):
+    for name in ("best_per_task", "knn", "knn_task", "mlp", "mf", "gnn"):
         assert perf[name] > perf["random"] + 0.1, (name, perf)
         assert perf[name] > perf["best_single"], (name, perf)
     assert (

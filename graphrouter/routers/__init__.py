@@ -1,6 +1,7 @@
 """Routers behind one interface: baselines and the GNN, looked up by name in ``ROUTERS``."""
 
 from graphrouter.routers import baselines as _baselines  # noqa: F401 - registers the baselines
+from graphrouter.routers import gnn as _gnn  # noqa: F401
 from graphrouter.routers.base import ROUTERS, QueryFeatures, Router, World, register
 
 __all__ = ["ROUTERS", "QueryFeatures", "Router", "World", "register"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from graphrouter.routing_data import RoutingData
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
@@ -68,7 +69,9 @@ class TaskInferer:
 
         self.n_tasks = len(world.data.task_names)
         y = world.data.query_task[train_idx]
-        self._clf = LogisticRegression(C=self.c, max_iter=3000).fit(world.query_emb[train_idx], y)
+        # one BLAS thread: on a small shared machine, oversubscribed OpenBLAS made this fit 40x slower
+        with threadpool_limits(limits=1):
+            self._clf = LogisticRegression(C=self.c, max_iter=3000).fit(world.query_emb[train_idx], y)
         return self
 
     def proba(self, embedding: np.ndarray) -> np.ndarray:

