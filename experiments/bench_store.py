@@ -105,8 +105,11 @@ def main() -> None:
             f"{statistics.median(r['snapshot_s']):.2f} |"
         )
     emb, neo = (statistics.median(r["import_s"]) for r in results.values())
-    lines += ["", f"Neo4j-backend import / embedded import: {neo / emb:.1f}x.",
-              "Targets: import < 30 s (embedded), < 60 s (Bolt); snapshot < 2 s."]
+    lines += [
+        "",
+        f"Neo4j-backend import / embedded import: {neo / emb:.1f}x.",
+        "Targets: import < 30 s (embedded), < 60 s (Bolt); snapshot < 2 s.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

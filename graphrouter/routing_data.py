@@ -60,6 +60,24 @@ class RoutingData:
                 rng[t] = np.nanmin(block), np.nanmax(block)
         return rng
 
+    def select_candidates(self, keep: np.ndarray) -> RoutingData:
+        """The same queries with only the candidate columns ``keep`` (e.g. to withhold some LLMs)."""
+        keep = np.asarray(keep)
+        return RoutingData(
+            query_keys=self.query_keys,
+            query_text=self.query_text,
+            query_task=self.query_task,
+            task_names=self.task_names,
+            candidates=[self.candidates[i] for i in keep],
+            candidate_kind=[self.candidate_kind[i] for i in keep],
+            candidate_text=[self.candidate_text[i] for i in keep],
+            candidate_prices=self.candidate_prices[keep],
+            candidate_size_b=self.candidate_size_b[keep],
+            effect=self.effect[:, keep],
+            cost=self.cost[:, keep],
+            split=self.split,
+        )
+
     @classmethod
     def from_snapshot(cls, snap: GraphSnapshot) -> RoutingData:
         queries, tasks, llms, agents = (snap.nodes[x] for x in (QUERY, TASK, LLM, AGENT))

@@ -32,6 +32,17 @@ class World:
     candidate_emb: np.ndarray  # (C, d) embeddings of candidate descriptions
     task_emb: np.ndarray  # (T, d) embeddings of task names/descriptions
 
+    def select_candidates(self, keep: np.ndarray) -> World:
+        """The same world with only the candidates ``keep``, as if the others had never been seen."""
+        keep = np.asarray(keep)
+        return World(
+            self.data.select_candidates(keep),
+            self.query_emb,
+            self.query_tokens,
+            self.candidate_emb[keep],
+            self.task_emb,
+        )
+
     def features(self, idx: np.ndarray, task_given: bool = True) -> QueryFeatures:
         """Features of stored queries ``idx``, with their task (or, ``task_given=False``, an unknown task)."""
         idx = np.asarray(idx)

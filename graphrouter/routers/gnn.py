@@ -313,8 +313,12 @@ class GnnRouter(Router):
         p_new: float = 0.5,
         new_ks: tuple[int, ...] = (0, 5, 20, 50),
         p_inferred_task: float = 0.5,
+        uncertainty_margin: float = 0.0,
     ) -> None:
         self.seeds = tuple(seeds)
+        # routing subtracts w_effect · margin / sqrt(1 + n_observed) from each candidate's utility: a guard against
+        # the winner's curse on a candidate registered with few outcomes (the research picked 1.0 on validation)
+        self.uncertainty_margin = uncertainty_margin
         self.hidden, self.num_layers, self.dropout, self.in_drop = hidden, num_layers, dropout, in_drop
         self.lr, self.weight_decay = lr, weight_decay
         self.max_episodes, self.eval_every, self.patience = max_episodes, eval_every, patience
@@ -551,6 +555,13 @@ class GnnRouter(Router):
                 h = m.model.ego_query_layer(i, h, ego)
             probs.append(torch.sigmoid(m.model.decode(h, m.states[-1][CANDIDATE], pair)))
         return torch.stack(probs).mean(0).numpy().astype(np.float64)
+
+    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+        u = super().utility(q, weights)
+        if self.uncertainty_margin > 0:
+            n_observed = np.isfinite(self._effect).sum(axis=0)
+            u = u - weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)[None, :]
+        return u
 
     def register_candidate(
         self,
