@@ -569,7 +569,7 @@ class GnnRouter(Router):
         description_embedding: np.ndarray,
         input_price: float,
         output_price: float,
-        size_b: float | None,
+        size_b: float | None = None,
         outcomes: dict[int, float] | None = None,
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
