@@ -186,6 +186,28 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Run the REST service; the app opens the store and loads the checkpoint in its lifespan."""
+    import os
+
+    import uvicorn
+
+    from api.settings import Settings
+
+    if args.store_location:
+        os.environ["GRAPHROUTER_STORE"] = args.store_location
+    if args.checkpoint:
+        os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
+    settings = Settings()
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=args.log_level,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphrouter", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -249,11 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--outcomes", type=Path, default=None, help="observed outcomes of it (import outcomes format)")
     rg.add_argument("--update", action="store_true", help="replace an LLM of that name")
     rg.set_defaults(func=cmd_register_llm)
+
+    sv = sub.add_parser("serve", help="run the REST service (uvicorn; 127.0.0.1:8000 by default)")
+    sv.add_argument("--host", default=None)
+    sv.add_argument("--port", type=int, default=None)
+    sv.add_argument("--checkpoint", type=Path, default=None, help=ckpt_help)
+    sv.add_argument("--log-level", default="info")
+    sv.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":  # the service opens (and reopens) the store itself
+        cmd_serve(args)
+        return 0
     args.store_location = args.store_location or default_location()
     func: Callable[[argparse.Namespace, GraphStore], None] = args.func
     try:

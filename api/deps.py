@@ -1,0 +1,74 @@
+"""Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
+WriteAuth."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.settings import Settings
+from api.state import ServiceState
+from graph_store import GraphStore
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_store(state: StateDep) -> GraphStore:
+    """The open store; 503 (StoreUnavailableError) if it cannot be reached."""
+    return state.get_store()
+
+
+StoreDep = Annotated[GraphStore, Depends(get_store)]
+
+
+def get_scorer(state: StateDep) -> Any:
+    """The loaded scorer; 503 if there is none (no checkpoint yet, or the store was down)."""
+    return state.get_scorer()
+
+
+if TYPE_CHECKING:
+    from graphrouter.scorer import Scorer
+
+    ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+else:  # the scorer's module imports torch: keep it out of import time
+    ScorerDep = Annotated[Any, Depends(get_scorer)]
+
+_bearer = HTTPBearer(auto_error=False, description="the service's API key (GRAPHROUTER_API_KEY)")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def require_write_key(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Writes need ``Authorization: Bearer <GRAPHROUTER_API_KEY>``; with no key configured they are refused."""
+    if settings.api_key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "writes are disabled: no API key is configured; set GRAPHROUTER_API_KEY on the server and send "
+            "'Authorization: Bearer <key>'",
+            headers=_CHALLENGE,
+        )
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing 'Authorization: Bearer <key>' header", headers=_CHALLENGE
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_key.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong API key", headers=_CHALLENGE)
+
+
+WriteAuth = Annotated[None, Depends(require_write_key)]

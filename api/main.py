@@ -1,0 +1,64 @@
+"""The FastAPI app: ``create_app()`` builds it; uvicorn runs it with ``uvicorn api.main:create_app --factory``.
+
+Nothing heavy happens at import or in ``create_app``: the lifespan opens the store and loads the scorer (the
+checkpoint, the embedding model, and any LLM registered in the store since training), unless they are injected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import install_error_handlers
+from api.routes import graph, health, llms, route
+from api.settings import Settings
+from api.state import ServiceState
+from graph_store import GraphStore
+
+if TYPE_CHECKING:
+    from graphrouter.scorer import Scorer
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """\
+Recommends which LLMs (or agents) should answer a query, trading predicted quality (effect) against cost.
+
+Reads are open. Writes (`POST`/`DELETE /v1/llms`) need `Authorization: Bearer <key>`, the key being the server's
+`GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
+naming the field and the problem for bad input, and 503 while the store or the checkpoint is unavailable.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: GraphStore | None = None,
+    scorer: Scorer | None = None,
+    embedder: Any = None,
+) -> FastAPI:
+    """Build the app. ``store`` / ``scorer`` are used as given (and a given store is not closed); ``embedder``
+    replaces the configured embedding model when the scorer is loaded from the checkpoint (tests)."""
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServiceState(settings, store=store, scorer=scorer, embedder=embedder)
+        await run_in_threadpool(state.start)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(route.router)
+    app.include_router(llms.router)
+    app.include_router(graph.router)
+    return app

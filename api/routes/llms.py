@@ -1,0 +1,153 @@
+"""LLM candidates: register (routable at once, without retraining, when the router can), list, inspect, remove.
+
+Writes need the API key. A registration writes the LLM node and its outcomes in one atomic store write, then adds
+the LLM to the scorer. If the scorer refuses it, the store write is undone, so the store and the scorer agree.
+Routers other than the GNN cannot add a candidate without retraining: the LLM is then stored (the next training
+uses it) and answered with ``routable: false`` and a note.
+
+Deleting removes the node and its outcome edges from the store. A scorer cannot drop a candidate, so a deleted
+LLM is filtered out of every later route instead; re-registering it with the same data makes it routable again,
+with different data it needs a restart (or a retrain).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from api.deps import StateDep, StoreDep, WriteAuth
+from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
+from api.state import same_llm
+from graph_store import LLM, GraphBatch, LLMNode, NodeNotFoundError, Outcome
+from graphrouter.errors import GraphRouterError
+
+router = APIRouter(prefix="/v1/llms", tags=["llms"])
+
+_AUTH = {401: {"description": "missing or wrong API key, or no key configured"}}
+
+
+def _outcomes(body: LLMIn) -> list[Outcome]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [
+        Outcome(o.query_id, body.name, o.effect, o.cost, kind=LLM, source="api", observed_at=now)
+        for o in body.outcomes or []
+    ]
+
+
+def _write(store: StoreDep, batch: GraphBatch) -> None:
+    try:
+        store.write(batch)
+    except NodeNotFoundError as exc:  # an outcome names a query the store does not have
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
+
+
+@router.post(
+    "",
+    response_model=LLMRegistered,
+    status_code=status.HTTP_201_CREATED,
+    summary="register an LLM; routable from the next /v1/route",
+    responses={
+        **_AUTH,
+        200: {"model": LLMRegistered, "description": "already registered with the same data (idempotent)"},
+        409: {"description": "an LLM of that name is registered with other data"},
+        422: {"description": "invalid body, or an outcome names an unknown query"},
+    },
+)
+def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth) -> LLMRegistered:
+    node = body.node()
+    outcomes = _outcomes(body)
+    with state.registry_lock:
+        if store.has_node(LLM, node.name):
+            existing = store.get_node(LLM, node.name)
+            assert isinstance(existing, LLMNode)
+            if not same_llm(existing, node):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"LLM {node.name!r} is already registered with other data; DELETE /v1/llms/{node.name} first "
+                    "to replace it",
+                )
+            if outcomes:  # stored for the next training; the scorer keeps what it was registered with
+                _write(store, GraphBatch(outcomes=outcomes))
+            response.status_code = status.HTTP_200_OK
+            return LLMRegistered(
+                **LLMOut.of(existing, state.routable(node.name)).model_dump(),
+                created=False,
+                outcomes_written=len(outcomes),
+            )
+        scorer = state.scorer
+        if scorer is not None and node.name in scorer.candidates:  # deleted while the service ran
+            before = state.removed.get(node.name)
+            if before is None or not same_llm(before, node):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"LLM {node.name!r} was deleted while the service ran and the scorer still holds its old data; "
+                    "re-register it with the same data, or restart the service (or retrain) to register other data",
+                )
+        _write(store, GraphBatch(llms=[node], outcomes=outcomes))
+        note = None
+        if scorer is None:
+            note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
+        else:
+            try:
+                with state.lock.write():
+                    if node.name in state.removed:
+                        del state.removed[node.name]
+                    else:
+                        scorer.register_llm(node, {o.query_id: o.effect for o in outcomes})
+            except NotImplementedError:
+                note = (
+                    f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "
+                    "retrain (graphrouter train) to route to it"
+                )
+            except GraphRouterError:
+                store.delete_node(LLM, node.name)  # it was new: this removes exactly what was just written
+                raise
+    return LLMRegistered(
+        **LLMOut.of(node, state.routable(node.name)).model_dump(),
+        created=True,
+        outcomes_written=len(outcomes),
+        note=note,
+    )
+
+
+@router.get("", response_model=LLMList, summary="list the stored LLMs, by name")
+def list_llms(
+    state: StateDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> LLMList:
+    nodes = store.list_nodes(LLM, limit=limit, offset=offset)
+    return LLMList(
+        data=[LLMOut.of(n, state.routable(n.key)) for n in nodes if isinstance(n, LLMNode)],
+        count=store.counts()[LLM],
+    )
+
+
+@router.get("/{name:path}", response_model=LLMDetail, responses={404: {"description": "no such LLM"}})
+def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
+    node = store.get_node(LLM, name)
+    assert isinstance(node, LLMNode)
+    return LLMDetail(
+        **LLMOut.of(node, state.routable(name)).model_dump(), outcomes=len(store.outcomes(LLM, target=name))
+    )
+
+
+@router.delete(
+    "/{name:path}",
+    response_model=Deleted,
+    summary="remove an LLM and its outcomes; it is not routed to from the next request",
+    responses={**_AUTH, 404: {"description": "no such LLM"}},
+)
+def delete_llm(name: str, state: StateDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
+    with state.registry_lock:
+        node = store.get_node(LLM, name)
+        assert isinstance(node, LLMNode)
+        store.delete_node(LLM, name)
+        scorer = state.scorer
+        if scorer is not None and name in scorer.candidates:
+            with state.lock.write():
+                state.removed[name] = node
+    return Deleted(name=name)

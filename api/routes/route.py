@@ -1,0 +1,101 @@
+"""Top-k candidates for a query: ``POST /v1/route`` and ``POST /v1/route/batch``.
+
+Validation happens in two places, both answered with a message naming the field: the request model (422: missing
+or malformed fields, k < 1, NaN or negative weights, ...) and the scorer (400: k above the number of candidates,
+unknown scenario, task or candidate, no candidate within the budget).
+Query texts are never logged; a debug line carries their length and a short hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import ScorerDep, SettingsDep, StateDep
+from api.models import BatchRouteRequest, BatchRouteResponse, Candidate, RouteRequest, RouteResponse, Weights
+from api.settings import Settings
+from api.state import ServiceState
+from graphrouter.errors import GraphRouterError
+
+log = logging.getLogger("api")
+router = APIRouter(prefix="/v1/route", tags=["route"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the scorer refused the request (the message says why)"},
+    422: {"description": "the body is invalid (the message names the field)"},
+    503: {"description": "no checkpoint loaded"},
+}
+
+
+def _check_length(req: RouteRequest, settings: Settings, field: str = "query") -> None:
+    if len(req.query) > settings.max_query_chars:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{field}: {len(req.query):,} characters; the limit is {settings.max_query_chars:,} "
+            "(GRAPHROUTER_MAX_QUERY_CHARS)",
+        )
+
+
+def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResponse:
+    log.debug(
+        "route: %d chars (sha256 %s), task=%s, k=%d",
+        len(req.query),
+        hashlib.sha256(req.query.encode()).hexdigest()[:12],
+        req.task,
+        req.k,
+    )
+    weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
+    with state.lock.read():
+        result = scorer.top_k(
+            req.query,
+            task=req.task,
+            k=req.k,
+            scenario=req.scenario,
+            weights=weights,
+            budget=req.budget,
+            candidates=state.candidate_pool(req.candidates),
+        )
+    return RouteResponse(
+        task=result.task,
+        task_inferred=result.task_inferred,
+        weights=Weights(w_effect=result.weights[0], w_cost=result.weights[1]),
+        candidates=[
+            Candidate(name=c.name, kind=c.kind, effect=c.effect, cost=c.cost, utility=c.utility)
+            for c in result.candidates
+        ],
+        checkpoint=result.checkpoint,
+    )
+
+
+@router.post("", response_model=RouteResponse, responses=_ERRORS, summary="top-k candidates for one query")
+def route(req: RouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep) -> RouteResponse:
+    _check_length(req, settings)
+    return _route_one(req, state, scorer)
+
+
+@router.post(
+    "/batch", response_model=BatchRouteResponse, responses=_ERRORS, summary="top-k candidates for many queries"
+)
+def route_batch(
+    req: BatchRouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep
+) -> BatchRouteResponse:
+    """All or nothing: if one item is refused, the answer is that item's error, prefixed with its index."""
+    if len(req.queries) > settings.max_batch_size:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"queries: {len(req.queries)} items; the limit is {settings.max_batch_size} (GRAPHROUTER_MAX_BATCH_SIZE)",
+        )
+    for i, item in enumerate(req.queries):
+        _check_length(item, settings, f"queries[{i}].query")
+    results = []
+    for i, item in enumerate(req.queries):
+        try:
+            results.append(_route_one(item, state, scorer))
+        except GraphRouterError as exc:
+            if type(exc) is not GraphRouterError:  # e.g. the scorer being unavailable: not this item's fault
+                raise
+            raise GraphRouterError(f"queries[{i}]: {exc}") from None
+    return BatchRouteResponse(results=results)

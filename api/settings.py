@@ -1,0 +1,47 @@
+"""Service settings, read from the environment (prefix ``GRAPHROUTER_``) with pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graph_store.factory import default_location
+
+DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")  # = graphrouter.checkpoint.DEFAULT_CHECKPOINT (no torch here)
+DEFAULT_EMBEDDING_CACHE = Path(".graphrouter/embeddings.sqlite")
+
+
+class Settings(BaseSettings):
+    """Every field can be set by an environment variable: ``store`` by ``GRAPHROUTER_STORE``, and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHROUTER_", extra="ignore")
+
+    store: str = Field(
+        default_factory=default_location,
+        description="graph store: a file path (embedded) or a bolt:// / neo4j:// URI (credentials from NEO4J_USER, "
+        "NEO4J_PASSWORD, NEO4J_DATABASE); default $GRAPHROUTER_STORE, else $NEO4J_URI, else .graphrouter/graph.db",
+    )
+    checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="the trained router (graphrouter train)")
+    embedding_model: str | None = Field(
+        None, description="embedding model; default: the checkpoint's own (a different one is refused)"
+    )
+    embedding_cache: Path | None = Field(DEFAULT_EMBEDDING_CACHE, description="SQLite cache of text embeddings")
+    api_key: SecretStr | None = Field(
+        None, description="key required on writes (Authorization: Bearer <key>); unset means writes are refused"
+    )
+    max_query_chars: int = Field(20_000, ge=1, description="longest query text accepted")
+    max_batch_size: int = Field(100, ge=1, description="most queries in one /v1/route/batch call")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("embedding_model", mode="before")
+    @classmethod
+    def _empty_model_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,366 @@
+"""The REST service in-process (``with TestClient(app)``, so the lifespan runs), against both store backends.
+
+The store holds the synthetic world's tasks, queries and LLMs; the scorer comes from a checkpoint of a router
+fitted on that world (knn_task: fast; a small GNN where an LLM must be registered without retraining), with the
+deterministic HashEmbedder standing in for the sentence embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from api.state import ServiceState
+from graph_store import GraphBatch, GraphStore, LLMNode, Query, Task
+from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.checkpoint import load_checkpoint, save_checkpoint
+from graphrouter.routers import ROUTERS
+from graphrouter.routers.base import World
+from graphrouter.routers.gnn import GnnRouter
+from graphrouter.scorer import Scorer
+from tests.conftest import StoreOpener
+from tests.routing_world import make_world
+from tests.test_scorer import HashEmbedder
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+NEW_LLM = {"name": "llm-new", "description": "a new model", "input_price": 0.1, "output_price": 0.1}
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, dict[str, Path]]:
+    """The world (30 queries per task) and a checkpoint per router, fitted on every query."""
+    world = make_world(per_task=30)
+    everything = np.arange(world.data.n_queries)
+    folder = tmp_path_factory.mktemp("checkpoints")
+    routers = {
+        "knn_task": ROUTERS["knn_task"]().fit(world, everything),
+        "gnn": GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, everything),
+    }
+    for name, router in routers.items():
+        save_checkpoint(router, "hash-test", folder / f"{name}.pt")
+    return world, {name: folder / f"{name}.pt" for name in routers}
+
+
+def populate(store: GraphStore, world: World) -> None:
+    data = world.data
+    store.write(
+        GraphBatch(
+            tasks=[Task(t) for t in data.task_names],
+            queries=[
+                Query(text, data.task_names[t], id=key)
+                for key, text, t in zip(data.query_keys, data.query_text, data.query_task, strict=True)
+            ],
+            llms=[
+                LLMNode(name, text, float(p[0]), float(p[1]))
+                for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
+            ],
+        )
+    )
+
+
+AppMaker = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def store(open_store_fn: StoreOpener, fitted: tuple[World, dict[str, Path]]) -> Iterator[GraphStore]:
+    with open_store_fn() as s:
+        populate(s, fitted[0])
+        yield s
+
+
+@pytest.fixture
+def make_app(store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path) -> AppMaker:
+    """An app on the populated store whose lifespan loads the scorer from the named router's checkpoint."""
+    world, paths = fitted
+
+    def make(router: str = "knn_task", **settings: Any) -> FastAPI:
+        config = {"store": str(tmp_path / "unused.db"), "checkpoint": paths[router], "embedding_cache": None}
+        return create_app(Settings(**{**config, "api_key": KEY, **settings}), store=store, embedder=HashEmbedder(world))
+
+    return make
+
+
+def test_health_and_ready(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        ready = client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["status"] == "ready" and body["router"] == "knn_task" and body["candidates"] == 5
+
+
+def test_route_with_an_injected_scorer(store: GraphStore, fitted: tuple[World, dict[str, Path]]) -> None:
+    world, paths = fitted
+    ckpt = load_checkpoint(paths["knn_task"], "hash-test")
+    app = create_app(Settings(store="unused", api_key=KEY), store=store, scorer=Scorer(ckpt, HashEmbedder(world)))
+    with TestClient(app) as client:
+        r = client.post("/v1/route", json={"query": "task-2 what is this", "k": 3, "scenario": "balance"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["task"] == "task-2" and body["task_inferred"] is True
+        assert body["weights"] == {"w_effect": 0.5, "w_cost": 0.5} and body["checkpoint"] == ckpt.version
+        assert len(body["candidates"]) == 3
+        utilities = [c["utility"] for c in body["candidates"]]
+        assert utilities == sorted(utilities, reverse=True)
+        assert all(c["kind"] == "LLM" and 0 <= c["effect"] <= 1 and c["cost"] > 0 for c in body["candidates"])
+
+        r = client.post(
+            "/v1/route",
+            json={
+                "query": "task-1 q",
+                "task": "task-3",
+                "k": 2,
+                "weights": {"w_effect": 1, "w_cost": 0},
+                "candidates": ["llm-0", "llm-4"],
+                "budget": 1.0,
+            },
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert {c["name"] for c in body["candidates"]} == {"llm-0", "llm-4"}
+        assert body["task"] == "task-3" and body["task_inferred"] is False
+
+
+def test_batch(make_app: AppMaker) -> None:
+    with TestClient(make_app(max_batch_size=3)) as client:
+        items = [{"query": f"task-{t} question", "k": 2} for t in range(3)]
+        r = client.post("/v1/route/batch", json={"queries": items})
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert [res["task"] for res in results] == ["task-0", "task-1", "task-2"]
+        assert all(len(res["candidates"]) == 2 for res in results)
+
+        r = client.post("/v1/route/batch", json={"queries": [items[0], {"query": "x", "k": 9}]})
+        assert r.status_code == 400 and r.json()["detail"].startswith("queries[1]: k=9 but only 5"), r.text
+        r = client.post("/v1/route/batch", json={"queries": items + items[:1]})
+        assert r.status_code == 422 and "the limit is 3" in r.json()["detail"], r.text
+        r = client.post("/v1/route/batch", json={"queries": []})
+        assert r.status_code == 422 and r.json()["detail"].startswith("queries: "), r.text
+        r = client.post("/v1/route/batch", json={"queries": [items[0], {"k": 1}]})
+        assert r.status_code == 422 and "queries[1].query: Field required" in r.json()["detail"], r.text
+
+
+# (body: a dict sent as JSON or a str sent raw as application/json, expected status, expected part of "detail")
+BAD_ROUTES: list[tuple[dict[str, Any] | str, int, str]] = [
+    ('{"query": "task-0 a",', 400, "malformed JSON in the request body"),
+    ("NaN", 422, "body: Input should be a valid dictionary"),
+    ({}, 422, "query: Field required"),
+    ({"query": 5}, 422, "query: Input should be a valid string"),
+    ({"query": "   "}, 422, "query: Value error, query must not be empty"),
+    ({"query": "x" * 20_001}, 422, "query: 20,001 characters; the limit is 20,000"),
+    ({"query": "q", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ({"query": "q", "k": "three"}, 422, "k: Input should be a valid integer"),
+    ({"query": "q", "k": 6}, 400, "k=6 but only 5 candidate(s)"),
+    ('{"query": "q", "weights": {"w_effect": NaN, "w_cost": 1}}', 422, "weights.w_effect: Input should be a finite"),
+    ({"query": "q", "weights": {"w_effect": 1, "w_cost": -0.5}}, 422, "weights.w_cost: Input should be greater"),
+    ({"query": "q", "weights": {"w_effect": 1}}, 422, "weights.w_cost: Field required"),
+    ({"query": "q", "weights": {"w_effect": 0, "w_cost": 0}}, 400, "cannot both be 0"),
+    ({"query": "q", "scenario": "fastest"}, 400, "unknown scenario 'fastest'"),
+    ({"query": "q", "scenario": "balance", "weights": {"w_effect": 1, "w_cost": 0}}, 400, "not both"),
+    ({"query": "q", "candidates": ["llm-0", "gpt-9"]}, 400, "unknown candidate(s) ['gpt-9']"),
+    ({"query": "q", "candidates": []}, 400, "the candidate filter is empty"),
+    ({"query": "q", "task": "cooking"}, 400, "unknown task 'cooking'"),
+    ({"query": "q", "budget": -1}, 422, "budget: Input should be greater than 0"),
+    ({"query": "q", "budget": 1e-9}, 400, "no candidate fits the budget"),
+    ({"query": "q", "top_k": 3}, 422, "top_k: Extra inputs are not permitted"),
+]
+
+
+def test_bad_route_requests_get_a_4xx_naming_the_problem(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        for body, code, message in BAD_ROUTES:
+            if isinstance(body, str):
+                r = client.post("/v1/route", content=body, headers={"Content-Type": "application/json"})
+            else:
+                r = client.post("/v1/route", json=body)
+            shown = body if len(str(body)) < 80 else f"{str(body)[:60]}…"
+            assert r.status_code == code, (shown, r.text)
+            assert message in r.json()["detail"], (shown, r.text)
+            assert "x" * 1000 not in r.text  # an oversized query is not echoed back
+        assert client.get("/ready").status_code == 200  # nothing above broke the service
+
+
+def test_writes_need_the_api_key(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app()) as client:
+        r = client.post("/v1/llms", json=NEW_LLM)
+        assert r.status_code == 401 and "missing 'Authorization: Bearer" in r.json()["detail"], r.text
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+        r = client.post("/v1/llms", json=NEW_LLM, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.json()["detail"] == "wrong API key", r.text
+        r = client.delete("/v1/llms/llm-0", headers={"Authorization": f"Basic {KEY}"})
+        assert r.status_code == 401, r.text
+    with TestClient(make_app(api_key=None)) as client:
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 401 and "set GRAPHROUTER_API_KEY" in r.json()["detail"], r.text
+    assert store.counts()["LLM"] == 5 and store.has_node("LLM", "llm-0")
+
+
+def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app("gnn")) as client:
+        outcomes = [{"query_id": f"q{i}", "effect": 1.0, "cost": 0.0001} for i in range(0, 120, 4)]
+        r = client.post(
+            "/v1/llms",
+            json={**NEW_LLM, "outcomes": [*outcomes, {"query_id": "q-unknown", "effect": 1, "cost": 0}]},
+            headers=AUTH,
+        )
+        assert r.status_code == 422 and r.json()["detail"].startswith("outcomes: "), r.text
+        assert not store.has_node("LLM", "llm-new")  # nothing written
+
+        r = client.post("/v1/llms", json={**NEW_LLM, "outcomes": outcomes}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        assert r.json()["routable"] is True and r.json()["created"] is True and r.json()["outcomes_written"] == 30
+
+        # routable in the very next request, without retraining
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
+        assert r.status_code == 200, r.text
+        assert "llm-new" in [c["name"] for c in r.json()["candidates"]]
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 1, "candidates": ["llm-new"]})
+        assert r.status_code == 200 and r.json()["candidates"][0]["name"] == "llm-new", r.text
+
+        again = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert again.status_code == 200 and again.json()["created"] is False, again.text
+        other = client.post("/v1/llms", json={**NEW_LLM, "input_price": 9.0}, headers=AUTH)
+        assert other.status_code == 409 and "already registered with other data" in other.json()["detail"]
+
+        r = client.get("/v1/llms/llm-new")
+        assert r.status_code == 200 and r.json()["outcomes"] == 30 and r.json()["routable"] is True, r.text
+        listed = client.get("/v1/llms").json()
+        assert listed["count"] == 6 and [m["name"] for m in listed["data"]][-1] == "llm-new"
+
+        r = client.delete("/v1/llms/llm-new", headers=AUTH)
+        assert r.status_code == 200 and r.json() == {"name": "llm-new", "deleted": True}, r.text
+        assert not store.has_node("LLM", "llm-new") and not store.outcomes("LLM", target="llm-new")
+        assert client.get("/v1/llms/llm-new").status_code == 404
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
+        assert r.status_code == 400 and "only 5 candidate(s)" in r.json()["detail"], r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 1, "candidates": ["llm-new"]})
+        assert r.status_code == 400 and "unknown candidate(s) ['llm-new']" in r.json()["detail"], r.text
+        r = client.delete("/v1/llms/llm-new", headers=AUTH)
+        assert r.status_code == 404 and "no LLM with name 'llm-new'" in r.json()["detail"], r.text
+
+        # back with the same data: routable again; with other data: the scorer would be stale, so 409
+        other = client.post("/v1/llms", json={**NEW_LLM, "description": "changed"}, headers=AUTH)
+        assert other.status_code == 409 and "restart the service" in other.json()["detail"], other.text
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
+        assert r.status_code == 200 and "llm-new" in [c["name"] for c in r.json()["candidates"]], r.text
+
+        # a trained candidate can be deleted too
+        assert client.delete("/v1/llms/llm-0", headers=AUTH).status_code == 200
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 5})
+        assert r.status_code == 200 and "llm-0" not in [c["name"] for c in r.json()["candidates"]], r.text
+        assert client.get("/ready").json()["candidates"] == 5
+    # after a restart: the deleted trained candidate is left out, the registered one is added back from the store
+    with TestClient(make_app("gnn")) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["candidates"] == 5, ready.text
+        names = [c["name"] for c in client.post("/v1/route", json={"query": "task-0 hi", "k": 5}).json()["candidates"]]
+        assert "llm-new" in names and "llm-0" not in names
+
+
+def test_a_router_that_needs_retraining_stores_the_llm_but_says_so(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app("knn_task")) as client:
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is False, r.text
+        assert "cannot add a candidate without retraining" in r.json()["note"]
+        assert store.has_node("LLM", "llm-new")
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 1, "candidates": ["llm-new"]})
+        assert r.status_code == 400 and "unknown candidate(s)" in r.json()["detail"], r.text
+
+
+def test_bad_llm_bodies(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        cases = [
+            ({**NEW_LLM, "name": " "}, "name: Value error, name must not be empty"),
+            ({**NEW_LLM, "input_price": -1}, "input_price: Input should be greater than or equal to 0"),
+            ({k: v for k, v in NEW_LLM.items() if k != "output_price"}, "output_price: Field required"),
+            ({**NEW_LLM, "outcomes": [{"query_id": "q0", "effect": 2, "cost": 0}]}, "outcomes[0].effect"),
+        ]
+        for body, message in cases:
+            r = client.post("/v1/llms", json=body, headers=AUTH)
+            assert r.status_code == 422 and message in r.json()["detail"], (body, r.text)
+        r = client.get("/v1/llms", params={"limit": 0})
+        assert r.status_code == 422 and r.json()["detail"].startswith("limit (query parameter): "), r.text
+        r = client.post("/v1/route", content='{"query": "q"}', headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"], r.text
+
+
+def test_stats(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app()) as client:
+        r = client.get("/v1/graph/stats")
+        assert r.status_code == 200, r.text
+        assert r.json()["backend"] == store.backend
+        counts = r.json()["counts"]
+        assert (counts["Task"], counts["Query"], counts["LLM"], counts["OF_TASK"]) == (4, 120, 5, 120)
+
+
+def test_not_ready_without_a_checkpoint(make_app: AppMaker, tmp_path: Path) -> None:
+    with TestClient(make_app(checkpoint=tmp_path / "missing.pt")) as client:
+        assert client.get("/health").status_code == 200
+        r = client.get("/ready")
+        assert r.status_code == 503 and "no checkpoint at" in r.json()["scorer"] and r.json()["store"] == "ok"
+        r = client.post("/v1/route", json={"query": "task-0 hi"})
+        assert r.status_code == 503 and "no checkpoint at" in r.json()["detail"], r.text
+        assert r.headers["Retry-After"]
+        assert client.get("/v1/graph/stats").status_code == 200  # the store is fine
+
+
+def test_store_going_down_gives_503_and_routing_goes_on(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app()) as client:
+        store.close()
+        for method, path in [("GET", "/v1/graph/stats"), ("GET", "/v1/llms"), ("GET", "/v1/llms/llm-0")]:
+            r = client.request(method, path)
+            assert r.status_code == 503 and "closed" in r.json()["detail"], (path, r.text)
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 503, r.text
+        r = client.get("/ready")
+        assert r.status_code == 503 and "closed" in r.json()["store"], r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi"})
+        assert r.status_code == 200, r.text  # the scorer serves from memory
+
+
+def test_recovers_when_the_store_comes_back(
+    fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owned embedded store that cannot be opened at start (a damaged file) is retried on later requests."""
+    world, paths = fitted
+    monkeypatch.setattr(ServiceState, "retry_interval", 0.0)
+    path = tmp_path / "graph.db"
+    path.write_bytes(b"this is not a database" * 100)
+    settings = Settings(store=str(path), checkpoint=paths["knn_task"], embedding_cache=None, api_key=KEY)
+    with TestClient(create_app(settings, embedder=HashEmbedder(world))) as client:
+        r = client.get("/ready")
+        assert r.status_code == 503 and "cannot open the graph store" in r.json()["store"], r.text
+        assert client.post("/v1/route", json={"query": "task-0 hi"}).status_code == 503
+        path.unlink()
+        with EmbeddedStore(path) as s:
+            populate(s, world)
+        assert client.get("/ready").status_code == 200
+        r = client.post("/v1/route", json={"query": "task-0 hi"})
+        assert r.status_code == 200 and len(r.json()["candidates"]) == 3, r.text
+
+
+def test_openapi_lists_the_routes(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/health",
+        "/ready",
+        "/v1/route",
+        "/v1/route/batch",
+        "/v1/llms",
+        "/v1/llms/{name}",
+        "/v1/graph/stats",
+    } <= set(paths)
+    assert json.dumps(paths["/v1/llms"]["post"]).count("401") >= 1
