@@ -51,7 +51,11 @@ def main() -> None:
     parser.add_argument("--store", default=None)
     parser.add_argument("--router", default="gnn")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny ops: 1 is fastest)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     embedder = Embedder()
     with open_store(args.store) as store:
         world = build_world(store.snapshot(), embedder)
@@ -73,7 +77,8 @@ def main() -> None:
         warm(q)
     rows = [("top_k, warm, excluding embedding, task inferred", len(scorer.candidates), summary(timed(warm, feats)))]
 
-    new_texts = [f"{data.query_text[i]} (variant {n})" for n, i in enumerate(sample)]  # unseen: not in the cache
+    nonce = time.time_ns()  # texts never embedded before: the embedding cache persists across runs
+    new_texts = [f"{data.query_text[i]} (variant {n}, run {nonce})" for n, i in enumerate(sample)]
     rows.append(
         (
             "embedding one unseen query",
@@ -106,7 +111,8 @@ def main() -> None:
     lines = [
         "# scorer benchmark",
         "",
-        f"`python experiments/bench_scorer.py --router {args.router} --queries {args.queries}`, one run, "
+        f"`python experiments/bench_scorer.py --router {args.router} --queries {args.queries} "
+        f"--threads {args.threads}`, one run, "
         f"{time.strftime('%Y-%m-%d')}. Training on all {data.n_queries:,} queries: **{fit_s:.0f} s**. "
         f"Registering one LLM (20 outcomes) without retraining: {reg_s:.2f} s.",
         "",
