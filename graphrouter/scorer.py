@@ -142,7 +142,7 @@ class Scorer:
         q = router.task_inferer.fill(q)
         effect = router.predict_effect(q)[0]
         cost = router.cost_model.cost(q.tokens)[0]
-        utility = router.utility(q, w)[0]
+        utility = router.utility(q, w, effect[None, :])[0]
         if budget is not None:
             affordable = pool[cost[pool] <= budget]
             if len(affordable) == 0:

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from graphrouter.metrics import utility
 from graphrouter.routing_data import RoutingData
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
 
@@ -147,11 +148,13 @@ class Router(ABC):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         """(n, C) expected effect of each candidate on each query (tasks already filled in)."""
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
-        """(n, C) predicted ``w_effect · effect − w_cost · cost_norm``."""
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) predicted ``w_effect · effect − w_cost · cost_norm``; pass ``effect`` if already predicted for
+        ``q`` (the scorer does, to run the model once per request). Routers whose utility is not built from the
+        predicted effect ignore it."""
         q = self.task_inferer.fill(q)
         cost_norm = self.cost_model.normalise(self.cost_model.cost(q.tokens), q.task)
-        return weights[0] * self.predict_effect(q) - weights[1] * cost_norm
+        return utility(self.predict_effect(q) if effect is None else effect, cost_norm, weights)
 
     def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         return np.argmax(self.utility(q, weights), axis=1)

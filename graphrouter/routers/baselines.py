@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from graphrouter.metrics import utility
 from graphrouter.routers.base import QueryFeatures, Router, World, register
 
 
@@ -37,7 +38,7 @@ class RandomRouter(Router):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return self.rng.random((len(q), self.world.data.n_candidates))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
         return self.predict_effect(q)
 
 
@@ -50,7 +51,7 @@ class CheapestRouter(Router):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return np.zeros((len(q), self.world.data.n_candidates))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
         return np.broadcast_to(-self.world.data.candidate_prices[:, 0], (len(q), self.world.data.n_candidates))
 
 
@@ -65,13 +66,13 @@ class _TrainUtilityRouter(Router):
         self._task = world.data.query_task[train_idx]
 
     def _mean_utility(self, weights: tuple[float, float], rows: np.ndarray) -> np.ndarray:
-        u = weights[0] * self._effect[rows] - weights[1] * self._cost_norm[rows]
+        u = utility(self._effect[rows], self._cost_norm[rows], weights)
         return np.nanmean(u, axis=0) if rows.any() else np.zeros(u.shape[1])
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return self.utility(q, (1.0, 0.0))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
         if not self.per_task:
             return np.broadcast_to(
                 self._mean_utility(weights, np.ones(len(self._task), bool)), (len(q), self._effect.shape[1])
@@ -102,14 +103,16 @@ class OracleRouter(Router):
 
     name = "oracle"
 
+    def _fit(self, world: World, train_idx: np.ndarray) -> None:
+        self._cost_norm = world.data.cost_norm()  # observed outcomes of every stored query, computed once
+
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         if q.index is None or (q.index < 0).any():
             raise ValueError("the oracle can only route stored queries whose outcomes are known")
         return self.world.data.effect[q.index]
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
-        cn = self.world.data.cost_norm()[q.index]
-        return weights[0] * self.predict_effect(q) - weights[1] * cn
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
+        return utility(self.predict_effect(q), self._cost_norm[q.index], weights)
 
 
 @register

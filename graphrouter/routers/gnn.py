@@ -556,8 +556,8 @@ class GnnRouter(Router):
             probs.append(torch.sigmoid(m.model.decode(h, m.states[-1][CANDIDATE], pair)))
         return torch.stack(probs).mean(0).numpy().astype(np.float64)
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
-        u = super().utility(q, weights)
+    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
+        u = super().utility(q, weights, effect)
         if self.uncertainty_margin > 0:
             n_observed = np.isfinite(self._effect).sum(axis=0)
             u = u - weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)[None, :]
