@@ -30,6 +30,12 @@ class RoutingData:
     effect: np.ndarray  # (Q, C) NaN where unobserved
     cost: np.ndarray  # (Q, C) NaN where unobserved
     split: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (Q,) "train"/"test"/""
+    # (C,) for an agent the column of the LLM it is backed by (Agent -BACKED_BY-> LLM); -1 for LLMs. Empty: none
+    candidate_backing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def backing(self) -> dict[int, int]:
+        """Agent column → the column of its LLM, for agents whose LLM is a candidate."""
+        return {int(a): int(b) for a, b in enumerate(self.candidate_backing) if b >= 0}
 
     @property
     def n_queries(self) -> int:
@@ -63,6 +69,9 @@ class RoutingData:
     def select_candidates(self, keep: np.ndarray) -> RoutingData:
         """The same queries with only the candidate columns ``keep`` (e.g. to withhold some LLMs)."""
         keep = np.asarray(keep)
+        new_col = {int(old): new for new, old in enumerate(keep)}
+        old = self.candidate_backing if len(self.candidate_backing) else np.full(self.n_candidates, -1)
+        backing = np.array([new_col.get(int(b), -1) for b in old[keep]], dtype=np.int64)
         return RoutingData(
             query_keys=self.query_keys,
             query_text=self.query_text,
@@ -76,6 +85,7 @@ class RoutingData:
             effect=self.effect[:, keep],
             cost=self.cost[:, keep],
             split=self.split,
+            candidate_backing=backing,
         )
 
     @classmethod
@@ -90,11 +100,13 @@ class RoutingData:
         prices[:n_llm, 0] = llms.numeric["input_price"]
         prices[:n_llm, 1] = llms.numeric["output_price"]
         size[:n_llm] = llms.numeric["size_b"]
-        for i, backing in enumerate(agents.text["llm"]):
-            j = llm_index.get(backing)
+        backing = np.full(len(candidates), -1, dtype=np.int64)
+        for i, llm in enumerate(agents.text["llm"]):
+            j = llm_index.get(llm)
             if j is not None:
                 prices[n_llm + i] = prices[j]
                 size[n_llm + i] = size[j]
+                backing[n_llm + i] = j
         q, c = len(queries), len(candidates)
         effect = np.full((q, c), np.nan)
         cost = np.full((q, c), np.nan)
@@ -115,6 +127,7 @@ class RoutingData:
             effect=effect,
             cost=cost,
             split=_splits_from_keys(queries.keys),
+            candidate_backing=backing,
         )
 
 

@@ -71,6 +71,34 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
     assert penalty[5] == pytest.approx(1 / np.sqrt(21)) and penalty[:5].max() < penalty[5] / 3
     with pytest.raises(ValueError, match="already routable"):
         gnn.register_candidate("star", star_world.candidate_emb[-1], 0.1, 0.1, None, {})
+    gnn.uncertainty_margin = 0.0
+
+    # an agent with no outcomes of its own is routed like the LLM it runs on (it inherits its outcome edges), whatever
+    # its description: two agents with the same description and prices follow their own backing LLMs
+    desc = np.random.default_rng(0).standard_normal(star_world.candidate_emb.shape[1])
+    desc /= np.linalg.norm(desc)
+    for name, llm in (("agent-on-star", "star"), ("agent-on-llm4", without.data.candidates[4])):
+        gnn.register_candidate(name, desc, 0.1, 0.1, None, {}, backed_by=llm)
+    effect = gnn.predict_effect(q)
+    assert np.abs(effect[:, 6] - effect[:, 5]).mean() < 0.06, effect.mean(0)
+    assert np.abs(effect[:, 7] - effect[:, 4]).mean() < 0.06, effect.mean(0)
+    assert np.abs(effect[:, 6] - effect[:, 7]).mean() > 0.2, effect.mean(0)
+    with pytest.raises(ValueError, match="backs the agent"):
+        gnn.remove_candidate("star")
+    with pytest.raises(ValueError, match="must be backed by an LLM"):
+        gnn.register_candidate("agent-on-agent", desc, 0.1, 0.1, None, {}, backed_by="agent-on-star")
+
+    # new outcomes are used at once; removing every added candidate gives back the original scores exactly
+    before = effect[:, 5].mean()
+    assert gnn.add_outcomes("star", {int(i): 0.0 for i in train[20:120]} | {-5: 1.0}) == 100
+    assert gnn.predict_effect(q)[:, 5].mean() < before - 0.2
+    for name in ("agent-on-star", "agent-on-llm4", "star"):
+        gnn.remove_candidate(name)
+    assert gnn.candidates == without.data.candidates
+    fresh = GnnRouter(**FAST).fit(without, train)
+    np.testing.assert_allclose(gnn.predict_effect(q), fresh.predict_effect(q), atol=1e-6)
+    with pytest.raises(ValueError, match="not a candidate"):
+        gnn.remove_candidate("star")
 
 
 def test_deterministic_under_a_seed_and_checkpoint_round_trip(tmp_path: Path) -> None:

@@ -167,14 +167,25 @@ class Router(ABC):
         output_price: float,
         size_b: float | None = None,
         outcomes: dict[int, float] | None = None,
-    ) -> None:
-        """Add a candidate without retraining (its description, prices and observed effects on stored queries).
+        backed_by: str | None = None,
+    ) -> int:
+        """Add a candidate without retraining (its description, prices and observed effects on stored queries,
+        keyed by world query index) and return its column. ``backed_by`` names the candidate LLM an agent runs on.
 
         Only inductive routers can; the others raise :class:`NotImplementedError`.
         """
         raise NotImplementedError(
             f"the {self.name!r} router cannot add a candidate without retraining; use the 'gnn' router or retrain"
         )
+
+    def remove_candidate(self, name: str) -> None:
+        """Stop routing to ``name`` for good (its column and outcomes are dropped). Inductive routers only."""
+        raise NotImplementedError(f"the {self.name!r} router cannot drop a candidate without retraining")
+
+    def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
+        """Use newly observed effects of candidate ``name`` on stored training queries (world query index →
+        effect) at once; returns how many were applied. Inductive routers only."""
+        raise NotImplementedError(f"the {self.name!r} router uses new outcomes only after retraining")
 
 
 ROUTERS: dict[str, type[Router]] = {}

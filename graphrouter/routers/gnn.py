@@ -28,7 +28,12 @@ so that routing with an inferred task looks like training. Early stopping on the
 router is an ensemble of a few seeds (mean probability).
 
 :meth:`GnnRouter.register_candidate` adds a candidate (description embedding, prices, size, a few observed
-outcomes) without retraining: one forward pass over the stored graph refreshes the caches.
+outcomes) without retraining: one forward pass over the stored graph refreshes the caches. ``remove_candidate``
+and ``add_outcomes`` change the candidates and their observed outcomes the same way.
+
+Agents are candidates too. ``Agent -BACKED_BY-> LLM`` passes the LLM's outcome edges to the agent on every query
+where the agent has none of its own (:func:`_inherit`), so a new agent is routed like the model it runs on and its
+own outcomes take over query by query. Its price is its LLM's.
 """
 
 from __future__ import annotations
@@ -172,7 +177,12 @@ class _Observed:
     """Aggregates of the visible outcomes of stored queries: per task × candidate, per candidate, relative skill."""
 
     def __init__(
-        self, effect: np.ndarray, visible: np.ndarray, task: np.ndarray, n_tasks: int, alpha: float = 5.0
+        self,
+        effect: np.ndarray,
+        visible: np.ndarray,
+        task: np.ndarray,
+        n_tasks: int,
+        alpha: float = 5.0,
     ) -> None:
         prior = 0.4
         self.visible = visible & np.isfinite(effect)
@@ -181,22 +191,22 @@ class _Observed:
         v, e = self.visible, self.effect
         vf = v.astype(np.float64)
         self.count = vf.sum(0)
-        self.mean = (e.sum(0) + 2.0 * prior) / (self.count + 2.0)
         self.task_count = np.zeros((n_tasks, e.shape[1]))
         task_sum = np.zeros_like(self.task_count)
         np.add.at(task_sum, task, e)
         np.add.at(self.task_count, task, vf)
-        self.task_mean = (task_sum + alpha * self.mean[None]) / (self.task_count + alpha)
         # relative skill: effect minus the other candidates' mean effect on the same queries (a paired comparison,
         # far less noisy than a raw mean when a new candidate has few outcomes)
         n_others = vf.sum(1, keepdims=True) - vf
         others = (e.sum(1, keepdims=True) - e) / np.maximum(n_others, 1)
         paired = v & (n_others > 0)
         diff = np.where(paired, e - others, 0.0)
-        self.rel = diff.sum(0) / (paired.sum(0) + 2.0)
         rel_sum, rel_count = np.zeros_like(self.task_count), np.zeros_like(self.task_count)
         np.add.at(rel_sum, task, diff)
         np.add.at(rel_count, task, paired.astype(np.float64))
+        self.mean = (e.sum(0) + 2.0 * prior) / (self.count + 2.0)
+        self.task_mean = (task_sum + alpha * self.mean[None]) / (self.task_count + alpha)
+        self.rel = diff.sum(0) / (paired.sum(0) + 2.0)
         self.task_rel = (rel_sum + alpha * self.rel[None]) / (rel_count + alpha)
 
     def pair_features(self, nb: np.ndarray, sim: np.ndarray, task: np.ndarray, tau: float = 0.1) -> np.ndarray:
@@ -263,6 +273,19 @@ def _first_allowed(nb: np.ndarray, sim: np.ndarray, ok: np.ndarray, k: int) -> t
     return out_nb, out_sim
 
 
+def _inherit(effect: np.ndarray, visible: np.ndarray, backing: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Agent -BACKED_BY-> LLM: an agent inherits its LLM's visible outcomes on the queries where it has none of its
+    own, so a new agent is routed like the model it runs on, and its own outcomes take over query by query."""
+    if not backing:
+        return effect, visible
+    effect, visible = effect.copy(), visible.copy()
+    for agent, llm in backing.items():
+        fill = ~visible[:, agent] & visible[:, llm]
+        effect[fill, agent] = effect[fill, llm]
+        visible[fill, agent] = True
+    return effect, visible
+
+
 def candidate_features(desc_emb: np.ndarray, prices: np.ndarray, size_b: np.ndarray) -> np.ndarray:
     """Description embedding ‖ log input/output price ‖ log size (unknown: 10B) ‖ size-unknown flag."""
     size = np.asarray(size_b, dtype=np.float64)
@@ -324,6 +347,13 @@ class GnnRouter(Router):
         self.max_episodes, self.eval_every, self.patience = max_episodes, eval_every, patience
         self.cold_frac, self.k_sim, self.k_pair = cold_frac, k_sim, PAIR_KS[-1]
         self.p_new, self.new_ks, self.p_inferred_task = p_new, tuple(new_ks), p_inferred_task
+        self._backing: dict[int, int] = {}  # agent column → the column of the LLM it is backed by
+        self._stored_nb: tuple[np.ndarray, np.ndarray] | None = None  # the stored queries' neighbours (cached)
+
+    def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing LLM
+        state.setdefault("_backing", {})
+        state.setdefault("_stored_nb", None)
+        self.__dict__.update(state)
 
     # -- graph construction (positions index the stored training queries) --
     def _graph(
@@ -340,7 +370,8 @@ class GnnRouter(Router):
         n = len(self._emb)
         is_stored = np.zeros(n, bool)
         is_stored[stored] = True
-        obs = _Observed(self._effect, visible & is_stored[:, None], self._task, self._n_tasks)
+        effect, visible = _inherit(self._effect, visible & is_stored[:, None], self._backing)
+        obs = _Observed(effect, visible, self._task, self._n_tasks)
         qi, ci = np.nonzero(obs.visible)
         eff = torch.as_tensor(obs.effect[qi, ci], dtype=torch.float32)[:, None]
         t_src, t_dst, t_attr = obs.task_candidate_edges()
@@ -389,6 +420,7 @@ class GnnRouter(Router):
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         data = world.data
         self.candidates = list(data.candidates)
+        self._backing = data.backing()
         self._emb = np.ascontiguousarray(world.query_emb[train_idx], dtype=np.float32)
         self._query_x = torch.as_tensor(self._emb)
         self._task = data.query_task[train_idx].astype(np.int64)
@@ -518,7 +550,9 @@ class GnnRouter(Router):
         """Cache every member's per-layer states of the stored graph (all training queries, every outcome)."""
         stored = np.arange(len(self._emb))
         empty = np.zeros(0, np.int64)
-        nb = (*self._stored_neighbours(stored), np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
+        if self._stored_nb is None:  # the stored queries never change after fitting: computed once
+            self._stored_nb = self._stored_neighbours(stored)
+        nb = (*self._stored_nb, np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
         graph, self._obs, _ = self._graph(stored, empty, empty, np.isfinite(self._effect), nb)
         graph.validate()
         for m in self.members:
@@ -571,21 +605,23 @@ class GnnRouter(Router):
         output_price: float,
         size_b: float | None = None,
         outcomes: dict[int, float] | None = None,
+        backed_by: str | None = None,
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
-        indices of the world to the candidate's observed effect on them; the caches are refreshed once."""
+        indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
+        agent runs on (its aggregates are the agent's prior). The caches are refreshed once."""
         if name in self.candidates:
             raise ValueError(f"candidate {name!r} is already routable")
+        backing = None
+        if backed_by is not None:
+            if backed_by not in self.candidates:
+                raise ValueError(f"backing LLM {backed_by!r} is not a candidate")
+            backing = self.candidates.index(backed_by)
+            if backing in self._backing:
+                raise ValueError(f"{backed_by!r} is an agent; an agent must be backed by an LLM")
         column = np.full(len(self._emb), np.nan)
-        if outcomes:
-            pos = np.full(self.world.data.n_queries, -1)
-            pos[self.train_idx] = np.arange(len(self.train_idx))
-            for idx, eff in outcomes.items():
-                if not 0 <= idx < len(pos) or pos[idx] < 0:
-                    raise ValueError(f"query {idx} is not a stored training query of this router")
-                if not 0.0 <= float(eff) <= 1.0:
-                    raise ValueError(f"effect must be in [0, 1], got {eff!r} for query {idx}")
-                column[pos[idx]] = float(eff)
+        rows, effects = self._positions(outcomes or {})
+        column[rows] = effects
         emb = np.asarray(description_embedding, dtype=np.float32).reshape(1, -1)
         prices = np.array([[input_price, output_price]], dtype=np.float64)
         size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
@@ -593,5 +629,51 @@ class GnnRouter(Router):
         self._effect = np.c_[self._effect, column]
         self.cost_model.prices = np.r_[self.cost_model.prices, prices]
         self.candidates.append(name)
+        if backing is not None:
+            self._backing = {**self._backing, len(self.candidates) - 1: backing}
         self._refresh()
         return len(self.candidates) - 1
+
+    def remove_candidate(self, name: str) -> None:
+        if name not in self.candidates:
+            raise ValueError(f"{name!r} is not a candidate")
+        col = self.candidates.index(name)
+        agents = [self.candidates[a] for a, llm in self._backing.items() if llm == col]
+        if agents:
+            raise ValueError(f"{name!r} backs the agent(s) {agents}; remove them first")
+        if len(self.candidates) == 1:
+            raise ValueError(f"{name!r} is the last candidate; a router needs at least one")
+        keep = np.arange(len(self.candidates)) != col
+        new_col = np.cumsum(keep) - 1
+        self._cand_x = self._cand_x[keep]
+        self._effect = self._effect[:, keep]
+        self.cost_model.prices = self.cost_model.prices[keep]
+        del self.candidates[col]
+        self._backing = {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col}
+        self._refresh()
+
+    def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
+        if name not in self.candidates:
+            raise ValueError(f"{name!r} is not a candidate")
+        rows, effects = self._positions(outcomes, strict=False)
+        if len(rows):
+            self._effect[rows, self.candidates.index(name)] = effects
+            self._refresh()
+        return len(rows)
+
+    def _positions(self, outcomes: dict[int, float], strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Stored positions and effects of ``outcomes`` (world query index → effect); with ``strict=False``
+        queries that are not stored training queries are skipped (the next training uses them)."""
+        pos = np.full(self.world.data.n_queries, -1)
+        pos[self.train_idx] = np.arange(len(self.train_idx))
+        rows, effects = [], []
+        for idx, eff in outcomes.items():
+            if not 0 <= idx < len(pos) or pos[idx] < 0:
+                if strict:
+                    raise ValueError(f"query {idx} is not a stored training query of this router")
+                continue
+            if not 0.0 <= float(eff) <= 1.0:
+                raise ValueError(f"effect must be in [0, 1], got {eff!r} for query {idx}")
+            rows.append(pos[idx])
+            effects.append(float(eff))
+        return np.asarray(rows, dtype=np.int64), np.asarray(effects, dtype=np.float64)
