@@ -2,7 +2,9 @@
 
 Candidate, task and stored-query state live in the fitted router (computed once); a request embeds the query
 (cached), fills in its task if none is given, and scores every candidate. LLMs registered in the store after
-training are added to the router at load time (or by :meth:`Scorer.register_llm`) without retraining.
+training are added to the router at load time (or by :meth:`Scorer.register_llm`) without retraining, and so are
+agents (:meth:`Scorer.register_agent`, priced as their backing LLM). Routers that cannot change their candidates
+without retraining raise :class:`NotImplementedError` from the registering, removing and outcome methods.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graph_store import LLM, GraphStore, LLMNode
+from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
 from graphrouter.checkpoint import Checkpoint
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
@@ -66,10 +68,78 @@ class Scorer:
         self.candidates.append(llm.name)
         self.kinds.append(LLM)
 
-    def sync_with_store(self, store: GraphStore) -> tuple[list[str], list[str]]:
-        """Register every LLM in the store that the checkpoint does not know.
+    def register_agent(self, agent: Agent, backing: LLMNode, outcomes: dict[str, float] | None = None) -> None:
+        """Make ``agent`` routable now: described by its own text, priced as its backing LLM (which must be a
+        candidate already), with its effects observed on stored queries."""
+        if agent.name in self.candidates:
+            raise GraphRouterError(f"{agent.name!r} is already a candidate")
+        if backing.name != agent.llm:
+            raise GraphRouterError(f"agent {agent.name!r} is backed by {agent.llm!r}, not {backing.name!r}")
+        if backing.name not in self.candidates or self.kinds[self.candidates.index(backing.name)] != LLM:
+            raise GraphRouterError(
+                f"agent {agent.name!r}: its backing LLM {backing.name!r} is not a candidate of this router"
+            )
+        emb = self.embedder.embed_one(f"{agent.name}: {agent.description}")  # as world.candidate_texts
+        try:
+            self.router.register_candidate(
+                agent.name,
+                emb,
+                backing.input_price,
+                backing.output_price,
+                backing.size_b,
+                self._training_rows(outcomes),
+                backed_by=backing.name,
+            )
+        except ValueError as exc:
+            raise GraphRouterError(f"cannot register {agent.name!r}: {exc}") from None
+        self.candidates.append(agent.name)
+        self.kinds.append(AGENT)
 
-        Returns (registered names, names skipped because this router cannot add candidates without retraining).
+    def remove_candidate(self, name: str) -> None:
+        """Stop routing to ``name`` (an LLM or an agent) at once; raises NotImplementedError if the router cannot."""
+        if name not in self.candidates:
+            raise GraphRouterError(f"{name!r} is not a candidate")
+        try:
+            self.router.remove_candidate(name)
+        except ValueError as exc:
+            raise GraphRouterError(f"cannot remove {name!r}: {exc}") from None
+        i = self.candidates.index(name)
+        del self.candidates[i], self.kinds[i]
+
+    def add_outcomes(self, name: str, outcomes: dict[str, float]) -> int:
+        """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining.
+
+        Only outcomes on the router's stored training queries can be used; the others wait for the next training.
+        Returns how many were applied. Raises NotImplementedError if the router cannot take outcomes.
+        """
+        if name not in self.candidates:
+            raise GraphRouterError(f"{name!r} is not a candidate")
+        rows = self._training_rows(outcomes)
+        if not rows:
+            return 0
+        try:
+            return int(self.router.add_outcomes(name, rows))
+        except ValueError as exc:
+            raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
+
+    def _training_rows(self, outcomes: dict[str, float] | None) -> dict[int, float]:
+        """Query id → effect, as world query index → effect, keeping only the router's training queries."""
+        if not outcomes:
+            return {}
+        keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
+        train = set(np.asarray(getattr(self.router, "train_idx", np.arange(len(keys)))).tolist())
+        return {keys[q]: float(e) for q, e in outcomes.items() if keys.get(q, -1) in train}
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks this checkpoint was trained with (``top_k(task=…)`` accepts only these)."""
+        return list(self._task_index)
+
+    def sync_with_store(self, store: GraphStore) -> tuple[list[str], list[str]]:
+        """Register every LLM, then every agent, in the store that the checkpoint does not know.
+
+        Returns (registered names, names skipped because this router cannot add candidates without retraining, or
+        because an agent's backing LLM is not a candidate).
         """
         added, skipped = [], []
         for node in store.list_nodes(LLM):
@@ -81,6 +151,22 @@ class Scorer:
                     skipped.append(node.key)
                 else:
                     added.append(node.key)
+        for agent in store.list_nodes(AGENT):
+            assert isinstance(agent, Agent)
+            if agent.key in self.candidates:
+                continue
+            if agent.llm not in self.candidates or not store.has_node(LLM, agent.llm):
+                skipped.append(agent.key)
+                continue
+            backing = store.get_node(LLM, agent.llm)
+            assert isinstance(backing, LLMNode)
+            outcomes = {o.query_id: o.effect for o in store.outcomes(AGENT, target=agent.key)}
+            try:
+                self.register_agent(agent, backing, outcomes)
+            except NotImplementedError:
+                skipped.append(agent.key)
+            else:
+                added.append(agent.key)
         return added, skipped
 
     # ---- routing --------------------------------------------------------------------------------------------

@@ -115,3 +115,44 @@ def test_incompatible_checkpoints_are_refused(fitted, tmp_path: Path) -> None:  
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(junk)
+
+
+def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: Path) -> None:
+    from graph_store import Agent, LLMNode
+    from graphrouter.routers.gnn import GnnRouter
+
+    world = make_world(per_task=30)
+    router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(world.data.n_queries))
+    scorer = Scorer(save_checkpoint(router, "hash-test", tmp_path / "gnn.pt"), HashEmbedder(world))
+    backing = LLMNode("llm-1", "model 1", *world.data.candidate_prices[1])
+    agent = Agent("coder", "llm-1", "a ReAct agent", "ReAct")
+    scorer.register_agent(agent, backing, {"q0": 1.0, "q1": 0.0, "not-stored": 1.0})
+    assert scorer.candidates[-1] == "coder" and scorer.kinds[-1] == "Agent"
+    res = scorer.top_k("task-0 q", k=6, scenario="balance")
+    cost = {r.name: r.cost for r in res.candidates}
+    assert cost["coder"] == pytest.approx(cost["llm-1"])  # priced as its LLM
+    with pytest.raises(GraphRouterError, match="already a candidate"):
+        scorer.register_agent(agent, backing)
+    with pytest.raises(GraphRouterError, match="not a candidate of this router"):
+        scorer.register_agent(Agent("a2", "llm-9"), LLMNode("llm-9"))
+
+    # outcomes on training queries are applied; others are not
+    assert scorer.add_outcomes("llm-0", {"q0": 0.0, "q1": 0.0, "nope": 1.0}) == 2
+    assert scorer.add_outcomes("llm-0", {"nope": 1.0}) == 0
+
+    scorer.remove_candidate("coder")
+    assert "coder" not in scorer.candidates and len(scorer.kinds) == len(scorer.candidates) == 5
+    assert "coder" not in {r.name for r in scorer.top_k("task-0 q", k=5).candidates}
+    with pytest.raises(GraphRouterError, match="not a candidate"):
+        scorer.remove_candidate("coder")
+
+    # a router that cannot change its candidates says so
+    knn_router = ROUTERS["knn_task"]().fit(world, np.arange(world.data.n_queries))
+    knn = Scorer(save_checkpoint(knn_router, "hash-test", tmp_path / "knn.pt"), HashEmbedder(world))
+    with pytest.raises(NotImplementedError):
+        knn.remove_candidate("llm-0")
+    with pytest.raises(NotImplementedError):
+        knn.add_outcomes("llm-0", {"q0": 1.0})
+    with pytest.raises(NotImplementedError):
+        knn.register_agent(agent, backing)
+    assert knn.candidates == world.data.candidates
