@@ -1,5 +1,5 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-WriteAuth."""
+MetricsDep, WriteAuth."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.metrics import Metrics
 from api.settings import Settings
 from api.state import ServiceState
 from graph_store import GraphStore
@@ -26,6 +27,13 @@ def get_settings(state: StateDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_metrics(state: StateDep) -> Metrics:
+    return state.metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def get_store(state: StateDep) -> GraphStore:

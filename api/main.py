@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app()`` builds it; uvicorn runs it with ``uvicorn api.main:create_app --factory``.
 
 Nothing heavy happens at import or in ``create_app``: the lifespan opens the store and loads the scorer (the
-checkpoint, the embedding model, and any LLM registered in the store since training), unless they are injected.
+checkpoint, the embedding model, and any LLM or agent registered in the store since training), unless they are
+injected. Each app has its own Prometheus registry (``app.state.metrics``), filled by a middleware.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
-from api.routes import graph, health, llms, route
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
 from api.settings import Settings
 from api.state import ServiceState
 from graph_store import GraphStore
@@ -28,7 +30,8 @@ log = logging.getLogger("api")
 DESCRIPTION = """\
 Recommends which LLMs (or agents) should answer a query, trading predicted quality (effect) against cost.
 
-Reads are open. Writes (`POST`/`DELETE /v1/llms`) need `Authorization: Bearer <key>`, the key being the server's
+Reads are open (`GET` anything, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`, `/v1/agents`,
+`/v1/tasks`, `POST /v1/outcomes`, `POST /v1/train`) need `Authorization: Bearer <key>`, the key being the server's
 `GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
 naming the field and the problem for bad input, and 503 while the store or the checkpoint is unavailable.
 """
@@ -44,10 +47,11 @@ def create_app(
     """Build the app. ``store`` / ``scorer`` are used as given (and a given store is not closed); ``embedder``
     replaces the configured embedding model when the scorer is loaded from the checkpoint (tests)."""
     settings = settings if settings is not None else Settings()
+    app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServiceState(settings, store=store, scorer=scorer, embedder=embedder)
+        state = ServiceState(settings, store=store, scorer=scorer, embedder=embedder, metrics=app_metrics)
         await run_in_threadpool(state.start)
         app.state.service = state
         try:
@@ -56,9 +60,9 @@ def create_app(
             await run_in_threadpool(state.close)
 
     app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.metrics = app_metrics
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(route.router)
-    app.include_router(llms.router)
-    app.include_router(graph.router)
+    for module in (health, route, llms, agents, tasks, outcomes, train, graph, metrics):
+        app.include_router(module.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,12 +34,29 @@ class Settings(BaseSettings):
     )
     max_query_chars: int = Field(20_000, ge=1, description="longest query text accepted")
     max_batch_size: int = Field(100, ge=1, description="most queries in one /v1/route/batch call")
+    max_outcomes: int = Field(10_000, ge=1, description="most rows in one POST /v1/outcomes call")
+    train_router: str = Field("gnn", min_length=1, description="router that POST /v1/train fits (registry name)")
+    train_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='keyword arguments of that router\'s constructor, as JSON, e.g. {"seeds": [0], "max_episodes": 20}',
+    )
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="torch intra-op threads for the whole process (torch.set_num_threads is process-wide: routing and "
+        "a background training share the pool, each running on this many); unset leaves torch's default",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("torch_threads", mode="before")
+    @classmethod
+    def _empty_threads_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("embedding_model", mode="before")

@@ -5,9 +5,12 @@ start (store down, no checkpoint yet), the service still starts: ``/health`` ans
 ready, the affected routes answer 503, and each later request retries (at most every ``retry_interval`` seconds),
 so the service recovers by itself once the store or the checkpoint is there.
 
-Routing reads the scorer under a shared lock; registering an LLM changes it under the exclusive lock, so a route
-answer never sees a half-registered candidate. A scorer cannot drop a candidate, so a deleted LLM is kept in
-``removed`` and filtered out of every route (it stops being routable at once; a restart forgets it for good).
+Routing reads the scorer under a shared lock; registering a candidate, passing it outcomes, and swapping in a
+retrained scorer change it under the exclusive lock, so a route answer never sees a half-registered candidate or a
+half-swapped scorer. A deleted LLM or agent is dropped from the scorer when its router can do that
+(``Scorer.remove_candidate``); otherwise it is kept in ``removed`` and filtered out of every route (it stops being
+routable at once; a restart or a retrain forgets it for good). A task deleted while its checkpoint still knows it
+is kept in ``deleted_tasks`` and refused as a route's ``task``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from api.metrics import Metrics
 from api.settings import Settings
-from graph_store import AGENT, LLM, TASK, GraphStore, GraphStoreError, LLMNode, StoreUnavailableError, open_store
+from graph_store import (
+    AGENT,
+    LLM,
+    TASK,
+    Agent,
+    GraphStore,
+    GraphStoreError,
+    LLMNode,
+    StoreUnavailableError,
+    open_store,
+)
 from graphrouter.errors import GraphRouterError
 
 if TYPE_CHECKING:
+    from api.training import Trainer
     from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
@@ -83,30 +99,68 @@ def same_llm(a: LLMNode, b: LLMNode) -> bool:
     )
 
 
-def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> tuple[Scorer, list[str], list[str]]:
-    """Build the scorer from the checkpoint and the store, as ``graphrouter route`` does (cli._load_scorer).
+def same_agent(a: Agent, b: Agent) -> bool:
+    return (a.name, a.llm, a.description, a.strategy) == (b.name, b.llm, b.description, b.strategy)
 
-    Unlike the CLI, a checkpoint candidate that is no longer in the store does not refuse the checkpoint: it is
-    returned in the first list, to be filtered out of routing. The second list holds the store's LLMs that this
-    router cannot add without retraining.
+
+def limit_torch_threads(n: int | None) -> None:
+    """torch's intra-op pool is process-wide (``torch.set_num_threads`` is global): routing requests and a background
+    training share it, so it is set once for the whole service."""
+    if n is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+@dataclass
+class Attached:
+    """What :func:`attach_scorer` found: candidates to filter out of routing (their router could not drop them),
+    store candidates this router cannot add without retraining, and trained tasks no longer in the store."""
+
+    removed: dict[str, LLMNode | Agent | None] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    deleted_tasks: set[str] = field(default_factory=set)
+
+
+def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> Scorer:
+    """Build the scorer from the checkpoint, as ``graphrouter route`` does (cli._load_scorer); then
+    :func:`attach_scorer` it to the store.
+
+    Unlike the CLI, a checkpoint whose tasks or candidates are partly gone from the store is not refused (they are
+    dropped or filtered out by :func:`attach_scorer`), so the service keeps serving and can retrain itself.
     """
-    from graphrouter.checkpoint import CheckpointError, load_checkpoint
+    from graphrouter.checkpoint import load_checkpoint
     from graphrouter.scorer import Scorer
 
-    tasks = [t.key for t in store.list_nodes(TASK)]
-    ckpt = load_checkpoint(settings.checkpoint, settings.embedding_model, tasks, None)
+    ckpt = load_checkpoint(settings.checkpoint, settings.embedding_model, None, None)
     if embedder is None:
         from graphrouter.embeddings import Embedder
 
         embedder = Embedder(ckpt.embedding_model, cache_path=settings.embedding_cache)
         embedder.dim  # noqa: B018 - load the model now, not on the first request
-    scorer = Scorer(ckpt, embedder)
+    return Scorer(ckpt, embedder)
+
+
+def attach_scorer(scorer: Scorer, store: GraphStore, source: str) -> Attached:
+    """Make a freshly loaded (or retrained) scorer agree with the store: drop (or mark for filtering) its candidates
+    that the store no longer has, and register the store's LLMs and agents it does not know."""
+    from graphrouter.checkpoint import CheckpointError
+
     stored = {n.key for n in store.list_nodes(LLM)} | {n.key for n in store.list_nodes(AGENT)}
     missing = [c for c in scorer.candidates if c not in stored]
     if len(missing) == len(scorer.candidates):
-        raise CheckpointError(f"none of the candidates of {settings.checkpoint} is in the store; retrain")
-    _added, skipped = scorer.sync_with_store(store)
-    return scorer, missing, skipped
+        raise CheckpointError(f"none of the candidates of {source} is in the store; retrain")
+    out = Attached()
+    for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
+        try:
+            scorer.remove_candidate(name)
+        except (NotImplementedError, GraphRouterError):
+            out.removed[name] = None
+    _added, out.skipped = scorer.sync_with_store(store)
+    out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
+    return out
 
 
 class ServiceState:
@@ -120,25 +174,39 @@ class ServiceState:
         store: GraphStore | None = None,
         scorer: Scorer | None = None,
         embedder: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        from api.training import Trainer
+
         self.settings = settings
         self.store = store
         self.scorer = scorer
         self._owns_store = store is None
-        self._embedder = embedder
+        self._injected_scorer = scorer is not None
+        self.embedder = embedder  # injected (tests); else each scorer loads the checkpoint's embedding model
+        self.metrics = metrics if metrics is not None else Metrics()
         self.store_error: str | None = None
         self.scorer_error: str | None = None
-        self.removed: dict[str, LLMNode | None] = {}  # deleted while running → filtered out of routing
-        self.lock = RWLock()  # shared: routing; exclusive: changing the scorer's candidates or `removed`
-        self.registry_lock = threading.Lock()  # serialises LLM writes (check, write store, register)
+        self.removed: dict[str, LLMNode | Agent | None] = {}  # deleted, but the router cannot drop them: filtered
+        self.deleted_tasks: set[str] = set()  # deleted, but the scorer was trained with them: refused
+        self.lock = RWLock()  # shared: routing; exclusive: changing the scorer, its candidates or `removed`
+        self.registry_lock = threading.Lock()  # serialises graph writes (check, write store, update the scorer)
         self._load_lock = threading.Lock()
         self._last_store_try = self._last_scorer_try = float("-inf")
+        self.trainer: Trainer = Trainer(self)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
+        limit_torch_threads(self.settings.torch_threads)
         self._try_open_store(force=True)
         if self.scorer is None:
             self._try_load_scorer(force=True)
+        elif self._injected_scorer and self.store is not None:
+            try:
+                with self.registry_lock:
+                    self._attach(self.scorer, self.store, "the given scorer")
+            except GraphStoreError as exc:  # served as given; /ready and the routes still work
+                log.warning("the given scorer could not be synced with the store: %s", exc)
 
     def close(self) -> None:
         if self._owns_store and self.store is not None:
@@ -161,9 +229,9 @@ class ServiceState:
     def routable(self, name: str) -> bool:
         return self.scorer is not None and name in self.scorer.candidates and name not in self.removed
 
-    def candidate_pool(self, requested: list[str] | None) -> list[str] | None:
+    def candidate_pool(self, requested: list[str] | None, scorer: Scorer | None = None) -> list[str] | None:
         """The candidate filter to pass to the scorer: the request's, checked, minus deleted ones."""
-        scorer = self.get_scorer()
+        scorer = scorer if scorer is not None else self.get_scorer()
         if requested is not None:
             unknown = [c for c in requested if c not in scorer.candidates or c in self.removed]
             if unknown:
@@ -173,6 +241,53 @@ class ServiceState:
         if not self.removed:
             return None
         return [c for c in scorer.candidates if c not in self.removed]
+
+    def check_task(self, task: str, scorer: Scorer) -> None:
+        """Refuse, with a message saying what to do, a route's task that the scorer cannot use."""
+        if task in self.deleted_tasks:
+            raise GraphRouterError(f"task: {task!r} was deleted; omit task to have it inferred")
+        if task in scorer.tasks:
+            return
+        try:
+            stored = self.store is not None and self.store.has_node(TASK, task)
+        except GraphStoreError:  # the store being down is not this request's problem: say "unknown task"
+            stored = False
+        if stored:
+            raise GraphRouterError(
+                f"task: {task!r} was registered after checkpoint {scorer.checkpoint.version} was trained; retrain "
+                "(POST /v1/train) to route with it, or omit task to have it inferred"
+            )
+
+    def remove_candidate(self, name: str, node: LLMNode | Agent) -> None:
+        """Stop routing to a deleted LLM or agent at once: drop it from the scorer, or filter it out."""
+        scorer = self.scorer
+        if scorer is None or name not in scorer.candidates:
+            return
+        with self.lock.write():
+            try:
+                scorer.remove_candidate(name)
+            except (NotImplementedError, GraphRouterError):  # cannot drop it (or not now): filter it out
+                self.removed[name] = node
+            else:
+                self.removed.pop(name, None)
+
+    def install(self, scorer: Scorer, attached: Attached) -> None:
+        """Swap a scorer in atomically (routing sees the old one or the new one, never a mix)."""
+        with self.lock.write():
+            self.scorer, self.scorer_error = scorer, None
+            self.removed = attached.removed
+            self.deleted_tasks = attached.deleted_tasks
+
+    def _attach(self, scorer: Scorer, store: GraphStore, source: str) -> Attached:
+        attached = attach_scorer(scorer, store, source)
+        self.install(scorer, attached)
+        if attached.removed:
+            log.warning("candidates no longer in the store, not routed to: %s", ", ".join(attached.removed))
+        if attached.skipped:
+            log.warning(
+                "not routable by the %r router until retrained: %s", scorer.router.name, ", ".join(attached.skipped)
+            )
+        return attached
 
     # ---- (re)building -------------------------------------------------------------------------------------
     def _due(self, last: float, force: bool) -> bool:
@@ -207,7 +322,9 @@ class ServiceState:
                 self.scorer_error = f"the graph store is unavailable ({self.store_error})"
                 return None
             try:
-                scorer, missing, skipped = load_scorer(store, self.settings, self._embedder)
+                scorer = load_scorer(store, self.settings, self.embedder)
+                with self.registry_lock:  # no registration between reading the store and installing the scorer
+                    self._attach(scorer, store, str(self.settings.checkpoint))
             except GraphRouterError as exc:  # CheckpointError, a bad embedding model
                 self.scorer_error = str(exc)
                 log.warning("scorer not loaded: %s", exc)
@@ -216,17 +333,10 @@ class ServiceState:
                 self.scorer_error = f"the graph store is unavailable ({exc})"
                 log.warning("scorer not loaded: %s", exc)
                 return None
-            with self.lock.write():
-                self.scorer, self.scorer_error = scorer, None
-                self.removed = dict.fromkeys(missing)
             log.info(
                 "scorer loaded: checkpoint %s (%s router), %d candidates",
                 scorer.checkpoint.version,
                 scorer.router.name,
-                len(scorer.candidates) - len(missing),
+                len(scorer.candidates) - len(self.removed),
             )
-            if missing:
-                log.warning("candidates no longer in the store, not routed to: %s", ", ".join(missing))
-            if skipped:
-                log.warning("not routable by the %r router until retrained: %s", scorer.router.name, ", ".join(skipped))
             return scorer

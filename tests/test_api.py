@@ -7,7 +7,6 @@ deterministic HashEmbedder standing in for the sentence embedder.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -248,10 +247,8 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
         r = client.delete("/v1/llms/llm-new", headers=AUTH)
         assert r.status_code == 404 and "no LLM with name 'llm-new'" in r.json()["detail"], r.text
 
-        # back with the same data: routable again; with other data: the scorer would be stale, so 409
-        other = client.post("/v1/llms", json={**NEW_LLM, "description": "changed"}, headers=AUTH)
-        assert other.status_code == 409 and "restart the service" in other.json()["detail"], other.text
-        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        # the GNN dropped it from the scorer, so it can come back with other data, routable at once
+        r = client.post("/v1/llms", json={**NEW_LLM, "description": "changed"}, headers=AUTH)
         assert r.status_code == 201 and r.json()["routable"] is True, r.text
         r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
         assert r.status_code == 200 and "llm-new" in [c["name"] for c in r.json()["candidates"]], r.text
@@ -267,6 +264,28 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
         assert ready.status_code == 200 and ready.json()["candidates"] == 5, ready.text
         names = [c["name"] for c in client.post("/v1/route", json={"query": "task-0 hi", "k": 5}).json()["candidates"]]
         assert "llm-new" in names and "llm-0" not in names
+
+
+def test_a_router_that_cannot_drop_candidates_filters_deleted_ones(
+    make_app: AppMaker, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot(self: GnnRouter, name: str) -> None:
+        raise NotImplementedError("cannot drop")
+
+    monkeypatch.setattr(GnnRouter, "remove_candidate", cannot)
+    with TestClient(make_app("gnn")) as client:
+        assert client.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        assert client.delete("/v1/llms/llm-new", headers=AUTH).status_code == 200
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 1, "candidates": ["llm-new"]})
+        assert r.status_code == 400 and "unknown candidate(s) ['llm-new']" in r.json()["detail"], r.text
+        assert client.get("/ready").json()["candidates"] == 5
+        # back with other data: the scorer would be stale, so 409; with the same data: routable again
+        other = client.post("/v1/llms", json={**NEW_LLM, "description": "changed"}, headers=AUTH)
+        assert other.status_code == 409 and "restart the service" in other.json()["detail"], other.text
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
+        assert r.status_code == 200 and "llm-new" in [c["name"] for c in r.json()["candidates"]], r.text
 
 
 def test_a_router_that_needs_retraining_stores_the_llm_but_says_so(make_app: AppMaker, store: GraphStore) -> None:
@@ -361,6 +380,17 @@ def test_openapi_lists_the_routes(make_app: AppMaker) -> None:
         "/v1/route/batch",
         "/v1/llms",
         "/v1/llms/{name}",
+        "/v1/agents",
+        "/v1/agents/{name}",
+        "/v1/tasks",
+        "/v1/tasks/{name}",
+        "/v1/outcomes",
+        "/v1/train",
         "/v1/graph/stats",
+        "/metrics",
     } <= set(paths)
-    assert json.dumps(paths["/v1/llms"]["post"]).count("401") >= 1
+    for path, method in [("/v1/llms", "post"), ("/v1/agents", "post"), ("/v1/tasks", "delete"), ("/v1/train", "post")]:
+        operation = paths[path if method == "post" else f"{path}/{{name}}"][method]
+        assert "401" in operation["responses"], (path, method)
+        assert operation.get("security"), (path, method)  # the bearer scheme is documented on writes
+    assert not paths["/v1/route"]["post"].get("security")  # reads are open

@@ -5,9 +5,11 @@ the LLM to the scorer. If the scorer refuses it, the store write is undone, so t
 Routers other than the GNN cannot add a candidate without retraining: the LLM is then stored (the next training
 uses it) and answered with ``routable: false`` and a note.
 
-Deleting removes the node and its outcome edges from the store. A scorer cannot drop a candidate, so a deleted
-LLM is filtered out of every later route instead; re-registering it with the same data makes it routable again,
-with different data it needs a restart (or a retrain).
+Deleting removes the node and its outcome edges from the store and drops the LLM from the scorer at once. An LLM
+that agents run on cannot be deleted (409) until they are: the store would keep agents backed by nothing. For
+routers that cannot drop a candidate, a deleted LLM is filtered out of every later route instead; re-registering
+it with the same data makes it routable again, with different data it needs a restart (or a retrain).
+Candidate names are shared by LLMs and agents, so an LLM cannot take an agent's name (409).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
 from api.state import same_llm
-from graph_store import LLM, GraphBatch, LLMNode, NodeNotFoundError, Outcome
+from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode, NodeNotFoundError, Outcome
 from graphrouter.errors import GraphRouterError
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
@@ -59,6 +61,10 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
     node = body.node()
     outcomes = _outcomes(body)
     with state.registry_lock:
+        if store.has_node(AGENT, node.name):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"name: {node.name!r} is an agent; an LLM needs a name of its own"
+            )
         if store.has_node(LLM, node.name):
             existing = store.get_node(LLM, node.name)
             assert isinstance(existing, LLMNode)
@@ -79,7 +85,7 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
         scorer = state.scorer
         if scorer is not None and node.name in scorer.candidates:  # deleted while the service ran
             before = state.removed.get(node.name)
-            if before is None or not same_llm(before, node):
+            if not isinstance(before, LLMNode) or not same_llm(before, node):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     f"LLM {node.name!r} was deleted while the service ran and the scorer still holds its old data; "
@@ -139,15 +145,19 @@ def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
     "/{name:path}",
     response_model=Deleted,
     summary="remove an LLM and its outcomes; it is not routed to from the next request",
-    responses={**_AUTH, 404: {"description": "no such LLM"}},
+    responses={**_AUTH, 404: {"description": "no such LLM"}, 409: {"description": "agents run on it"}},
 )
 def delete_llm(name: str, state: StateDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
     with state.registry_lock:
         node = store.get_node(LLM, name)
         assert isinstance(node, LLMNode)
+        agents = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm == name]
+        if agents:
+            shown = ", ".join(agents[:10]) + (", …" if len(agents) > 10 else "")
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
+            )
         store.delete_node(LLM, name)
-        scorer = state.scorer
-        if scorer is not None and name in scorer.candidates:
-            with state.lock.write():
-                state.removed[name] = node
+        state.remove_candidate(name, node)
     return Deleted(name=name)

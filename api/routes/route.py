@@ -2,7 +2,9 @@
 
 Validation happens in two places, both answered with a message naming the field: the request model (422: missing
 or malformed fields, k < 1, NaN or negative weights, ...) and the scorer (400: k above the number of candidates,
-unknown scenario, task or candidate, no candidate within the budget).
+unknown scenario, task or candidate, no candidate within the budget). A task registered after the checkpoint was
+trained is a 400 saying to retrain (or to omit the task); it is not mapped to an inferred one behind the client's
+back. The top-1 candidate of every answer is counted in ``/metrics``.
 Query texts are never logged; a debug line carries their length and a short hash.
 """
 
@@ -49,15 +51,20 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
     )
     weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
     with state.lock.read():
-        result = scorer.top_k(
+        current = state.scorer or scorer  # a retrained scorer may have been swapped in since the request began
+        if req.task is not None:
+            state.check_task(req.task, current)
+        result = current.top_k(
             req.query,
             task=req.task,
             k=req.k,
             scenario=req.scenario,
             weights=weights,
             budget=req.budget,
-            candidates=state.candidate_pool(req.candidates),
+            candidates=state.candidate_pool(req.candidates, current),
         )
+    if result.candidates:
+        state.metrics.decided(result.candidates[0].name, result.candidates[0].kind)
     return RouteResponse(
         task=result.task,
         task_inferred=result.task_inferred,

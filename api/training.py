@@ -1,0 +1,213 @@
+"""Retraining in the background: ``POST /v1/train`` starts it, ``GET /v1/train`` reports on it.
+
+One training at a time, in a daemon thread, the way ``graphrouter train`` does it (cli.cmd_train): a snapshot of
+the store → ``build_world`` → ``ROUTERS[name](**params).fit`` on every query → ``save_checkpoint`` (written to a
+temp file and renamed, so a restart never reads half a checkpoint). The router and its constructor arguments are
+``GRAPHROUTER_TRAIN_ROUTER`` and ``GRAPHROUTER_TRAIN_PARAMS`` (JSON). Then, holding the registry lock (no
+registration can slip in between), the new scorer is synced with the store — candidates registered or deleted
+while it trained are added or dropped — and swapped in under the state's exclusive lock: a route answer comes
+wholly from the old checkpoint or wholly from the new one.
+
+Not starving routing on a small machine: torch's intra-op pool is process-wide, so it is set once for the service
+(``GRAPHROUTER_TORCH_THREADS``, default 1), which leaves a core to request threads while training runs on one; the
+training thread also lowers its own OS priority (Linux ``nice`` is per thread), and keeps BLAS to the same number
+of threads. It embeds with its own embedder instance (same model, same cache file), because the embedder holds a
+lock while it encodes: the request path must not wait behind thousands of training texts. A failed training leaves
+the serving scorer and the checkpoint file as they were, and its error is reported by ``GET /v1/train``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from graph_store import ConflictError
+from graphrouter.errors import GraphRouterError
+
+if TYPE_CHECKING:
+    from api.state import ServiceState
+    from graphrouter.routers.base import Router
+
+log = logging.getLogger("api")
+
+IDLE, RUNNING, SUCCEEDED, FAILED = "idle", "running", "succeeded", "failed"
+
+
+class TrainingRunningError(ConflictError):
+    """A training is already running (answered with 409)."""
+
+
+class TrainConfigError(GraphRouterError):
+    """GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS do not make a router (a server misconfiguration)."""
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, GraphRouterError) else f"{type(exc).__name__}: {exc}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class TrainStatus:
+    status: str = IDLE
+    router: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = None
+    checkpoint: str | None = None  # version written by this run
+    queries: int | None = None
+    candidates: int | None = None
+    error: str | None = None
+
+
+class Trainer:
+    """Owns the one background training of a service."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        settings = state.settings
+        self._status = TrainStatus(router=settings.train_router, params=dict(settings.train_params))
+
+    @property
+    def status(self) -> TrainStatus:
+        return self._status
+
+    def make_router(self) -> Router:
+        from graphrouter.routers import ROUTERS
+
+        name, params = self.state.settings.train_router, self.state.settings.train_params
+        if name not in ROUTERS:
+            raise TrainConfigError(
+                f"GRAPHROUTER_TRAIN_ROUTER: unknown router {name!r}; use one of {', '.join(ROUTERS)}"
+            )
+        try:
+            return ROUTERS[name](**params)
+        except (TypeError, ValueError) as exc:
+            raise TrainConfigError(f"GRAPHROUTER_TRAIN_PARAMS do not fit the {name!r} router: {exc}") from None
+
+    def start(self) -> TrainStatus:
+        """Start a training; TrainingRunningError if one is running, StoreUnavailableError if the store is down."""
+        with self._lock:
+            if self._status.status == RUNNING:
+                raise TrainingRunningError(
+                    f"a training is already running (started {self._status.started_at}); GET /v1/train for its status"
+                )
+            router = self.make_router()
+            self.state.get_store().ping()
+            self._status = TrainStatus(
+                status=RUNNING,
+                router=router.name,
+                params=dict(self.state.settings.train_params),
+                started_at=_now(),
+            )
+            self._thread = threading.Thread(target=self._run, args=(router,), name="graphrouter-train", daemon=True)
+            self._thread.start()
+            return self._status
+
+    def wait(self, timeout: float | None = None) -> TrainStatus:
+        """Block until the running training (if any) ends (tests, shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self._status
+
+    def _finish(self, **changes: Any) -> None:
+        with self._lock:
+            self._status = replace(self._status, finished_at=_now(), **changes)
+
+    def _run(self, router: Router) -> None:
+        t0 = time.perf_counter()
+        try:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only, on Linux
+            except (AttributeError, OSError):
+                pass
+            version, n_queries, n_candidates = self._train(router)
+        except Exception as exc:  # reported by GET /v1/train; the serving scorer is untouched
+            log.exception("training failed")
+            self.state.metrics.training_runs.labels(result=FAILED).inc()
+            self._finish(status=FAILED, seconds=round(time.perf_counter() - t0, 3), error=_message(exc))
+            return
+        self.state.metrics.training_runs.labels(result=SUCCEEDED).inc()
+        self._finish(
+            status=SUCCEEDED,
+            seconds=round(time.perf_counter() - t0, 3),
+            checkpoint=version,
+            queries=n_queries,
+            candidates=n_candidates,
+        )
+
+    def _train(self, router: Router) -> tuple[str, int, int]:
+        import numpy as np
+        from threadpoolctl import threadpool_limits
+
+        from api.state import attach_scorer, limit_torch_threads
+        from graphrouter.checkpoint import save_checkpoint
+        from graphrouter.scorer import Scorer
+        from graphrouter.world import build_world
+
+        state, settings = self.state, self.state.settings
+        limit_torch_threads(settings.torch_threads)
+        store = state.get_store()
+        snap = store.snapshot()
+        if len(snap.nodes["Query"]) == 0:
+            raise GraphRouterError("the store has no queries to learn from; import or POST /v1/outcomes some first")
+        embedder, own_embedder = self._embedder()
+        try:
+            world = build_world(snap, embedder)
+            with threadpool_limits(limits=settings.torch_threads or None):
+                router.fit(world, np.arange(world.data.n_queries))
+            ckpt = save_checkpoint(router, embedder.model_name, settings.checkpoint)
+        finally:
+            if own_embedder:
+                embedder.close()
+        serving = self._serving_embedder(ckpt.embedding_model)
+        scorer = Scorer(ckpt, serving)
+        with state.registry_lock:  # registrations wait; routing goes on with the old scorer
+            attached = attach_scorer(scorer, store, f"the new checkpoint {ckpt.version}")
+            state.install(scorer, attached)
+        log.info(
+            "retrained %s: checkpoint %s, %d queries, %d candidates",
+            router.name,
+            ckpt.version,
+            world.data.n_queries,
+            len(scorer.candidates),
+        )
+        return ckpt.version, world.data.n_queries, len(scorer.candidates) - len(attached.removed)
+
+    def _model_name(self) -> str:
+        from graphrouter.embeddings import DEFAULT_MODEL
+
+        scorer = self.state.scorer
+        if self.state.settings.embedding_model is not None:
+            return self.state.settings.embedding_model
+        return str(scorer.checkpoint.embedding_model) if scorer is not None else DEFAULT_MODEL
+
+    def _embedder(self) -> tuple[Any, bool]:
+        """The training's embedder and whether it is its own (to close): an injected one is shared (tests)."""
+        if self.state.embedder is not None:
+            return self.state.embedder, False
+        from graphrouter.embeddings import Embedder
+
+        return Embedder(self._model_name(), cache_path=self.state.settings.embedding_cache), True
+
+    def _serving_embedder(self, model: str) -> Any:
+        """The embedder the new scorer routes with: the injected one, else the serving scorer's if it is the same
+        model (already loaded, cache warm), else a new one."""
+        if self.state.embedder is not None:
+            return self.state.embedder
+        scorer = self.state.scorer
+        if scorer is not None and scorer.checkpoint.embedding_model == model:
+            return scorer.embedder
+        from graphrouter.embeddings import Embedder
+
+        return Embedder(model, cache_path=self.state.settings.embedding_cache)

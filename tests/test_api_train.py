@@ -1,0 +1,139 @@
+"""Background retraining (``POST/GET /v1/train``) in-process, against both store backends.
+
+The training is a tiny GNN (one seed, two episodes) so the test stays fast; ``build_world`` is wrapped so the test
+can hold the training after its snapshot, and so see what happens meanwhile, deterministically.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import graphrouter.world
+from api.main import create_app
+from api.settings import Settings
+from graph_store import GraphStore
+from graphrouter.checkpoint import load_checkpoint
+from graphrouter.routers.base import World
+from tests import test_api
+from tests.test_api import AUTH, KEY, NEW_LLM
+from tests.test_scorer import HashEmbedder
+
+fitted, store = test_api.fitted, test_api.store  # fixtures of tests/test_api.py
+
+TINY_GNN = {"seeds": [0], "max_episodes": 2, "eval_every": 1, "hidden": 8}
+
+
+class TrainingHashEmbedder(HashEmbedder):
+    """The test embedder, with the signature ``build_world`` calls."""
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return super().embed(list(texts))
+
+
+def _app(store: GraphStore, world: World, checkpoint: Path, **settings: Any) -> FastAPI:
+    config: dict[str, Any] = {"store": "unused", "checkpoint": checkpoint, "embedding_cache": None, "api_key": KEY}
+    return create_app(Settings(**{**config, **settings}), store=store, embedder=TrainingHashEmbedder(world))
+
+
+def test_background_training_swaps_the_new_checkpoint_in(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, paths = fitted
+    checkpoint = tmp_path / "serving.pt"
+    shutil.copy(paths["gnn"], checkpoint)
+    snapshot_taken, release = threading.Event(), threading.Event()
+    real_build_world = graphrouter.world.build_world
+
+    def held_build_world(*args: Any, **kwargs: Any) -> World:
+        snapshot_taken.set()
+        assert release.wait(60)
+        return real_build_world(*args, **kwargs)
+
+    monkeypatch.setattr(graphrouter.world, "build_world", held_build_world)
+    app = _app(store, world, checkpoint, train_router="gnn", train_params=TINY_GNN)
+    with TestClient(app) as client:
+        old = client.get("/ready").json()["checkpoint"]
+        idle = client.get("/v1/train").json()
+        assert idle["status"] == "idle" and idle["router"] == "gnn" and idle["params"] == TINY_GNN
+        assert idle["serving"] == old and idle["checkpoint"] is None
+
+        # a task and a query the checkpoint does not know
+        assert client.post("/v1/tasks", json={"name": "cooking"}, headers=AUTH).status_code == 201
+        row = {"query": "how do I bake bread", "task": "cooking", "candidate": "llm-0", "effect": 1, "cost": 0.001}
+        r = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["pending_retrain"] == 1, r.text
+        bread = {"query": "how do I bake bread", "task": "cooking", "k": 2}
+        r = client.post("/v1/route", json=bread)
+        assert r.status_code == 400 and "retrain (POST /v1/train)" in r.json()["detail"], r.text
+
+        assert client.post("/v1/train").status_code == 401
+        r = client.post("/v1/train", headers=AUTH)
+        assert r.status_code == 202 and r.json()["status"] == "running" and r.json()["started_at"], r.text
+        assert snapshot_taken.wait(60)
+        r = client.post("/v1/train", headers=AUTH)
+        assert r.status_code == 409 and "already running" in r.json()["detail"], r.text
+        assert client.get("/v1/train").json()["status"] == "running"
+
+        # while it trains: routing goes on, and an LLM registered after the snapshot must survive the swap
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 2})
+        assert r.status_code == 200 and r.json()["checkpoint"] == old, r.text
+        r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+
+        release.set()
+        app.state.service.trainer.wait(120)
+        done = client.get("/v1/train").json()
+        assert done["status"] == "succeeded", done
+        new = done["checkpoint"]
+        assert new and new != old and done["serving"] == new and done["error"] is None
+        assert done["queries"] == 121 and done["candidates"] == 6 and done["finished_at"] >= done["started_at"]
+        assert client.get("/ready").json()["checkpoint"] == new
+        assert load_checkpoint(checkpoint).version == new  # written where a restart will read it
+
+        r = client.post("/v1/route", json=bread)
+        assert r.status_code == 200 and r.json()["task"] == "cooking" and r.json()["checkpoint"] == new, r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
+        assert r.status_code == 200 and "llm-new" in [c["name"] for c in r.json()["candidates"]], r.text
+        assert 'graphrouter_training_runs_total{result="succeeded"} 1.0' in client.get("/metrics").text
+
+
+def test_training_failures_are_reported_and_change_nothing(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, paths = fitted
+    checkpoint = tmp_path / "serving.pt"
+    shutil.copy(paths["knn_task"], checkpoint)
+    before = checkpoint.read_bytes()
+
+    def broken(*args: Any, **kwargs: Any) -> World:
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(graphrouter.world, "build_world", broken)
+    app = _app(store, world, checkpoint, train_router="knn_task")
+    with TestClient(app) as client:
+        old = client.get("/ready").json()["checkpoint"]
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        app.state.service.trainer.wait(60)
+        r = client.get("/v1/train").json()
+        assert r["status"] == "failed" and r["error"] == "RuntimeError: out of memory, say" and r["serving"] == old
+        assert client.post("/v1/route", json={"query": "task-0 hi"}).json()["checkpoint"] == old
+        assert 'graphrouter_training_runs_total{result="failed"} 1.0' in client.get("/metrics").text
+    assert checkpoint.read_bytes() == before
+
+    for settings, message in [
+        ({"train_router": "nope"}, "GRAPHROUTER_TRAIN_ROUTER: unknown router 'nope'"),
+        ({"train_router": "gnn", "train_params": {"layers": 3}}, "GRAPHROUTER_TRAIN_PARAMS do not fit the 'gnn'"),
+    ]:
+        with TestClient(_app(store, world, checkpoint, **settings)) as client:
+            r = client.post("/v1/train", headers=AUTH)
+            assert r.status_code == 500 and message in r.json()["detail"], r.text
+            assert client.get("/v1/train").json()["status"] == "idle"
