@@ -88,6 +88,25 @@ class RoutingData:
             candidate_backing=backing,
         )
 
+    def select_queries(self, rows: np.ndarray) -> RoutingData:
+        """Only the query rows ``rows`` (e.g. the training queries, as a router's stored graph)."""
+        rows = np.asarray(rows)
+        return RoutingData(
+            query_keys=[self.query_keys[i] for i in rows],
+            query_text=[self.query_text[i] for i in rows],
+            query_task=self.query_task[rows],
+            task_names=self.task_names,
+            candidates=self.candidates,
+            candidate_kind=self.candidate_kind,
+            candidate_text=self.candidate_text,
+            candidate_prices=self.candidate_prices,
+            candidate_size_b=self.candidate_size_b,
+            effect=self.effect[rows],
+            cost=self.cost[rows],
+            split=self.split[rows] if len(self.split) else self.split,
+            candidate_backing=self.candidate_backing,
+        )
+
     @classmethod
     def from_snapshot(cls, snap: GraphSnapshot) -> RoutingData:
         queries, tasks, llms, agents = (snap.nodes[x] for x in (QUERY, TASK, LLM, AGENT))

@@ -111,3 +111,20 @@ def test_deterministic_under_a_seed_and_checkpoint_round_trip(tmp_path: Path) ->
     save_checkpoint(a, "test-model", tmp_path / "gnn.pt")
     loaded = load_checkpoint(tmp_path / "gnn.pt", "test-model", world.data.task_names, world.data.candidates).router
     np.testing.assert_array_equal(a.utility(q, PERF), loaded.utility(q, PERF))
+
+
+def test_cached_ego_path_equals_the_modules_and_the_full_graph() -> None:
+    """The numpy-compiled ego path, the PyTorch ego path and GraphRouter's way (the new queries inserted into the
+    whole graph, every layer recomputed) give the same effects; so does serving over the same graph reattached."""
+    world = make_world(seed=3)
+    train, test = split(world)
+    gnn = GnnRouter(seeds=(0, 1), max_episodes=20).fit(world, train)
+    q = gnn.task_inferer.fill(world.features(test[:30], task_given=False))
+    fast = gnn.predict_effect(q)
+    np.testing.assert_allclose(fast, gnn.predict_effect_reference(q), atol=1e-5)
+    np.testing.assert_allclose(fast, gnn.predict_effect_full_graph(q), atol=1e-5)
+    sub = world.select_queries(train)  # the same stored graph as fitting: the training queries
+    gnn.reattach(sub)
+    np.testing.assert_allclose(gnn.predict_effect(q), fast, atol=1e-6)
+    with pytest.raises(ValueError, match="candidates"):
+        gnn.reattach(world.select_candidates(np.arange(2)))

@@ -44,6 +44,17 @@ class World:
             self.task_emb,
         )
 
+    def select_queries(self, rows: np.ndarray) -> World:
+        """The same world with only the queries ``rows``."""
+        rows = np.asarray(rows)
+        return World(
+            self.data.select_queries(rows),
+            self.query_emb[rows],
+            self.query_tokens[rows],
+            self.candidate_emb,
+            self.task_emb,
+        )
+
     def features(self, idx: np.ndarray, task_given: bool = True) -> QueryFeatures:
         """Features of stored queries ``idx``, with their task (or, ``task_given=False``, an unknown task)."""
         idx = np.asarray(idx)
@@ -89,7 +100,13 @@ class TaskInferer:
     def proba(self, embedding: np.ndarray) -> np.ndarray:
         assert self._clf is not None, "TaskInferer.fit() first"
         out = np.zeros((embedding.shape[0], self.n_tasks))
-        out[:, self._clf.classes_] = self._clf.predict_proba(embedding)
+        clf = self._clf
+        if clf.coef_.shape[0] > 1:  # multinomial: the softmax of the linear scores, without sklearn's per-call checks
+            z = np.asarray(embedding, dtype=np.float64) @ clf.coef_.T + clf.intercept_
+            z = np.exp(z - z.max(1, keepdims=True))
+            out[:, clf.classes_] = z / z.sum(1, keepdims=True)
+        else:
+            out[:, clf.classes_] = clf.predict_proba(embedding)
         return out
 
     def fill(self, q: QueryFeatures) -> QueryFeatures:

@@ -6,17 +6,8 @@ import numpy as np
 import torch
 
 from graphrouter.metrics import utility
+from graphrouter.neighbours import exact_knn as cosine_knn
 from graphrouter.routers.base import QueryFeatures, Router, World, register
-
-
-def cosine_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (into ``base``) and cosine similarities of the k nearest rows; embeddings are L2-normalised."""
-    sims = queries @ base.T
-    k = min(k, base.shape[0])
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    top_sims = np.take_along_axis(sims, top, 1)
-    order = np.argsort(-top_sims, axis=1)
-    return np.take_along_axis(top, order, 1), np.take_along_axis(top_sims, order, 1)
 
 
 def inner_split(train_idx: np.ndarray, frac: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

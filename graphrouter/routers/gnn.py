@@ -51,8 +51,10 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, MessagePassing
 from torch_geometric.typing import EdgeType, Metadata, NodeType
 
+from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import QueryFeatures, Router, World, register
 from graphrouter.routers.baselines import cosine_knn, inner_split
+from graphrouter.routers.gnn_ego import EgoPath
 
 QUERY, TASK, CANDIDATE = "query", "task", "candidate"
 ANSWERED_BY = (QUERY, "answered_by", CANDIDATE)
@@ -251,11 +253,17 @@ class _Observed:
 def _knn_excluding_self(emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of ``rows`` among ``rows`` (positions into ``emb``), each row itself excluded."""
     nb, sim = cosine_knn(emb[rows], emb[rows], k + 1)
-    is_self = nb == np.arange(len(rows))[:, None]
+    nb, sim = _drop_self(nb, sim, k)
+    return rows[nb], sim
+
+
+def _drop_self(nb: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From (n, k + 1) neighbours of rows 0..n-1 of the same set, the k that are not the row itself."""
+    is_self = nb == np.arange(len(nb))[:, None]
     drop = np.where(is_self.any(1), is_self.argmax(1), k)
     keep = np.ones_like(nb, bool)
-    keep[np.arange(len(rows)), drop] = False
-    return rows[nb[keep].reshape(-1, k)], sim[keep].reshape(-1, k)
+    keep[np.arange(len(nb)), drop] = False
+    return nb[keep].reshape(-1, k), sim[keep].reshape(-1, k)
 
 
 def _first_allowed(nb: np.ndarray, sim: np.ndarray, ok: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -349,10 +357,12 @@ class GnnRouter(Router):
         self.p_new, self.new_ks, self.p_inferred_task = p_new, tuple(new_ks), p_inferred_task
         self._backing: dict[int, int] = {}  # agent column → the column of the LLM it is backed by
         self._stored_nb: tuple[np.ndarray, np.ndarray] | None = None  # the stored queries' neighbours (cached)
+        self._index: NeighbourIndex | None = None
 
     def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing LLM
         state.setdefault("_backing", {})
         state.setdefault("_stored_nb", None)
+        state.setdefault("_index", None)
         self.__dict__.update(state)
 
     # -- graph construction (positions index the stored training queries) --
@@ -409,12 +419,22 @@ class GnnRouter(Router):
             raise ValueError(f"the GNN router needs more than {self.k_sim} stored training queries")
         return _knn_excluding_self(self._emb, stored, self.k_sim)
 
-    def _cold_neighbours(self, emb: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nb, sim = cosine_knn(emb, self._emb[stored], self.k_pair)
+    def _neighbour_index(self) -> NeighbourIndex:
+        if self._index is None or len(self._index) != len(self._emb):
+            self._index = NeighbourIndex(self._emb)
+        return self._index
+
+    def _cold_neighbours(self, emb: np.ndarray, stored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k_pair`` nearest of the ``stored`` positions (default: every stored query, through the
+        :class:`~graphrouter.neighbours.NeighbourIndex`) to each row of emb."""
+        if stored is None:
+            nb, sim = self._neighbour_index().search(emb, self.k_pair)
+        else:
+            nb, sim = cosine_knn(emb, self._emb[stored], self.k_pair)
         if nb.shape[1] < self.k_pair:  # fewer stored queries than k_pair: pad with the farthest at weight ~0
             pad = self.k_pair - nb.shape[1]
             nb, sim = np.c_[nb, np.repeat(nb[:, -1:], pad, 1)], np.c_[sim, np.full((len(nb), pad), -1.0)]
-        return stored[nb], sim
+        return (nb if stored is None else stored[nb]), sim
 
     # -- training --
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
@@ -551,25 +571,39 @@ class GnnRouter(Router):
         stored = np.arange(len(self._emb))
         empty = np.zeros(0, np.int64)
         if self._stored_nb is None:  # the stored queries never change after fitting: computed once
-            self._stored_nb = self._stored_neighbours(stored)
+            index = self._neighbour_index()
+            if index.approximate:
+                self._stored_nb = _drop_self(*index.search(self._emb, self.k_sim + 1), self.k_sim)
+            else:
+                self._stored_nb = self._stored_neighbours(stored)
         nb = (*self._stored_nb, np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
         graph, self._obs, _ = self._graph(stored, empty, empty, np.isfinite(self._effect), nb)
         graph.validate()
         for m in self.members:
             m.model.eval()
             m.states = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
+        self._ego = EgoPath([m.model for m in self.members], [m.states for m in self.members], self.k_sim)
 
-    @torch.no_grad()
-    def predict_effect(self, q: QueryFeatures) -> np.ndarray:
-        """(n, C) effect probabilities for (possibly new) queries, on their ego-graphs; ``q.task`` must be known
-        (``Router.utility`` fills it in). Stored queries are treated as new: ``q.index`` is never read."""
+    def _ego_inputs(self, q: QueryFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         emb = np.asarray(q.embedding, dtype=np.float32)
         task = np.asarray(q.task, dtype=np.int64)
         if (task < 0).any():
             task = self.task_inferer.fill(q).task.astype(np.int64)
+        nb, sim = self._cold_neighbours(emb)
+        return emb, task, nb, sim, self._obs.pair_features(nb, sim, task)
+
+    def predict_effect(self, q: QueryFeatures) -> np.ndarray:
+        """(n, C) effect probabilities for (possibly new) queries, on their ego-graphs; ``q.task`` must be known
+        (``Router.utility`` fills it in). Stored queries are treated as new: ``q.index`` is never read. Runs the
+        numpy-compiled ego path (:class:`~graphrouter.routers.gnn_ego.EgoPath`)."""
+        return self._ego.predict(*self._ego_inputs(q))
+
+    @torch.no_grad()
+    def predict_effect_reference(self, q: QueryFeatures) -> np.ndarray:
+        """The same as :meth:`predict_effect`, through the PyTorch modules (the reference the tests compare to)."""
+        emb, task, nb, sim, pair_np = self._ego_inputs(q)
         b, k = len(emb), self.k_sim
-        nb, sim = self._cold_neighbours(emb, np.arange(len(self._emb)))
-        pair = torch.as_tensor(self._obs.pair_features(nb, sim, task))
+        pair = torch.as_tensor(pair_np)
         src = torch.as_tensor(nb[:, :k].ravel(), dtype=torch.long)
         ei_sim = torch.stack([torch.arange(b * k), torch.arange(b).repeat_interleave(k)])
         ea_sim = torch.as_tensor(sim[:, :k].reshape(-1, 1), dtype=torch.float32)
@@ -589,6 +623,55 @@ class GnnRouter(Router):
                 h = m.model.ego_query_layer(i, h, ego)
             probs.append(torch.sigmoid(m.model.decode(h, m.states[-1][CANDIDATE], pair)))
         return torch.stack(probs).mean(0).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def predict_effect_full_graph(self, q: QueryFeatures) -> np.ndarray:
+        """The same as :meth:`predict_effect`, the way GraphRouter itself answers: the new queries are inserted
+        into the whole stored graph and every member runs over all of it. Slow by design (benchmarks and tests
+        compare it with the cached ego path); not safe to call while another thread routes."""
+        emb, task, nb, sim, pair = self._ego_inputs(q)
+        n, b = len(self._emb), len(emb)
+        if self._stored_nb is None:
+            self._refresh()
+        saved = self._emb, self._query_x, self._task, self._effect
+        try:
+            self._emb = np.r_[self._emb, emb]
+            self._query_x = torch.as_tensor(self._emb)
+            self._task = np.r_[self._task, task]
+            self._effect = np.r_[self._effect, np.full((b, self._effect.shape[1]), np.nan)]
+            cold = np.arange(n, n + b)
+            graph, _, _ = self._graph(np.arange(n), cold, task, np.isfinite(self._effect), (*self._stored_nb, nb, sim))
+        finally:
+            self._emb, self._query_x, self._task, self._effect = saved
+        probs = []
+        for m in self.members:
+            hs = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
+            logits = m.model.decode(hs[-1][QUERY][torch.as_tensor(cold)], hs[-1][CANDIDATE], torch.as_tensor(pair))
+            probs.append(torch.sigmoid(logits))
+        return torch.stack(probs).mean(0).numpy().astype(np.float64)
+
+    def reattach(self, world: World) -> None:
+        """Serve over another stored graph without retraining: every query of ``world`` becomes a stored query
+        (its outcomes visible, its neighbours indexed), e.g. the store as it has grown since training. ``world``
+        must have this router's tasks and candidates, in the same order."""
+        if list(world.data.task_names) != list(self.world.data.task_names):
+            raise ValueError("the new stored graph has other tasks than the router was trained on; retrain")
+        if list(world.data.candidates) != list(self.candidates):
+            raise ValueError(f"the new stored graph's candidates {world.data.candidates} are not {self.candidates}")
+        if (world.data.query_task < 0).any():
+            raise ValueError("every stored query needs a task")
+        if world.query_emb.shape[1] != self._emb.shape[1]:
+            raise ValueError(f"embeddings of size {world.query_emb.shape[1]}, the router's are {self._emb.shape[1]}")
+        if world.data.n_queries <= self.k_sim:
+            raise ValueError(f"the GNN router needs more than {self.k_sim} stored queries")
+        self.world, self.train_idx = world, np.arange(world.data.n_queries)
+        self._emb = np.ascontiguousarray(world.query_emb, dtype=np.float32)
+        self._query_x = torch.as_tensor(self._emb)
+        self._task = world.data.query_task.astype(np.int64)
+        self._effect = np.array(world.data.effect, dtype=np.float64)
+        self._backing = world.data.backing()
+        self._stored_nb, self._index = None, None
+        self._refresh()
 
     def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
         u = super().utility(q, weights, effect)
