@@ -11,6 +11,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,19 +42,25 @@ class Embedder:
     """Embeds texts in batches; results are cached in a SQLite file (``cache_path=None`` keeps them in memory)."""
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, cache_path: str | Path | None = DEFAULT_CACHE, batch_size: int = 64
+        self,
+        model: str = DEFAULT_MODEL,
+        cache_path: str | Path | None = DEFAULT_CACHE,
+        batch_size: int = 64,
+        memory_size: int = 200_000,
     ) -> None:
         self.model_name = model
         self.batch_size = batch_size
         self._model_path = resolve_model_path(model)
         self._model = None
         self._lock = threading.Lock()
-        self._memory: dict[str, np.ndarray] = {}
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()  # most recently used last, at most memory_size
+        self.memory_size = memory_size
         self._db: sqlite3.Connection | None = None
         if cache_path is not None:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per routed query (WAL stays consistent)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS embedding (model TEXT, text_hash TEXT, vector BLOB, "
                 "PRIMARY KEY (model, text_hash)) WITHOUT ROWID"
@@ -110,6 +117,8 @@ class Embedder:
 
     def _lookup(self, keys: set[str]) -> dict[str, np.ndarray]:
         found = {k: self._memory[k] for k in keys if k in self._memory}
+        for k in found:
+            self._memory.move_to_end(k)
         missing = [k for k in keys if k not in found]
         if self._db is not None and missing:
             for i in range(0, len(missing), 500):
@@ -118,11 +127,19 @@ class Embedder:
                 sql = f"SELECT text_hash, vector FROM embedding WHERE model = ? AND text_hash IN ({marks})"
                 rows = self._db.execute(sql, (self.model_name, *chunk)).fetchall()
                 for k, blob in rows:
-                    found[k] = self._memory[k] = np.frombuffer(blob, dtype=np.float32)
+                    found[k] = np.frombuffer(blob, dtype=np.float32)
+            self._remember({k: found[k] for k in missing if k in found})
         return found
 
-    def _store(self, new: dict[str, np.ndarray]) -> None:
+    def _remember(self, new: dict[str, np.ndarray]) -> None:
+        """Keep the most recently used ``memory_size`` vectors in memory (a long-running service sees every
+        query once; the SQLite file keeps them all)."""
         self._memory.update(new)
+        while len(self._memory) > self.memory_size:
+            self._memory.popitem(last=False)
+
+    def _store(self, new: dict[str, np.ndarray]) -> None:
+        self._remember(new)
         if self._db is not None:
             self._db.execute("BEGIN")
             self._db.executemany(
