@@ -103,15 +103,18 @@ def same_agent(a: Agent, b: Agent) -> bool:
     return (a.name, a.llm, a.description, a.strategy) == (b.name, b.llm, b.description, b.strategy)
 
 
-def limit_torch_threads(n: int | None) -> None:
+def limit_torch_threads(n: int | None) -> int | None:
     """torch's intra-op pool is process-wide (``torch.set_num_threads`` is global): routing requests and a background
-    training share it, so it is set once for the whole service."""
+    training share it, so it is set once for the whole service. Returns the previous setting if it changed it."""
     if n is None:
-        return
+        return None
     import torch
 
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    before = torch.get_num_threads()
+    if before == n:
+        return None
+    torch.set_num_threads(n)
+    return before
 
 
 @dataclass
@@ -193,11 +196,12 @@ class ServiceState:
         self.registry_lock = threading.Lock()  # serialises graph writes (check, write store, update the scorer)
         self._load_lock = threading.Lock()
         self._last_store_try = self._last_scorer_try = float("-inf")
+        self._torch_threads_before: int | None = None
         self.trainer: Trainer = Trainer(self)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        limit_torch_threads(self.settings.torch_threads)
+        self._torch_threads_before = limit_torch_threads(self.settings.torch_threads)
         self._try_open_store(force=True)
         if self.scorer is None:
             self._try_load_scorer(force=True)
@@ -209,6 +213,8 @@ class ServiceState:
                 log.warning("the given scorer could not be synced with the store: %s", exc)
 
     def close(self) -> None:
+        if self._torch_threads_before is not None:  # give the process (e.g. a test session) its setting back
+            limit_torch_threads(self._torch_threads_before)
         if self._owns_store and self.store is not None:
             self.store.close()
             self.store = None

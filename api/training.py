@@ -8,12 +8,12 @@ registration can slip in between), the new scorer is synced with the store — c
 while it trained are added or dropped — and swapped in under the state's exclusive lock: a route answer comes
 wholly from the old checkpoint or wholly from the new one.
 
-Not starving routing on a small machine: torch's intra-op pool is process-wide, so it is set once for the service
-(``GRAPHROUTER_TORCH_THREADS``, default 1), which leaves a core to request threads while training runs on one; the
-training thread also lowers its own OS priority (Linux ``nice`` is per thread), and keeps BLAS to the same number
-of threads. It embeds with its own embedder instance (same model, same cache file), because the embedder holds a
-lock while it encodes: the request path must not wait behind thousands of training texts. A failed training leaves
-the serving scorer and the checkpoint file as they were, and its error is reported by ``GET /v1/train``.
+Not starving routing on a small machine: torch's intra-op pool is process-wide, so it is set once when the
+service starts (``GRAPHROUTER_TORCH_THREADS``, default 1), which leaves a core to request threads while training
+runs on one; the training thread also lowers its own OS priority (Linux ``nice`` is per thread), and keeps BLAS to
+the same number of threads. It embeds with its own embedder instance (same model, same cache file), because the
+embedder holds a lock while it encodes: the request path must not wait behind thousands of training texts.
+A failed training leaves the serving scorer and the checkpoint file as they were; ``GET /v1/train`` says why.
 """
 
 from __future__ import annotations
@@ -150,13 +150,12 @@ class Trainer:
         import numpy as np
         from threadpoolctl import threadpool_limits
 
-        from api.state import attach_scorer, limit_torch_threads
+        from api.state import attach_scorer
         from graphrouter.checkpoint import save_checkpoint
         from graphrouter.scorer import Scorer
         from graphrouter.world import build_world
 
         state, settings = self.state, self.state.settings
-        limit_torch_threads(settings.torch_threads)
         store = state.get_store()
         snap = store.snapshot()
         if len(snap.nodes["Query"]) == 0:
