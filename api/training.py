@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from graph_store import ConflictError
+from graph_store import ANSWERED_BY, HANDLED_BY, ConflictError
 from graphrouter.errors import GraphRouterError
 
 if TYPE_CHECKING:
@@ -158,8 +158,12 @@ class Trainer:
         state, settings = self.state, self.state.settings
         store = state.get_store()
         snap = store.snapshot()
-        if len(snap.nodes["Query"]) == 0:
-            raise GraphRouterError("the store has no queries to learn from; import or POST /v1/outcomes some first")
+        if len(snap.nodes["Query"]) == 0 or not any(
+            len(snap.edges[key]) for key in snap.edges if key[1] in (ANSWERED_BY, HANDLED_BY)
+        ):
+            raise GraphRouterError(
+                "the store has no outcomes to learn from; import some (graphrouter import …) or POST /v1/outcomes"
+            )
         embedder, own_embedder = self._embedder()
         try:
             world = build_world(snap, embedder)

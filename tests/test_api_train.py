@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 import graphrouter.world
 from api.main import create_app
 from api.settings import Settings
-from graph_store import GraphStore
+from graph_store import GraphBatch, GraphStore, Outcome
 from graphrouter.checkpoint import load_checkpoint
 from graphrouter.routers.base import World
 from tests import test_api
@@ -37,6 +37,20 @@ class TrainingHashEmbedder(HashEmbedder):
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return super().embed(list(texts))
+
+
+def _store_outcomes(store: GraphStore, world: World) -> None:
+    """The world's observed outcomes, which tests/test_api.py's store does not hold: what a training learns from."""
+    data = world.data
+    rows, cols = np.nonzero(np.isfinite(data.effect))
+    store.write(
+        GraphBatch(
+            outcomes=[
+                Outcome(data.query_keys[i], data.candidates[j], float(data.effect[i, j]), float(data.cost[i, j]))
+                for i, j in zip(rows, cols, strict=True)
+            ]
+        )
+    )
 
 
 def _app(store: GraphStore, world: World, checkpoint: Path, **settings: Any) -> FastAPI:
@@ -59,6 +73,7 @@ def test_background_training_swaps_the_new_checkpoint_in(
         return real_build_world(*args, **kwargs)
 
     monkeypatch.setattr(graphrouter.world, "build_world", held_build_world)
+    _store_outcomes(store, world)
     app = _app(store, world, checkpoint, train_router="gnn", train_params=TINY_GNN)
     with TestClient(app) as client:
         old = client.get("/ready").json()["checkpoint"]
@@ -118,6 +133,7 @@ def test_training_failures_are_reported_and_change_nothing(
         raise RuntimeError("out of memory, say")
 
     monkeypatch.setattr(graphrouter.world, "build_world", broken)
+    _store_outcomes(store, world)
     app = _app(store, world, checkpoint, train_router="knn_task")
     with TestClient(app) as client:
         old = client.get("/ready").json()["checkpoint"]
@@ -137,3 +153,30 @@ def test_training_failures_are_reported_and_change_nothing(
             r = client.post("/v1/train", headers=AUTH)
             assert r.status_code == 500 and message in r.json()["detail"], r.text
             assert client.get("/v1/train").json()["status"] == "idle"
+
+
+def test_a_service_without_a_checkpoint_trains_one_and_becomes_ready(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path
+) -> None:
+    world, _ = fitted
+    checkpoint = tmp_path / "first.pt"
+    app = _app(store, world, checkpoint, train_router="knn_task", embedding_model="hash-test")
+    with TestClient(app) as client:
+        assert client.get("/ready").status_code == 503
+        assert client.post("/v1/route", json={"query": "task-0 hi"}).status_code == 503
+        # nothing to learn from yet: a clear failure
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        app.state.service.trainer.wait(60)
+        failed = client.get("/v1/train").json()
+        assert failed["status"] == "failed" and "no outcomes to learn from" in failed["error"], failed
+
+        _store_outcomes(store, world)
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        app.state.service.trainer.wait(60)
+        done = client.get("/v1/train").json()
+        assert done["status"] == "succeeded" and done["candidates"] == 5, done
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["checkpoint"] == done["checkpoint"], ready.text
+        r = client.post("/v1/route", json={"query": "task-2 hi", "k": 2})
+        assert r.status_code == 200 and r.json()["task"] == "task-2", r.text
+    assert load_checkpoint(checkpoint, "hash-test").version == done["checkpoint"]
