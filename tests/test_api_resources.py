@@ -248,3 +248,33 @@ def test_metrics(make_app: AppMaker) -> None:
     with TestClient(make_app()) as client:
         text = client.get("/metrics").text
     assert 'route="/v1/route"' not in text and 'route="/metrics"' not in text
+
+
+def test_a_trained_task_without_queries_can_be_deleted_and_is_refused_from_then_on(
+    make_app: AppMaker, store: GraphStore, fitted: tuple[World, object]
+) -> None:
+    data = fitted[0].data
+    for key, t in zip(data.query_keys, data.query_task, strict=True):
+        if t == 3:
+            store.delete_node("Query", key)
+    with TestClient(make_app()) as client:
+        assert client.get("/v1/tasks/task-3").json() == {
+            "name": "task-3",
+            "description": "",
+            "trained": True,
+            "queries": 0,
+        }
+        r = client.delete("/v1/tasks/task-3", headers=AUTH)
+        assert r.status_code == 200, r.text
+        r = client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"})
+        assert r.status_code == 400, r.text
+        assert r.json()["detail"] == "task: 'task-3' was deleted; omit task to have it inferred"
+        assert client.post("/v1/route", json={"query": "task-3 q", "task": "task-2"}).status_code == 200
+    # after a restart the checkpoint still loads (the CLI would refuse it), and the task stays refused
+    with TestClient(make_app()) as client:
+        assert client.get("/ready").status_code == 200
+        r = client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"})
+        assert r.status_code == 400 and "was deleted" in r.json()["detail"], r.text
+        # registered again: routable with it at once, since the checkpoint knows it
+        assert client.post("/v1/tasks", json={"name": "task-3"}, headers=AUTH).json()["trained"] is True
+        assert client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"}).status_code == 200
