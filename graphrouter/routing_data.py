@@ -33,6 +33,10 @@ class RoutingData:
     # (C,) for an agent the column of the LLM it is backed by (Agent -BACKED_BY-> LLM); -1 for LLMs. Empty: none
     candidate_backing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
+    def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing column
+        state.setdefault("candidate_backing", np.zeros(0, dtype=np.int64))
+        self.__dict__.update(state)
+
     def backing(self) -> dict[int, int]:
         """Agent column → the column of its LLM, for agents whose LLM is a candidate."""
         return {int(a): int(b) for a, b in enumerate(self.candidate_backing) if b >= 0}
