@@ -4,7 +4,7 @@ Embeddings are L2-normalised, so cosine is the inner product. Below ``exact_belo
 of queries, as the experiments route) a dense product is both exact and fast. Above it, a single request would pay
 O(N) for the product, so :class:`NeighbourIndex` answers from a faiss HNSW graph (``M=32``, ``efSearch=128``):
 its cost grows like log N, and on the stored queries its recall@10 is above 0.95 (checked by the tests). The index
-is built on first use, single-threaded (deterministic), and never pickled into a checkpoint.
+is built on first use, single-threaded (deterministic), and saved with a checkpoint once built.
 """
 
 from __future__ import annotations
@@ -65,5 +65,14 @@ class NeighbourIndex:
             self._hnsw = index
         return self._hnsw
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_hnsw": None}  # rebuilt on first use after loading
+    def __getstate__(self) -> dict:  # a built graph is saved with a checkpoint: a service starts ready
+        import faiss
+
+        return {**self.__dict__, "_hnsw": None if self._hnsw is None else faiss.serialize_index(self._hnsw)}
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("_hnsw") is not None:
+            import faiss
+
+            state["_hnsw"] = faiss.deserialize_index(state["_hnsw"])
+        self.__dict__.update(state)

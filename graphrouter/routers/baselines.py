@@ -117,8 +117,7 @@ class KnnRouter(Router):
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         inner, val = inner_split(train_idx)
-        self.k = self.candidate_ks[0]
-        best = np.inf
+        best, chosen = np.inf, self.candidate_ks[0]  # kept if validation has no outcome to compare with
         for k in self.candidate_ks:
             self.k, self._base = k, inner
             pred = self.predict_effect(self.task_inferer.fill(world.features(val)))

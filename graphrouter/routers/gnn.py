@@ -39,6 +39,7 @@ own outcomes take over query by query. Its price is its LLM's.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, MessagePassing
 from torch_geometric.typing import EdgeType, Metadata, NodeType
+from tqdm.auto import tqdm
 
 from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import QueryFeatures, Router, World, register
@@ -542,16 +544,29 @@ class GnnRouter(Router):
             return float(F.binary_cross_entropy_with_logits(logits, val_y, weight=val_w))
 
         best, best_state, bad, episodes = np.inf, copy.deepcopy(model.state_dict()), 0, 0
-        for ep in range(1, self.max_episodes + 1):
-            train()
+        # a bar on a terminal only (tqdm's disable=None), one per seed, with the validation loss as it goes
+        bar = tqdm(
+            range(1, self.max_episodes + 1),
+            desc=f"gnn seed {seed}",
+            unit="ep",
+            disable=None,
+            leave=False,
+            file=sys.stderr,
+        )
+        for ep in bar:
+            train_loss = train()
             episodes = ep
             if ep % self.eval_every:
                 continue
             loss = evaluate()
             if loss < best - 1e-4:
                 best, best_state, bad = loss, copy.deepcopy(model.state_dict()), 0
-            elif (bad := bad + 1) >= self.patience:
+            else:
+                bad += 1
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{loss:.4f}", best=f"{best:.4f}")
+            if bad >= self.patience:
                 break
+        bar.close()
         model.load_state_dict(best_state)
         model.eval()
         return _Member(model, best_val=float(best), episodes=episodes)
