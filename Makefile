@@ -4,8 +4,11 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data/LLMRouter
+CHECKPOINT ?= .graphrouter/checkpoint.pt
+# the key writes need (POST /v1/llms, ...); the demo binds 127.0.0.1 only. Set your own: make demo GRAPHROUTER_API_KEY=…
+GRAPHROUTER_API_KEY ?= demo-key
 
-.PHONY: setup demo test lint bench-store clean
+.PHONY: setup demo test lint bench-store bench-scorer bench-api experiments clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +20,13 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# import the real data (idempotent), train once (a checkpoint already there is reused), then serve on :8000
 demo: setup
 	$(BIN)/graphrouter import dcrouter --data-dir $(DATA_DIR)
 	$(BIN)/graphrouter stats
+	test -f $(CHECKPOINT) || $(BIN)/graphrouter train --checkpoint $(CHECKPOINT)
+	@echo "serving on http://127.0.0.1:8000 (OpenAPI docs: /docs); writes need: Authorization: Bearer $(GRAPHROUTER_API_KEY)"
+	GRAPHROUTER_API_KEY='$(GRAPHROUTER_API_KEY)' $(BIN)/graphrouter serve --checkpoint $(CHECKPOINT)
 
 test: setup
 	$(BIN)/ruff check .
@@ -27,6 +34,18 @@ test: setup
 
 bench-store: setup
 	$(BIN)/python experiments/bench_store.py --data-dir $(DATA_DIR)
+
+bench-scorer: setup
+	$(BIN)/python experiments/bench_scorer.py
+
+# needs the store and checkpoint of `make demo`
+bench-api: setup
+	$(BIN)/python experiments/bench_api.py --checkpoint $(CHECKPOINT)
+
+# the quality tables (several hours on 2 cores: every router, official split and 5-fold CV, new-LLM protocol)
+experiments: setup
+	$(BIN)/python experiments/dcrouter.py
+	$(BIN)/python experiments/dcrouter_new_llm.py
 
 clean:
 	rm -rf $(VENV) .graphrouter

@@ -96,6 +96,16 @@ async def graph_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
 
 
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not the client's fault: a JSON 500 without the trace (which goes to the service log)."""
+    log.error("%s %s → 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    return JSONResponse(
+        {"detail": f"internal error ({type(exc).__name__}); the service log has the details"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(GraphStoreError, graph_error)  # GraphRouterError and CheckpointError derive from it

@@ -394,3 +394,19 @@ def test_openapi_lists_the_routes(make_app: AppMaker) -> None:
         assert "401" in operation["responses"], (path, method)
         assert operation.get("security"), (path, method)  # the bearer scheme is documented on writes
     assert not paths["/v1/route"]["post"].get("security")  # reads are open
+
+
+def test_a_bug_is_a_json_500_without_a_trace(store: GraphStore, fitted: tuple[World, dict[str, Path]]) -> None:
+    world, paths = fitted
+    scorer = Scorer(load_checkpoint(paths["knn_task"], "hash-test"), HashEmbedder(world))
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals")
+
+    scorer.top_k = broken  # type: ignore[method-assign]
+    app = create_app(Settings(store="unused", api_key=KEY), store=store, scorer=scorer)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v1/route", json={"query": "task-2 what is this", "k": 3})
+        assert r.status_code == 500
+        assert r.json()["detail"].startswith("internal error (RuntimeError)")
+        assert "secret internals" not in r.text and "Traceback" not in r.text

@@ -360,11 +360,13 @@ class GnnRouter(Router):
         self._backing: dict[int, int] = {}  # agent column → the column of the LLM it is backed by
         self._stored_nb: tuple[np.ndarray, np.ndarray] | None = None  # the stored queries' neighbours (cached)
         self._index: NeighbourIndex | None = None
+        self._ego: EgoPath | None = None  # the members' serving path, compiled at every cache refresh
 
     def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing LLM
         state.setdefault("_backing", {})
         state.setdefault("_stored_nb", None)
         state.setdefault("_index", None)
+        state.setdefault("_ego", None)
         self.__dict__.update(state)
 
     # -- graph construction (positions index the stored training queries) --
@@ -611,6 +613,8 @@ class GnnRouter(Router):
         """(n, C) effect probabilities for (possibly new) queries, on their ego-graphs; ``q.task`` must be known
         (``Router.utility`` fills it in). Stored queries are treated as new: ``q.index`` is never read. Runs the
         numpy-compiled ego path (:class:`~graphrouter.routers.gnn_ego.EgoPath`)."""
+        if self._ego is None:  # a checkpoint written before the compiled path existed
+            self._ego = EgoPath([m.model for m in self.members], [m.states for m in self.members], self.k_sim)
         return self._ego.predict(*self._ego_inputs(q))
 
     @torch.no_grad()
