@@ -695,7 +695,7 @@ class GnnRouter(Router):
     def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
         u = super().utility(q, weights, effect)
         if self.uncertainty_margin > 0:
-            n_observed = np.isfinite(self._effect).sum(axis=0)
+            n_observed = self._obs.count  # visible outcomes per candidate (an agent counts those it inherits)
             u = u - weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)[None, :]
         return u
 
