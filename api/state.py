@@ -143,7 +143,7 @@ def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> 
 
         embedder = Embedder(ckpt.embedding_model, cache_path=settings.embedding_cache)
         embedder.dim  # noqa: B018 - load the model now, not on the first request
-    return Scorer(ckpt, embedder)
+    return Scorer(ckpt, embedder, settings.max_query_chars)
 
 
 def attach_scorer(scorer: Scorer, store: GraphStore, source: str) -> Attached:

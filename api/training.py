@@ -174,7 +174,7 @@ class Trainer:
             if own_embedder:
                 embedder.close()
         serving = self._serving_embedder(ckpt.embedding_model)
-        scorer = Scorer(ckpt, serving)
+        scorer = Scorer(ckpt, serving, settings.max_query_chars)
         with state.registry_lock:  # registrations wait; routing goes on with the old scorer
             attached = attach_scorer(scorer, store, f"the new checkpoint {ckpt.version}")
             state.install(scorer, attached)

@@ -44,7 +44,8 @@ class RouteResult:
 
 
 class Scorer:
-    def __init__(self, checkpoint: Checkpoint, embedder: Embedder) -> None:
+    def __init__(self, checkpoint: Checkpoint, embedder: Embedder, max_query_chars: int = MAX_QUERY_CHARS) -> None:
+        self.max_query_chars = max_query_chars
         self.checkpoint = checkpoint
         self.router = checkpoint.router
         self.embedder = embedder
@@ -183,8 +184,8 @@ class Scorer:
         """The ``k`` candidates of highest predicted utility for this query."""
         if not isinstance(query_text, str) or not query_text.strip():
             raise GraphRouterError("query must be a non-empty string")
-        if len(query_text) > MAX_QUERY_CHARS:
-            raise GraphRouterError(f"query is {len(query_text):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+        if len(query_text) > self.max_query_chars:
+            raise GraphRouterError(f"query is {len(query_text):,} characters; the limit is {self.max_query_chars:,}")
         w = scenario_weights(scenario, weights)
         pool = self._pool(candidates)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
