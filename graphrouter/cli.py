@@ -188,9 +188,11 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     """Run the REST service; the app opens the store and loads the checkpoint in its lifespan."""
+    import copy
     import os
 
     import uvicorn
+    import uvicorn.config
 
     from api.settings import Settings
 
@@ -199,12 +201,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.checkpoint:
         os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
     settings = Settings()
+    # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
     uvicorn.run(
         "api.main:create_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=args.log_level,
+        log_config=log_config,
     )
 
 

@@ -68,7 +68,9 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self._load().get_sentence_embedding_dimension())
+        model = self._load()
+        dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # renamed
+        return int(dim())
 
     def _load(self):  # type: ignore[no-untyped-def]
         if self._model is None:
