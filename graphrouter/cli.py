@@ -95,6 +95,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     import time
 
     import numpy as np
+    import torch
 
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.embeddings import Embedder
@@ -102,6 +103,9 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     from graphrouter.routers import ROUTERS
     from graphrouter.world import build_world
 
+    if args.threads < 1:
+        raise GraphRouterError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     name = args.router or _default_router()
     if name not in ROUTERS:
         raise GraphRouterError(f"unknown router {name!r}; use one of {', '.join(ROUTERS)}")
@@ -252,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--router", default=None, help="router name from the registry (default: gnn)")
     tr.add_argument("--checkpoint", type=Path, default=Path(".graphrouter/checkpoint.pt"), help=ckpt_help)
     tr.add_argument("--embedding-model", default="all-MiniLM-L6-v2")
+    tr.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the model's ops are small, and extra threads spin against other work on a "
+        "shared 2-core machine; try 2+ on a quiet, larger one)",
+    )
     tr.set_defaults(func=cmd_train)
 
     rt = sub.add_parser("route", help="top-k candidates for a query")

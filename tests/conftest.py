@@ -18,6 +18,9 @@ from graph_store.backends.embedded import EmbeddedStore
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# one OpenMP thread (set before torch is imported; inherited by the service subprocesses): the tests' tensors are
+# tiny, and on a shared 2-core machine a second spinning thread made the GNN tests 10x slower
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 BACKENDS = ("embedded", "neo4j")
 StoreOpener = Callable[[], GraphStore]
