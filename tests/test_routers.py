@@ -10,6 +10,7 @@ import pytest
 from graphrouter.errors import GraphRouterError
 from graphrouter.metrics import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
 from graphrouter.routers import ROUTERS
+from graphrouter.routers.base import CostModel
 from tests.routing_world import make_world, split
 
 
@@ -94,3 +95,19 @@ def test_scenarios_resolve() -> None:
     assert scenario_weights("cost-first") == (0.2, 0.8)
     assert scenario_weights(weights=(2, 1)) == (2.0, 1.0)
     assert math.isclose(oracle_gap_closed(0.7, 0.6, 0.8), 0.5)
+
+
+def test_cost_multiplier_is_learned_from_observed_costs() -> None:
+    """A candidate whose observed costs are 3x its price-computed cost (an agent making three calls) is predicted
+    at ~3x; candidates whose observed costs match their prices stay at 1x; one with no outcomes stays at 1x."""
+    world = make_world(seed=4)
+    data = world.data
+    data.cost[:, 1] *= 3.0
+    data.cost[:, 2] = np.nan
+    data.effect[:, 2] = np.nan
+    model = CostModel.from_world(world)
+    n = np.isfinite(data.cost[:, 1]).sum()
+    assert model.multiplier[1] == pytest.approx(3.0 ** (n / (n + 5)), rel=1e-6)
+    np.testing.assert_allclose(model.multiplier[[0, 2, 3, 4]], 1.0)
+    plain = model.cost(world.query_tokens, data.candidate_prices)
+    np.testing.assert_allclose(model.cost(world.query_tokens)[:, 1], plain[:, 1] * model.multiplier[1])

@@ -120,23 +120,55 @@ class TaskInferer:
 
 
 class CostModel:
-    """Cost is known before the call: (input tokens × input price + 512 × output price) / 1e6, normalised with the
-    (given or inferred) task's min–max range observed in the world."""
+    """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
+    ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
+    LLM calls per query costs a multiple of its LLM's single call; an LLM's observed costs give m ≈ 1). ``m`` is the
+    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes. Costs are normalised
+    with the (given or inferred) task's min–max range observed in the world."""
 
-    def __init__(self, prices: np.ndarray, task_range: np.ndarray, output_tokens: int = DEFAULT_OUTPUT_TOKENS):
+    prior_outcomes = 5.0
+
+    def __init__(
+        self,
+        prices: np.ndarray,
+        task_range: np.ndarray,
+        output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+        multiplier: np.ndarray | None = None,
+    ):
         self.prices = np.asarray(prices, dtype=np.float64)  # (C, 2)
         self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
         self.output_tokens = output_tokens
+        self.multiplier = np.ones(len(self.prices)) if multiplier is None else np.asarray(multiplier, np.float64)
+
+    def __setstate__(self, state: dict) -> None:  # checkpoints written before the multiplier existed
+        state.setdefault("multiplier", np.ones(len(state["prices"])))
+        self.__dict__.update(state)
 
     @classmethod
     def from_world(cls, world: World) -> CostModel:
-        return cls(world.data.candidate_prices, world.data.task_cost_range())
+        model = cls(world.data.candidate_prices, world.data.task_cost_range())
+        computed = model.cost(world.query_tokens)
+        observed = world.data.cost
+        ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
+        log_ratio = np.where(ok, np.log(np.where(ok, observed, 1.0) / np.where(ok, computed, 1.0)), 0.0)
+        model.multiplier = np.exp(log_ratio.sum(0) / (ok.sum(0) + cls.prior_outcomes))
+        return model
+
+    def add_candidate(self, prices: np.ndarray) -> None:
+        """Append a candidate (its multiplier starts at 1)."""
+        self.prices = np.r_[self.prices, np.asarray(prices, dtype=np.float64).reshape(1, 2)]
+        self.multiplier = np.r_[self.multiplier, 1.0]
+
+    def keep_candidates(self, keep: np.ndarray) -> None:
+        self.prices, self.multiplier = self.prices[keep], self.multiplier[keep]
 
     def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier)."""
         p = self.prices if prices is None else prices
-        return (
+        computed = (
             np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + self.output_tokens * p[None, :, 1]
         ) / 1e6
+        return computed if prices is not None else computed * self.multiplier
 
     def normalise(self, cost: np.ndarray, task: np.ndarray) -> np.ndarray:
         lo, hi = self.task_range[task, 0][:, None], self.task_range[task, 1][:, None]

@@ -19,7 +19,8 @@ nearest stored queries' cached states and outcomes, and the cached candidate sta
 runs on that ego-graph (two layers over ≤ ``k_sim`` + 1 + C source nodes, then the decoder), not on the full graph.
 The decoder scores a (query, candidate) pair from ``[h_q, h_c, h_q ⊙ h_c, pair]``, where ``pair`` are metapath
 aggregates of the same graph (similarity-weighted neighbour effects at several k, the task mean, the candidate's
-global mean and relative skill). Cost is not learned: :class:`~graphrouter.routers.base.CostModel` computes it.
+global mean and relative skill). Cost is computed from tokens and prices, times a per-candidate multiplier learned
+from observed costs (:class:`~graphrouter.routers.base.CostModel`).
 
 Training is episodic on an inner split of the training queries: every episode hides a quarter of the pool
 (cold queries, BCE targets on all their observed outcomes) and, half of the time, all but a few outcomes of one or
@@ -729,7 +730,7 @@ class GnnRouter(Router):
         size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
         self._cand_x = np.r_[self._cand_x, candidate_features(emb, prices, size)]
         self._effect = np.c_[self._effect, column]
-        self.cost_model.prices = np.r_[self.cost_model.prices, prices]
+        self.cost_model.add_candidate(prices)
         self.candidates.append(name)
         if backing is not None:
             self._backing = {**self._backing, len(self.candidates) - 1: backing}
@@ -749,7 +750,7 @@ class GnnRouter(Router):
         new_col = np.cumsum(keep) - 1
         self._cand_x = self._cand_x[keep]
         self._effect = self._effect[:, keep]
-        self.cost_model.prices = self.cost_model.prices[keep]
+        self.cost_model.keep_candidates(keep)
         del self.candidates[col]
         self._backing = {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col}
         self._refresh()
