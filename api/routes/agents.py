@@ -13,20 +13,20 @@ Deleting removes the node and its edges from the store and the agent from routin
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
+from api.routes.common import AUTH_RESPONSES, registration_outcomes, write_or_422
 from api.state import same_agent
-from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode, NodeNotFoundError, Outcome
+from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode
 from graphrouter.errors import GraphRouterError
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
-_AUTH = {401: {"description": "missing or wrong API key, or no key configured"}}
+_AUTH = AUTH_RESPONSES
 
 
 def _backing(store: GraphStore, node: Agent) -> LLMNode | None:
@@ -35,21 +35,6 @@ def _backing(store: GraphStore, node: Agent) -> LLMNode | None:
     llm = store.get_node(LLM, node.llm)
     assert isinstance(llm, LLMNode)
     return llm
-
-
-def _outcomes(body: AgentIn) -> list[Outcome]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return [
-        Outcome(o.query_id, body.name, o.effect, o.cost, kind=AGENT, source="api", observed_at=now)
-        for o in body.outcomes or []
-    ]
-
-
-def _write(store: GraphStore, batch: GraphBatch) -> None:
-    try:
-        store.write(batch)
-    except NodeNotFoundError as exc:  # an outcome names a query the store does not have
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
 
 
 @router.post(
@@ -68,7 +53,7 @@ def register_agent(
     body: AgentIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth
 ) -> AgentRegistered:
     node = body.node()
-    outcomes = _outcomes(body)
+    outcomes = registration_outcomes(body.name, AGENT, body.outcomes)
     with state.registry_lock:
         backing = _backing(store, node)
         if backing is None:
@@ -90,7 +75,7 @@ def register_agent(
                     "first to replace it",
                 )
             if outcomes:  # stored for the next training; the scorer keeps what it was registered with
-                _write(store, GraphBatch(outcomes=outcomes))
+                write_or_422(store, GraphBatch(outcomes=outcomes))
             response.status_code = status.HTTP_200_OK
             return AgentRegistered(
                 **AgentOut.of(existing, backing, state.routable(node.name)).model_dump(),
@@ -106,7 +91,7 @@ def register_agent(
                     f"agent {node.name!r} was deleted while the service ran and the scorer still holds its old "
                     "data; re-register it with the same data, or retrain (POST /v1/train) to register other data",
                 )
-        _write(store, GraphBatch(agents=[node], outcomes=outcomes))
+        write_or_422(store, GraphBatch(agents=[node], outcomes=outcomes))
         note = None
         if scorer is None:
             note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"

@@ -14,35 +14,20 @@ Candidate names are shared by LLMs and agents, so an LLM cannot take an agent's 
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
+from api.routes.common import AUTH_RESPONSES, registration_outcomes, write_or_422
 from api.state import same_llm
-from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode, NodeNotFoundError, Outcome
+from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode
 from graphrouter.errors import GraphRouterError
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
 
-_AUTH = {401: {"description": "missing or wrong API key, or no key configured"}}
-
-
-def _outcomes(body: LLMIn) -> list[Outcome]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return [
-        Outcome(o.query_id, body.name, o.effect, o.cost, kind=LLM, source="api", observed_at=now)
-        for o in body.outcomes or []
-    ]
-
-
-def _write(store: StoreDep, batch: GraphBatch) -> None:
-    try:
-        store.write(batch)
-    except NodeNotFoundError as exc:  # an outcome names a query the store does not have
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
+_AUTH = AUTH_RESPONSES
 
 
 @router.post(
@@ -59,7 +44,7 @@ def _write(store: StoreDep, batch: GraphBatch) -> None:
 )
 def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth) -> LLMRegistered:
     node = body.node()
-    outcomes = _outcomes(body)
+    outcomes = registration_outcomes(body.name, LLM, body.outcomes)
     with state.registry_lock:
         if store.has_node(AGENT, node.name):
             raise HTTPException(
@@ -75,7 +60,7 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
                     "to replace it",
                 )
             if outcomes:  # stored for the next training; the scorer keeps what it was registered with
-                _write(store, GraphBatch(outcomes=outcomes))
+                write_or_422(store, GraphBatch(outcomes=outcomes))
             response.status_code = status.HTTP_200_OK
             return LLMRegistered(
                 **LLMOut.of(existing, state.routable(node.name)).model_dump(),
@@ -91,7 +76,7 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
                     f"LLM {node.name!r} was deleted while the service ran and the scorer still holds its old data; "
                     "re-register it with the same data, or restart the service (or retrain) to register other data",
                 )
-        _write(store, GraphBatch(llms=[node], outcomes=outcomes))
+        write_or_422(store, GraphBatch(llms=[node], outcomes=outcomes))
         note = None
         if scorer is None:
             note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"

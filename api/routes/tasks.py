@@ -22,13 +22,14 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegistered
+from api.routes.common import AUTH_RESPONSES
 from api.state import ServiceState
 from graph_store import QUERY, TASK, GraphBatch, GraphStore, Task
 from graph_store import Query as QueryNode
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-_AUTH = {401: {"description": "missing or wrong API key, or no key configured"}}
+_AUTH = AUTH_RESPONSES
 _PAGE = 5_000
 
 
