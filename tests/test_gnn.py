@@ -96,6 +96,7 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
         gnn.remove_candidate(name)
     assert gnn.candidates == without.data.candidates
     fresh = GnnRouter(**FAST).fit(without, train)
+    assert gnn.wait_exact(timeout=60)
     np.testing.assert_allclose(gnn.predict_effect(q), fresh.predict_effect(q), atol=1e-6)
     with pytest.raises(ValueError, match="not a candidate"):
         gnn.remove_candidate("star")
@@ -128,3 +129,21 @@ def test_cached_ego_path_equals_the_modules_and_the_full_graph() -> None:
     np.testing.assert_allclose(gnn.predict_effect(q), fast, atol=1e-6)
     with pytest.raises(ValueError, match="candidates"):
         gnn.reattach(world.select_candidates(np.arange(2)))
+
+
+def test_a_registration_is_routable_at_once_and_exact_after_the_background_refresh(star_world) -> None:  # type: ignore[no-untyped-def]
+    """register_candidate returns after computing the new candidate's states from cached ones (milliseconds, not a
+    pass over the whole graph); the exact caches follow in the background, and a synchronous refresh agrees."""
+    train, test = split(star_world)
+    without = star_world.select_candidates(np.arange(5))
+    gnn = GnnRouter(**FAST).fit(without, train)
+    q = without.features(test)
+    observed = {int(i): float(star_world.data.effect[i, -1]) for i in train[:50]}
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, observed)
+    at_once = gnn.predict_effect(q)
+    assert gnn.wait_exact(timeout=60)
+    exact = gnn.predict_effect(q)
+    assert at_once.shape == exact.shape == (len(test), 6)
+    assert np.abs(at_once - exact).mean() < 0.05, np.abs(at_once - exact).mean(0)
+    gnn._refresh()
+    np.testing.assert_allclose(gnn.predict_effect(q), exact, atol=1e-6)

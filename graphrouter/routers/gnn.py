@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -313,6 +314,15 @@ def _edge(a: np.ndarray, b: np.ndarray) -> Tensor:
     return torch.as_tensor(np.stack([a, b]), dtype=torch.long)
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    """What changes when candidates are registered, removed or observed: a consistent snapshot of it."""
+
+    features: np.ndarray  # (C, d) node features
+    effect: np.ndarray  # (N, C) observed effects of the stored queries (NaN: not observed)
+    backing: dict[int, int]  # agent column → LLM column
+
+
 @dataclass
 class _Member:
     """One seed of the ensemble: a trained model and its cached per-layer states of the stored graph."""
@@ -361,14 +371,31 @@ class GnnRouter(Router):
         self._backing: dict[int, int] = {}  # agent column → the column of the LLM it is backed by
         self._stored_nb: tuple[np.ndarray, np.ndarray] | None = None  # the stored queries' neighbours (cached)
         self._index: NeighbourIndex | None = None
-        self._ego: EgoPath | None = None  # the members' serving path, compiled at every cache refresh
+        self._serving: tuple[_Observed, EgoPath] | None = None  # what a request reads, swapped in one assignment
+        self._init_sync()
 
-    def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing LLM
-        state.setdefault("_backing", {})
+    def _init_sync(self) -> None:
+        self._lock = threading.RLock()  # held while candidates change and while a refresh installs
+        self._version = 0  # bumped by every change; a background refresh installs only the version it computed
+        self._exact = threading.Event()  # set while the serving caches are exact
+        self._exact.set()
+        self._background: threading.Thread | None = None
+
+    def __getstate__(self) -> dict:
+        self.wait_exact()  # a checkpoint holds exact caches
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_exact", "_background")}
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_backing", {})  # checkpoints written before agents had a backing LLM
         state.setdefault("_stored_nb", None)
         state.setdefault("_index", None)
-        state.setdefault("_ego", None)
+        if "_serving" not in state and "_obs" in state:  # before the serving tuple and the compiled ego path
+            ego = state.pop("_ego", None) or EgoPath(
+                [m.model for m in state["members"]], [m.states for m in state["members"]], state["k_sim"]
+            )
+            state["_serving"] = (state.pop("_obs"), ego)
         self.__dict__.update(state)
+        self._init_sync()
 
     # -- graph construction (positions index the stored training queries) --
     def _graph(
@@ -378,14 +405,17 @@ class GnnRouter(Router):
         cold_task: np.ndarray,
         visible: np.ndarray,
         neighbours: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        candidates: _Candidates | None = None,
     ) -> tuple[HeteroData, _Observed, np.ndarray]:
         """The graph over every stored training query (those neither stored nor cold are isolated), the observed
-        aggregates, and the cold queries' pair features."""
+        aggregates, and the cold queries' pair features. ``candidates`` (default: the current ones) lets a
+        background refresh build from a consistent snapshot while the candidates change."""
+        cands = candidates or self._candidates_now()
         nb_s, sim_s, nb_c, sim_c = neighbours
         n = len(self._emb)
         is_stored = np.zeros(n, bool)
         is_stored[stored] = True
-        effect, visible = _inherit(self._effect, visible & is_stored[:, None], self._backing)
+        effect, visible = _inherit(cands.effect, visible & is_stored[:, None], cands.backing)
         obs = _Observed(effect, visible, self._task, self._n_tasks)
         qi, ci = np.nonzero(obs.visible)
         eff = torch.as_tensor(obs.effect[qi, ci], dtype=torch.float32)[:, None]
@@ -398,7 +428,7 @@ class GnnRouter(Router):
         data = HeteroData()
         data[QUERY].x = self._query_x
         data[TASK].x = torch.as_tensor(self._task_features(stored))
-        data[CANDIDATE].x = torch.as_tensor(self._cand_x)
+        data[CANDIDATE].x = torch.as_tensor(cands.features)
         data[ANSWERED_BY].edge_index, data[ANSWERED_BY].edge_attr = _edge(qi, ci), eff
         data[REV_ANSWERED_BY].edge_index, data[REV_ANSWERED_BY].edge_attr = _edge(ci, qi), eff
         data[OF_TASK].edge_index = _edge(stored, self._task[stored])
@@ -583,9 +613,11 @@ class GnnRouter(Router):
         )
 
     # -- serving --
-    @torch.no_grad()
-    def _refresh(self) -> None:
-        """Cache every member's per-layer states of the stored graph (all training queries, every outcome)."""
+    def _candidates_now(self) -> _Candidates:
+        return _Candidates(self._cand_x, self._effect, dict(self._backing))
+
+    def _serving_graph(self, cands: _Candidates) -> tuple[HeteroData, _Observed]:
+        """The stored graph (every stored query, every visible outcome) as serving caches it."""
         stored = np.arange(len(self._emb))
         empty = np.zeros(0, np.int64)
         if self._stored_nb is None:  # the stored queries never change after fitting: computed once
@@ -595,28 +627,123 @@ class GnnRouter(Router):
             else:
                 self._stored_nb = self._stored_neighbours(stored)
         nb = (*self._stored_nb, np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
-        graph, self._obs, _ = self._graph(stored, empty, empty, np.isfinite(self._effect), nb)
+        graph, obs, _ = self._graph(stored, empty, empty, np.isfinite(cands.effect), nb, cands)
+        return graph, obs
+
+    @torch.no_grad()
+    def _compute_serving(self, cands: _Candidates) -> tuple[list[list[dict[str, Tensor]]], _Observed, EgoPath]:
+        """Every member's per-layer states of the stored graph, its observed aggregates, and the compiled ego path:
+        one forward pass over the whole stored graph per member. Reads nothing that a candidate change mutates."""
+        graph, obs = self._serving_graph(cands)
         graph.validate()
+        states = []
         for m in self.members:
             m.model.eval()
-            m.states = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
-        self._ego = EgoPath([m.model for m in self.members], [m.states for m in self.members], self.k_sim)
+            states.append(m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict))
+        return states, obs, EgoPath([m.model for m in self.members], states, self.k_sim)
 
-    def _ego_inputs(self, q: QueryFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _install(self, states: list[list[dict[str, Tensor]]], obs: _Observed, ego: EgoPath) -> None:
+        for m, st in zip(self.members, states, strict=True):
+            m.states = st
+        self._serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
+
+    def _refresh(self) -> None:
+        """Cache the serving state exactly, now (after fitting, reattaching or loading)."""
+        with self._lock:
+            self._version += 1  # a background refresh of an older version will not install
+            self._install(*self._compute_serving(self._candidates_now()))
+            self._exact.set()
+
+    @torch.no_grad()
+    def _changed(self, columns: list[int]) -> None:
+        """After the candidates or their outcomes changed (caller holds ``_lock``; ``columns``: the candidate
+        columns whose features or outcomes are new, after any removal). Routable at once: the changed candidates'
+        states are computed from the cached states of their sources (queries with outcomes for them, tasks); the
+        other nodes keep their cached states, which the change moves only slightly. An exact refresh (one forward
+        pass over the whole stored graph) then runs in the background and is swapped in when done."""
+        self._version += 1
+        self._exact.clear()
+        cands = self._candidates_now()
+        graph, obs = self._serving_graph(cands)
+        n_cand = len(cands.features)
+        states = []
+        for m in self.members:
+            old = m.states
+            rows = {c: self._candidate_rows(m.model, graph, old, c) for c in columns}
+            layers = []
+            for i, layer in enumerate(old):
+                prev = layer[CANDIDATE]
+                if len(prev) > n_cand:  # a removal: the removed row is gone from ``self._removed_row``
+                    keep = torch.ones(len(prev), dtype=torch.bool)
+                    keep[self._removed_row] = False
+                    prev = prev[keep]
+                if len(prev) < n_cand:
+                    prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1])])
+                else:
+                    prev = prev.clone()
+                for c, r in rows.items():
+                    prev[c] = r[i]
+                layers.append({**layer, CANDIDATE: prev})
+            states.append(layers)
+        self._install(states, obs, EgoPath([m.model for m in self.members], states, self.k_sim))
+        if self._background is None or not self._background.is_alive():
+            self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh", daemon=True)
+            self._background.start()
+
+    def _candidate_rows(
+        self, model: HeteroRouterGNN, graph: HeteroData, states: list[dict[str, Tensor]], c: int
+    ) -> list[Tensor]:
+        """Candidate ``c``'s state at every layer, from the cached states of the nodes that send to it."""
+        h = [model.enc[CANDIDATE](graph[CANDIDATE].x[c : c + 1])]
+        for i in range(len(states) - 1):
+            out = 0
+            for et, conv in model.convs[i].convs.items():
+                if et[2] != CANDIDATE:
+                    continue
+                ei = graph[et].edge_index
+                into = ei[1] == c
+                src = ei[0][into]
+                local = torch.stack([torch.arange(len(src)), torch.zeros(len(src), dtype=torch.long)])
+                attr = graph[et].edge_attr[into] if "edge_attr" in graph[et] else None
+                out = out + conv((states[i][et[0]][src], h[i]), local, attr)
+            h.append(model._post(i, CANDIDATE, out, h[i]))
+        return [x[0] for x in h]
+
+    def _refresh_in_background(self) -> None:
+        while True:
+            with self._lock:
+                version, cands = self._version, self._candidates_now()
+            result = self._compute_serving(cands)
+            with self._lock:
+                if version == self._version:
+                    self._install(*result)
+                    self._exact.set()
+                    return
+
+    def wait_exact(self, timeout: float | None = None) -> bool:
+        """Block until the serving caches are exact again after the last change (True), or ``timeout`` s passed."""
+        return self._exact.wait(timeout)
+
+    @property
+    def _obs(self) -> _Observed:
+        return self._serving[0]
+
+    def _ego_inputs(
+        self, q: QueryFeatures, obs: _Observed | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         emb = np.asarray(q.embedding, dtype=np.float32)
         task = np.asarray(q.task, dtype=np.int64)
         if (task < 0).any():
             task = self.task_inferer.fill(q).task.astype(np.int64)
         nb, sim = self._cold_neighbours(emb)
-        return emb, task, nb, sim, self._obs.pair_features(nb, sim, task)
+        return emb, task, nb, sim, (obs or self._obs).pair_features(nb, sim, task)
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         """(n, C) effect probabilities for (possibly new) queries, on their ego-graphs; ``q.task`` must be known
         (``Router.utility`` fills it in). Stored queries are treated as new: ``q.index`` is never read. Runs the
         numpy-compiled ego path (:class:`~graphrouter.routers.gnn_ego.EgoPath`)."""
-        if self._ego is None:  # a checkpoint written before the compiled path existed
-            self._ego = EgoPath([m.model for m in self.members], [m.states for m in self.members], self.k_sim)
-        return self._ego.predict(*self._ego_inputs(q))
+        obs, ego = self._serving
+        return ego.predict(*self._ego_inputs(q, obs))
 
     @torch.no_grad()
     def predict_effect_reference(self, q: QueryFeatures) -> np.ndarray:
@@ -649,6 +776,11 @@ class GnnRouter(Router):
         """The same as :meth:`predict_effect`, the way GraphRouter itself answers: the new queries are inserted
         into the whole stored graph and every member runs over all of it. Slow by design (benchmarks and tests
         compare it with the cached ego path); not safe to call while another thread routes."""
+        self.wait_exact()
+        with self._lock:
+            return self._predict_full_graph(q)
+
+    def _predict_full_graph(self, q: QueryFeatures) -> np.ndarray:
         emb, task, nb, sim, pair = self._ego_inputs(q)
         n, b = len(self._emb), len(emb)
         if self._stored_nb is None:
@@ -684,6 +816,10 @@ class GnnRouter(Router):
             raise ValueError(f"embeddings of size {world.query_emb.shape[1]}, the router's are {self._emb.shape[1]}")
         if world.data.n_queries <= self.k_sim:
             raise ValueError(f"the GNN router needs more than {self.k_sim} stored queries")
+        with self._lock:
+            self._reattach(world)
+
+    def _reattach(self, world: World) -> None:
         self.world, self.train_idx = world, np.arange(world.data.n_queries)
         self._emb = np.ascontiguousarray(world.query_emb, dtype=np.float32)
         self._query_x = torch.as_tensor(self._emb)
@@ -712,57 +848,65 @@ class GnnRouter(Router):
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
         indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
-        agent runs on (its aggregates are the agent's prior). The caches are refreshed once."""
-        if name in self.candidates:
-            raise ValueError(f"candidate {name!r} is already routable")
-        backing = None
-        if backed_by is not None:
-            if backed_by not in self.candidates:
-                raise ValueError(f"backing LLM {backed_by!r} is not a candidate")
-            backing = self.candidates.index(backed_by)
-            if backing in self._backing:
-                raise ValueError(f"{backed_by!r} is an agent; an agent must be backed by an LLM")
-        column = np.full(len(self._emb), np.nan)
-        rows, effects = self._positions(outcomes or {})
-        column[rows] = effects
-        emb = np.asarray(description_embedding, dtype=np.float32).reshape(1, -1)
-        prices = np.array([[input_price, output_price]], dtype=np.float64)
-        size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
-        self._cand_x = np.r_[self._cand_x, candidate_features(emb, prices, size)]
-        self._effect = np.c_[self._effect, column]
-        self.cost_model.add_candidate(prices)
-        self.candidates.append(name)
-        if backing is not None:
-            self._backing = {**self._backing, len(self.candidates) - 1: backing}
-        self._refresh()
-        return len(self.candidates) - 1
+        agent runs on (the agent inherits its outcome edges). Routable when this returns; see :meth:`_changed`."""
+        with self._lock:
+            if name in self.candidates:
+                raise ValueError(f"candidate {name!r} is already routable")
+            backing = None
+            if backed_by is not None:
+                if backed_by not in self.candidates:
+                    raise ValueError(f"backing LLM {backed_by!r} is not a candidate")
+                backing = self.candidates.index(backed_by)
+                if backing in self._backing:
+                    raise ValueError(f"{backed_by!r} is an agent; an agent must be backed by an LLM")
+            column = np.full(len(self._emb), np.nan)
+            rows, effects = self._positions(outcomes or {})
+            column[rows] = effects
+            emb = np.asarray(description_embedding, dtype=np.float32).reshape(1, -1)
+            prices = np.array([[input_price, output_price]], dtype=np.float64)
+            size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
+            self._cand_x = np.r_[self._cand_x, candidate_features(emb, prices, size)]
+            self._effect = np.c_[self._effect, column]
+            self.cost_model.add_candidate(prices)
+            self.candidates.append(name)
+            col = len(self.candidates) - 1
+            if backing is not None:
+                self._backing = {**self._backing, col: backing}
+            self._changed([col])
+            return col
 
     def remove_candidate(self, name: str) -> None:
-        if name not in self.candidates:
-            raise ValueError(f"{name!r} is not a candidate")
-        col = self.candidates.index(name)
-        agents = [self.candidates[a] for a, llm in self._backing.items() if llm == col]
-        if agents:
-            raise ValueError(f"{name!r} backs the agent(s) {agents}; remove them first")
-        if len(self.candidates) == 1:
-            raise ValueError(f"{name!r} is the last candidate; a router needs at least one")
-        keep = np.arange(len(self.candidates)) != col
-        new_col = np.cumsum(keep) - 1
-        self._cand_x = self._cand_x[keep]
-        self._effect = self._effect[:, keep]
-        self.cost_model.keep_candidates(keep)
-        del self.candidates[col]
-        self._backing = {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col}
-        self._refresh()
+        with self._lock:
+            if name not in self.candidates:
+                raise ValueError(f"{name!r} is not a candidate")
+            col = self.candidates.index(name)
+            agents = [self.candidates[a] for a, llm in self._backing.items() if llm == col]
+            if agents:
+                raise ValueError(f"{name!r} backs the agent(s) {agents}; remove them first")
+            if len(self.candidates) == 1:
+                raise ValueError(f"{name!r} is the last candidate; a router needs at least one")
+            keep = np.arange(len(self.candidates)) != col
+            new_col = np.cumsum(keep) - 1
+            self._cand_x = self._cand_x[keep]
+            self._effect = self._effect[:, keep]
+            self.cost_model.keep_candidates(keep)
+            del self.candidates[col]
+            self._backing = {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col}
+            self._removed_row = col
+            self._changed([])
 
     def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
-        if name not in self.candidates:
-            raise ValueError(f"{name!r} is not a candidate")
-        rows, effects = self._positions(outcomes, strict=False)
-        if len(rows):
-            self._effect[rows, self.candidates.index(name)] = effects
-            self._refresh()
-        return len(rows)
+        with self._lock:
+            if name not in self.candidates:
+                raise ValueError(f"{name!r} is not a candidate")
+            rows, effects = self._positions(outcomes, strict=False)
+            if len(rows):
+                col = self.candidates.index(name)
+                effect = self._effect.copy()  # never mutated in place: a background refresh may be reading it
+                effect[rows, col] = effects
+                self._effect = effect
+                self._changed([col] + [a for a, llm in self._backing.items() if llm == col])
+            return len(rows)
 
     def _positions(self, outcomes: dict[int, float], strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Stored positions and effects of ``outcomes`` (world query index → effect); with ``strict=False``
