@@ -3,6 +3,7 @@ retraining, it is deterministic under a seed, and a checkpoint round trip gives 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,16 @@ def test_a_registration_is_routable_at_once_and_exact_after_the_background_refre
     assert np.abs(at_once - exact).mean() < 0.05, np.abs(at_once - exact).mean(0)
     gnn._refresh()
     np.testing.assert_allclose(gnn.predict_effect(q), exact, atol=1e-6)
+
+    # a stream of changes while refreshes run: every answer has the current columns, and the end state is exact
+    for j, i in enumerate(train[50:110]):
+        gnn.add_outcomes("star", {int(i): float(j % 2)})
+        assert gnn.predict_effect(q).shape == (len(test), 6)
+    gnn.register_candidate("late", star_world.candidate_emb[0], 0.1, 0.1, None, {})
+    copied = copy.deepcopy(gnn)  # consistent and exact even while a refresh may be in flight
+    assert len(copied.candidates) == copied.predict_effect(q).shape[1] == 7
+    assert gnn.wait_exact(timeout=60)
+    streamed = gnn.predict_effect(q)
+    gnn._refresh()
+    np.testing.assert_allclose(gnn.predict_effect(q), streamed, atol=1e-6)
+    np.testing.assert_allclose(copied.predict_effect(q), streamed, atol=1e-6)

@@ -40,6 +40,8 @@ own outcomes take over query by query. Its price is its LLM's.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import sys
 import threading
 import warnings
@@ -314,6 +316,10 @@ def _edge(a: np.ndarray, b: np.ndarray) -> Tensor:
     return torch.as_tensor(np.stack([a, b]), dtype=torch.long)
 
 
+_UNPICKLED = ("_lock", "_exact", "_background", "_shape_version", "_dirty")
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class _Candidates:
     """What changes when candidates are registered, removed or observed: a consistent snapshot of it."""
@@ -379,11 +385,22 @@ class GnnRouter(Router):
         self._version = 0  # bumped by every change; a background refresh installs only the version it computed
         self._exact = threading.Event()  # set while the serving caches are exact
         self._exact.set()
-        self._background: threading.Thread | None = None
+        self._background: threading.Thread | None = None  # the refresh thread, if one runs (set under _lock)
+        self._shape_version = 0  # bumped when columns are added or removed
+        self._dirty: set[int] = set()  # columns changed since the background refresh took its snapshot
 
     def __getstate__(self) -> dict:
-        self.wait_exact()  # a checkpoint holds exact caches
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_exact", "_background")}
+        """A consistent copy with exact caches (pickling and deepcopy): taken under the lock; the arrays are never
+        mutated in place, and the containers that are get shallow copies."""
+        with self._lock:
+            if not self._exact.is_set():
+                self._refresh()
+            state = {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
+            state["candidates"] = list(self.candidates)
+            state["cost_model"] = copy.copy(self.cost_model)
+            state["members"] = [dataclasses.replace(m) for m in self.members]
+            state["_backing"] = dict(self._backing)
+            return state
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("_backing", {})  # checkpoints written before agents had a backing LLM
@@ -616,25 +633,37 @@ class GnnRouter(Router):
     def _candidates_now(self) -> _Candidates:
         return _Candidates(self._cand_x, self._effect, dict(self._backing))
 
-    def _serving_graph(self, cands: _Candidates) -> tuple[HeteroData, _Observed]:
-        """The stored graph (every stored query, every visible outcome) as serving caches it."""
+    def _serving_graph(
+        self, cands: _Candidates, stored_nb: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[HeteroData, _Observed]:
+        """The stored graph (every stored query, every visible outcome) as serving caches it; ``stored_nb``: the
+        stored queries' neighbours as snapshotted (default: the cached ones, computed now if missing)."""
         stored = np.arange(len(self._emb))
         empty = np.zeros(0, np.int64)
-        if self._stored_nb is None:  # the stored queries never change after fitting: computed once
+        if stored_nb is None:
+            stored_nb = self._stored_neighbour_cache()
+        nb = (*stored_nb, np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
+        graph, obs, _ = self._graph(stored, empty, empty, np.isfinite(cands.effect), nb, cands)
+        return graph, obs
+
+    def _stored_neighbour_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stored queries' neighbours: they never change after fitting (or reattaching), so computed once."""
+        if self._stored_nb is None:
+            stored = np.arange(len(self._emb))
             index = self._neighbour_index()
             if index.approximate:
                 self._stored_nb = _drop_self(*index.search(self._emb, self.k_sim + 1), self.k_sim)
             else:
                 self._stored_nb = self._stored_neighbours(stored)
-        nb = (*self._stored_nb, np.zeros((0, self.k_pair), np.int64), np.zeros((0, self.k_pair)))
-        graph, obs, _ = self._graph(stored, empty, empty, np.isfinite(cands.effect), nb, cands)
-        return graph, obs
+        return self._stored_nb
 
     @torch.no_grad()
-    def _compute_serving(self, cands: _Candidates) -> tuple[list[list[dict[str, Tensor]]], _Observed, EgoPath]:
+    def _compute_serving(
+        self, cands: _Candidates, stored_nb: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[list[list[dict[str, Tensor]]], _Observed, EgoPath]:
         """Every member's per-layer states of the stored graph, its observed aggregates, and the compiled ego path:
         one forward pass over the whole stored graph per member. Reads nothing that a candidate change mutates."""
-        graph, obs = self._serving_graph(cands)
+        graph, obs = self._serving_graph(cands, stored_nb)
         graph.validate()
         states = []
         for m in self.members:
@@ -650,20 +679,19 @@ class GnnRouter(Router):
     def _refresh(self) -> None:
         """Cache the serving state exactly, now (after fitting, reattaching or loading)."""
         with self._lock:
-            self._version += 1  # a background refresh of an older version will not install
+            self._version += 1
+            self._background = None  # a refresh in flight will not install
             self._install(*self._compute_serving(self._candidates_now()))
             self._exact.set()
 
     @torch.no_grad()
-    def _changed(self, columns: list[int]) -> None:
-        """After the candidates or their outcomes changed (caller holds ``_lock``; ``columns``: the candidate
-        columns whose features or outcomes are new, after any removal). Routable at once: the changed candidates'
-        states are computed from the cached states of their sources (queries with outcomes for them, tasks); the
-        other nodes keep their cached states, which the change moves only slightly. An exact refresh (one forward
-        pass over the whole stored graph) then runs in the background and is swapped in when done."""
-        self._version += 1
-        self._exact.clear()
-        cands = self._candidates_now()
+    def _patched(
+        self, cands: _Candidates, columns: list[int], removed_row: int | None = None
+    ) -> tuple[list[list[dict[str, Tensor]]], _Observed, EgoPath]:
+        """The serving state for ``cands`` without a pass over the graph: the candidate rows ``columns`` (new, or
+        with new outcomes) are computed from the cached states of the nodes that send to them (queries with
+        outcomes for them, tasks); ``removed_row`` is dropped; every other node keeps its cached state, which the
+        change moves only slightly. Changes nothing on ``self``."""
         graph, obs = self._serving_graph(cands)
         n_cand = len(cands.features)
         states = []
@@ -673,9 +701,9 @@ class GnnRouter(Router):
             layers = []
             for i, layer in enumerate(old):
                 prev = layer[CANDIDATE]
-                if len(prev) > n_cand:  # a removal: the removed row is gone from ``self._removed_row``
+                if removed_row is not None:
                     keep = torch.ones(len(prev), dtype=torch.bool)
-                    keep[self._removed_row] = False
+                    keep[removed_row] = False
                     prev = prev[keep]
                 if len(prev) < n_cand:
                     prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1])])
@@ -685,8 +713,27 @@ class GnnRouter(Router):
                     prev[c] = r[i]
                 layers.append({**layer, CANDIDATE: prev})
             states.append(layers)
-        self._install(states, obs, EgoPath([m.model for m in self.members], states, self.k_sim))
-        if self._background is None or not self._background.is_alive():
+        return states, obs, EgoPath([m.model for m in self.members], states, self.k_sim)
+
+    def _commit(
+        self,
+        cands: _Candidates,
+        serving: tuple[list[list[dict[str, Tensor]]], _Observed, EgoPath],
+        columns: list[int],
+        reshaped: bool,
+    ) -> None:
+        """Make a computed change current (caller holds ``_lock``; nothing here can fail halfway) and make sure an
+        exact refresh follows in the background."""
+        self._cand_x, self._effect, self._backing = cands.features, cands.effect, cands.backing
+        self._install(*serving)
+        self._version += 1
+        if reshaped:  # columns moved: what the background refresh computes no longer fits
+            self._shape_version += 1
+            self._dirty = set()
+        else:
+            self._dirty |= set(columns)
+        self._exact.clear()
+        if self._background is None:  # decided under the lock: exactly one refresh thread at a time
             self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh", daemon=True)
             self._background.start()
 
@@ -710,15 +757,36 @@ class GnnRouter(Router):
         return [x[0] for x in h]
 
     def _refresh_in_background(self) -> None:
-        while True:
+        """Compute exact caches from a snapshot; install them if nothing changed meanwhile. If only outcomes changed
+        (same columns), install them anyway and re-patch the columns changed since, so frequent outcomes cannot
+        starve the exact refresh; if columns moved, start again from a new snapshot."""
+        me = threading.current_thread()
+        try:
+            while True:
+                with self._lock:
+                    if self._background is not me:
+                        return
+                    version, shape, cands = self._version, self._shape_version, self._candidates_now()
+                    stored_nb = self._stored_neighbour_cache()
+                    self._dirty = set()
+                result = self._compute_serving(cands, stored_nb)
+                with self._lock:
+                    if self._background is not me:  # detached (reattach, a synchronous refresh): not ours to install
+                        return
+                    if version == self._version:
+                        self._install(*result)
+                        self._exact.set()
+                        self._background = None
+                        return
+                    if shape == self._shape_version:
+                        self._install(*result)  # exact as of the snapshot: newer than what is installed
+                        now = self._candidates_now()
+                        self._install(*self._patched(now, sorted(self._dirty)))
+        except Exception:
+            log.exception("background refresh of the GNN caches failed; the next change retries")
             with self._lock:
-                version, cands = self._version, self._candidates_now()
-            result = self._compute_serving(cands)
-            with self._lock:
-                if version == self._version:
-                    self._install(*result)
-                    self._exact.set()
-                    return
+                if self._background is me:
+                    self._background = None
 
     def wait_exact(self, timeout: float | None = None) -> bool:
         """Block until the serving caches are exact again after the last change (True), or ``timeout`` s passed."""
@@ -848,7 +916,7 @@ class GnnRouter(Router):
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
         indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
-        agent runs on (the agent inherits its outcome edges). Routable when this returns; see :meth:`_changed`."""
+        agent runs on (the agent inherits its outcome edges). Routable when this returns; see :meth:`_patched`."""
         with self._lock:
             if name in self.candidates:
                 raise ValueError(f"candidate {name!r} is already routable")
@@ -865,14 +933,16 @@ class GnnRouter(Router):
             emb = np.asarray(description_embedding, dtype=np.float32).reshape(1, -1)
             prices = np.array([[input_price, output_price]], dtype=np.float64)
             size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
-            self._cand_x = np.r_[self._cand_x, candidate_features(emb, prices, size)]
-            self._effect = np.c_[self._effect, column]
+            col = len(self.candidates)
+            cands = _Candidates(
+                np.r_[self._cand_x, candidate_features(emb, prices, size)],
+                np.c_[self._effect, column],
+                {**self._backing, col: backing} if backing is not None else dict(self._backing),
+            )
+            serving = self._patched(cands, [col])  # computed first: a failure leaves the router as it was
             self.cost_model.add_candidate(prices)
             self.candidates.append(name)
-            col = len(self.candidates) - 1
-            if backing is not None:
-                self._backing = {**self._backing, col: backing}
-            self._changed([col])
+            self._commit(cands, serving, [col], reshaped=True)
             return col
 
     def remove_candidate(self, name: str) -> None:
@@ -887,13 +957,15 @@ class GnnRouter(Router):
                 raise ValueError(f"{name!r} is the last candidate; a router needs at least one")
             keep = np.arange(len(self.candidates)) != col
             new_col = np.cumsum(keep) - 1
-            self._cand_x = self._cand_x[keep]
-            self._effect = self._effect[:, keep]
+            cands = _Candidates(
+                self._cand_x[keep],
+                self._effect[:, keep],
+                {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col},
+            )
+            serving = self._patched(cands, [], removed_row=col)
             self.cost_model.keep_candidates(keep)
             del self.candidates[col]
-            self._backing = {int(new_col[a]): int(new_col[llm]) for a, llm in self._backing.items() if a != col}
-            self._removed_row = col
-            self._changed([])
+            self._commit(cands, serving, [], reshaped=True)
 
     def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
         with self._lock:
@@ -904,8 +976,9 @@ class GnnRouter(Router):
                 col = self.candidates.index(name)
                 effect = self._effect.copy()  # never mutated in place: a background refresh may be reading it
                 effect[rows, col] = effects
-                self._effect = effect
-                self._changed([col] + [a for a, llm in self._backing.items() if llm == col])
+                cands = _Candidates(self._cand_x, effect, dict(self._backing))
+                columns = [col] + [a for a, llm in self._backing.items() if llm == col]
+                self._commit(cands, self._patched(cands, columns), columns, reshaped=False)
             return len(rows)
 
     def _positions(self, outcomes: dict[int, float], strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
