@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--full-graph-reps", type=int, default=10, help="requests re-run over the whole graph")
     parser.add_argument("--torch-threads", type=int, default=None, help="the service's GRAPHROUTER_TORCH_THREADS")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     import torch
 
@@ -285,6 +286,7 @@ def main() -> None:
         f"`python experiments/bench_api.py --sizes {args.sizes} --requests {args.requests} "
         f"--concurrency {args.concurrency}"
         + (f" --torch-threads {args.torch_threads}" if args.torch_threads else "")
+        + (f" --out {args.out}" if args.out.resolve() != RESULTS else "")
         + f"`, one run, {time.strftime('%Y-%m-%d')}, this 2-core machine, "
         f"client and service on loopback; checkpoint {ckpt.version} ({len(router.members)}-member GNN, "
         f"{len(router.candidates)} candidates). Every request carries a query text never seen before, so each pays "
@@ -320,8 +322,8 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
