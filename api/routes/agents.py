@@ -19,10 +19,9 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
-from api.routes.common import AUTH_RESPONSES, registration_outcomes, write_or_422
+from api.routes.common import AUTH_RESPONSES, add_to_scorer, registration_outcomes, write_or_422
 from api.state import same_agent
 from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode
-from graphrouter.errors import GraphRouterError
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -98,20 +97,10 @@ def register_agent(
         elif not state.routable(node.llm):
             note = f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
         else:
-            try:
-                with state.lock.write():
-                    if node.name in state.removed:
-                        del state.removed[node.name]
-                    else:
-                        scorer.register_agent(node, backing, {o.query_id: o.effect for o in outcomes})
-            except NotImplementedError:
-                note = (
-                    f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "
-                    "retrain (POST /v1/train) to route to it"
-                )
-            except GraphRouterError:
-                store.delete_node(AGENT, node.name)  # it was new: this removes exactly what was just written
-                raise
+            outcome_effects = {o.query_id: o.effect for o in outcomes}
+            note = add_to_scorer(
+                state, scorer, store, AGENT, node.name, lambda: scorer.register_agent(node, backing, outcome_effects)
+            )
     return AgentRegistered(
         **AgentOut.of(node, backing, state.routable(node.name)).model_dump(),
         created=True,

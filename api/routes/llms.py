@@ -20,10 +20,9 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
-from api.routes.common import AUTH_RESPONSES, registration_outcomes, write_or_422
+from api.routes.common import AUTH_RESPONSES, add_to_scorer, registration_outcomes, write_or_422
 from api.state import same_llm
 from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode
-from graphrouter.errors import GraphRouterError
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
 
@@ -81,20 +80,10 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
         if scorer is None:
             note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
         else:
-            try:
-                with state.lock.write():
-                    if node.name in state.removed:
-                        del state.removed[node.name]
-                    else:
-                        scorer.register_llm(node, {o.query_id: o.effect for o in outcomes})
-            except NotImplementedError:
-                note = (
-                    f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "
-                    "retrain (graphrouter train) to route to it"
-                )
-            except GraphRouterError:
-                store.delete_node(LLM, node.name)  # it was new: this removes exactly what was just written
-                raise
+            outcome_effects = {o.query_id: o.effect for o in outcomes}
+            note = add_to_scorer(
+                state, scorer, store, LLM, node.name, lambda: scorer.register_llm(node, outcome_effects)
+            )
     return LLMRegistered(
         **LLMOut.of(node, state.routable(node.name)).model_dump(),
         created=True,
