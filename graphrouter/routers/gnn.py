@@ -844,8 +844,9 @@ class GnnRouter(Router):
         """The same as :meth:`predict_effect`, the way GraphRouter itself answers: the new queries are inserted
         into the whole stored graph and every member runs over all of it. Slow by design (benchmarks and tests
         compare it with the cached ego path); not safe to call while another thread routes."""
-        self.wait_exact()
         with self._lock:
+            if not self._exact.is_set():  # compare against exact caches, whatever the background thread is doing
+                self._refresh()
             return self._predict_full_graph(q)
 
     def _predict_full_graph(self, q: QueryFeatures) -> np.ndarray:
