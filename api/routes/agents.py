@@ -19,7 +19,14 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
-from api.routes.common import AUTH_RESPONSES, add_to_scorer, registration_outcomes, write_or_422
+from api.routes.common import (
+    AUTH_RESPONSES,
+    add_to_scorer,
+    refuse_stale_candidate,
+    registration_outcomes,
+    same_registration,
+    write_or_422,
+)
 from api.state import same_agent
 from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode
 
@@ -64,15 +71,8 @@ def register_agent(
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"name: {node.name!r} is an LLM; an agent needs a name of its own"
             )
-        if store.has_node(AGENT, node.name):
-            existing = store.get_node(AGENT, node.name)
-            assert isinstance(existing, Agent)
-            if not same_agent(existing, node):
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"agent {node.name!r} is already registered with other data; DELETE /v1/agents/{node.name} "
-                    "first to replace it",
-                )
+        existing = same_registration(store, AGENT, node, same_agent, "agent", "/v1/agents")
+        if existing is not None:
             if outcomes:  # stored for the next training; the scorer keeps what it was registered with
                 write_or_422(store, GraphBatch(outcomes=outcomes))
             response.status_code = status.HTTP_200_OK
@@ -82,14 +82,7 @@ def register_agent(
                 outcomes_written=len(outcomes),
             )
         scorer = state.scorer
-        if scorer is not None and node.name in scorer.candidates:  # deleted, but its router could not drop it
-            before = state.removed.get(node.name)
-            if not isinstance(before, Agent) or not same_agent(before, node):
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"agent {node.name!r} was deleted while the service ran and the scorer still holds its old "
-                    "data; re-register it with the same data, or retrain (POST /v1/train) to register other data",
-                )
+        refuse_stale_candidate(state, scorer, node, same_agent, "agent")
         write_or_422(store, GraphBatch(agents=[node], outcomes=outcomes))
         note = None
         if scorer is None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import HTTPException, status
 
-from graph_store import GraphBatch, GraphStore, NodeNotFoundError, Outcome
+from graph_store import Agent, GraphBatch, GraphStore, LLMNode, NodeNotFoundError, Outcome
 from graphrouter.errors import GraphRouterError
 
 if TYPE_CHECKING:
     from api.state import ServiceState
     from graphrouter.scorer import Scorer
+
+Candidate = TypeVar("Candidate", LLMNode, Agent)
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong API key, or no key configured"}
@@ -57,3 +59,41 @@ def add_to_scorer(
         store.delete_node(kind, name)
         raise
     return None
+
+
+def same_registration(
+    store: GraphStore, kind: str, node: Candidate, same: Callable[[Candidate, Candidate], bool], what: str, path: str
+) -> Candidate | None:
+    """The stored node of that name when it holds the same data (an idempotent re-registration), None when there
+    is none; another registration under the name is a 409."""
+    if not store.has_node(kind, node.name):
+        return None
+    existing = store.get_node(kind, node.name)
+    if not isinstance(existing, type(node)) or not same(existing, node):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{what} {node.name!r} is already registered with other data; DELETE {path}/{node.name} first to "
+            "replace it",
+        )
+    return existing
+
+
+def refuse_stale_candidate(
+    state: ServiceState,
+    scorer: Scorer | None,
+    node: Candidate,
+    same: Callable[[Candidate, Candidate], bool],
+    what: str,
+    remedy: str = "retrain (POST /v1/train)",
+) -> None:
+    """A candidate deleted while the service ran that its router could not drop is still in the scorer with its
+    old data: re-registering it is allowed with that same data only (409 otherwise)."""
+    if scorer is None or node.name not in scorer.candidates:
+        return
+    before = state.removed.get(node.name)
+    if not isinstance(before, type(node)) or not same(before, node):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{what} {node.name!r} was deleted while the service ran and the scorer still holds its old data; "
+            f"re-register it with the same data, or {remedy} to register other data",
+        )

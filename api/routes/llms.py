@@ -20,7 +20,14 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import StateDep, StoreDep, WriteAuth
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
-from api.routes.common import AUTH_RESPONSES, add_to_scorer, registration_outcomes, write_or_422
+from api.routes.common import (
+    AUTH_RESPONSES,
+    add_to_scorer,
+    refuse_stale_candidate,
+    registration_outcomes,
+    same_registration,
+    write_or_422,
+)
 from api.state import same_llm
 from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode
 
@@ -49,15 +56,8 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"name: {node.name!r} is an agent; an LLM needs a name of its own"
             )
-        if store.has_node(LLM, node.name):
-            existing = store.get_node(LLM, node.name)
-            assert isinstance(existing, LLMNode)
-            if not same_llm(existing, node):
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"LLM {node.name!r} is already registered with other data; DELETE /v1/llms/{node.name} first "
-                    "to replace it",
-                )
+        existing = same_registration(store, LLM, node, same_llm, "LLM", "/v1/llms")
+        if existing is not None:
             if outcomes:  # stored for the next training; the scorer keeps what it was registered with
                 write_or_422(store, GraphBatch(outcomes=outcomes))
             response.status_code = status.HTTP_200_OK
@@ -67,14 +67,7 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
                 outcomes_written=len(outcomes),
             )
         scorer = state.scorer
-        if scorer is not None and node.name in scorer.candidates:  # deleted while the service ran
-            before = state.removed.get(node.name)
-            if not isinstance(before, LLMNode) or not same_llm(before, node):
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"LLM {node.name!r} was deleted while the service ran and the scorer still holds its old data; "
-                    "re-register it with the same data, or restart the service (or retrain) to register other data",
-                )
+        refuse_stale_candidate(state, scorer, node, same_llm, "LLM", "restart the service (or retrain)")
         write_or_422(store, GraphBatch(llms=[node], outcomes=outcomes))
         note = None
         if scorer is None:
