@@ -93,37 +93,28 @@ SET n = row.props
 RETURN count(*) AS written
 """
 
-# Upsert queries with their OF_TASK edge. A row whose task does not exist is dropped by the first MATCH, so
-# ``written`` falls short of the number of rows; the caller then names the missing tasks and rolls back.
-# An OF_TASK edge to any other task (the query moved) is deleted.
-UPSERT_QUERIES = f"""
+
+def _upsert_with_parent(label: str, parent: str, rel: str) -> str:
+    """Upsert ``label`` nodes with their one ``rel`` edge to a ``parent`` node (``row.ref``). A row whose parent
+    does not exist is dropped by the first MATCH, so ``written`` falls short of the number of rows; the caller then
+    names the missing parents and rolls back. An edge to any other parent (the node moved) is deleted."""
+    return f"""
 UNWIND $rows AS row
-MATCH (t:{TASK} {{{NODE_KEY[TASK]}: row.ref}})
-MERGE (n:{QUERY} {{{NODE_KEY[QUERY]}: row.key}})
+MATCH (p:{parent} {{{NODE_KEY[parent]}: row.ref}})
+MERGE (n:{label} {{{NODE_KEY[label]}: row.key}})
 SET n = row.props
-WITH n, t
-OPTIONAL MATCH (n)-[old:{OF_TASK}]->(other:{TASK})
-WHERE other <> t
-WITH n, t, collect(old) AS stale
+WITH n, p
+OPTIONAL MATCH (n)-[old:{rel}]->(other:{parent})
+WHERE other <> p
+WITH n, p, collect(old) AS stale
 FOREACH (r IN stale | DELETE r)
-MERGE (n)-[:{OF_TASK}]->(t)
+MERGE (n)-[:{rel}]->(p)
 RETURN count(*) AS written
 """
 
-# Upsert agents with their BACKED_BY edge, replacing one to another LLM; same contract as UPSERT_QUERIES.
-UPSERT_AGENTS = f"""
-UNWIND $rows AS row
-MATCH (m:{LLM} {{{NODE_KEY[LLM]}: row.ref}})
-MERGE (n:{AGENT} {{{NODE_KEY[AGENT]}: row.key}})
-SET n = row.props
-WITH n, m
-OPTIONAL MATCH (n)-[old:{BACKED_BY}]->(other:{LLM})
-WHERE other <> m
-WITH n, m, collect(old) AS stale
-FOREACH (r IN stale | DELETE r)
-MERGE (n)-[:{BACKED_BY}]->(m)
-RETURN count(*) AS written
-"""
+
+UPSERT_QUERIES = _upsert_with_parent(QUERY, TASK, OF_TASK)  # queries with their OF_TASK edge
+UPSERT_AGENTS = _upsert_with_parent(AGENT, LLM, BACKED_BY)  # agents with their BACKED_BY edge
 
 # One outcome edge per (query, target), its properties replaced. Rows with a missing end are dropped (see above).
 # Outcome rows are positional lists [query_id, target, effect, cost, source, observed_at]: the driver's pure-Python
