@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
         None, description="embedding model; default: the checkpoint's own (a different one is refused)"
     )
     embedding_cache: Path | None = Field(DEFAULT_EMBEDDING_CACHE, description="SQLite cache of text embeddings")
+    embedding_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: the model exported once, run by onnxruntime (faster); torch: sentence-transformers"
+    )
+    embedding_threads: int = Field(
+        min(2, os.cpu_count() or 1), ge=1, description="onnxruntime threads per embedding (idle threads sleep)"
+    )
     api_key: SecretStr | None = Field(
         None, description="key required on writes (Authorization: Bearer <key>); unset means writes are refused"
     )

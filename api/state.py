@@ -40,6 +40,7 @@ from graphrouter.errors import GraphRouterError
 
 if TYPE_CHECKING:
     from api.training import Trainer
+    from graphrouter.embeddings import Embedder
     from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
@@ -127,6 +128,18 @@ class Attached:
     deleted_tasks: set[str] = field(default_factory=set)
 
 
+def make_embedder(settings: Settings, model: str) -> Embedder:
+    """An embedder for ``model`` as the settings configure it (cache, backend, threads)."""
+    from graphrouter.embeddings import Embedder
+
+    return Embedder(
+        model,
+        cache_path=settings.embedding_cache,
+        backend=settings.embedding_backend,
+        threads=settings.embedding_threads,
+    )
+
+
 def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> Scorer:
     """Build the scorer from the checkpoint, as ``graphrouter route`` does (cli._load_scorer); then
     :func:`attach_scorer` it to the store.
@@ -139,9 +152,7 @@ def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> 
 
     ckpt = load_checkpoint(settings.checkpoint, settings.embedding_model, None, None)
     if embedder is None:
-        from graphrouter.embeddings import Embedder
-
-        embedder = Embedder(ckpt.embedding_model, cache_path=settings.embedding_cache)
+        embedder = make_embedder(settings, ckpt.embedding_model)
         embedder.dim  # noqa: B018 - load the model now, not on the first request
     return Scorer(ckpt, embedder, settings.max_query_chars)
 

@@ -199,9 +199,9 @@ class Trainer:
         """The training's embedder and whether it is its own (to close): an injected one is shared (tests)."""
         if self.state.embedder is not None:
             return self.state.embedder, False
-        from graphrouter.embeddings import Embedder
+        from api.state import make_embedder
 
-        return Embedder(self._model_name(), cache_path=self.state.settings.embedding_cache), True
+        return make_embedder(self.state.settings, self._model_name()), True
 
     def _serving_embedder(self, model: str) -> Any:
         """The embedder the new scorer routes with: the injected one, else the serving scorer's if it is the same
@@ -211,6 +211,6 @@ class Trainer:
         scorer = self.state.scorer
         if scorer is not None and scorer.checkpoint.embedding_model == model:
             return scorer.embedder
-        from graphrouter.embeddings import Embedder
+        from api.state import make_embedder
 
-        return Embedder(model, cache_path=self.state.settings.embedding_cache)
+        return make_embedder(self.state.settings, model)

@@ -78,15 +78,17 @@ def free_port() -> int:
 class Service:
     """``graphrouter serve`` on a checkpoint and a store, as a subprocess."""
 
-    def __init__(self, store: Path, checkpoint: Path, workdir: Path, torch_threads: int | None = None) -> None:
+    def __init__(self, store: Path, checkpoint: Path, workdir: Path, settings: dict[str, object]) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "GRAPHROUTER_API_KEY": KEY,
             "GRAPHROUTER_EMBEDDING_CACHE": str(workdir / "embeddings.sqlite"),
+            "GRAPHROUTER_EMBEDDING_BACKEND": str(settings["embedding_backend"]),
         }
-        if torch_threads is not None:  # otherwise the service's default (GRAPHROUTER_TORCH_THREADS)
-            env["GRAPHROUTER_TORCH_THREADS"] = str(torch_threads)
+        for name in ("torch_threads", "embedding_threads"):  # unset: the service's default
+            if settings.get(name) is not None:
+                env[f"GRAPHROUTER_{name.upper()}"] = str(settings[name])
         cmd = [sys.executable, "-m", "graphrouter.cli", "--store", str(store), "serve", "--port", str(self.port)]
         cmd += ["--checkpoint", str(checkpoint), "--log-level", "warning"]
         self.log = workdir / f"serve-{self.port}.log"
@@ -216,6 +218,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--full-graph-reps", type=int, default=10, help="requests re-run over the whole graph")
     parser.add_argument("--torch-threads", type=int, default=None, help="the service's GRAPHROUTER_TORCH_THREADS")
+    parser.add_argument("--embedding-backend", choices=("onnx", "torch"), default="onnx")
+    parser.add_argument(
+        "--embedding-threads", type=int, default=None, help="the service's GRAPHROUTER_EMBEDDING_THREADS (onnx)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     import torch
@@ -238,19 +244,33 @@ def main() -> None:
     sample = rng.choice(world.data.n_queries, size=args.full_graph_reps, replace=False)
     q = [tasks.fill(QueryFeatures(world.query_emb[[i]], np.array([-1]), world.query_tokens[[i]])) for i in sample]
 
-    from graphrouter.embeddings import Embedder
+    from graphrouter.embeddings import DEFAULT_THREADS, Embedder
 
-    embedder = Embedder(ckpt.embedding_model, cache_path=None)
-    embedder.embed(["warm up"])
     threads = args.torch_threads or 1
+    embedding_threads = args.embedding_threads or DEFAULT_THREADS
     torch.set_num_threads(threads)
-    embed_times = []
-    for text in texts[-50:]:
-        t0 = time.perf_counter()
-        embedder.embed([f"{text} (alone)"])
-        embed_times.append(1000 * (time.perf_counter() - t0))
-    embed_ms = statistics.median(embed_times)
+    embedders = {  # both encoders, alternating on the same texts: their ratio is measured side by side
+        f"torch, {threads} torch thread(s)": Embedder(ckpt.embedding_model, cache_path=None, backend="torch"),
+        f"onnx, {embedding_threads} onnxruntime thread(s)": Embedder(
+            ckpt.embedding_model, cache_path=None, backend="onnx", threads=embedding_threads
+        ),
+    }
+    embed_times: dict[str, list[float]] = {name: [] for name in embedders}
+    for embedder in embedders.values():
+        embedder.embed(["warm up"])
+    for text in texts[-100:]:
+        for name, embedder in embedders.items():
+            t0 = time.perf_counter()
+            embedder.embed([f"{text} (alone, {name})"])
+            embed_times[name].append(1000 * (time.perf_counter() - t0))
+    embed_ms = {name: statistics.median(times) for name, times in embed_times.items()}
+    del embedders
     torch.set_num_threads(1)
+    service_settings = {
+        "embedding_backend": args.embedding_backend,
+        "embedding_threads": args.embedding_threads,
+        "torch_threads": args.torch_threads,
+    }
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
@@ -266,7 +286,7 @@ def main() -> None:
             del sized
             store = work / f"graph-{n}.db"
             copy_store(args.store, store)
-            service = Service(store, path, work, args.torch_threads)
+            service = Service(store, path, work, service_settings)
             try:
                 ready_s = service.wait_ready()
                 chunk = texts[n_i * 3 * per_size : (n_i + 1) * 3 * per_size]
@@ -286,10 +306,14 @@ def main() -> None:
         f"`python experiments/bench_api.py --sizes {args.sizes} --requests {args.requests} "
         f"--concurrency {args.concurrency}"
         + (f" --torch-threads {args.torch_threads}" if args.torch_threads else "")
+        + (f" --embedding-backend {args.embedding_backend}" if args.embedding_backend != "onnx" else "")
+        + (f" --embedding-threads {args.embedding_threads}" if args.embedding_threads else "")
         + (f" --out {args.out}" if args.out.resolve() != RESULTS else "")
         + f"`, one run, {time.strftime('%Y-%m-%d')}, this 2-core machine, "
         f"client and service on loopback; checkpoint {ckpt.version} ({len(router.members)}-member GNN, "
-        f"{len(router.candidates)} candidates). Every request carries a query text never seen before, so each pays "
+        f"{len(router.candidates)} candidates); the service embeds with the {args.embedding_backend} encoder "
+        f"({embedding_threads if args.embedding_backend == 'onnx' else threads} thread(s)) and runs torch on "
+        f"{threads} thread(s). Every request carries a query text never seen before, so each pays "
         "the text embedding. Latencies in ms, as the client measures them.",
         "",
         "| stored queries | reattach (s) | ready (s) | p50 | p99 | p50 ×{c} clients | p99 ×{c} | req/s ×{c} "
@@ -308,8 +332,10 @@ def main() -> None:
         lines += ["", f"p50 at {hi:,} stored queries / p50 at {lo:,}: **{p50[hi] / p50[lo]:.2f}×** (target ≤ 1.5×)."]
     lines += [
         "",
-        f"For scale: embedding one unseen query text alone, in this process with {threads} torch thread(s), takes a "
-        f"median {embed_ms:.1f} ms.",
+        "For scale, embedding one unseen query text alone in this process (median of 100, the two encoders "
+        "alternating on the same texts): "
+        + "; ".join(f"{name}: {ms:.1f} ms" for name, ms in embed_ms.items())
+        + f" (ratio {list(embed_ms.values())[0] / list(embed_ms.values())[1]:.2f}×).",
         "",
         "reattach: the trained GNN serving over a stored graph of that size without retraining (neighbour index, "
         "one forward pass to cache every layer's states). ready: from starting `graphrouter serve` to `/ready`. "

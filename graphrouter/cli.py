@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -113,7 +114,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
     t0 = time.perf_counter()
-    embedder = Embedder(args.embedding_model)
+    embedder = Embedder(args.embedding_model, backend=args.embedding_backend)
     world = build_world(snap, embedder, progress=sys.stderr.isatty())
     print(
         f"world: {world.data.n_queries:,} queries, {world.data.n_candidates} candidates "
@@ -134,7 +135,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore):  # type: ignore[n
     tasks = [t.key for t in store.list_nodes(TASK)]
     candidates = [n.key for n in store.list_nodes(LLM)] + [n.key for n in store.list_nodes(AGENT)]
     ckpt = load_checkpoint(args.checkpoint, args.embedding_model, tasks, candidates)
-    scorer = Scorer(ckpt, Embedder(ckpt.embedding_model))
+    scorer = Scorer(ckpt, Embedder(ckpt.embedding_model, backend=args.embedding_backend))
     _added, skipped = scorer.sync_with_store(store)
     if skipped:
         print(
@@ -204,6 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["GRAPHROUTER_STORE"] = args.store_location
     if args.checkpoint:
         os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
+    os.environ["GRAPHROUTER_EMBEDDING_BACKEND"] = args.embedding_backend
     settings = Settings()
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="graph store: a file path (embedded, default .graphrouter/graph.db or $GRAPHROUTER_STORE) or a "
         "bolt:// / neo4j:// URI (credentials from NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE)",
+    )
+    parser.add_argument(
+        "--embedding-backend",
+        choices=("onnx", "torch"),
+        default=os.environ.get("GRAPHROUTER_EMBEDDING_BACKEND", "onnx"),
+        help="how texts are embedded: onnx (the model exported once, run by onnxruntime; default) or torch "
+        "(sentence-transformers); default $GRAPHROUTER_EMBEDDING_BACKEND, else onnx",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,31 +1,33 @@
-"""The embedding cache: each text is embedded once, across runs (SQLite), and memory stays bounded."""
+"""The embedding cache (each text is embedded once, across runs, and memory stays bounded) and the two encoders
+(the ONNX export agrees with sentence-transformers' own forward pass)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from graphrouter.embeddings import Embedder
+from graphrouter.embeddings import Embedder, onnx_file
+from graphrouter.errors import GraphRouterError
 
 
 class CountingModel:
-    """Stands in for the sentence-transformers model (not what is tested here): a vector per text, counted."""
+    """Stands in for the encoder (not what is tested here): a vector per text, counted."""
+
+    dim = 2
 
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def encode(self, texts: list[str], **_: object) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         self.seen.extend(texts)
         return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
-
-    def get_embedding_dimension(self) -> int:
-        return 2
 
 
 def _embedder(path: Path, memory_size: int = 200_000) -> tuple[Embedder, CountingModel]:
     emb = Embedder(cache_path=path, memory_size=memory_size)
-    emb._model = model = CountingModel()
+    emb._encoder = model = CountingModel()  # type: ignore[assignment]
     return emb, model
 
 
@@ -44,3 +46,32 @@ def test_each_text_is_embedded_once_across_runs_and_memory_is_bounded(tmp_path: 
     assert model2.seen == []  # a new run embeds nothing it has seen
     second.embed(["something new"])
     assert model2.seen == ["something new"]
+
+
+def test_onnx_encoder_agrees_with_sentence_transformers_and_exports_once(tmp_path: Path) -> None:
+    texts = [
+        "What is the capital of France?",
+        "Solve for x: 3x + 7 = 22. Show your reasoning step by step.",
+        "def add(a, b):\n    return a + b\n# what does this return for add(2, 3)?",
+        "word " * 400,  # longer than the model's 256 tokens: truncated the same way
+        "ü ñ 中文 emoji 🙂",
+    ]
+    torch_side = Embedder(cache_path=None, backend="torch").embed(texts)
+    onnx_side = Embedder(cache_path=None, backend="onnx", onnx_dir=tmp_path, threads=1)
+    batched = onnx_side.embed(texts)  # one padded batch
+    one_by_one = np.stack([Embedder(cache_path=None, onnx_dir=tmp_path).embed([t])[0] for t in texts])
+    assert batched.shape == torch_side.shape == (5, 384)
+    np.testing.assert_allclose(batched, torch_side, atol=1e-5)
+    np.testing.assert_allclose(one_by_one, torch_side, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    exports = list(tmp_path.glob("*.onnx"))
+    assert exports == [onnx_file(onnx_side._model_path, tmp_path)]  # exported once, reused by the second embedder
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [({"backend": "tensorflow"}, "unknown embedding backend"), ({"threads": 0}, "at least 1")]
+)
+def test_bad_embedder_settings_are_refused(args: dict, message: str) -> None:
+    with pytest.raises(GraphRouterError, match=message):
+        Embedder(cache_path=None, **args)
