@@ -8,45 +8,50 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
 from api.settings import Settings
 from api.state import ServiceState
 from graph_store import GraphStore
 
+# Dependencies that only read an attribute are ``async def``: FastAPI runs a plain ``def`` dependency in its thread
+# pool, a thread hop per dependency per request. The ones that may block (opening the store, loading the scorer)
+# hop only on that slow path.
 
-def get_state(request: Request) -> ServiceState:
+
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_metrics(state: StateDep) -> Metrics:
+async def get_metrics(state: StateDep) -> Metrics:
     return state.metrics
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def get_store(state: StateDep) -> GraphStore:
+async def get_store(state: StateDep) -> GraphStore:
     """The open store; 503 (StoreUnavailableError) if it cannot be reached."""
-    return state.get_store()
+    return state.store or await run_in_threadpool(state.get_store)
 
 
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 
 
-def get_scorer(state: StateDep) -> Any:
+async def get_scorer(state: StateDep) -> Any:
     """The loaded scorer; 503 if there is none (no checkpoint yet, or the store was down)."""
-    return state.get_scorer()
+    return state.scorer or await run_in_threadpool(state.get_scorer)
 
 
 if TYPE_CHECKING:
@@ -60,7 +65,7 @@ _bearer = HTTPBearer(auto_error=False, description="the service's API key (GRAPH
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require_write_key(
+async def require_write_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """Writes need ``Authorization: Bearer <GRAPHROUTER_API_KEY>``; with no key configured they are refused."""

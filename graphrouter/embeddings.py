@@ -91,6 +91,11 @@ def onnx_file(model_path: str, onnx_dir: Path) -> Path:
     return onnx_dir / f"{Path(model_path).name}-{h.hexdigest()[:16]}.onnx"
 
 
+def tokenize(model, texts: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    """sentence-transformers' own tokenisation (``preprocess`` since 6.0, ``tokenize`` before)."""
+    return (getattr(model, "preprocess", None) or model.tokenize)(texts)
+
+
 def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
     """Export a sentence-transformers model's forward pass (to the normalised sentence embedding) to ``path``,
     written atomically. Returns the tokenizer outputs it takes, in order."""
@@ -99,7 +104,7 @@ def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
 
     import torch
 
-    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in model.tokenize(["a b"])]
+    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tokenize(model, ["a b"])]
 
     class Forward(torch.nn.Module):
         def __init__(self) -> None:
@@ -110,7 +115,7 @@ def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
             out = self.model(dict(zip(inputs, tensors, strict=True)))["sentence_embedding"]
             return torch.nn.functional.normalize(out, p=2, dim=1)
 
-    example = model.tokenize(["an example query", "a second, somewhat longer example query"])
+    example = tokenize(model, ["an example query", "a second, somewhat longer example query"])
     axes = {k: {0: "batch", 1: "tokens"} for k in inputs} | {"embedding": {0: "batch"}}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
@@ -162,7 +167,7 @@ class OnnxEncoder:
         self.dim = int(self.session.get_outputs()[0].shape[1])
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        features = self.model.tokenize(texts)
+        features = tokenize(self.model, texts)
         return self.session.run(None, {k: features[k].numpy().astype(np.int64) for k in self.inputs})[0]
 
     def encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:

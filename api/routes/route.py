@@ -5,6 +5,8 @@ or malformed fields, k < 1, NaN or negative weights, ...) and the scorer (400: k
 unknown scenario, task or candidate, no candidate within the budget). A task registered after the checkpoint was
 trained is a 400 saying to retrain (or to omit the task); it is not mapped to an inferred one behind the client's
 back. The top-1 candidate of every answer is counted in ``/metrics``.
+The endpoints are ``async``: the checks run on the event loop and the routing itself (embedding, GNN) in one hop to
+the thread pool, instead of a plain ``def`` endpoint's hop there and a second one to validate its response.
 Query texts are never logged; a debug line carries their length and a short hash.
 """
 
@@ -15,6 +17,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ScorerDep, SettingsDep, StateDep
 from api.models import BatchRouteRequest, BatchRouteResponse, Candidate, RouteRequest, RouteResponse, Weights
@@ -42,13 +45,14 @@ def _check_length(req: RouteRequest, settings: Settings, field: str = "query") -
 
 
 def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResponse:
-    log.debug(
-        "route: %d chars (sha256 %s), task=%s, k=%d",
-        len(req.query),
-        hashlib.sha256(req.query.encode()).hexdigest()[:12],
-        req.task,
-        req.k,
-    )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "route: %d chars (sha256 %s), task=%s, k=%d",
+            len(req.query),
+            hashlib.sha256(req.query.encode()).hexdigest()[:12],
+            req.task,
+            req.k,
+        )
     weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
     with state.lock.read():
         current = state.scorer or scorer  # a retrained scorer may have been swapped in since the request began
@@ -78,15 +82,15 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
 
 
 @router.post("", response_model=RouteResponse, responses=_ERRORS, summary="top-k candidates for one query")
-def route(req: RouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep) -> RouteResponse:
+async def route(req: RouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep) -> RouteResponse:
     _check_length(req, settings)
-    return _route_one(req, state, scorer)
+    return await run_in_threadpool(_route_one, req, state, scorer)
 
 
 @router.post(
     "/batch", response_model=BatchRouteResponse, responses=_ERRORS, summary="top-k candidates for many queries"
 )
-def route_batch(
+async def route_batch(
     req: BatchRouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep
 ) -> BatchRouteResponse:
     """All or nothing: if one item is refused, the answer is that item's error, prefixed with its index."""
@@ -97,6 +101,10 @@ def route_batch(
         )
     for i, item in enumerate(req.queries):
         _check_length(item, settings, f"queries[{i}].query")
+    return await run_in_threadpool(_route_all, req, state, scorer)
+
+
+def _route_all(req: BatchRouteRequest, state: ServiceState, scorer: Any) -> BatchRouteResponse:
     results = []
     for i, item in enumerate(req.queries):
         try:
