@@ -49,10 +49,10 @@ class Scorer:
         self.checkpoint = checkpoint
         self.router = checkpoint.router
         self.embedder = embedder
-        data = self.router.world.data
-        self._task_index = {t: i for i, t in enumerate(data.task_names)}
-        self.candidates: list[str] = list(data.candidates)
-        self.kinds: list[str] = list(data.candidate_kind)
+        self._task_index = {t: i for i, t in enumerate(self.router.world.data.task_names)}
+        names_kinds = self.router.candidate_kinds()  # those registered since training too
+        self.candidates: list[str] = [name for name, _ in names_kinds]
+        self.kinds: list[str] = [kind for _, kind in names_kinds]
 
     # ---- registering ----------------------------------------------------------------------------------------
     def register_llm(self, llm: LLMNode, outcomes: dict[str, float] | None = None) -> None:

@@ -136,6 +136,11 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
     with pytest.raises(GraphRouterError, match="not a candidate of this router"):
         scorer.register_agent(Agent("a2", "llm-9"), LLMNode("llm-9"))
 
+    # a checkpoint of the router as it is now loads with the registered agent as an agent
+    again = Scorer(save_checkpoint(scorer.router, "hash-test", tmp_path / "gnn2.pt"), HashEmbedder(world))
+    assert (again.candidates, again.kinds) == (scorer.candidates, scorer.kinds)
+    assert again.kinds == ["LLM"] * 5 + ["Agent"]
+
     # outcomes on training queries are applied; others are not
     assert scorer.add_outcomes("llm-0", {"q0": 0.0, "q1": 0.0, "nope": 1.0}) == 2
     assert scorer.add_outcomes("llm-0", {"nope": 1.0}) == 0

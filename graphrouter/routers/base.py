@@ -208,6 +208,12 @@ class Router(ABC):
     def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         return np.argmax(self.utility(q, weights), axis=1)
 
+    def candidate_kinds(self) -> list[tuple[str, str]]:
+        """(name, kind) of every candidate this router scores, in column order: its training world's, unless it
+        added or dropped candidates since (inductive routers override this)."""
+        data = self.world.data
+        return list(zip(data.candidates, data.candidate_kind, strict=True))
+
     def register_candidate(
         self,
         name: str,

@@ -57,6 +57,7 @@ from torch_geometric.nn import HeteroConv, MessagePassing
 from torch_geometric.typing import EdgeType, Metadata, NodeType
 from tqdm.auto import tqdm
 
+from graph_store import AGENT, LLM
 from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import QueryFeatures, Router, World, register
 from graphrouter.routers.baselines import cosine_knn, inner_split
@@ -904,6 +905,12 @@ class GnnRouter(Router):
             n_observed = self._obs.count  # visible outcomes per candidate (an agent counts those it inherits)
             u = u - weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)[None, :]
         return u
+
+    def candidate_kinds(self) -> list[tuple[str, str]]:
+        """Candidates in column order, registered and removed ones included; an agent is a column with a backing
+        LLM (every agent has one: registered ones by ``backed_by``, trained ones by their BACKED_BY edge)."""
+        with self._lock:
+            return [(n, AGENT if c in self._backing else LLM) for c, n in enumerate(self.candidates)]
 
     def register_candidate(
         self,
