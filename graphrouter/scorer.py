@@ -55,23 +55,41 @@ class Scorer:
         self.kinds: list[str] = [kind for _, kind in names_kinds]
 
     # ---- registering ----------------------------------------------------------------------------------------
-    def register_llm(self, llm: LLMNode, outcomes: dict[str, float] | None = None) -> None:
-        """Make ``llm`` routable now, from its description, prices and effects observed on stored queries."""
+    def register_llm(
+        self, llm: LLMNode, outcomes: dict[str, float] | None = None, costs: dict[str, float] | None = None
+    ) -> None:
+        """Make ``llm`` routable now, from its description, prices and effects observed on stored queries (query
+        id → effect); observed ``costs`` (query id → USD) on them set its cost multiplier."""
         if llm.name in self.candidates:
             raise GraphRouterError(f"LLM {llm.name!r} is already a candidate")
         keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
         rows = {keys[q]: e for q, e in (outcomes or {}).items() if q in keys}
         emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
         try:
-            self.router.register_candidate(llm.name, emb, llm.input_price, llm.output_price, llm.size_b, rows)
+            self.router.register_candidate(
+                llm.name,
+                emb,
+                llm.input_price,
+                llm.output_price,
+                llm.size_b,
+                rows,
+                costs=self._training_rows(costs),
+            )
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {llm.name!r}: {exc}") from None
         self.candidates.append(llm.name)
         self.kinds.append(LLM)
 
-    def register_agent(self, agent: Agent, backing: LLMNode, outcomes: dict[str, float] | None = None) -> None:
+    def register_agent(
+        self,
+        agent: Agent,
+        backing: LLMNode,
+        outcomes: dict[str, float] | None = None,
+        costs: dict[str, float] | None = None,
+    ) -> None:
         """Make ``agent`` routable now: described by its own text, priced as its backing LLM (which must be a
-        candidate already), with its effects observed on stored queries."""
+        candidate already) times a multiplier learned from its observed ``costs``, with its effects observed on
+        stored queries."""
         if agent.name in self.candidates:
             raise GraphRouterError(f"{agent.name!r} is already a candidate")
         if backing.name != agent.llm:
@@ -90,6 +108,7 @@ class Scorer:
                 backing.size_b,
                 self._training_rows(outcomes),
                 backed_by=backing.name,
+                costs=self._training_rows(costs),
             )
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {agent.name!r}: {exc}") from None
@@ -107,29 +126,32 @@ class Scorer:
         i = self.candidates.index(name)
         del self.candidates[i], self.kinds[i]
 
-    def add_outcomes(self, name: str, outcomes: dict[str, float]) -> int:
-        """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining.
+    def add_outcomes(self, name: str, outcomes: dict[str, float], costs: dict[str, float] | None = None) -> int:
+        """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining, and
+        its observed costs (query id → USD) if it was registered since training (a trained candidate's cost
+        multiplier is learned by training).
 
         Only outcomes on the router's stored training queries can be used; the others wait for the next training.
-        Returns how many were applied. Raises NotImplementedError if the router cannot take outcomes.
+        Returns how many effects were applied. Raises NotImplementedError if the router cannot take outcomes.
         """
         if name not in self.candidates:
             raise GraphRouterError(f"{name!r} is not a candidate")
-        rows = self._training_rows(outcomes)
-        if not rows:
+        rows, cost_rows = self._training_rows(outcomes), self._training_rows(costs)
+        if not rows and not cost_rows:
             return 0
         try:
-            return int(self.router.add_outcomes(name, rows))
+            return int(self.router.add_outcomes(name, rows, cost_rows))
         except ValueError as exc:
             raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
 
-    def _training_rows(self, outcomes: dict[str, float] | None) -> dict[int, float]:
-        """Query id → effect, as world query index → effect, keeping only the router's training queries."""
-        if not outcomes:
+    def _training_rows(self, values: dict[str, float | None] | None) -> dict[int, float]:
+        """Query id → value, as world query index → value, keeping only the router's training queries (and
+        values that are there)."""
+        if not values:
             return {}
         keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
         train = set(np.asarray(getattr(self.router, "train_idx", np.arange(len(keys)))).tolist())
-        return {keys[q]: float(e) for q, e in outcomes.items() if keys.get(q, -1) in train}
+        return {keys[q]: float(v) for q, v in values.items() if v is not None and keys.get(q, -1) in train}
 
     @property
     def tasks(self) -> list[str]:
@@ -145,9 +167,11 @@ class Scorer:
         added, skipped = [], []
         for node in store.list_nodes(LLM):
             if node.key not in self.candidates:
-                outcomes = {o.query_id: o.effect for o in store.outcomes(LLM, target=node.key)}
+                observed = store.outcomes(LLM, target=node.key)
                 try:
-                    self.register_llm(node, outcomes)  # type: ignore[arg-type]
+                    self.register_llm(  # type: ignore[arg-type]
+                        node, {o.query_id: o.effect for o in observed}, {o.query_id: o.cost for o in observed}
+                    )
                 except NotImplementedError:
                     skipped.append(node.key)
                 else:
@@ -161,9 +185,11 @@ class Scorer:
                 continue
             backing = store.get_node(LLM, agent.llm)
             assert isinstance(backing, LLMNode)
-            outcomes = {o.query_id: o.effect for o in store.outcomes(AGENT, target=agent.key)}
+            observed = store.outcomes(AGENT, target=agent.key)
             try:
-                self.register_agent(agent, backing, outcomes)
+                self.register_agent(
+                    agent, backing, {o.query_id: o.effect for o in observed}, {o.query_id: o.cost for o in observed}
+                )
             except NotImplementedError:
                 skipped.append(agent.key)
             else:

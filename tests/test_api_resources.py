@@ -7,6 +7,7 @@ candidates) or of a small GNN (can), and the deterministic HashEmbedder.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,7 +27,10 @@ def _names(r: object) -> list[str]:
     return [c["name"] for c in r.json()["candidates"]]  # type: ignore[attr-defined]
 
 
-def test_agents_register_route_inspect_delete(make_app: AppMaker, store: GraphStore) -> None:
+def test_agents_register_route_inspect_delete(
+    make_app: AppMaker, store: GraphStore, fitted: tuple[World, dict[str, Path]]
+) -> None:
+    world = fitted[0]  # its observed costs equal the computed ones: every trained multiplier is 1
     with TestClient(make_app("gnn")) as client:
         assert client.post("/v1/agents", json=AGENT_BODY).status_code == 401
         r = client.post("/v1/agents", json={**AGENT_BODY, "llm": "gpt-9"}, headers=AUTH)
@@ -40,7 +44,9 @@ def test_agents_register_route_inspect_delete(make_app: AppMaker, store: GraphSt
         assert r.status_code == 422 and r.json()["detail"].startswith("outcomes: "), r.text
         assert store.counts()[AGENT] == 0  # nothing written by the refusals
 
-        outcomes = [{"query_id": f"q{i}", "effect": 1.0, "cost": 0.0002} for i in range(0, 120, 6)]
+        # the agent makes three calls of its LLM per query: it costs three times what its LLM did
+        llm_cost = dict(zip(world.data.query_keys, world.data.cost[:, 1].tolist(), strict=True))  # as it was trained
+        outcomes = [{"query_id": f"q{i}", "effect": 1.0, "cost": 3 * llm_cost[f"q{i}"]} for i in range(0, 120, 6)]
         r = client.post("/v1/agents", json={**AGENT_BODY, "outcomes": outcomes}, headers=AUTH)
         assert r.status_code == 201, r.text
         body = r.json()
@@ -49,12 +55,26 @@ def test_agents_register_route_inspect_delete(make_app: AppMaker, store: GraphSt
         assert (body["input_price"], body["output_price"]) == (llm1["input_price"], llm1["output_price"])
         assert store.counts()["BACKED_BY"] == 1 and len(store.outcomes(AGENT, target="coder")) == 20
 
-        # routable in the very next request, as an Agent, priced as its LLM
-        r = client.post("/v1/route", json={"query": "task-1 sort a list", "k": 6, "scenario": "balance"})
-        assert r.status_code == 200, r.text
-        by_name = {c["name"]: c for c in r.json()["candidates"]}
-        assert by_name["coder"]["kind"] == "Agent" and by_name["llm-1"]["kind"] == "LLM"
-        assert by_name["coder"]["cost"] == pytest.approx(by_name["llm-1"]["cost"])
+        # routable in the very next request, as an Agent, priced as its LLM times a multiplier learned from its 20
+        # observed costs at once (a geometric mean shrunk towards 1 by a prior of 5 outcomes)
+        def cost_ratio() -> float:
+            r = client.post("/v1/route", json={"query": "task-1 sort a list", "k": 6, "scenario": "balance"})
+            assert r.status_code == 200, r.text
+            by_name = {c["name"]: c for c in r.json()["candidates"]}
+            assert by_name["coder"]["kind"] == "Agent" and by_name["llm-1"]["kind"] == "LLM"
+            return by_name["coder"]["cost"] / by_name["llm-1"]["cost"]  # type: ignore[no-any-return]
+
+        assert cost_ratio() == pytest.approx(3 ** (20 / 25), rel=1e-3)
+        # more observed costs (posted as outcomes) move it further, at once; the same query again replaces its cost
+        more = [
+            {"candidate": "coder", "query_id": f"q{i}", "effect": 1.0, "cost": 3 * llm_cost[f"q{i}"]}
+            for i in range(1, 120, 6)
+        ]
+        r = client.post("/v1/outcomes", json={"outcomes": more}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 20, r.text
+        assert cost_ratio() == pytest.approx(3 ** (40 / 45), rel=1e-3)
+        r = client.post("/v1/outcomes", json={"outcomes": more}, headers=AUTH)
+        assert cost_ratio() == pytest.approx(3 ** (40 / 45), rel=1e-3)
         r = client.post("/v1/route", json={"query": "task-1 q", "k": 1, "candidates": ["coder"]})
         assert r.status_code == 200 and r.json()["candidates"][0]["kind"] == "Agent", r.text
 
@@ -66,7 +86,7 @@ def test_agents_register_route_inspect_delete(make_app: AppMaker, store: GraphSt
         assert r.status_code == 409 and "'coder' is an agent" in r.json()["detail"], r.text
 
         detail = client.get("/v1/agents/coder").json()
-        assert detail["outcomes"] == 20 and detail["llm"] == "llm-1" and detail["strategy"] == "ReAct"
+        assert detail["outcomes"] == 40 and detail["llm"] == "llm-1" and detail["strategy"] == "ReAct"
         listed = client.get("/v1/agents").json()
         assert listed["count"] == 1 and listed["data"][0]["name"] == "coder" and listed["data"][0]["routable"]
 

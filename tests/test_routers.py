@@ -111,3 +111,23 @@ def test_cost_multiplier_is_learned_from_observed_costs() -> None:
     np.testing.assert_allclose(model.multiplier[[0, 2, 3, 4]], 1.0)
     plain = model.cost(world.query_tokens, data.candidate_prices)
     np.testing.assert_allclose(model.cost(world.query_tokens)[:, 1], plain[:, 1] * model.multiplier[1])
+
+
+def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
+    """Observed costs teach a candidate added since fitting its multiplier (a query observed again replaces its
+    cost); a fitted candidate's multiplier waits for the next fit; removing a column keeps the others' learning."""
+    world = make_world(seed=4)
+    model = CostModel.from_world(world)
+    prices = world.data.candidate_prices[1]
+    model.add_candidate(prices)
+    new = len(model.prices) - 1
+    plain = model.cost(world.query_tokens, prices.reshape(1, 2))[:, 0]
+    assert model.observe(new, {i: 3 * plain[i] for i in range(10)} | {10: 0.0}, world.query_tokens) == 10
+    assert model.multiplier[new] == pytest.approx(3 ** (10 / 15))
+    model.observe(new, {i: 3 * plain[i] for i in range(10)}, world.query_tokens)  # the same queries again
+    assert model.multiplier[new] == pytest.approx(3 ** (10 / 15))
+    assert model.observe(0, {0: 100.0}, world.query_tokens) == 0 and model.multiplier[0] == 1.0
+    keep = np.ones(len(model.prices), bool)
+    keep[0] = False
+    model.keep_candidates(keep)
+    assert list(model.observed) == [new - 1] and model.multiplier[new - 1] == pytest.approx(3 ** (10 / 15))

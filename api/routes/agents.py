@@ -22,6 +22,7 @@ from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistere
 from api.routes.common import (
     AUTH_RESPONSES,
     add_to_scorer,
+    outcome_values,
     refuse_stale_candidate,
     registration_outcomes,
     same_registration,
@@ -90,9 +91,9 @@ def register_agent(
         elif not state.routable(node.llm):
             note = f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
         else:
-            outcome_effects = {o.query_id: o.effect for o in outcomes}
+            effects, costs = outcome_values(outcomes)
             note = add_to_scorer(
-                state, scorer, store, AGENT, node.name, lambda: scorer.register_agent(node, backing, outcome_effects)
+                state, scorer, store, AGENT, node.name, lambda: scorer.register_agent(node, backing, effects, costs)
             )
     return AgentRegistered(
         **AgentOut.of(node, backing, state.routable(node.name)).model_dump(),

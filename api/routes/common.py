@@ -30,6 +30,11 @@ def registration_outcomes(name: str, kind: str, outcomes: list[Any] | None) -> l
     ]
 
 
+def outcome_values(outcomes: list[Outcome]) -> tuple[dict[str, float], dict[str, float]]:
+    """Observed effects and costs by query id, as the scorer takes them."""
+    return {o.query_id: o.effect for o in outcomes}, {o.query_id: o.cost for o in outcomes}
+
+
 def write_or_422(store: GraphStore, batch: GraphBatch) -> None:
     """One atomic store write; an outcome naming a query the store does not have is the client's 422."""
     try:

@@ -23,6 +23,7 @@ from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
 from api.routes.common import (
     AUTH_RESPONSES,
     add_to_scorer,
+    outcome_values,
     refuse_stale_candidate,
     registration_outcomes,
     same_registration,
@@ -73,9 +74,9 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
         if scorer is None:
             note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
         else:
-            outcome_effects = {o.query_id: o.effect for o in outcomes}
+            effects, costs = outcome_values(outcomes)
             note = add_to_scorer(
-                state, scorer, store, LLM, node.name, lambda: scorer.register_llm(node, outcome_effects)
+                state, scorer, store, LLM, node.name, lambda: scorer.register_llm(node, effects, costs)
             )
     return LLMRegistered(
         **LLMOut.of(node, state.routable(node.name)).model_dump(),

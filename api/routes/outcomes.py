@@ -8,7 +8,8 @@ a 422 naming its index and field (``outcomes[3].candidate: …``), the same quer
 or none does. Writing an outcome for a (query, candidate) pair again updates it.
 
 Then the serving scorer gets the new effects of the candidates it routes to, without retraining, when its router
-can take them (the GNN); only outcomes on queries the checkpoint was trained on can be used that way. The answer
+can take them (the GNN), and the observed costs of candidates registered since training (their cost multiplier);
+only outcomes on queries the checkpoint was trained on can be used that way. The answer
 says how many were applied now (``applied_to_scorer``) and how many wait for the next training
 (``pending_retrain``: outcomes on new queries, on candidates the scorer does not route to, or with a router that
 cannot take outcomes). Every written outcome is in the store, so the next training uses all of them.
@@ -23,6 +24,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from api.deps import SettingsDep, StateDep, StoreDep, WriteAuth
 from api.models import OutcomesIn, OutcomesWritten
+from api.routes.common import outcome_values
 from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, InvalidInputError, Outcome, Query
 from graphrouter.errors import GraphRouterError
 
@@ -146,19 +148,20 @@ def post_outcomes(
 
 
 def _apply(state: StateDep, outcomes: list[Outcome]) -> int:
-    """Pass the new effects to the serving scorer, per routable candidate; how many it took."""
+    """Pass the new effects (and, for candidates registered since training, costs) to the serving scorer, per
+    routable candidate; how many effects it took."""
     scorer = state.scorer
     if scorer is None:
         return 0
-    by_candidate: dict[str, dict[str, float]] = {}
+    by_candidate: dict[str, list[Outcome]] = {}
     for o in outcomes:
         if state.routable(o.target):
-            by_candidate.setdefault(o.target, {})[o.query_id] = o.effect
+            by_candidate.setdefault(o.target, []).append(o)
     applied = 0
     with state.lock.write():
-        for name, effects in by_candidate.items():
+        for name, observed in by_candidate.items():
             try:
-                applied += scorer.add_outcomes(name, effects)
+                applied += scorer.add_outcomes(name, *outcome_values(observed))
             except NotImplementedError:  # this router learns outcomes only by retraining
                 return 0
             except GraphRouterError as exc:  # stored all the same; the next training uses them

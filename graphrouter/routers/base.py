@@ -119,6 +119,13 @@ class TaskInferer:
         return q.with_task(task)
 
 
+def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where an observed cost is usable (finite, positive, with a positive computed cost) and log(observed /
+    computed) there (0 elsewhere)."""
+    ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
+    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0) / np.where(ok, computed, 1.0)), 0.0)
+
+
 class CostModel:
     """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
     ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
@@ -139,28 +146,47 @@ class CostModel:
         self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
         self.output_tokens = output_tokens
         self.multiplier = np.ones(len(self.prices)) if multiplier is None else np.asarray(multiplier, np.float64)
+        # candidates added since fitting: column → world query index → log(observed / computed cost)
+        self.observed: dict[int, dict[int, float]] = {}
 
     def __setstate__(self, state: dict) -> None:  # checkpoints written before the multiplier existed
         state.setdefault("multiplier", np.ones(len(state["prices"])))
+        state.setdefault("observed", {})
         self.__dict__.update(state)
 
     @classmethod
     def from_world(cls, world: World) -> CostModel:
         model = cls(world.data.candidate_prices, world.data.task_cost_range())
-        computed = model.cost(world.query_tokens)
-        observed = world.data.cost
-        ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
-        log_ratio = np.where(ok, np.log(np.where(ok, observed, 1.0) / np.where(ok, computed, 1.0)), 0.0)
-        model.multiplier = np.exp(log_ratio.sum(0) / (ok.sum(0) + cls.prior_outcomes))
+        ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
+        model.multiplier = np.exp(np.where(ok, log_ratio, 0.0).sum(0) / (ok.sum(0) + cls.prior_outcomes))
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:
-        """Append a candidate (its multiplier starts at 1)."""
+        """Append a candidate (its multiplier starts at 1; :meth:`observe` learns it)."""
         self.prices = np.r_[self.prices, np.asarray(prices, dtype=np.float64).reshape(1, 2)]
         self.multiplier = np.r_[self.multiplier, 1.0]
+        self.observed = {**self.observed, len(self.prices) - 1: {}}
 
     def keep_candidates(self, keep: np.ndarray) -> None:
+        new_col = np.cumsum(keep) - 1
         self.prices, self.multiplier = self.prices[keep], self.multiplier[keep]
+        self.observed = {int(new_col[c]): rows for c, rows in self.observed.items() if keep[c]}
+
+    def observe(self, col: int, costs: dict[int, float], tokens: np.ndarray) -> int:
+        """Learn the multiplier of a candidate added since fitting from its observed costs at once (world query
+        index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's waits for the next
+        fit. A query observed again replaces its earlier cost. Returns how many costs were used."""
+        if col not in self.observed or not costs:
+            return 0
+        rows = np.fromiter(costs, dtype=np.int64, count=len(costs))
+        seen = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
+        ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
+        logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
+        multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
+        multiplier[col] = np.exp(sum(logs.values()) / (len(logs) + self.prior_outcomes))
+        self.observed = {**self.observed, col: logs}
+        self.multiplier = multiplier
+        return int(ok.sum())
 
     def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
         """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier)."""
@@ -223,9 +249,11 @@ class Router(ABC):
         size_b: float | None = None,
         outcomes: dict[int, float] | None = None,
         backed_by: str | None = None,
+        costs: dict[int, float] | None = None,
     ) -> int:
         """Add a candidate without retraining (its description, prices and observed effects on stored queries,
-        keyed by world query index) and return its column. ``backed_by`` names the candidate LLM an agent runs on.
+        keyed by world query index) and return its column. ``backed_by`` names the candidate LLM an agent runs on;
+        ``costs`` (world query index → USD) teach the cost model its multiplier at once.
 
         Only inductive routers can; the others raise :class:`NotImplementedError`.
         """
@@ -237,9 +265,10 @@ class Router(ABC):
         """Stop routing to ``name`` for good (its column and outcomes are dropped). Inductive routers only."""
         raise NotImplementedError(f"the {self.name!r} router cannot drop a candidate without retraining")
 
-    def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
+    def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
         """Use newly observed effects of candidate ``name`` on stored training queries (world query index →
-        effect) at once; returns how many were applied. Inductive routers only."""
+        effect) at once, and its observed costs if it was added since training; returns how many effects were
+        applied. Inductive routers only."""
         raise NotImplementedError(f"the {self.name!r} router uses new outcomes only after retraining")
 
 

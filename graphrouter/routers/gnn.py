@@ -921,10 +921,12 @@ class GnnRouter(Router):
         size_b: float | None = None,
         outcomes: dict[int, float] | None = None,
         backed_by: str | None = None,
+        costs: dict[int, float] | None = None,
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
         indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
-        agent runs on (the agent inherits its outcome edges). Routable when this returns; see :meth:`_patched`."""
+        agent runs on (the agent inherits its outcome edges); ``costs`` (same keys, USD) set its cost multiplier.
+        Routable when this returns; see :meth:`_patched`."""
         with self._lock:
             if name in self.candidates:
                 raise ValueError(f"candidate {name!r} is already routable")
@@ -949,6 +951,7 @@ class GnnRouter(Router):
             )
             serving = self._patched(cands, [col])  # computed first: a failure leaves the router as it was
             self.cost_model.add_candidate(prices)
+            self.cost_model.observe(col, costs or {}, self.world.query_tokens)
             self.candidates.append(name)
             self._commit(cands, serving, [col], reshaped=True)
             return col
@@ -975,11 +978,12 @@ class GnnRouter(Router):
             del self.candidates[col]
             self._commit(cands, serving, [], reshaped=True)
 
-    def add_outcomes(self, name: str, outcomes: dict[int, float]) -> int:
+    def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
         with self._lock:
             if name not in self.candidates:
                 raise ValueError(f"{name!r} is not a candidate")
-            rows, effects = self._positions(outcomes, strict=False)
+            rows, effects = self._positions(outcomes, strict=False)  # checked before anything changes
+            self.cost_model.observe(self.candidates.index(name), costs or {}, self.world.query_tokens)
             if len(rows):
                 col = self.candidates.index(name)
                 effect = self._effect.copy()  # never mutated in place: a background refresh may be reading it
