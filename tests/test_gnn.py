@@ -57,6 +57,8 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
     train, test = split(star_world)
     without = star_world.select_candidates(np.arange(5))
     gnn = GnnRouter(**FAST).fit(without, train)
+    assert gnn.uncertainty_margin == 1.0  # the default; plain argmax first
+    gnn.uncertainty_margin = 0.0
     q = without.features(test)
     assert gnn.predict_effect(q).shape[1] == 5
     observed = {int(i): float(star_world.data.effect[i, -1]) for i in train[:20]}
