@@ -11,7 +11,8 @@ outcomes). The bench then starts ``graphrouter serve`` as a subprocess on a copy
 never written), warms it, and measures from this process over loopback:
 
 * ``/v1/route`` latency, one request at a time (p50, p99), each with a query text never seen before, so every
-  request pays the text embedding (cache miss) — end to end, as a client sees it;
+  request pays the text embedding (cache miss) — end to end, as a client sees it; every size gets the same texts
+  (tagged with the size, so still unseen), so sizes differ only in the stored graph;
 * throughput and latency with ``--concurrency`` client threads;
 * register-to-routable: from sending ``POST /v1/llms`` to a ``/v1/route`` answer that contains the new LLM;
 * in this process, on the same queries: the GNN's cached ego path vs inserting the query into the whole stored
@@ -275,7 +276,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         work = Path(tmp)
-        for n_i, n in enumerate(sizes):
+        for n in sizes:
             t = time.perf_counter()
             sized = copy.deepcopy(router)
             sized.reattach(grow(world, n))
@@ -289,7 +290,9 @@ def main() -> None:
             service = Service(store, path, work, service_settings)
             try:
                 ready_s = service.wait_ready()
-                chunk = texts[n_i * 3 * per_size : (n_i + 1) * 3 * per_size]
+                # the same texts at every size, tagged with the size so that none is in the embedding cache: sizes
+                # differ only in the stored graph, not in the lengths of the queries they embed
+                chunk = [f"{t} [{n}]" for t in texts[: 2 * per_size + 20]]
                 sequential(service.url, chunk[:20])  # warm-up
                 seq = sequential(service.url, chunk[20 : 20 + per_size])
                 conc, rps = concurrent(service.url, chunk[per_size + 20 : 2 * per_size + 20], args.concurrency)

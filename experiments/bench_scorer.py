@@ -58,7 +58,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     embedder = Embedder()
     with open_store(args.store) as store:
-        world = build_world(store.snapshot(), embedder)
+        snapshot = store.snapshot()
+    if len(snapshot.nodes["Query"]) == 0:
+        raise SystemExit(f"no queries in the store {args.store or '(default)'}; run `make demo` or pass --store")
+    world = build_world(snapshot, embedder)
     data = world.data
     t = time.perf_counter()
     router = ROUTERS[args.router]().fit(world, np.arange(data.n_queries))
@@ -114,7 +117,8 @@ def main() -> None:
         f"`python experiments/bench_scorer.py --router {args.router} --queries {args.queries} "
         f"--threads {args.threads}`, one run, "
         f"{time.strftime('%Y-%m-%d')}. Training on all {data.n_queries:,} queries: **{fit_s:.0f} s**. "
-        f"Registering one LLM (20 outcomes) without retraining: {reg_s:.2f} s.",
+        f"Registering one LLM (20 outcomes) without retraining: {reg_s:.2f} s. Texts are embedded by the "
+        f"{embedder.backend} encoder on {embedder.threads} thread(s).",
         "",
         "| what | candidates | median (ms) | p90 (ms) |",
         "|---|---:|---:|---:|",

@@ -738,7 +738,8 @@ class GnnRouter(Router):
             self._dirty |= set(columns)
         self._exact.clear()
         if self._background is None:  # decided under the lock: exactly one refresh thread at a time
-            self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh", daemon=True)
+            # not a daemon: the interpreter waits for it at exit instead of killing it inside torch (an abort)
+            self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh")
             self._background.start()
 
     def _candidate_rows(
