@@ -49,7 +49,10 @@ class Candidate(BaseModel):
     kind: str = Field(description="LLM or Agent")
     effect: float = Field(description="predicted effect (quality) in [0, 1]")
     cost: float = Field(description="predicted cost of this query, USD")
-    utility: float = Field(description="w_effect · effect − w_cost · normalised cost")
+    utility: float = Field(
+        description="w_effect · effect − w_cost · normalised cost, minus (GNN) w_effect · margin / √(1 + observed "
+        "outcomes): a candidate known from few outcomes ranks lower until they show it is better"
+    )
 
 
 class RouteResponse(BaseModel):
