@@ -75,20 +75,24 @@ class TorchEncoder:
         return np.asarray(vecs, dtype=np.float32)
 
 
+ONNX_EXPORT_VERSION = 1  # bump when export_onnx changes what it writes
+ONNX_OPSET = 17
+
+
 def onnx_file(model_path: str, onnx_dir: Path) -> Path:
-    """Where the export of a model lives: named by the model folder's files and the exporting library versions, so a
-    changed model or library never reuses a stale export."""
+    """Where the export of a model lives: named by every file of the model folder (its modules' subfolders too),
+    the exporting library versions and the export's own version, so nothing stale is ever reused."""
     import sentence_transformers
     import torch
     import transformers
 
-    h = hashlib.sha256(f"{Path(model_path).resolve()}|{torch.__version__}|{transformers.__version__}".encode())
-    h.update(sentence_transformers.__version__.encode())
-    for f in sorted(Path(model_path).iterdir()):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return onnx_dir / f"{Path(model_path).name}-{h.hexdigest()[:16]}.onnx"
+    root = Path(model_path).resolve()
+    versions = (torch.__version__, transformers.__version__, sentence_transformers.__version__)
+    h = hashlib.sha256(f"{root}|{versions}|{ONNX_EXPORT_VERSION}|{ONNX_OPSET}".encode())
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return onnx_dir / f"{root.name}-{h.hexdigest()[:16]}.onnx"
 
 
 def tokenize(model, texts: list[str]) -> dict:  # type: ignore[no-untyped-def]
@@ -99,7 +103,6 @@ def tokenize(model, texts: list[str]) -> dict:  # type: ignore[no-untyped-def]
 def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
     """Export a sentence-transformers model's forward pass (to the normalised sentence embedding) to ``path``,
     written atomically. Returns the tokenizer outputs it takes, in order."""
-    import tempfile
     import warnings
 
     import torch
@@ -118,8 +121,8 @@ def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
     example = tokenize(model, ["an example query", "a second, somewhat longer example query"])
     axes = {k: {0: "batch", 1: "tokens"} for k in inputs} | {"embedding": {0: "batch"}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
+    # a name of this process and thread; the exporter creates it with the usual permissions (mkstemp's are private)
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about shapes baked in: checked by the tests instead
@@ -130,7 +133,7 @@ def export_onnx(model, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
                 input_names=inputs,
                 output_names=["embedding"],
                 dynamic_axes=axes,
-                opset_version=17,
+                opset_version=ONNX_OPSET,
                 dynamo=False,
             )
         os.replace(tmp, path)
@@ -162,7 +165,13 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # unreadable or damaged: say which file and what to do
+            raise GraphRouterError(
+                f"could not load the ONNX export {path} ({type(exc).__name__}: {exc}); delete it to export again, "
+                "or use the torch embedding backend (GRAPHROUTER_EMBEDDING_BACKEND=torch)"
+            ) from exc
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[1])
 

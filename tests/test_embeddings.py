@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,26 @@ def test_onnx_encoder_agrees_with_sentence_transformers_and_exports_once(tmp_pat
     np.testing.assert_allclose(batched, torch_side, atol=1e-5)
     np.testing.assert_allclose(one_by_one, torch_side, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
-    exports = list(tmp_path.glob("*.onnx"))
-    assert exports == [onnx_file(onnx_side._model_path, tmp_path)]  # exported once, reused by the second embedder
-    assert not list(tmp_path.glob("*.tmp"))
+    export = onnx_file(onnx_side._model_path, tmp_path)
+    assert list(tmp_path.iterdir()) == [export]  # exported once, reused by the second embedder; no temporary left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert export.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by whoever runs the service next
+
+    export.write_bytes(b"not an onnx model")
+    with pytest.raises(GraphRouterError, match="could not load the ONNX export .* delete it to export again"):
+        Embedder(cache_path=None, onnx_dir=tmp_path).embed(["x"])
+
+
+def test_onnx_export_name_covers_every_model_file(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    before = onnx_file(str(model), tmp_path / "onnx")
+    assert onnx_file(str(model), tmp_path / "onnx") == before
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert onnx_file(str(model), tmp_path / "onnx") != before  # a module's change is a new export
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,12 @@ def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     model.observe(new, {i: 3 * plain[i] for i in range(10)}, world.query_tokens)  # the same queries again
     assert model.multiplier[new] == pytest.approx(3 ** (10 / 15))
     assert model.observe(0, {0: 100.0}, world.query_tokens) == 0 and model.multiplier[0] == 1.0
+    assert model.observe(new, {10**9: 1.0, -1: 1.0}, world.query_tokens) == 0  # not queries of this world
     keep = np.ones(len(model.prices), bool)
     keep[0] = False
     model.keep_candidates(keep)
     assert list(model.observed) == [new - 1] and model.multiplier[new - 1] == pytest.approx(3 ** (10 / 15))
+    # absurd observed costs are capped at 1000x, not an infinite price
+    model.add_candidate(prices)
+    model.observe(len(model.prices) - 1, {i: 1e308 for i in range(400)}, world.query_tokens)
+    assert model.multiplier[-1] == pytest.approx(1e3)

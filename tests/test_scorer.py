@@ -140,6 +140,11 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
     again = Scorer(save_checkpoint(scorer.router, "hash-test", tmp_path / "gnn2.pt"), HashEmbedder(world))
     assert (again.candidates, again.kinds) == (scorer.candidates, scorer.kinds)
     assert again.kinds == ["LLM"] * 5 + ["Agent"]
+    state = scorer.router.__getstate__()  # a checkpoint from before the router kept kinds: derived on load
+    del state["_kinds"]
+    old = type(scorer.router).__new__(type(scorer.router))
+    old.__setstate__(state)
+    assert old.candidate_kinds() == list(zip(scorer.candidates, scorer.kinds, strict=True))
 
     # outcomes on training queries are applied; others are not
     assert scorer.add_outcomes("llm-0", {"q0": 0.0, "q1": 0.0, "nope": 1.0}) == 2

@@ -123,14 +123,24 @@ def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, 
     """Where an observed cost is usable (finite, positive, with a positive computed cost) and log(observed /
     computed) there (0 elsewhere)."""
     ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
-    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0) / np.where(ok, computed, 1.0)), 0.0)
+    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0)) - np.log(np.where(ok, computed, 1.0)), 0.0)
+
+
+MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
+
+
+def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
+    bound = np.log(MAX_MULTIPLIER)
+    return np.exp(np.clip(log_sum / count, -bound, bound))
 
 
 class CostModel:
     """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
     ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
     LLM calls per query costs a multiple of its LLM's single call; an LLM's observed costs give m ≈ 1). ``m`` is the
-    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes. Costs are normalised
+    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes (and kept within 1000×
+    either way: beyond that an observed cost is taken as an error, not a price). Costs are normalised
     with the (given or inferred) task's min–max range observed in the world."""
 
     prior_outcomes = 5.0
@@ -158,7 +168,7 @@ class CostModel:
     def from_world(cls, world: World) -> CostModel:
         model = cls(world.data.candidate_prices, world.data.task_cost_range())
         ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
-        model.multiplier = np.exp(np.where(ok, log_ratio, 0.0).sum(0) / (ok.sum(0) + cls.prior_outcomes))
+        model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:
@@ -176,6 +186,7 @@ class CostModel:
         """Learn the multiplier of a candidate added since fitting from its observed costs at once (world query
         index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's waits for the next
         fit. A query observed again replaces its earlier cost. Returns how many costs were used."""
+        costs = {i: c for i, c in costs.items() if 0 <= i < len(tokens)}  # others: not queries of this world
         if col not in self.observed or not costs:
             return 0
         rows = np.fromiter(costs, dtype=np.int64, count=len(costs))
@@ -183,7 +194,7 @@ class CostModel:
         ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
         logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
         multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
-        multiplier[col] = np.exp(sum(logs.values()) / (len(logs) + self.prior_outcomes))
+        multiplier[col] = _multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
         self.observed = {**self.observed, col: logs}
         self.multiplier = multiplier
         return int(ok.sum())

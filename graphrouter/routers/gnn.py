@@ -404,6 +404,7 @@ class GnnRouter(Router):
             state["cost_model"] = copy.copy(self.cost_model)
             state["members"] = [dataclasses.replace(m) for m in self.members]
             state["_backing"] = dict(self._backing)
+            state["_kinds"] = list(self._kinds)
             return state
 
     def __setstate__(self, state: dict) -> None:
@@ -416,6 +417,11 @@ class GnnRouter(Router):
             )
             state["_serving"] = (state.pop("_obs"), ego)
         self.__dict__.update(state)
+        if "_kinds" not in state:  # checkpoints written before the router kept each column's kind
+            trained = dict(zip(self.world.data.candidates, self.world.data.candidate_kind, strict=True))
+            self._kinds = [
+                AGENT if c in self._backing else trained.get(name, LLM) for c, name in enumerate(self.candidates)
+            ]
         self._init_sync()
 
     # -- graph construction (positions index the stored training queries) --
@@ -496,6 +502,7 @@ class GnnRouter(Router):
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         data = world.data
         self.candidates = list(data.candidates)
+        self._kinds = list(data.candidate_kind)  # "LLM" or "Agent" per column
         self._backing = data.backing()
         self._emb = np.ascontiguousarray(world.query_emb[train_idx], dtype=np.float32)
         self._query_x = torch.as_tensor(self._emb)
@@ -900,6 +907,7 @@ class GnnRouter(Router):
         self._task = world.data.query_task.astype(np.int64)
         self._effect = np.array(world.data.effect, dtype=np.float64)
         self._backing = world.data.backing()
+        self._kinds = list(world.data.candidate_kind)
         self._stored_nb, self._index = None, None
         self._refresh()
 
@@ -911,10 +919,9 @@ class GnnRouter(Router):
         return u
 
     def candidate_kinds(self) -> list[tuple[str, str]]:
-        """Candidates in column order, registered and removed ones included; an agent is a column with a backing
-        LLM (every agent has one: registered ones by ``backed_by``, trained ones by their BACKED_BY edge)."""
+        """Candidates in column order, registered and removed ones included."""
         with self._lock:
-            return [(n, AGENT if c in self._backing else LLM) for c, n in enumerate(self.candidates)]
+            return list(zip(self.candidates, self._kinds, strict=True))
 
     def register_candidate(
         self,
@@ -939,7 +946,7 @@ class GnnRouter(Router):
                 if backed_by not in self.candidates:
                     raise ValueError(f"backing LLM {backed_by!r} is not a candidate")
                 backing = self.candidates.index(backed_by)
-                if backing in self._backing:
+                if self._kinds[backing] != LLM:
                     raise ValueError(f"{backed_by!r} is an agent; an agent must be backed by an LLM")
             column = np.full(len(self._emb), np.nan)
             rows, effects = self._positions(outcomes or {})
@@ -957,6 +964,7 @@ class GnnRouter(Router):
             self.cost_model.add_candidate(prices)
             self.cost_model.observe(col, costs or {}, self.world.query_tokens)
             self.candidates.append(name)
+            self._kinds.append(AGENT if backed_by is not None else LLM)
             self._commit(cands, serving, [col], reshaped=True)
             return col
 
@@ -979,7 +987,7 @@ class GnnRouter(Router):
             )
             serving = self._patched(cands, [], removed_row=col)
             self.cost_model.keep_candidates(keep)
-            del self.candidates[col]
+            del self.candidates[col], self._kinds[col]
             self._commit(cands, serving, [], reshaped=True)
 
     def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
