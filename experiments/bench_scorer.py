@@ -57,7 +57,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     embedder = Embedder()
-    with open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         snapshot = store.snapshot()
     if len(snapshot.nodes["Query"]) == 0:
         raise SystemExit(f"no queries in the store {args.store or '(default)'}; run `make demo` or pass --store")

@@ -166,7 +166,7 @@ def main() -> None:
         parser.error(f"unknown routers {unknown}; known: {', '.join(ROUTERS)}")
 
     t0 = time.perf_counter()
-    with open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         snap = store.snapshot()
     if len(snap.nodes["Query"]) == 0:
         parser.error("the store is empty: run `graphrouter import dcrouter` (or `make demo`) first")

@@ -61,7 +61,7 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     t0 = time.perf_counter()
     embedder = Embedder()
-    with open_store(args.store) as store:
+    with open_store(args.store, create=False) as store:
         world = build_world(store.snapshot(), embedder)
         llm_nodes = {n.key: n for n in store.list_nodes(LLM)}
     data = world.data

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from graph_store.base import GraphStore
-from graph_store.errors import InvalidInputError
+from graph_store.errors import InvalidInputError, StoreUnavailableError
 
 DEFAULT_STORE = ".graphrouter/graph.db"
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
@@ -17,12 +17,13 @@ def default_location() -> str:
     return os.environ.get("GRAPHROUTER_STORE") or os.environ.get("NEO4J_URI") or DEFAULT_STORE
 
 
-def open_store(location: str | os.PathLike[str] | None = None) -> GraphStore:
+def open_store(location: str | os.PathLike[str] | None = None, create: bool = True) -> GraphStore:
     """Open the store at ``location`` (see :func:`default_location` for the default).
 
     A ``bolt://`` or ``neo4j://`` URI opens the Neo4j backend with ``NEO4J_USER`` / ``NEO4J_PASSWORD`` /
     ``NEO4J_DATABASE`` from the environment; anything else is the path of an embedded store file
-    (``embedded://`` prefix optional), created on first use.
+    (``embedded://`` prefix optional), created on first use unless ``create`` is false (readers that need data:
+    a missing file is then a :class:`StoreUnavailableError` rather than a new empty store left behind).
     """
     loc = str(location) if location is not None else default_location()
     if not loc.strip():
@@ -37,4 +38,9 @@ def open_store(location: str | os.PathLike[str] | None = None) -> GraphStore:
         )
     from graph_store.backends.embedded import EmbeddedStore
 
-    return EmbeddedStore(Path(loc.removeprefix("embedded://")))
+    path = Path(loc.removeprefix("embedded://"))
+    if not create and not path.exists():
+        raise StoreUnavailableError(
+            f"no store at {path}; import data first (graphrouter import dcrouter, or make demo)"
+        )
+    return EmbeddedStore(path)

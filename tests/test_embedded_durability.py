@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from graph_store import LLM
 from graph_store.backends.embedded import EmbeddedStore
 
@@ -62,3 +64,15 @@ def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInputError, match="is a directory"):
         EmbeddedStore(tmp_path)
+
+
+def test_a_reader_does_not_create_a_missing_store(tmp_path: Path) -> None:
+    from graph_store import StoreUnavailableError, open_store
+
+    missing = tmp_path / "nothing-here.db"
+    with pytest.raises(StoreUnavailableError, match="no store at .*nothing-here.db; import data first"):
+        open_store(missing, create=False)
+    assert not missing.exists()
+    with open_store(missing) as store:  # the default still creates it (imports, the service)
+        assert store.counts()
+    assert missing.exists()
