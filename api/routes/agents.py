@@ -22,7 +22,6 @@ from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistere
 from api.routes.common import (
     AUTH_RESPONSES,
     add_to_scorer,
-    outcome_values,
     refuse_stale_candidate,
     registration_outcomes,
     same_registration,
@@ -85,15 +84,17 @@ def register_agent(
         scorer = state.scorer
         refuse_stale_candidate(state, scorer, node, same_agent, "agent")
         write_or_422(store, GraphBatch(agents=[node], outcomes=outcomes))
-        note = None
-        if scorer is None:
-            note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
-        elif not state.routable(node.llm):
+        if scorer is not None and not state.routable(node.llm):
             note = f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
         else:
-            effects, costs = outcome_values(outcomes)
             note = add_to_scorer(
-                state, scorer, store, AGENT, node.name, lambda: scorer.register_agent(node, backing, effects, costs)
+                state,
+                scorer,
+                store,
+                AGENT,
+                node.name,
+                outcomes,
+                lambda s, eff, cost: s.register_agent(node, backing, eff, cost),
             )
     return AgentRegistered(
         **AgentOut.of(node, backing, state.routable(node.name)).model_dump(),

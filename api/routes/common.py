@@ -44,17 +44,28 @@ def write_or_422(store: GraphStore, batch: GraphBatch) -> None:
 
 
 def add_to_scorer(
-    state: ServiceState, scorer: Scorer, store: GraphStore, kind: str, name: str, register: Callable[[], None]
+    state: ServiceState,
+    scorer: Scorer | None,
+    store: GraphStore,
+    kind: str,
+    name: str,
+    outcomes: list[Outcome],
+    register: Callable[[Scorer, dict[str, float], dict[str, float]], None],
 ) -> str | None:
-    """Make a candidate that was just written to the store routable (``register`` adds it to the scorer), under
-    the service's write lock. Returns a note when its router needs a retrain first. If the scorer refuses it, the
-    store write is undone (it was new: this removes exactly what was written) and the error goes to the client."""
+    """Make a candidate that was just written to the store routable (``register`` adds it to the scorer with the
+    observed effects and costs of its registration's ``outcomes``), under the service's write lock. Returns a note
+    when it is not routable yet (no scorer loaded, or a router that needs a retrain first). If the scorer refuses
+    it, the store write is undone (it was new: this removes exactly what was written) and the error goes to the
+    client."""
+    if scorer is None:
+        return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
+    effects, costs = outcome_values(outcomes)
     try:
         with state.lock.write():
             if name in state.removed:  # deleted while the service ran and re-registered with the same data
                 del state.removed[name]
             else:
-                register()
+                register(scorer, effects, costs)
     except NotImplementedError:
         return (
             f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "

@@ -23,7 +23,6 @@ from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
 from api.routes.common import (
     AUTH_RESPONSES,
     add_to_scorer,
-    outcome_values,
     refuse_stale_candidate,
     registration_outcomes,
     same_registration,
@@ -70,14 +69,9 @@ def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreD
         scorer = state.scorer
         refuse_stale_candidate(state, scorer, node, same_llm, "LLM", "restart the service (or retrain)")
         write_or_422(store, GraphBatch(llms=[node], outcomes=outcomes))
-        note = None
-        if scorer is None:
-            note = f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
-        else:
-            effects, costs = outcome_values(outcomes)
-            note = add_to_scorer(
-                state, scorer, store, LLM, node.name, lambda: scorer.register_llm(node, effects, costs)
-            )
+        note = add_to_scorer(
+            state, scorer, store, LLM, node.name, outcomes, lambda s, eff, cost: s.register_llm(node, eff, cost)
+        )
     return LLMRegistered(
         **LLMOut.of(node, state.routable(node.name)).model_dump(),
         created=True,
