@@ -73,7 +73,7 @@ class Scorer:
                 llm.output_price,
                 llm.size_b,
                 rows,
-                costs=self._training_rows(costs),
+                costs=self._training_rows(costs)[0],
             )
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {llm.name!r}: {exc}") from None
@@ -99,6 +99,7 @@ class Scorer:
                 f"agent {agent.name!r}: its backing LLM {backing.name!r} is not a candidate of this router"
             )
         emb = self.embedder.embed_one(f"{agent.name}: {agent.description}")  # as world.candidate_texts
+        rows, cost_rows = self._training_rows(outcomes, costs)
         try:
             self.router.register_candidate(
                 agent.name,
@@ -106,9 +107,9 @@ class Scorer:
                 backing.input_price,
                 backing.output_price,
                 backing.size_b,
-                self._training_rows(outcomes),
+                rows,
                 backed_by=backing.name,
-                costs=self._training_rows(costs),
+                costs=cost_rows,
             )
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {agent.name!r}: {exc}") from None
@@ -136,7 +137,7 @@ class Scorer:
         """
         if name not in self.candidates:
             raise GraphRouterError(f"{name!r} is not a candidate")
-        rows, cost_rows = self._training_rows(outcomes), self._training_rows(costs)
+        rows, cost_rows = self._training_rows(outcomes, costs)
         if not rows and not cost_rows:
             return 0
         try:
@@ -144,14 +145,17 @@ class Scorer:
         except ValueError as exc:
             raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
 
-    def _training_rows(self, values: dict[str, float | None] | None) -> dict[int, float]:
-        """Query id → value, as world query index → value, keeping only the router's training queries (and
-        values that are there)."""
-        if not values:
-            return {}
+    def _training_rows(self, *values: dict[str, float | None] | None) -> list[dict[int, float]]:
+        """Each of ``values`` (query id → value) as world query index → value, keeping only the router's training
+        queries (and values that are there); the world's index is built once for all of them."""
+        if not any(values):
+            return [{} for _ in values]
         keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
         train = set(np.asarray(getattr(self.router, "train_idx", np.arange(len(keys)))).tolist())
-        return {keys[q]: float(v) for q, v in values.items() if v is not None and keys.get(q, -1) in train}
+        return [
+            {keys[q]: float(v) for q, v in (vals or {}).items() if v is not None and keys.get(q, -1) in train}
+            for vals in values
+        ]
 
     @property
     def tasks(self) -> list[str]:
