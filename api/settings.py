@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,9 +9,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph_store.factory import default_location
+from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS  # numpy only at import: no torch
 
 DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")  # = graphrouter.checkpoint.DEFAULT_CHECKPOINT (no torch here)
-DEFAULT_EMBEDDING_CACHE = Path(".graphrouter/embeddings.sqlite")
 
 
 class Settings(BaseSettings):
@@ -29,12 +28,12 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         None, description="embedding model; default: the checkpoint's own (a different one is refused)"
     )
-    embedding_cache: Path | None = Field(DEFAULT_EMBEDDING_CACHE, description="SQLite cache of text embeddings")
+    embedding_cache: Path | None = Field(DEFAULT_CACHE, description="SQLite cache of text embeddings")
     embedding_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: the model exported once, run by onnxruntime (faster); torch: sentence-transformers"
     )
     embedding_threads: int = Field(
-        min(2, os.cpu_count() or 1), ge=1, description="onnxruntime threads per embedding (idle threads sleep)"
+        DEFAULT_THREADS, ge=1, description="onnxruntime threads per embedding (idle threads sleep)"
     )
     api_key: SecretStr | None = Field(
         None, description="key required on writes (Authorization: Bearer <key>); unset means writes are refused"
