@@ -16,16 +16,14 @@ problem; an unavailable store or scorer is a 503. None of them is a 500 with a s
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.state import ScorerUnavailableError
 from graph_store import ConflictError, GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import CheckpointError, GraphRouterError, ScorerUnavailableError
 
 log = logging.getLogger("api")
 RETRY_AFTER_S = "5"
@@ -46,13 +44,9 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
-def _is_checkpoint_error(exc: BaseException) -> bool:
-    module = sys.modules.get("graphrouter.checkpoint")  # not imported → cannot be one (and torch stays unloaded)
-    return module is not None and isinstance(exc, module.CheckpointError)
-
-
-def status_for(exc: GraphStoreError) -> int:
-    if isinstance(exc, StoreUnavailableError | ScorerUnavailableError) or _is_checkpoint_error(exc):
+def status_for(exc: GraphStoreError | GraphRouterError) -> int:
+    """The HTTP status of an error of either root (the store's or graphrouter's)."""
+    if isinstance(exc, StoreUnavailableError | ScorerUnavailableError | CheckpointError):
         return status.HTTP_503_SERVICE_UNAVAILABLE
     if isinstance(exc, NodeNotFoundError):
         return status.HTTP_404_NOT_FOUND
@@ -88,7 +82,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def graph_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GraphStoreError)
+    assert isinstance(exc, GraphStoreError | GraphRouterError)
     code = status_for(exc)
     headers = {"Retry-After": RETRY_AFTER_S} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     if code >= 500:
@@ -108,4 +102,5 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(GraphStoreError, graph_error)  # GraphRouterError and CheckpointError derive from it
+    app.add_exception_handler(GraphStoreError, graph_error)
+    app.add_exception_handler(GraphRouterError, graph_error)

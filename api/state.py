@@ -36,7 +36,7 @@ from graph_store import (
     StoreUnavailableError,
     open_store,
 )
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import CheckpointError, GraphRouterError, ScorerUnavailableError
 
 if TYPE_CHECKING:
     from api.training import Trainer
@@ -44,10 +44,6 @@ if TYPE_CHECKING:
     from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
-
-
-class ScorerUnavailableError(GraphRouterError):
-    """The scorer is not loaded (no checkpoint, or the store was down when it was loaded); answered with 503."""
 
 
 class RWLock:
@@ -160,8 +156,6 @@ def load_scorer(store: GraphStore, settings: Settings, embedder: Any = None) -> 
 def attach_scorer(scorer: Scorer, store: GraphStore, source: str) -> Attached:
     """Make a freshly loaded (or retrained) scorer agree with the store: drop (or mark for filtering) its candidates
     that the store no longer has, and register the store's LLMs and agents it does not know."""
-    from graphrouter.checkpoint import CheckpointError
-
     stored = {n.key for n in store.list_nodes(LLM)} | {n.key for n in store.list_nodes(AGENT)}
     missing = [c for c in scorer.candidates if c not in stored]
     if len(missing) == len(scorer.candidates):
@@ -220,7 +214,7 @@ class ServiceState:
             try:
                 with self.registry_lock:
                     self._attach(self.scorer, self.store, "the given scorer")
-            except GraphStoreError as exc:  # served as given; /ready and the routes still work
+            except (GraphStoreError, GraphRouterError) as exc:  # served as given; /ready and the routes still work
                 log.warning("the given scorer could not be synced with the store: %s", exc)
 
     def close(self) -> None:

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graphrouter.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from graphrouter.routers.base import QueryFeatures, World  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
+from graphrouter.world import QueryFeatures, World  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "bench_api.md"
 KEY = "bench-key"

@@ -24,11 +24,10 @@ sys.path.insert(0, str(ROOT))
 from graph_store import LLMNode, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
-from graphrouter.metrics import SCENARIOS  # noqa: E402
+from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers import ROUTERS, QueryFeatures  # noqa: E402
-from graphrouter.routers.base import UNKNOWN_TASK  # noqa: E402
 from graphrouter.scorer import Scorer  # noqa: E402
-from graphrouter.world import build_world  # noqa: E402
+from graphrouter.world import UNKNOWN_TASK, build_world  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "bench_scorer.md"
 

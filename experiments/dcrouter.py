@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from graph_store import open_store  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
-from graphrouter.metrics import SCENARIOS, cost_quality_curve, oracle_gap_closed, score_choices  # noqa: E402
+from graphrouter.rewards import SCENARIOS, cost_quality_curve, oracle_gap_closed, score_choices  # noqa: E402
 from graphrouter.routers import ROUTERS, World  # noqa: E402
 from graphrouter.world import build_world  # noqa: E402
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from graph_store import LLM, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
-from graphrouter.metrics import SCENARIOS, score_choices  # noqa: E402
+from graphrouter.rewards import SCENARIOS, score_choices  # noqa: E402
 from graphrouter.routers import ROUTERS, World  # noqa: E402
 from graphrouter.scorer import Scorer  # noqa: E402
 from graphrouter.world import build_world  # noqa: E402

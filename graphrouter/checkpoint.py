@@ -16,15 +16,11 @@ from typing import Any
 
 import torch
 
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import CheckpointError
 from graphrouter.routers.base import Router
 
 FORMAT = "graphrouter-checkpoint/1"
 DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")
-
-
-class CheckpointError(GraphRouterError):
-    """A checkpoint is missing, corrupt, or does not fit the graph or the embedding model."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from graph_store import GraphStore, GraphStoreError, open_store
 from graph_store.factory import default_location
+from graphrouter.errors import GraphRouterError
 
 EXIT_USAGE = 2
 
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open_store(args.store_location) as store:
             func(args, store)
-    except GraphStoreError as exc:
+    except (GraphStoreError, GraphRouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -17,8 +17,9 @@ from typing import Any
 
 from graph_store import AGENT, LLM, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.errors import InvalidInputError
+from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
-from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS, usd_cost
+from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
 
 OUTCOME_FORMATS = (".jsonl", ".ndjson", ".csv", ".parquet")
 MAX_REPORTED_ERRORS = 5

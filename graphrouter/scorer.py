@@ -18,9 +18,9 @@ from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
 from graphrouter.checkpoint import Checkpoint
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
-from graphrouter.metrics import scenario_weights
-from graphrouter.routers.base import UNKNOWN_TASK, QueryFeatures
+from graphrouter.rewards import scenario_weights
 from graphrouter.tokens import count_tokens
+from graphrouter.world import UNKNOWN_TASK, QueryFeatures
 
 MAX_QUERY_CHARS = 20_000
 
@@ -50,9 +50,15 @@ class Scorer:
         self.router = checkpoint.router
         self.embedder = embedder
         self._task_index = {t: i for i, t in enumerate(self.router.world.data.task_names)}
-        names_kinds = self.router.candidate_kinds()  # those registered since training too
-        self.candidates: list[str] = [name for name, _ in names_kinds]
-        self.kinds: list[str] = [kind for _, kind in names_kinds]
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The router's candidate list (the router owns it; registered candidates included)."""
+        return self.router.candidates
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.router.kinds
 
     # ---- registering ----------------------------------------------------------------------------------------
     def register_llm(
@@ -60,8 +66,6 @@ class Scorer:
     ) -> None:
         """Make ``llm`` routable now, from its description, prices and effects observed on stored queries (query
         id → effect); observed ``costs`` (query id → USD) on them set its cost multiplier."""
-        if llm.name in self.candidates:
-            raise GraphRouterError(f"LLM {llm.name!r} is already a candidate")
         keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
         rows = {keys[q]: e for q, e in (outcomes or {}).items() if q in keys}
         emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
@@ -75,10 +79,10 @@ class Scorer:
                 rows,
                 costs=self._training_rows(costs)[0],
             )
+        except GraphRouterError:
+            raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {llm.name!r}: {exc}") from None
-        self.candidates.append(llm.name)
-        self.kinds.append(LLM)
 
     def register_agent(
         self,
@@ -90,8 +94,6 @@ class Scorer:
         """Make ``agent`` routable now: described by its own text, priced as its backing LLM (which must be a
         candidate already) times a multiplier learned from its observed ``costs``, with its effects observed on
         stored queries."""
-        if agent.name in self.candidates:
-            raise GraphRouterError(f"{agent.name!r} is already a candidate")
         if backing.name != agent.llm:
             raise GraphRouterError(f"agent {agent.name!r} is backed by {agent.llm!r}, not {backing.name!r}")
         if backing.name not in self.candidates or self.kinds[self.candidates.index(backing.name)] != LLM:
@@ -111,21 +113,19 @@ class Scorer:
                 backed_by=backing.name,
                 costs=cost_rows,
             )
+        except GraphRouterError:
+            raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot register {agent.name!r}: {exc}") from None
-        self.candidates.append(agent.name)
-        self.kinds.append(AGENT)
 
     def remove_candidate(self, name: str) -> None:
         """Stop routing to ``name`` (an LLM or an agent) at once; raises NotImplementedError if the router cannot."""
-        if name not in self.candidates:
-            raise GraphRouterError(f"{name!r} is not a candidate")
         try:
             self.router.remove_candidate(name)
+        except GraphRouterError:
+            raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot remove {name!r}: {exc}") from None
-        i = self.candidates.index(name)
-        del self.candidates[i], self.kinds[i]
 
     def add_outcomes(self, name: str, outcomes: dict[str, float], costs: dict[str, float] | None = None) -> int:
         """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining, and
@@ -142,6 +142,8 @@ class Scorer:
             return 0
         try:
             return int(self.router.add_outcomes(name, rows, cost_rows))
+        except GraphRouterError:
+            raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
 
@@ -256,10 +258,8 @@ class Scorer:
         self, q: QueryFeatures, task: str | None, w: tuple[float, float], k: int, budget: float | None, pool: np.ndarray
     ) -> RouteResult:
         router = self.router
-        q = router.task_inferer.fill(q)
-        effect = router.predict_effect(q)[0]
-        cost = router.cost_model.cost(q.tokens)[0]
-        utility = router.utility(q, w, effect[None, :])[0]
+        scores = router.score(q, w)
+        effect, cost, utility = scores.effect[0], scores.cost[0], scores.utility[0]
         if budget is not None:
             affordable = pool[cost[pool] <= budget]
             if len(affordable) == 0:
@@ -274,7 +274,7 @@ class Scorer:
             )
             for i in order
         ]
-        task_name = router.world.data.task_names[int(q.task[0])]
+        task_name = router.world.data.task_names[int(scores.task[0])]
         return RouteResult(
             task=task_name, task_inferred=task is None, weights=w, candidates=recs, checkpoint=self.checkpoint.version
         )

@@ -32,8 +32,3 @@ def count_tokens(texts: Sequence[str]) -> list[int]:
         return []
     encodings = _tokenizer().encode_batch(list(texts), add_special_tokens=False)
     return [len(e.ids) for e in encodings]
-
-
-def usd_cost(input_tokens: float, output_tokens: float, input_price: float, output_price: float) -> float:
-    """Cost in USD of one call, prices in USD per 1M tokens."""
-    return (input_tokens * input_price + output_tokens * output_price) / 1e6

@@ -1,14 +1,77 @@
-"""Build a :class:`~graphrouter.routers.base.World` from a store snapshot: matrices, embeddings, token counts."""
+"""The world routers learn from: the stored graph as matrices with embeddings (:class:`World`), a batch of queries
+to route (:class:`QueryFeatures`), and :func:`build_world`, which makes a world from a store snapshot."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graph_store import TASK, GraphSnapshot
-from graphrouter.embeddings import Embedder
-from graphrouter.routers.base import World
 from graphrouter.routing_data import RoutingData
 from graphrouter.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from graphrouter.embeddings import Embedder
+
+UNKNOWN_TASK = -1
+
+
+@dataclass
+class World:
+    """What routers learn from: routing matrices plus embeddings of queries, candidates and tasks."""
+
+    data: RoutingData
+    query_emb: np.ndarray  # (Q, d) float32, L2-normalised
+    query_tokens: np.ndarray  # (Q,) input tokens
+    candidate_emb: np.ndarray  # (C, d) embeddings of candidate descriptions
+    task_emb: np.ndarray  # (T, d) embeddings of task names/descriptions
+
+    def select_candidates(self, keep: np.ndarray) -> World:
+        """The same world with only the candidates ``keep``, as if the others had never been seen."""
+        keep = np.asarray(keep)
+        return World(
+            self.data.select_candidates(keep),
+            self.query_emb,
+            self.query_tokens,
+            self.candidate_emb[keep],
+            self.task_emb,
+        )
+
+    def select_queries(self, rows: np.ndarray) -> World:
+        """The same world with only the queries ``rows``."""
+        rows = np.asarray(rows)
+        return World(
+            self.data.select_queries(rows),
+            self.query_emb[rows],
+            self.query_tokens[rows],
+            self.candidate_emb,
+            self.task_emb,
+        )
+
+    def features(self, idx: np.ndarray, task_given: bool = True) -> QueryFeatures:
+        """Features of stored queries ``idx``, with their task (or, ``task_given=False``, an unknown task)."""
+        idx = np.asarray(idx)
+        task = self.data.query_task[idx] if task_given else np.full(len(idx), UNKNOWN_TASK)
+        return QueryFeatures(self.query_emb[idx], task.copy(), self.query_tokens[idx], idx.copy())
+
+
+@dataclass
+class QueryFeatures:
+    """A batch of queries to route: embeddings, task index (or UNKNOWN_TASK), input tokens, and for stored queries
+    their row in the world (-1 for new ones; only the oracle looks at it)."""
+
+    embedding: np.ndarray  # (n, d)
+    task: np.ndarray  # (n,) int
+    tokens: np.ndarray  # (n,)
+    index: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.embedding.shape[0])
+
+    def with_task(self, task: np.ndarray) -> QueryFeatures:
+        return QueryFeatures(self.embedding, task, self.tokens, self.index)
 
 
 def candidate_texts(data: RoutingData) -> list[str]:

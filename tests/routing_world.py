@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrouter.routers.base import World
 from graphrouter.routing_data import RoutingData
+from graphrouter.world import World
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -23,9 +23,9 @@ from graph_store import GraphBatch, GraphStore, LLMNode, Query, Task
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.checkpoint import load_checkpoint, save_checkpoint
 from graphrouter.routers import ROUTERS
-from graphrouter.routers.base import World
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.scorer import Scorer
+from graphrouter.world import World
 from tests.conftest import StoreOpener
 from tests.routing_world import make_world
 from tests.test_scorer import HashEmbedder

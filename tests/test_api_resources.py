@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graph_store import AGENT, LLM, GraphStore
-from graphrouter.routers.base import World
+from graphrouter.world import World
 from tests import test_api
 from tests.test_api import AUTH, NEW_LLM, AppMaker
 

@@ -22,7 +22,7 @@ from api.main import create_app
 from api.settings import Settings
 from graph_store import GraphBatch, GraphStore, Outcome
 from graphrouter.checkpoint import load_checkpoint
-from graphrouter.routers.base import World
+from graphrouter.world import World
 from tests import test_api
 from tests.test_api import AUTH, KEY, NEW_LLM
 from tests.test_scorer import HashEmbedder

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from graphrouter.checkpoint import load_checkpoint, save_checkpoint
-from graphrouter.metrics import SCENARIOS, score_choices
+from graphrouter.rewards import SCENARIOS, score_choices
 from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
 from tests.routing_world import make_world, split
@@ -97,7 +97,7 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
     assert gnn.predict_effect(q)[:, 5].mean() < before - 0.2
     for name in ("agent-on-star", "agent-on-llm4", "star"):
         gnn.remove_candidate(name)
-    assert gnn.candidates == without.data.candidates
+    assert list(gnn.candidates) == without.data.candidates
     fresh = GnnRouter(**FAST).fit(without, train)
     assert gnn.wait_exact(timeout=60)
     np.testing.assert_allclose(gnn.predict_effect(q), fresh.predict_effect(q), atol=1e-6)

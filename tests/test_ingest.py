@@ -13,10 +13,11 @@ import pytest
 
 from graph_store import LLM, QUERY, TASK, GraphStore, query_id
 from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.cost import usd_cost
 from graphrouter.datasets.dcrouter import import_dcrouter
 from graphrouter.errors import DataFileError
 from graphrouter.ingest import import_llms, import_outcomes, parse_size_b, read_llm_catalogue
-from graphrouter.tokens import count_tokens, usd_cost
+from graphrouter.tokens import count_tokens
 from tests.data_paths import DCROUTER_DIR
 
 CATALOGUE = {

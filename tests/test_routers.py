@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from graphrouter.cost import CostModel
 from graphrouter.errors import GraphRouterError
-from graphrouter.metrics import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
+from graphrouter.rewards import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
 from graphrouter.routers import ROUTERS
-from graphrouter.routers.base import CostModel
 from tests.routing_world import make_world, split
 
 

@@ -139,7 +139,7 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
     # a checkpoint of the router as it is now loads with the registered agent as an agent
     again = Scorer(save_checkpoint(scorer.router, "hash-test", tmp_path / "gnn2.pt"), HashEmbedder(world))
     assert (again.candidates, again.kinds) == (scorer.candidates, scorer.kinds)
-    assert again.kinds == ["LLM"] * 5 + ["Agent"]
+    assert list(again.kinds) == ["LLM"] * 5 + ["Agent"]
     state = scorer.router.__getstate__()  # a checkpoint from before the router kept kinds: derived on load
     del state["_kinds"]
     old = type(scorer.router).__new__(type(scorer.router))
@@ -165,4 +165,4 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
         knn.add_outcomes("llm-0", {"q0": 1.0})
     with pytest.raises(NotImplementedError):
         knn.register_agent(agent, backing)
-    assert knn.candidates == world.data.candidates
+    assert list(knn.candidates) == world.data.candidates

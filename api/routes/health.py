@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from api.deps import StateDep
 from api.models import Health, Readiness
 from graph_store import GraphStoreError
+from graphrouter.errors import GraphRouterError
 
 router = APIRouter(tags=["health"])
 
@@ -31,7 +32,7 @@ def ready(state: StateDep) -> Readiness | JSONResponse:
         store_status = str(exc)
     try:
         scorer = state.get_scorer()
-    except GraphStoreError as exc:
+    except (GraphStoreError, GraphRouterError) as exc:
         scorer, scorer_status = None, str(exc)
     body = Readiness(
         status="ready" if store_status == scorer_status == "ok" else "not ready",

@@ -2,6 +2,7 @@
 
 from graphrouter.routers import baselines as _baselines  # noqa: F401 - registers the baselines
 from graphrouter.routers import gnn as _gnn  # noqa: F401
-from graphrouter.routers.base import ROUTERS, QueryFeatures, Router, World, register
+from graphrouter.routers.base import ROUTERS, Router, register
+from graphrouter.world import QueryFeatures, World
 
 __all__ = ["ROUTERS", "QueryFeatures", "Router", "World", "register"]

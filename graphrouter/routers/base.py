@@ -1,10 +1,11 @@
 """The router interface (RouteLLM-style): an abstract base with one scoring method, and a name → class registry.
 
-Every router, baseline or GNN, is fitted on a :class:`World` (the stored graph as matrices, with embeddings)
-and scores a batch of :class:`QueryFeatures`: ``utility(q, weights)`` returns a (n, C) matrix whose row-wise
-argmax is the routing decision. Most routers only predict effects; cost is known at routing time (input tokens ×
-price) and shared by all of them through :class:`CostModel`, and an unknown task is inferred by
-:class:`TaskInferer`.
+Every router, baseline or GNN, is fitted on a :class:`~graphrouter.world.World` (the stored graph as matrices,
+with embeddings) and scores a batch of :class:`~graphrouter.world.QueryFeatures`. :meth:`Router.score` is the one
+pass of a request: it fills in the task once, predicts effects once (:meth:`Router.predict_effect`, the one method
+a router must write), computes cost once (:class:`~graphrouter.cost.CostModel`, shared by every router) and the
+utility, minus the router's own :meth:`Router.penalty` (none by default). Its row-wise argmax is the routing
+decision. An unknown task is inferred by :class:`~graphrouter.task_inference.TaskInferer`.
 """
 
 from __future__ import annotations
@@ -14,203 +15,23 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from graphrouter.metrics import utility
-from graphrouter.routing_data import RoutingData
-from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
-
-UNKNOWN_TASK = -1
+from graphrouter.cost import CostModel
+from graphrouter.rewards import utility
+from graphrouter.task_inference import TaskInferer
+from graphrouter.world import QueryFeatures, World
 
 
-@dataclass
-class World:
-    """What routers learn from: routing matrices plus embeddings of queries, candidates and tasks."""
+@dataclass(frozen=True)
+class Scores:
+    """One pass of a router over a batch of queries: the task used for each query, and (n, C) predicted effect,
+    cost (USD), normalised cost and utility."""
 
-    data: RoutingData
-    query_emb: np.ndarray  # (Q, d) float32, L2-normalised
-    query_tokens: np.ndarray  # (Q,) input tokens
-    candidate_emb: np.ndarray  # (C, d) embeddings of candidate descriptions
-    task_emb: np.ndarray  # (T, d) embeddings of task names/descriptions
-
-    def select_candidates(self, keep: np.ndarray) -> World:
-        """The same world with only the candidates ``keep``, as if the others had never been seen."""
-        keep = np.asarray(keep)
-        return World(
-            self.data.select_candidates(keep),
-            self.query_emb,
-            self.query_tokens,
-            self.candidate_emb[keep],
-            self.task_emb,
-        )
-
-    def select_queries(self, rows: np.ndarray) -> World:
-        """The same world with only the queries ``rows``."""
-        rows = np.asarray(rows)
-        return World(
-            self.data.select_queries(rows),
-            self.query_emb[rows],
-            self.query_tokens[rows],
-            self.candidate_emb,
-            self.task_emb,
-        )
-
-    def features(self, idx: np.ndarray, task_given: bool = True) -> QueryFeatures:
-        """Features of stored queries ``idx``, with their task (or, ``task_given=False``, an unknown task)."""
-        idx = np.asarray(idx)
-        task = self.data.query_task[idx] if task_given else np.full(len(idx), UNKNOWN_TASK)
-        return QueryFeatures(self.query_emb[idx], task.copy(), self.query_tokens[idx], idx.copy())
-
-
-@dataclass
-class QueryFeatures:
-    """A batch of queries to route: embeddings, task index (or UNKNOWN_TASK), input tokens, and for stored queries
-    their row in the world (-1 for new ones; only the oracle looks at it)."""
-
-    embedding: np.ndarray  # (n, d)
-    task: np.ndarray  # (n,) int
-    tokens: np.ndarray  # (n,)
-    index: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.embedding.shape[0])
-
-    def with_task(self, task: np.ndarray) -> QueryFeatures:
-        return QueryFeatures(self.embedding, task, self.tokens, self.index)
-
-
-class TaskInferer:
-    """Infers a query's task from its embedding: multinomial logistic regression on the stored training queries."""
-
-    def __init__(self, c: float = 10.0) -> None:
-        self.c = c
-        self._clf = None
-        self.n_tasks = 0
-
-    def fit(self, world: World, train_idx: np.ndarray) -> TaskInferer:
-        from sklearn.linear_model import LogisticRegression
-
-        self.n_tasks = len(world.data.task_names)
-        y = world.data.query_task[train_idx]
-        # one BLAS thread: on a small shared machine, oversubscribed OpenBLAS made this fit 40x slower
-        with threadpool_limits(limits=1):
-            self._clf = LogisticRegression(C=self.c, max_iter=3000).fit(world.query_emb[train_idx], y)
-        return self
-
-    def proba(self, embedding: np.ndarray) -> np.ndarray:
-        assert self._clf is not None, "TaskInferer.fit() first"
-        out = np.zeros((embedding.shape[0], self.n_tasks))
-        clf = self._clf
-        if clf.coef_.shape[0] > 1:  # multinomial: the softmax of the linear scores, without sklearn's per-call checks
-            z = np.asarray(embedding, dtype=np.float64) @ clf.coef_.T + clf.intercept_
-            z = np.exp(z - z.max(1, keepdims=True))
-            out[:, clf.classes_] = z / z.sum(1, keepdims=True)
-        else:
-            out[:, clf.classes_] = clf.predict_proba(embedding)
-        return out
-
-    def fill(self, q: QueryFeatures) -> QueryFeatures:
-        """The same queries with every unknown task replaced by the most likely one."""
-        unknown = q.task == UNKNOWN_TASK
-        if not unknown.any():
-            return q
-        task = q.task.copy()
-        task[unknown] = self.proba(q.embedding[unknown]).argmax(1)
-        return q.with_task(task)
-
-
-def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where an observed cost is usable (finite, positive, with a positive computed cost) and log(observed /
-    computed) there (0 elsewhere)."""
-    ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
-    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0)) - np.log(np.where(ok, computed, 1.0)), 0.0)
-
-
-MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
-
-
-def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
-    bound = np.log(MAX_MULTIPLIER)
-    return np.exp(np.clip(log_sum / count, -bound, bound))
-
-
-class CostModel:
-    """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
-    ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
-    LLM calls per query costs a multiple of its LLM's single call; an LLM's observed costs give m ≈ 1). ``m`` is the
-    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes (and kept within 1000×
-    either way: beyond that an observed cost is taken as an error, not a price). Costs are normalised
-    with the (given or inferred) task's min–max range observed in the world."""
-
-    prior_outcomes = 5.0
-
-    def __init__(
-        self,
-        prices: np.ndarray,
-        task_range: np.ndarray,
-        output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-        multiplier: np.ndarray | None = None,
-    ):
-        self.prices = np.asarray(prices, dtype=np.float64)  # (C, 2)
-        self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
-        self.output_tokens = output_tokens
-        self.multiplier = np.ones(len(self.prices)) if multiplier is None else np.asarray(multiplier, np.float64)
-        # candidates added since fitting: column → world query index → log(observed / computed cost)
-        self.observed: dict[int, dict[int, float]] = {}
-
-    def __setstate__(self, state: dict) -> None:  # checkpoints written before the multiplier existed
-        state.setdefault("multiplier", np.ones(len(state["prices"])))
-        state.setdefault("observed", {})
-        self.__dict__.update(state)
-
-    @classmethod
-    def from_world(cls, world: World) -> CostModel:
-        model = cls(world.data.candidate_prices, world.data.task_cost_range())
-        ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
-        model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
-        return model
-
-    def add_candidate(self, prices: np.ndarray) -> None:
-        """Append a candidate (its multiplier starts at 1; :meth:`observe` learns it)."""
-        self.prices = np.r_[self.prices, np.asarray(prices, dtype=np.float64).reshape(1, 2)]
-        self.multiplier = np.r_[self.multiplier, 1.0]
-        self.observed = {**self.observed, len(self.prices) - 1: {}}
-
-    def keep_candidates(self, keep: np.ndarray) -> None:
-        new_col = np.cumsum(keep) - 1
-        self.prices, self.multiplier = self.prices[keep], self.multiplier[keep]
-        self.observed = {int(new_col[c]): rows for c, rows in self.observed.items() if keep[c]}
-
-    def observe(self, col: int, costs: dict[int, float], tokens: np.ndarray) -> int:
-        """Learn the multiplier of a candidate added since fitting from its observed costs at once (world query
-        index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's waits for the next
-        fit. A query observed again replaces its earlier cost. Returns how many costs were used."""
-        costs = {i: c for i, c in costs.items() if 0 <= i < len(tokens)}  # others: not queries of this world
-        if col not in self.observed or not costs:
-            return 0
-        rows = np.fromiter(costs, dtype=np.int64, count=len(costs))
-        seen = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
-        ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
-        logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
-        multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
-        multiplier[col] = _multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
-        self.observed = {**self.observed, col: logs}
-        self.multiplier = multiplier
-        return int(ok.sum())
-
-    def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
-        """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier)."""
-        p = self.prices if prices is None else prices
-        computed = (
-            np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + self.output_tokens * p[None, :, 1]
-        ) / 1e6
-        return computed if prices is not None else computed * self.multiplier
-
-    def normalise(self, cost: np.ndarray, task: np.ndarray) -> np.ndarray:
-        lo, hi = self.task_range[task, 0][:, None], self.task_range[task, 1][:, None]
-        span = np.where(hi > lo, hi - lo, 1.0)
-        return (cost - lo) / span
+    task: np.ndarray
+    effect: np.ndarray
+    cost: np.ndarray
+    cost_norm: np.ndarray
+    utility: np.ndarray
 
 
 class Router(ABC):
@@ -234,22 +55,50 @@ class Router(ABC):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         """(n, C) expected effect of each candidate on each query (tasks already filled in)."""
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
-        """(n, C) predicted ``w_effect · effect − w_cost · cost_norm``; pass ``effect`` if already predicted for
-        ``q`` (the scorer does, to run the model once per request). Routers whose utility is not built from the
-        predicted effect ignore it."""
+    def score(self, q: QueryFeatures, weights: tuple[float, float]) -> Scores:
+        """The one pass of a request: the task filled in once (inferred where unknown), effects predicted once,
+        cost computed once, and ``w_effect · effect − w_cost · cost_norm − penalty``."""
         q = self.task_inferer.fill(q)
-        cost_norm = self.cost_model.normalise(self.cost_model.cost(q.tokens), q.task)
-        return utility(self.predict_effect(q) if effect is None else effect, cost_norm, weights)
+        effect = self.predict_effect(q)
+        cost = self.cost_model.cost(q.tokens)
+        cost_norm = self.cost_model.normalise(cost, q.task)
+        return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
+
+    def combine(
+        self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
+    ) -> np.ndarray:
+        """(n, C) utility from this pass's predictions (tasks filled in): ``w_effect · effect − w_cost · cost_norm``
+        minus :meth:`penalty`. Routers whose utility is not built from the predicted effect override this."""
+        u = utility(effect, cost_norm, weights)
+        penalty = self.penalty(weights)
+        return u if penalty is None else u - penalty[None, :]
+
+    def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
+        """(C,) utility subtracted from each candidate whatever the query (e.g. for uncertainty); none by default."""
+        return None
+
+    def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
+        """(n, C) predicted utility (:meth:`score`'s)."""
+        return self.score(q, weights).utility
 
     def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         return np.argmax(self.utility(q, weights), axis=1)
 
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The names this router scores, in column order: the one candidate list of a running service (the scorer
+        and the API read it here). Its training world's, unless it added or dropped candidates since (inductive
+        routers override this, replacing the tuple on every change, so a reader never sees half a change)."""
+        return tuple(self.world.data.candidates)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """"LLM" or "Agent" per column of :attr:`candidates`."""
+        return tuple(self.world.data.candidate_kind)
+
     def candidate_kinds(self) -> list[tuple[str, str]]:
-        """(name, kind) of every candidate this router scores, in column order: its training world's, unless it
-        added or dropped candidates since (inductive routers override this)."""
-        data = self.world.data
-        return list(zip(data.candidates, data.candidate_kind, strict=True))
+        """(name, kind) of every candidate, in column order."""
+        return list(zip(self.candidates, self.kinds, strict=True))
 
     def register_candidate(
         self,

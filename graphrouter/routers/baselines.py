@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from graphrouter.metrics import utility
 from graphrouter.neighbours import exact_knn as cosine_knn
-from graphrouter.routers.base import QueryFeatures, Router, World, register
+from graphrouter.rewards import utility
+from graphrouter.routers.base import Router, register
+from graphrouter.world import QueryFeatures, World
 
 
 def inner_split(train_idx: np.ndarray, frac: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -29,8 +30,10 @@ class RandomRouter(Router):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return self.rng.random((len(q), self.world.data.n_candidates))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
-        return self.predict_effect(q)
+    def combine(
+        self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
+    ) -> np.ndarray:
+        return effect
 
 
 @register
@@ -42,7 +45,9 @@ class CheapestRouter(Router):
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return np.zeros((len(q), self.world.data.n_candidates))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
+    def combine(
+        self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
+    ) -> np.ndarray:
         return np.broadcast_to(-self.world.data.candidate_prices[:, 0], (len(q), self.world.data.n_candidates))
 
 
@@ -61,9 +66,14 @@ class _TrainUtilityRouter(Router):
         return np.nanmean(u, axis=0) if rows.any() else np.zeros(u.shape[1])
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
-        return self.utility(q, (1.0, 0.0))
+        return self._table(q, (1.0, 0.0))
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
+    def combine(
+        self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
+    ) -> np.ndarray:
+        return self._table(q, weights)
+
+    def _table(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         if not self.per_task:
             return np.broadcast_to(
                 self._mean_utility(weights, np.ones(len(self._task), bool)), (len(q), self._effect.shape[1])
@@ -102,8 +112,10 @@ class OracleRouter(Router):
             raise ValueError("the oracle can only route stored queries whose outcomes are known")
         return self.world.data.effect[q.index]
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
-        return utility(self.predict_effect(q), self._cost_norm[q.index], weights)
+    def combine(
+        self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
+    ) -> np.ndarray:
+        return utility(effect, self._cost_norm[q.index], weights)
 
 
 @register

@@ -58,10 +58,12 @@ from torch_geometric.typing import EdgeType, Metadata, NodeType
 from tqdm.auto import tqdm
 
 from graph_store import AGENT, LLM
+from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.neighbours import NeighbourIndex
-from graphrouter.routers.base import QueryFeatures, Router, World, register
+from graphrouter.routers.base import Router, register
 from graphrouter.routers.baselines import cosine_knn, inner_split
 from graphrouter.routers.gnn_ego import EgoPath
+from graphrouter.world import QueryFeatures, World
 
 QUERY, TASK, CANDIDATE = "query", "task", "candidate"
 ANSWERED_BY = (QUERY, "answered_by", CANDIDATE)
@@ -400,11 +402,9 @@ class GnnRouter(Router):
             if not self._exact.is_set():
                 self._refresh()
             state = {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
-            state["candidates"] = list(self.candidates)
             state["cost_model"] = copy.copy(self.cost_model)
             state["members"] = [dataclasses.replace(m) for m in self.members]
             state["_backing"] = dict(self._backing)
-            state["_kinds"] = list(self._kinds)
             return state
 
     def __setstate__(self, state: dict) -> None:
@@ -416,12 +416,15 @@ class GnnRouter(Router):
                 [m.model for m in state["members"]], [m.states for m in state["members"]], state["k_sim"]
             )
             state["_serving"] = (state.pop("_obs"), ego)
+        if "candidates" in state:  # checkpoints written while the candidate list was a mutable attribute
+            state["_candidates"] = tuple(state.pop("candidates"))
         self.__dict__.update(state)
         if "_kinds" not in state:  # checkpoints written before the router kept each column's kind
             trained = dict(zip(self.world.data.candidates, self.world.data.candidate_kind, strict=True))
-            self._kinds = [
+            self._kinds = tuple(
                 AGENT if c in self._backing else trained.get(name, LLM) for c, name in enumerate(self.candidates)
-            ]
+            )
+        self._kinds = tuple(self._kinds)
         self._init_sync()
 
     # -- graph construction (positions index the stored training queries) --
@@ -501,8 +504,8 @@ class GnnRouter(Router):
     # -- training --
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         data = world.data
-        self.candidates = list(data.candidates)
-        self._kinds = list(data.candidate_kind)  # "LLM" or "Agent" per column
+        self._candidates = tuple(data.candidates)
+        self._kinds = tuple(data.candidate_kind)  # "LLM" or "Agent" per column
         self._backing = data.backing()
         self._emb = np.ascontiguousarray(world.query_emb[train_idx], dtype=np.float32)
         self._query_x = torch.as_tensor(self._emb)
@@ -907,21 +910,28 @@ class GnnRouter(Router):
         self._task = world.data.query_task.astype(np.int64)
         self._effect = np.array(world.data.effect, dtype=np.float64)
         self._backing = world.data.backing()
-        self._kinds = list(world.data.candidate_kind)
+        self._kinds = tuple(world.data.candidate_kind)
         self._stored_nb, self._index = None, None
         self._refresh()
 
-    def utility(self, q: QueryFeatures, weights: tuple[float, float], effect: np.ndarray | None = None) -> np.ndarray:
-        u = super().utility(q, weights, effect)
-        if self.uncertainty_margin > 0:
-            n_observed = self._obs.count  # visible outcomes per candidate (an agent counts those it inherits)
-            u = u - weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)[None, :]
-        return u
+    def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
+        if self.uncertainty_margin <= 0:
+            return None
+        n_observed = self._obs.count  # visible outcomes per candidate (an agent counts those it inherits)
+        return weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Candidates in column order, registered ones included, removed ones gone (replaced on every change)."""
+        return self._candidates
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self._kinds
 
     def candidate_kinds(self) -> list[tuple[str, str]]:
-        """Candidates in column order, registered and removed ones included."""
         with self._lock:
-            return list(zip(self.candidates, self._kinds, strict=True))
+            return list(zip(self._candidates, self._kinds, strict=True))
 
     def register_candidate(
         self,
@@ -940,7 +950,7 @@ class GnnRouter(Router):
         Routable when this returns; see :meth:`_patched`."""
         with self._lock:
             if name in self.candidates:
-                raise ValueError(f"candidate {name!r} is already routable")
+                raise CandidateExistsError(f"{name!r} is already a candidate (already routable); remove it first")
             backing = None
             if backed_by is not None:
                 if backed_by not in self.candidates:
@@ -963,15 +973,15 @@ class GnnRouter(Router):
             serving = self._patched(cands, [col])  # computed first: a failure leaves the router as it was
             self.cost_model.add_candidate(prices)
             self.cost_model.observe(col, costs or {}, self.world.query_tokens)
-            self.candidates.append(name)
-            self._kinds.append(AGENT if backed_by is not None else LLM)
+            self._candidates = (*self._candidates, name)
+            self._kinds = (*self._kinds, AGENT if backed_by is not None else LLM)
             self._commit(cands, serving, [col], reshaped=True)
             return col
 
     def remove_candidate(self, name: str) -> None:
         with self._lock:
             if name not in self.candidates:
-                raise ValueError(f"{name!r} is not a candidate")
+                raise UnknownCandidateError(f"{name!r} is not a candidate")
             col = self.candidates.index(name)
             agents = [self.candidates[a] for a, llm in self._backing.items() if llm == col]
             if agents:
@@ -987,13 +997,14 @@ class GnnRouter(Router):
             )
             serving = self._patched(cands, [], removed_row=col)
             self.cost_model.keep_candidates(keep)
-            del self.candidates[col], self._kinds[col]
+            self._candidates = self._candidates[:col] + self._candidates[col + 1 :]
+            self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
             self._commit(cands, serving, [], reshaped=True)
 
     def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
         with self._lock:
             if name not in self.candidates:
-                raise ValueError(f"{name!r} is not a candidate")
+                raise UnknownCandidateError(f"{name!r} is not a candidate")
             rows, effects = self._positions(outcomes, strict=False)  # checked before anything changes
             self.cost_model.observe(self.candidates.index(name), costs or {}, self.world.query_tokens)
             if len(rows):

@@ -1,0 +1,111 @@
+"""Cost, the one formula: ``(input tokens × input price + output tokens × output price) / 1e6`` USD (prices per 1M
+tokens; GraphRouter fixes the output at 512 tokens), and the :class:`CostModel` every router shares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
+from graphrouter.world import World
+
+
+def usd_cost(input_tokens: float, output_tokens: float, input_price: float, output_price: float) -> float:
+    """Cost in USD of one call, prices in USD per 1M tokens."""
+    return float(usd_costs(np.asarray([input_tokens]), np.asarray([[input_price, output_price]]), output_tokens)[0, 0])
+
+
+def usd_costs(tokens: np.ndarray, prices: np.ndarray, output_tokens: float = DEFAULT_OUTPUT_TOKENS) -> np.ndarray:
+    """(n, C) USD of n queries of ``tokens`` input tokens on C candidates of ``prices`` (C, 2)."""
+    p = np.asarray(prices, dtype=np.float64)
+    return (np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + output_tokens * p[None, :, 1]) / 1e6
+
+
+def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where an observed cost is usable (finite, positive, with a positive computed cost) and log(observed /
+    computed) there (0 elsewhere)."""
+    ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
+    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0)) - np.log(np.where(ok, computed, 1.0)), 0.0)
+
+
+MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
+
+
+def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
+    bound = np.log(MAX_MULTIPLIER)
+    return np.exp(np.clip(log_sum / count, -bound, bound))
+
+
+class CostModel:
+    """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
+    ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
+    LLM calls per query costs a multiple of its LLM's single call; an LLM's observed costs give m ≈ 1). ``m`` is the
+    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes (and kept within 1000×
+    either way: beyond that an observed cost is taken as an error, not a price). Costs are normalised
+    with the (given or inferred) task's min–max range observed in the world."""
+
+    prior_outcomes = 5.0
+
+    def __init__(
+        self,
+        prices: np.ndarray,
+        task_range: np.ndarray,
+        output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+        multiplier: np.ndarray | None = None,
+    ):
+        self.prices = np.asarray(prices, dtype=np.float64)  # (C, 2)
+        self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
+        self.output_tokens = output_tokens
+        self.multiplier = np.ones(len(self.prices)) if multiplier is None else np.asarray(multiplier, np.float64)
+        # candidates added since fitting: column → world query index → log(observed / computed cost)
+        self.observed: dict[int, dict[int, float]] = {}
+
+    def __setstate__(self, state: dict) -> None:  # checkpoints written before the multiplier existed
+        state.setdefault("multiplier", np.ones(len(state["prices"])))
+        state.setdefault("observed", {})
+        self.__dict__.update(state)
+
+    @classmethod
+    def from_world(cls, world: World) -> CostModel:
+        model = cls(world.data.candidate_prices, world.data.task_cost_range())
+        ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
+        model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
+        return model
+
+    def add_candidate(self, prices: np.ndarray) -> None:
+        """Append a candidate (its multiplier starts at 1; :meth:`observe` learns it)."""
+        self.prices = np.r_[self.prices, np.asarray(prices, dtype=np.float64).reshape(1, 2)]
+        self.multiplier = np.r_[self.multiplier, 1.0]
+        self.observed = {**self.observed, len(self.prices) - 1: {}}
+
+    def keep_candidates(self, keep: np.ndarray) -> None:
+        new_col = np.cumsum(keep) - 1
+        self.prices, self.multiplier = self.prices[keep], self.multiplier[keep]
+        self.observed = {int(new_col[c]): rows for c, rows in self.observed.items() if keep[c]}
+
+    def observe(self, col: int, costs: dict[int, float], tokens: np.ndarray) -> int:
+        """Learn the multiplier of a candidate added since fitting from its observed costs at once (world query
+        index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's waits for the next
+        fit. A query observed again replaces its earlier cost. Returns how many costs were used."""
+        costs = {i: c for i, c in costs.items() if 0 <= i < len(tokens)}  # others: not queries of this world
+        if col not in self.observed or not costs:
+            return 0
+        rows = np.fromiter(costs, dtype=np.int64, count=len(costs))
+        seen = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
+        ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
+        logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
+        multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
+        multiplier[col] = _multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
+        self.observed = {**self.observed, col: logs}
+        self.multiplier = multiplier
+        return int(ok.sum())
+
+    def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier)."""
+        computed = usd_costs(tokens, self.prices if prices is None else prices, self.output_tokens)
+        return computed if prices is not None else computed * self.multiplier
+
+    def normalise(self, cost: np.ndarray, task: np.ndarray) -> np.ndarray:
+        lo, hi = self.task_range[task, 0][:, None], self.task_range[task, 1][:, None]
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return (cost - lo) / span
