@@ -1,19 +1,22 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-MetricsDep, WriteAuth."""
+RegistryDep, TrainerDep, MetricsDep, WriteAuth. The objects behind them are built once, in the app's lifespan."""
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
+from api.registry import CandidateRegistry
 from api.settings import Settings
 from api.state import ServiceState
+from api.training import Trainer
 from graph_store import GraphStore
+from graphrouter.scorer import Scorer
 
 # Dependencies that only read an attribute are ``async def``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, a thread hop per dependency per request. The ones that may block (opening the store, loading the scorer)
@@ -49,17 +52,26 @@ async def get_store(state: StateDep) -> GraphStore:
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 
 
-async def get_scorer(state: StateDep) -> Any:
+async def get_registry(request: Request) -> CandidateRegistry:
+    return request.app.state.registry  # type: ignore[no-any-return]
+
+
+RegistryDep = Annotated[CandidateRegistry, Depends(get_registry)]
+
+
+async def get_trainer(request: Request) -> Trainer:
+    return request.app.state.trainer  # type: ignore[no-any-return]
+
+
+TrainerDep = Annotated[Trainer, Depends(get_trainer)]
+
+
+async def get_scorer(state: StateDep, registry: RegistryDep) -> Scorer:
     """The loaded scorer; 503 if there is none (no checkpoint yet, or the store was down)."""
-    return state.scorer or await run_in_threadpool(state.get_scorer)
+    return state.scorer or await run_in_threadpool(registry.get_scorer)
 
 
-if TYPE_CHECKING:
-    from graphrouter.scorer import Scorer
-
-    ScorerDep = Annotated[Scorer, Depends(get_scorer)]
-else:  # the scorer's module imports torch: keep it out of import time
-    ScorerDep = Annotated[Any, Depends(get_scorer)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 _bearer = HTTPBearer(auto_error=False, description="the service's API key (GRAPHROUTER_API_KEY)")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

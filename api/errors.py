@@ -23,9 +23,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from graph_store import ConflictError, GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
-from graphrouter.errors import CheckpointError, GraphRouterError, ScorerUnavailableError
+from graphrouter.errors import (
+    CandidateExistsError,
+    CheckpointError,
+    GraphRouterError,
+    QueryTooLongError,
+    ScorerUnavailableError,
+)
 
 log = logging.getLogger("api")
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong API key, or no key configured"}
+}
 RETRY_AFTER_S = "5"
 
 
@@ -50,8 +60,10 @@ def status_for(exc: GraphStoreError | GraphRouterError) -> int:
         return status.HTTP_503_SERVICE_UNAVAILABLE
     if isinstance(exc, NodeNotFoundError):
         return status.HTTP_404_NOT_FOUND
-    if isinstance(exc, ConflictError):
+    if isinstance(exc, ConflictError | CandidateExistsError):
         return status.HTTP_409_CONFLICT
+    if isinstance(exc, QueryTooLongError):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
     if isinstance(exc, InvalidInputError | GraphRouterError):
         return status.HTTP_400_BAD_REQUEST
     return status.HTTP_500_INTERNAL_SERVER_ERROR

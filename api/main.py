@@ -10,20 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.registry import CandidateRegistry
 from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
 from api.settings import Settings
 from api.state import ServiceState
+from api.training import Trainer
 from graph_store import GraphStore
-
-if TYPE_CHECKING:
-    from graphrouter.scorer import Scorer
+from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
 
@@ -52,8 +52,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServiceState(settings, store=store, scorer=scorer, embedder=embedder, metrics=app_metrics)
+        registry = CandidateRegistry(state)
+        app.state.service, app.state.registry = state, registry
+        app.state.trainer = Trainer(state, registry)
         await run_in_threadpool(state.start)
-        app.state.service = state
+        await run_in_threadpool(registry.start)
         try:
             yield
         finally:

@@ -10,8 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph_store.factory import default_location
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS  # numpy only at import: no torch
-
-DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")  # = graphrouter.checkpoint.DEFAULT_CHECKPOINT (no torch here)
+from graphrouter.paths import DEFAULT_CHECKPOINT
 
 
 class Settings(BaseSettings):

@@ -25,11 +25,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import graphrouter.world
+from api.registry import CandidateRegistry
+from api.state import ServiceState
 from graph_store import ANSWERED_BY, HANDLED_BY, ConflictError
+from graphrouter.embeddings import DEFAULT_MODEL
 from graphrouter.errors import GraphRouterError
+from graphrouter.loading import make_embedder
+from graphrouter.scorer import Scorer
 
 if TYPE_CHECKING:
-    from api.state import ServiceState
     from graphrouter.routers.base import Router
 
 log = logging.getLogger("api")
@@ -70,8 +78,9 @@ class TrainStatus:
 class Trainer:
     """Owns the one background training of a service."""
 
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, registry: CandidateRegistry) -> None:
         self.state = state
+        self.registry = registry
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         settings = state.settings
@@ -82,7 +91,7 @@ class Trainer:
         return self._status
 
     def make_router(self) -> Router:
-        from graphrouter.routers import ROUTERS
+        from graphrouter.routers import ROUTERS  # torch and PyG: loaded when a training is asked for
 
         name, params = self.state.settings.train_router, self.state.settings.train_params
         if name not in ROUTERS:
@@ -147,13 +156,7 @@ class Trainer:
         )
 
     def _train(self, router: Router) -> tuple[str, int, int]:
-        import numpy as np
-        from threadpoolctl import threadpool_limits
-
-        from api.state import attach_scorer
-        from graphrouter.checkpoint import save_checkpoint
-        from graphrouter.scorer import Scorer
-        from graphrouter.world import build_world
+        from graphrouter.checkpoint import save_checkpoint  # torch: loaded when a training starts
 
         state, settings = self.state, self.state.settings
         store = state.get_store()
@@ -166,7 +169,7 @@ class Trainer:
             )
         embedder, own_embedder = self._embedder()
         try:
-            world = build_world(snap, embedder)
+            world = graphrouter.world.build_world(snap, embedder)
             with threadpool_limits(limits=settings.torch_threads or None):
                 router.fit(world, np.arange(world.data.n_queries))
             ckpt = save_checkpoint(router, embedder.model_name, settings.checkpoint)
@@ -175,9 +178,8 @@ class Trainer:
                 embedder.close()
         serving = self._serving_embedder(ckpt.embedding_model)
         scorer = Scorer(ckpt, serving, settings.max_query_chars)
-        with state.registry_lock:  # registrations wait; routing goes on with the old scorer
-            attached = attach_scorer(scorer, store, f"the new checkpoint {ckpt.version}")
-            state.install(scorer, attached)
+        # registrations wait; routing goes on with the old scorer until the swap
+        attached = self.registry.install(scorer, f"the new checkpoint {ckpt.version}")
         log.info(
             "retrained %s: checkpoint %s, %d queries, %d candidates",
             router.name,
@@ -185,11 +187,9 @@ class Trainer:
             world.data.n_queries,
             len(scorer.candidates),
         )
-        return ckpt.version, world.data.n_queries, len(scorer.candidates) - len(attached.removed)
+        return ckpt.version, world.data.n_queries, len(scorer.candidates) - len(attached.excluded)
 
     def _model_name(self) -> str:
-        from graphrouter.embeddings import DEFAULT_MODEL
-
         scorer = self.state.scorer
         if self.state.settings.embedding_model is not None:
             return self.state.settings.embedding_model
@@ -199,9 +199,7 @@ class Trainer:
         """The training's embedder and whether it is its own (to close): an injected one is shared (tests)."""
         if self.state.embedder is not None:
             return self.state.embedder, False
-        from api.state import make_embedder
-
-        return make_embedder(self.state.settings, self._model_name()), True
+        return self._make_embedder(self._model_name()), True
 
     def _serving_embedder(self, model: str) -> Any:
         """The embedder the new scorer routes with: the injected one, else the serving scorer's if it is the same
@@ -211,6 +209,8 @@ class Trainer:
         scorer = self.state.scorer
         if scorer is not None and scorer.checkpoint.embedding_model == model:
             return scorer.embedder
-        from api.state import make_embedder
+        return self._make_embedder(model)
 
-        return make_embedder(self.state.settings, model)
+    def _make_embedder(self, model: str) -> Any:
+        settings = self.state.settings
+        return make_embedder(model, settings.embedding_cache, settings.embedding_backend, settings.embedding_threads)

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from graphrouter.errors import CheckpointError
+from graphrouter.paths import DEFAULT_CHECKPOINT
 from graphrouter.routers.base import Router
 
 FORMAT = "graphrouter-checkpoint/1"
-DEFAULT_CHECKPOINT = Path(".graphrouter/checkpoint.pt")
 
 
 @dataclass

@@ -12,10 +12,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from graph_store import GraphStore, GraphStoreError, open_store
 from graph_store.factory import default_location
 from graphrouter.errors import GraphRouterError
+from graphrouter.paths import DEFAULT_CHECKPOINT
+
+if TYPE_CHECKING:
+    from graphrouter.scorer import Scorer
+
+# a function that adds a subcommand to the parser's subparsers (see main)
+AddCommand = Callable[[Any], None]
 
 EXIT_USAGE = 2
 
@@ -127,20 +135,14 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     print(f"trained {name} in {time.perf_counter() - t1:.0f} s; checkpoint {ckpt.version} → {args.checkpoint}")
 
 
-def _load_scorer(args: argparse.Namespace, store: GraphStore):  # type: ignore[no-untyped-def]
-    from graph_store import AGENT, LLM, TASK
-    from graphrouter.checkpoint import load_checkpoint
-    from graphrouter.embeddings import Embedder
-    from graphrouter.scorer import Scorer
+def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
+    from graphrouter.loading import attach_scorer, load_scorer
 
-    tasks = [t.key for t in store.list_nodes(TASK)]
-    candidates = [n.key for n in store.list_nodes(LLM)] + [n.key for n in store.list_nodes(AGENT)]
-    ckpt = load_checkpoint(args.checkpoint, args.embedding_model, tasks, candidates)
-    scorer = Scorer(ckpt, Embedder(ckpt.embedding_model, backend=args.embedding_backend))
-    _added, skipped = scorer.sync_with_store(store)
+    scorer = load_scorer(args.checkpoint, args.embedding_model, strict_store=store, backend=args.embedding_backend)
+    skipped = attach_scorer(scorer, store, str(args.checkpoint)).skipped
     if skipped:
         print(
-            f"note: {', '.join(skipped)} not routable by the {ckpt.router.name!r} router until retrained",
+            f"note: {', '.join(skipped)} not routable by the {scorer.router.name!r} router until retrained",
             file=sys.stderr,
         )
     return scorer
@@ -192,36 +194,7 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
-    """Run the REST service; the app opens the store and loads the checkpoint in its lifespan."""
-    import copy
-    import os
-
-    import uvicorn
-    import uvicorn.config
-
-    from api.settings import Settings
-
-    if args.store_location:
-        os.environ["GRAPHROUTER_STORE"] = args.store_location
-    if args.checkpoint:
-        os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
-    os.environ["GRAPHROUTER_EMBEDDING_BACKEND"] = args.embedding_backend
-    settings = Settings()
-    # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=args.log_level,
-        log_config=log_config,
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphrouter", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--store",
@@ -261,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-queries", type=int, help="keep only this many queries (html default: 200)")
     ex.set_defaults(func=cmd_export)
 
-    ckpt_help = "checkpoint file (default .graphrouter/checkpoint.pt)"
+    ckpt_help = f"checkpoint file (default {DEFAULT_CHECKPOINT})"
     tr = sub.add_parser("train", help="fit a router on the whole stored graph and write a checkpoint")
     tr.add_argument("--router", default=None, help="router name from the registry (default: gnn)")
-    tr.add_argument("--checkpoint", type=Path, default=Path(".graphrouter/checkpoint.pt"), help=ckpt_help)
+    tr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
     tr.add_argument("--embedding-model", default="all-MiniLM-L6-v2")
     tr.add_argument(
         "--threads",
@@ -284,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")
     rt.add_argument("--budget", type=float, default=None, help="max USD for this query")
     rt.add_argument("--candidates", default=None, help="comma-separated names to choose among")
-    rt.add_argument("--checkpoint", type=Path, default=Path(".graphrouter/checkpoint.pt"), help=ckpt_help)
+    rt.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
     rt.add_argument("--embedding-model", default=None)
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_route)
@@ -299,19 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--update", action="store_true", help="replace an LLM of that name")
     rg.set_defaults(func=cmd_register_llm)
 
-    sv = sub.add_parser("serve", help="run the REST service (uvicorn; 127.0.0.1:8000 by default)")
-    sv.add_argument("--host", default=None)
-    sv.add_argument("--port", type=int, default=None)
-    sv.add_argument("--checkpoint", type=Path, default=None, help=ckpt_help)
-    sv.add_argument("--log-level", default="info")
-    sv.set_defaults(func=cmd_serve)
+    for add in extra_commands:
+        add(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":  # the service opens (and reopens) the store itself
-        cmd_serve(args)
+def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand] = ()) -> int:
+    """Run one command. ``extra_commands`` add subcommands from a higher layer (``api.cli`` adds ``serve``); one
+    whose function takes only the arguments runs without a store opened for it."""
+    args = build_parser(extra_commands).parse_args(argv)
+    if getattr(args, "standalone", False):  # e.g. serve: the service opens (and reopens) the store itself
+        args.func(args)
         return 0
     args.store_location = args.store_location or default_location()
     func: Callable[[argparse.Namespace, GraphStore], None] = args.func

@@ -35,3 +35,7 @@ class CandidateExistsError(GraphRouterError, ValueError):
 
 class UnknownCandidateError(GraphRouterError, ValueError):
     """A name that is not a candidate of the router."""
+
+
+class QueryTooLongError(GraphRouterError):
+    """A query text over the configured limit (the message says both lengths)."""

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
-from graphrouter.checkpoint import Checkpoint
 from graphrouter.embeddings import Embedder
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import GraphRouterError, QueryTooLongError
 from graphrouter.rewards import scenario_weights
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
+
+if TYPE_CHECKING:
+    from graphrouter.checkpoint import Checkpoint
 
 MAX_QUERY_CHARS = 20_000
 
@@ -50,11 +53,31 @@ class Scorer:
         self.router = checkpoint.router
         self.embedder = embedder
         self._task_index = {t: i for i, t in enumerate(self.router.world.data.task_names)}
+        # deleted candidates that the router cannot drop without retraining (name → the data they were deleted
+        # with): kept out of every route until a retrain, or a re-registration with the same data
+        self._excluded: dict[str, LLMNode | Agent | None] = {}
 
     @property
     def candidates(self) -> tuple[str, ...]:
         """The router's candidate list (the router owns it; registered candidates included)."""
         return self.router.candidates
+
+    @property
+    def excluded(self) -> dict[str, LLMNode | Agent | None]:
+        """Deleted candidates the router still scores (it cannot drop them): never routed to."""
+        return dict(self._excluded)
+
+    def routable(self, name: str) -> bool:
+        return name in self.router.candidates and name not in self._excluded
+
+    @property
+    def routable_candidates(self) -> list[str]:
+        return [c for c in self.router.candidates if c not in self._excluded]
+
+    def restore(self, name: str) -> bool:
+        """Route to an excluded candidate again (it was re-registered with the data it had); False if it was not
+        excluded."""
+        return self._excluded.pop(name, ...) is not ...
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -126,6 +149,19 @@ class Scorer:
             raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot remove {name!r}: {exc}") from None
+        self._excluded.pop(name, None)
+
+    def exclude(self, name: str, node: LLMNode | Agent | None = None) -> bool:
+        """Stop routing to a deleted candidate at once: dropped by the router if it can (True), else kept out of
+        every route until a retrain (False). ``node``: its data, to recognise a re-registration of the same."""
+        if name not in self.router.candidates:
+            return True
+        try:
+            self.remove_candidate(name)
+        except (NotImplementedError, GraphRouterError):
+            self._excluded[name] = node
+            return False
+        return True
 
     def add_outcomes(self, name: str, outcomes: dict[str, float], costs: dict[str, float] | None = None) -> int:
         """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining, and
@@ -217,7 +253,10 @@ class Scorer:
         if not isinstance(query_text, str) or not query_text.strip():
             raise GraphRouterError("query must be a non-empty string")
         if len(query_text) > self.max_query_chars:
-            raise GraphRouterError(f"query is {len(query_text):,} characters; the limit is {self.max_query_chars:,}")
+            raise QueryTooLongError(
+                f"query: {len(query_text):,} characters; the limit is {self.max_query_chars:,} "
+                "(GRAPHROUTER_MAX_QUERY_CHARS for the service)"
+            )
         w = scenario_weights(scenario, weights)
         pool = self._pool(candidates)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -237,12 +276,18 @@ class Scorer:
         return self._rank(q, task, w, k, budget, pool)
 
     def _pool(self, candidates: list[str] | None) -> np.ndarray:
+        names = self.candidates
         if candidates is None:
-            return np.arange(len(self.candidates))
-        index = {c: i for i, c in enumerate(self.candidates)}
+            if not self._excluded:
+                return np.arange(len(names))
+            return np.array([i for i, c in enumerate(names) if c not in self._excluded])
+        index = {c: i for i, c in enumerate(names) if c not in self._excluded}
         unknown = [c for c in candidates if c not in index]
         if unknown:
-            raise GraphRouterError(f"unknown candidate(s) {unknown}; known: {', '.join(self.candidates)}")
+            known = list(index)
+            more = f", … ({len(known)} in all; GET /v1/llms lists them)" if len(known) > 20 else ""
+            shown = ", ".join(known[:20]) + more
+            raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
         if not candidates:
             raise GraphRouterError("the candidate filter is empty")
         return np.array(sorted({index[c] for c in candidates}))

@@ -58,7 +58,7 @@ def served(tmp_path: Path) -> Iterator[httpx.Client]:
         "TRANSFORMERS_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     }
-    cmd = [sys.executable, "-m", "graphrouter.cli", "--store", str(db), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "api.cli", "--store", str(db), "serve", "--port", str(port)]
     cmd += ["--checkpoint", str(checkpoint), "--log-level", "warning"]
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)

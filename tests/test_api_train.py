@@ -105,7 +105,7 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert r.status_code == 201 and r.json()["routable"] is True, r.text
 
         release.set()
-        app.state.service.trainer.wait(120)
+        app.state.trainer.wait(120)
         done = client.get("/v1/train").json()
         assert done["status"] == "succeeded", done
         new = done["checkpoint"]
@@ -138,7 +138,7 @@ def test_training_failures_are_reported_and_change_nothing(
     with TestClient(app) as client:
         old = client.get("/ready").json()["checkpoint"]
         assert client.post("/v1/train", headers=AUTH).status_code == 202
-        app.state.service.trainer.wait(60)
+        app.state.trainer.wait(60)
         r = client.get("/v1/train").json()
         assert r["status"] == "failed" and r["error"] == "RuntimeError: out of memory, say" and r["serving"] == old
         assert client.post("/v1/route", json={"query": "task-0 hi"}).json()["checkpoint"] == old
@@ -166,13 +166,13 @@ def test_a_service_without_a_checkpoint_trains_one_and_becomes_ready(
         assert client.post("/v1/route", json={"query": "task-0 hi"}).status_code == 503
         # nothing to learn from yet: a clear failure
         assert client.post("/v1/train", headers=AUTH).status_code == 202
-        app.state.service.trainer.wait(60)
+        app.state.trainer.wait(60)
         failed = client.get("/v1/train").json()
         assert failed["status"] == "failed" and "no outcomes to learn from" in failed["error"], failed
 
         _store_outcomes(store, world)
         assert client.post("/v1/train", headers=AUTH).status_code == 202
-        app.state.service.trainer.wait(60)
+        app.state.trainer.wait(60)
         done = client.get("/v1/train").json()
         assert done["status"] == "succeeded" and done["candidates"] == 5, done
         ready = client.get("/ready")

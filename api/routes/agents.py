@@ -15,20 +15,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
+from api.errors import AUTH_RESPONSES
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
-from api.routes.common import (
-    AUTH_RESPONSES,
-    add_to_scorer,
-    refuse_stale_candidate,
-    registration_outcomes,
-    same_registration,
-    write_or_422,
-)
-from api.state import same_agent
-from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode
+from api.registry import stamped_outcomes
+from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -55,52 +48,16 @@ def _backing(store: GraphStore, node: Agent) -> LLMNode | None:
         422: {"description": "invalid body, an unknown llm, or an outcome naming an unknown query"},
     },
 )
-def register_agent(
-    body: AgentIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth
-) -> AgentRegistered:
-    node = body.node()
-    outcomes = registration_outcomes(body.name, AGENT, body.outcomes)
-    with state.registry_lock:
-        backing = _backing(store, node)
-        if backing is None:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"llm: no LLM named {node.llm!r} to back agent {node.name!r}; register it first (POST /v1/llms)",
-            )
-        if store.has_node(LLM, node.name):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"name: {node.name!r} is an LLM; an agent needs a name of its own"
-            )
-        existing = same_registration(store, AGENT, node, same_agent, "agent", "/v1/agents")
-        if existing is not None:
-            if outcomes:  # stored for the next training; the scorer keeps what it was registered with
-                write_or_422(store, GraphBatch(outcomes=outcomes))
-            response.status_code = status.HTTP_200_OK
-            return AgentRegistered(
-                **AgentOut.of(existing, backing, state.routable(node.name)).model_dump(),
-                created=False,
-                outcomes_written=len(outcomes),
-            )
-        scorer = state.scorer
-        refuse_stale_candidate(state, scorer, node, same_agent, "agent")
-        write_or_422(store, GraphBatch(agents=[node], outcomes=outcomes))
-        if scorer is not None and not state.routable(node.llm):
-            note = f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
-        else:
-            note = add_to_scorer(
-                state,
-                scorer,
-                store,
-                AGENT,
-                node.name,
-                outcomes,
-                lambda s, eff, cost: s.register_agent(node, backing, eff, cost),
-            )
+def register_agent(body: AgentIn, response: Response, registry: RegistryDep, _auth: WriteAuth) -> AgentRegistered:
+    done = registry.register(body.node(), stamped_outcomes(body.name, AGENT, body.outcomes))
+    if not done.created:
+        response.status_code = status.HTTP_200_OK
+    assert isinstance(done.node, Agent)
     return AgentRegistered(
-        **AgentOut.of(node, backing, state.routable(node.name)).model_dump(),
-        created=True,
-        outcomes_written=len(outcomes),
-        note=note,
+        **AgentOut.of(done.node, done.backing, done.routable).model_dump(),
+        created=done.created,
+        outcomes_written=done.outcomes_written,
+        note=done.note,
     )
 
 
@@ -135,10 +92,6 @@ def get_agent(name: str, state: StateDep, store: StoreDep) -> AgentDetail:
     summary="remove an agent and its outcomes; it is not routed to from the next request",
     responses={**_AUTH, 404: {"description": "no such agent"}},
 )
-def delete_agent(name: str, state: StateDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
-    with state.registry_lock:
-        node = store.get_node(AGENT, name)
-        assert isinstance(node, Agent)
-        store.delete_node(AGENT, name)
-        state.remove_candidate(name, node)
+def delete_agent(name: str, registry: RegistryDep, _auth: WriteAuth) -> Deleted:
+    registry.delete(AGENT, name)
     return Deleted(name=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import StateDep
+from api.deps import RegistryDep, StateDep
 from api.models import Health, Readiness
 from graph_store import GraphStoreError
 from graphrouter.errors import GraphRouterError
@@ -24,14 +24,14 @@ def health() -> Health:
     summary="readiness: the store answers a ping and a checkpoint is loaded",
     responses={503: {"model": Readiness, "description": "not ready; each field says why"}},
 )
-def ready(state: StateDep) -> Readiness | JSONResponse:
+def ready(state: StateDep, registry: RegistryDep) -> Readiness | JSONResponse:
     store_status = scorer_status = "ok"
     try:
         state.get_store().ping()
     except GraphStoreError as exc:
         store_status = str(exc)
     try:
-        scorer = state.get_scorer()
+        scorer = registry.get_scorer()
     except (GraphStoreError, GraphRouterError) as exc:
         scorer, scorer_status = None, str(exc)
     body = Readiness(
@@ -40,7 +40,7 @@ def ready(state: StateDep) -> Readiness | JSONResponse:
         scorer=scorer_status,
         checkpoint=scorer.checkpoint.version if scorer else None,
         router=scorer.router.name if scorer else None,
-        candidates=len(scorer.candidates) - len(state.removed) if scorer else None,
+        candidates=len(scorer.routable_candidates) if scorer else None,
     )
     if body.status != "ready":
         return JSONResponse(body.model_dump(), status_code=503)

@@ -16,20 +16,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
+from api.errors import AUTH_RESPONSES
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
-from api.routes.common import (
-    AUTH_RESPONSES,
-    add_to_scorer,
-    refuse_stale_candidate,
-    registration_outcomes,
-    same_registration,
-    write_or_422,
-)
-from api.state import same_llm
-from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode
+from api.registry import stamped_outcomes
+from graph_store import LLM, LLMNode
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
 
@@ -48,35 +41,16 @@ _AUTH = AUTH_RESPONSES
         422: {"description": "invalid body, or an outcome names an unknown query"},
     },
 )
-def register_llm(body: LLMIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth) -> LLMRegistered:
-    node = body.node()
-    outcomes = registration_outcomes(body.name, LLM, body.outcomes)
-    with state.registry_lock:
-        if store.has_node(AGENT, node.name):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"name: {node.name!r} is an agent; an LLM needs a name of its own"
-            )
-        existing = same_registration(store, LLM, node, same_llm, "LLM", "/v1/llms")
-        if existing is not None:
-            if outcomes:  # stored for the next training; the scorer keeps what it was registered with
-                write_or_422(store, GraphBatch(outcomes=outcomes))
-            response.status_code = status.HTTP_200_OK
-            return LLMRegistered(
-                **LLMOut.of(existing, state.routable(node.name)).model_dump(),
-                created=False,
-                outcomes_written=len(outcomes),
-            )
-        scorer = state.scorer
-        refuse_stale_candidate(state, scorer, node, same_llm, "LLM", "restart the service (or retrain)")
-        write_or_422(store, GraphBatch(llms=[node], outcomes=outcomes))
-        note = add_to_scorer(
-            state, scorer, store, LLM, node.name, outcomes, lambda s, eff, cost: s.register_llm(node, eff, cost)
-        )
+def register_llm(body: LLMIn, response: Response, registry: RegistryDep, _auth: WriteAuth) -> LLMRegistered:
+    done = registry.register(body.node(), stamped_outcomes(body.name, LLM, body.outcomes))
+    if not done.created:
+        response.status_code = status.HTTP_200_OK
+    assert isinstance(done.node, LLMNode)
     return LLMRegistered(
-        **LLMOut.of(node, state.routable(node.name)).model_dump(),
-        created=True,
-        outcomes_written=len(outcomes),
-        note=note,
+        **LLMOut.of(done.node, done.routable).model_dump(),
+        created=done.created,
+        outcomes_written=done.outcomes_written,
+        note=done.note,
     )
 
 
@@ -109,17 +83,6 @@ def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
     summary="remove an LLM and its outcomes; it is not routed to from the next request",
     responses={**_AUTH, 404: {"description": "no such LLM"}, 409: {"description": "agents run on it"}},
 )
-def delete_llm(name: str, state: StateDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
-    with state.registry_lock:
-        node = store.get_node(LLM, name)
-        assert isinstance(node, LLMNode)
-        agents = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm == name]
-        if agents:
-            shown = ", ".join(agents[:10]) + (", …" if len(agents) > 10 else "")
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
-            )
-        store.delete_node(LLM, name)
-        state.remove_candidate(name, node)
+def delete_llm(name: str, registry: RegistryDep, _auth: WriteAuth) -> Deleted:
+    registry.delete(LLM, name)
     return Deleted(name=name)

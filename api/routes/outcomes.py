@@ -22,11 +22,9 @@ import time
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import SettingsDep, StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, SettingsDep, StoreDep, WriteAuth
 from api.models import OutcomesIn, OutcomesWritten
-from api.routes.common import outcome_values
 from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, InvalidInputError, Outcome, Query
-from graphrouter.errors import GraphRouterError
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/v1/outcomes", tags=["outcomes"])
@@ -74,7 +72,7 @@ class _Lookups:
     },
 )
 def post_outcomes(
-    body: OutcomesIn, state: StateDep, settings: SettingsDep, store: StoreDep, _auth: WriteAuth
+    body: OutcomesIn, registry: RegistryDep, settings: SettingsDep, store: StoreDep, _auth: WriteAuth
 ) -> OutcomesWritten:
     rows = body.outcomes
     if len(rows) > settings.max_outcomes:
@@ -82,7 +80,7 @@ def post_outcomes(
             f"outcomes: {len(rows):,} rows; the limit is {settings.max_outcomes:,} (GRAPHROUTER_MAX_OUTCOMES)"
         )
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with state.registry_lock:  # candidates, queries and tasks cannot vanish between the checks and the write
+    with registry.lock:  # candidates, queries and tasks cannot vanish between the checks and the write
         look = _Lookups(store)
         new_queries: dict[str, Query] = {}
         outcomes: list[Outcome] = []
@@ -137,33 +135,10 @@ def post_outcomes(
             except InvalidInputError as exc:
                 raise _unprocessable(f"{at}: {exc}") from None
             outcomes.append(outcome)
-        store.write(GraphBatch(queries=list(new_queries.values()), outcomes=outcomes))
-        applied = _apply(state, outcomes)
+        applied = registry.record_outcomes(store, GraphBatch(queries=list(new_queries.values()), outcomes=outcomes))
     return OutcomesWritten(
         written=len(outcomes),
         queries_added=len(new_queries),
         applied_to_scorer=applied,
         pending_retrain=len(outcomes) - applied,
     )
-
-
-def _apply(state: StateDep, outcomes: list[Outcome]) -> int:
-    """Pass the new effects (and, for candidates registered since training, costs) to the serving scorer, per
-    routable candidate; how many effects it took."""
-    scorer = state.scorer
-    if scorer is None:
-        return 0
-    by_candidate: dict[str, list[Outcome]] = {}
-    for o in outcomes:
-        if state.routable(o.target):
-            by_candidate.setdefault(o.target, []).append(o)
-    applied = 0
-    with state.lock.write():
-        for name, observed in by_candidate.items():
-            try:
-                applied += scorer.add_outcomes(name, *outcome_values(observed))
-            except NotImplementedError:  # this router learns outcomes only by retraining
-                return 0
-            except GraphRouterError as exc:  # stored all the same; the next training uses them
-                log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
-    return applied

@@ -21,9 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ScorerDep, SettingsDep, StateDep
 from api.models import BatchRouteRequest, BatchRouteResponse, Candidate, RouteRequest, RouteResponse, Weights
-from api.settings import Settings
 from api.state import ServiceState
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import GraphRouterError, QueryTooLongError
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/v1/route", tags=["route"])
@@ -33,15 +32,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "the body is invalid (the message names the field)"},
     503: {"description": "no checkpoint loaded"},
 }
-
-
-def _check_length(req: RouteRequest, settings: Settings, field: str = "query") -> None:
-    if len(req.query) > settings.max_query_chars:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"{field}: {len(req.query):,} characters; the limit is {settings.max_query_chars:,} "
-            "(GRAPHROUTER_MAX_QUERY_CHARS)",
-        )
 
 
 def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResponse:
@@ -65,7 +55,7 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
             scenario=req.scenario,
             weights=weights,
             budget=req.budget,
-            candidates=state.candidate_pool(req.candidates, current),
+            candidates=req.candidates,
         )
     if result.candidates:
         state.metrics.decided(result.candidates[0].name, result.candidates[0].kind)
@@ -82,8 +72,7 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
 
 
 @router.post("", response_model=RouteResponse, responses=_ERRORS, summary="top-k candidates for one query")
-async def route(req: RouteRequest, state: StateDep, settings: SettingsDep, scorer: ScorerDep) -> RouteResponse:
-    _check_length(req, settings)
+async def route(req: RouteRequest, state: StateDep, scorer: ScorerDep) -> RouteResponse:
     return await run_in_threadpool(_route_one, req, state, scorer)
 
 
@@ -99,8 +88,6 @@ async def route_batch(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"queries: {len(req.queries)} items; the limit is {settings.max_batch_size} (GRAPHROUTER_MAX_BATCH_SIZE)",
         )
-    for i, item in enumerate(req.queries):
-        _check_length(item, settings, f"queries[{i}].query")
     return await run_in_threadpool(_route_all, req, state, scorer)
 
 
@@ -109,8 +96,9 @@ def _route_all(req: BatchRouteRequest, state: ServiceState, scorer: Any) -> Batc
     for i, item in enumerate(req.queries):
         try:
             results.append(_route_one(item, state, scorer))
-        except GraphRouterError as exc:
-            if type(exc) is not GraphRouterError:  # e.g. the scorer being unavailable: not this item's fault
+        except (GraphRouterError, QueryTooLongError) as exc:
+            if type(exc) not in (GraphRouterError, QueryTooLongError):  # e.g. no scorer: not this item's fault
                 raise
-            raise GraphRouterError(f"queries[{i}]: {exc}") from None
+            sep = "." if isinstance(exc, QueryTooLongError) else ": "  # its message starts with the field: query
+            raise type(exc)(f"queries[{i}]{sep}{exc}") from None
     return BatchRouteResponse(results=results)

@@ -20,9 +20,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from api.deps import StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
+from api.errors import AUTH_RESPONSES
 from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegistered
-from api.routes.common import AUTH_RESPONSES
 from api.state import ServiceState
 from graph_store import QUERY, TASK, GraphBatch, GraphStore, Task
 from graph_store import Query as QueryNode
@@ -61,10 +61,10 @@ def _trained(state: ServiceState, name: str) -> bool:
     },
 )
 def register_task(
-    body: TaskIn, response: Response, state: StateDep, store: StoreDep, _auth: WriteAuth
+    body: TaskIn, response: Response, state: StateDep, registry: RegistryDep, store: StoreDep, _auth: WriteAuth
 ) -> TaskRegistered:
     node = body.node()
-    with state.registry_lock:
+    with registry.lock:
         created = not store.has_node(TASK, node.name)
         if not created:
             existing = store.get_node(TASK, node.name)
@@ -114,8 +114,8 @@ def get_task(name: str, state: StateDep, store: StoreDep) -> TaskDetail:
     summary="remove a task that no stored query belongs to",
     responses={**_AUTH, 404: {"description": "no such task"}, 409: {"description": "stored queries belong to it"}},
 )
-def delete_task(name: str, state: StateDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
-    with state.registry_lock:  # no query can be added to it between the count and the delete
+def delete_task(name: str, state: StateDep, registry: RegistryDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
+    with registry.lock:  # no query can be added to it between the count and the delete
         store.get_node(TASK, name)
         n = queries_of_task(store, name)
         if n:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import StateDep, WriteAuth
+from api.deps import StateDep, TrainerDep, WriteAuth
 from api.models import TrainStatusOut
 from api.state import ServiceState
-from api.training import TrainConfigError
+from api.training import TrainConfigError, Trainer
 
 router = APIRouter(prefix="/v1/train", tags=["train"])
 
 
-def _out(state: ServiceState) -> TrainStatusOut:
-    s = state.trainer.status
+def _out(state: ServiceState, trainer: Trainer) -> TrainStatusOut:
+    s = trainer.status
     scorer = state.scorer
     return TrainStatusOut(
         status=s.status,  # type: ignore[arg-type]
@@ -46,14 +46,14 @@ def _out(state: ServiceState) -> TrainStatusOut:
         503: {"description": "the store is unavailable"},
     },
 )
-def start_training(state: StateDep, _auth: WriteAuth) -> TrainStatusOut:
+def start_training(state: StateDep, trainer: TrainerDep, _auth: WriteAuth) -> TrainStatusOut:
     try:
-        state.trainer.start()
+        trainer.start()
     except TrainConfigError as exc:  # not the client's fault: the server is misconfigured
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
-    return _out(state)
+    return _out(state, trainer)
 
 
 @router.get("", response_model=TrainStatusOut, summary="status of the last (or running) training")
-def training_status(state: StateDep) -> TrainStatusOut:
-    return _out(state)
+def training_status(state: StateDep, trainer: TrainerDep) -> TrainStatusOut:
+    return _out(state, trainer)

@@ -1,0 +1,306 @@
+"""The registration service: one owner of "who is a candidate" on the write side.
+
+:class:`CandidateRegistry` owns the registry lock (every graph write that the scorer must follow is serialised by
+it), the store write and its undo, the scorer update, and deletions. LLM and agent registration are one flow:
+
+1. under the lock, refuse what cannot be (a name taken by the other kind, an agent's unknown LLM, other data under
+   a registered name, a deleted candidate the scorer still holds with other data);
+2. an idempotent re-registration (the same data) only stores the outcomes it carries;
+3. write the node and its outcomes to the store in one atomic write;
+4. make it routable: the scorer (its router, the one owner of the candidate list) adds it without retraining; if it
+   refuses, the store write is undone (it was new: this removes exactly what was written), so store and scorer
+   agree. A router that cannot add candidates without retraining leaves it stored, with a note.
+
+Retrained or reloaded scorers are installed through :meth:`CandidateRegistry.install` under the same lock, so no
+registration slips in between reading the store and swapping the scorer in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import HTTPException, status
+
+from api.state import ServiceState
+from graph_store import (
+    AGENT,
+    LLM,
+    Agent,
+    GraphBatch,
+    GraphStore,
+    GraphStoreError,
+    LLMNode,
+    NodeNotFoundError,
+    Outcome,
+    StoreUnavailableError,
+)
+from graphrouter.errors import GraphRouterError
+from graphrouter.loading import Attached, attach_scorer, load_scorer
+from graphrouter.scorer import Scorer
+
+Candidate = LLMNode | Agent
+log = logging.getLogger("api")
+_PATH = {LLM: "/v1/llms", AGENT: "/v1/agents"}
+_WHAT = {LLM: "LLM", AGENT: "agent"}
+
+
+def same_registration(a: Candidate | None, b: Candidate) -> bool:
+    """Same registration data (the stored embedding, if any, is not part of what a client sends)."""
+    if isinstance(a, LLMNode) and isinstance(b, LLMNode):
+        return (a.name, a.description, a.input_price, a.output_price, a.size_b) == (
+            b.name,
+            b.description,
+            b.input_price,
+            b.output_price,
+            b.size_b,
+        )
+    if isinstance(a, Agent) and isinstance(b, Agent):
+        return (a.name, a.llm, a.description, a.strategy) == (b.name, b.llm, b.description, b.strategy)
+    return False
+
+
+def stamped_outcomes(name: str, kind: str, rows: list | None) -> list[Outcome]:
+    """The outcome edges of a registration body (each with ``query_id``, ``effect``, ``cost``), stamped now."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [Outcome(o.query_id, name, o.effect, o.cost, kind=kind, source="api", observed_at=now) for o in rows or []]
+
+
+def outcome_values(outcomes: list[Outcome]) -> tuple[dict[str, float], dict[str, float]]:
+    """Observed effects and costs by query id, as the scorer takes them."""
+    return {o.query_id: o.effect for o in outcomes}, {o.query_id: o.cost for o in outcomes}
+
+
+@dataclass(frozen=True)
+class Registration:
+    node: Candidate
+    created: bool
+    routable: bool
+    outcomes_written: int
+    backing: LLMNode | None = None  # an agent's LLM
+    note: str | None = None
+
+
+class CandidateRegistry:
+    """Registers and deletes LLMs and agents in the store and the serving scorer, atomically for a client."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self.lock = threading.Lock()  # serialises graph writes: check, write the store, update the scorer
+        self._load_lock = threading.Lock()
+        self._last_load = float("-inf")
+
+    # ---- the serving scorer -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the checkpoint's scorer (or attach the injected one) at the service's start."""
+        state = self.state
+        if state.scorer is None:
+            self._try_load(force=True)
+        elif state.injected_scorer and state.store is not None:
+            try:
+                self.install(state.scorer, "the given scorer")
+            except (GraphStoreError, GraphRouterError) as exc:  # served as given; /ready and the routes still work
+                log.warning("the given scorer could not be synced with the store: %s", exc)
+
+    def get_scorer(self) -> Scorer:
+        """The serving scorer, loading it if it is not (at most every ``retry_interval`` s); 503 if it cannot be."""
+        if self.state.scorer is None:
+            self._try_load()
+        return self.state.require_scorer()
+
+    def _try_load(self, force: bool = False) -> None:
+        state = self.state
+        with self._load_lock:
+            if state.scorer is not None or not state.due(self._last_load, force):
+                return
+            self._last_load = time.monotonic()
+            try:
+                state.get_store()
+            except StoreUnavailableError as exc:
+                state.scorer_error = f"the graph store is unavailable ({exc})"
+                return
+            settings = state.settings
+            try:
+                scorer = load_scorer(
+                    settings.checkpoint,
+                    settings.embedding_model,
+                    state.embedder,
+                    cache_path=settings.embedding_cache,
+                    backend=settings.embedding_backend,
+                    threads=settings.embedding_threads,
+                    max_query_chars=settings.max_query_chars,
+                )
+                self.install(scorer, str(settings.checkpoint))
+            except GraphRouterError as exc:  # CheckpointError, a bad embedding model
+                state.scorer_error = str(exc)
+                log.warning("scorer not loaded: %s", exc)
+                return
+            except StoreUnavailableError as exc:
+                state.scorer_error = f"the graph store is unavailable ({exc})"
+                log.warning("scorer not loaded: %s", exc)
+                return
+            log.info(
+                "scorer loaded: checkpoint %s (%s router), %d candidates",
+                scorer.checkpoint.version,
+                scorer.router.name,
+                len(scorer.routable_candidates),
+            )
+
+    # ---- registering --------------------------------------------------------------------------------------
+    def register(self, node: Candidate, outcomes: list[Outcome]) -> Registration:
+        kind = AGENT if isinstance(node, Agent) else LLM
+        store = self.state.get_store()
+        with self.lock:
+            backing = self._backing(store, node) if isinstance(node, Agent) else None
+            other = LLM if kind == AGENT else AGENT
+            if store.has_node(other, node.name):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"name: {node.name!r} is an {_WHAT[other]}; an {_WHAT[kind]} needs a name of its own",
+                )
+            if store.has_node(kind, node.name):
+                existing = store.get_node(kind, node.name)
+                if not same_registration(existing, node):  # type: ignore[arg-type]
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT,
+                        f"{_WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
+                        f"{_PATH[kind]}/{node.name} first to replace it",
+                    )
+                if outcomes:  # stored for the next training; the scorer keeps what it was registered with
+                    self._write(store, GraphBatch(outcomes=outcomes))
+                return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing)  # type: ignore[arg-type]
+            scorer = self.state.scorer
+            self._refuse_stale(scorer, node, kind)
+            self._write(
+                store,
+                GraphBatch(llms=[node], outcomes=outcomes)
+                if kind == LLM
+                else GraphBatch(
+                    agents=[node],
+                    outcomes=outcomes,  # type: ignore[list-item]
+                ),
+            )
+            note = self._add_to_scorer(scorer, store, kind, node, backing, outcomes)
+        return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
+
+    @staticmethod
+    def _backing(store: GraphStore, node: Agent) -> LLMNode:
+        if not store.has_node(LLM, node.llm):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"llm: no LLM named {node.llm!r} to back agent {node.name!r}; register it first (POST /v1/llms)",
+            )
+        llm = store.get_node(LLM, node.llm)
+        assert isinstance(llm, LLMNode)
+        return llm
+
+    @staticmethod
+    def _write(store: GraphStore, batch: GraphBatch) -> None:
+        """One atomic store write; an outcome naming a query the store does not have is the client's 422."""
+        try:
+            store.write(batch)
+        except NodeNotFoundError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
+
+    @staticmethod
+    def _refuse_stale(scorer: Scorer | None, node: Candidate, kind: str) -> None:
+        """A candidate deleted while the service ran that its router could not drop is still in the scorer with its
+        old data: re-registering it is allowed with that same data only (409 otherwise)."""
+        if scorer is None or node.name not in scorer.candidates:
+            return
+        if not same_registration(scorer.excluded.get(node.name), node):
+            remedy = "restart the service (or retrain)" if kind == LLM else "retrain (POST /v1/train)"
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"{_WHAT[kind]} {node.name!r} was deleted while the service ran and the scorer still holds its old "
+                f"data; re-register it with the same data, or {remedy} to register other data",
+            )
+
+    def _add_to_scorer(
+        self,
+        scorer: Scorer | None,
+        store: GraphStore,
+        kind: str,
+        node: Candidate,
+        backing: LLMNode | None,
+        outcomes: list[Outcome],
+    ) -> str | None:
+        """Make a candidate just written to the store routable; a note when it is not routable yet."""
+        state = self.state
+        if scorer is None:
+            return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
+        if isinstance(node, Agent) and not state.routable(node.llm):
+            return f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
+        effects, costs = outcome_values(outcomes)
+        try:
+            with state.lock.write():
+                if not scorer.restore(node.name):  # not a re-registration of a deleted one with the same data
+                    if isinstance(node, Agent):
+                        assert backing is not None
+                        scorer.register_agent(node, backing, effects, costs)
+                    else:
+                        scorer.register_llm(node, effects, costs)
+        except NotImplementedError:
+            return (
+                f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "
+                "retrain (POST /v1/train) to route to it"
+            )
+        except GraphRouterError:
+            store.delete_node(kind, node.name)
+            raise
+        return None
+
+    # ---- deleting -----------------------------------------------------------------------------------------
+    def delete(self, kind: str, name: str) -> None:
+        """Remove the node and its edges from the store, and the candidate from routing at once."""
+        store = self.state.get_store()
+        with self.lock:
+            node = store.get_node(kind, name)  # 404 if there is none
+            if kind == LLM:
+                agents = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm == name]
+                if agents:
+                    shown = ", ".join(agents[:10]) + (", …" if len(agents) > 10 else "")
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT,
+                        f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
+                    )
+            store.delete_node(kind, name)
+            scorer = self.state.scorer
+            if scorer is not None and name in scorer.candidates:
+                with self.state.lock.write():
+                    scorer.exclude(name, node)  # type: ignore[arg-type]
+
+    # ---- installing a scorer ------------------------------------------------------------------------------
+    def install(self, scorer: Scorer, source: str) -> Attached:
+        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between)."""
+        store = self.state.get_store()
+        with self.lock:
+            attached = attach_scorer(scorer, store, source)
+            self.state.install(scorer, attached.deleted_tasks)
+        return attached
+
+    # ---- outcomes -----------------------------------------------------------------------------------------
+    def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
+        """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
+        then pass the effects (and, for candidates registered since training, costs) to the serving scorer, per
+        routable candidate. Returns how many effects the scorer took."""
+        store.write(batch)
+        scorer = self.state.scorer
+        if scorer is None:
+            return 0
+        by_candidate: dict[str, list[Outcome]] = {}
+        for o in batch.outcomes:
+            if scorer.routable(o.target):
+                by_candidate.setdefault(o.target, []).append(o)
+        applied = 0
+        with self.state.lock.write():
+            for name, observed in by_candidate.items():
+                try:
+                    applied += scorer.add_outcomes(name, *outcome_values(observed))
+                except NotImplementedError:  # this router learns outcomes only by retraining
+                    return 0
+                except GraphRouterError as exc:  # stored all the same; the next training uses them
+                    log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
+        return applied
