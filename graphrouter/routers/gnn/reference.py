@@ -10,21 +10,32 @@ Both compute the same function as :meth:`GnnRouter.predict_effect` (the tests ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from graphrouter.routers.gnn.graph import Candidates, build_graph
 from graphrouter.routers.gnn.schema import CANDIDATE, QUERY, REV_ANSWERED_BY, REV_OF_TASK, SIMILAR_TO, TASK
+from graphrouter.routers.gnn.serving import ServingCache
+from graphrouter.routers.gnn.training import Member
 from graphrouter.world import QueryFeatures
 
-if TYPE_CHECKING:
-    from graphrouter.routers.gnn.router import GnnRouter
+
+class FittedGnn(Protocol):
+    """What these predictors read of a fitted :class:`graphrouter.routers.gnn.router.GnnRouter` (no import of it:
+    the router imports this module)."""
+
+    k_sim: int
+    num_layers: int
+    members: list[Member]
+    _cache: ServingCache
+
+    def _ego_inputs(self, q: QueryFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
-def predict_effect_reference(router: GnnRouter, q: QueryFeatures) -> np.ndarray:
+def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
     """(n, C) effect probabilities of ``router`` for ``q`` on their ego-graphs, through the PyTorch modules."""
     emb, task, nb, sim, pair_np = router._ego_inputs(q)
     b, k = len(emb), router.k_sim
@@ -51,7 +62,7 @@ def predict_effect_reference(router: GnnRouter, q: QueryFeatures) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_effect_full_graph(router: GnnRouter, q: QueryFeatures) -> np.ndarray:
+def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
     """(n, C) effect probabilities of ``router`` for ``q``, the new queries inserted into the whole stored graph
     (cold: no outgoing edges) and every member run over all of it. Slow by design; compares against exact caches
     (refreshed first if a background refresh is due)."""
