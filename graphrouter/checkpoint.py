@@ -20,7 +20,12 @@ from graphrouter.errors import CheckpointError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 from graphrouter.routers.base import Router
 
-FORMAT = "graphrouter-checkpoint/1"
+FORMAT = "graphrouter-checkpoint/2"  # /2: the GNN router as the graphrouter.routers.gnn package
+_EARLIER_FORMATS = ("graphrouter-checkpoint/1",)
+_EARLIER = (
+    "was written by an earlier version of graphrouter and must be retrained "
+    "(graphrouter train, or POST /v1/train on a running service)"
+)
 
 
 @dataclass
@@ -72,9 +77,14 @@ def load_checkpoint(
         raise CheckpointError(f"no checkpoint at {path}; train one first (graphrouter train)")
     try:
         blob = torch.load(path, weights_only=False, map_location="cpu")
+    except (ModuleNotFoundError, AttributeError) as exc:  # it pickles classes this version no longer has
+        raise CheckpointError(f"{path} holds classes that are gone: it {_EARLIER} ({exc})") from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt in _EARLIER_FORMATS:
+        raise CheckpointError(f"{path} is a {fmt} checkpoint: it {_EARLIER}")
+    if fmt != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint; retrain with this version (graphrouter train)")
     if embedding_model is not None and blob["embedding_model"] != embedding_model:
         raise CheckpointError(

@@ -68,6 +68,7 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
     assert col == 5
     choice = gnn.choose(q, PERF)
     assert np.mean(choice == 5) > 0.8, np.bincount(choice)
+    gnn.wait_exact(60)  # the same effects in both calls below: no background refresh lands between them
     plain = gnn.utility(q, PERF)
     gnn.uncertainty_margin = 1.0  # penalises the candidate seen 20 times far more than those seen ~360 times
     penalty = (plain - gnn.utility(q, PERF))[0]

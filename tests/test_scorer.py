@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +117,27 @@ def test_incompatible_checkpoints_are_refused(fitted, tmp_path: Path) -> None:  
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(junk)
+
+
+def test_checkpoints_of_an_earlier_version_must_be_retrained(tmp_path: Path) -> None:
+    """A /1 checkpoint is refused with a clear message, also when its pickled classes are gone (unpickling fails
+    before the format can be read)."""
+    import torch
+
+    old = tmp_path / "old.pt"
+    torch.save({"format": "graphrouter-checkpoint/1", "router": None}, old)
+    with pytest.raises(CheckpointError, match="earlier version of graphrouter and must be retrained") as err:
+        load_checkpoint(old)
+    assert "graphrouter train" in str(err.value) and "POST /v1/train" in str(err.value)
+
+    gone = types.ModuleType("graphrouter.routers.gnn_ego")  # the module the ego path lived in before /2
+    gone.EgoPath = type("EgoPath", (), {"__module__": gone.__name__})  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, gone.__name__, gone)
+        torch.save({"format": "graphrouter-checkpoint/1", "router": gone.EgoPath()}, old)
+    with pytest.raises(CheckpointError, match="earlier version of graphrouter and must be retrained") as err:
+        load_checkpoint(old)
+    assert "graphrouter train" in str(err.value) and "POST /v1/train" in str(err.value)
 
 
 def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: Path) -> None:

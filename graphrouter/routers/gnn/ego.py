@@ -1,6 +1,6 @@
 """The GNN router's serving path for new queries, compiled to numpy with the ensemble's members stacked.
 
-A new query's effect predictions depend only on its ego-graph (see :mod:`graphrouter.routers.gnn`): its text, its
+A new query's effect predictions depend only on its ego-graph (see :mod:`graphrouter.routers.gnn.graph`): its text, its
 task's cached states, its ``k_sim`` nearest stored queries' cached states, the candidates' cached states and the
 pair features. This module precomputes everything that does not depend on the request, once per cache refresh:
 
@@ -17,18 +17,12 @@ function as :meth:`GnnRouter.predict_effect_reference` (checked by the tests to 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from graphrouter.routers.gnn import HeteroRouterGNN
-
-QUERY, TASK, CANDIDATE = "query", "task", "candidate"
-SIMILAR_TO = (QUERY, "similar_to", QUERY)
-REV_OF_TASK = (TASK, "rev_of_task", QUERY)
+from graphrouter.routers.gnn.model import HeteroRouterGNN
+from graphrouter.routers.gnn.schema import CANDIDATE, QUERY, REV_OF_TASK, SIMILAR_TO, TASK
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

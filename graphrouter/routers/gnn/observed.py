@@ -1,0 +1,123 @@
+"""Observed aggregates of the stored graph and the features computed from them.
+
+:class:`Observed` holds the aggregates of the visible outcomes of stored queries (per task × candidate, per
+candidate, relative skill); its :meth:`~Observed.pair_features` are the decoder's metapath features and its
+:meth:`~Observed.task_candidate_edges` the ``task -task_candidate-> candidate`` edges.
+
+Agents are candidates too. ``Agent -BACKED_BY-> LLM`` passes the LLM's outcome edges to the agent on every query
+where the agent has none of its own (:func:`inherit`), so a new agent is routed like the model it runs on and its
+own outcomes take over query by query. Its price is its LLM's.
+
+:func:`candidate_features` are the candidate nodes' inputs: the description embedding ‖ log prices, log size (and
+whether the size is unknown).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphrouter.routers.gnn.schema import PAIR_KS
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 0.02, 0.98)
+    return np.log(p / (1 - p))
+
+
+class Observed:
+    """Aggregates of the visible outcomes of stored queries: per task × candidate, per candidate, relative skill."""
+
+    def __init__(
+        self,
+        effect: np.ndarray,
+        visible: np.ndarray,
+        task: np.ndarray,
+        n_tasks: int,
+        alpha: float = 5.0,
+    ) -> None:
+        prior = 0.4
+        self.visible = visible & np.isfinite(effect)
+        self.effect = np.where(self.visible, np.nan_to_num(effect), 0.0)
+        self.task = task
+        v, e = self.visible, self.effect
+        vf = v.astype(np.float64)
+        self.count = vf.sum(0)
+        self.task_count = np.zeros((n_tasks, e.shape[1]))
+        task_sum = np.zeros_like(self.task_count)
+        np.add.at(task_sum, task, e)
+        np.add.at(self.task_count, task, vf)
+        # relative skill: effect minus the other candidates' mean effect on the same queries (a paired comparison,
+        # far less noisy than a raw mean when a new candidate has few outcomes)
+        n_others = vf.sum(1, keepdims=True) - vf
+        others = (e.sum(1, keepdims=True) - e) / np.maximum(n_others, 1)
+        paired = v & (n_others > 0)
+        diff = np.where(paired, e - others, 0.0)
+        rel_sum, rel_count = np.zeros_like(self.task_count), np.zeros_like(self.task_count)
+        np.add.at(rel_sum, task, diff)
+        np.add.at(rel_count, task, paired.astype(np.float64))
+        self.mean = (e.sum(0) + 2.0 * prior) / (self.count + 2.0)
+        self.task_mean = (task_sum + alpha * self.mean[None]) / (self.task_count + alpha)
+        self.rel = diff.sum(0) / (paired.sum(0) + 2.0)
+        self.task_rel = (rel_sum + alpha * self.rel[None]) / (rel_count + alpha)
+
+    def pair_features(self, nb: np.ndarray, sim: np.ndarray, task: np.ndarray, tau: float = 0.1) -> np.ndarray:
+        """(B, C, N_PAIR) from each cold query's stored neighbours ``nb`` (B, k_pair), sorted by similarity ``sim``,
+        and its task: query-similar_to->query-answered_by->candidate at several k (all neighbours, same-task
+        neighbours), query-of_task->task-task_candidate->candidate, the candidate's global mean and relative skill."""
+        w = np.exp((sim - 1.0) / tau)[:, :, None]
+        v = self.visible[nb]
+        wv = w * v
+        we = wv * self.effect[nb]
+        tm = self.task_mean[task]
+        near = [(we[:, :k].sum(1) + tm) / (wv[:, :k].sum(1) + 1.0) for k in PAIR_KS]  # shrunk to the task mean
+        same = (self.task[nb] == task[:, None])[:, :, None]
+        near_task = ((we * same).sum(1) + tm) / ((wv * same).sum(1) + 1.0)
+        mass = wv.sum(1)
+        b, c = mass.shape
+        lw = np.log1p(self.count)[None]
+        difficulty = (near[1] * lw).sum(1, keepdims=True) / max(lw.sum(), 1e-9)  # neighbours' mean over candidates
+        rel = self.task_rel[task]
+        feats = [_logit(f) for f in near] + [
+            _logit(near_task),
+            _logit(tm),
+            _logit(np.broadcast_to(self.mean[None], (b, c))),
+            v.mean(1),
+            np.log1p(mass),
+            np.log1p(self.task_count[task]) / 5,
+            np.log1p(np.broadcast_to(self.count[None], (b, c))) / 8,
+            near[0] - tm,
+            rel,
+            np.broadcast_to(_logit(difficulty), (b, c)),
+            _logit(difficulty + rel),
+        ]
+        return np.stack(feats, -1).astype(np.float32)
+
+    def task_candidate_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t, c = np.meshgrid(np.arange(self.task_mean.shape[0]), np.arange(self.task_mean.shape[1]), indexing="ij")
+        attr = np.stack([self.task_mean.ravel(), np.log1p(self.task_count.ravel()) / 5], 1).astype(np.float32)
+        return t.ravel(), c.ravel(), attr
+
+
+def inherit(effect: np.ndarray, visible: np.ndarray, backing: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Agent -BACKED_BY-> LLM: an agent inherits its LLM's visible outcomes on the queries where it has none of its
+    own, so a new agent is routed like the model it runs on, and its own outcomes take over query by query."""
+    if not backing:
+        return effect, visible
+    effect, visible = effect.copy(), visible.copy()
+    for agent, llm in backing.items():
+        fill = ~visible[:, agent] & visible[:, llm]
+        effect[fill, agent] = effect[fill, llm]
+        visible[fill, agent] = True
+    return effect, visible
+
+
+def candidate_features(desc_emb: np.ndarray, prices: np.ndarray, size_b: np.ndarray) -> np.ndarray:
+    """Description embedding ‖ log input/output price ‖ log size (unknown: 10B) ‖ size-unknown flag."""
+    size = np.asarray(size_b, dtype=np.float64)
+    unknown = ~np.isfinite(size)
+    num = np.c_[
+        np.log(np.asarray(prices, dtype=np.float64) + 0.01) / 2,
+        np.log(np.where(unknown, 10.0, np.maximum(size, 0.1))) / 4,
+        unknown.astype(np.float64),
+    ]
+    return np.c_[desc_emb, num].astype(np.float32)

@@ -1,0 +1,208 @@
+"""The GNN router's serving cache: what a request reads, and how it follows candidate changes.
+
+:class:`ServingCache` holds every member's per-layer node states of the stored graph, the current candidates
+(:class:`~graphrouter.routers.gnn.graph.Candidates`) and the ``(Observed, EgoPath)`` pair a request reads (swapped
+in one assignment). A candidate change (register, remove, new outcomes) is made routable at once by
+:meth:`~ServingCache.patched`: the changed candidate rows are computed from the cached states of the nodes that
+send to them, every other node keeps its cached state. :meth:`~ServingCache.commit` installs it and starts a
+background refresh (one forward pass over the stored graph per member) that makes the caches exact again;
+:meth:`~ServingCache.wait_exact` waits for it. Changes and installs happen under :attr:`ServingCache.lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from graphrouter.routers.gnn.ego import EgoPath
+from graphrouter.routers.gnn.graph import Candidates, StoredGraph, serving_graph
+from graphrouter.routers.gnn.model import HeteroRouterGNN
+from graphrouter.routers.gnn.observed import Observed
+from graphrouter.routers.gnn.schema import CANDIDATE
+
+States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
+Serving = tuple[States, Observed, EgoPath]
+_UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty")
+log = logging.getLogger(__name__)
+
+
+class ServingCache:
+    """The serving state of an ensemble over a stored graph; exact after construction (one pass per member)."""
+
+    def __init__(self, models: list[HeteroRouterGNN], stored: StoredGraph, candidates: Candidates) -> None:
+        self.models = models
+        self.stored = stored
+        self.candidates = candidates
+        self.states: States = []
+        self.serving: tuple[Observed, EgoPath] | None = None  # what a request reads, swapped in one assignment
+        self._init_sync()
+        self.refresh()
+
+    def _init_sync(self) -> None:
+        self.lock = threading.RLock()  # held while candidates change and while a refresh installs
+        self._version = 0  # bumped by every change; a background refresh installs only the version it computed
+        self._exact = threading.Event()  # set while the serving caches are exact
+        self._exact.set()
+        self._background: threading.Thread | None = None  # the refresh thread, if one runs (set under lock)
+        self._shape_version = 0  # bumped when columns are added or removed
+        self._dirty: set[int] = set()  # columns changed since the background refresh took its snapshot
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_sync()
+
+    def exact_copy(self) -> ServingCache:
+        """A consistent copy with exact caches (refreshed first if needed), for pickling and deepcopy: the arrays
+        are never mutated in place, so only the containers are copied."""
+        with self.lock:
+            if not self._exact.is_set():
+                self.refresh()
+            copied = ServingCache.__new__(ServingCache)
+            copied.__setstate__({**self.__getstate__(), "models": list(self.models), "states": list(self.states)})
+            return copied
+
+    @property
+    def observed(self) -> Observed:
+        return self.serving[0]
+
+    def reset(self, stored: StoredGraph, candidates: Candidates) -> None:
+        """Serve over another stored graph (reattaching), exactly, now."""
+        with self.lock:
+            self.stored, self.candidates = stored, candidates
+            self.refresh()
+
+    @torch.no_grad()
+    def compute(self, cands: Candidates, stored: StoredGraph | None = None) -> Serving:
+        """Every member's per-layer states of the stored graph, its observed aggregates, and the compiled ego path:
+        one forward pass over the whole stored graph per member. Reads nothing that a candidate change mutates."""
+        graph, obs = serving_graph(stored or self.stored, cands)
+        graph.validate()
+        states = []
+        for model in self.models:
+            model.eval()
+            states.append(model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict))
+        return states, obs, EgoPath(self.models, states, self.stored.k_sim)
+
+    def _install(self, states: States, obs: Observed, ego: EgoPath) -> None:
+        self.states = states
+        self.serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
+
+    def refresh(self) -> None:
+        """Cache the serving state exactly, now (after fitting, reattaching or loading)."""
+        with self.lock:
+            self._version += 1
+            self._background = None  # a refresh in flight will not install
+            self._install(*self.compute(self.candidates))
+            self._exact.set()
+
+    def ensure_exact(self) -> None:
+        """Refresh now if a background refresh is due (caller holds :attr:`lock` to keep it so)."""
+        with self.lock:
+            if not self._exact.is_set():
+                self.refresh()
+
+    @torch.no_grad()
+    def patched(self, cands: Candidates, columns: list[int], removed_row: int | None = None) -> Serving:
+        """The serving state for ``cands`` without a pass over the graph: the candidate rows ``columns`` (new, or
+        with new outcomes) are computed from the cached states of the nodes that send to them (queries with
+        outcomes for them, tasks); ``removed_row`` is dropped; every other node keeps its cached state, which the
+        change moves only slightly. Changes nothing here."""
+        graph, obs = serving_graph(self.stored, cands)
+        n_cand = len(cands.features)
+        states = []
+        for model, old in zip(self.models, self.states, strict=True):
+            rows = {c: self._candidate_rows(model, graph, old, c) for c in columns}
+            layers = []
+            for i, layer in enumerate(old):
+                prev = layer[CANDIDATE]
+                if removed_row is not None:
+                    keep = torch.ones(len(prev), dtype=torch.bool)
+                    keep[removed_row] = False
+                    prev = prev[keep]
+                if len(prev) < n_cand:
+                    prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1])])
+                else:
+                    prev = prev.clone()
+                for c, r in rows.items():
+                    prev[c] = r[i]
+                layers.append({**layer, CANDIDATE: prev})
+            states.append(layers)
+        return states, obs, EgoPath(self.models, states, self.stored.k_sim)
+
+    def commit(self, cands: Candidates, serving: Serving, columns: list[int], reshaped: bool) -> None:
+        """Make a computed change current (caller holds :attr:`lock`; nothing here can fail halfway) and make sure
+        an exact refresh follows in the background."""
+        self.candidates = cands
+        self._install(*serving)
+        self._version += 1
+        if reshaped:  # columns moved: what the background refresh computes no longer fits
+            self._shape_version += 1
+            self._dirty = set()
+        else:
+            self._dirty |= set(columns)
+        self._exact.clear()
+        if self._background is None:  # decided under the lock: exactly one refresh thread at a time
+            # not a daemon: the interpreter waits for it at exit instead of killing it inside torch (an abort)
+            self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh")
+            self._background.start()
+
+    @staticmethod
+    def _candidate_rows(
+        model: HeteroRouterGNN, graph: HeteroData, states: list[dict[str, Tensor]], c: int
+    ) -> list[Tensor]:
+        """Candidate ``c``'s state at every layer, from the cached states of the nodes that send to it."""
+        h = [model.enc[CANDIDATE](graph[CANDIDATE].x[c : c + 1])]
+        for i in range(len(states) - 1):
+            out = 0
+            for et, conv in model.convs[i].convs.items():
+                if et[2] != CANDIDATE:
+                    continue
+                ei = graph[et].edge_index
+                into = ei[1] == c
+                src = ei[0][into]
+                local = torch.stack([torch.arange(len(src)), torch.zeros(len(src), dtype=torch.long)])
+                attr = graph[et].edge_attr[into] if "edge_attr" in graph[et] else None
+                out = out + conv((states[i][et[0]][src], h[i]), local, attr)
+            h.append(model._post(i, CANDIDATE, out, h[i]))
+        return [x[0] for x in h]
+
+    def _refresh_in_background(self) -> None:
+        """Compute exact caches from a snapshot; install them if nothing changed meanwhile. If only outcomes changed
+        (same columns), install them anyway and re-patch the columns changed since, so frequent outcomes cannot
+        starve the exact refresh; if columns moved, start again from a new snapshot."""
+        me = threading.current_thread()
+        try:
+            while True:
+                with self.lock:
+                    if self._background is not me:
+                        return
+                    version, shape, cands, stored = self._version, self._shape_version, self.candidates, self.stored
+                    self._dirty = set()
+                result = self.compute(cands, stored)
+                with self.lock:
+                    if self._background is not me:  # detached (reset, a synchronous refresh): not ours to install
+                        return
+                    if version == self._version:
+                        self._install(*result)
+                        self._exact.set()
+                        self._background = None
+                        return
+                    if shape == self._shape_version:
+                        self._install(*result)  # exact as of the snapshot: newer than what is installed
+                        self._install(*self.patched(self.candidates, sorted(self._dirty)))
+        except Exception:
+            log.exception("background refresh of the GNN caches failed; the next change retries")
+            with self.lock:
+                if self._background is me:
+                    self._background = None
+
+    def wait_exact(self, timeout: float | None = None) -> bool:
+        """Block until the serving caches are exact again after the last change (True), or ``timeout`` s passed."""
+        return self._exact.wait(timeout)
