@@ -36,6 +36,18 @@ log = logging.getLogger("api")
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong API key, or no key configured"}
 }
+
+
+def registration_responses(model: type, conflict: str, unprocessable: str) -> dict[int | str, dict[str, Any]]:
+    """What a registration endpoint can answer besides its 201 (OpenAPI)."""
+    return {
+        **AUTH_RESPONSES,
+        200: {"model": model, "description": "already registered with the same data (idempotent)"},
+        409: {"description": conflict},
+        422: {"description": unprocessable},
+    }
+
+
 RETRY_AFTER_S = "5"
 
 

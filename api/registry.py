@@ -82,6 +82,14 @@ class Registration:
     backing: LLMNode | None = None  # an agent's LLM
     note: str | None = None
 
+    @property
+    def status_code(self) -> int:
+        return status.HTTP_201_CREATED if self.created else status.HTTP_200_OK
+
+    def summary(self) -> dict[str, object]:
+        """The registration fields of a response (beside the node's own)."""
+        return {"created": self.created, "outcomes_written": self.outcomes_written, "note": self.note}
+
 
 class CandidateRegistry:
     """Registers and deletes LLMs and agents in the store and the serving scorer, atomically for a client."""

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
-from api.errors import AUTH_RESPONSES
+from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
 from api.registry import stamped_outcomes
 from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
@@ -41,24 +41,17 @@ def _backing(store: GraphStore, node: Agent) -> LLMNode | None:
     response_model=AgentRegistered,
     status_code=status.HTTP_201_CREATED,
     summary="register an agent backed by a registered LLM; routable from the next /v1/route",
-    responses={
-        **_AUTH,
-        200: {"model": AgentRegistered, "description": "already registered with the same data (idempotent)"},
-        409: {"description": "an agent of that name is registered with other data, or an LLM has that name"},
-        422: {"description": "invalid body, an unknown llm, or an outcome naming an unknown query"},
-    },
+    responses=registration_responses(
+        AgentRegistered,
+        "an agent of that name is registered with other data, or an LLM has that name",
+        "invalid body, an unknown llm, or an outcome naming an unknown query",
+    ),
 )
 def register_agent(body: AgentIn, response: Response, registry: RegistryDep, _auth: WriteAuth) -> AgentRegistered:
     done = registry.register(body.node(), stamped_outcomes(body.name, AGENT, body.outcomes))
-    if not done.created:
-        response.status_code = status.HTTP_200_OK
+    response.status_code = done.status_code
     assert isinstance(done.node, Agent)
-    return AgentRegistered(
-        **AgentOut.of(done.node, done.backing, done.routable).model_dump(),
-        created=done.created,
-        outcomes_written=done.outcomes_written,
-        note=done.note,
-    )
+    return AgentRegistered(**AgentOut.of(done.node, done.backing, done.routable).model_dump(), **done.summary())
 
 
 @router.get("", response_model=AgentList, summary="list the stored agents, by name")

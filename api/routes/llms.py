@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
-from api.errors import AUTH_RESPONSES
+from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
 from api.registry import stamped_outcomes
 from graph_store import LLM, LLMNode
@@ -34,24 +34,17 @@ _AUTH = AUTH_RESPONSES
     response_model=LLMRegistered,
     status_code=status.HTTP_201_CREATED,
     summary="register an LLM; routable from the next /v1/route",
-    responses={
-        **_AUTH,
-        200: {"model": LLMRegistered, "description": "already registered with the same data (idempotent)"},
-        409: {"description": "an LLM of that name is registered with other data"},
-        422: {"description": "invalid body, or an outcome names an unknown query"},
-    },
+    responses=registration_responses(
+        LLMRegistered,
+        "an LLM of that name is registered with other data, or an agent has that name",
+        "invalid body, or an outcome names an unknown query",
+    ),
 )
 def register_llm(body: LLMIn, response: Response, registry: RegistryDep, _auth: WriteAuth) -> LLMRegistered:
     done = registry.register(body.node(), stamped_outcomes(body.name, LLM, body.outcomes))
-    if not done.created:
-        response.status_code = status.HTTP_200_OK
+    response.status_code = done.status_code
     assert isinstance(done.node, LLMNode)
-    return LLMRegistered(
-        **LLMOut.of(done.node, done.routable).model_dump(),
-        created=done.created,
-        outcomes_written=done.outcomes_written,
-        note=done.note,
-    )
+    return LLMRegistered(**LLMOut.of(done.node, done.routable).model_dump(), **done.summary())
 
 
 @router.get("", response_model=LLMList, summary="list the stored LLMs, by name")
