@@ -1,11 +1,10 @@
 """The Neo4j backend: the graph of record in a Neo4j 5 database, over Bolt with the official driver.
 
 In the style of ``neo4j-graphrag-python``: the caller passes in a ``neo4j.Driver`` (or :meth:`Neo4jStore.from_env`
-builds one from ``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE``); every Cypher statement
-is a named constant below; values travel only as ``$parameters`` (labels and relationship types are formatted in
-from the fixed schema constants, never from input); bulk writes are ``UNWIND $rows AS row`` in batches of
-``batch_size`` rows (and at most ``max_batch_bytes`` of parameters); uniqueness constraints on the node keys are
-created on first use, before any ``MERGE``.
+builds one from ``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE``). Every Cypher statement
+is a named constant in :mod:`graph_store.backends.neo4j_queries` (values only as ``$parameters``); bulk writes are
+``UNWIND $rows AS row`` in batches of ``batch_size`` rows (and at most ``max_batch_bytes`` of parameters);
+uniqueness constraints on the node keys are created on first use, before any ``MERGE``.
 
 A :class:`~graph_store.schema.GraphBatch` is written in one managed write transaction (retried by the driver on
 transient errors), so it lands entirely or not at all. A dangling reference (a query's task, an agent's LLM, an
@@ -28,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 import neo4j
 from neo4j import exceptions as neo4j_errors
 
+from graph_store.backends import neo4j_queries as cypher
 from graph_store.base import EdgeRows, GraphStore, NodeRows
 from graph_store.errors import (
     ConflictError,
@@ -38,14 +38,9 @@ from graph_store.errors import (
 )
 from graph_store.schema import (
     AGENT,
-    ANSWERED_BY,
-    BACKED_BY,
-    EDGE_TYPES,
-    HANDLED_BY,
     LLM,
     NODE_KEY,
     NODE_LABELS,
-    OF_TASK,
     OUTCOME_REL,
     QUERY,
     TASK,
@@ -66,149 +61,6 @@ MAX_RETRY_TIME_S = 10.0
 # A batch is also cut before its parameters pass this many bytes: 5,000 queries with 384-float embeddings are
 # about 17 MB, and ArcadeDB's Bolt server refuses messages over 16 MiB (and then never answers the client).
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
-OUTCOME_PROPS: tuple[str, ...] = ("effect", "cost", "source", "observed_at")
-
-# ---- Cypher ---------------------------------------------------------------------------------------------------
-# Labels, relationship types and key property names below come from graph_store.schema only.
-
-# One uniqueness constraint per node key (Neo4j 5 syntax). They back every MERGE and key lookup with an index.
-CREATE_CONSTRAINTS: tuple[str, ...] = tuple(
-    f"CREATE CONSTRAINT {label.lower()}_{NODE_KEY[label]}_unique IF NOT EXISTS "
-    f"FOR (n:{label}) REQUIRE n.{NODE_KEY[label]} IS UNIQUE"
-    for label in NODE_LABELS
-)
-
-# Upsert nodes without references: properties replaced (the key is part of row.props).
-UPSERT_TASKS = f"""
-UNWIND $rows AS row
-MERGE (n:{TASK} {{{NODE_KEY[TASK]}: row.key}})
-SET n = row.props
-RETURN count(*) AS written
-"""
-
-UPSERT_LLMS = f"""
-UNWIND $rows AS row
-MERGE (n:{LLM} {{{NODE_KEY[LLM]}: row.key}})
-SET n = row.props
-RETURN count(*) AS written
-"""
-
-
-def _upsert_with_parent(label: str, parent: str, rel: str) -> str:
-    """Upsert ``label`` nodes with their one ``rel`` edge to a ``parent`` node (``row.ref``). A row whose parent
-    does not exist is dropped by the first MATCH, so ``written`` falls short of the number of rows; the caller then
-    names the missing parents and rolls back. An edge to any other parent (the node moved) is deleted."""
-    return f"""
-UNWIND $rows AS row
-MATCH (p:{parent} {{{NODE_KEY[parent]}: row.ref}})
-MERGE (n:{label} {{{NODE_KEY[label]}: row.key}})
-SET n = row.props
-WITH n, p
-OPTIONAL MATCH (n)-[old:{rel}]->(other:{parent})
-WHERE other <> p
-WITH n, p, collect(old) AS stale
-FOREACH (r IN stale | DELETE r)
-MERGE (n)-[:{rel}]->(p)
-RETURN count(*) AS written
-"""
-
-
-UPSERT_QUERIES = _upsert_with_parent(QUERY, TASK, OF_TASK)  # queries with their OF_TASK edge
-UPSERT_AGENTS = _upsert_with_parent(AGENT, LLM, BACKED_BY)  # agents with their BACKED_BY edge
-
-# One outcome edge per (query, target), its properties replaced. Rows with a missing end are dropped (see above).
-# Outcome rows are positional lists [query_id, target, effect, cost, source, observed_at]: the driver's pure-Python
-# packer and the server's unpacker spend most of a bulk import on row maps (about 2x slower than lists).
-OUTCOME_ROW: tuple[str, ...] = ("query_id", "target", *OUTCOME_PROPS)
-UPSERT_OUTCOMES: dict[str, str] = {
-    kind: f"""
-UNWIND $rows AS row
-MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: row[0]}})
-MATCH (c:{kind} {{{NODE_KEY[kind]}: row[1]}})
-MERGE (q)-[r:{rel}]->(c)
-SET r.effect = row[2], r.cost = row[3], r.source = row[4], r.observed_at = row[5]
-RETURN count(*) AS written
-"""
-    for kind, rel in OUTCOME_REL.items()
-}
-
-# Which of the given keys exist (used only to name the missing ones after a short write).
-EXISTING_KEYS: dict[str, str] = {
-    label: f"""
-UNWIND $keys AS key
-MATCH (n:{label} {{{NODE_KEY[label]}: key}})
-RETURN DISTINCT key
-"""
-    for label in NODE_LABELS
-}
-
-GET_NODE: dict[str, str] = {
-    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) RETURN properties(n) AS props" for label in NODE_LABELS
-}
-
-LIST_NODES: dict[str, str] = {
-    label: f"MATCH (n:{label}) RETURN properties(n) AS props ORDER BY n.{NODE_KEY[label]} SKIP $offset"
-    for label in NODE_LABELS
-}
-LIST_NODES_LIMIT: dict[str, str] = {label: f"{LIST_NODES[label]} LIMIT $limit" for label in NODE_LABELS}
-
-DELETE_NODE: dict[str, str] = {
-    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) DETACH DELETE n RETURN count(*) AS deleted"
-    for label in NODE_LABELS
-}
-
-# Outcome reads, one statement per filter combination so that each one can use the key indexes.
-_OUTCOME_RETURN: dict[str, str] = {
-    kind: f"""
-RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, r.effect AS effect, r.cost AS cost,
-       r.source AS source, r.observed_at AS observed_at
-ORDER BY query_id, target
-"""
-    for kind in OUTCOME_REL
-}
-OUTCOMES_ALL: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_QUERY: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_TARGET: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_BOTH: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->"
-    f"(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-
-# Counts: one small statement each (ArcadeDB drops the zero row of an empty aggregate inside UNION ALL).
-COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODE_LABELS}
-COUNT_EDGES: dict[str, str] = {
-    rel: f"MATCH (:{src})-[r:{rel}]->(:{dst}) RETURN count(r) AS n" for src, rel, dst in EDGE_TYPES
-}
-
-# Snapshot: one statement per label and per edge type, each returning one record of parallel lists, which the
-# driver decodes far faster than one record per node or edge.
-SNAPSHOT_NODES: dict[str, str] = {
-    label: f"MATCH (n:{label}) RETURN collect(properties(n)) AS rows" for label in NODE_LABELS
-}
-SNAPSHOT_EDGES: dict[tuple[str, str, str], str] = {
-    (src, rel, dst): (
-        f"MATCH (s:{src})-[r:{rel}]->(d:{dst}) "
-        f"RETURN collect(s.{NODE_KEY[src]}) AS src, collect(d.{NODE_KEY[dst]}) AS dst"
-        + (", collect(r.effect) AS effect, collect(r.cost) AS cost" if rel in (ANSWERED_BY, HANDLED_BY) else "")
-    )
-    for src, rel, dst in EDGE_TYPES
-}
-
-# Clear, in bounded transactions so a large graph does not need one huge one.
-CLEAR_LABEL: dict[str, str] = {
-    label: f"MATCH (n:{label}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted" for label in NODE_LABELS
-}
-
-PING = "RETURN 1 AS ok"
 
 # ---- error translation ----------------------------------------------------------------------------------------
 # Driver exceptions meaning "the database cannot be reached now": retrying later may succeed.
@@ -264,7 +116,7 @@ def _packed_size(value: Any) -> int:
 
 
 def _outcome_row_size(row: list[Any]) -> int:
-    """``_packed_size`` of an outcome row (see OUTCOME_ROW), without walking it."""
+    """``_packed_size`` of an outcome row (see neo4j_queries.OUTCOME_ROW), without walking it."""
     return 64 + 4 * (len(row[0]) + len(row[1]) + len(row[4]) + len(row[5]))
 
 
@@ -383,7 +235,7 @@ class Neo4jStore(GraphStore):
             if self._constraints_ready:
                 return
             with self._session() as session:
-                for statement in CREATE_CONSTRAINTS:
+                for statement in cypher.CREATE_CONSTRAINTS:
                     try:
                         session.run(statement).consume()
                     except neo4j_errors.ClientError as exc:
@@ -402,18 +254,22 @@ class Neo4jStore(GraphStore):
         queries = [{"key": n.key, "ref": n.task, "props": node_props(n)} for n in _last_by_key(batch.queries)]
         agents = [{"key": n.key, "ref": n.llm, "props": node_props(n)} for n in _last_by_key(batch.agents)]
         outcomes: dict[str, dict[tuple[str, str], list[Any]]] = {kind: {} for kind in OUTCOME_REL}
-        for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as OUTCOME_ROW
+        for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as cypher.OUTCOME_ROW
             outcomes[o.kind][(o.query_id, o.target)] = [o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at]
 
         def work(tx: neo4j.ManagedTransaction) -> None:
-            self._run_rows(tx, UPSERT_TASKS, tasks)
-            self._run_rows(tx, UPSERT_LLMS, llms)
-            self._run_rows(tx, UPSERT_QUERIES, queries, check=lambda rows: self._missing_refs(tx, QUERY, TASK, rows))
-            self._run_rows(tx, UPSERT_AGENTS, agents, check=lambda rows: self._missing_refs(tx, AGENT, LLM, rows))
+            self._run_rows(tx, cypher.UPSERT_TASKS, tasks)
+            self._run_rows(tx, cypher.UPSERT_LLMS, llms)
+            self._run_rows(
+                tx, cypher.UPSERT_QUERIES, queries, check=lambda rows: self._missing_refs(tx, QUERY, TASK, rows)
+            )
+            self._run_rows(
+                tx, cypher.UPSERT_AGENTS, agents, check=lambda rows: self._missing_refs(tx, AGENT, LLM, rows)
+            )
             for kind, rows in outcomes.items():
                 self._run_rows(
                     tx,
-                    UPSERT_OUTCOMES[kind],
+                    cypher.UPSERT_OUTCOMES[kind],
                     list(rows.values()),
                     check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, rows),
                     size_of=_outcome_row_size,
@@ -441,7 +297,7 @@ class Neo4jStore(GraphStore):
 
     @staticmethod
     def _existing(tx: neo4j.ManagedTransaction, label: str, keys: set[str]) -> set[str]:
-        result = tx.run(EXISTING_KEYS[label], keys=sorted(keys))
+        result = tx.run(cypher.EXISTING_KEYS[label], keys=sorted(keys))
         return {record["key"] for record in result}
 
     @classmethod
@@ -475,7 +331,7 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _delete_node(self, label: str, key: str) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
-            return int(tx.run(DELETE_NODE[label], key=key).single(strict=True)["deleted"])
+            return int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
 
         with self._session() as session:
             return session.execute_write(work) > 0
@@ -487,7 +343,7 @@ class Neo4jStore(GraphStore):
 
         with self._session() as session:
             for label in NODE_LABELS:
-                while session.execute_write(work, CLEAR_LABEL[label]) > 0:
+                while session.execute_write(work, cypher.CLEAR_LABEL[label]) > 0:
                     pass
 
     # ---- reads ----------------------------------------------------------------------------------------------
@@ -500,27 +356,27 @@ class Neo4jStore(GraphStore):
 
     @_translate_errors
     def _get_node(self, label: str, key: str) -> NodeRecord | None:
-        records = self._read(GET_NODE[label], key=key)
+        records = self._read(cypher.GET_NODE[label], key=key)
         return node_from_props(label, records[0]["props"]) if records else None
 
     @_translate_errors
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
         if limit is None:
-            records = self._read(LIST_NODES[label], offset=offset)
+            records = self._read(cypher.LIST_NODES[label], offset=offset)
         else:
-            records = self._read(LIST_NODES_LIMIT[label], offset=offset, limit=limit)
+            records = self._read(cypher.LIST_NODES_LIMIT[label], offset=offset, limit=limit)
         return [node_from_props(label, record["props"]) for record in records]
 
     @_translate_errors
     def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
         if query_id is not None and target is not None:
-            records = self._read(OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
+            records = self._read(cypher.OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
         elif query_id is not None:
-            records = self._read(OUTCOMES_BY_QUERY[kind], query_id=query_id)
+            records = self._read(cypher.OUTCOMES_BY_QUERY[kind], query_id=query_id)
         elif target is not None:
-            records = self._read(OUTCOMES_BY_TARGET[kind], target=target)
+            records = self._read(cypher.OUTCOMES_BY_TARGET[kind], target=target)
         else:
-            records = self._read(OUTCOMES_ALL[kind])
+            records = self._read(cypher.OUTCOMES_ALL[kind])
         return [
             Outcome(
                 query_id=r["query_id"],
@@ -537,8 +393,8 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
-            out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in COUNT_NODES.items()}
-            out.update({rel: int(tx.run(s).single(strict=True)["n"]) for rel, s in COUNT_EDGES.items()})
+            out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
+            out.update({rel: int(tx.run(s).single(strict=True)["n"]) for rel, s in cypher.COUNT_EDGES.items()})
             return out
 
         with self._session() as session:
@@ -548,14 +404,14 @@ class Neo4jStore(GraphStore):
     def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
         def work(tx: neo4j.ManagedTransaction) -> tuple[NodeRows, EdgeRows]:
             nodes: NodeRows = {}
-            for label, statement in SNAPSHOT_NODES.items():
+            for label, statement in cypher.SNAPSHOT_NODES.items():
                 rows = tx.run(statement).single(strict=True)["rows"]
                 key = NODE_KEY[label]
                 for row in rows:
                     row["key"] = row[key]
                 nodes[label] = rows
             edges: EdgeRows = {}
-            for etype, statement in SNAPSHOT_EDGES.items():
+            for etype, statement in cypher.SNAPSHOT_EDGES.items():
                 record = tx.run(statement).single(strict=True)
                 attrs = {name: record[name] for name in ("effect", "cost") if name in record.keys()}
                 edges[etype] = (record["src"], record["dst"], attrs)
@@ -567,7 +423,7 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _ping(self) -> None:
         with self._session() as session:
-            session.run(PING).consume()
+            session.run(cypher.PING).consume()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
