@@ -315,6 +315,18 @@ def test_bad_llm_bodies(make_app: AppMaker) -> None:
         assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"], r.text
 
 
+def test_huge_offsets_and_limits_are_a_422_naming_the_parameter(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        for path in ("/v1/llms", "/v1/agents", "/v1/tasks"):
+            for params in ({"offset": 9223372036854775808}, {"offset": 10**9 + 1}, {"limit": 2**63}):
+                r = client.get(path, params=params)
+                (name,) = params
+                assert r.status_code == 422, (path, params, r.text)
+                assert r.json()["detail"].startswith(f"{name} (query parameter): "), (path, params, r.text)
+            r = client.get(path, params={"offset": 10**9})  # the bound itself is fine: an empty page
+            assert r.status_code == 200 and r.json()["data"] == [], (path, r.text)
+
+
 def test_stats(make_app: AppMaker, store: GraphStore) -> None:
     with TestClient(make_app()) as client:
         r = client.get("/v1/graph/stats")

@@ -10,6 +10,7 @@ import pytest
 from graph_store import (
     AGENT,
     LLM,
+    MAX_PAGE_INDEX,
     QUERY,
     TASK,
     Agent,
@@ -135,6 +136,17 @@ def test_list_nodes_is_ordered_and_paged(store: GraphStore) -> None:
         store.list_nodes(QUERY, limit=-1)
     with pytest.raises(InvalidInputError, match="unknown node label"):
         store.list_nodes("Person")
+
+
+def test_list_nodes_refuses_offsets_and_limits_out_of_range(store: GraphStore) -> None:
+    store.write(small_world())
+    assert store.list_nodes(QUERY, limit=MAX_PAGE_INDEX, offset=MAX_PAGE_INDEX) == []
+    assert len(store.list_nodes(QUERY, limit=MAX_PAGE_INDEX)) == len(NASTY)
+    for bad in (MAX_PAGE_INDEX + 1, 2**63, 2**64, -1, 1.0, True, "1"):
+        with pytest.raises(InvalidInputError, match=r"offset must be an integer from 0 to 1,000,000,000"):
+            store.list_nodes(QUERY, offset=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=r"limit must be an integer from 0 to 1,000,000,000 or None"):
+            store.list_nodes(QUERY, limit=bad)  # type: ignore[arg-type]
 
 
 def test_delete_node_removes_its_edges(store: GraphStore) -> None:

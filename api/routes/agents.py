@@ -28,7 +28,7 @@ from api.routes.common import (
     write_or_422,
 )
 from api.state import same_agent
-from graph_store import AGENT, LLM, Agent, GraphBatch, GraphStore, LLMNode
+from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphBatch, GraphStore, LLMNode
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -109,7 +109,7 @@ def list_agents(
     state: StateDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> AgentList:
     nodes = [n for n in store.list_nodes(AGENT, limit=limit, offset=offset) if isinstance(n, Agent)]
     llms = {n.key: n for n in store.list_nodes(LLM) if isinstance(n, LLMNode)} if nodes else {}

@@ -29,7 +29,7 @@ from api.routes.common import (
     write_or_422,
 )
 from api.state import same_llm
-from graph_store import AGENT, LLM, Agent, GraphBatch, LLMNode
+from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphBatch, LLMNode
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
 
@@ -85,7 +85,7 @@ def list_llms(
     state: StateDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
