@@ -36,6 +36,7 @@ from graph_store import (
     StoreUnavailableError,
     open_store,
 )
+from graph_store.factory import redact
 from graphrouter.errors import CheckpointError, GraphRouterError, ScorerUnavailableError
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ class ServiceState:
             except (GraphStoreError, OSError) as exc:  # down, or misconfigured: /ready says which
                 if store is not None:
                     store.close()
-                self.store_error = f"cannot open the graph store {self.settings.store!r}: {exc}"
+                self.store_error = f"cannot open the graph store {redact(self.settings.store)!r}: {exc}"
                 log.warning("%s", self.store_error)
                 return None
             self.store, self.store_error = store, None

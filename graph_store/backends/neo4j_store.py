@@ -21,13 +21,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import neo4j
 from neo4j import exceptions as neo4j_errors
 
 from graph_store.backends import neo4j_queries as cypher
+from graph_store.backends import neo4j_rows
 from graph_store.base import EdgeRows, GraphStore, NodeRows
 from graph_store.errors import (
     ConflictError,
@@ -36,6 +38,7 @@ from graph_store.errors import (
     NodeNotFoundError,
     StoreUnavailableError,
 )
+from graph_store.factory import DEFAULT_TIMEOUT_S, REDACTED, TIMEOUT_ENV, parse_bolt_location, redact, store_timeout
 from graph_store.schema import (
     AGENT,
     LLM,
@@ -54,10 +57,6 @@ from graph_store.schema import (
 DEFAULT_URI = "bolt://localhost:7687"
 DEFAULT_USER = "neo4j"
 DEFAULT_BATCH_SIZE = 5000
-# How long a driver made by from_env() retries a managed transaction on transient errors (deadlocks, leader
-# switches, an unreachable server) before giving up; the driver's default of 30 s (in practice up to a minute)
-# is long for a service that should answer "store unavailable" promptly.
-MAX_RETRY_TIME_S = 10.0
 # A batch is also cut before its parameters pass this many bytes: 5,000 queries with 384-float embeddings are
 # about 17 MB, and ArcadeDB's Bolt server refuses messages over 16 MiB (and then never answers the client).
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
@@ -73,93 +72,44 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Of those, the ones meaning the server (not one transaction) is out of reach: the store then fails fast a while.
+_OUTAGE: tuple[type[BaseException], ...] = (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def _translate_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Re-raise driver and server errors as graph_store errors (ours pass through unchanged)."""
+    """Re-raise driver and server errors as graph_store errors (ours pass through unchanged); fail fast while the
+    server is known to be out of reach (see graph_store.factory.DEFAULT_TIMEOUT_S)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        self: Neo4jStore = args[0]  # type: ignore[assignment]
+        if func.__name__ != "_ping":
+            self._fail_fast()
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except GraphStoreError:
             raise
         except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"Neo4j is unavailable: {exc}") from exc
+            if isinstance(exc, _OUTAGE):
+                self._down_until = time.monotonic() + self._timeout
+            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} is unavailable: {exc}")) from exc
         except (neo4j_errors.AuthError, neo4j_errors.AuthConfigurationError) as exc:
-            raise StoreUnavailableError(f"Neo4j refused the credentials: {exc}") from exc
+            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} refused the credentials: {exc}")) from exc
         except neo4j_errors.ConstraintError as exc:
-            raise ConflictError(f"Neo4j constraint violated: {exc}") from exc
+            raise ConflictError(self._scrub(f"Neo4j constraint violated: {exc}")) from exc
         except neo4j_errors.Neo4jError as exc:
-            raise GraphStoreError(f"Neo4j error {exc.code}: {exc.message}") from exc
+            raise GraphStoreError(self._scrub(f"Neo4j error {exc.code}: {exc.message}")) from exc
         except neo4j_errors.DriverError as exc:
             if "closed" in str(exc).lower():
-                raise StoreUnavailableError(f"the Neo4j store is closed: {exc}") from exc
-            raise GraphStoreError(f"Neo4j driver error: {exc}") from exc
+                raise StoreUnavailableError(self._scrub(f"the Neo4j store is closed: {exc}")) from exc
+            raise GraphStoreError(self._scrub(f"Neo4j driver error: {exc}")) from exc
+        self._down_until = 0.0
+        return result
 
     return wrapper
-
-
-def _packed_size(value: Any) -> int:
-    """About how many bytes ``value`` takes in a Bolt message (an upper bound for the types we send)."""
-    if isinstance(value, str):
-        return 5 + 4 * len(value)  # UTF-8 needs at most 4 bytes a character
-    if isinstance(value, dict):
-        return 5 + sum(5 + 4 * len(k) + _packed_size(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        if value and isinstance(value[0], float):  # an embedding: schema validation made every item a float
-            return 5 + 9 * len(value)
-        return 5 + sum(_packed_size(x) for x in value)
-    return 9  # float, int, bool, None
-
-
-def _outcome_row_size(row: list[Any]) -> int:
-    """``_packed_size`` of an outcome row (see neo4j_queries.OUTCOME_ROW), without walking it."""
-    return 64 + 4 * (len(row[0]) + len(row[1]) + len(row[4]) + len(row[5]))
-
-
-def _chunks(
-    rows: Sequence[Any], max_rows: int, max_bytes: int, size_of: Callable[[Any], int] = _packed_size
-) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of at most ``max_rows`` rows and (unless one row is larger) ``max_bytes`` bytes."""
-    start, size = 0, 0
-    for i, row in enumerate(rows):
-        row_size = size_of(row)
-        if i > start and (i - start >= max_rows or size + row_size > max_bytes):
-            yield rows[start:i]
-            start, size = i, 0
-        size += row_size
-    if start < len(rows):
-        yield rows[start:]
-
-
-def _drop_edges_to_unseen_nodes(nodes: NodeRows, edges: EdgeRows) -> EdgeRows:
-    """Keep only edges whose two ends are among the snapshot's nodes.
-
-    Neo4j (and ArcadeDB) read at READ COMMITTED: the edge statements of a snapshot can see an edge written by a
-    transaction that committed after the node statements ran, whose new node the snapshot then lacks.
-    """
-    keys = {label: {row["key"] for row in rows} for label, rows in nodes.items()}
-    out: EdgeRows = {}
-    for (src_label, rel, dst_label), (src, dst, attrs) in edges.items():
-        src_keys, dst_keys = keys.get(src_label, set()), keys.get(dst_label, set())
-        if src_keys.issuperset(src) and dst_keys.issuperset(dst):
-            out[(src_label, rel, dst_label)] = (src, dst, attrs)
-            continue
-        keep = [i for i, (s, d) in enumerate(zip(src, dst, strict=True)) if s in src_keys and d in dst_keys]
-        out[(src_label, rel, dst_label)] = (
-            [src[i] for i in keep],
-            [dst[i] for i in keep],
-            {name: [values[i] for i in keep] for name, values in attrs.items()},
-        )
-    return out
-
-
-def _last_by_key(nodes: Sequence[NodeRecord]) -> list[NodeRecord]:
-    """One record per key, the last one written winning (as if the batch were applied in order)."""
-    return list({node.key: node for node in nodes}.values())
 
 
 class Neo4jStore(GraphStore):
@@ -174,6 +124,8 @@ class Neo4jStore(GraphStore):
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         owns_driver: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        location: str | None = None,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_batch_bytes", max_batch_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -186,25 +138,42 @@ class Neo4jStore(GraphStore):
         self._closed = False
         self._constraints_ready = False
         self._constraints_lock = threading.Lock()
+        self._timeout = store_timeout(timeout)  # the fail-fast window after an outage error
+        self._down_until = 0.0
+        self._location = redact(location) if location else None
+        self._where = self._location or "the driver's address"
+        self._secret = ""  # a password to scrub from error messages (set by from_env)
 
     @classmethod
     def from_env(cls, uri: str | None = None) -> Neo4jStore:
-        """A store on a driver built from the environment; the store owns the driver and closes it.
+        """A store on a driver built from a location and the environment; the store owns the driver and closes it.
 
-        ``uri`` (else ``NEO4J_URI``, else ``bolt://localhost:7687``), ``NEO4J_USER`` (default ``neo4j``),
-        ``NEO4J_PASSWORD`` and ``NEO4J_DATABASE`` (default: the server's default database). Managed transactions
-        are retried for at most ``MAX_RETRY_TIME_S`` seconds.
+        The location is ``uri`` (else ``NEO4J_URI``, else ``bolt://localhost:7687``), of the form
+        ``scheme://[user[:password]@]host[:port][/database][?timeout=SECONDS]``; user, password and database
+        default to ``NEO4J_USER`` (else ``neo4j``), ``NEO4J_PASSWORD`` and ``NEO4J_DATABASE`` (else the server's
+        default database), the timeout to ``GRAPHROUTER_STORE_TIMEOUT`` (else 2 s; see ``DEFAULT_TIMEOUT_S``).
+        The driver gets the timeout as its ``connection_timeout``, ``connection_acquisition_timeout`` and
+        ``max_transaction_retry_time``. The password never appears in the store's repr or error messages.
         """
-        uri = uri or os.environ.get("NEO4J_URI") or DEFAULT_URI
-        user = os.environ.get("NEO4J_USER") or DEFAULT_USER
-        password = os.environ.get("NEO4J_PASSWORD", "")
-        database = os.environ.get("NEO4J_DATABASE") or None
+        location = uri or os.environ.get("NEO4J_URI") or DEFAULT_URI
+        driver_uri, user, password, database, timeout = parse_bolt_location(location)
+        user = user or os.environ.get("NEO4J_USER") or DEFAULT_USER
+        password = password if password is not None else os.environ.get("NEO4J_PASSWORD", "")
+        database = database or os.environ.get("NEO4J_DATABASE") or None
+        seconds = store_timeout(timeout if timeout is not None else os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
         try:
-            driver = neo4j.GraphDatabase.driver(uri, auth=(user, password), max_transaction_retry_time=MAX_RETRY_TIME_S)
+            driver = neo4j.GraphDatabase.driver(
+                driver_uri,
+                auth=(user, password),
+                connection_timeout=seconds,
+                connection_acquisition_timeout=seconds,
+                max_transaction_retry_time=seconds,
+            )
         except (neo4j_errors.ConfigurationError, ValueError) as exc:
-            raise InvalidInputError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
-        store = cls(driver, database=database)
-        store._owns_driver = True
+            message = f"invalid Neo4j URI {redact(location)!r}: {exc}"
+            raise InvalidInputError(message.replace(password, REDACTED) if password else message) from None
+        store = cls(driver, database=database, owns_driver=True, timeout=seconds, location=location)
+        store._secret = password
         return store
 
     @property
@@ -215,13 +184,28 @@ class Neo4jStore(GraphStore):
     def database(self) -> str | None:
         return self._database
 
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
     def __repr__(self) -> str:
-        return f"Neo4jStore(database={self._database!r}, batch_size={self._batch_size})"
+        where = f"{self._location!r}, " if self._location else ""
+        return f"Neo4jStore({where}database={self._database!r}, batch_size={self._batch_size})"
+
+    def _scrub(self, message: str) -> str:
+        return message.replace(self._secret, REDACTED) if self._secret else message
+
+    def _fail_fast(self) -> None:
+        left = self._down_until - time.monotonic()
+        if left > 0 and not self._closed:
+            raise StoreUnavailableError(
+                f"Neo4j at {self._where} was unreachable moments ago; not trying again for {left:.1f} s"
+            )
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     def _session(self) -> neo4j.Session:
         if self._closed:
-            raise StoreUnavailableError("the Neo4j store is closed")
+            raise StoreUnavailableError(f"the Neo4j store at {self._where} is closed")
         # The driver's shared bookmark manager gives read-your-writes across sessions, also on a cluster.
         return self._driver.session(
             database=self._database, bookmark_manager=self._driver.execute_query_bookmark_manager
@@ -249,10 +233,10 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _write(self, batch: GraphBatch) -> None:
         self._ensure_constraints()
-        tasks = [{"key": n.key, "props": node_props(n)} for n in _last_by_key(batch.tasks)]
-        llms = [{"key": n.key, "props": node_props(n)} for n in _last_by_key(batch.llms)]
-        queries = [{"key": n.key, "ref": n.task, "props": node_props(n)} for n in _last_by_key(batch.queries)]
-        agents = [{"key": n.key, "ref": n.llm, "props": node_props(n)} for n in _last_by_key(batch.agents)]
+        tasks = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.tasks)]
+        llms = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.llms)]
+        queries = [{"key": n.key, "ref": n.task, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.queries)]
+        agents = [{"key": n.key, "ref": n.llm, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.agents)]
         outcomes: dict[str, dict[tuple[str, str], list[Any]]] = {kind: {} for kind in OUTCOME_REL}
         for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as cypher.OUTCOME_ROW
             outcomes[o.kind][(o.query_id, o.target)] = [o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at]
@@ -272,7 +256,7 @@ class Neo4jStore(GraphStore):
                     cypher.UPSERT_OUTCOMES[kind],
                     list(rows.values()),
                     check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, rows),
-                    size_of=_outcome_row_size,
+                    size_of=neo4j_rows.outcome_row_size,
                 )
 
         with self._session() as session:
@@ -284,10 +268,10 @@ class Neo4jStore(GraphStore):
         statement: str,
         rows: Sequence[Any],
         check: Callable[[Sequence[Any]], None] | None = None,
-        size_of: Callable[[Any], int] = _packed_size,
+        size_of: Callable[[Any], int] = neo4j_rows.packed_size,
     ) -> None:
         """Run an ``UNWIND $rows`` statement in batches; if fewer rows were written than sent, ``check`` raises."""
-        for chunk in _chunks(rows, self._batch_size, self._max_batch_bytes, size_of):
+        for chunk in neo4j_rows.chunks(rows, self._batch_size, self._max_batch_bytes, size_of):
             record = tx.run(statement, rows=chunk).single(strict=True)
             written = int(record["written"])
             if written != len(chunk):
@@ -415,7 +399,7 @@ class Neo4jStore(GraphStore):
                 record = tx.run(statement).single(strict=True)
                 attrs = {name: record[name] for name in ("effect", "cost") if name in record.keys()}
                 edges[etype] = (record["src"], record["dst"], attrs)
-            return nodes, _drop_edges_to_unseen_nodes(nodes, edges)
+            return nodes, neo4j_rows.drop_edges_to_unseen_nodes(nodes, edges)
 
         with self._session() as session:
             return session.execute_read(work)
