@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from api.metrics import Metrics
 from api.settings import Settings
 from graph_store import TASK, GraphStore, GraphStoreError, StoreUnavailableError, open_store
+from graph_store.location import redact
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class ServiceState:
             except (GraphStoreError, OSError) as exc:  # down, or misconfigured: /ready says which
                 if store is not None:
                     store.close()
-                self.store_error = f"cannot open the graph store {self.settings.store!r}: {exc}"
+                self.store_error = f"cannot open the graph store {redact(self.settings.store)!r}: {exc}"
                 log.warning("%s", self.store_error)
                 return None
             self.store, self.store_error = store, None

@@ -30,6 +30,18 @@ from graph_store.snapshot import GraphSnapshot, build_snapshot
 NodeRows = dict[str, list[dict[str, Any]]]
 EdgeRows = dict[tuple[str, str, str], tuple[list[str], list[str], dict[str, list[float]]]]
 
+# Listing bounds: ``offset`` and ``limit`` of :meth:`GraphStore.list_nodes` are integers in [0, MAX_PAGE_INDEX].
+# Far above any real graph, far below what SQLite (signed 64-bit) and Cypher integers overflow on.
+MAX_PAGE_INDEX = 1_000_000_000
+
+
+def _page_index(value: object, name: str, *, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PAGE_INDEX:
+        also = " or None" if none_ok else ""
+        raise InvalidInputError(f"{name} must be an integer from 0 to {MAX_PAGE_INDEX:,}{also}, got {value!r}")
+
 
 class GraphStore(ABC):
     """The graph of record: tasks, queries, LLMs, agents and the outcomes between them."""
@@ -104,12 +116,14 @@ class GraphStore(ABC):
         return self._get_node(label, key) is not None
 
     def list_nodes(self, label: str, limit: int | None = None, offset: int = 0) -> list[NodeRecord]:
-        """Nodes of one label ordered by key; ``limit=None`` means all."""
+        """Nodes of one label ordered by key; ``limit=None`` means all.
+
+        ``offset`` and ``limit`` are integers from 0 to ``MAX_PAGE_INDEX`` (10**9); others are an
+        :class:`InvalidInputError`.
+        """
         check_label(label)
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise InvalidInputError(f"limit must be a non-negative integer or None, got {limit!r}")
-        if not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError(f"offset must be a non-negative integer, got {offset!r}")
+        _page_index(limit, "limit", none_ok=True)
+        _page_index(offset, "offset")
         return self._list_nodes(label, limit, offset)
 
     def outcomes(self, kind: str = LLM, target: str | None = None, query_id: str | None = None) -> list[Outcome]:
@@ -179,4 +193,4 @@ class GraphStore(ABC):
     def _ping(self) -> None: ...
 
 
-__all__ = ["GraphStore", "AGENT", "LLM"]
+__all__ = ["GraphStore", "AGENT", "LLM", "MAX_PAGE_INDEX"]

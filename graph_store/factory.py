@@ -7,6 +7,7 @@ from pathlib import Path
 
 from graph_store.base import GraphStore
 from graph_store.errors import InvalidInputError, StoreUnavailableError
+from graph_store.location import redact
 
 DEFAULT_STORE = ".graphrouter/graph.db"
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
@@ -20,8 +21,10 @@ def default_location() -> str:
 def open_store(location: str | os.PathLike[str] | None = None, create: bool = True) -> GraphStore:
     """Open the store at ``location`` (see :func:`default_location` for the default).
 
-    A ``bolt://`` or ``neo4j://`` URI opens the Neo4j backend with ``NEO4J_USER`` / ``NEO4J_PASSWORD`` /
-    ``NEO4J_DATABASE`` from the environment; anything else is the path of an embedded store file
+    A ``bolt://`` or ``neo4j://`` URI opens the Neo4j backend (see :meth:`Neo4jStore.from_env
+    <graph_store.backends.neo4j_store.Neo4jStore.from_env>`: ``bolt://user:password@host:port/database?timeout=2``,
+    any part but the host optional, the rest from ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE`` and
+    ``GRAPHROUTER_STORE_TIMEOUT``); anything else is the path of an embedded store file
     (``embedded://`` prefix optional), created on first use unless ``create`` is false (readers that need data:
     a missing file is then a :class:`StoreUnavailableError` rather than a new empty store left behind).
     """
@@ -34,7 +37,7 @@ def open_store(location: str | os.PathLike[str] | None = None, create: bool = Tr
         return Neo4jStore.from_env(uri=loc)
     if "://" in loc and not loc.startswith("embedded://"):
         raise InvalidInputError(
-            f"unsupported store location {loc!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"
+            f"unsupported store location {redact(loc)!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"
         )
     from graph_store.backends.embedded import EmbeddedStore
 

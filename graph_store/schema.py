@@ -3,12 +3,23 @@
 Nodes are identified by a key (``name`` for Task/LLM/Agent, ``id`` for Query). Outcome edges
 (``ANSWERED_BY`` to an LLM, ``HANDLED_BY`` to an Agent) are unique per (query, target): writing the same pair
 again updates the edge. ``OF_TASK`` follows from ``Query.task`` and ``BACKED_BY`` from ``Agent.llm``.
+
+What a record may hold (checked when it is built, so every writer, CLI or API, gets the same answer):
+
+- every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``) and no NUL;
+- names (Task/LLM/Agent names and the references to them): at most ``MAX_NAME_CHARS`` (200) characters, no
+  leading or trailing whitespace, no control characters or line/paragraph separators (Unicode categories Cc, Zl,
+  Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
+- query ids: the same character rule as names (no control characters or separators), any length;
+- prices (``input_price``, ``output_price``): finite, 0 to ``MAX_PRICE`` (10,000) USD per 1M tokens;
+- outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1].
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +40,14 @@ OUTCOME_REL: dict[str, str] = {LLM: ANSWERED_BY, AGENT: HANDLED_BY}
 
 CandidateKind = Literal["LLM", "Agent"]
 
+MAX_NAME_CHARS = 200  # Task/LLM/Agent names; the longest in the shipped data sets is 31
+MAX_PRICE = 10_000.0  # USD per 1M tokens; the dearest LLM in the shipped data sets costs 15
+MAX_COST = 1_000.0  # USD per query (one outcome); the shipped data sets' largest is about 0.013
+# Unicode categories Cc (control characters, exactly these two ranges), Zl and Zp (line/paragraph separators)
+_BAD_KEY_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+NAME_RULE = f"at most {MAX_NAME_CHARS} characters, no leading/trailing whitespace, no control characters or line breaks"
+
 
 def query_id(text: str) -> str:
     """Stable id of a query: the first 16 hex digits of the SHA-256 of its text."""
@@ -42,19 +61,48 @@ def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
         raise InvalidInputError(f"{what} must not be empty")
     if "\x00" in value:
         raise InvalidInputError(f"{what} must not contain NUL characters")
+    bad = _LONE_SURROGATE.search(value)
+    if bad:
+        raise InvalidInputError(
+            f"{what} must be valid Unicode: it holds a lone surrogate {bad.group()!r} at character {bad.start()}"
+        )
     return value
 
 
-def _number(value: Any, what: str, *, lo: float | None = None, hi: float | None = None) -> float:
+def _key(value: Any, what: str, *, is_name: bool = True) -> str:
+    """A node key or a reference to one: see the module docstring for the rule."""
+    _text(value, what)
+    rule = NAME_RULE if is_name else "no control characters or line breaks"
+    bad = _BAD_KEY_CHAR.search(value)
+    if bad:
+        raise InvalidInputError(
+            f"{what} holds the control character {bad.group()!r} at character {bad.start()}; allowed: {rule}"
+        )
+    if is_name:
+        if len(value) > MAX_NAME_CHARS:
+            raise InvalidInputError(f"{what} is {len(value):,} characters long; allowed: {rule}")
+        if value != value.strip():
+            raise InvalidInputError(f"{what} {value!r} has leading or trailing whitespace; allowed: {rule}")
+    return value
+
+
+_PRICE_UNIT = " USD per 1M tokens"
+
+
+def _number(value: Any, what: str, *, lo: float | None = None, hi: float | None = None, unit: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{what} must be a number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range
+        v = math.inf
     if not math.isfinite(v):
-        raise InvalidInputError(f"{what} must be a finite number, got {value!r}")
+        span = f" from {lo:,} to {hi:,}{unit}" if lo is not None and hi is not None else ""
+        raise InvalidInputError(f"{what} must be a finite number{span}, got {value!r}")
     if lo is not None and v < lo:
         raise InvalidInputError(f"{what} must be >= {lo}, got {value!r}")
     if hi is not None and v > hi:
-        raise InvalidInputError(f"{what} must be <= {hi}, got {value!r}")
+        raise InvalidInputError(f"{what} must be <= {hi:,}{unit}, got {value!r}")
     return v
 
 
@@ -77,7 +125,7 @@ class Task:
     embedding: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        _text(self.name, "Task.name")
+        _key(self.name, "Task.name")
         _text(self.description, "Task.description", allow_empty=True)
         object.__setattr__(self, "embedding", _embedding(self.embedding, "Task.embedding"))
 
@@ -95,10 +143,10 @@ class Query:
 
     def __post_init__(self) -> None:
         _text(self.text, "Query.text")
-        _text(self.task, "Query.task")
+        _key(self.task, "Query.task")
         if not self.id:
             object.__setattr__(self, "id", query_id(self.text))
-        _text(self.id, "Query.id")
+        _key(self.id, "Query.id", is_name=False)
         object.__setattr__(self, "embedding", _embedding(self.embedding, "Query.embedding"))
 
     @property
@@ -116,10 +164,14 @@ class LLMNode:
     embedding: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        _text(self.name, "LLM.name")
+        _key(self.name, "LLM.name")
         _text(self.description, "LLM.description", allow_empty=True)
-        object.__setattr__(self, "input_price", _number(self.input_price, "LLM.input_price", lo=0))
-        object.__setattr__(self, "output_price", _number(self.output_price, "LLM.output_price", lo=0))
+        object.__setattr__(
+            self, "input_price", _number(self.input_price, "LLM.input_price", lo=0, hi=MAX_PRICE, unit=_PRICE_UNIT)
+        )
+        object.__setattr__(
+            self, "output_price", _number(self.output_price, "LLM.output_price", lo=0, hi=MAX_PRICE, unit=_PRICE_UNIT)
+        )
         if self.size_b is not None:
             object.__setattr__(self, "size_b", _number(self.size_b, "LLM.size_b", lo=0))
         object.__setattr__(self, "embedding", _embedding(self.embedding, "LLM.embedding"))
@@ -138,8 +190,8 @@ class Agent:
     embedding: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        _text(self.name, "Agent.name")
-        _text(self.llm, "Agent.llm")
+        _key(self.name, "Agent.name")
+        _key(self.llm, "Agent.llm")
         _text(self.description, "Agent.description", allow_empty=True)
         _text(self.strategy, "Agent.strategy", allow_empty=True)
         object.__setattr__(self, "embedding", _embedding(self.embedding, "Agent.embedding"))
@@ -162,12 +214,12 @@ class Outcome:
     observed_at: str = ""  # ISO-8601; empty means "unknown"
 
     def __post_init__(self) -> None:
-        _text(self.query_id, "Outcome.query_id")
-        _text(self.target, "Outcome.target")
+        _key(self.query_id, "Outcome.query_id", is_name=False)
+        _key(self.target, "Outcome.target")
         if self.kind not in OUTCOME_REL:
             raise InvalidInputError(f"Outcome.kind must be 'LLM' or 'Agent', got {self.kind!r}")
         object.__setattr__(self, "effect", _number(self.effect, "Outcome.effect", lo=0.0, hi=1.0))
-        object.__setattr__(self, "cost", _number(self.cost, "Outcome.cost", lo=0.0))
+        object.__setattr__(self, "cost", _number(self.cost, "Outcome.cost", lo=0.0, hi=MAX_COST, unit=" USD per query"))
         _text(self.source, "Outcome.source", allow_empty=True)
         _text(self.observed_at, "Outcome.observed_at", allow_empty=True)
 

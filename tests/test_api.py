@@ -7,6 +7,7 @@ deterministic HashEmbedder standing in for the sentence embedder.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,34 @@ def test_bad_llm_bodies(make_app: AppMaker) -> None:
         assert r.status_code == 422 and r.json()["detail"].startswith("limit (query parameter): "), r.text
         r = client.post("/v1/route", content='{"query": "q"}', headers={"Content-Type": "text/plain"})
         assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"], r.text
+
+
+def test_huge_offsets_and_limits_are_a_422_naming_the_parameter(make_app: AppMaker) -> None:
+    with TestClient(make_app()) as client:
+        for path in ("/v1/llms", "/v1/agents", "/v1/tasks"):
+            for params in ({"offset": 9223372036854775808}, {"offset": 10**9 + 1}, {"limit": 2**63}):
+                r = client.get(path, params=params)
+                (name,) = params
+                assert r.status_code == 422, (path, params, r.text)
+                assert r.json()["detail"].startswith(f"{name} (query parameter): "), (path, params, r.text)
+            r = client.get(path, params={"offset": 10**9})  # the bound itself is fine: an empty page
+            assert r.status_code == 200 and r.json()["data"] == [], (path, r.text)
+
+
+def test_unstorable_names_texts_and_prices_are_a_4xx_naming_the_field(make_app: AppMaker, store: GraphStore) -> None:
+    cases = [
+        ({**NEW_LLM, "name": "name\nwith\nnewlines"}, "LLM.name holds the control character"),
+        ({**NEW_LLM, "name": "padded "}, "leading or trailing whitespace"),
+        ({**NEW_LLM, "description": "abc \ud800 def"}, "description: "),  # pydantic refuses it before the store
+        ({**NEW_LLM, "input_price": 1e308}, "input_price must be <= 10,000.0 USD per 1M tokens"),
+        ({**NEW_LLM, "outcomes": [{"query_id": "q0", "effect": 1, "cost": 1e300}]}, "<= 1,000.0 USD per query"),
+    ]
+    with TestClient(make_app()) as client:
+        for body, message in cases:  # json.dumps escapes a lone surrogate as \\ud800, as a JSON client may send it
+            r = client.post("/v1/llms", content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
+            assert r.status_code in (400, 422) and message in r.json()["detail"], (body, r.text)
+        assert client.get("/ready").status_code == 200
+    assert not store.has_node("LLM", "llm-new")
 
 
 def test_stats(make_app: AppMaker, store: GraphStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from graph_store import (
     AGENT,
     LLM,
+    MAX_PAGE_INDEX,
     QUERY,
     TASK,
     Agent,
@@ -22,6 +24,7 @@ from graph_store import (
     Query,
     Task,
 )
+from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE
 
 NASTY = [
     "Ünïcödé — 日本語のクエリ 🚀",
@@ -135,6 +138,17 @@ def test_list_nodes_is_ordered_and_paged(store: GraphStore) -> None:
         store.list_nodes(QUERY, limit=-1)
     with pytest.raises(InvalidInputError, match="unknown node label"):
         store.list_nodes("Person")
+
+
+def test_list_nodes_refuses_offsets_and_limits_out_of_range(store: GraphStore) -> None:
+    store.write(small_world())
+    assert store.list_nodes(QUERY, limit=MAX_PAGE_INDEX, offset=MAX_PAGE_INDEX) == []
+    assert len(store.list_nodes(QUERY, limit=MAX_PAGE_INDEX)) == len(NASTY)
+    for bad in (MAX_PAGE_INDEX + 1, 2**63, 2**64, -1, 1.0, True, "1"):
+        with pytest.raises(InvalidInputError, match=r"offset must be an integer from 0 to 1,000,000,000"):
+            store.list_nodes(QUERY, offset=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=r"limit must be an integer from 0 to 1,000,000,000 or None"):
+            store.list_nodes(QUERY, limit=bad)  # type: ignore[arg-type]
 
 
 def test_delete_node_removes_its_edges(store: GraphStore) -> None:
@@ -278,6 +292,90 @@ def test_invalid_records_are_refused_before_reaching_the_store(store: GraphStore
     with pytest.raises(InvalidInputError, match="a Task node was put in the batch's LLM list"):
         store.write(GraphBatch(llms=[Task("x")]))  # type: ignore[list-item]
     assert store.counts()["Task"] == 0
+
+
+REAL_NAMES = ["LLaMA-3 (8b)", "Llama-3.1-Turbo (70b)", "gpt-4o-2024-05-13", "mmlu_pro_computer_science", "Ünï 日本"]
+
+
+def test_names_follow_the_documented_rule_and_real_names_pass(store: GraphStore) -> None:
+    long_name = "n" * MAX_NAME_CHARS
+    store.write(GraphBatch(tasks=[Task(n) for n in REAL_NAMES], llms=[LLMNode(n) for n in [*REAL_NAMES, long_name]]))
+    for name in [*REAL_NAMES, long_name]:
+        assert store.get_node(LLM, name).name == name
+    store.delete_node(LLM, long_name)
+    bad_names = {
+        "name\nwith\nnewlines": "control character '\\n'",
+        "tab\there": "control character '\\t'",
+        "bell\x07": "control character",
+        "nel\x85": "control character",
+        "line\u2028sep": "control character",
+        " padded": "leading or trailing whitespace",
+        "padded\u3000": "leading or trailing whitespace",
+        "n" * (MAX_NAME_CHARS + 1): f"{MAX_NAME_CHARS + 1} characters long",
+        "abc \ud800 def": "lone surrogate",
+    }
+    for bad, problem in bad_names.items():
+        for make, field in (
+            (lambda n: LLMNode(n), "LLM.name"),
+            (lambda n: Task(n), "Task.name"),
+            (lambda n: Agent(n, llm="m"), "Agent.name"),
+            (lambda n: Agent("a", llm=n), "Agent.llm"),
+            (lambda n: Query("text", n), "Query.task"),
+            (lambda n: Outcome("q", n, effect=0.5, cost=0.0), "Outcome.target"),
+        ):
+            with pytest.raises(InvalidInputError, match=f"^{re.escape(field)} .*{re.escape(problem)}") as err:
+                make(bad)
+            if "surrogate" not in problem:
+                assert "at most 200 characters, no leading/trailing whitespace, no control characters" in str(err.value)
+    assert store.counts()["LLM"] == len(REAL_NAMES)
+
+
+def test_query_ids_may_be_long_but_not_hold_control_characters(store: GraphStore) -> None:
+    store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m")]))
+    long_id = "sha512:" + "0123456789abcdef" * 40
+    store.write(GraphBatch(queries=[Query("text", "t", id=long_id)]))
+    store.add_outcomes([Outcome(long_id, "m", effect=1.0, cost=0.0)])
+    assert store.get_node(QUERY, long_id).id == long_id
+    for bad in ("id\nwith newline", "id\x1b[31m", "id \udfff"):
+        with pytest.raises(InvalidInputError, match=r"^Query\.id .*(control character|lone surrogate)"):
+            Query("text", "t", id=bad)
+        with pytest.raises(InvalidInputError, match=r"^Outcome\.query_id .*(control character|lone surrogate)"):
+            Outcome(bad, "m", effect=1.0, cost=0.0)
+
+
+def test_texts_with_lone_surrogates_are_refused_naming_the_field(store: GraphStore) -> None:
+    text = "abc \ud800 def"
+    for make, field in (
+        (lambda: Query(text, "t"), "Query.text"),
+        (lambda: Task("t", text), "Task.description"),
+        (lambda: LLMNode("m", text), "LLM.description"),
+        (lambda: Agent("a", "m", description=text), "Agent.description"),
+        (lambda: Agent("a", "m", strategy="\udc00"), "Agent.strategy"),
+        (lambda: Outcome("q", "m", effect=1.0, cost=0.0, source=text), "Outcome.source"),
+    ):
+        with pytest.raises(InvalidInputError, match=f"^{re.escape(field)} must be valid Unicode: .*lone surrogate"):
+            make()
+    ok = "line one\nline two\ttabbed 🚀"  # texts (not names) may hold newlines, tabs and astral characters
+    store.write(GraphBatch(tasks=[Task("t", ok)], queries=[Query(ok, "t")]))
+    assert store.get_node(QUERY, Query(ok, "t").id).text == ok
+
+
+def test_prices_and_costs_must_be_finite_and_sane(store: GraphStore) -> None:
+    store.write(GraphBatch(tasks=[Task("t")], queries=[Query("q", "t", id="q")]))
+    store.write(GraphBatch(llms=[LLMNode("dear", input_price=MAX_PRICE, output_price=MAX_PRICE)]))
+    store.add_outcomes([Outcome("q", "dear", effect=1.0, cost=MAX_COST)])
+    assert (store.get_node(LLM, "dear").input_price, store.outcomes(LLM)[0].cost) == (MAX_PRICE, MAX_COST)
+    for field in ("input_price", "output_price"):
+        for bad in (1e308, MAX_PRICE * 1.0001, 10**400):
+            with pytest.raises(InvalidInputError, match=rf"LLM\.{field} must be .*10,000\.0 USD per 1M tokens"):
+                LLMNode("m", **{field: bad})
+        for bad in (float("inf"), float("nan"), -0.01):
+            with pytest.raises(InvalidInputError, match=rf"LLM\.{field} must be"):
+                LLMNode("m", **{field: bad})
+    for bad in (1e300, MAX_COST + 0.01, float("inf"), 10**400):
+        with pytest.raises(InvalidInputError, match=r"Outcome\.cost must be .*1,000\.0 USD per query"):
+            Outcome("q", "dear", effect=1.0, cost=bad)
+    assert store.counts()["LLM"] == 1 and store.outcomes(LLM)[0].cost == MAX_COST
 
 
 def test_ping_and_clear(store: GraphStore) -> None:

@@ -21,7 +21,7 @@ from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
 from api.registry import stamped_outcomes
-from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
+from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphStore, LLMNode
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -59,7 +59,7 @@ def list_agents(
     state: StateDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> AgentList:
     nodes = [n for n in store.list_nodes(AGENT, limit=limit, offset=offset) if isinstance(n, Agent)]
     llms = {n.key: n for n in store.list_nodes(LLM) if isinstance(n, LLMNode)} if nodes else {}

@@ -22,7 +22,7 @@ from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
 from api.registry import stamped_outcomes
-from graph_store import LLM, LLMNode
+from graph_store import LLM, MAX_PAGE_INDEX, LLMNode
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
 
@@ -52,7 +52,7 @@ def list_llms(
     state: StateDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(

@@ -24,7 +24,7 @@ from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES
 from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegistered
 from api.state import ServiceState
-from graph_store import QUERY, TASK, GraphBatch, GraphStore, Task
+from graph_store import MAX_PAGE_INDEX, QUERY, TASK, GraphBatch, GraphStore, Task
 from graph_store import Query as QueryNode
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -95,7 +95,7 @@ def list_tasks(
     state: StateDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> TaskList:
     nodes = [n for n in store.list_nodes(TASK, limit=limit, offset=offset) if isinstance(n, Task)]
     return TaskList(data=[TaskOut.of(n, _trained(state, n.key)) for n in nodes], count=store.counts()[TASK])

@@ -1,11 +1,10 @@
 """The Neo4j backend: the graph of record in a Neo4j 5 database, over Bolt with the official driver.
 
 In the style of ``neo4j-graphrag-python``: the caller passes in a ``neo4j.Driver`` (or :meth:`Neo4jStore.from_env`
-builds one from ``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE``); every Cypher statement
-is a named constant below; values travel only as ``$parameters`` (labels and relationship types are formatted in
-from the fixed schema constants, never from input); bulk writes are ``UNWIND $rows AS row`` in batches of
-``batch_size`` rows (and at most ``max_batch_bytes`` of parameters); uniqueness constraints on the node keys are
-created on first use, before any ``MERGE``.
+builds one from ``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE``). Every Cypher statement
+is a named constant in :mod:`graph_store.backends.neo4j_queries` (values only as ``$parameters``); bulk writes are
+``UNWIND $rows AS row`` in batches of ``batch_size`` rows (and at most ``max_batch_bytes`` of parameters);
+uniqueness constraints on the node keys are created on first use, before any ``MERGE``.
 
 A :class:`~graph_store.schema.GraphBatch` is written in one managed write transaction (retried by the driver on
 transient errors), so it lands entirely or not at all. A dangling reference (a query's task, an agent's LLM, an
@@ -22,12 +21,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import neo4j
 from neo4j import exceptions as neo4j_errors
 
+from graph_store.backends import neo4j_queries as cypher
+from graph_store.backends import neo4j_rows
 from graph_store.base import EdgeRows, GraphStore, NodeRows
 from graph_store.errors import (
     ConflictError,
@@ -36,16 +38,12 @@ from graph_store.errors import (
     NodeNotFoundError,
     StoreUnavailableError,
 )
+from graph_store.location import DEFAULT_TIMEOUT_S, REDACTED, TIMEOUT_ENV, parse_bolt_location, redact, store_timeout
 from graph_store.schema import (
     AGENT,
-    ANSWERED_BY,
-    BACKED_BY,
-    EDGE_TYPES,
-    HANDLED_BY,
     LLM,
     NODE_KEY,
     NODE_LABELS,
-    OF_TASK,
     OUTCOME_REL,
     QUERY,
     TASK,
@@ -59,156 +57,9 @@ from graph_store.schema import (
 DEFAULT_URI = "bolt://localhost:7687"
 DEFAULT_USER = "neo4j"
 DEFAULT_BATCH_SIZE = 5000
-# How long a driver made by from_env() retries a managed transaction on transient errors (deadlocks, leader
-# switches, an unreachable server) before giving up; the driver's default of 30 s (in practice up to a minute)
-# is long for a service that should answer "store unavailable" promptly.
-MAX_RETRY_TIME_S = 10.0
 # A batch is also cut before its parameters pass this many bytes: 5,000 queries with 384-float embeddings are
 # about 17 MB, and ArcadeDB's Bolt server refuses messages over 16 MiB (and then never answers the client).
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
-OUTCOME_PROPS: tuple[str, ...] = ("effect", "cost", "source", "observed_at")
-
-# ---- Cypher ---------------------------------------------------------------------------------------------------
-# Labels, relationship types and key property names below come from graph_store.schema only.
-
-# One uniqueness constraint per node key (Neo4j 5 syntax). They back every MERGE and key lookup with an index.
-CREATE_CONSTRAINTS: tuple[str, ...] = tuple(
-    f"CREATE CONSTRAINT {label.lower()}_{NODE_KEY[label]}_unique IF NOT EXISTS "
-    f"FOR (n:{label}) REQUIRE n.{NODE_KEY[label]} IS UNIQUE"
-    for label in NODE_LABELS
-)
-
-# Upsert nodes without references: properties replaced (the key is part of row.props).
-UPSERT_TASKS = f"""
-UNWIND $rows AS row
-MERGE (n:{TASK} {{{NODE_KEY[TASK]}: row.key}})
-SET n = row.props
-RETURN count(*) AS written
-"""
-
-UPSERT_LLMS = f"""
-UNWIND $rows AS row
-MERGE (n:{LLM} {{{NODE_KEY[LLM]}: row.key}})
-SET n = row.props
-RETURN count(*) AS written
-"""
-
-
-def _upsert_with_parent(label: str, parent: str, rel: str) -> str:
-    """Upsert ``label`` nodes with their one ``rel`` edge to a ``parent`` node (``row.ref``). A row whose parent
-    does not exist is dropped by the first MATCH, so ``written`` falls short of the number of rows; the caller then
-    names the missing parents and rolls back. An edge to any other parent (the node moved) is deleted."""
-    return f"""
-UNWIND $rows AS row
-MATCH (p:{parent} {{{NODE_KEY[parent]}: row.ref}})
-MERGE (n:{label} {{{NODE_KEY[label]}: row.key}})
-SET n = row.props
-WITH n, p
-OPTIONAL MATCH (n)-[old:{rel}]->(other:{parent})
-WHERE other <> p
-WITH n, p, collect(old) AS stale
-FOREACH (r IN stale | DELETE r)
-MERGE (n)-[:{rel}]->(p)
-RETURN count(*) AS written
-"""
-
-
-UPSERT_QUERIES = _upsert_with_parent(QUERY, TASK, OF_TASK)  # queries with their OF_TASK edge
-UPSERT_AGENTS = _upsert_with_parent(AGENT, LLM, BACKED_BY)  # agents with their BACKED_BY edge
-
-# One outcome edge per (query, target), its properties replaced. Rows with a missing end are dropped (see above).
-# Outcome rows are positional lists [query_id, target, effect, cost, source, observed_at]: the driver's pure-Python
-# packer and the server's unpacker spend most of a bulk import on row maps (about 2x slower than lists).
-OUTCOME_ROW: tuple[str, ...] = ("query_id", "target", *OUTCOME_PROPS)
-UPSERT_OUTCOMES: dict[str, str] = {
-    kind: f"""
-UNWIND $rows AS row
-MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: row[0]}})
-MATCH (c:{kind} {{{NODE_KEY[kind]}: row[1]}})
-MERGE (q)-[r:{rel}]->(c)
-SET r.effect = row[2], r.cost = row[3], r.source = row[4], r.observed_at = row[5]
-RETURN count(*) AS written
-"""
-    for kind, rel in OUTCOME_REL.items()
-}
-
-# Which of the given keys exist (used only to name the missing ones after a short write).
-EXISTING_KEYS: dict[str, str] = {
-    label: f"""
-UNWIND $keys AS key
-MATCH (n:{label} {{{NODE_KEY[label]}: key}})
-RETURN DISTINCT key
-"""
-    for label in NODE_LABELS
-}
-
-GET_NODE: dict[str, str] = {
-    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) RETURN properties(n) AS props" for label in NODE_LABELS
-}
-
-LIST_NODES: dict[str, str] = {
-    label: f"MATCH (n:{label}) RETURN properties(n) AS props ORDER BY n.{NODE_KEY[label]} SKIP $offset"
-    for label in NODE_LABELS
-}
-LIST_NODES_LIMIT: dict[str, str] = {label: f"{LIST_NODES[label]} LIMIT $limit" for label in NODE_LABELS}
-
-DELETE_NODE: dict[str, str] = {
-    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) DETACH DELETE n RETURN count(*) AS deleted"
-    for label in NODE_LABELS
-}
-
-# Outcome reads, one statement per filter combination so that each one can use the key indexes.
-_OUTCOME_RETURN: dict[str, str] = {
-    kind: f"""
-RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, r.effect AS effect, r.cost AS cost,
-       r.source AS source, r.observed_at AS observed_at
-ORDER BY query_id, target
-"""
-    for kind in OUTCOME_REL
-}
-OUTCOMES_ALL: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_QUERY: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_TARGET: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-OUTCOMES_BY_BOTH: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->"
-    f"(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
-    for kind, rel in OUTCOME_REL.items()
-}
-
-# Counts: one small statement each (ArcadeDB drops the zero row of an empty aggregate inside UNION ALL).
-COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODE_LABELS}
-COUNT_EDGES: dict[str, str] = {
-    rel: f"MATCH (:{src})-[r:{rel}]->(:{dst}) RETURN count(r) AS n" for src, rel, dst in EDGE_TYPES
-}
-
-# Snapshot: one statement per label and per edge type, each returning one record of parallel lists, which the
-# driver decodes far faster than one record per node or edge.
-SNAPSHOT_NODES: dict[str, str] = {
-    label: f"MATCH (n:{label}) RETURN collect(properties(n)) AS rows" for label in NODE_LABELS
-}
-SNAPSHOT_EDGES: dict[tuple[str, str, str], str] = {
-    (src, rel, dst): (
-        f"MATCH (s:{src})-[r:{rel}]->(d:{dst}) "
-        f"RETURN collect(s.{NODE_KEY[src]}) AS src, collect(d.{NODE_KEY[dst]}) AS dst"
-        + (", collect(r.effect) AS effect, collect(r.cost) AS cost" if rel in (ANSWERED_BY, HANDLED_BY) else "")
-    )
-    for src, rel, dst in EDGE_TYPES
-}
-
-# Clear, in bounded transactions so a large graph does not need one huge one.
-CLEAR_LABEL: dict[str, str] = {
-    label: f"MATCH (n:{label}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted" for label in NODE_LABELS
-}
-
-PING = "RETURN 1 AS ok"
 
 # ---- error translation ----------------------------------------------------------------------------------------
 # Driver exceptions meaning "the database cannot be reached now": retrying later may succeed.
@@ -221,93 +72,44 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Of those, the ones meaning the server (not one transaction) is out of reach: the store then fails fast a while.
+_OUTAGE: tuple[type[BaseException], ...] = (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def _translate_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Re-raise driver and server errors as graph_store errors (ours pass through unchanged)."""
+    """Re-raise driver and server errors as graph_store errors (ours pass through unchanged); fail fast while the
+    server is known to be out of reach (see graph_store.location.DEFAULT_TIMEOUT_S)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        self: Neo4jStore = args[0]  # type: ignore[assignment]
+        if func.__name__ != "_ping":
+            self._fail_fast()
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except GraphStoreError:
             raise
         except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"Neo4j is unavailable: {exc}") from exc
+            if isinstance(exc, _OUTAGE):
+                self._down_until = time.monotonic() + self._timeout
+            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} is unavailable: {exc}")) from exc
         except (neo4j_errors.AuthError, neo4j_errors.AuthConfigurationError) as exc:
-            raise StoreUnavailableError(f"Neo4j refused the credentials: {exc}") from exc
+            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} refused the credentials: {exc}")) from exc
         except neo4j_errors.ConstraintError as exc:
-            raise ConflictError(f"Neo4j constraint violated: {exc}") from exc
+            raise ConflictError(self._scrub(f"Neo4j constraint violated: {exc}")) from exc
         except neo4j_errors.Neo4jError as exc:
-            raise GraphStoreError(f"Neo4j error {exc.code}: {exc.message}") from exc
+            raise GraphStoreError(self._scrub(f"Neo4j error {exc.code}: {exc.message}")) from exc
         except neo4j_errors.DriverError as exc:
             if "closed" in str(exc).lower():
-                raise StoreUnavailableError(f"the Neo4j store is closed: {exc}") from exc
-            raise GraphStoreError(f"Neo4j driver error: {exc}") from exc
+                raise StoreUnavailableError(self._scrub(f"the Neo4j store is closed: {exc}")) from exc
+            raise GraphStoreError(self._scrub(f"Neo4j driver error: {exc}")) from exc
+        self._down_until = 0.0
+        return result
 
     return wrapper
-
-
-def _packed_size(value: Any) -> int:
-    """About how many bytes ``value`` takes in a Bolt message (an upper bound for the types we send)."""
-    if isinstance(value, str):
-        return 5 + 4 * len(value)  # UTF-8 needs at most 4 bytes a character
-    if isinstance(value, dict):
-        return 5 + sum(5 + 4 * len(k) + _packed_size(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        if value and isinstance(value[0], float):  # an embedding: schema validation made every item a float
-            return 5 + 9 * len(value)
-        return 5 + sum(_packed_size(x) for x in value)
-    return 9  # float, int, bool, None
-
-
-def _outcome_row_size(row: list[Any]) -> int:
-    """``_packed_size`` of an outcome row (see OUTCOME_ROW), without walking it."""
-    return 64 + 4 * (len(row[0]) + len(row[1]) + len(row[4]) + len(row[5]))
-
-
-def _chunks(
-    rows: Sequence[Any], max_rows: int, max_bytes: int, size_of: Callable[[Any], int] = _packed_size
-) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of at most ``max_rows`` rows and (unless one row is larger) ``max_bytes`` bytes."""
-    start, size = 0, 0
-    for i, row in enumerate(rows):
-        row_size = size_of(row)
-        if i > start and (i - start >= max_rows or size + row_size > max_bytes):
-            yield rows[start:i]
-            start, size = i, 0
-        size += row_size
-    if start < len(rows):
-        yield rows[start:]
-
-
-def _drop_edges_to_unseen_nodes(nodes: NodeRows, edges: EdgeRows) -> EdgeRows:
-    """Keep only edges whose two ends are among the snapshot's nodes.
-
-    Neo4j (and ArcadeDB) read at READ COMMITTED: the edge statements of a snapshot can see an edge written by a
-    transaction that committed after the node statements ran, whose new node the snapshot then lacks.
-    """
-    keys = {label: {row["key"] for row in rows} for label, rows in nodes.items()}
-    out: EdgeRows = {}
-    for (src_label, rel, dst_label), (src, dst, attrs) in edges.items():
-        src_keys, dst_keys = keys.get(src_label, set()), keys.get(dst_label, set())
-        if src_keys.issuperset(src) and dst_keys.issuperset(dst):
-            out[(src_label, rel, dst_label)] = (src, dst, attrs)
-            continue
-        keep = [i for i, (s, d) in enumerate(zip(src, dst, strict=True)) if s in src_keys and d in dst_keys]
-        out[(src_label, rel, dst_label)] = (
-            [src[i] for i in keep],
-            [dst[i] for i in keep],
-            {name: [values[i] for i in keep] for name, values in attrs.items()},
-        )
-    return out
-
-
-def _last_by_key(nodes: Sequence[NodeRecord]) -> list[NodeRecord]:
-    """One record per key, the last one written winning (as if the batch were applied in order)."""
-    return list({node.key: node for node in nodes}.values())
 
 
 class Neo4jStore(GraphStore):
@@ -322,6 +124,8 @@ class Neo4jStore(GraphStore):
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         owns_driver: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        location: str | None = None,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_batch_bytes", max_batch_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -334,25 +138,42 @@ class Neo4jStore(GraphStore):
         self._closed = False
         self._constraints_ready = False
         self._constraints_lock = threading.Lock()
+        self._timeout = store_timeout(timeout)  # the fail-fast window after an outage error
+        self._down_until = 0.0
+        self._location = redact(location) if location else None
+        self._where = self._location or "the driver's address"
+        self._secret = ""  # a password to scrub from error messages (set by from_env)
 
     @classmethod
     def from_env(cls, uri: str | None = None) -> Neo4jStore:
-        """A store on a driver built from the environment; the store owns the driver and closes it.
+        """A store on a driver built from a location and the environment; the store owns the driver and closes it.
 
-        ``uri`` (else ``NEO4J_URI``, else ``bolt://localhost:7687``), ``NEO4J_USER`` (default ``neo4j``),
-        ``NEO4J_PASSWORD`` and ``NEO4J_DATABASE`` (default: the server's default database). Managed transactions
-        are retried for at most ``MAX_RETRY_TIME_S`` seconds.
+        The location is ``uri`` (else ``NEO4J_URI``, else ``bolt://localhost:7687``), of the form
+        ``scheme://[user[:password]@]host[:port][/database][?timeout=SECONDS]``; user, password and database
+        default to ``NEO4J_USER`` (else ``neo4j``), ``NEO4J_PASSWORD`` and ``NEO4J_DATABASE`` (else the server's
+        default database), the timeout to ``GRAPHROUTER_STORE_TIMEOUT`` (else 2 s; see ``DEFAULT_TIMEOUT_S``).
+        The driver gets the timeout as its ``connection_timeout``, ``connection_acquisition_timeout`` and
+        ``max_transaction_retry_time``. The password never appears in the store's repr or error messages.
         """
-        uri = uri or os.environ.get("NEO4J_URI") or DEFAULT_URI
-        user = os.environ.get("NEO4J_USER") or DEFAULT_USER
-        password = os.environ.get("NEO4J_PASSWORD", "")
-        database = os.environ.get("NEO4J_DATABASE") or None
+        location = uri or os.environ.get("NEO4J_URI") or DEFAULT_URI
+        driver_uri, user, password, database, timeout = parse_bolt_location(location)
+        user = user or os.environ.get("NEO4J_USER") or DEFAULT_USER
+        password = password if password is not None else os.environ.get("NEO4J_PASSWORD", "")
+        database = database or os.environ.get("NEO4J_DATABASE") or None
+        seconds = store_timeout(timeout if timeout is not None else os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
         try:
-            driver = neo4j.GraphDatabase.driver(uri, auth=(user, password), max_transaction_retry_time=MAX_RETRY_TIME_S)
+            driver = neo4j.GraphDatabase.driver(
+                driver_uri,
+                auth=(user, password),
+                connection_timeout=seconds,
+                connection_acquisition_timeout=seconds,
+                max_transaction_retry_time=seconds,
+            )
         except (neo4j_errors.ConfigurationError, ValueError) as exc:
-            raise InvalidInputError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
-        store = cls(driver, database=database)
-        store._owns_driver = True
+            message = f"invalid Neo4j URI {redact(location)!r}: {exc}"
+            raise InvalidInputError(message.replace(password, REDACTED) if password else message) from None
+        store = cls(driver, database=database, owns_driver=True, timeout=seconds, location=location)
+        store._secret = password
         return store
 
     @property
@@ -363,13 +184,28 @@ class Neo4jStore(GraphStore):
     def database(self) -> str | None:
         return self._database
 
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
     def __repr__(self) -> str:
-        return f"Neo4jStore(database={self._database!r}, batch_size={self._batch_size})"
+        where = f"{self._location!r}, " if self._location else ""
+        return f"Neo4jStore({where}database={self._database!r}, batch_size={self._batch_size})"
+
+    def _scrub(self, message: str) -> str:
+        return message.replace(self._secret, REDACTED) if self._secret else message
+
+    def _fail_fast(self) -> None:
+        left = self._down_until - time.monotonic()
+        if left > 0 and not self._closed:
+            raise StoreUnavailableError(
+                f"Neo4j at {self._where} was unreachable moments ago; not trying again for {left:.1f} s"
+            )
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     def _session(self) -> neo4j.Session:
         if self._closed:
-            raise StoreUnavailableError("the Neo4j store is closed")
+            raise StoreUnavailableError(f"the Neo4j store at {self._where} is closed")
         # The driver's shared bookmark manager gives read-your-writes across sessions, also on a cluster.
         return self._driver.session(
             database=self._database, bookmark_manager=self._driver.execute_query_bookmark_manager
@@ -383,7 +219,7 @@ class Neo4jStore(GraphStore):
             if self._constraints_ready:
                 return
             with self._session() as session:
-                for statement in CREATE_CONSTRAINTS:
+                for statement in cypher.CREATE_CONSTRAINTS:
                     try:
                         session.run(statement).consume()
                     except neo4j_errors.ClientError as exc:
@@ -397,26 +233,30 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _write(self, batch: GraphBatch) -> None:
         self._ensure_constraints()
-        tasks = [{"key": n.key, "props": node_props(n)} for n in _last_by_key(batch.tasks)]
-        llms = [{"key": n.key, "props": node_props(n)} for n in _last_by_key(batch.llms)]
-        queries = [{"key": n.key, "ref": n.task, "props": node_props(n)} for n in _last_by_key(batch.queries)]
-        agents = [{"key": n.key, "ref": n.llm, "props": node_props(n)} for n in _last_by_key(batch.agents)]
+        tasks = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.tasks)]
+        llms = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.llms)]
+        queries = [{"key": n.key, "ref": n.task, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.queries)]
+        agents = [{"key": n.key, "ref": n.llm, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.agents)]
         outcomes: dict[str, dict[tuple[str, str], list[Any]]] = {kind: {} for kind in OUTCOME_REL}
-        for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as OUTCOME_ROW
+        for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as cypher.OUTCOME_ROW
             outcomes[o.kind][(o.query_id, o.target)] = [o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at]
 
         def work(tx: neo4j.ManagedTransaction) -> None:
-            self._run_rows(tx, UPSERT_TASKS, tasks)
-            self._run_rows(tx, UPSERT_LLMS, llms)
-            self._run_rows(tx, UPSERT_QUERIES, queries, check=lambda rows: self._missing_refs(tx, QUERY, TASK, rows))
-            self._run_rows(tx, UPSERT_AGENTS, agents, check=lambda rows: self._missing_refs(tx, AGENT, LLM, rows))
+            self._run_rows(tx, cypher.UPSERT_TASKS, tasks)
+            self._run_rows(tx, cypher.UPSERT_LLMS, llms)
+            self._run_rows(
+                tx, cypher.UPSERT_QUERIES, queries, check=lambda rows: self._missing_refs(tx, QUERY, TASK, rows)
+            )
+            self._run_rows(
+                tx, cypher.UPSERT_AGENTS, agents, check=lambda rows: self._missing_refs(tx, AGENT, LLM, rows)
+            )
             for kind, rows in outcomes.items():
                 self._run_rows(
                     tx,
-                    UPSERT_OUTCOMES[kind],
+                    cypher.UPSERT_OUTCOMES[kind],
                     list(rows.values()),
                     check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, rows),
-                    size_of=_outcome_row_size,
+                    size_of=neo4j_rows.outcome_row_size,
                 )
 
         with self._session() as session:
@@ -428,10 +268,10 @@ class Neo4jStore(GraphStore):
         statement: str,
         rows: Sequence[Any],
         check: Callable[[Sequence[Any]], None] | None = None,
-        size_of: Callable[[Any], int] = _packed_size,
+        size_of: Callable[[Any], int] = neo4j_rows.packed_size,
     ) -> None:
         """Run an ``UNWIND $rows`` statement in batches; if fewer rows were written than sent, ``check`` raises."""
-        for chunk in _chunks(rows, self._batch_size, self._max_batch_bytes, size_of):
+        for chunk in neo4j_rows.chunks(rows, self._batch_size, self._max_batch_bytes, size_of):
             record = tx.run(statement, rows=chunk).single(strict=True)
             written = int(record["written"])
             if written != len(chunk):
@@ -441,7 +281,7 @@ class Neo4jStore(GraphStore):
 
     @staticmethod
     def _existing(tx: neo4j.ManagedTransaction, label: str, keys: set[str]) -> set[str]:
-        result = tx.run(EXISTING_KEYS[label], keys=sorted(keys))
+        result = tx.run(cypher.EXISTING_KEYS[label], keys=sorted(keys))
         return {record["key"] for record in result}
 
     @classmethod
@@ -475,7 +315,7 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _delete_node(self, label: str, key: str) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
-            return int(tx.run(DELETE_NODE[label], key=key).single(strict=True)["deleted"])
+            return int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
 
         with self._session() as session:
             return session.execute_write(work) > 0
@@ -487,7 +327,7 @@ class Neo4jStore(GraphStore):
 
         with self._session() as session:
             for label in NODE_LABELS:
-                while session.execute_write(work, CLEAR_LABEL[label]) > 0:
+                while session.execute_write(work, cypher.CLEAR_LABEL[label]) > 0:
                     pass
 
     # ---- reads ----------------------------------------------------------------------------------------------
@@ -500,27 +340,27 @@ class Neo4jStore(GraphStore):
 
     @_translate_errors
     def _get_node(self, label: str, key: str) -> NodeRecord | None:
-        records = self._read(GET_NODE[label], key=key)
+        records = self._read(cypher.GET_NODE[label], key=key)
         return node_from_props(label, records[0]["props"]) if records else None
 
     @_translate_errors
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
         if limit is None:
-            records = self._read(LIST_NODES[label], offset=offset)
+            records = self._read(cypher.LIST_NODES[label], offset=offset)
         else:
-            records = self._read(LIST_NODES_LIMIT[label], offset=offset, limit=limit)
+            records = self._read(cypher.LIST_NODES_LIMIT[label], offset=offset, limit=limit)
         return [node_from_props(label, record["props"]) for record in records]
 
     @_translate_errors
     def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
         if query_id is not None and target is not None:
-            records = self._read(OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
+            records = self._read(cypher.OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
         elif query_id is not None:
-            records = self._read(OUTCOMES_BY_QUERY[kind], query_id=query_id)
+            records = self._read(cypher.OUTCOMES_BY_QUERY[kind], query_id=query_id)
         elif target is not None:
-            records = self._read(OUTCOMES_BY_TARGET[kind], target=target)
+            records = self._read(cypher.OUTCOMES_BY_TARGET[kind], target=target)
         else:
-            records = self._read(OUTCOMES_ALL[kind])
+            records = self._read(cypher.OUTCOMES_ALL[kind])
         return [
             Outcome(
                 query_id=r["query_id"],
@@ -537,8 +377,8 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
-            out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in COUNT_NODES.items()}
-            out.update({rel: int(tx.run(s).single(strict=True)["n"]) for rel, s in COUNT_EDGES.items()})
+            out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
+            out.update({rel: int(tx.run(s).single(strict=True)["n"]) for rel, s in cypher.COUNT_EDGES.items()})
             return out
 
         with self._session() as session:
@@ -548,18 +388,18 @@ class Neo4jStore(GraphStore):
     def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
         def work(tx: neo4j.ManagedTransaction) -> tuple[NodeRows, EdgeRows]:
             nodes: NodeRows = {}
-            for label, statement in SNAPSHOT_NODES.items():
+            for label, statement in cypher.SNAPSHOT_NODES.items():
                 rows = tx.run(statement).single(strict=True)["rows"]
                 key = NODE_KEY[label]
                 for row in rows:
                     row["key"] = row[key]
                 nodes[label] = rows
             edges: EdgeRows = {}
-            for etype, statement in SNAPSHOT_EDGES.items():
+            for etype, statement in cypher.SNAPSHOT_EDGES.items():
                 record = tx.run(statement).single(strict=True)
                 attrs = {name: record[name] for name in ("effect", "cost") if name in record.keys()}
                 edges[etype] = (record["src"], record["dst"], attrs)
-            return nodes, _drop_edges_to_unseen_nodes(nodes, edges)
+            return nodes, neo4j_rows.drop_edges_to_unseen_nodes(nodes, edges)
 
         with self._session() as session:
             return session.execute_read(work)
@@ -567,7 +407,7 @@ class Neo4jStore(GraphStore):
     @_translate_errors
     def _ping(self) -> None:
         with self._session() as session:
-            session.run(PING).consume()
+            session.run(cypher.PING).consume()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:

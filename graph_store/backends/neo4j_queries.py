@@ -1,0 +1,166 @@
+"""Every Cypher statement of the Neo4j backend, as named constants.
+
+Values travel only as ``$parameters``. Labels, relationship types and key property names are formatted in from
+the fixed constants of :mod:`graph_store.schema`, never from input. Statements that differ only by label or
+relationship type are dicts keyed by it.
+"""
+
+from __future__ import annotations
+
+from graph_store.schema import (
+    AGENT,
+    ANSWERED_BY,
+    BACKED_BY,
+    EDGE_TYPES,
+    HANDLED_BY,
+    LLM,
+    NODE_KEY,
+    NODE_LABELS,
+    OF_TASK,
+    OUTCOME_REL,
+    QUERY,
+    TASK,
+)
+
+# Outcome edge properties, in the order of an outcome row's columns after its two ends.
+OUTCOME_PROPS: tuple[str, ...] = ("effect", "cost", "source", "observed_at")
+
+
+# One uniqueness constraint per node key (Neo4j 5 syntax). They back every MERGE and key lookup with an index.
+CREATE_CONSTRAINTS: tuple[str, ...] = tuple(
+    f"CREATE CONSTRAINT {label.lower()}_{NODE_KEY[label]}_unique IF NOT EXISTS "
+    f"FOR (n:{label}) REQUIRE n.{NODE_KEY[label]} IS UNIQUE"
+    for label in NODE_LABELS
+)
+
+# Upsert nodes without references: properties replaced (the key is part of row.props).
+UPSERT_TASKS = f"""
+UNWIND $rows AS row
+MERGE (n:{TASK} {{{NODE_KEY[TASK]}: row.key}})
+SET n = row.props
+RETURN count(*) AS written
+"""
+
+UPSERT_LLMS = f"""
+UNWIND $rows AS row
+MERGE (n:{LLM} {{{NODE_KEY[LLM]}: row.key}})
+SET n = row.props
+RETURN count(*) AS written
+"""
+
+
+def _upsert_with_parent(label: str, parent: str, rel: str) -> str:
+    """Upsert ``label`` nodes with their one ``rel`` edge to a ``parent`` node (``row.ref``). A row whose parent
+    does not exist is dropped by the first MATCH, so ``written`` falls short of the number of rows; the caller then
+    names the missing parents and rolls back. An edge to any other parent (the node moved) is deleted."""
+    return f"""
+UNWIND $rows AS row
+MATCH (p:{parent} {{{NODE_KEY[parent]}: row.ref}})
+MERGE (n:{label} {{{NODE_KEY[label]}: row.key}})
+SET n = row.props
+WITH n, p
+OPTIONAL MATCH (n)-[old:{rel}]->(other:{parent})
+WHERE other <> p
+WITH n, p, collect(old) AS stale
+FOREACH (r IN stale | DELETE r)
+MERGE (n)-[:{rel}]->(p)
+RETURN count(*) AS written
+"""
+
+
+UPSERT_QUERIES = _upsert_with_parent(QUERY, TASK, OF_TASK)  # queries with their OF_TASK edge
+UPSERT_AGENTS = _upsert_with_parent(AGENT, LLM, BACKED_BY)  # agents with their BACKED_BY edge
+
+# One outcome edge per (query, target), its properties replaced. Rows with a missing end are dropped (see above).
+# Outcome rows are positional lists [query_id, target, effect, cost, source, observed_at]: the driver's pure-Python
+# packer and the server's unpacker spend most of a bulk import on row maps (about 2x slower than lists).
+OUTCOME_ROW: tuple[str, ...] = ("query_id", "target", *OUTCOME_PROPS)
+UPSERT_OUTCOMES: dict[str, str] = {
+    kind: f"""
+UNWIND $rows AS row
+MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: row[0]}})
+MATCH (c:{kind} {{{NODE_KEY[kind]}: row[1]}})
+MERGE (q)-[r:{rel}]->(c)
+SET r.effect = row[2], r.cost = row[3], r.source = row[4], r.observed_at = row[5]
+RETURN count(*) AS written
+"""
+    for kind, rel in OUTCOME_REL.items()
+}
+
+# Which of the given keys exist (used only to name the missing ones after a short write).
+EXISTING_KEYS: dict[str, str] = {
+    label: f"""
+UNWIND $keys AS key
+MATCH (n:{label} {{{NODE_KEY[label]}: key}})
+RETURN DISTINCT key
+"""
+    for label in NODE_LABELS
+}
+
+GET_NODE: dict[str, str] = {
+    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) RETURN properties(n) AS props" for label in NODE_LABELS
+}
+
+LIST_NODES: dict[str, str] = {
+    label: f"MATCH (n:{label}) RETURN properties(n) AS props ORDER BY n.{NODE_KEY[label]} SKIP $offset"
+    for label in NODE_LABELS
+}
+LIST_NODES_LIMIT: dict[str, str] = {label: f"{LIST_NODES[label]} LIMIT $limit" for label in NODE_LABELS}
+
+DELETE_NODE: dict[str, str] = {
+    label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) DETACH DELETE n RETURN count(*) AS deleted"
+    for label in NODE_LABELS
+}
+
+# Outcome reads, one statement per filter combination so that each one can use the key indexes.
+_OUTCOME_RETURN: dict[str, str] = {
+    kind: f"""
+RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, r.effect AS effect, r.cost AS cost,
+       r.source AS source, r.observed_at AS observed_at
+ORDER BY query_id, target
+"""
+    for kind in OUTCOME_REL
+}
+OUTCOMES_ALL: dict[str, str] = {
+    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
+}
+OUTCOMES_BY_QUERY: dict[str, str] = {
+    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}"
+    for kind, rel in OUTCOME_REL.items()
+}
+OUTCOMES_BY_TARGET: dict[str, str] = {
+    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
+    for kind, rel in OUTCOME_REL.items()
+}
+OUTCOMES_BY_BOTH: dict[str, str] = {
+    kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->"
+    f"(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
+    for kind, rel in OUTCOME_REL.items()
+}
+
+# Counts: one small statement each (ArcadeDB drops the zero row of an empty aggregate inside UNION ALL).
+COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODE_LABELS}
+COUNT_EDGES: dict[str, str] = {
+    rel: f"MATCH (:{src})-[r:{rel}]->(:{dst}) RETURN count(r) AS n" for src, rel, dst in EDGE_TYPES
+}
+
+# Snapshot: one statement per label and per edge type, each returning one record of parallel lists, which the
+# driver decodes far faster than one record per node or edge.
+SNAPSHOT_NODES: dict[str, str] = {
+    label: f"MATCH (n:{label}) RETURN collect(properties(n)) AS rows" for label in NODE_LABELS
+}
+SNAPSHOT_EDGES: dict[tuple[str, str, str], str] = {
+    (src, rel, dst): (
+        f"MATCH (s:{src})-[r:{rel}]->(d:{dst}) "
+        f"RETURN collect(s.{NODE_KEY[src]}) AS src, collect(d.{NODE_KEY[dst]}) AS dst"
+        + (", collect(r.effect) AS effect, collect(r.cost) AS cost" if rel in (ANSWERED_BY, HANDLED_BY) else "")
+    )
+    for src, rel, dst in EDGE_TYPES
+}
+
+# Clear, in bounded transactions so a large graph does not need one huge one.
+CLEAR_LABEL: dict[str, str] = {
+    label: f"MATCH (n:{label}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted" for label in NODE_LABELS
+}
+
+PING = "RETURN 1 AS ok"

@@ -1,0 +1,130 @@
+"""Store locations: credentials never shown (redact), and a bounded wait when the Neo4j server is down."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from graph_store import LLM, GraphBatch, InvalidInputError, LLMNode, StoreUnavailableError, Task, open_store
+from graph_store.backends.neo4j_store import Neo4jStore
+from graph_store.location import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, parse_bolt_location, redact
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (f"bolt://bob:{SECRET}@127.0.0.1:7687", "bolt://bob:***@127.0.0.1:7687"),
+        (
+            f"neo4j+s://bob:{SECRET}/x@y@db.example:7687/graph?timeout=1",
+            "neo4j+s://bob:***@db.example:7687/graph?timeout=1",
+        ),
+        ("bolt://bob@127.0.0.1:7687", "bolt://bob@127.0.0.1:7687"),
+        ("bolt://127.0.0.1:7687/db", "bolt://127.0.0.1:7687/db"),
+        ("/tmp/odd:name@file.db", "/tmp/odd:name@file.db"),
+    ],
+)
+def test_redact_hides_only_the_password(location: str, shown: str) -> None:
+    assert redact(location) == shown
+
+
+def test_a_location_carries_user_password_database_and_timeout() -> None:
+    assert parse_bolt_location("bolt://bob:p%40ss@h:1/graph?timeout=0.5") == (
+        "bolt://h:1",
+        "bob",
+        "p@ss",
+        "graph",
+        "0.5",
+    )
+    assert parse_bolt_location("neo4j://h?policy=eu") == ("neo4j://h?policy=eu", None, None, None, None)
+
+
+def test_password_is_in_no_repr_or_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    location = f"bolt://bob:{SECRET}@127.0.0.1:1/graphrouter"  # nothing listens on port 1
+    with open_store(location) as store:
+        assert isinstance(store, Neo4jStore) and store.timeout == DEFAULT_TIMEOUT_S
+        assert SECRET not in repr(store) and "bob:***@127.0.0.1:1" in repr(store)
+        for call in (store.ping, lambda: store.get_node(LLM, "x"), store.counts):
+            with pytest.raises(StoreUnavailableError) as err:
+                call()
+            assert SECRET not in str(err.value) and "***" in str(err.value)
+    for bad in (f"bolt://bob:{SECRET}@h?timeout=0", f"bolt://bob:{SECRET}@h?timeout=nan", f"nope://bob:{SECRET}@h"):
+        with pytest.raises(InvalidInputError) as err:
+            open_store(bad)
+        assert SECRET not in str(err.value)
+
+
+def test_ready_and_503_bodies_do_not_show_the_password(tmp_path: Path) -> None:
+    from api.main import create_app
+    from api.settings import Settings
+
+    settings = Settings(store=f"bolt://bob:{SECRET}@127.0.0.1:1", checkpoint=tmp_path / "none.pt", embedding_cache=None)
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/ready")
+        assert r.status_code == 503 and "127.0.0.1:1" in r.text and SECRET not in r.text, r.text
+        r = client.get("/v1/llms")
+        assert r.status_code == 503 and SECRET not in r.text, r.text
+
+
+def test_the_timeout_reaches_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config(store: Neo4jStore) -> tuple[float, float, float]:
+        d = store.driver
+        ws = d._default_workspace_config  # noqa: SLF001 - the driver has no public view of its configuration
+        return d._pool.pool_config.connection_timeout, ws.connection_acquisition_timeout, ws.max_transaction_retry_time  # noqa: SLF001
+
+    monkeypatch.setenv(TIMEOUT_ENV, "0.75")
+    with open_store("bolt://127.0.0.1:1") as store:
+        assert store.timeout == 0.75 and config(store) == (0.75, 0.75, 0.75)  # type: ignore[attr-defined]
+    with open_store("bolt://127.0.0.1:1?timeout=3") as store:  # the location wins over the environment
+        assert store.timeout == 3.0 and config(store) == (3.0, 3.0, 3.0)  # type: ignore[attr-defined]
+    monkeypatch.setenv(TIMEOUT_ENV, "-1")
+    with pytest.raises(InvalidInputError, match=TIMEOUT_ENV):
+        open_store("bolt://127.0.0.1:1")
+
+
+def test_credentials_in_the_location_log_in(bolt_server) -> None:  # type: ignore[no-untyped-def]
+    host = bolt_server.uri.removeprefix("bolt://")
+    with open_store(f"bolt://{bolt_server.user}:{bolt_server.password}@{host}/{bolt_server.database}") as store:
+        store.ping()
+        assert store.database == bolt_server.database  # type: ignore[attr-defined]
+        assert bolt_server.password not in repr(store)
+    with open_store(f"bolt://{bolt_server.user}:wrong-{SECRET}@{host}/{bolt_server.database}") as store:
+        with pytest.raises(StoreUnavailableError) as err:
+            store.ping()
+        assert SECRET not in str(err.value)
+
+
+def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> None:
+    """A throw-away server: write, stop it, then reads and writes must fail promptly with StoreUnavailableError."""
+    from tests._arcadedb import arcadedb_bolt_server
+
+    bound = 1.0
+    with arcadedb_bolt_server(tmp_path / "arcadedb", heap_size="256m") as server:
+        host = server.uri.removeprefix("bolt://")
+        store = open_store(f"bolt://{server.user}:{server.password}@{host}/{server.database}?timeout={bound}")
+        store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m")]))
+        assert store.has_node(LLM, "m")
+    try:  # the server is stopped now
+        calls = [
+            lambda: store.get_node(LLM, "m"),
+            lambda: store.write(GraphBatch(llms=[LLMNode("n")])),
+            store.counts,
+            lambda: store.upsert([LLMNode("o")]),
+        ]
+        start = time.monotonic()
+        for call in calls:
+            t0 = time.monotonic()
+            with pytest.raises(StoreUnavailableError):
+                call()
+            assert time.monotonic() - t0 < 4 * bound + 2, "one call took far longer than the configured bound"
+        # after the first failure the store fails fast: four calls take about one bound, not four
+        assert time.monotonic() - start < 4 * bound + 2
+        with pytest.raises(StoreUnavailableError):
+            store.ping()  # ping always asks the server
+    finally:
+        store.close()
