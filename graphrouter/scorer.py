@@ -89,8 +89,7 @@ class Scorer:
     ) -> None:
         """Make ``llm`` routable now, from its description, prices and effects observed on stored queries (query
         id → effect); observed ``costs`` (query id → USD) on them set its cost multiplier."""
-        keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
-        rows = {keys[q]: e for q, e in (outcomes or {}).items() if q in keys}
+        rows, cost_rows = self.router.training_rows(outcomes, costs)
         emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
         try:
             self.router.register_candidate(
@@ -100,7 +99,7 @@ class Scorer:
                 llm.output_price,
                 llm.size_b,
                 rows,
-                costs=self._training_rows(costs)[0],
+                costs=cost_rows,
             )
         except GraphRouterError:
             raise
@@ -124,7 +123,7 @@ class Scorer:
                 f"agent {agent.name!r}: its backing LLM {backing.name!r} is not a candidate of this router"
             )
         emb = self.embedder.embed_one(f"{agent.name}: {agent.description}")  # as world.candidate_texts
-        rows, cost_rows = self._training_rows(outcomes, costs)
+        rows, cost_rows = self.router.training_rows(outcomes, costs)
         try:
             self.router.register_candidate(
                 agent.name,
@@ -173,7 +172,7 @@ class Scorer:
         """
         if name not in self.candidates:
             raise GraphRouterError(f"{name!r} is not a candidate")
-        rows, cost_rows = self._training_rows(outcomes, costs)
+        rows, cost_rows = self.router.training_rows(outcomes, costs)
         if not rows and not cost_rows:
             return 0
         try:
@@ -182,18 +181,6 @@ class Scorer:
             raise
         except ValueError as exc:
             raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
-
-    def _training_rows(self, *values: dict[str, float | None] | None) -> list[dict[int, float]]:
-        """Each of ``values`` (query id → value) as world query index → value, keeping only the router's training
-        queries (and values that are there); the world's index is built once for all of them."""
-        if not any(values):
-            return [{} for _ in values]
-        keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
-        train = set(np.asarray(getattr(self.router, "train_idx", np.arange(len(keys)))).tolist())
-        return [
-            {keys[q]: float(v) for q, v in (vals or {}).items() if v is not None and keys.get(q, -1) in train}
-            for vals in values
-        ]
 
     @property
     def tasks(self) -> list[str]:

@@ -84,6 +84,21 @@ class Router(ABC):
     def choose(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         return np.argmax(self.utility(q, weights), axis=1)
 
+    def training_rows(self, *values: dict[str, float | None] | None) -> list[dict[int, float]]:
+        """Each of ``values`` (query id → value) as world query index → value, keeping only this router's stored
+        training queries (and values that are there). The id → row index is built once per world."""
+        if not any(values):
+            return [{} for _ in values]
+        cached = self.__dict__.get("_training_keys")
+        if cached is None or cached[0] is not self.world:
+            keys = self.world.data.query_keys
+            cached = (self.world, {keys[int(i)]: int(i) for i in self.train_idx})
+            self.__dict__["_training_keys"] = cached
+        index = cached[1]
+        return [
+            {index[q]: float(v) for q, v in (vals or {}).items() if v is not None and q in index} for vals in values
+        ]
+
     @property
     def candidates(self) -> tuple[str, ...]:
         """The names this router scores, in column order: the one candidate list of a running service (the scorer
