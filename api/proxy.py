@@ -176,9 +176,9 @@ class Plan:
     def headers(self, chosen: Attempt) -> dict[str, str]:
         out = {f"{HEADER_PREFIX}model": chosen.name, f"{HEADER_PREFIX}fallbacks": str(len(self.failed))}
         if chosen.effect is not None:
-            out[f"{HEADER_PREFIX}effect"] = f"{chosen.effect:.4f}"
+            out[f"{HEADER_PREFIX}effect"] = f"{chosen.effect:.10g}"
         if chosen.cost is not None:
-            out[f"{HEADER_PREFIX}cost"] = f"{chosen.cost:.8f}"
+            out[f"{HEADER_PREFIX}cost"] = f"{chosen.cost:.10g}"
         if self.task is not None:
             out[f"{HEADER_PREFIX}task"] = _header_safe(self.task)
         if self.failed:
