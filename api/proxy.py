@@ -16,11 +16,12 @@ the request itself is wrong). ``stream: true`` is passed through event by event;
 ``usage`` in the last chunk (``stream_options.include_usage``) and drops that chunk unless the client asked for it.
 Once a stream has begun, a failure ends it (there is no taking back what was sent).
 
-**Recording.** A successful call with ``usage`` stores the query (the last user message, a Query node of the task
-used; a text already stored keeps its node) and a *pending outcome* keyed by the response's ``id``: the candidate
-and the cost ``(prompt_tokens × input price + completion_tokens × output price) / 1e6``, no effect. Pending outcomes
-are not outcome edges, so training and the scorer never see them. ``POST /v1/feedback {"id", "effect"}`` turns one
-into an outcome edge (source ``proxy``) and passes it to the serving scorer like ``POST /v1/outcomes``. With
+**Recording.** After the answer is sent (off its latency), a successful call with ``usage`` stores the query (the
+last user message, a Query node of the task used; a text already stored keeps its node) and a *pending outcome*
+keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × input price + completion_tokens ×
+output price) / 1e6``, no effect. Pending outcomes are not outcome edges, so training and the scorer never see them.
+``POST /v1/feedback {"id", "effect"}`` turns one into an outcome edge (source ``proxy``; feedback sent while its
+record is still being written waits for it) and passes it to the serving scorer like ``POST /v1/outcomes``. With
 ``GRAPHROUTER_STORE_QUERY_TEXTS=false`` the query node holds no text: its id is the hash of the text (as always),
 its text a placeholder ``[text not stored] <id>``, its task the task used. A call whose task is unknown (a
 pass-through to an LLM the scorer does not route to, without ``task``), or whose upstream sent no ``usage``, is
@@ -50,6 +51,7 @@ import httpx
 from fastapi import HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.models import FeedbackIn, FeedbackOut, RouteRequest
@@ -203,6 +205,10 @@ class ChatProxy:
         self.client = client
         self.settings = state.settings
         self.limiter = RateLimiter(self.settings.proxy_rate_limit)
+        # calls answered whose recording is still being written (after the answer, off its latency): feedback on
+        # one of them waits for it instead of missing it
+        self._recording: dict[str, threading.Event] = {}
+        self._recording_lock = threading.Lock()
 
     # ---- auth ---------------------------------------------------------------------------------------------
     def authorize(self, presented: str | None, *, admin_too: bool = False) -> str:
@@ -391,8 +397,9 @@ class ChatProxy:
         answer["id"] = rid
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
         self.state.metrics.proxied(attempt.name, "ok")
-        await run_in_threadpool(self._record, plan, attempt, rid, answer.get("usage"))
-        return JSONResponse(answer, headers=out_headers)
+        self._will_record(rid)
+        task = BackgroundTask(self._record, plan, attempt, rid, answer.get("usage"))  # after the answer is sent
+        return JSONResponse(answer, headers=out_headers, background=task)
 
     async def _stream(self, body: dict[str, Any], plan: Plan, attempt: Attempt) -> Response:
         url, payload, headers, key = self._request_parts(body, attempt.node)
@@ -428,7 +435,7 @@ class ChatProxy:
         self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool
     ) -> AsyncIterator[bytes]:
         """The upstream's server-sent events, one by one as they complete, ``model`` rewritten; the usage-only
-        chunk the proxy asked for is dropped unless the client asked for it too. Records before ``[DONE]``."""
+        chunk the proxy asked for is dropped unless the client asked for it too. Records after the last event."""
         rid: str | None = None
         usage: Any = None
         recorded = False
@@ -443,9 +450,6 @@ class ChatProxy:
                         yield event + b"\n\n"
                         continue
                     if data == "[DONE]":
-                        if rid is not None and not recorded:
-                            recorded = True
-                            await run_in_threadpool(self._record, plan, attempt, rid, usage)
                         yield event + b"\n\n"
                         continue
                     try:
@@ -458,6 +462,7 @@ class ChatProxy:
                         continue
                     if rid is None:
                         rid = _response_id(chunk.get("id"))
+                        self._will_record(rid)
                     chunk["id"] = rid
                     if chunk.get("usage"):
                         usage = chunk["usage"]
@@ -470,16 +475,35 @@ class ChatProxy:
                     yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
             if buffer.strip():
                 yield buffer
-            if rid is not None and not recorded:  # an upstream that ends without [DONE]
+            if rid is not None:
+                recorded = True
                 await run_in_threadpool(self._record, plan, attempt, rid, usage)
         except httpx.HTTPError as exc:  # mid-stream: nothing to fall back to once chunks went out
             log.warning("the stream from %s broke off: %s", attempt.name, type(exc).__name__)
         finally:
+            if rid is not None and not recorded:
+                self._recorded(rid)
             await upstream.aclose()
 
     # ---- recording ----------------------------------------------------------------------------------------
+    def _will_record(self, rid: str) -> None:
+        with self._recording_lock:
+            self._recording.setdefault(rid, threading.Event())
+
+    def _recorded(self, rid: str) -> None:
+        with self._recording_lock:
+            event = self._recording.pop(rid, None)
+        if event is not None:
+            event.set()
+
     def _record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
         """Store the query (if new) and the call's pending outcome; never fails the call."""
+        try:
+            self._write_record(plan, attempt, rid, usage)
+        finally:
+            self._recorded(rid)
+
+    def _write_record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
         if plan.task is None:
             log.info("call %s to %s not recorded: its task is unknown (give task)", rid, attempt.name)
             return
@@ -503,6 +527,10 @@ class ChatProxy:
 
     def feedback(self, body: FeedbackIn) -> FeedbackOut:
         """Complete a pending outcome with its effect; the scorer gets it like POST /v1/outcomes' (404 if none)."""
+        with self._recording_lock:
+            writing = self._recording.get(body.id)
+        if writing is not None:  # answered moments ago, its record still being written
+            writing.wait(timeout=self.settings.proxy_timeout)
         store = self.state.get_store()
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.registry.lock:

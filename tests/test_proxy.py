@@ -16,7 +16,7 @@ import pytest
 
 from api.main import create_app
 from api.settings import Settings
-from graph_store import LLM, QUERY, GraphStore, LLMNode, NodeNotFoundError, query_id
+from graph_store import LLM, QUERY, GraphStore, LLMNode, NodeNotFoundError, PendingOutcome, query_id
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.world import World
 from tests.proxy_upstream import CHUNK_PAUSE_S, USAGE, Upstream, running_upstream, serve_in_thread
@@ -108,6 +108,18 @@ def chat(client: httpx.Client, model: str = "graphrouter", text: str = QUESTION,
     return client.post("/v1/chat/completions", json={**body, **extra}, headers=PROXY_AUTH)
 
 
+def pending(store: GraphStore, rid: str) -> PendingOutcome:
+    """The call's pending outcome, once written (the proxy records after the answer is sent)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return store.pending_outcome(rid)
+        except NodeNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def expected_cost(node: LLMNode) -> float:
     return (USAGE["prompt_tokens"] * node.input_price + USAGE["completion_tokens"] * node.output_price) / 1e6
 
@@ -141,9 +153,9 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
         # the call is a pending outcome priced from usage, on a new Query node of the task used
         node = store.get_node(LLM, body["model"])
         assert isinstance(node, LLMNode)
-        pending = store.pending_outcome(body["id"])
-        assert (pending.target, pending.source) == (node.name, "proxy")
-        assert pending.cost == pytest.approx(expected_cost(node))
+        record = pending(store, body["id"])
+        assert (record.target, record.source) == (node.name, "proxy")
+        assert record.cost == pytest.approx(expected_cost(node))
         query = store.get_node(QUERY, query_id(QUESTION))
         assert (query.text, query.task) == (QUESTION, "task-2")  # type: ignore[union-attr]
         assert store.outcomes(LLM, query_id=query.key) == []  # no effect yet: no outcome edge
@@ -178,7 +190,7 @@ def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: 
         assert r.status_code == 200, r.text
         assert r.json()["model"] == "llm-4" and upstream.seen[-1][2]["model"] == "llm-4"  # default: its name
         assert r.headers["x-graphrouter-model"] == "llm-4" and "x-graphrouter-effect" in r.headers
-        assert store.pending_outcome(r.json()["id"]).target == "llm-4"
+        assert pending(store, r.json()["id"]).target == "llm-4"
 
 
 def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
@@ -198,7 +210,7 @@ def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
         failed = r.headers["x-graphrouter-failed"]
         assert f"{order[0]} (ConnectError)" in failed and f"{order[1]} (HTTP 500)" in failed
         assert f"{order[2]} (timed out)" in failed
-        assert store.pending_outcome(r.json()["id"]).target == order[3]
+        assert pending(store, r.json()["id"]).target == order[3]
 
     with service(proxy_max_attempts=2) as client:
         r = chat(client)
@@ -271,7 +283,7 @@ def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
         assert arrivals[2][0] - arrivals[0][0] > 1.5 * CHUNK_PAUSE_S
         assert upstream.seen[-1][2]["stream_options"] == {"include_usage": True}
         node = store.get_node(LLM, top)
-        assert store.pending_outcome(chunks[0]["id"]).cost == pytest.approx(expected_cost(node))  # type: ignore[arg-type]
+        assert pending(store, chunks[0]["id"]).cost == pytest.approx(expected_cost(node))  # type: ignore[arg-type]
 
         body["stream_options"] = {"include_usage": True}  # asked for: the usage chunk is passed on
         with client.stream("POST", "/v1/chat/completions", json=body, headers=PROXY_AUTH) as r:
@@ -406,6 +418,7 @@ def test_with_query_texts_off_the_query_node_holds_a_placeholder(
         r = chat(client, "llm-1", text="a private question about task-3")
         assert r.status_code == 200, r.text
         qid = query_id("a private question about task-3")
+        assert pending(store, r.json()["id"]).query_id == qid
         node = store.get_node(QUERY, qid)
         assert node.text == f"[text not stored] {qid}" and "private" not in node.text  # type: ignore[union-attr]
-        assert store.pending_outcome(r.json()["id"]).query_id == qid
+        assert pending(store, r.json()["id"]).query_id == qid
