@@ -11,8 +11,9 @@ tests/proxy_upstream.py's ``fast`` mode (a fixed answer with usage, no pause) un
 under uvicorn too, each in a thread of this process, with the client in the main thread (one process: they share
 the GIL, which counts against the proxy). Requests alternate direct / routed / pass-through, one at a time, each
 with a text never sent before; every proxied call is recorded (a Query node and a pending outcome in the embedded
-store, fsync'd), as in production. Writes experiments/results/bench_proxy.md. Target (issue 15): under 20 ms p50
-added, including the routing decision.
+store, fsync'd) as in production: after its answer is sent, though the next request's store lookups may wait on
+it. Writes experiments/results/bench_proxy.md. Target (issue 15): under 20 ms p50 added, including the routing
+decision.
 """
 
 from __future__ import annotations
@@ -137,11 +138,12 @@ def main() -> None:
             "encoder). Upstream: tests/proxy_upstream.py's `fast` mode under uvicorn. Service under uvicorn, "
             "upstream and client all in one process (shared GIL). Requests one at a time, the three paths "
             f"alternating, {args.requests} each after 30 warm-up rounds; every text new; every proxied call "
-            "recorded (a Query node and a pending outcome, fsync'd to the embedded store).",
+            "recorded (a Query node and a pending outcome, fsync'd to the embedded store: written after the "
+            "answer is sent, but the next request's upstream lookup may wait on the store's lock meanwhile).",
             "",
             *table,
             "",
-            f"Added p50 of the routed path (routing decision, the forward, recording): **{added:.2f} ms** — "
+            f"Added p50 of the routed path (routing decision, upstream lookup, the forward): **{added:.2f} ms** — "
             f"{verdict} the target of < 20 ms (issue 15). With the onnx text embedding on top it would be about "
             f"{added + 11:.0f} ms.",
             "",

@@ -78,7 +78,6 @@ class GraphStore(ABC):
             "llms": len(batch.llms),
             "agents": len(batch.agents),
             "outcomes": len(batch.outcomes),
-            "pending": len(batch.pending),
         }
 
     def upsert(self, nodes: Iterable[NodeRecord]) -> int:
