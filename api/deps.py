@@ -1,5 +1,6 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-RegistryDep, TrainerDep, MetricsDep, WriteAuth. The objects behind them are built once, in the app's lifespan."""
+RegistryDep, TrainerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth. The objects behind them are built
+once, in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
+from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
 from api.settings import Settings
 from api.state import ServiceState
@@ -97,3 +99,34 @@ async def require_write_key(
 
 
 WriteAuth = Annotated[None, Depends(require_write_key)]
+
+
+async def get_proxy(request: Request) -> ChatProxy:
+    return request.app.state.proxy  # type: ignore[no-any-return]
+
+
+ProxyDep = Annotated[ChatProxy, Depends(get_proxy)]
+
+_proxy_bearer = HTTPBearer(
+    auto_error=False, description="a proxy key (GRAPHROUTER_PROXY_KEY), as OpenAI clients send their api_key"
+)
+
+
+async def require_proxy_key(
+    proxy: ProxyDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_proxy_bearer)]
+) -> str:
+    """The chat proxy needs ``Authorization: Bearer <a GRAPHROUTER_PROXY_KEY key>``, within its rate limit."""
+    return proxy.authorize(credentials.credentials if credentials else None)
+
+
+ProxyAuth = Annotated[str, Depends(require_proxy_key)]
+
+
+async def require_feedback_key(
+    proxy: ProxyDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_proxy_bearer)]
+) -> str:
+    """Feedback takes a proxy key (what the calling client holds) or the admin key."""
+    return proxy.authorize(credentials.credentials if credentials else None, admin_too=True)
+
+
+FeedbackAuth = Annotated[str, Depends(require_feedback_key)]

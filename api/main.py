@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.proxy import ChatProxy, make_client
 from api.registry import CandidateRegistry
-from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
+from api.routes import agents, chat, graph, health, llms, metrics, outcomes, route, tasks, train
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
@@ -34,6 +35,10 @@ Reads are open (`GET` anything, and `POST /v1/route`). Writes (`POST`/`DELETE` o
 `/v1/tasks`, `POST /v1/outcomes`, `POST /v1/train`) need `Authorization: Bearer <key>`, the key being the server's
 `GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
 naming the field and the problem for bad input, and 503 while the store or the checkpoint is unavailable.
+
+`POST /v1/chat/completions` is an OpenAI-compatible proxy (`model: "graphrouter"` routes, a candidate's name passes
+through) and `POST /v1/feedback` completes the outcome of one of its calls; both take a proxy key
+(`GRAPHROUTER_PROXY_KEY`) instead.
 """
 
 
@@ -55,17 +60,20 @@ def create_app(
         registry = CandidateRegistry(state)
         app.state.service, app.state.registry = state, registry
         app.state.trainer = Trainer(state, registry)
+        upstreams = make_client(settings)
+        app.state.proxy = ChatProxy(state, registry, upstreams)
         await run_in_threadpool(state.start)
         await run_in_threadpool(registry.start)
         try:
             yield
         finally:
+            await upstreams.aclose()
             await run_in_threadpool(state.close)
 
     app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.metrics = app_metrics
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, route, llms, agents, tasks, outcomes, train, graph, metrics):
+    for module in (health, route, chat, llms, agents, tasks, outcomes, train, graph, metrics):
         app.include_router(module.router)
     return app

@@ -6,6 +6,8 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
   OpenAPI (``/v1/llms/{name}``), never the raw path, so names and ids do not explode the label set; requests that
   match no route are counted under ``<unmatched>``;
 - ``graphrouter_routing_decisions_total{candidate, kind}``: the top-1 candidate of every route answer;
+- ``graphrouter_proxy_calls_total{candidate, result}``: upstream calls of the chat proxy by candidate and result
+  (ok, failed: connection/timeout/5xx, upstream_4xx); never a URL, header or key;
 - ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed).
 """
 
@@ -47,6 +49,12 @@ class Metrics:
             ["candidate", "kind"],
             registry=self.registry,
         )
+        self.proxy_calls = Counter(
+            "graphrouter_proxy_calls",
+            "upstream calls of the chat proxy by candidate and result",
+            ["candidate", "result"],
+            registry=self.registry,
+        )
         self.training_runs = Counter(
             "graphrouter_training_runs", "background trainings by result", ["result"], registry=self.registry
         )
@@ -58,6 +66,9 @@ class Metrics:
 
     def decided(self, candidate: str, kind: str) -> None:
         self.decisions.labels(candidate=candidate, kind=kind).inc()
+
+    def proxied(self, candidate: str, result: str) -> None:
+        self.proxy_calls.labels(candidate=candidate, result=result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,6 +79,37 @@ class OutcomeIn(_Strict):
     cost: float = Field(ge=0, allow_inf_nan=False, description="observed cost, USD")
 
 
+class UpstreamIn(_Strict):
+    """How the proxy calls an LLM: an OpenAI-compatible endpoint. The key is never sent or stored, only the name of
+    the server's environment variable that holds it."""
+
+    base_url: str = Field(min_length=1, description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    model: str | None = Field(None, min_length=1, description="the upstream's model id; default: the LLM's name")
+    api_key_env: str | None = Field(
+        None, min_length=1, description="NAME of the server's environment variable holding the key (e.g. "
+        "OPENAI_API_KEY); omit for an upstream without auth",
+    )  # fmt: skip
+
+
+class UpstreamOut(BaseModel):
+    base_url: str
+    model: str = Field(description="the model id sent upstream")
+    api_key_env: str | None = Field(description="the environment variable named for the key (never its value)")
+    api_key_set: bool | None = Field(description="whether that variable is set in the server's environment")
+
+    @classmethod
+    def of(cls, node: LLMNode) -> UpstreamOut | None:
+        if node.base_url is None:
+            return None
+        env = node.api_key_env
+        return cls(
+            base_url=node.base_url,
+            model=node.upstream_model or node.name,
+            api_key_env=env,
+            api_key_set=None if env is None else bool(os.environ.get(env)),
+        )
+
+
 class LLMIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=20_000)
@@ -85,6 +117,9 @@ class LLMIn(_Strict):
     output_price: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M output tokens")
     size_b: float | None = Field(None, ge=0, allow_inf_nan=False, description="parameters, billions")
     outcomes: list[OutcomeIn] | None = Field(None, description="observed outcomes of it on stored queries")
+    upstream: UpstreamIn | None = Field(
+        None, description="how POST /v1/chat/completions calls it; not part of the registration's identity"
+    )
 
     @field_validator("name")
     @classmethod
@@ -92,7 +127,21 @@ class LLMIn(_Strict):
         return _not_blank(value, "name")
 
     def node(self) -> LLMNode:
-        return LLMNode(self.name, self.description, self.input_price, self.output_price, self.size_b)
+        up = self.upstream
+        return LLMNode(
+            self.name,
+            self.description,
+            self.input_price,
+            self.output_price,
+            self.size_b,
+            base_url=up.base_url if up else None,
+            upstream_model=up.model if up else None,
+            api_key_env=up.api_key_env if up else None,
+        )
+
+
+class LLMPatch(_Strict):
+    upstream: UpstreamIn | None = Field(description="the new upstream; null removes it")
 
 
 class LLMOut(BaseModel):
@@ -102,6 +151,7 @@ class LLMOut(BaseModel):
     output_price: float
     size_b: float | None
     routable: bool = Field(description="the scorer routes to it now")
+    upstream: UpstreamOut | None = Field(None, description="how the proxy calls it (null: it cannot be proxied)")
 
     @classmethod
     def of(cls, node: LLMNode, routable: bool) -> LLMOut:
@@ -112,6 +162,7 @@ class LLMOut(BaseModel):
             output_price=node.output_price,
             size_b=node.size_b,
             routable=routable,
+            upstream=UpstreamOut.of(node),
         )
 
 
@@ -265,6 +316,21 @@ class OutcomesWritten(BaseModel):
     queries_added: int
     applied_to_scorer: int = Field(description="outcomes the serving scorer uses now, without retraining")
     pending_retrain: int = Field(description="outcomes the scorer will use only after the next training")
+
+
+# ---- the proxy ----------------------------------------------------------------------------------------------
+class FeedbackIn(_Strict):
+    id: str = Field(min_length=1, max_length=200, description="the chat completion's id (its `id` field)")
+    effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="how good the answer was, in [0, 1]")
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    query_id: str
+    candidate: str
+    effect: float
+    cost: float = Field(description="USD, from the upstream's usage and the candidate's prices")
+    applied_to_scorer: bool = Field(description="the serving scorer uses it now (else: from the next training)")
 
 
 # ---- training -----------------------------------------------------------------------------------------------

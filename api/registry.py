@@ -17,6 +17,7 @@ registration slips in between reading the store and swapping the scorer in.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -48,7 +49,8 @@ _WHAT = {LLM: "LLM", AGENT: "agent"}
 
 
 def same_registration(a: Candidate | None, b: Candidate) -> bool:
-    """Same registration data (the stored embedding, if any, is not part of what a client sends)."""
+    """Same registration data (the stored embedding, if any, is not part of what a client sends). An LLM's upstream
+    is not part of it either: how to call a model does not change how it routes; PATCH changes it."""
     if isinstance(a, LLMNode) and isinstance(b, LLMNode):
         return (a.name, a.description, a.input_price, a.output_price, a.size_b) == (
             b.name,
@@ -60,6 +62,10 @@ def same_registration(a: Candidate | None, b: Candidate) -> bool:
     if isinstance(a, Agent) and isinstance(b, Agent):
         return (a.name, a.llm, a.description, a.strategy) == (b.name, b.llm, b.description, b.strategy)
     return False
+
+
+def _upstream(node: LLMNode) -> tuple[str | None, str | None, str | None] | None:
+    return None if node.base_url is None else (node.base_url, node.upstream_model, node.api_key_env)
 
 
 def stamped_outcomes(name: str, kind: str, rows: list | None) -> list[Outcome]:
@@ -178,7 +184,10 @@ class CandidateRegistry:
                     )
                 if outcomes:  # stored for the next training; the scorer keeps what it was registered with
                     self._write(store, GraphBatch(outcomes=outcomes))
-                return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing)  # type: ignore[arg-type]
+                note = None
+                if isinstance(node, LLMNode) and _upstream(node) not in (None, _upstream(existing)):  # type: ignore[arg-type]
+                    note = f"already registered; its upstream was not changed: PATCH /v1/llms/{node.name} to change it"
+                return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing, note)  # type: ignore[arg-type]
             scorer = self.state.scorer
             self._refuse_stale(scorer, node, kind)
             self._write(
@@ -260,6 +269,16 @@ class CandidateRegistry:
             raise
         return None
 
+    def set_upstream(self, name: str, base_url: str | None, model: str | None, api_key_env: str | None) -> LLMNode:
+        """Replace (or, with ``base_url=None``, remove) an LLM's upstream; routing data and scorer are untouched."""
+        store = self.state.get_store()
+        with self.lock:
+            node = store.get_node(LLM, name)  # 404 if there is none
+            assert isinstance(node, LLMNode)
+            updated = dataclasses.replace(node, base_url=base_url, upstream_model=model, api_key_env=api_key_env)
+            store.upsert([updated])
+        return updated
+
     # ---- deleting -----------------------------------------------------------------------------------------
     def delete(self, kind: str, name: str) -> None:
         """Remove the node and its edges from the store, and the candidate from routing at once."""
@@ -295,11 +314,15 @@ class CandidateRegistry:
         then pass the effects (and, for candidates registered since training, costs) to the serving scorer, per
         routable candidate. Returns how many effects the scorer took."""
         store.write(batch)
+        return self.apply_outcomes(batch.outcomes)
+
+    def apply_outcomes(self, outcomes: list[Outcome]) -> int:
+        """Pass stored outcomes to the serving scorer (see :meth:`record_outcomes`); how many effects it took."""
         scorer = self.state.scorer
         if scorer is None:
             return 0
         by_candidate: dict[str, list[Outcome]] = {}
-        for o in batch.outcomes:
+        for o in outcomes:
             if scorer.routable(o.target):
                 by_candidate.setdefault(o.target, []).append(o)
         applied = 0

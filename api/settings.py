@@ -51,13 +51,40 @@ class Settings(BaseSettings):
         description="torch intra-op threads for the whole process (torch.set_num_threads is process-wide: routing and "
         "a background training share the pool, each running on this many); unset leaves torch's default",
     )
+    store_query_texts: bool = Field(
+        True,
+        description="store the text of each query the proxy forwards (its last user message) as a Query node; off: "
+        "the node holds a placeholder and the text's hash id, no text (see api/proxy.py)",
+    )
+    proxy_key: SecretStr | None = Field(
+        None,
+        description="key(s) of POST /v1/chat/completions and /v1/feedback (Authorization: Bearer <key>), separate "
+        "from api_key; several keys comma-separated, each rate-limited on its own; unset means the proxy is off",
+    )
+    proxy_max_attempts: int = Field(
+        3, ge=1, description="candidates the router tries in ranking order when an upstream fails (5xx, timeout)"
+    )
+    proxy_connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to an upstream")
+    proxy_timeout: float = Field(
+        60.0, gt=0, description="seconds an upstream may stay silent (waiting for its answer or its next chunk)"
+    )
+    proxy_max_body_bytes: int = Field(1_000_000, ge=1, description="largest chat request body accepted, bytes")
+    proxy_rate_limit: int = Field(
+        600, ge=0, description="requests per minute per proxy key (bursts up to that many); 0: no limit"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "proxy_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    def proxy_keys(self) -> list[str]:
+        """The configured proxy keys (GRAPHROUTER_PROXY_KEY, comma-separated), blanks dropped."""
+        if self.proxy_key is None:
+            return []
+        return [k.strip() for k in self.proxy_key.get_secret_value().split(",") if k.strip()]
 
     @field_validator("torch_threads", mode="before")
     @classmethod

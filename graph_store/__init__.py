@@ -27,6 +27,7 @@ from graph_store.schema import (
     GraphBatch,
     LLMNode,
     Outcome,
+    PendingOutcome,
     Query,
     Task,
     query_id,
@@ -37,5 +38,5 @@ __all__ = [
     "AGENT", "ANSWERED_BY", "BACKED_BY", "EDGE_TYPES", "HANDLED_BY", "LLM", "MAX_PAGE_INDEX", "NODE_LABELS",
     "OF_TASK", "QUERY", "TASK", "Agent", "ConflictError", "DEFAULT_STORE", "EdgeTable", "GraphBatch",
     "GraphSnapshot", "GraphStore", "GraphStoreError", "InvalidInputError", "LLMNode", "NodeNotFoundError",
-    "NodeTable", "Outcome", "Query", "StoreUnavailableError", "Task", "open_store", "query_id",
+    "NodeTable", "Outcome", "PendingOutcome", "Query", "StoreUnavailableError", "Task", "open_store", "query_id",
 ]  # fmt: skip

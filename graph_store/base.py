@@ -22,6 +22,7 @@ from graph_store.schema import (
     GraphBatch,
     NodeRecord,
     Outcome,
+    PendingOutcome,
     check_label,
     node_label,
 )
@@ -66,6 +67,9 @@ class GraphStore(ABC):
         for o in batch.outcomes:
             if not isinstance(o, Outcome):
                 raise InvalidInputError(f"outcomes must be Outcome records, got {type(o).__name__}")
+        for p in batch.pending:
+            if not isinstance(p, PendingOutcome):
+                raise InvalidInputError(f"pending must be PendingOutcome records, got {type(p).__name__}")
         if len(batch):
             self._write(batch)
         return {
@@ -92,6 +96,16 @@ class GraphStore(ABC):
         batch = GraphBatch(outcomes=list(outcomes))
         self.write(batch)
         return len(batch.outcomes)
+
+    def complete_pending(self, response_id: str, effect: float, observed_at: str | None = None) -> Outcome:
+        """Turn the pending outcome of ``response_id`` into an outcome edge with ``effect`` (in [0, 1]), atomically:
+        the edge is written and the pending record removed in one transaction. Raises :class:`NodeNotFoundError` if
+        there is no such pending outcome (unknown, already completed, or its query or candidate was deleted)."""
+        pending = self.pending_outcome(response_id)
+        outcome = pending.complete(effect, observed_at)  # validates the effect
+        if not self._complete_pending(response_id, outcome):
+            raise NodeNotFoundError(f"no pending outcome for response id {response_id!r} (it was completed meanwhile)")
+        return outcome
 
     def delete_node(self, label: str, key: str) -> None:
         """Delete a node and every edge touching it. Raises :class:`NodeNotFoundError` if absent."""
@@ -125,6 +139,15 @@ class GraphStore(ABC):
         _page_index(limit, "limit", none_ok=True)
         _page_index(offset, "offset")
         return self._list_nodes(label, limit, offset)
+
+    def pending_outcome(self, response_id: str) -> PendingOutcome:
+        """The pending outcome of a forwarded call; :class:`NodeNotFoundError` if there is none."""
+        if not isinstance(response_id, str):
+            raise InvalidInputError(f"response_id must be a string, got {type(response_id).__name__}")
+        found = self._get_pending(response_id)
+        if found is None:
+            raise NodeNotFoundError(f"no pending outcome for response id {response_id!r}")
+        return found
 
     def outcomes(self, kind: str = LLM, target: str | None = None, query_id: str | None = None) -> list[Outcome]:
         """Outcome edges to LLMs (``kind='LLM'``) or agents (``kind='Agent'``), optionally filtered."""
@@ -185,6 +208,14 @@ class GraphStore(ABC):
 
         Outcome edge types carry ``effect`` and ``cost`` attrs; OF_TASK and BACKED_BY carry none.
         """
+
+    @abstractmethod
+    def _get_pending(self, response_id: str) -> PendingOutcome | None: ...
+
+    @abstractmethod
+    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+        """In one transaction: write ``outcome`` and delete the pending record; False (nothing written) if the
+        pending record is gone."""
 
     @abstractmethod
     def _clear(self) -> None: ...

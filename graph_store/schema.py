@@ -12,7 +12,14 @@ What a record may hold (checked when it is built, so every writer, CLI or API, g
   Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
 - query ids: the same character rule as names (no control characters or separators), any length;
 - prices (``input_price``, ``output_price``): finite, 0 to ``MAX_PRICE`` (10,000) USD per 1M tokens;
-- outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1].
+- outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1];
+- an LLM's upstream (optional, how to call it): ``base_url`` an http(s) URL, ``upstream_model`` a name,
+  ``api_key_env`` the *name* of an environment variable (``[A-Z_][A-Z0-9_]*``) holding its key, never the key;
+  ``upstream_model`` and ``api_key_env`` only with a ``base_url``.
+
+A :class:`PendingOutcome` is a forwarded call whose cost is known and whose effect is not yet (the proxy records it,
+feedback completes it into an :class:`Outcome`). It is kept apart from the outcome edges, so nothing that reads
+outcomes (training, the scorer, exports) can mistake "no effect yet" for an effect of 0.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -46,6 +54,8 @@ MAX_COST = 1_000.0  # USD per query (one outcome); the shipped data sets' larges
 # Unicode categories Cc (control characters, exactly these two ranges), Zl and Zp (line/paragraph separators)
 _BAD_KEY_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+MAX_URL_CHARS = 2_000
 NAME_RULE = f"at most {MAX_NAME_CHARS} characters, no leading/trailing whitespace, no control characters or line breaks"
 
 
@@ -154,6 +164,32 @@ class Query:
         return self.id
 
 
+def _base_url(value: Any, what: str) -> str:
+    _text(value, what)
+    bad = _BAD_KEY_CHAR.search(value)
+    if bad or len(value) > MAX_URL_CHARS or value != value.strip():
+        raise InvalidInputError(
+            f"{what} must be an http(s) URL of at most {MAX_URL_CHARS:,} characters without whitespace or control "
+            "characters around it"
+        )
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(f"{what} must be an http:// or https:// URL with a host, got {value!r}")
+    if parts.username or parts.password:
+        raise InvalidInputError(f"{what} must not hold credentials; name the key's environment variable in api_key_env")
+    return value
+
+
+def _env_name(value: Any, what: str) -> str:
+    _text(value, what)
+    if not _ENV_NAME.fullmatch(value) or len(value) > MAX_NAME_CHARS:
+        raise InvalidInputError(
+            f"{what} must be the NAME of an environment variable ([A-Z_][A-Z0-9_]*, e.g. OPENAI_API_KEY), "
+            "never the key itself"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class LLMNode:
     name: str
@@ -162,9 +198,20 @@ class LLMNode:
     output_price: float = 0.0
     size_b: float | None = None
     embedding: tuple[float, ...] | None = None
+    base_url: str | None = None  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1
+    upstream_model: str | None = None  # the model id the upstream knows it by (default: the name)
+    api_key_env: str | None = None  # the name of the environment variable holding its key
 
     def __post_init__(self) -> None:
         _key(self.name, "LLM.name")
+        if self.base_url is not None:
+            _base_url(self.base_url, "LLM.base_url")
+        elif self.upstream_model is not None or self.api_key_env is not None:
+            raise InvalidInputError("LLM.upstream_model and LLM.api_key_env need a base_url")
+        if self.upstream_model is not None:
+            _key(self.upstream_model, "LLM.upstream_model")
+        if self.api_key_env is not None:
+            _env_name(self.api_key_env, "LLM.api_key_env")
         _text(self.description, "LLM.description", allow_empty=True)
         object.__setattr__(
             self, "input_price", _number(self.input_price, "LLM.input_price", lo=0, hi=MAX_PRICE, unit=_PRICE_UNIT)
@@ -228,6 +275,45 @@ class Outcome:
         return OUTCOME_REL[self.kind]
 
 
+@dataclass(frozen=True)
+class PendingOutcome:
+    """A forwarded call awaiting its effect: ``response_id`` (the id the client got) → query, target and cost."""
+
+    response_id: str
+    query_id: str
+    target: str
+    cost: float
+    kind: CandidateKind = LLM  # type: ignore[assignment]
+    source: str = "proxy"
+    observed_at: str = ""
+
+    def __post_init__(self) -> None:
+        _key(self.response_id, "PendingOutcome.response_id", is_name=False)
+        if len(self.response_id) > MAX_NAME_CHARS:
+            raise InvalidInputError(f"PendingOutcome.response_id is longer than {MAX_NAME_CHARS} characters")
+        _key(self.query_id, "PendingOutcome.query_id", is_name=False)
+        _key(self.target, "PendingOutcome.target")
+        if self.kind not in OUTCOME_REL:
+            raise InvalidInputError(f"PendingOutcome.kind must be 'LLM' or 'Agent', got {self.kind!r}")
+        object.__setattr__(
+            self, "cost", _number(self.cost, "PendingOutcome.cost", lo=0.0, hi=MAX_COST, unit=" USD per query")
+        )
+        _text(self.source, "PendingOutcome.source", allow_empty=True)
+        _text(self.observed_at, "PendingOutcome.observed_at", allow_empty=True)
+
+    def complete(self, effect: float, observed_at: str | None = None) -> Outcome:
+        """The outcome this becomes once its effect is known."""
+        return Outcome(
+            self.query_id,
+            self.target,
+            effect,
+            self.cost,
+            kind=self.kind,
+            source=self.source,
+            observed_at=observed_at if observed_at is not None else self.observed_at,
+        )
+
+
 NodeRecord = Task | Query | LLMNode | Agent
 NODE_CLASS: dict[str, type] = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
 LABEL_OF: dict[type, str] = {cls: label for label, cls in NODE_CLASS.items()}
@@ -266,9 +352,10 @@ class GraphBatch:
     llms: list[LLMNode] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    pending: list[PendingOutcome] = field(default_factory=list)  # forwarded calls awaiting their effect
 
     def __len__(self) -> int:
-        return sum(len(x) for x in (self.tasks, self.queries, self.llms, self.agents, self.outcomes))
+        return sum(len(x) for x in (self.tasks, self.queries, self.llms, self.agents, self.outcomes, self.pending))
 
     def nodes(self, label: str) -> list:
         return {TASK: self.tasks, QUERY: self.queries, LLM: self.llms, AGENT: self.agents}[label]

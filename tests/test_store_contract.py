@@ -383,3 +383,115 @@ def test_ping_and_clear(store: GraphStore) -> None:
     store.write(small_world())
     store.clear()
     assert set(store.counts().values()) == {0}
+
+
+# ---- upstreams and pending outcomes (the proxy) -----------------------------------------------------------------
+def test_an_llm_upstream_round_trips_and_is_optional(store: GraphStore) -> None:
+    store.write(small_world())
+    with_upstream = LLMNode(
+        "hosted", "called by the proxy", 0.5, 1.5, base_url="https://api.example.com/v1",
+        upstream_model="org/model-7b", api_key_env="EXAMPLE_API_KEY",
+    )  # fmt: skip
+    store.upsert([with_upstream, LLMNode("local", base_url="http://127.0.0.1:8001/v1")])
+    assert store.get_node(LLM, "hosted") == with_upstream
+    local = store.get_node(LLM, "local")
+    assert isinstance(local, LLMNode) and local.upstream_model is None and local.api_key_env is None
+    tiny = store.get_node(LLM, "tiny")
+    assert isinstance(tiny, LLMNode) and tiny.base_url is None  # no upstream: all three absent
+    # replacing the node replaces its upstream (PATCH writes the node again)
+    store.upsert([LLMNode("hosted", "called by the proxy", 0.5, 1.5)])
+    assert store.get_node(LLM, "hosted").base_url is None  # type: ignore[union-attr]
+    assert store.snapshot().nodes[LLM].keys == sorted(["gpt-x", "tiny", "hosted", "local"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"base_url": "ftp://x/v1"}, "http:// or https://"),
+        ({"base_url": "https://"}, "with a host"),
+        ({"base_url": "https://user:sk-secret@x/v1"}, "must not hold credentials"),
+        ({"base_url": " https://x/v1"}, "http(s) URL"),
+        ({"api_key_env": "sk-abc123"}, "need a base_url"),
+        ({"base_url": "https://x/v1", "api_key_env": "sk-abc123"}, "NAME of an environment variable"),
+        ({"base_url": "https://x/v1", "api_key_env": "lower_case"}, "NAME of an environment variable"),
+        ({"base_url": "https://x/v1", "upstream_model": ""}, "upstream_model must not be empty"),
+    ],
+)
+def test_bad_upstreams_are_refused_naming_the_field(fields: dict[str, str], problem: str) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape(problem)):
+        LLMNode("x", **fields)  # type: ignore[arg-type]
+
+
+def test_pending_outcomes_are_kept_apart_and_completed_atomically(store: GraphStore) -> None:
+    from graph_store import PendingOutcome
+
+    batch = small_world()
+    store.write(batch)
+    query = Query("a forwarded question", "math")
+    pending = PendingOutcome("chatcmpl-1", query.id, "tiny", cost=2.5e-5, observed_at="2026-01-02T03:04:05Z")
+    written = store.write(GraphBatch(queries=[query], pending=[pending]))
+    assert written["queries"] == 1 and "pending" not in written  # write()'s counts are the graph's, as before
+    assert store.pending_outcome("chatcmpl-1") == pending
+    # not an outcome: no edge, no count, nothing in the snapshot (training never sees an effect it does not have)
+    assert store.outcomes(LLM, query_id=query.id) == []
+    before = store.counts()
+    assert before["ANSWERED_BY"] == len([o for o in batch.outcomes if o.kind == LLM])
+    snap = store.snapshot()
+    assert len(snap.edges[("Query", "ANSWERED_BY", "LLM")]) == before["ANSWERED_BY"]
+
+    done = store.complete_pending("chatcmpl-1", 0.75)
+    assert done == Outcome(query.id, "tiny", 0.75, 2.5e-5, source="proxy", observed_at="2026-01-02T03:04:05Z")
+    assert store.outcomes(LLM, query_id=query.id) == [done]
+    assert store.counts()["ANSWERED_BY"] == before["ANSWERED_BY"] + 1
+    with pytest.raises(NodeNotFoundError, match="chatcmpl-1"):  # completed once only
+        store.complete_pending("chatcmpl-1", 0.1)
+    with pytest.raises(NodeNotFoundError, match="no pending outcome"):
+        store.pending_outcome("never-seen")
+
+
+def test_pending_outcomes_refuse_bad_effects_and_dangling_ends_and_go_with_their_nodes(store: GraphStore) -> None:
+    from graph_store import PendingOutcome
+
+    store.write(small_world())
+    query = Query("another forwarded question", "code")
+    store.write(GraphBatch(queries=[query], pending=[PendingOutcome("r-1", query.id, "gpt-x", 0.0)]))
+    with pytest.raises(InvalidInputError, match="effect"):
+        store.complete_pending("r-1", 1.5)
+    assert store.pending_outcome("r-1").target == "gpt-x"  # untouched by the refused completion
+    with pytest.raises(NodeNotFoundError, match="nope"):
+        store.write(GraphBatch(pending=[PendingOutcome("r-2", query.id, "nope", 0.0)]))
+    with pytest.raises(NodeNotFoundError):
+        store.pending_outcome("r-2")
+    # the same response id written again replaces its record
+    store.write(GraphBatch(pending=[PendingOutcome("r-1", query.id, "tiny", 0.25)]))
+    assert store.pending_outcome("r-1").target == "tiny"
+    store.delete_node(LLM, "tiny")
+    with pytest.raises(NodeNotFoundError):
+        store.pending_outcome("r-1")
+    store.write(GraphBatch(pending=[PendingOutcome("r-3", query.id, "react-bot", 0.1, kind=AGENT)]))
+    assert store.pending_outcome("r-3").kind == AGENT
+    store.clear()
+    with pytest.raises(NodeNotFoundError):
+        store.pending_outcome("r-3")
+
+
+def test_an_older_embedded_file_gains_the_new_columns_and_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from graph_store.backends.embedded import EmbeddedStore
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE llm (name TEXT PRIMARY KEY, description TEXT NOT NULL, input_price REAL NOT NULL,
+            output_price REAL NOT NULL, size_b REAL, embedding BLOB);
+        INSERT INTO llm VALUES ('old-llm', 'stored before upstreams', 1.0, 2.0, NULL, NULL);"""
+    )
+    db.commit()
+    db.close()
+    with EmbeddedStore(path) as store:
+        assert store.get_node(LLM, "old-llm") == LLMNode("old-llm", "stored before upstreams", 1.0, 2.0)
+        store.upsert([LLMNode("old-llm", "now with one", 1.0, 2.0, base_url="http://127.0.0.1:9/v1")])
+        assert store.get_node(LLM, "old-llm").base_url == "http://127.0.0.1:9/v1"  # type: ignore[union-attr]

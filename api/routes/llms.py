@@ -10,6 +10,13 @@ that agents run on cannot be deleted (409) until they are: the store would keep 
 routers that cannot drop a candidate, a deleted LLM is filtered out of every later route instead; re-registering
 it with the same data makes it routable again, with different data it needs a restart (or a retrain).
 Candidate names are shared by LLMs and agents, so an LLM cannot take an agent's name (409).
+
+An LLM may carry an ``upstream`` (an OpenAI-compatible ``base_url``, the upstream ``model`` id, and the NAME of the
+server's environment variable holding its key, ``api_key_env``), which ``POST /v1/chat/completions`` uses to call it.
+It is set at registration or with ``PATCH /v1/llms/{name}`` (``{"upstream": {...}}`` or ``{"upstream": null}``), and
+shown on GET with ``api_key_set`` (whether that variable is set on the server), never the key. It is not part of
+the registration's identity: registering the same routing data again with another upstream is the idempotent 200
+with a note, and leaves the stored upstream as it was (PATCH changes it).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
-from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMRegistered
+from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered
 from api.registry import stamped_outcomes
 from graph_store import LLM, MAX_PAGE_INDEX, LLMNode
 
@@ -68,6 +75,20 @@ def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
     return LLMDetail(
         **LLMOut.of(node, state.routable(name)).model_dump(), outcomes=len(store.outcomes(LLM, target=name))
     )
+
+
+@router.patch(
+    "/{name:path}",
+    response_model=LLMOut,
+    summary="set or remove an LLM's upstream (how POST /v1/chat/completions calls it); routing is unchanged",
+    responses={**_AUTH, 404: {"description": "no such LLM"}, 400: {"description": "an invalid upstream"}},
+)
+def patch_llm(name: str, body: LLMPatch, state: StateDep, registry: RegistryDep, _auth: WriteAuth) -> LLMOut:
+    up = body.upstream
+    node = registry.set_upstream(
+        name, up.base_url if up else None, up.model if up else None, up.api_key_env if up else None
+    )
+    return LLMOut.of(node, state.routable(name))
 
 
 @router.delete(

@@ -5,6 +5,10 @@ Durability: WAL journal with ``synchronous=FULL``, so a write that returned has 
 concurrent readers and writers inside one process see whole batches or nothing. Relationships live in their own
 tables with foreign keys (``ON DELETE CASCADE``), so deleting a node removes its edges and a dangling reference
 aborts the whole batch.
+
+Schema changes are additive (the version stays 1 and older code still reads a newer file): columns added since the
+first version (an LLM's upstream: ``base_url``, ``upstream_model``, ``api_key_env``) are added to an older file when
+it is opened, and new tables (``pending_outcome``) are created if missing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from graph_store.schema import (
     LLMNode,
     NodeRecord,
     Outcome,
+    PendingOutcome,
     Query,
     Task,
 )
@@ -45,7 +50,7 @@ CREATE TABLE IF NOT EXISTS task (name TEXT PRIMARY KEY, description TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS query (id TEXT PRIMARY KEY, text TEXT NOT NULL, task TEXT NOT NULL, embedding BLOB);
 CREATE TABLE IF NOT EXISTS llm (
     name TEXT PRIMARY KEY, description TEXT NOT NULL, input_price REAL NOT NULL, output_price REAL NOT NULL,
-    size_b REAL, embedding BLOB);
+    size_b REAL, embedding BLOB, base_url TEXT, upstream_model TEXT, api_key_env TEXT);
 CREATE TABLE IF NOT EXISTS agent (
     name TEXT PRIMARY KEY, llm TEXT NOT NULL, description TEXT NOT NULL, strategy TEXT NOT NULL, embedding BLOB);
 CREATE TABLE IF NOT EXISTS of_task (
@@ -64,6 +69,12 @@ CREATE TABLE IF NOT EXISTS handled_by (
     target TEXT NOT NULL REFERENCES agent(name) ON DELETE CASCADE,
     effect REAL NOT NULL, cost REAL NOT NULL, source TEXT NOT NULL, observed_at TEXT NOT NULL,
     PRIMARY KEY (query_id, target)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_outcome (
+    response_id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+    query_id TEXT NOT NULL REFERENCES query(id) ON DELETE CASCADE,
+    llm TEXT REFERENCES llm(name) ON DELETE CASCADE,
+    agent TEXT REFERENCES agent(name) ON DELETE CASCADE,
+    cost REAL NOT NULL, source TEXT NOT NULL, observed_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS of_task_task ON of_task(task);
 CREATE INDEX IF NOT EXISTS backed_by_llm ON backed_by(llm);
 CREATE INDEX IF NOT EXISTS answered_by_target ON answered_by(target);
@@ -75,12 +86,23 @@ KEY = {TASK: "name", QUERY: "id", LLM: "name", AGENT: "name"}
 COLUMNS = {
     TASK: ("name", "description", "embedding"),
     QUERY: ("id", "text", "task", "embedding"),
-    LLM: ("name", "description", "input_price", "output_price", "size_b", "embedding"),
+    LLM: ("name", "description", "input_price", "output_price", "size_b", "embedding")
+    + ("base_url", "upstream_model", "api_key_env"),
     AGENT: ("name", "llm", "description", "strategy", "embedding"),
 }
 OUTCOME_TABLE = {LLM: "answered_by", AGENT: "handled_by"}
 REL_TABLE = {OF_TASK: "of_task", BACKED_BY: "backed_by", ANSWERED_BY: "answered_by", HANDLED_BY: "handled_by"}
 OUTCOME_COLUMNS = ("query_id", "target", "effect", "cost", "source", "observed_at")
+# Columns added after the first version of the schema: (table, column, type), added to older files on open.
+ADDED_COLUMNS = (("llm", "base_url", "TEXT"), ("llm", "upstream_model", "TEXT"), ("llm", "api_key_env", "TEXT"))
+# A pending outcome's target is in the column of its kind (so deleting the LLM or agent cascades to it).
+PENDING_TARGET = {LLM: "llm", AGENT: "agent"}
+UPSERT_PENDING = (
+    "INSERT INTO pending_outcome (response_id, kind, query_id, llm, agent, cost, source, observed_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET kind = excluded.kind, "
+    "query_id = excluded.query_id, llm = excluded.llm, agent = excluded.agent, cost = excluded.cost, "
+    "source = excluded.source, observed_at = excluded.observed_at"
+)
 RECORD = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
 
 
@@ -113,6 +135,19 @@ def _row_values(label: str, node: Any) -> tuple[Any, ...]:
     return tuple(_blob(node.embedding) if c == "embedding" else getattr(node, c) for c in COLUMNS[label])
 
 
+SELECT_PENDING = "SELECT response_id, kind, query_id, llm, agent, cost, source, observed_at FROM pending_outcome"
+
+
+def _pending_row(p: PendingOutcome) -> tuple[Any, ...]:
+    llm, agent = (p.target, None) if p.kind == LLM else (None, p.target)
+    return (p.response_id, p.kind, p.query_id, llm, agent, p.cost, p.source, p.observed_at)
+
+
+def _pending_record(row: tuple[Any, ...]) -> PendingOutcome:
+    response_id, kind, query_id, llm, agent, cost, source, observed_at = row
+    return PendingOutcome(response_id, query_id, llm if kind == LLM else agent, cost, kind, source, observed_at)
+
+
 def _record(label: str, row: tuple[Any, ...]) -> NodeRecord:
     props = dict(zip(COLUMNS[label], row, strict=True))
     props["embedding"] = _unblob(props["embedding"])
@@ -134,7 +169,8 @@ class EmbeddedStore(GraphStore):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(SCHEMA)
+            self._conn.executescript(SCHEMA)  # creates what is missing; an older file keeps its tables as they are
+            self._add_columns()  # ... and gets the columns added since
             version = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreUnavailableError(f"cannot open the embedded store {self.path}: {exc}") from exc
@@ -149,6 +185,12 @@ class EmbeddedStore(GraphStore):
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r})"
+
+    def _add_columns(self) -> None:
+        for table, column, sql_type in ADDED_COLUMNS:
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     # ---- plumbing -----------------------------------------------------------------------------------------
     @contextmanager
@@ -191,6 +233,8 @@ class EmbeddedStore(GraphStore):
                     ]
                     if rows:
                         db.executemany(UPSERT_OUTCOME[kind], rows)
+                if batch.pending:
+                    db.executemany(UPSERT_PENDING, (_pending_row(p) for p in batch.pending))
         except sqlite3.IntegrityError as exc:
             raise NodeNotFoundError(self._dangling(batch) or f"the batch refers to a missing node ({exc})") from None
         except sqlite3.OperationalError as exc:
@@ -210,6 +254,9 @@ class EmbeddedStore(GraphStore):
             (QUERY, "outcome's query", [o.query_id for o in batch.outcomes]),
             (LLM, "outcome's LLM", [o.target for o in batch.outcomes if o.kind == LLM]),
             (AGENT, "outcome's agent", [o.target for o in batch.outcomes if o.kind == AGENT]),
+            (QUERY, "pending outcome's query", [p.query_id for p in batch.pending]),
+            (LLM, "pending outcome's LLM", [p.target for p in batch.pending if p.kind == LLM]),
+            (AGENT, "pending outcome's agent", [p.target for p in batch.pending if p.kind == AGENT]),
         ]
         for label, what, keys in checks:
             in_batch = {n.key for n in batch.nodes(label)}
@@ -226,7 +273,7 @@ class EmbeddedStore(GraphStore):
 
     def _clear(self) -> None:
         with self._tx(write=True) as db:
-            for table in (*REL_TABLE.values(), *TABLE.values()):
+            for table in ("pending_outcome", *REL_TABLE.values(), *TABLE.values()):
                 db.execute(f"DELETE FROM {table}")
 
     # ---- reads --------------------------------------------------------------------------------------------
@@ -255,6 +302,22 @@ class EmbeddedStore(GraphStore):
         with self._tx() as db:
             rows = db.execute(sql + " ORDER BY query_id, target", args).fetchall()
         return [Outcome(q, t, e, c, kind=kind, source=s, observed_at=at) for q, t, e, c, s, at in rows]  # type: ignore[arg-type]
+
+    def _get_pending(self, response_id: str) -> PendingOutcome | None:
+        with self._tx() as db:
+            row = db.execute(f"{SELECT_PENDING} WHERE response_id = ?", (response_id,)).fetchone()
+        return None if row is None else _pending_record(row)
+
+    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+        try:
+            with self._tx(write=True) as db:
+                if db.execute("DELETE FROM pending_outcome WHERE response_id = ?", (response_id,)).rowcount == 0:
+                    return False
+                o = outcome
+                db.execute(UPSERT_OUTCOME[o.kind], (o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
+        return True
 
     def _counts(self) -> dict[str, int]:
         with self._tx() as db:

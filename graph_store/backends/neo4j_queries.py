@@ -87,6 +87,49 @@ RETURN count(*) AS written
     for kind, rel in OUTCOME_REL.items()
 }
 
+# Pending outcomes (forwarded calls awaiting their effect) are AWAITS_FEEDBACK edges from the query to the candidate,
+# keyed by the response id. They are not outcome edges: no statement that reads outcomes, counts or snapshots sees
+# them, and DETACH DELETE of either end removes them. Rows are [response_id, query_id, target, cost, source,
+# observed_at]; a response id written again replaces its edge (the old one is deleted first).
+AWAITS_FEEDBACK = "AWAITS_FEEDBACK"
+PENDING_ROW: tuple[str, ...] = ("response_id", "query_id", "target", "cost", "source", "observed_at")
+DELETE_PENDING = f"""
+UNWIND $ids AS id
+MATCH ()-[p:{AWAITS_FEEDBACK} {{response_id: id}}]->()
+DELETE p
+RETURN count(*) AS deleted
+"""
+UPSERT_PENDING: dict[str, str] = {
+    kind: f"""
+UNWIND $rows AS row
+MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: row[1]}})
+MATCH (c:{kind} {{{NODE_KEY[kind]}: row[2]}})
+CREATE (q)-[p:{AWAITS_FEEDBACK}]->(c)
+SET p.response_id = row[0], p.cost = row[3], p.source = row[4], p.observed_at = row[5]
+RETURN count(*) AS written
+"""
+    for kind in OUTCOME_REL
+}
+GET_PENDING: dict[str, str] = {
+    kind: f"""
+MATCH (q:{QUERY})-[p:{AWAITS_FEEDBACK} {{response_id: $response_id}}]->(c:{kind})
+RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, p.cost AS cost, p.source AS source,
+       p.observed_at AS observed_at
+"""
+    for kind in OUTCOME_REL
+}
+# Complete one: the outcome edge written (or updated) and the pending edge deleted, in the same statement.
+COMPLETE_PENDING: dict[str, str] = {
+    kind: f"""
+MATCH (q:{QUERY})-[p:{AWAITS_FEEDBACK} {{response_id: $response_id}}]->(c:{kind})
+MERGE (q)-[r:{rel}]->(c)
+SET r.effect = $effect, r.cost = $cost, r.source = $source, r.observed_at = $observed_at
+DELETE p
+RETURN count(*) AS completed
+"""
+    for kind, rel in OUTCOME_REL.items()
+}
+
 # Which of the given keys exist (used only to name the missing ones after a short write).
 EXISTING_KEYS: dict[str, str] = {
     label: f"""

@@ -50,6 +50,7 @@ from graph_store.schema import (
     GraphBatch,
     NodeRecord,
     Outcome,
+    PendingOutcome,
     node_from_props,
     node_props,
 )
@@ -240,6 +241,11 @@ class Neo4jStore(GraphStore):
         outcomes: dict[str, dict[tuple[str, str], list[Any]]] = {kind: {} for kind in OUTCOME_REL}
         for o in batch.outcomes:  # one row per (query, target), the last one winning; columns as cypher.OUTCOME_ROW
             outcomes[o.kind][(o.query_id, o.target)] = [o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at]
+        pending: dict[str, dict[str, list[Any]]] = {kind: {} for kind in OUTCOME_REL}
+        for p in batch.pending:  # one row per response id, the last one winning; columns as cypher.PENDING_ROW
+            for rows in pending.values():
+                rows.pop(p.response_id, None)
+            pending[p.kind][p.response_id] = [p.response_id, p.query_id, p.target, p.cost, p.source, p.observed_at]
 
         def work(tx: neo4j.ManagedTransaction) -> None:
             self._run_rows(tx, cypher.UPSERT_TASKS, tasks)
@@ -257,6 +263,15 @@ class Neo4jStore(GraphStore):
                     list(rows.values()),
                     check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, rows),
                     size_of=neo4j_rows.outcome_row_size,
+                )
+            if batch.pending:
+                tx.run(cypher.DELETE_PENDING, ids=sorted({p.response_id for p in batch.pending})).consume()
+            for kind, rows in pending.items():
+                self._run_rows(
+                    tx,
+                    cypher.UPSERT_PENDING[kind],
+                    list(rows.values()),
+                    check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, [r[1:] for r in rows]),
                 )
 
         with self._session() as session:
@@ -373,6 +388,39 @@ class Neo4jStore(GraphStore):
             )
             for r in records
         ]
+
+    @_translate_errors
+    def _get_pending(self, response_id: str) -> PendingOutcome | None:
+        for kind in OUTCOME_REL:
+            records = self._read(cypher.GET_PENDING[kind], response_id=response_id)
+            if records:
+                r = records[0]
+                return PendingOutcome(
+                    response_id,
+                    r["query_id"],
+                    r["target"],
+                    r["cost"],
+                    kind=kind,  # type: ignore[arg-type]
+                    source=r["source"] or "",
+                    observed_at=r["observed_at"] or "",
+                )
+        return None
+
+    @_translate_errors
+    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            record = tx.run(
+                cypher.COMPLETE_PENDING[outcome.kind],
+                response_id=response_id,
+                effect=outcome.effect,
+                cost=outcome.cost,
+                source=outcome.source,
+                observed_at=outcome.observed_at,
+            ).single(strict=True)
+            return int(record["completed"])
+
+        with self._session() as session:
+            return session.execute_write(work) > 0
 
     @_translate_errors
     def _counts(self) -> dict[str, int]:

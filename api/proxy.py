@@ -1,0 +1,575 @@
+"""The OpenAI-compatible proxy: ``POST /v1/chat/completions`` routes, forwards and records; ``POST /v1/feedback``
+completes what it recorded.
+
+**Choosing.** ``model`` names a candidate LLM (plain pass-through to its upstream) or the router: ``"graphrouter"``,
+``"graphrouter:<scenario>"`` (balance, performance_first, cost_first), with the optional body fields of
+``/v1/route`` (``task``, ``scenario``, ``weights``, ``budget``, ``candidates``; the OpenAI client's ``extra_body``),
+which are not forwarded. The router ranks every candidate for the last user message exactly as ``/v1/route`` does
+(``Scorer.top_k`` under the routing lock), then tries them in that order, skipping those it cannot call (agents,
+LLMs without an upstream or whose key's environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS``.
+
+**Forwarding.** The body goes upstream as sent, with ``model`` set to the upstream's model id; the answer comes back
+unchanged apart from ``model`` (the candidate's name), with headers ``x-graphrouter-model``, ``-effect``, ``-cost``
+(predicted), ``-task``, ``-fallbacks`` (how many upstreams failed before it) and ``-failed`` (which, and why). A
+connection error, timeout or 5xx moves on to the next candidate; a 4xx is returned as it is (nothing else to try:
+the request itself is wrong). ``stream: true`` is passed through event by event; the proxy asks the upstream for
+``usage`` in the last chunk (``stream_options.include_usage``) and drops that chunk unless the client asked for it.
+Once a stream has begun, a failure ends it (there is no taking back what was sent).
+
+**Recording.** After the answer is sent (off its latency), a successful call with ``usage`` stores the query (the
+last user message, a Query node of the task used; a text already stored keeps its node) and a *pending outcome*
+keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × input price + completion_tokens ×
+output price) / 1e6``, no effect. Pending outcomes are not outcome edges, so training and the scorer never see them.
+``POST /v1/feedback {"id", "effect"}`` turns one into an outcome edge (source ``proxy``; feedback sent while its
+record is still being written waits for it) and passes it to the serving scorer like ``POST /v1/outcomes``. With
+``GRAPHROUTER_STORE_QUERY_TEXTS=false`` the query node holds no text: its id is the hash of the text (as always),
+its text a placeholder ``[text not stored] <id>``, its task the task used. A call whose task is unknown (a
+pass-through to an LLM the scorer does not route to, without ``task``), or whose upstream sent no ``usage``, is
+forwarded but not recorded. Recording never fails a call: a store error is logged and the answer returned.
+
+**Secrets.** Upstream keys are read from the environment at call time and only ever put in the upstream request's
+``Authorization`` header: never in the graph, a log line, an error message or ``/metrics``; an upstream's 4xx body
+is returned with the key masked should it echo it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import HTTPException, Request, status
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from api.models import FeedbackIn, FeedbackOut, RouteRequest
+from api.registry import CandidateRegistry
+from api.settings import Settings
+from api.state import ServiceState
+from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputError, LLMNode, PendingOutcome, Query
+from graph_store import query_id as text_id
+from graphrouter.cost import usd_cost
+from graphrouter.scorer import RouteResult
+
+log = logging.getLogger("api.proxy")
+
+ROUTER_MODEL = "graphrouter"
+ROUTING_FIELDS = ("task", "scenario", "weights", "budget", "candidates")  # /v1/route's, not forwarded
+MASK = "***"
+HEADER_PREFIX = "x-graphrouter-"
+
+
+def client_error(code: int, message: str) -> HTTPException:
+    return HTTPException(code, message)
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The one upstream client of the service (built in the lifespan): pooled connections, the proxy's timeouts."""
+    timeout = httpx.Timeout(settings.proxy_timeout, connect=settings.proxy_connect_timeout)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+
+async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The JSON object of a request body of at most ``max_bytes`` (413 beyond, without reading the rest)."""
+    declared = request.headers.get("content-length")
+    too_big = f"the request body is larger than {max_bytes:,} bytes (GRAPHROUTER_PROXY_MAX_BODY_BYTES)"
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise client_error(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise client_error(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise client_error(status.HTTP_400_BAD_REQUEST, f"malformed JSON in the request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
+    return body
+
+
+def last_user_text(messages: Any) -> str:
+    """The text of the last ``user`` message (string content, or the text parts of a list of parts)."""
+    if not isinstance(messages, list) or not messages:
+        raise client_error(status.HTTP_400_BAD_REQUEST, "messages: a non-empty list of chat messages is required")
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                text = content
+            elif isinstance(content, list):
+                text = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            else:
+                text = ""
+            if text.strip():
+                return text
+            break
+    raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, bursts of up to that many; 0 disables it."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id → (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> float:
+        """0 if the request may go ahead, else the seconds until it may."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - then) * rate)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return 0.0
+
+
+def key_id(key: str) -> str:
+    """A short, non-reversible name of a key, for rate-limit buckets."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Attempt:
+    """One candidate to try: its node (with its upstream), predicted effect and cost (None on a pass-through the
+    scorer does not know)."""
+
+    node: LLMNode
+    effect: float | None
+    cost: float | None
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+@dataclass
+class Plan:
+    """What a chat request will do: the candidates to try in order, the text and task to record it under."""
+
+    attempts: list[Attempt]
+    text: str
+    task: str | None
+    routed: bool
+    failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
+
+    def headers(self, chosen: Attempt) -> dict[str, str]:
+        out = {f"{HEADER_PREFIX}model": chosen.name, f"{HEADER_PREFIX}fallbacks": str(len(self.failed))}
+        if chosen.effect is not None:
+            out[f"{HEADER_PREFIX}effect"] = f"{chosen.effect:.10g}"
+        if chosen.cost is not None:
+            out[f"{HEADER_PREFIX}cost"] = f"{chosen.cost:.10g}"
+        if self.task is not None:
+            out[f"{HEADER_PREFIX}task"] = _header_safe(self.task)
+        if self.failed:
+            out[f"{HEADER_PREFIX}failed"] = _header_safe("; ".join(self.failed))
+        return out
+
+
+def _header_safe(value: str) -> str:
+    return value.encode("latin-1", "replace").decode("latin-1").replace("\r", " ").replace("\n", " ")
+
+
+class _UpstreamFailed(Exception):
+    """This upstream could not answer (connection, timeout, 5xx): try the next candidate."""
+
+
+class ChatProxy:
+    """Routes and forwards chat completions, and records their outcomes (one per app, built in the lifespan)."""
+
+    def __init__(self, state: ServiceState, registry: CandidateRegistry, client: httpx.AsyncClient) -> None:
+        self.state = state
+        self.registry = registry
+        self.client = client
+        self.settings = state.settings
+        self.limiter = RateLimiter(self.settings.proxy_rate_limit)
+        # calls answered whose recording is still being written (after the answer, off its latency): feedback on
+        # one of them waits for it instead of missing it
+        self._recording: dict[str, threading.Event] = {}
+        self._recording_lock = threading.Lock()
+
+    # ---- auth ---------------------------------------------------------------------------------------------
+    def authorize(self, presented: str | None, *, admin_too: bool = False) -> str:
+        """The id of the proxy key presented (401 if none matches, 429 over its rate limit). ``admin_too``: the
+        admin key (GRAPHROUTER_API_KEY) is accepted as well (feedback)."""
+        keys = self.settings.proxy_keys()
+        if admin_too and self.settings.api_key is not None:
+            keys = [*keys, self.settings.api_key.get_secret_value()]
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if not keys:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "the proxy is disabled: no proxy key is configured; set GRAPHROUTER_PROXY_KEY on the server and send "
+                "'Authorization: Bearer <key>'",
+                headers=challenge,
+            )
+        if presented is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "missing 'Authorization: Bearer <key>' header", headers=challenge
+            )
+        match = None
+        for key in keys:  # compare with every key, so the time taken does not say which one was close
+            if secrets.compare_digest(presented.encode(), key.encode()):
+                match = key
+        if match is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong proxy key", headers=challenge)
+        kid = key_id(match)
+        wait = self.limiter.take(kid)
+        if wait > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"rate limit of {self.settings.proxy_rate_limit} requests per minute for this key "
+                "(GRAPHROUTER_PROXY_RATE_LIMIT); retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return kid
+
+    # ---- the chat call ------------------------------------------------------------------------------------
+    async def chat(self, body: dict[str, Any]) -> Response:
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise client_error(status.HTTP_400_BAD_REQUEST, "model: a candidate's name or 'graphrouter' is required")
+        text = last_user_text(body.get("messages"))
+        if len(text) > self.settings.max_query_chars:
+            raise client_error(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"messages: the last user message is {len(text):,} characters; the limit is "
+                f"{self.settings.max_query_chars:,} (GRAPHROUTER_MAX_QUERY_CHARS)",
+            )
+        routing = {k: body.pop(k) for k in ROUTING_FIELDS if k in body}
+        plan = await run_in_threadpool(self._plan, model, text, routing)
+        stream = body.get("stream") is True
+        for attempt in plan.attempts:
+            try:
+                if stream:
+                    return await self._stream(body, plan, attempt)
+                return await self._complete(body, plan, attempt)
+            except _UpstreamFailed as exc:
+                plan.failed.append(f"{attempt.name} ({exc})")
+                self.state.metrics.proxied(attempt.name, "failed")
+                log.warning("upstream of %s failed: %s", attempt.name, exc)
+        raise client_error(
+            status.HTTP_502_BAD_GATEWAY,
+            f"every upstream tried failed: {'; '.join(plan.failed)} (GRAPHROUTER_PROXY_MAX_ATTEMPTS="
+            f"{self.settings.proxy_max_attempts})",
+        )
+
+    def _plan(self, model: str, text: str, routing: dict[str, Any]) -> Plan:
+        """Rank (or look up) the candidates and their upstreams: one thread-pool hop for scorer and store."""
+        store = self.state.get_store()
+        if model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
+            scenario = model[len(ROUTER_MODEL) + 1 :] or None
+            if scenario is not None and "scenario" in routing:
+                raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")
+            result = self._route(text, {**routing, "scenario": scenario or routing.get("scenario")}, k=None)
+            attempts, skipped = [], []
+            for rec in result.candidates:
+                node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
+                why = self._unusable(rec.name, node, rec.kind)
+                if why:
+                    skipped.append(f"{rec.name} ({why})")
+                    continue
+                assert node is not None
+                attempts.append(Attempt(node, rec.effect, rec.cost))
+                if len(attempts) == self.settings.proxy_max_attempts:
+                    break
+            if not attempts:
+                raise client_error(
+                    status.HTTP_400_BAD_REQUEST,
+                    f"no candidate the router ranked can be called: {'; '.join(skipped)}; give an LLM an upstream "
+                    "with PATCH /v1/llms/{name}",
+                )
+            if result.candidates:
+                self.state.metrics.decided(attempts[0].name, LLM)
+            return Plan(attempts, text, result.task, routed=True)
+        # a concrete candidate: pass-through
+        if not store.has_node(LLM, model):
+            raise client_error(
+                status.HTTP_404_NOT_FOUND,
+                f"model: no LLM named {model!r}; use a registered LLM's name (GET /v1/llms) or 'graphrouter'",
+            )
+        node = store.get_node(LLM, model)
+        assert isinstance(node, LLMNode)
+        why = self._unusable(model, node, LLM)
+        if why:
+            code = status.HTTP_503_SERVICE_UNAVAILABLE if "environment" in why else status.HTTP_400_BAD_REQUEST
+            raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
+        scorer = self.state.scorer
+        if scorer is not None and scorer.routable(model):
+            result = self._route(text, {**routing, "candidates": [model]}, k=1)
+            rec = result.candidates[0]
+            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False)
+        task = routing.get("task") if isinstance(routing.get("task"), str) else None
+        return Plan([Attempt(node, None, None)], text, task, routed=False)
+
+    def _route(self, text: str, routing: dict[str, Any], k: int | None) -> RouteResult:
+        """``Scorer.top_k`` exactly as /v1/route calls it; ``k=None``: every candidate in the pool, ranked."""
+        try:
+            req = RouteRequest(query=text, k=1, **routing)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
+        except TypeError as exc:
+            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        scorer = self.registry.get_scorer()
+        weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
+        with self.state.lock.read():
+            current = self.state.scorer or scorer
+            if req.task is not None:
+                self.state.check_task(req.task, current)
+            if k is None:
+                k = len(set(req.candidates)) if req.candidates else len(current.routable_candidates)
+            return current.top_k(
+                text,
+                task=req.task,
+                k=max(k, 1),
+                scenario=req.scenario,
+                weights=weights,
+                budget=req.budget,
+                candidates=req.candidates,
+            )
+
+    @staticmethod
+    def _unusable(name: str, node: LLMNode | None, kind: str) -> str | None:
+        if kind != LLM:
+            return "an agent: the proxy calls LLMs only"
+        if node is None or node.base_url is None:
+            return f"no upstream configured; set one with PATCH /v1/llms/{name}"
+        if node.api_key_env is not None and not os.environ.get(node.api_key_env):
+            return f"its key's environment variable {node.api_key_env} is not set on the server"
+        return None
+
+    # ---- upstream calls -----------------------------------------------------------------------------------
+    @staticmethod
+    def _request_parts(body: dict[str, Any], node: LLMNode) -> tuple[str, dict[str, Any], dict[str, str], str]:
+        url = node.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        payload = {**body, "model": node.upstream_model or node.name}
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        key = os.environ.get(node.api_key_env, "") if node.api_key_env else ""
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return url, payload, headers, key
+
+    async def _complete(self, body: dict[str, Any], plan: Plan, attempt: Attempt) -> Response:
+        url, payload, headers, key = self._request_parts(body, attempt.node)
+        try:
+            upstream = await self.client.post(url, json=payload, headers=headers)
+        except httpx.TimeoutException:
+            raise _UpstreamFailed("timed out") from None
+        except httpx.TransportError as exc:
+            raise _UpstreamFailed(f"{type(exc).__name__}") from None
+        if upstream.status_code >= 500:
+            raise _UpstreamFailed(f"HTTP {upstream.status_code}")
+        out_headers = plan.headers(attempt)
+        if upstream.status_code >= 300:
+            self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
+            return _as_is(upstream.content, upstream, out_headers, key)
+        try:
+            answer = upstream.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _UpstreamFailed("an answer that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise _UpstreamFailed("an answer that is not a JSON object")
+        answer["model"] = attempt.name
+        rid = _response_id(answer.get("id"))
+        answer["id"] = rid
+        out_headers[f"{HEADER_PREFIX}response-id"] = rid
+        self.state.metrics.proxied(attempt.name, "ok")
+        self._will_record(rid)
+        task = BackgroundTask(self._record, plan, attempt, rid, answer.get("usage"))  # after the answer is sent
+        return JSONResponse(answer, headers=out_headers, background=task)
+
+    async def _stream(self, body: dict[str, Any], plan: Plan, attempt: Attempt) -> Response:
+        url, payload, headers, key = self._request_parts(body, attempt.node)
+        options = payload.get("stream_options")
+        client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if not client_wants_usage:
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        headers["accept"] = "text/event-stream"
+        request = self.client.build_request("POST", url, json=payload, headers=headers)
+        try:
+            upstream = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise _UpstreamFailed("timed out") from None
+        except httpx.TransportError as exc:
+            raise _UpstreamFailed(f"{type(exc).__name__}") from None
+        out_headers = plan.headers(attempt)
+        if upstream.status_code >= 300:
+            content = await upstream.aread()
+            await upstream.aclose()
+            if upstream.status_code >= 500:
+                raise _UpstreamFailed(f"HTTP {upstream.status_code}")
+            self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
+            return _as_is(content, upstream, out_headers, key)
+        self.state.metrics.proxied(attempt.name, "ok")
+        out_headers["cache-control"] = "no-cache"
+        return StreamingResponse(
+            self._events(upstream, plan, attempt, client_wants_usage),
+            media_type="text/event-stream",
+            headers=out_headers,
+        )
+
+    async def _events(
+        self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool
+    ) -> AsyncIterator[bytes]:
+        """The upstream's server-sent events, one by one as they complete, ``model`` rewritten; the usage-only
+        chunk the proxy asked for is dropped unless the client asked for it too. Records after the last event."""
+        rid: str | None = None
+        usage: Any = None
+        recorded = False
+        buffer = b""
+        try:
+            async for piece in upstream.aiter_raw():
+                buffer += piece.replace(b"\r\n", b"\n")
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    data = _event_data(event)
+                    if data is None:
+                        yield event + b"\n\n"
+                        continue
+                    if data == "[DONE]":
+                        yield event + b"\n\n"
+                        continue
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError:
+                        yield event + b"\n\n"
+                        continue
+                    if not isinstance(chunk, dict):
+                        yield event + b"\n\n"
+                        continue
+                    if rid is None:
+                        rid = _response_id(chunk.get("id"))
+                        self._will_record(rid)
+                    chunk["id"] = rid
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                        if not client_wants_usage and not chunk.get("choices"):
+                            continue  # the usage-only chunk the client did not ask for
+                        if not client_wants_usage:
+                            chunk.pop("usage")
+                    if "model" in chunk:
+                        chunk["model"] = attempt.name
+                    yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+            if buffer.strip():
+                yield buffer
+            if rid is not None:
+                recorded = True
+                await run_in_threadpool(self._record, plan, attempt, rid, usage)
+        except httpx.HTTPError as exc:  # mid-stream: nothing to fall back to once chunks went out
+            log.warning("the stream from %s broke off: %s", attempt.name, type(exc).__name__)
+        finally:
+            if rid is not None and not recorded:
+                self._recorded(rid)
+            await upstream.aclose()
+
+    # ---- recording ----------------------------------------------------------------------------------------
+    def _will_record(self, rid: str) -> None:
+        with self._recording_lock:
+            self._recording.setdefault(rid, threading.Event())
+
+    def _recorded(self, rid: str) -> None:
+        with self._recording_lock:
+            event = self._recording.pop(rid, None)
+        if event is not None:
+            event.set()
+
+    def _record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
+        """Store the query (if new) and the call's pending outcome; never fails the call."""
+        try:
+            self._write_record(plan, attempt, rid, usage)
+        finally:
+            self._recorded(rid)
+
+    def _write_record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
+        if plan.task is None:
+            log.info("call %s to %s not recorded: its task is unknown (give task)", rid, attempt.name)
+            return
+        tokens = _usage_tokens(usage)
+        if tokens is None:
+            log.info("call %s to %s not recorded: the upstream sent no usage", rid, attempt.name)
+            return
+        node = attempt.node
+        cost = min(usd_cost(tokens[0], tokens[1], node.input_price, node.output_price), 1_000.0)
+        qid = text_id(plan.text)
+        text = plan.text if self.settings.store_query_texts else f"[text not stored] {qid}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            store = self.state.get_store()
+            with self.registry.lock:
+                new = [] if store.has_node(QUERY, qid) else [Query(text, plan.task, id=qid)]
+                pending = PendingOutcome(rid, qid, node.name, cost, kind=LLM, source="proxy", observed_at=now)
+                store.write(GraphBatch(queries=new, pending=[pending]))
+        except (GraphStoreError, InvalidInputError) as exc:
+            log.warning("call %s to %s not recorded: %s", rid, attempt.name, exc)
+
+    def feedback(self, body: FeedbackIn) -> FeedbackOut:
+        """Complete a pending outcome with its effect; the scorer gets it like POST /v1/outcomes' (404 if none)."""
+        with self._recording_lock:
+            writing = self._recording.get(body.id)
+        if writing is not None:  # answered moments ago, its record still being written
+            writing.wait(timeout=self.settings.proxy_timeout)
+        store = self.state.get_store()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.registry.lock:
+            outcome = store.complete_pending(body.id, body.effect, observed_at=now)
+            applied = self.registry.apply_outcomes([outcome])
+        return FeedbackOut(
+            id=body.id,
+            query_id=outcome.query_id,
+            candidate=outcome.target,
+            effect=outcome.effect,
+            cost=outcome.cost,
+            applied_to_scorer=applied > 0,
+        )
+
+
+def _as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key: str) -> Response:
+    """An upstream's non-2xx answer as it is (its key masked, should it echo it)."""
+    if key and key.encode() in content:
+        content = content.replace(key.encode(), MASK.encode())
+    media = upstream.headers.get("content-type", "application/json")
+    return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
+
+
+def _response_id(value: Any) -> str:
+    """The upstream's id if it can key a pending outcome, else one of ours."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable() and value == value.strip():
+        return value
+    return f"chatcmpl-gr-{uuid.uuid4().hex}"
+
+
+def _event_data(event: bytes) -> str | None:
+    """The ``data:`` of one server-sent event (None for comments and events without data)."""
+    lines = [line[5:].lstrip() for line in event.decode("utf-8", "replace").split("\n") if line.startswith("data:")]
+    return "\n".join(lines) if lines else None
+
+
+def _usage_tokens(usage: Any) -> tuple[int, int] | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (prompt, completion))
+    return (prompt, completion) if ok else None  # type: ignore[return-value]

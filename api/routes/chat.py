@@ -1,0 +1,73 @@
+"""The OpenAI-compatible proxy: ``POST /v1/chat/completions`` and ``POST /v1/feedback`` (see :mod:`api.proxy`).
+
+Both need a proxy key (``Authorization: Bearer <GRAPHROUTER_PROXY_KEY>``, what an OpenAI client sends as its
+``api_key``); feedback also takes the admin key. The chat body is read raw (at most
+``GRAPHROUTER_PROXY_MAX_BODY_BYTES``) and passed on as it is: any OpenAI field the upstream knows is forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep
+from api.models import FeedbackIn, FeedbackOut
+from api.proxy import read_body
+
+router = APIRouter(prefix="/v1", tags=["proxy"])
+
+_CHAT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model", "messages"],
+                    "additionalProperties": True,
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "description": "a candidate LLM's name, or graphrouter[:balance|:performance_first|"
+                            ":cost_first] to route",
+                        },
+                        "messages": {"type": "array", "items": {"type": "object"}},
+                        "stream": {"type": "boolean"},
+                        "task": {"type": "string", "description": "routing only: the query's task"},
+                        "weights": {"type": "object", "description": "routing only: as /v1/route"},
+                        "budget": {"type": "number", "description": "routing only: as /v1/route"},
+                        "candidates": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/chat/completions",
+    summary="OpenAI-compatible chat completion: routed (model 'graphrouter') or passed through, then recorded",
+    openapi_extra=_CHAT_BODY,
+    responses={
+        400: {"description": "bad request, or no candidate with an upstream (the message names them)"},
+        401: {"description": "missing or wrong proxy key, or none configured"},
+        404: {"description": "model names no LLM"},
+        413: {"description": "body over GRAPHROUTER_PROXY_MAX_BODY_BYTES"},
+        429: {"description": "over the key's rate limit"},
+        502: {"description": "every upstream tried failed"},
+    },
+)
+async def chat_completions(request: Request, proxy: ProxyDep, settings: SettingsDep, _key: ProxyAuth) -> Response:
+    return await proxy.chat(await read_body(request, settings.proxy_max_body_bytes))
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    summary="the effect of a proxied call: its pending outcome becomes an outcome the router learns from",
+    responses={404: {"description": "no pending outcome with that id"}},
+)
+def feedback(body: FeedbackIn, proxy: ProxyDep, _key: FeedbackAuth) -> FeedbackOut:
+    return proxy.feedback(body)

@@ -1,0 +1,424 @@
+"""The OpenAI-compatible proxy against real HTTP upstreams on 127.0.0.1 (tests/proxy_upstream.py), with the service
+itself under uvicorn on a free port: routing as /v1/route, fail-over, 4xx pass-through, streaming chunk by chunk,
+costs from usage, feedback, missing upstreams, auth and limits, and no upstream key anywhere it should not be."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.main import create_app
+from api.settings import Settings
+from graph_store import LLM, QUERY, GraphStore, LLMNode, NodeNotFoundError, PendingOutcome, query_id
+from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.world import World
+from tests.proxy_upstream import CHUNK_PAUSE_S, USAGE, Upstream, running_upstream, serve_in_thread
+from tests.test_api import fitted, populate  # noqa: F401 - the module-scoped checkpoint fixture
+from tests.test_scorer import HashEmbedder
+
+ADMIN = "admin-key"
+PROXY = "proxy-key-1"
+SECRET = "sk-upstream-SECRET-4242"
+KEY_ENV = "GRAPHROUTER_TEST_UPSTREAM_KEY"
+QUESTION = "task-2 what is the answer to this question?"
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+PROXY_AUTH = {"Authorization": f"Bearer {PROXY}"}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with running_upstream() as up:
+        yield up
+
+
+@pytest.fixture
+def store(tmp_path: Path, fitted: tuple[World, dict[str, Path]]) -> Iterator[GraphStore]:  # noqa: F811
+    with EmbeddedStore(tmp_path / "graph.db") as s:
+        populate(s, fitted[0])
+        yield s
+
+
+Service = Callable[..., AbstractContextManager[httpx.Client]]
+
+
+@pytest.fixture
+def service(
+    store: GraphStore,
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Service:
+    """``with service(**settings) as client``: the app under uvicorn (knn_task checkpoint, the populated store), and
+    an httpx client on it."""
+    world, paths = fitted
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+    def make(**overrides: Any) -> AbstractContextManager[httpx.Client]:
+        settings = Settings(
+            **{
+                "store": "unused",
+                "checkpoint": paths["knn_task"],
+                "embedding_cache": None,
+                "api_key": ADMIN,
+                "proxy_key": PROXY,
+                "proxy_timeout": 0.5,
+                **overrides,
+            }
+        )
+        app = create_app(settings, store=store, embedder=HashEmbedder(world))
+
+        class _Running:
+            def __enter__(self) -> httpx.Client:
+                self._server = serve_in_thread(app)
+                root = self._server.__enter__()
+                self._client = httpx.Client(base_url=root, timeout=30)
+                return self._client
+
+            def __exit__(self, *exc: object) -> None:
+                self._client.close()
+                self._server.__exit__(*exc)
+
+        return _Running()
+
+    return make
+
+
+def set_upstream(client: httpx.Client, name: str, base_url: str | None, **extra: Any) -> httpx.Response:
+    body = {"upstream": None if base_url is None else {"base_url": base_url, **extra}}
+    r = client.patch(f"/v1/llms/{name}", json=body, headers=ADMIN_AUTH)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def ranking(client: httpx.Client, query: str = QUESTION, **route: Any) -> list[dict[str, Any]]:
+    k = len(route["candidates"]) if "candidates" in route else 5
+    r = client.post("/v1/route", json={"query": query, "k": k, **route})
+    assert r.status_code == 200, r.text
+    return r.json()["candidates"]  # type: ignore[no-any-return]
+
+
+def chat(client: httpx.Client, model: str = "graphrouter", text: str = QUESTION, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]}
+    return client.post("/v1/chat/completions", json={**body, **extra}, headers=PROXY_AUTH)
+
+
+def pending(store: GraphStore, rid: str) -> PendingOutcome:
+    """The call's pending outcome, once written (the proxy records after the answer is sent)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return store.pending_outcome(rid)
+        except NodeNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def expected_cost(node: LLMNode) -> float:
+    return (USAGE["prompt_tokens"] * node.input_price + USAGE["completion_tokens"] * node.output_price) / 1e6
+
+
+# ---- routing, recording, feedback -----------------------------------------------------------------------------
+def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    with service() as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"), model=f"vendor/model-{i}", api_key_env=KEY_ENV)
+        for scenario in (None, "cost_first", "performance_first"):
+            top = ranking(client, **({"scenario": scenario} if scenario else {}))[0]
+            model = "graphrouter" + (f":{scenario}" if scenario else "")
+            r = chat(client, model)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-graphrouter-model"] == top["name"]
+            assert float(r.headers["x-graphrouter-effect"]) == pytest.approx(top["effect"], abs=1e-4)
+            assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(top["cost"], rel=1e-6)
+            assert r.headers["x-graphrouter-fallbacks"] == "0" and r.headers["x-graphrouter-task"] == "task-2"
+            body = r.json()
+            i = top["name"].split("-")[1]
+            assert body["model"] == top["name"]  # the only change to the upstream's answer
+            assert body["choices"][0]["message"]["content"] == f"answer from ok-{i}"
+            assert body["usage"] == USAGE and body["id"] == r.headers["x-graphrouter-response-id"]
+            mode, headers, sent = upstream.seen[-1]
+            assert mode == f"ok-{i}" and sent["model"] == f"vendor/model-{i}"
+            assert headers["authorization"] == f"Bearer {SECRET}"
+            assert not set(sent) & {"task", "weights", "budget", "candidates", "scenario"}
+
+        # the call is a pending outcome priced from usage, on a new Query node of the task used
+        node = store.get_node(LLM, body["model"])
+        assert isinstance(node, LLMNode)
+        record = pending(store, body["id"])
+        assert (record.target, record.source) == (node.name, "proxy")
+        assert record.cost == pytest.approx(expected_cost(node))
+        query = store.get_node(QUERY, query_id(QUESTION))
+        assert (query.text, query.task) == (QUESTION, "task-2")  # type: ignore[union-attr]
+        assert store.outcomes(LLM, query_id=query.key) == []  # no effect yet: no outcome edge
+
+        # feedback completes it (a proxy key will do; the admin key too)
+        r = client.post("/v1/feedback", json={"id": body["id"], "effect": 0.9}, headers=PROXY_AUTH)
+        assert r.status_code == 200, r.text
+        done = r.json()
+        assert done["candidate"] == node.name and done["effect"] == 0.9
+        assert done["cost"] == pytest.approx(expected_cost(node))
+        [outcome] = store.outcomes(LLM, query_id=query.key)
+        assert (outcome.target, outcome.effect, outcome.source) == (node.name, 0.9, "proxy")
+        with pytest.raises(NodeNotFoundError):
+            store.pending_outcome(body["id"])
+        again = client.post("/v1/feedback", json={"id": body["id"], "effect": 0.1}, headers=ADMIN_AUTH)
+        assert again.status_code == 404 and body["id"] in again.json()["detail"]
+        bad = client.post("/v1/feedback", json={"id": "x", "effect": 1.5}, headers=PROXY_AUTH)
+        assert bad.status_code == 422
+
+
+def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: Upstream, store: GraphStore) -> None:
+    with service() as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"))
+        only = ["llm-1", "llm-3"]
+        top = ranking(client, task="task-1", candidates=only, weights={"w_effect": 1, "w_cost": 0})[0]
+        r = chat(client, task="task-1", candidates=only, weights={"w_effect": 1, "w_cost": 0})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-graphrouter-model"] == top["name"] and r.headers["x-graphrouter-task"] == "task-1"
+
+        r = chat(client, "llm-4", text="a pass-through question")
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "llm-4" and upstream.seen[-1][2]["model"] == "llm-4"  # default: its name
+        assert r.headers["x-graphrouter-model"] == "llm-4" and "x-graphrouter-effect" in r.headers
+        assert pending(store, r.json()["id"]).target == "llm-4"
+
+
+def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens, connection refused
+    with service(proxy_max_attempts=4) as client:
+        order = [c["name"] for c in ranking(client)]
+        urls = [dead, upstream.url("fail500"), upstream.url("slow"), upstream.url("ok-x")]
+        for name, url in zip(order, urls, strict=False):
+            set_upstream(client, name, url)
+        start = time.monotonic()
+        r = chat(client)
+        assert r.status_code == 200, r.text
+        assert time.monotonic() - start < 1.9  # the slow one was given up after proxy_timeout (0.5 s), not awaited
+        assert r.headers["x-graphrouter-model"] == order[3] and r.headers["x-graphrouter-fallbacks"] == "3"
+        failed = r.headers["x-graphrouter-failed"]
+        assert f"{order[0]} (ConnectError)" in failed and f"{order[1]} (HTTP 500)" in failed
+        assert f"{order[2]} (timed out)" in failed
+        assert pending(store, r.json()["id"]).target == order[3]
+
+    with service(proxy_max_attempts=2) as client:
+        r = chat(client)
+        assert r.status_code == 502 and order[0] in r.json()["detail"] and order[1] in r.json()["detail"]
+
+
+def test_an_upstream_4xx_is_returned_as_it_is(service: Service, upstream: Upstream) -> None:
+    with service() as client:
+        order = [c["name"] for c in ranking(client)]
+        set_upstream(client, order[0], upstream.url("bad400"))
+        set_upstream(client, order[1], upstream.url("ok-second"))
+        before = len(upstream.seen)
+        r = chat(client)
+        assert r.status_code == 400
+        assert r.json() == {
+            "error": {"message": "max_tokens is too large", "type": "invalid_request_error", "code": None}
+        }
+        assert r.headers["x-graphrouter-model"] == order[0]
+        assert upstream.modes()[before:] == ["bad400"]  # no fall-back on the client's own error
+
+
+def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
+    service: Service, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service() as client:
+        r = chat(client, "llm-2")
+        assert r.status_code == 400 and "'llm-2'" in r.json()["detail"] and "PATCH /v1/llms/llm-2" in r.json()["detail"]
+        r = chat(client)
+        assert r.status_code == 400
+        assert all(f"llm-{i} (no upstream configured" in r.json()["detail"] for i in range(5))
+        r = chat(client, "no-such-model")
+        assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
+
+        # the router skips what it cannot call: no upstream, or a key variable unset on the server
+        order = [c["name"] for c in ranking(client)]
+        set_upstream(client, order[0], upstream.url("ok-a"), api_key_env="GRAPHROUTER_TEST_UNSET_KEY")
+        set_upstream(client, order[2], upstream.url("ok-c"))
+        r = chat(client)
+        assert r.status_code == 200 and r.headers["x-graphrouter-model"] == order[2]
+        r = chat(client, order[0])
+        assert r.status_code == 503 and "GRAPHROUTER_TEST_UNSET_KEY is not set" in r.json()["detail"]
+
+
+# ---- streaming and the official client ---------------------------------------------------------------------
+def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    with service() as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"))
+        top = ranking(client)[0]["name"]
+        body = {"model": "graphrouter", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+        arrivals: list[tuple[float, str]] = []
+        start = time.monotonic()
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=PROXY_AUTH) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            assert r.headers["x-graphrouter-model"] == top
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append((time.monotonic() - start, line[6:]))
+        import json
+
+        data = [d for _, d in arrivals]
+        assert data[-1] == "[DONE]"
+        chunks = [json.loads(d) for d in data[:-1]]
+        assert len(chunks) == 3  # the usage-only chunk the proxy asked for is not passed on
+        assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == f"Hello from ok-{top.split('-')[1]}"
+        assert all(c["model"] == top for c in chunks) and len({c["id"] for c in chunks}) == 1
+        # chunk by chunk: the first arrived while the upstream was still pausing before the next ones
+        assert arrivals[2][0] - arrivals[0][0] > 1.5 * CHUNK_PAUSE_S
+        assert upstream.seen[-1][2]["stream_options"] == {"include_usage": True}
+        node = store.get_node(LLM, top)
+        assert pending(store, chunks[0]["id"]).cost == pytest.approx(expected_cost(node))  # type: ignore[arg-type]
+
+        body["stream_options"] = {"include_usage": True}  # asked for: the usage chunk is passed on
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=PROXY_AUTH) as r:
+            lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert json.loads(lines[-2])["usage"] == USAGE and json.loads(lines[-2])["choices"] == []
+
+
+def test_the_official_openai_client_works_plain_and_streamed(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    import openai
+
+    with service() as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"))
+        top = ranking(client)[0]["name"]
+        v1 = f"{str(client.base_url).rstrip('/')}/v1"
+        oai = openai.OpenAI(base_url=v1, api_key=PROXY, max_retries=0)
+        messages = [{"role": "user", "content": QUESTION}]
+        done = oai.chat.completions.create(model="graphrouter", messages=messages)  # type: ignore[arg-type]
+        assert done.model == top and done.choices[0].message.content == f"answer from ok-{top.split('-')[1]}"
+        assert done.usage is not None and done.usage.completion_tokens == 50
+        raw = oai.chat.completions.with_raw_response.create(model="graphrouter:cost_first", messages=messages)  # type: ignore[arg-type]
+        assert raw.headers["x-graphrouter-model"] == ranking(client, scenario="cost_first")[0]["name"]
+
+        stream = oai.chat.completions.create(
+            model="graphrouter",
+            messages=messages,  # type: ignore[arg-type]
+            stream=True,
+            extra_body={"task": "task-2"},
+        )
+        pieces = [chunk.choices[0].delta.content or "" for chunk in stream]  # no empty-choices chunk to trip on
+        assert "".join(pieces) == f"Hello from ok-{top.split('-')[1]}"
+
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=v1, api_key="wrong", max_retries=0).chat.completions.create(
+                model="graphrouter",
+                messages=messages,  # type: ignore[arg-type]
+            )
+        r = client.post("/v1/feedback", json={"id": done.id, "effect": 1.0}, headers=PROXY_AUTH)
+        assert r.status_code == 200 and r.json()["candidate"] == top
+
+
+# ---- auth, limits, secrets ----------------------------------------------------------------------------------
+def test_auth_body_size_and_rate_limit(service: Service, upstream: Upstream) -> None:
+    with service(proxy_rate_limit=3, proxy_max_body_bytes=2_000) as client:
+        set_upstream(client, "llm-0", upstream.url("ok-0"))
+        body = {"model": "llm-0", "messages": [{"role": "user", "content": "hi"}]}
+        assert client.post("/v1/chat/completions", json=body).status_code == 401
+        admin = client.post("/v1/chat/completions", json=body, headers=ADMIN_AUTH)
+        assert admin.status_code == 401 and admin.json()["detail"] == "wrong proxy key"
+        big = {**body, "messages": [{"role": "user", "content": "x" * 3_000}]}
+        assert client.post("/v1/chat/completions", json=big, headers=PROXY_AUTH).status_code == 413
+        codes = [client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # the 413 took a token too
+        limited = client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        # the proxy key does not open the admin's writes
+        r = client.patch("/v1/llms/llm-0", json={"upstream": None}, headers=PROXY_AUTH)
+        assert r.status_code == 401
+
+    with service(proxy_key=None) as client:
+        r = client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH)
+        assert r.status_code == 401 and "GRAPHROUTER_PROXY_KEY" in r.json()["detail"]
+
+
+def test_the_upstream_key_never_shows_in_answers_logs_or_metrics(
+    service: Service, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    with service(proxy_max_attempts=5) as client:
+        order = [c["name"] for c in ranking(client)]
+        modes = ["fail500", "slow", "ok-a"]
+        for name, mode in zip(order, modes, strict=False):
+            set_upstream(client, name, upstream.url(mode), api_key_env=KEY_ENV)
+        seen.append(chat(client).text)
+        stream = {"model": "graphrouter", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with client.stream("POST", "/v1/chat/completions", json=stream, headers=PROXY_AUTH) as r:
+            seen.append(r.read().decode())
+        set_upstream(client, order[3], upstream.url("echo400"), api_key_env=KEY_ENV)
+        echoed = chat(client, order[3])
+        assert echoed.status_code == 401 and "***" in echoed.text  # a careless upstream echoing it: masked
+        seen.append(echoed.text)
+        assert upstream.seen[-1][1]["authorization"] == f"Bearer {SECRET}"  # it was sent, upstream only
+        listing = client.get("/v1/llms").json()["data"]
+        seen.append(str(listing))
+        shown = next(x for x in listing if x["name"] == order[0])["upstream"]
+        assert shown["api_key_env"] == KEY_ENV and shown["api_key_set"] is True
+        seen.append(client.get(f"/v1/llms/{order[0]}").text)
+        seen.append(client.get("/metrics").text)
+        seen.append(client.get("/openapi.json").text)
+    assert 'graphrouter_proxy_calls_total{candidate="' in seen[-2]
+    for text in [*seen, caplog.text]:
+        assert SECRET not in text
+
+
+# ---- upstream configuration on the LLMs ----------------------------------------------------------------------
+def test_upstreams_at_registration_patch_and_idempotency(service: Service, store: GraphStore) -> None:
+    with service() as client:
+        new = {"name": "llm-new", "description": "new", "input_price": 1.0, "output_price": 2.0}
+        up = {"base_url": "https://api.example.com/v1", "model": "ex-1", "api_key_env": "EXAMPLE_UNSET_KEY"}
+        r = client.post("/v1/llms", json={**new, "upstream": up}, headers=ADMIN_AUTH)
+        assert r.status_code == 201, r.text
+        assert r.json()["upstream"] == {**up, "api_key_set": False}
+        # same routing data, another upstream: idempotent, the upstream unchanged, a note saying how to change it
+        other = {"base_url": "http://127.0.0.1:1/v1"}
+        r = client.post("/v1/llms", json={**new, "upstream": other}, headers=ADMIN_AUTH)
+        assert r.status_code == 200 and r.json()["upstream"]["base_url"] == up["base_url"]
+        assert "PATCH /v1/llms/llm-new" in r.json()["note"]
+        r = client.patch("/v1/llms/llm-new", json={"upstream": other}, headers=ADMIN_AUTH)
+        assert r.status_code == 200
+        assert r.json()["upstream"] == {**other, "model": "llm-new", "api_key_env": None, "api_key_set": None}
+        assert client.get("/v1/llms/llm-new").json()["upstream"]["base_url"] == other["base_url"]
+        assert client.get("/v1/llms/llm-new").json()["routable"] is False  # knn_task: upstream changes nothing
+        r = client.patch("/v1/llms/llm-new", json={"upstream": None}, headers=ADMIN_AUTH)
+        assert r.status_code == 200 and r.json()["upstream"] is None
+        for bad, field in (
+            ({"base_url": "ftp://x"}, "base_url"),
+            ({"base_url": "http://x/v1", "api_key_env": "sk-live-abc"}, "api_key_env"),
+        ):
+            r = client.patch("/v1/llms/llm-new", json={"upstream": bad}, headers=ADMIN_AUTH)
+            assert r.status_code == 400 and field in r.json()["detail"], r.text
+        assert client.patch("/v1/llms/nope", json={"upstream": None}, headers=ADMIN_AUTH).status_code == 404
+
+
+def test_with_query_texts_off_the_query_node_holds_a_placeholder(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    with service(store_query_texts=False) as client:
+        set_upstream(client, "llm-1", upstream.url("ok-1"))
+        r = chat(client, "llm-1", text="a private question about task-3")
+        assert r.status_code == 200, r.text
+        qid = query_id("a private question about task-3")
+        assert pending(store, r.json()["id"]).query_id == qid
+        node = store.get_node(QUERY, qid)
+        assert node.text == f"[text not stored] {qid}" and "private" not in node.text  # type: ignore[union-attr]
+        assert pending(store, r.json()["id"]).query_id == qid
