@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
-from api.proxy import ChatProxy, make_client
+from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
 from api.routes import agents, chat, graph, health, llms, metrics, outcomes, route, tasks, train
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
+from api.upstream import make_client
 from graph_store import GraphStore
 from graphrouter.scorer import Scorer
 

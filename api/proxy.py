@@ -34,7 +34,6 @@ is returned with the key masked should it echo it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,13 +41,11 @@ import os
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
@@ -56,144 +53,29 @@ from starlette.concurrency import run_in_threadpool
 
 from api.models import FeedbackIn, FeedbackOut, RouteRequest
 from api.registry import CandidateRegistry
-from api.settings import Settings
 from api.state import ServiceState
+from api.upstream import (
+    HEADER_PREFIX,
+    ROUTER_MODEL,
+    ROUTING_FIELDS,
+    Attempt,
+    Plan,
+    RateLimiter,
+    UpstreamFailed,
+    as_is,
+    client_error,
+    event_data,
+    key_id,
+    last_user_text,
+    response_id,
+    usage_tokens,
+)
 from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputError, LLMNode, PendingOutcome, Query
 from graph_store import query_id as text_id
 from graphrouter.cost import usd_cost
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
-
-ROUTER_MODEL = "graphrouter"
-ROUTING_FIELDS = ("task", "scenario", "weights", "budget", "candidates")  # /v1/route's, not forwarded
-MASK = "***"
-HEADER_PREFIX = "x-graphrouter-"
-
-
-def client_error(code: int, message: str) -> HTTPException:
-    return HTTPException(code, message)
-
-
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The one upstream client of the service (built in the lifespan): pooled connections, the proxy's timeouts."""
-    timeout = httpx.Timeout(settings.proxy_timeout, connect=settings.proxy_connect_timeout)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
-
-
-async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The JSON object of a request body of at most ``max_bytes`` (413 beyond, without reading the rest)."""
-    declared = request.headers.get("content-length")
-    too_big = f"the request body is larger than {max_bytes:,} bytes (GRAPHROUTER_PROXY_MAX_BODY_BYTES)"
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise client_error(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise client_error(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
-        chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise client_error(status.HTTP_400_BAD_REQUEST, f"malformed JSON in the request body: {exc}") from None
-    if not isinstance(body, dict):
-        raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
-    return body
-
-
-def last_user_text(messages: Any) -> str:
-    """The text of the last ``user`` message (string content, or the text parts of a list of parts)."""
-    if not isinstance(messages, list) or not messages:
-        raise client_error(status.HTTP_400_BAD_REQUEST, "messages: a non-empty list of chat messages is required")
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                text = content
-            elif isinstance(content, list):
-                text = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-            else:
-                text = ""
-            if text.strip():
-                return text
-            break
-    raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
-
-
-class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts of up to that many; 0 disables it."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._buckets: dict[str, tuple[float, float]] = {}  # key id → (tokens, when)
-        self._lock = threading.Lock()
-
-    def take(self, key_id: str) -> float:
-        """0 if the request may go ahead, else the seconds until it may."""
-        if self.per_minute <= 0:
-            return 0.0
-        rate = self.per_minute / 60.0
-        now = time.monotonic()
-        with self._lock:
-            tokens, then = self._buckets.get(key_id, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - then) * rate)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                return (1.0 - tokens) / rate
-            self._buckets[key_id] = (tokens - 1.0, now)
-            return 0.0
-
-
-def key_id(key: str) -> str:
-    """A short, non-reversible name of a key, for rate-limit buckets."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-@dataclass
-class Attempt:
-    """One candidate to try: its node (with its upstream), predicted effect and cost (None on a pass-through the
-    scorer does not know)."""
-
-    node: LLMNode
-    effect: float | None
-    cost: float | None
-
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-
-@dataclass
-class Plan:
-    """What a chat request will do: the candidates to try in order, the text and task to record it under."""
-
-    attempts: list[Attempt]
-    text: str
-    task: str | None
-    routed: bool
-    failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
-
-    def headers(self, chosen: Attempt) -> dict[str, str]:
-        out = {f"{HEADER_PREFIX}model": chosen.name, f"{HEADER_PREFIX}fallbacks": str(len(self.failed))}
-        if chosen.effect is not None:
-            out[f"{HEADER_PREFIX}effect"] = f"{chosen.effect:.10g}"
-        if chosen.cost is not None:
-            out[f"{HEADER_PREFIX}cost"] = f"{chosen.cost:.10g}"
-        if self.task is not None:
-            out[f"{HEADER_PREFIX}task"] = _header_safe(self.task)
-        if self.failed:
-            out[f"{HEADER_PREFIX}failed"] = _header_safe("; ".join(self.failed))
-        return out
-
-
-def _header_safe(value: str) -> str:
-    return value.encode("latin-1", "replace").decode("latin-1").replace("\r", " ").replace("\n", " ")
-
-
-class _UpstreamFailed(Exception):
-    """This upstream could not answer (connection, timeout, 5xx): try the next candidate."""
 
 
 class ChatProxy:
@@ -266,7 +148,7 @@ class ChatProxy:
                 if stream:
                     return await self._stream(body, plan, attempt)
                 return await self._complete(body, plan, attempt)
-            except _UpstreamFailed as exc:
+            except UpstreamFailed as exc:
                 plan.failed.append(f"{attempt.name} ({exc})")
                 self.state.metrics.proxied(attempt.name, "failed")
                 log.warning("upstream of %s failed: %s", attempt.name, exc)
@@ -377,23 +259,23 @@ class ChatProxy:
         try:
             upstream = await self.client.post(url, json=payload, headers=headers)
         except httpx.TimeoutException:
-            raise _UpstreamFailed("timed out") from None
+            raise UpstreamFailed("timed out") from None
         except httpx.TransportError as exc:
-            raise _UpstreamFailed(f"{type(exc).__name__}") from None
+            raise UpstreamFailed(f"{type(exc).__name__}") from None
         if upstream.status_code >= 500:
-            raise _UpstreamFailed(f"HTTP {upstream.status_code}")
+            raise UpstreamFailed(f"HTTP {upstream.status_code}")
         out_headers = plan.headers(attempt)
         if upstream.status_code >= 300:
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
-            return _as_is(upstream.content, upstream, out_headers, key)
+            return as_is(upstream.content, upstream, out_headers, key)
         try:
             answer = upstream.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _UpstreamFailed("an answer that is not JSON") from None
+            raise UpstreamFailed("an answer that is not JSON") from None
         if not isinstance(answer, dict):
-            raise _UpstreamFailed("an answer that is not a JSON object")
+            raise UpstreamFailed("an answer that is not a JSON object")
         answer["model"] = attempt.name
-        rid = _response_id(answer.get("id"))
+        rid = response_id(answer.get("id"))
         answer["id"] = rid
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
         self.state.metrics.proxied(attempt.name, "ok")
@@ -412,17 +294,17 @@ class ChatProxy:
         try:
             upstream = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
-            raise _UpstreamFailed("timed out") from None
+            raise UpstreamFailed("timed out") from None
         except httpx.TransportError as exc:
-            raise _UpstreamFailed(f"{type(exc).__name__}") from None
+            raise UpstreamFailed(f"{type(exc).__name__}") from None
         out_headers = plan.headers(attempt)
         if upstream.status_code >= 300:
             content = await upstream.aread()
             await upstream.aclose()
             if upstream.status_code >= 500:
-                raise _UpstreamFailed(f"HTTP {upstream.status_code}")
+                raise UpstreamFailed(f"HTTP {upstream.status_code}")
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
-            return _as_is(content, upstream, out_headers, key)
+            return as_is(content, upstream, out_headers, key)
         self.state.metrics.proxied(attempt.name, "ok")
         out_headers["cache-control"] = "no-cache"
         return StreamingResponse(
@@ -445,7 +327,7 @@ class ChatProxy:
                 buffer += piece.replace(b"\r\n", b"\n")
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
-                    data = _event_data(event)
+                    data = event_data(event)
                     if data is None:
                         yield event + b"\n\n"
                         continue
@@ -461,7 +343,7 @@ class ChatProxy:
                         yield event + b"\n\n"
                         continue
                     if rid is None:
-                        rid = _response_id(chunk.get("id"))
+                        rid = response_id(chunk.get("id"))
                         self._will_record(rid)
                     chunk["id"] = rid
                     if chunk.get("usage"):
@@ -507,7 +389,7 @@ class ChatProxy:
         if plan.task is None:
             log.info("call %s to %s not recorded: its task is unknown (give task)", rid, attempt.name)
             return
-        tokens = _usage_tokens(usage)
+        tokens = usage_tokens(usage)
         if tokens is None:
             log.info("call %s to %s not recorded: the upstream sent no usage", rid, attempt.name)
             return
@@ -544,32 +426,3 @@ class ChatProxy:
             cost=outcome.cost,
             applied_to_scorer=applied > 0,
         )
-
-
-def _as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key: str) -> Response:
-    """An upstream's non-2xx answer as it is (its key masked, should it echo it)."""
-    if key and key.encode() in content:
-        content = content.replace(key.encode(), MASK.encode())
-    media = upstream.headers.get("content-type", "application/json")
-    return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
-
-
-def _response_id(value: Any) -> str:
-    """The upstream's id if it can key a pending outcome, else one of ours."""
-    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable() and value == value.strip():
-        return value
-    return f"chatcmpl-gr-{uuid.uuid4().hex}"
-
-
-def _event_data(event: bytes) -> str | None:
-    """The ``data:`` of one server-sent event (None for comments and events without data)."""
-    lines = [line[5:].lstrip() for line in event.decode("utf-8", "replace").split("\n") if line.startswith("data:")]
-    return "\n".join(lines) if lines else None
-
-
-def _usage_tokens(usage: Any) -> tuple[int, int] | None:
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (prompt, completion))
-    return (prompt, completion) if ok else None  # type: ignore[return-value]

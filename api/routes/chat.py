@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep
 from api.models import FeedbackIn, FeedbackOut
-from api.proxy import read_body
+from api.upstream import read_body
 
 router = APIRouter(prefix="/v1", tags=["proxy"])
 
