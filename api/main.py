@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.registry import CandidateRegistry
 from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
@@ -64,6 +65,11 @@ def create_app(
 
     app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.metrics = app_metrics
+    # the last added is the outermost: metrics see every answer, a refused client costs no body reading
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit is not None:
+        key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+        app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.burst, api_key=key)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
     for module in (health, route, llms, agents, tasks, outcomes, train, graph, metrics):
