@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import install_error_handlers
+from api.errors import index_route_methods, install_error_handlers, install_openapi
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.registry import CandidateRegistry
@@ -72,6 +72,9 @@ def create_app(
         app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.burst, api_key=key)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, route, llms, agents, tasks, outcomes, train, graph, metrics):
+    install_openapi(app)
+    modules = (health, route, llms, agents, tasks, outcomes, train, graph, metrics)
+    for module in modules:
         app.include_router(module.router)
+    index_route_methods(app, [r for module in modules for r in module.router.routes])
     return app

@@ -126,6 +126,26 @@ Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
 Scenario = Literal[tuple([*SCENARIOS, *SCENARIO_ALIASES])]  # type: ignore[valid-type]
 
 
+# ---- errors -------------------------------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    """Every error answer (api/errors.py)."""
+
+    detail: str = Field(description="what is wrong, naming the field or the setting")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where: queries[3].k, limit (query parameter), body, ...")
+    problem: str
+    type: str = Field(description="pydantic's error type: missing, int_type, value_error, ...")
+
+
+class ValidationErrorOut(ErrorOut):
+    """A 422: ``detail`` joins the problems; ``errors`` lists them when the request did not validate (it is absent
+    when a well-formed request was refused, e.g. an outcome naming an unknown candidate)."""
+
+    errors: list[FieldError] | None = Field(None, description="one per invalid field")
+
+
 # ---- routing ------------------------------------------------------------------------------------------------
 class Weights(_Strict):
     w_effect: float = Field(ge=0, allow_inf_nan=False, description="weight of predicted effect (quality)")

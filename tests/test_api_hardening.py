@@ -175,3 +175,61 @@ def test_no_rate_limit_by_default(make_app: Callable[..., FastAPI]) -> None:
     with TestClient(make_app()) as client:
         assert {client.get("/v1/tasks").status_code for _ in range(30)} == {200}
     assert KEY  # the app above had writes open
+
+
+def test_openapi_documents_the_error_bodies_and_statuses(make_app: Callable[..., FastAPI]) -> None:
+    with TestClient(make_app()) as client:
+        doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # FastAPI's 422 body, which the service never sends
+    assert set(schemas["ValidationErrorOut"]["properties"]) == {"detail", "errors"}
+    assert schemas["ErrorOut"]["required"] == ["detail"]
+    invalid, error = "#/components/schemas/ValidationErrorOut", "#/components/schemas/ErrorOut"
+    for path, methods in doc["paths"].items():
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            for code, response in responses.items():
+                if int(code) >= 400 and not (path == "/ready" and code == "503"):
+                    want = invalid if code == "422" else error
+                    assert response["content"]["application/json"]["schema"]["$ref"] == want, (path, method, code)
+            if "requestBody" in operation:
+                assert {"400", "413", "415", "422"} <= set(responses), (path, method)
+            if path.startswith("/v1/"):
+                assert {"429", "503"} <= set(responses), (path, method)
+                assert "Retry-After" in responses["429"]["headers"], (path, method)
+    query = doc["components"]["schemas"]["RouteRequest"]["properties"]["query"]
+    assert query["minLength"] == 1 and query["pattern"]  # {"query": ""} is invalid by the schema too
+    name = doc["components"]["schemas"]["LLMIn"]["properties"]["name"]
+    assert (name["minLength"], name["maxLength"]) == (1, 200) and name["pattern"]
+
+
+def test_the_schema_patterns_say_what_validation_does() -> None:
+    """The JSON Schema patterns agree with the validators on the edge cases of graph_store's rule."""
+    import re
+
+    from api.models import NAME_PATTERN, QUERY_ID_PATTERN, QUERY_PATTERN, TEXT_PATTERN
+
+    def ok(pattern: str, value: str) -> bool:
+        return re.search(pattern, value) is not None
+
+    for name in ["a", "LLaMA-3 (8b)", "gpt-4o 2024", "名前", "a\u00a0b"]:
+        assert ok(NAME_PATTERN, name), name
+    for name in ["", " a", "a ", "a\nb", "a\tb", "\u3000a", "a\u2028b", "a\x7fb", "a\x85"]:
+        assert not ok(NAME_PATTERN, name), name
+    assert ok(QUERY_PATTERN, " a\n") and not ok(QUERY_PATTERN, " \n\t\u3000") and not ok(QUERY_PATTERN, "a\x00")
+    assert ok(TEXT_PATTERN, "") and not ok(TEXT_PATTERN, "\x00")
+    assert ok(QUERY_ID_PATTERN, "q 1") and not ok(QUERY_ID_PATTERN, "q\r1") and not ok(QUERY_ID_PATTERN, "")
+
+
+def test_405_lists_every_method_the_path_takes(make_app: Callable[..., FastAPI]) -> None:
+    with TestClient(make_app()) as client:
+        for method, path, allowed in [
+            ("PUT", "/v1/llms/llm-0", "DELETE, GET"),  # two routes share /v1/llms/{name:path}
+            ("POST", "/v1/agents/a/b", "DELETE, GET"),
+            ("DELETE", "/v1/tasks", "GET, POST"),
+            ("GET", "/v1/route", "POST"),
+            ("PATCH", "/v1/train", "GET, POST"),
+        ]:
+            r = client.request(method, path)
+            assert r.status_code == 405 and r.headers["Allow"] == allowed, (method, path, r.headers, r.text)
+            assert r.json()["detail"] == f"method {method} not allowed on {path}; allowed: {allowed}"
