@@ -34,7 +34,9 @@ Recommends which LLMs (or agents) should answer a query, trading predicted quali
 Reads are open (`GET` anything, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`, `/v1/agents`,
 `/v1/tasks`, `POST /v1/outcomes`, `POST /v1/train`) need `Authorization: Bearer <key>`, the key being the server's
 `GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
-naming the field and the problem for bad input, and 503 while the store or the checkpoint is unavailable.
+naming the field and the problem for bad input (422: `{"detail": message, "errors": [...]}`), 413 for a body over
+`GRAPHROUTER_MAX_BODY_BYTES`, 429 (with `Retry-After`) over `GRAPHROUTER_RATE_LIMIT` when it is set, and 503 while the
+store or the checkpoint is unavailable.
 """
 
 
