@@ -11,17 +11,29 @@ problem; an unavailable store or scorer is a 503. None of them is a 500 with a s
 | ConflictError | 409 |
 | StoreUnavailableError, CheckpointError, scorer not loaded | 503 (with Retry-After) |
 | any other GraphStoreError (the database rejected something) | 500, message only |
+| a body over GRAPHROUTER_MAX_BODY_BYTES; over GRAPHROUTER_RATE_LIMIT (api/limits.py) | 413; 429 (with Retry-After) |
+| a method the path does not take | 405, with ``Allow`` listing every method it takes |
+
+``document_errors`` puts the same in the OpenAPI document: every operation lists the error statuses it can answer,
+with ``ErrorOut`` (``{"detail": str}``) or, for 422, ``ValidationErrorOut`` (``{"detail": str, "errors": [...]}``)
+instead of FastAPI's own validation-error schema, which the service never sends.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
+from api.limits import EXEMPT_PATHS
+from api.models import ErrorOut, ValidationErrorOut
 from graph_store import ConflictError, GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graphrouter.errors import (
     CandidateExistsError,
@@ -123,8 +135,103 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def index_route_methods(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
+    """Keeps (path regex, methods) of ``routes`` for the 405 handler: the routes of the routers included in the app
+    (FastAPI wraps those in its own objects) and the app's own (``/openapi.json``, ``/docs``)."""
+    app.state.route_methods = [
+        (route.path_regex, frozenset(route.methods))
+        for route in (*app.router.routes, *routes)
+        if isinstance(route, Route | APIRoute) and route.methods
+    ]
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's answer to an HTTPException (``{"detail": message}`` with its headers), except a 405: Starlette's
+    ``Allow`` names the methods of the first route matching the path only (``/v1/llms/{name:path}`` has two routes,
+    GET and DELETE); this one names the methods of every route that matches it."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers = getattr(exc, "headers", None)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    path = request.url.path
+    allowed = {m for regex, methods in request.app.state.route_methods for m in methods if regex.match(path)}
+    allow = ", ".join(sorted(allowed))
+    return JSONResponse(
+        {"detail": f"method {request.method} not allowed on {request.url.path}; allowed: {allow}"},
+        status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
+        headers={"Allow": allow},
+    )
+
+
+_REF = "#/components/schemas/{model}"
+_ERROR = {"$ref": _REF.format(model="ErrorOut")}
+_INVALID = {"$ref": _REF.format(model="ValidationErrorOut")}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+_BODY_ERRORS = {
+    "400": "malformed JSON in the request body",
+    "413": "the body is over GRAPHROUTER_MAX_BODY_BYTES",
+    "415": "the body is not sent as application/json",
+}
+
+
+def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Adds to every operation of ``openapi`` (in place) the error statuses it can answer besides those its route
+    declares — 400/413/415 with a body, 422 with a body or query parameters, 429 unless exempt from the rate limit,
+    503 under ``/v1/`` (the store or the scorer) — and gives every error response its schema."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorOut, ValidationErrorOut):
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's, which the service never sends
+        schemas.pop(name, None)
+    for path, operations in openapi.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            add: dict[str, str] = {}
+            if "requestBody" in operation:
+                add |= _BODY_ERRORS
+            has_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
+            if "requestBody" in operation or has_query:
+                add["422"] = "invalid input: each field and its problem"
+            if path not in EXEMPT_PATHS:
+                add["429"] = "over GRAPHROUTER_RATE_LIMIT requests per second for this client (when set)"
+            if path.startswith("/v1/"):
+                add["503"] = "the store or the checkpoint is unavailable"
+            for code, description in add.items():
+                if code not in responses:
+                    responses[code] = {"description": description}
+                elif code == "400":  # the route's own 400 (a refusal), and malformed JSON
+                    responses[code]["description"] += f"; or {description}"
+            for code, response in responses.items():
+                if not code.isdigit() or int(code) < 400:
+                    continue
+                if code == "422":
+                    response["content"] = {
+                        "application/json": {"schema": {"$ref": _REF.format(model="ValidationErrorOut")}}
+                    }
+                elif not response.get("content", {}).get("application/json", {}).get("schema"):
+                    response["content"] = {"application/json": {"schema": _ERROR}}
+                if code in ("429", "503"):
+                    response.setdefault("headers", {}).update(_RETRY_AFTER)
+    return openapi
+
+
+def install_openapi(app: FastAPI) -> None:
+    """``app.openapi()`` gives FastAPI's document completed by :func:`document_errors` (built once)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(generate())  # generate() caches the document in app.openapi_schema; completed in place
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(GraphStoreError, graph_error)
     app.add_exception_handler(GraphRouterError, graph_error)

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import install_error_handlers
+from api.errors import index_route_methods, install_error_handlers, install_openapi
+from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
@@ -35,7 +36,9 @@ Recommends which LLMs (or agents) should answer a query, trading predicted quali
 Reads are open (`GET` anything, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`, `/v1/agents`,
 `/v1/tasks`, `POST /v1/outcomes`, `POST /v1/train`) need `Authorization: Bearer <key>`, the key being the server's
 `GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
-naming the field and the problem for bad input, and 503 while the store or the checkpoint is unavailable.
+naming the field and the problem for bad input (422: `{"detail": message, "errors": [...]}`), 413 for a body over
+`GRAPHROUTER_MAX_BODY_BYTES`, 429 (with `Retry-After`) over `GRAPHROUTER_RATE_LIMIT` when it is set, and 503 while the
+store or the checkpoint is unavailable.
 
 `POST /v1/chat/completions` is an OpenAI-compatible proxy (`model: "graphrouter"` routes, a candidate's name passes
 through) and `POST /v1/feedback` completes the outcome of one of its calls; both take a proxy key
@@ -73,8 +76,16 @@ def create_app(
 
     app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.metrics = app_metrics
+    # the last added is the outermost: metrics see every answer, a refused client costs no body reading
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit is not None:
+        key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+        app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit, burst=settings.burst, api_key=key)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, route, chat, llms, agents, tasks, outcomes, train, graph, metrics):
+    install_openapi(app)
+    modules = (health, route, chat, llms, agents, tasks, outcomes, train, graph, metrics)
+    for module in modules:
         app.include_router(module.router)
+    index_route_methods(app, [r for module in modules for r in module.router.routes])
     return app

@@ -1,25 +1,150 @@
-"""Request and response bodies of the API (pydantic): what OpenAPI documents and what the routes return."""
+"""Request and response bodies of the API (pydantic): what OpenAPI documents and what the routes return.
+
+Request bodies are strict: JSON types are not coerced (``"k": "3"``, ``"k": true`` and ``"w_effect": "1_0"`` are
+422s; an integer is accepted where a number is expected), unknown fields are refused, and every string is checked
+where it enters by one of the types below, whose JSON Schema (``pattern``, ``minLength``, ``maxLength``) says the same
+as the validation:
+
+- ``text(n)``: valid Unicode (no lone surrogates such as ``"\\ud800"``), no NUL;
+- ``QueryText``: such a text with at least one non-whitespace character;
+- ``Name`` (LLM, agent and task names and references to them): graph_store's rule, ``NAME_RULE``;
+- ``QueryId``: no control characters or line breaks, not empty.
+
+Prices and costs are bounded as in the store (``MAX_PRICE``, ``MAX_COST``), so the API answers 422 naming the field.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from graph_store import Agent, LLMNode, Task
+from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
+from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
 
 class _Strict(BaseModel):
-    """Unknown fields are refused (a typo such as ``top_k`` gets a 422 naming it, not silently ignored)."""
+    """Unknown fields are refused (a typo such as ``top_k`` gets a 422 naming it, not silently ignored), and JSON
+    types are taken as sent: no string-to-number or bool-to-int coercion."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _not_blank(value: str, what: str) -> str:
-    if not value.strip():
-        raise ValueError(f"{what} must not be empty or only whitespace")
+# graph_store's character classes, spelled as regex escapes (the same text serves Python's re and the OpenAPI)
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"  # Unicode Cc, Zl, Zp
+# the characters str.strip() removes that are not control characters (Python's whitespace, less Cc/Zl/Zp)
+_SPACE = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+# the characters str.strip() removes: _SPACE and the control characters \t\n\v\f\r, \x1c-\x1f, \x85
+_ANY_SPACE = _SPACE + r"\t\n\x0b\x0c\r\x1c-\x1f\x85\u2028\u2029"
+TEXT_PATTERN = r"^[^\x00]*$"
+QUERY_PATTERN = rf"^[^\x00]*[^\x00{_ANY_SPACE}][^\x00]*$"
+NAME_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
+QUERY_ID_PATTERN = rf"^[^{_CONTROL}]+$"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
+def _unicode(value: object) -> object:
+    """Refuses a lone surrogate (a ``"\\ud800"`` escape in JSON) or a NUL, before any other check of the string."""
+    if isinstance(value, str):
+        bad = _LONE_SURROGATE.search(value)
+        if bad:
+            raise ValueError(
+                f"must be valid Unicode: it holds a lone surrogate {bad.group()!r} at character {bad.start()}"
+            )
+        if "\x00" in value:
+            raise ValueError(f"must not contain NUL characters (at character {value.index(chr(0))})")
     return value
+
+
+def _not_blank(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def _name(value: object) -> object:
+    """graph_store's rule for names, with its words, before the length check (the pattern says the same)."""
+    if isinstance(value, str):
+        bad = _CONTROL_CHAR.search(value)
+        if bad:
+            raise ValueError(
+                f"holds the control character {bad.group()!r} at character {bad.start()}; allowed: {NAME_RULE}"
+            )
+        if value and value != value.strip():
+            raise ValueError(f"has leading or trailing whitespace; allowed: {NAME_RULE}")
+    return value
+
+
+def _query_id(value: object) -> object:
+    if isinstance(value, str):
+        bad = _CONTROL_CHAR.search(value)
+        if bad:
+            raise ValueError(f"holds the control character {bad.group()!r} at character {bad.start()}")
+    return value
+
+
+# A field's constraints go first in its Annotated (pydantic then checks them as a string's, after the validators,
+# which run last-listed first); the pattern goes only into the JSON Schema: the validators above check the same
+# rule with clearer messages.
+def text(max_length: int | None = None) -> Any:
+    """The type of a text field: valid Unicode, no NUL, at most ``max_length`` characters."""
+    return Annotated[
+        str, Field(max_length=max_length, json_schema_extra={"pattern": TEXT_PATTERN}), BeforeValidator(_unicode)
+    ]
+
+
+QueryText = Annotated[
+    str,
+    Field(min_length=1, json_schema_extra={"pattern": QUERY_PATTERN}),
+    BeforeValidator(_not_blank),
+    BeforeValidator(_unicode),
+]
+"""A query's text: valid Unicode, no NUL, at least one non-whitespace character (its length limit is a setting)."""
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_NAME_CHARS, json_schema_extra={"pattern": NAME_PATTERN}),
+    BeforeValidator(_name),
+    BeforeValidator(_not_blank),
+    BeforeValidator(_unicode),
+]
+"""An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
+QueryId = Annotated[
+    str,
+    Field(min_length=1, json_schema_extra={"pattern": QUERY_ID_PATTERN}),
+    BeforeValidator(_query_id),
+    BeforeValidator(_unicode),
+]
+"""A stored query's id: no control characters or line breaks."""
+Description = text(20_000)
+ShortText = text(200)
+Timestamp = text(64)
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
+Scenario = Literal[tuple([*SCENARIOS, *SCENARIO_ALIASES])]  # type: ignore[valid-type]
+
+
+# ---- errors -------------------------------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    """Every error answer (api/errors.py)."""
+
+    detail: str = Field(description="what is wrong, naming the field or the setting")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where: queries[3].k, limit (query parameter), body, ...")
+    problem: str
+    type: str = Field(description="pydantic's error type: missing, int_type, value_error, ...")
+
+
+class ValidationErrorOut(ErrorOut):
+    """A 422: ``detail`` joins the problems; ``errors`` lists them when the request did not validate (it is absent
+    when a well-formed request was refused, e.g. an outcome naming an unknown candidate)."""
+
+    errors: list[FieldError] | None = Field(None, description="one per invalid field")
 
 
 # ---- routing ------------------------------------------------------------------------------------------------
@@ -29,20 +154,17 @@ class Weights(_Strict):
 
 
 class RouteRequest(_Strict):
-    query: str = Field(description="the query text (never logged in full)")
-    task: str | None = Field(None, min_length=1, description="the query's task if known; inferred otherwise")
+    query: QueryText = Field(
+        description="the query text (never logged in full); at most GRAPHROUTER_MAX_QUERY_CHARS (20,000) characters"
+    )
+    task: Name | None = Field(None, description="the query's task if known; inferred otherwise")
     k: int = Field(3, ge=1, description="how many candidates to return (at most the number of candidates)")
-    scenario: str | None = Field(
+    scenario: Scenario | None = Field(
         None, description="performance_first, balance or cost_first (default balance); not with weights"
     )
     weights: Weights | None = Field(None, description="explicit utility weights instead of a scenario")
     budget: float | None = Field(None, gt=0, allow_inf_nan=False, description="max predicted USD for this query")
-    candidates: list[str] | None = Field(None, description="choose only among these LLMs / agents")
-
-    @field_validator("query")
-    @classmethod
-    def _query_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "query")
+    candidates: list[Name] | None = Field(None, description="choose only among these LLMs / agents")
 
 
 class Candidate(BaseModel):
@@ -74,9 +196,9 @@ class BatchRouteResponse(BaseModel):
 
 # ---- LLMs ---------------------------------------------------------------------------------------------------
 class OutcomeIn(_Strict):
-    query_id: str = Field(min_length=1, description="id of a stored query")
+    query_id: QueryId = Field(description="id of a stored query")
     effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="observed effect in [0, 1]")
-    cost: float = Field(ge=0, allow_inf_nan=False, description="observed cost, USD")
+    cost: Cost = Field(description="observed cost, USD (at most 1,000)")
 
 
 class UpstreamIn(_Strict):
@@ -111,20 +233,15 @@ class UpstreamOut(BaseModel):
 
 
 class LLMIn(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=20_000)
-    input_price: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M input tokens")
-    output_price: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M output tokens")
+    name: Name
+    description: Description = ""
+    input_price: Price = Field(description="USD per 1M input tokens (at most 10,000)")
+    output_price: Price = Field(description="USD per 1M output tokens (at most 10,000)")
     size_b: float | None = Field(None, ge=0, allow_inf_nan=False, description="parameters, billions")
     outcomes: list[OutcomeIn] | None = Field(None, description="observed outcomes of it on stored queries")
     upstream: UpstreamIn | None = Field(
         None, description="how POST /v1/chat/completions calls it; not part of the registration's identity"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "name")
 
     def node(self) -> LLMNode:
         up = self.upstream
@@ -188,16 +305,11 @@ class Deleted(BaseModel):
 
 # ---- agents -------------------------------------------------------------------------------------------------
 class AgentIn(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    llm: str = Field(min_length=1, description="the registered LLM it runs on (BACKED_BY); it is priced as that LLM")
-    description: str = Field("", max_length=20_000)
-    strategy: str = Field("", max_length=200, description="framework or strategy: ReAct, CoT, tool use, ...")
+    name: Name
+    llm: Name = Field(description="the registered LLM it runs on (BACKED_BY); it is priced as that LLM")
+    description: Description = ""
+    strategy: ShortText = Field("", description="framework or strategy: ReAct, CoT, tool use, ...")
     outcomes: list[OutcomeIn] | None = Field(None, description="observed outcomes of it on stored queries")
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "name")
 
     def node(self) -> Agent:
         return Agent(self.name, self.llm, self.description, self.strategy)
@@ -242,13 +354,8 @@ class AgentList(BaseModel):
 
 # ---- tasks --------------------------------------------------------------------------------------------------
 class TaskIn(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=20_000)
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "name")
+    name: Name
+    description: Description = ""
 
     def node(self) -> Task:
         return Task(self.name, self.description)
@@ -280,16 +387,18 @@ class TaskList(BaseModel):
 
 # ---- outcomes -----------------------------------------------------------------------------------------------
 class ObservedOutcome(_Strict):
-    query_id: str | None = Field(
-        None, min_length=1, description="a stored query's id; or the id to give a new query sent as `query`"
+    query_id: QueryId | None = Field(
+        None, description="a stored query's id; or the id to give a new query sent as `query`"
     )
-    query: str | None = Field(None, description="the query's text, to add a query the store does not have yet")
-    task: str | None = Field(None, min_length=1, description="a registered task; required with `query`")
-    candidate: str = Field(min_length=1, description="the LLM or agent that answered")
+    query: QueryText | None = Field(
+        None, description="the query's text, to add a query the store does not have yet (GRAPHROUTER_MAX_QUERY_CHARS)"
+    )
+    task: Name | None = Field(None, description="a registered task; required with `query`")
+    candidate: Name = Field(description="the LLM or agent that answered")
     effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="observed effect in [0, 1]")
-    cost: float = Field(ge=0, allow_inf_nan=False, description="observed cost, USD")
-    source: str = Field("api", max_length=200)
-    observed_at: str | None = Field(None, max_length=64, description="ISO-8601; default: when it is received")
+    cost: Cost = Field(description="observed cost, USD (at most 1,000)")
+    source: ShortText = "api"
+    observed_at: Timestamp | None = Field(None, description="ISO-8601; default: when it is received")
 
     @model_validator(mode="after")
     def _query_given(self) -> ObservedOutcome:
@@ -299,7 +408,6 @@ class ObservedOutcome(_Strict):
             if self.task is not None:
                 raise ValueError("task is only taken with query (the text of a query to add)")
         else:
-            _not_blank(self.query, "query")
             if self.task is None:
                 raise ValueError("task is required with query (the text of a query to add)")
         return self

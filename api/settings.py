@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,23 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(20_000, ge=1, description="longest query text accepted")
     max_batch_size: int = Field(100, ge=1, description="most queries in one /v1/route/batch call")
     max_outcomes: int = Field(10_000, ge=1, description="most rows in one POST /v1/outcomes call")
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1,
+        description="largest request body accepted, bytes (413 above it, refused before it is read); a batch of 100 "
+        "queries of 20,000 characters, or 10,000 outcome rows with new query texts, may need more",
+    )
+    rate_limit: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="requests per second per client (the API key if the request carries it, else the client "
+        "address), 429 with Retry-After above it; unset (the default) means no limit; /health, /ready, /metrics are "
+        "never limited",
+    )
+    rate_burst: int | None = Field(
+        None, ge=1, description="requests a client may send at once before the rate applies; default: one second's"
+    )
     train_router: str = Field("gnn", min_length=1, description="router that POST /v1/train fits (registry name)")
     train_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -75,6 +93,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
+    @property
+    def burst(self) -> int:
+        """The rate limit's bucket size: ``rate_burst``, else one second's worth of requests (at least 1)."""
+        return self.rate_burst or max(1, math.ceil(self.rate_limit or 1))
+
     @field_validator("api_key", "proxy_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
@@ -86,7 +109,7 @@ class Settings(BaseSettings):
             return []
         return [k.strip() for k in self.proxy_key.get_secret_value().split(",") if k.strip()]
 
-    @field_validator("torch_threads", mode="before")
+    @field_validator("torch_threads", "rate_limit", "rate_burst", mode="before")
     @classmethod
     def _empty_threads_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -23,11 +24,25 @@ from pathlib import Path
 
 import numpy as np
 
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import GraphRouterError, InvalidTextError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_CACHE = Path(".graphrouter/embeddings.sqlite")
 _BUNDLED = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: object, what: str = "text") -> str:
+    """``text`` if it can be embedded (a string of valid Unicode, which encodes as UTF-8 for the cache key and the
+    tokenizer); else :class:`InvalidTextError` naming ``what`` and the position of the first bad character."""
+    if not isinstance(text, str):
+        raise InvalidTextError(f"{what} must be a string, got {type(text).__name__}")
+    bad = _LONE_SURROGATE.search(text)
+    if bad:
+        raise InvalidTextError(
+            f"{what} must be valid Unicode: it holds a lone surrogate {bad.group()!r} at character {bad.start()}"
+        )
+    return text
 
 
 def resolve_model_path(model: str) -> str:
@@ -252,8 +267,9 @@ class Embedder:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """(len(texts), dim) float32 L2-normalised embeddings, from the cache where possible."""
-        keys = [self._key(t) for t in texts]
+        """(len(texts), dim) float32 L2-normalised embeddings, from the cache where possible; a text that is not
+        valid Unicode is an :class:`InvalidTextError`, not a crash in the cache."""
+        keys = [self._key(check_text(t, f"text {i}")) for i, t in enumerate(texts)]
         with self._lock:
             found = self._lookup(set(keys))
             todo = list(dict.fromkeys(k for k in keys if k not in found))

@@ -39,3 +39,7 @@ class UnknownCandidateError(GraphRouterError, ValueError):
 
 class QueryTooLongError(GraphRouterError):
     """A query text over the configured limit (the message says both lengths)."""
+
+
+class InvalidTextError(GraphRouterError, ValueError):
+    """A text that cannot be embedded: not a string, or not valid Unicode (a lone surrogate such as ``"\\ud800"``)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode
-from graphrouter.embeddings import Embedder
+from graphrouter.embeddings import Embedder, check_text
 from graphrouter.errors import GraphRouterError, QueryTooLongError
 from graphrouter.rewards import scenario_weights
 from graphrouter.tokens import count_tokens
@@ -239,6 +239,7 @@ class Scorer:
         """The ``k`` candidates of highest predicted utility for this query."""
         if not isinstance(query_text, str) or not query_text.strip():
             raise GraphRouterError("query must be a non-empty string")
+        check_text(query_text, "query")  # before the embedder, the tokenizer, or any cache sees it
         if len(query_text) > self.max_query_chars:
             raise QueryTooLongError(
                 f"query: {len(query_text):,} characters; the limit is {self.max_query_chars:,} "

@@ -64,3 +64,13 @@ def open_store_fn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 def store(open_store_fn: StoreOpener) -> Iterator[GraphStore]:
     with open_store_fn() as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def api_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str, Path]]:
+    """The synthetic world (30 queries per task) and its knn_task and tiny GNN checkpoints, fitted once a session
+    (tests/routing_world.py); for API tests that only read the checkpoints."""
+    from tests.routing_world import fit_api_checkpoints, make_world
+
+    world = make_world(per_task=30)
+    return world, fit_api_checkpoints(world, tmp_path_factory.mktemp("api-checkpoints"))

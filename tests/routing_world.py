@@ -2,14 +2,33 @@
 
 Each task has a direction in embedding space; a query is its task's direction plus noise. Each LLM has a hidden
 skill per task; an outcome is Bernoulli(sigmoid(skill)). Prices differ, so cost matters in the cost scenarios.
+
+Also what the API tests share: ``HashEmbedder`` (a deterministic stand-in for the sentence embedder),
+``populate`` (the world into a store), ``fit_api_checkpoints`` (a knn_task and a tiny GNN checkpoint) and
+``make_api_app`` (the app on a given store, its scorer loaded from one of them), with the API key and a new LLM.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import hashlib
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+from fastapi import FastAPI
+
+from api.main import create_app
+from api.settings import Settings
+from graph_store import GraphBatch, GraphStore, LLMNode, Query, Task
+from graphrouter.checkpoint import save_checkpoint
+from graphrouter.routers import ROUTERS
+from graphrouter.routers.gnn import GnnRouter
 from graphrouter.routing_data import RoutingData
 from graphrouter.world import World
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+NEW_LLM = {"name": "llm-new", "description": "a new model", "input_price": 0.1, "output_price": 0.1}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -53,3 +72,63 @@ def split(world: World, test_frac: float = 0.25, seed: int = 0) -> tuple[np.ndar
     perm = np.random.default_rng(seed).permutation(world.data.n_queries)
     n_test = int(len(perm) * test_frac)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+class HashEmbedder:
+    """Deterministic unit vectors from the text; a query text "task-T ..." lands near task T's direction."""
+
+    model_name = "hash-test"
+
+    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
+        self.world = world
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
+            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
+            if t.startswith("task-"):
+                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+def populate(store: GraphStore, world: World) -> None:
+    """The world's tasks, queries and LLMs into ``store`` (no outcomes)."""
+    data = world.data
+    store.write(
+        GraphBatch(
+            tasks=[Task(t) for t in data.task_names],
+            queries=[
+                Query(text, data.task_names[t], id=key)
+                for key, text, t in zip(data.query_keys, data.query_text, data.query_task, strict=True)
+            ],
+            llms=[
+                LLMNode(name, text, float(p[0]), float(p[1]))
+                for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
+            ],
+        )
+    )
+
+
+def fit_api_checkpoints(world: World, folder: Path) -> dict[str, Path]:
+    """A checkpoint per router fitted on every query of ``world``: knn_task (fast) and a tiny GNN (can register
+    candidates without retraining)."""
+    everything = np.arange(world.data.n_queries)
+    routers = {
+        "knn_task": ROUTERS["knn_task"]().fit(world, everything),
+        "gnn": GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, everything),
+    }
+    for name, router in routers.items():
+        save_checkpoint(router, "hash-test", folder / f"{name}.pt")
+    return {name: folder / f"{name}.pt" for name in routers}
+
+
+def make_api_app(store: GraphStore, world: World, folder: Path, **settings: Any) -> FastAPI:
+    """The app on ``store`` (injected, not closed by it), its scorer loaded from the ``checkpoint`` setting with the
+    HashEmbedder, writes open with ``KEY``; ``settings`` are any others (``folder``: for the unused store file)."""
+    config = {"store": str(folder / "unused.db"), "embedding_cache": None, "api_key": KEY}
+    return create_app(Settings(**{**config, **settings}), store=store, embedder=HashEmbedder(world))

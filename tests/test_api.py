@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,52 +19,30 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import Settings
 from api.state import ServiceState
-from graph_store import GraphBatch, GraphStore, LLMNode, Query, Task
+from graph_store import GraphStore
 from graph_store.backends.embedded import EmbeddedStore
-from graphrouter.checkpoint import load_checkpoint, save_checkpoint
-from graphrouter.routers import ROUTERS
+from graphrouter.checkpoint import load_checkpoint
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.scorer import Scorer
 from graphrouter.world import World
 from tests.conftest import StoreOpener
-from tests.routing_world import make_world
-from tests.test_scorer import HashEmbedder
-
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-NEW_LLM = {"name": "llm-new", "description": "a new model", "input_price": 0.1, "output_price": 0.1}
+from tests.routing_world import (
+    AUTH,
+    KEY,
+    NEW_LLM,
+    HashEmbedder,
+    fit_api_checkpoints,
+    make_api_app,
+    make_world,
+    populate,
+)
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, dict[str, Path]]:
     """The world (30 queries per task) and a checkpoint per router, fitted on every query."""
     world = make_world(per_task=30)
-    everything = np.arange(world.data.n_queries)
-    folder = tmp_path_factory.mktemp("checkpoints")
-    routers = {
-        "knn_task": ROUTERS["knn_task"]().fit(world, everything),
-        "gnn": GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, everything),
-    }
-    for name, router in routers.items():
-        save_checkpoint(router, "hash-test", folder / f"{name}.pt")
-    return world, {name: folder / f"{name}.pt" for name in routers}
-
-
-def populate(store: GraphStore, world: World) -> None:
-    data = world.data
-    store.write(
-        GraphBatch(
-            tasks=[Task(t) for t in data.task_names],
-            queries=[
-                Query(text, data.task_names[t], id=key)
-                for key, text, t in zip(data.query_keys, data.query_text, data.query_task, strict=True)
-            ],
-            llms=[
-                LLMNode(name, text, float(p[0]), float(p[1]))
-                for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
-            ],
-        )
-    )
+    return world, fit_api_checkpoints(world, tmp_path_factory.mktemp("checkpoints"))
 
 
 AppMaker = Callable[..., FastAPI]
@@ -84,8 +61,7 @@ def make_app(store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path:
     world, paths = fitted
 
     def make(router: str = "knn_task", **settings: Any) -> FastAPI:
-        config = {"store": str(tmp_path / "unused.db"), "checkpoint": paths[router], "embedding_cache": None}
-        return create_app(Settings(**{**config, "api_key": KEY, **settings}), store=store, embedder=HashEmbedder(world))
+        return make_api_app(store, world, tmp_path, **{"checkpoint": paths[router], **settings})
 
     return make
 
@@ -156,20 +132,31 @@ BAD_ROUTES: list[tuple[dict[str, Any] | str, int, str]] = [
     ("NaN", 422, "body: Input should be a valid dictionary"),
     ({}, 422, "query: Field required"),
     ({"query": 5}, 422, "query: Input should be a valid string"),
-    ({"query": "   "}, 422, "query: Value error, query must not be empty"),
+    ({"query": "   "}, 422, "query: Value error, must not be empty or only whitespace"),
+    ({"query": ""}, 422, "query: Value error, must not be empty or only whitespace"),
+    ('{"query": "abc \\ud800 def"}', 422, "query: Value error, must be valid Unicode: it holds a lone surrogate"),
+    ('{"query": "abc \\u0000 def"}', 422, "query: Value error, must not contain NUL characters (at character 4)"),
     ({"query": "x" * 20_001}, 422, "query: 20,001 characters; the limit is 20,000"),
     ({"query": "q", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ({"query": "q", "k": "three"}, 422, "k: Input should be a valid integer"),
+    ({"query": "q", "k": "3"}, 422, "k: Input should be a valid integer"),  # strict: no string-to-number coercion
+    ({"query": "q", "k": True}, 422, "k: Input should be a valid integer"),
+    ({"query": "q", "k": 2.0}, 422, "k: Input should be a valid integer"),
+    ({"query": "q", "weights": {"w_effect": "1_0", "w_cost": 1}}, 422, "weights.w_effect: Input should be a valid num"),
+    ({"query": "q", "budget": "1"}, 422, "budget: Input should be a valid number"),
+    ({"query": "q", "candidates": "llm-0"}, 422, "candidates: Input should be a valid list"),
     ({"query": "q", "k": 6}, 400, "k=6 but only 5 candidate(s)"),
     ('{"query": "q", "weights": {"w_effect": NaN, "w_cost": 1}}', 422, "weights.w_effect: Input should be a finite"),
     ({"query": "q", "weights": {"w_effect": 1, "w_cost": -0.5}}, 422, "weights.w_cost: Input should be greater"),
     ({"query": "q", "weights": {"w_effect": 1}}, 422, "weights.w_cost: Field required"),
     ({"query": "q", "weights": {"w_effect": 0, "w_cost": 0}}, 400, "cannot both be 0"),
-    ({"query": "q", "scenario": "fastest"}, 400, "unknown scenario 'fastest'"),
+    ({"query": "q", "scenario": "fastest"}, 422, "scenario: Input should be 'performance_first', 'balance'"),
     ({"query": "q", "scenario": "balance", "weights": {"w_effect": 1, "w_cost": 0}}, 400, "not both"),
     ({"query": "q", "candidates": ["llm-0", "gpt-9"]}, 400, "unknown candidate(s) ['gpt-9']"),
     ({"query": "q", "candidates": []}, 400, "the candidate filter is empty"),
     ({"query": "q", "task": "cooking"}, 400, "unknown task 'cooking'"),
+    ({"query": "q", "task": "task-0\n"}, 422, "task: Value error, holds the control character '\\n' at character 6"),
+    ({"query": "q", "candidates": ["llm-0", " llm-1"]}, 422, "candidates[1]: Value error, has leading or trailing"),
     ({"query": "q", "budget": -1}, 422, "budget: Input should be greater than 0"),
     ({"query": "q", "budget": 1e-9}, 400, "no candidate fits the budget"),
     ({"query": "q", "top_k": 3}, 422, "top_k: Extra inputs are not permitted"),
@@ -302,7 +289,7 @@ def test_a_router_that_needs_retraining_stores_the_llm_but_says_so(make_app: App
 def test_bad_llm_bodies(make_app: AppMaker) -> None:
     with TestClient(make_app()) as client:
         cases = [
-            ({**NEW_LLM, "name": " "}, "name: Value error, name must not be empty"),
+            ({**NEW_LLM, "name": " "}, "name: Value error, must not be empty or only whitespace"),
             ({**NEW_LLM, "input_price": -1}, "input_price: Input should be greater than or equal to 0"),
             ({k: v for k, v in NEW_LLM.items() if k != "output_price"}, "output_price: Field required"),
             ({**NEW_LLM, "outcomes": [{"query_id": "q0", "effect": 2, "cost": 0}]}, "outcomes[0].effect"),
@@ -328,18 +315,30 @@ def test_huge_offsets_and_limits_are_a_422_naming_the_parameter(make_app: AppMak
             assert r.status_code == 200 and r.json()["data"] == [], (path, r.text)
 
 
-def test_unstorable_names_texts_and_prices_are_a_4xx_naming_the_field(make_app: AppMaker, store: GraphStore) -> None:
+def test_unstorable_names_texts_and_prices_are_a_422_naming_the_field(make_app: AppMaker, store: GraphStore) -> None:
+    """The request models refuse what the store would refuse, with the store's rule in the message (422, not 400)."""
     cases = [
-        ({**NEW_LLM, "name": "name\nwith\nnewlines"}, "LLM.name holds the control character"),
-        ({**NEW_LLM, "name": "padded "}, "leading or trailing whitespace"),
-        ({**NEW_LLM, "description": "abc \ud800 def"}, "description: "),  # pydantic refuses it before the store
-        ({**NEW_LLM, "input_price": 1e308}, "input_price must be <= 10,000.0 USD per 1M tokens"),
-        ({**NEW_LLM, "outcomes": [{"query_id": "q0", "effect": 1, "cost": 1e300}]}, "<= 1,000.0 USD per query"),
+        ({**NEW_LLM, "name": "name\nwith\nnewlines"}, "name: Value error, holds the control character '\\n' at"),
+        ({**NEW_LLM, "name": "tab\there"}, "allowed: at most 200 characters, no leading/trailing whitespace"),
+        ({**NEW_LLM, "name": "padded "}, "name: Value error, has leading or trailing whitespace"),
+        ({**NEW_LLM, "name": "x" * 201}, "name: String should have at most 200 characters"),
+        ({**NEW_LLM, "description": "abc \ud800 def"}, "description: Value error, must be valid Unicode"),
+        ({**NEW_LLM, "description": "nul \x00"}, "description: Value error, must not contain NUL characters"),
+        ({**NEW_LLM, "input_price": 1e308}, "input_price: Input should be less than or equal to 10000"),
+        ({**NEW_LLM, "output_price": 10_001}, "output_price: Input should be less than or equal to 10000"),
+        ({**NEW_LLM, "input_price": "1"}, "input_price: Input should be a valid number"),
+        ({**NEW_LLM, "outcomes": [{"query_id": "q0", "effect": 1, "cost": 1e300}]}, "outcomes[0].cost: Input should"),
+        ({**NEW_LLM, "outcomes": [{"query_id": "q\r0", "effect": 1, "cost": 0}]}, "outcomes[0].query_id: Value error"),
     ]
     with TestClient(make_app()) as client:
         for body, message in cases:  # json.dumps escapes a lone surrogate as \\ud800, as a JSON client may send it
             r = client.post("/v1/llms", content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
-            assert r.status_code in (400, 422) and message in r.json()["detail"], (body, r.text)
+            assert r.status_code == 422 and message in r.json()["detail"], (body, r.text)
+        agent = {"name": "a\u2028b", "llm": "llm-0"}
+        r = client.post("/v1/agents", json=agent, headers=AUTH)
+        assert r.status_code == 422 and "name: Value error, holds the control character" in r.text, r.text
+        r = client.post("/v1/tasks", json={"name": "task\x7f"}, headers=AUTH)
+        assert r.status_code == 422 and "name: Value error, holds the control character" in r.text, r.text
         assert client.get("/ready").status_code == 200
     assert not store.has_node("LLM", "llm-new")
 

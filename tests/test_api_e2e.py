@@ -24,8 +24,7 @@ from graphrouter.checkpoint import save_checkpoint
 from graphrouter.embeddings import DEFAULT_MODEL, Embedder
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.world import build_world
-from tests.routing_world import make_world
-from tests.test_api import KEY, NEW_LLM, populate
+from tests.routing_world import KEY, NEW_LLM, make_world, populate
 
 START_TIMEOUT_S = 60.0
 

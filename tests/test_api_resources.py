@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from graph_store import AGENT, LLM, GraphStore
 from graphrouter.world import World
 from tests import test_api
-from tests.test_api import AUTH, NEW_LLM, AppMaker
+from tests.routing_world import AUTH, NEW_LLM
+from tests.test_api import AppMaker
 
 # the fixtures of tests/test_api.py (the world, its checkpoints, the populated store, the app maker)
 fitted, store, make_app = test_api.fitted, test_api.store, test_api.make_app

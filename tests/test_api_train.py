@@ -24,8 +24,7 @@ from graph_store import GraphBatch, GraphStore, Outcome
 from graphrouter.checkpoint import load_checkpoint
 from graphrouter.world import World
 from tests import test_api
-from tests.test_api import AUTH, KEY, NEW_LLM
-from tests.test_scorer import HashEmbedder
+from tests.routing_world import AUTH, KEY, NEW_LLM, HashEmbedder
 
 fitted, store = test_api.fitted, test_api.store  # fixtures of tests/test_api.py
 

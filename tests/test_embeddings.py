@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from graphrouter.embeddings import Embedder, onnx_file
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import GraphRouterError, InvalidTextError
 
 
 class CountingModel:
@@ -93,3 +93,11 @@ def test_onnx_export_name_covers_every_model_file(tmp_path: Path) -> None:
 def test_bad_embedder_settings_are_refused(args: dict, message: str) -> None:
     with pytest.raises(GraphRouterError, match=message):
         Embedder(cache_path=None, **args)
+
+
+def test_a_text_that_is_not_valid_unicode_is_a_clear_error_not_a_crash_in_the_cache(tmp_path: Path) -> None:
+    emb, model = _embedder(tmp_path / "cache.sqlite")
+    with pytest.raises(InvalidTextError, match=r"text 1 must be valid Unicode: it holds a lone surrogate '\\ud800' at"):
+        emb.embed(["fine", "abc \ud800 def"])
+    assert model.seen == []  # refused before anything was embedded or cached
+    assert emb.embed(["fine"]).shape == (1, 2)  # and the embedder goes on

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import types
 from pathlib import Path
@@ -14,29 +13,7 @@ from graphrouter.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from graphrouter.errors import GraphRouterError
 from graphrouter.routers import ROUTERS
 from graphrouter.scorer import Scorer
-from tests.routing_world import make_world, split
-
-
-class HashEmbedder:
-    """Deterministic unit vectors from the text; a query text "task-T ..." lands near task T's direction."""
-
-    model_name = "hash-test"
-
-    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
-        self.world = world
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for t in texts:
-            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
-            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
-            if t.startswith("task-"):
-                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
-
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+from tests.routing_world import HashEmbedder, make_world, split
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +62,7 @@ def test_filters_budget_and_given_task(fitted) -> None:  # type: ignore[no-untyp
     ("kwargs", "message"),
     [
         ({"query_text": "  "}, "query must be a non-empty string"),
+        ({"query_text": "abc \ud800 def"}, r"query must be valid Unicode: it holds a lone surrogate '\\ud800'"),
         ({"k": 0}, "k must be a positive integer"),
         ({"k": 6}, "k=6 but only 5 candidate"),
         ({"weights": (float("nan"), 1.0)}, "w_effect must be a finite number"),

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api.main import create_app
+from api.settings import Settings
 from graph_store import LLM, GraphBatch, InvalidInputError, LLMNode, StoreUnavailableError, Task, open_store
 from graph_store.backends.neo4j_store import Neo4jStore
 from graph_store.location import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, parse_bolt_location, redact
@@ -126,5 +128,21 @@ def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> N
         assert time.monotonic() - start < 4 * bound + 2
         with pytest.raises(StoreUnavailableError):
             store.ping()  # ping always asks the server
+        # and through the service: each request on the store is a prompt 503 (no checkpoint is needed for these)
+        settings = Settings(store="unused", checkpoint=tmp_path / "none.pt", embedding_cache=None, api_key="k")
+        with TestClient(create_app(settings, store=store)) as client:
+            for method, path, body in [
+                ("GET", "/v1/llms", None),
+                ("GET", "/v1/llms/m", None),
+                ("POST", "/v1/llms", {"name": "p", "input_price": 1, "output_price": 1}),
+                ("DELETE", "/v1/llms/m", None),
+                ("POST", "/v1/tasks", {"name": "t2"}),
+                ("GET", "/v1/graph/stats", None),
+            ]:
+                t0 = time.monotonic()
+                r = client.request(method, path, json=body, headers={"Authorization": "Bearer k"})
+                took = time.monotonic() - t0
+                assert r.status_code == 503 and r.headers["Retry-After"], (method, path, r.text)
+                assert took < 2 * bound + 1, f"{method} {path} took {took:.1f} s for its 503"
     finally:
         store.close()

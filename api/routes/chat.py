@@ -67,7 +67,10 @@ async def chat_completions(request: Request, proxy: ProxyDep, settings: Settings
     "/feedback",
     response_model=FeedbackOut,
     summary="the effect of a proxied call: its pending outcome becomes an outcome the router learns from",
-    responses={404: {"description": "no pending outcome with that id"}},
+    responses={
+        401: {"description": "missing or wrong proxy (or admin) key, or none configured"},
+        404: {"description": "no pending outcome with that id"},
+    },
 )
 def feedback(body: FeedbackIn, proxy: ProxyDep, _key: FeedbackAuth) -> FeedbackOut:
     return proxy.feedback(body)
