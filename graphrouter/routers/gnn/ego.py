@@ -17,6 +17,8 @@ function as :meth:`GnnRouter.predict_effect_reference` (checked by the tests to 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -81,11 +83,27 @@ class EgoPath:
         w1 = np.stack([d[0][0] for d in dec])  # (M, 3h + n_pair, 2h)
         cand = np.stack([_np(s[-1][CANDIDATE]) for s in states])  # (M, C, h)
         self.dec_q, self.dec_qc, self.dec_pair = w1[:, :h], w1[:, 2 * h : 3 * h], w1[:, 3 * h :]
-        self.dec_cand = cand @ w1[:, h : 2 * h] + np.stack([d[0][1] for d in dec])[:, None, :]  # (M, C, 2h)
+        self._dec_wc, self._dec_b1 = w1[:, h : 2 * h], np.stack([d[0][1] for d in dec])  # the candidate half
+        self.dec_cand = cand @ self._dec_wc + self._dec_b1[:, None, :]  # (M, C, 2h)
         self.cand = cand
         self.dec_w2, self.dec_b2 = np.stack([d[1][0] for d in dec]), np.stack([d[1][1] for d in dec])
         self.dec_w3, self.dec_b3 = np.stack([d[2][0] for d in dec]), np.stack([d[2][1] for d in dec])
         self.skip_w, self.skip_b = np.stack([d[3][0] for d in dec]), np.stack([d[3][1] for d in dec])
+
+    def with_candidates(self, cand: np.ndarray, rows: list[int], removed: int | None = None) -> EgoPath:
+        """This path over the candidates' new last-layer states ``cand`` (M, C, h), of which only ``rows`` are new or
+        changed since this one was built (after dropping row ``removed``): the decoder's candidate half is computed
+        for those rows only; everything else (weights, stored-query products) is shared, never mutated."""
+        new = copy.copy(self)
+        dec = self.dec_cand if removed is None else np.delete(self.dec_cand, removed, axis=1)
+        if cand.shape[1] > dec.shape[1]:
+            dec = np.concatenate([dec, np.zeros((len(dec), cand.shape[1] - dec.shape[1], dec.shape[2]), dec.dtype)], 1)
+        elif removed is None:
+            dec = dec.copy()
+        if rows:
+            dec[:, rows] = cand[:, rows] @ self._dec_wc + self._dec_b1[:, None, :]
+        new.cand, new.dec_cand = cand, dec
+        return new
 
     def predict(
         self, emb: np.ndarray, task: np.ndarray, nb: np.ndarray, sim: np.ndarray, pair: np.ndarray

@@ -35,7 +35,7 @@ class Observed:
         n_tasks: int,
         alpha: float = 5.0,
     ) -> None:
-        prior = 0.4
+        self.alpha = alpha
         self.visible = visible & np.isfinite(effect)
         self.effect = np.where(self.visible, np.nan_to_num(effect), 0.0)
         self.task = task
@@ -43,22 +43,104 @@ class Observed:
         vf = v.astype(np.float64)
         self.count = vf.sum(0)
         self.task_count = np.zeros((n_tasks, e.shape[1]))
-        task_sum = np.zeros_like(self.task_count)
-        np.add.at(task_sum, task, e)
+        self._task_sum = np.zeros_like(self.task_count)
+        np.add.at(self._task_sum, task, e)
         np.add.at(self.task_count, task, vf)
         # relative skill: effect minus the other candidates' mean effect on the same queries (a paired comparison,
         # far less noisy than a raw mean when a new candidate has few outcomes)
-        n_others = vf.sum(1, keepdims=True) - vf
-        others = (e.sum(1, keepdims=True) - e) / np.maximum(n_others, 1)
+        self._row_sum, self._row_count = e.sum(1), vf.sum(1)  # per stored query, over candidates
+        diff, paired = self._relative(slice(None))
+        self._rel_sum, self._rel_count = np.zeros_like(self.task_count), np.zeros_like(self.task_count)
+        np.add.at(self._rel_sum, task, diff)
+        np.add.at(self._rel_count, task, paired)
+        self._diff_sum, self._paired_sum = diff.sum(0), paired.sum(0)
+        self._finish()
+
+    def _relative(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(effect − the other candidates' mean effect) where paired, and whether paired, on ``rows``."""
+        v, e = self.visible[rows], self.effect[rows]
+        vf = v.astype(np.float64)
+        n_others = self._row_count[rows, None] - vf
+        others = (self._row_sum[rows, None] - e) / np.maximum(n_others, 1)
         paired = v & (n_others > 0)
-        diff = np.where(paired, e - others, 0.0)
-        rel_sum, rel_count = np.zeros_like(self.task_count), np.zeros_like(self.task_count)
-        np.add.at(rel_sum, task, diff)
-        np.add.at(rel_count, task, paired.astype(np.float64))
-        self.mean = (e.sum(0) + 2.0 * prior) / (self.count + 2.0)
-        self.task_mean = (task_sum + alpha * self.mean[None]) / (self.task_count + alpha)
-        self.rel = diff.sum(0) / (paired.sum(0) + 2.0)
-        self.task_rel = (rel_sum + alpha * self.rel[None]) / (rel_count + alpha)
+        return np.where(paired, e - others, 0.0), paired.astype(np.float64)
+
+    def _finish(self) -> None:
+        """The shrunk means from the sums (cheap: per candidate and per task × candidate)."""
+        prior, alpha = 0.4, self.alpha
+        e_sum = self._task_sum.sum(0)
+        self.mean = (e_sum + 2.0 * prior) / (self.count + 2.0)
+        self.task_mean = (self._task_sum + alpha * self.mean[None]) / (self.task_count + alpha)
+        self.rel = self._diff_sum / (self._paired_sum + 2.0)
+        self.task_rel = (self._rel_sum + alpha * self.rel[None]) / (self._rel_count + alpha)
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.effect.shape[1])
+
+    def changed(
+        self,
+        columns: list[int],
+        effect: np.ndarray,
+        visible: np.ndarray,
+        removed: int | None = None,
+    ) -> Observed:
+        """A new :class:`Observed` with column ``removed`` dropped first, then the (already inherited) ``effect``
+        and ``visible`` (N, len(columns)) as ``columns`` (a column past the end is appended; they must be the next
+        ones). Work beyond copying the arrays is proportional to the rows whose outcomes change × candidates, not
+        to stored queries × candidates; the same aggregates as building it anew (to float rounding)."""
+        new = Observed.__new__(Observed)
+        new.__dict__.update(self.__dict__)
+        new._row_sum, new._row_count = self._row_sum.copy(), self._row_count.copy()
+        sums = ("count", "task_count", "_task_sum", "_rel_sum", "_rel_count", "_diff_sum", "_paired_sum")
+        if removed is not None:
+            gone = np.zeros((len(self.effect), 1))
+            new = new._set([removed], gone, gone.astype(bool), copy_arrays=True)
+            for name in ("visible", "effect", *sums):
+                setattr(new, name, np.delete(getattr(new, name), removed, axis=-1))
+            copy_arrays = False
+        else:
+            copy_arrays = True
+        width = max(columns, default=-1) + 1 - new.n_candidates
+        if width > 0:
+            for name in ("visible", "effect", *sums):
+                arr = getattr(new, name)
+                pad = np.zeros((*arr.shape[:-1], width), arr.dtype)
+                setattr(new, name, np.concatenate([arr, pad], axis=-1))
+            copy_arrays = False
+        if columns:
+            new = new._set(columns, effect, visible, copy_arrays=copy_arrays)
+        new._finish()
+        return new
+
+    def _set(self, columns: list[int], effect: np.ndarray, visible: np.ndarray, copy_arrays: bool) -> Observed:
+        """Replace ``columns`` in place on self (its arrays copied first if ``copy_arrays``), updating every sum
+        on the rows whose outcomes change only."""
+        visible = visible & np.isfinite(effect)
+        effect = np.where(visible, np.nan_to_num(effect), 0.0)
+        cols = np.asarray(columns, dtype=np.int64)
+        rows = np.flatnonzero(((self.visible[:, cols] != visible) | (self.effect[:, cols] != effect)).any(1))
+        names = ("visible", "effect", "count", "task_count", "_task_sum", "_rel_sum", "_rel_count")
+        if copy_arrays:
+            for name in (*names, "_diff_sum", "_paired_sum"):
+                setattr(self, name, getattr(self, name).copy())
+        old_diff, old_paired = self._relative(rows)
+        task = self.task[rows]
+        for i, c in enumerate(cols):  # the changed columns' own sums, on their changed rows
+            ov, oe = self.visible[rows, c].astype(np.float64), self.effect[rows, c]
+            nv, ne = visible[rows, i].astype(np.float64), effect[rows, i]
+            self.count[c] += (nv - ov).sum()
+            np.add.at(self.task_count[:, c], task, nv - ov)
+            np.add.at(self._task_sum[:, c], task, ne - oe)
+        self.visible[:, cols], self.effect[:, cols] = visible, effect
+        self._row_sum[rows] = self.effect[rows].sum(1)
+        self._row_count[rows] = self.visible[rows].sum(1)
+        diff, paired = self._relative(rows)  # every candidate's relative skill moves on these rows
+        np.add.at(self._rel_sum, task, diff - old_diff)
+        np.add.at(self._rel_count, task, paired - old_paired)
+        self._diff_sum += (diff - old_diff).sum(0)
+        self._paired_sum += (paired - old_paired).sum(0)
+        return self
 
     def pair_features(self, nb: np.ndarray, sim: np.ndarray, task: np.ndarray, tau: float = 0.1) -> np.ndarray:
         """(B, C, N_PAIR) from each cold query's stored neighbours ``nb`` (B, k_pair), sorted by similarity ``sim``,
@@ -121,3 +203,17 @@ def candidate_features(desc_emb: np.ndarray, prices: np.ndarray, size_b: np.ndar
         unknown.astype(np.float64),
     ]
     return np.c_[desc_emb, num].astype(np.float32)
+
+
+def inherited_columns(effect: np.ndarray, backing: dict[int, int], columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, len(columns)) effects and visibility of ``columns`` of the raw ``effect`` (NaN: not observed) after
+    :func:`inherit`: what :class:`Observed` holds for them, computed for these columns only."""
+    eff = effect[:, columns].astype(np.float64)
+    vis = np.isfinite(eff)
+    for i, c in enumerate(columns):
+        llm = backing.get(c)
+        if llm is not None:
+            fill = ~vis[:, i] & np.isfinite(effect[:, llm])
+            eff[fill, i] = effect[fill, llm]
+            vis[fill, i] = True
+    return eff, vis

@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import HeteroData
 
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import Candidates, StoredGraph, serving_graph
 from graphrouter.routers.gnn.model import HeteroRouterGNN
-from graphrouter.routers.gnn.observed import Observed
-from graphrouter.routers.gnn.schema import CANDIDATE
+from graphrouter.routers.gnn.observed import Observed, inherited_columns
+from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, TASK_CANDIDATE
 
 States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
 Serving = tuple[States, Observed, EgoPath]
@@ -57,6 +57,9 @@ class ServingCache:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._init_sync()
+        obs, ego = self.serving or (None, None)
+        if not hasattr(obs, "_row_sum") or not hasattr(ego, "_dec_wc"):  # pickled before changes were incremental
+            self._install(*self.compute(self.candidates))
 
     def exact_copy(self) -> ServingCache:
         """A consistent copy with exact caches (refreshed first if needed), for pickling and deepcopy: the arrays
@@ -113,12 +116,15 @@ class ServingCache:
         """The serving state for ``cands`` without a pass over the graph: the candidate rows ``columns`` (new, or
         with new outcomes) are computed from the cached states of the nodes that send to them (queries with
         outcomes for them, tasks); ``removed_row`` is dropped; every other node keeps its cached state, which the
-        change moves only slightly. Changes nothing here."""
-        graph, obs = serving_graph(self.stored, cands)
+        change moves only slightly. The observed aggregates and the ego path are updated for the changed columns
+        only (:meth:`Observed.changed`, :meth:`EgoPath.with_candidates`): the work follows the change, not the
+        number of candidates × stored queries. Changes nothing here."""
+        obs_now, ego_now = self.serving
+        obs = obs_now.changed(columns, *inherited_columns(cands.effect, cands.backing, columns), removed=removed_row)
         n_cand = len(cands.features)
         states = []
         for model, old in zip(self.models, self.states, strict=True):
-            rows = {c: self._candidate_rows(model, graph, old, c) for c in columns}
+            rows = {c: self._candidate_rows(model, cands, obs, old, c) for c in columns}
             layers = []
             for i, layer in enumerate(old):
                 prev = layer[CANDIDATE]
@@ -128,13 +134,14 @@ class ServingCache:
                     prev = prev[keep]
                 if len(prev) < n_cand:
                     prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1])])
-                else:
+                elif removed_row is None:
                     prev = prev.clone()
                 for c, r in rows.items():
                     prev[c] = r[i]
                 layers.append({**layer, CANDIDATE: prev})
             states.append(layers)
-        return states, obs, EgoPath(self.models, states, self.stored.k_sim)
+        last = np.stack([s[-1][CANDIDATE].numpy().astype(np.float32) for s in states])
+        return states, obs, ego_now.with_candidates(last, list(columns), removed_row)
 
     def commit(self, cands: Candidates, serving: Serving, columns: list[int], reshaped: bool) -> None:
         """Make a computed change current (caller holds :attr:`lock`; nothing here can fail halfway) and make sure
@@ -155,21 +162,26 @@ class ServingCache:
 
     @staticmethod
     def _candidate_rows(
-        model: HeteroRouterGNN, graph: HeteroData, states: list[dict[str, Tensor]], c: int
+        model: HeteroRouterGNN, cands: Candidates, obs: Observed, states: list[dict[str, Tensor]], c: int
     ) -> list[Tensor]:
-        """Candidate ``c``'s state at every layer, from the cached states of the nodes that send to it."""
-        h = [model.enc[CANDIDATE](graph[CANDIDATE].x[c : c + 1])]
+        """Candidate ``c``'s state at every layer, from the cached states of the nodes that send to it: the queries
+        with a visible outcome for it (``answered_by``, the effect as attribute) and every task
+        (``task_candidate``), the same edges :func:`~graphrouter.routers.gnn.graph.build_graph` gives it."""
+        rows = np.flatnonzero(obs.visible[:, c])
+        task_attr = np.stack([obs.task_mean[:, c], np.log1p(obs.task_count[:, c]) / 5], 1).astype(np.float32)
+        edges = {
+            ANSWERED_BY: (rows, torch.as_tensor(obs.effect[rows, c], dtype=torch.float32)[:, None]),
+            TASK_CANDIDATE: (np.arange(len(task_attr)), torch.as_tensor(task_attr)),
+        }
+        h = [model.enc[CANDIDATE](torch.as_tensor(cands.features[c : c + 1]))]
         for i in range(len(states) - 1):
             out = 0
             for et, conv in model.convs[i].convs.items():
                 if et[2] != CANDIDATE:
                     continue
-                ei = graph[et].edge_index
-                into = ei[1] == c
-                src = ei[0][into]
+                src, attr = edges[et]
                 local = torch.stack([torch.arange(len(src)), torch.zeros(len(src), dtype=torch.long)])
-                attr = graph[et].edge_attr[into] if "edge_attr" in graph[et] else None
-                out = out + conv((states[i][et[0]][src], h[i]), local, attr)
+                out = out + conv((states[i][et[0]][torch.as_tensor(src)], h[i]), local, attr)
             h.append(model._post(i, CANDIDATE, out, h[i]))
         return [x[0] for x in h]
 
