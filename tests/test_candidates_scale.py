@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from graphrouter.routers.base import NewCandidate
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import serving_graph
@@ -49,3 +50,22 @@ def test_incremental_changes_equal_a_rebuild(fitted) -> None:  # type: ignore[no
             assert not gnn._cache._exact.is_set()
             _assert_rebuilt(gnn)
     assert gnn.wait_exact(60)
+
+
+def test_a_batch_registration_equals_one_by_one() -> None:
+    world = make_world(per_task=30)
+    everything = np.arange(world.data.n_queries)
+    one, batch = (GnnRouter(**TINY).fit(world, everything) for _ in range(2))
+    specs = [
+        NewCandidate("b-0", world.candidate_emb[0], 0.1, 0.2, None, {0: 1.0, 5: 0.0}),
+        NewCandidate("b-1", world.candidate_emb[1], 0.3, 0.4, 7.0, {}, None, {0: 0.01}),
+        NewCandidate("b-agent", world.candidate_emb[2], 0.1, 0.2, None, {}, "b-0"),
+    ]
+    for spec in specs:
+        one.register_candidate(**vars(spec))
+    assert batch.register_candidates(specs) == [5, 6, 7]
+    assert one.candidates == batch.candidates and one.kinds == batch.kinds
+    assert one.wait_exact(60) and batch.wait_exact(60)
+    q = world.features(everything[:20])
+    np.testing.assert_allclose(one.utility(q, (1.0, 0.5)), batch.utility(q, (1.0, 0.5)), atol=1e-6)
+    np.testing.assert_allclose(one.cost_model.multiplier, batch.cost_model.multiplier)

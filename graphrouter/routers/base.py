@@ -34,6 +34,20 @@ class Scores:
     utility: np.ndarray
 
 
+@dataclass(frozen=True)
+class NewCandidate:
+    """One candidate to register: the arguments of :meth:`Router.register_candidate`."""
+
+    name: str
+    description_embedding: np.ndarray
+    input_price: float
+    output_price: float
+    size_b: float | None = None
+    outcomes: dict[int, float] | None = None
+    backed_by: str | None = None
+    costs: dict[int, float] | None = None
+
+
 class Router(ABC):
     """Scores every candidate for every query; higher utility is better."""
 
@@ -108,7 +122,7 @@ class Router(ABC):
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """"LLM" or "Agent" per column of :attr:`candidates`."""
+        """ "LLM" or "Agent" per column of :attr:`candidates`."""
         return tuple(self.world.data.candidate_kind)
 
     def candidate_kinds(self) -> list[tuple[str, str]]:
@@ -135,6 +149,10 @@ class Router(ABC):
         raise NotImplementedError(
             f"the {self.name!r} router cannot add a candidate without retraining; use the 'gnn' router or retrain"
         )
+
+    def register_candidates(self, specs: list[NewCandidate]) -> list[int]:
+        """Add several candidates (:meth:`register_candidate` each, unless a router does it in one change)."""
+        return [self.register_candidate(**vars(spec)) for spec in specs]
 
     def remove_candidate(self, name: str) -> None:
         """Stop routing to ``name`` for good (its column and outcomes are dropped). Inductive routers only."""

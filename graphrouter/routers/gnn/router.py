@@ -24,7 +24,7 @@ import numpy as np
 from graph_store import AGENT, LLM
 from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.neighbours import NeighbourIndex
-from graphrouter.routers.base import Router, register
+from graphrouter.routers.base import NewCandidate, Router, register
 from graphrouter.routers.gnn.graph import (
     Candidates,
     QueryNodes,
@@ -242,36 +242,54 @@ class GnnRouter(Router):
         indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
         agent runs on (the agent inherits its outcome edges); ``costs`` (same keys, USD) set its cost multiplier.
         Routable when this returns; see :meth:`ServingCache.patched`."""
+        spec = NewCandidate(name, description_embedding, input_price, output_price, size_b, outcomes, backed_by, costs)
+        return self.register_candidates([spec])[0]
+
+    def register_candidates(self, specs: list[NewCandidate]) -> list[int]:
+        """Add several candidates in one change (one patch of the serving state, one background refresh): what a
+        start-up or an attach after a retrain registers. All or none; an agent may be backed by an LLM of the same
+        batch listed before it. Returns their columns."""
         with self._cache.lock:
-            if name in self.candidates:
-                raise CandidateExistsError(f"{name!r} is already a candidate (already routable); remove it first")
-            backing = None
-            if backed_by is not None:
-                if backed_by not in self.candidates:
-                    raise ValueError(f"backing LLM {backed_by!r} is not a candidate")
-                backing = self.candidates.index(backed_by)
-                if self._kinds[backing] != LLM:
-                    raise ValueError(f"{backed_by!r} is an agent; an agent must be backed by an LLM")
+            names, kinds = list(self._candidates), list(self._kinds)
             now = self._cache.candidates
-            column = np.full(len(self._nodes), np.nan)
-            rows, effects = self._positions(outcomes or {})
-            column[rows] = effects
-            emb = np.asarray(description_embedding, dtype=np.float32).reshape(1, -1)
-            prices = np.array([[input_price, output_price]], dtype=np.float64)
-            size = np.array([np.nan if size_b is None else size_b], dtype=np.float64)
-            col = len(self.candidates)
-            cands = Candidates(
-                np.r_[now.features, candidate_features(emb, prices, size)],
-                np.c_[now.effect, column],
-                {**now.backing, col: backing} if backing is not None else dict(now.backing),
-            )
-            serving = self._cache.patched(cands, [col])  # computed first: a failure leaves the router as it was
-            self.cost_model.add_candidate(prices)
-            self.cost_model.observe(col, costs or {}, self.world.query_tokens)
-            self._candidates = (*self._candidates, name)
-            self._kinds = (*self._kinds, AGENT if backed_by is not None else LLM)
-            self._cache.commit(cands, serving, [col], reshaped=True)
-            return col
+            backing_of = dict(now.backing)
+            features, columns, new_cols = [], [], []
+            for spec in specs:
+                if spec.name in names:
+                    raise CandidateExistsError(
+                        f"{spec.name!r} is already a candidate (already routable); remove it first"
+                    )
+                col = len(names)
+                if spec.backed_by is not None:
+                    if spec.backed_by not in names:
+                        raise ValueError(f"backing LLM {spec.backed_by!r} is not a candidate")
+                    backing = names.index(spec.backed_by)
+                    if kinds[backing] != LLM:
+                        raise ValueError(f"{spec.backed_by!r} is an agent; an agent must be backed by an LLM")
+                    backing_of[col] = backing
+                column = np.full(len(self._nodes), np.nan)
+                rows, effects = self._positions(spec.outcomes or {})
+                column[rows] = effects
+                emb = np.asarray(spec.description_embedding, dtype=np.float32).reshape(1, -1)
+                prices = np.array([[spec.input_price, spec.output_price]], dtype=np.float64)
+                size = np.array([np.nan if spec.size_b is None else spec.size_b], dtype=np.float64)
+                features.append(candidate_features(emb, prices, size))
+                columns.append(column)
+                new_cols.append(col)
+                names.append(spec.name)
+                kinds.append(AGENT if spec.backed_by is not None else LLM)
+            if not specs:
+                return []
+            cands = Candidates(np.r_[now.features, *features], np.c_[now.effect, *columns], backing_of)
+            serving = self._cache.patched(cands, new_cols)  # computed first: a failure leaves the router as it was
+            cost_model = copy.copy(self.cost_model)  # its arrays are replaced, never changed in place
+            for spec, col in zip(specs, new_cols, strict=True):
+                cost_model.add_candidate(np.array([[spec.input_price, spec.output_price]], dtype=np.float64))
+                cost_model.observe(col, spec.costs or {}, self.world.query_tokens)
+            self.cost_model = cost_model
+            self._candidates, self._kinds = tuple(names), tuple(kinds)
+            self._cache.commit(cands, serving, new_cols, reshaped=True)
+            return new_cols
 
     def remove_candidate(self, name: str) -> None:
         with self._cache.lock:
