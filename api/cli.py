@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.checkpoint:
         os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
     os.environ["GRAPHROUTER_EMBEDDING_BACKEND"] = args.embedding_backend
+    os.environ.setdefault("GRAPHROUTER_LOAD_IN_BACKGROUND", "1")  # the port opens at once; /ready reports progress
     settings = Settings()
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)

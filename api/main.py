@@ -67,7 +67,7 @@ def create_app(
         upstreams = make_client(settings)
         app.state.proxy = ChatProxy(state, registry, upstreams)
         await run_in_threadpool(state.start)
-        await run_in_threadpool(registry.start)
+        await run_in_threadpool(registry.start, settings.load_in_background)
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
@@ -38,7 +39,7 @@ from graph_store import (
     Outcome,
     StoreUnavailableError,
 )
-from graphrouter.errors import GraphRouterError
+from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, load_scorer
 from graphrouter.scorer import Scorer
 
@@ -105,12 +106,26 @@ class CandidateRegistry:
         self.lock = threading.Lock()  # serialises graph writes: check, write the store, update the scorer
         self._load_lock = threading.Lock()
         self._last_load = float("-inf")
+        self._loading: str | None = None  # what the background load is doing, while it runs
+        self._loader: threading.Thread | None = None
+
+    @property
+    def loading(self) -> str | None:
+        """While the scorer loads in the background: what it is doing (e.g. "loading: 300 of 1,000 candidates
+        registered"); None otherwise."""
+        return self._loading
 
     # ---- the serving scorer -------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load the checkpoint's scorer (or attach the injected one) at the service's start."""
+    def start(self, background: bool = False) -> None:
+        """Load the checkpoint's scorer (or attach the injected one) at the service's start; with ``background``,
+        in a thread, so the port opens at once: meanwhile ``/ready`` reports progress and the routes that need the
+        scorer answer 503 with Retry-After."""
         state = self.state
-        if state.scorer is None:
+        if state.scorer is None and background:
+            self._loading = "loading: the checkpoint"
+            self._loader = threading.Thread(target=self._load_in_background, name="scorer-load", daemon=True)
+            self._loader.start()
+        elif state.scorer is None:
             self._try_load(force=True)
         elif state.injected_scorer and state.store is not None:
             try:
@@ -118,8 +133,30 @@ class CandidateRegistry:
             except (GraphStoreError, GraphRouterError) as exc:  # served as given; /ready and the routes still work
                 log.warning("the given scorer could not be synced with the store: %s", exc)
 
+    def _load_in_background(self) -> None:
+        try:
+            self._try_load(force=True)
+        except Exception:  # reported by /ready; a request retries the load later
+            log.exception("loading the scorer failed")
+        finally:
+            self._loading = None
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until a background load ended (True), or ``timeout`` s passed (tests, benchmarks)."""
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout)
+        return self._loading is None
+
+    def _progress(self, done: int, total: int) -> None:
+        self._loading = f"loading: {done:,} of {total:,} candidates registered"
+
     def get_scorer(self) -> Scorer:
-        """The serving scorer, loading it if it is not (at most every ``retry_interval`` s); 503 if it cannot be."""
+        """The serving scorer, loading it if it is not (at most every ``retry_interval`` s); 503 if it cannot be.
+        Never waits for a background load: while it runs, a 503 saying how far it got."""
+        loading = self._loading
+        if self.state.scorer is None and loading is not None:
+            raise ScorerUnavailableError(f"the scorer is {loading}; retry shortly")
         if self.state.scorer is None:
             self._try_load()
         return self.state.require_scorer()
@@ -146,7 +183,8 @@ class CandidateRegistry:
                     threads=settings.embedding_threads,
                     max_query_chars=settings.max_query_chars,
                 )
-                self.install(scorer, str(settings.checkpoint))
+                self._loading = self._loading and "loading: registering the store's candidates"
+                self.install(scorer, str(settings.checkpoint), progress=self._progress if self._loading else None)
             except GraphRouterError as exc:  # CheckpointError, a bad embedding model
                 state.scorer_error = str(exc)
                 log.warning("scorer not loaded: %s", exc)
@@ -300,11 +338,11 @@ class CandidateRegistry:
                     scorer.exclude(name, node)  # type: ignore[arg-type]
 
     # ---- installing a scorer ------------------------------------------------------------------------------
-    def install(self, scorer: Scorer, source: str) -> Attached:
+    def install(self, scorer: Scorer, source: str, progress: Callable[[int, int], None] | None = None) -> Attached:
         """Attach a loaded or retrained scorer to the store and swap it in (no registration in between)."""
         store = self.state.get_store()
         with self.lock:
-            attached = attach_scorer(scorer, store, source)
+            attached = attach_scorer(scorer, store, source, progress)
             self.state.install(scorer, attached.deleted_tasks)
         return attached
 

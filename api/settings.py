@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="torch intra-op threads for the whole process (torch.set_num_threads is process-wide: routing and "
         "a background training share the pool, each running on this many); unset leaves torch's default",
     )
+    load_in_background: bool = Field(
+        False,
+        description="load the checkpoint and register the store's candidates in a background thread after the port "
+        "opens (/ready reports progress; routes answer 503 with Retry-After meanwhile); `serve` turns it on unless "
+        "set; off (the default for an app built in-process, e.g. tests) loads it before the app starts serving",
+    )
     store_query_texts: bool = Field(
         True,
         description="store the text of each query the proxy forwards (its last user message) as a Query node; off: "

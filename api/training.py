@@ -10,8 +10,10 @@ wholly from the old checkpoint or wholly from the new one.
 
 Not starving routing on a small machine: torch's intra-op pool is process-wide, so it is set once when the
 service starts (``GRAPHROUTER_TORCH_THREADS``, default 1), which leaves a core to request threads while training
-runs on one; the training thread also lowers its own OS priority (Linux ``nice`` is per thread), and keeps BLAS to
-the same number of threads. It embeds with its own embedder instance (same model, same cache file), because the
+runs on one, and BLAS is kept to the same number of threads. The training thread keeps the request threads' OS
+priority: niced, it got almost no CPU while 8 clients routed on 2 cores, and did not finish until the load stopped
+(issue 12); at equal priority it shares the cores and routing keeps its own share.
+It embeds with its own embedder instance (same model, same cache file), because the
 embedder holds a lock while it encodes: the request path must not wait behind thousands of training texts.
 A failed training leaves the serving scorer and the checkpoint file as they were; ``GET /v1/train`` says why.
 """
@@ -19,7 +21,6 @@ A failed training leaves the serving scorer and the checkpoint file as they were
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -136,10 +137,6 @@ class Trainer:
     def _run(self, router: Router) -> None:
         t0 = time.perf_counter()
         try:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only, on Linux
-            except (AttributeError, OSError):
-                pass
             version, n_queries, n_candidates = self._train(router)
         except Exception as exc:  # reported by GET /v1/train; the serving scorer is untouched
             log.exception("training failed")

@@ -9,6 +9,7 @@ and agents it does not know are registered without retraining where the router c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,11 @@ class Attached:
     deleted_tasks: set[str] = field(default_factory=set)
 
 
-def attach_scorer(scorer: Scorer, store: GraphStore, source: str) -> Attached:
-    """Make ``scorer`` agree with ``store`` (see the module docstring); ``source`` names it in errors."""
+def attach_scorer(
+    scorer: Scorer, store: GraphStore, source: str, progress: Callable[[int, int], None] | None = None
+) -> Attached:
+    """Make ``scorer`` agree with ``store`` (see the module docstring); ``source`` names it in errors;
+    ``progress(done, total)`` follows the registration of the store's new candidates."""
     stored = {n.key for n in store.list_nodes(LLM)} | {n.key for n in store.list_nodes(AGENT)}
     missing = [c for c in scorer.candidates if c not in stored]
     if len(missing) == len(scorer.candidates):
@@ -83,7 +87,7 @@ def attach_scorer(scorer: Scorer, store: GraphStore, source: str) -> Attached:
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
-    out.added, out.skipped = scorer.sync_with_store(store)
+    out.added, out.skipped = scorer.sync_with_store(store, progress)
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.excluded:
         log.warning("candidates no longer in the store, not routed to: %s", ", ".join(out.excluded))

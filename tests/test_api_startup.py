@@ -1,0 +1,47 @@
+"""Start-up in the background (GRAPHROUTER_LOAD_IN_BACKGROUND, on for ``serve``): the app answers at once, /ready
+says how far the load got, routes answer 503 with Retry-After while it runs, and the store's candidates registered
+since training are routable once it is done."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import api.registry
+from graph_store import GraphBatch, LLMNode
+from graph_store.backends.embedded import EmbeddedStore
+from tests.routing_world import fit_api_checkpoints, make_api_app, make_world, populate
+
+
+def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    release = threading.Event()
+    real_load = api.registry.load_scorer
+
+    def held_load(*args: Any, **kwargs: Any) -> Any:
+        assert release.wait(60)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(api.registry, "load_scorer", held_load)
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        store.write(GraphBatch(llms=[LLMNode(f"late-{i}", f"model {i}", 0.1, 0.2) for i in range(30)]))
+        app = make_api_app(store, world, tmp_path, checkpoint=checkpoint, load_in_background=True)
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and "loading" in ready.json()["scorer"], ready.text
+            r = client.post("/v1/route", json={"query": "task-1 something", "k": 1})
+            assert r.status_code == 503 and r.headers["Retry-After"], r.text
+            assert "loading" in r.json()["detail"]
+            release.set()
+            assert app.state.registry.wait_loaded(60)
+            ready = client.get("/ready")
+            assert ready.status_code == 200 and ready.json()["candidates"] == 5 + 30, ready.text
+            r = client.post("/v1/route", json={"query": "task-1 something", "k": 3})
+            assert r.status_code == 200, r.text
