@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.routing_world import AUTH, HashEmbedder, make_world, populate  # noqa: E402
 
+AUTH = {"Authorization": "Bearer test-key"}
 RESULTS = ROOT / "experiments" / "results" / "bench_candidates.md"
 TINY = {"seeds": [0], "max_episodes": 20, "eval_every": 5, "hidden": 16}
 PER_TASK = 250
@@ -70,9 +70,29 @@ def make_app(folder: Path, store, world, checkpoint: Path, **settings):  # type:
     return create_app(Settings(**config), store=store, embedder=TrainingHashEmbedder(world))
 
 
-class TrainingHashEmbedder(HashEmbedder):
-    def embed(self, texts, progress: bool = False):  # type: ignore[no-untyped-def, override]
-        return super().embed(list(texts))
+class TrainingHashEmbedder:
+    """tests/routing_world.py's HashEmbedder (same vectors), importing numpy only: the restart's child process
+    must not pay for importing torch where the service itself does not."""
+
+    model_name = "hash-test"
+
+    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
+        self.world = world
+
+    def embed(self, texts, progress: bool = False):  # type: ignore[no-untyped-def]
+        import hashlib
+
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
+            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
+            if t.startswith("task-"):
+                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+    def embed_one(self, text: str):  # type: ignore[no-untyped-def]
+        return self.embed([text])[0]
 
 
 def prepare(folder: Path):  # type: ignore[no-untyped-def]
@@ -80,6 +100,7 @@ def prepare(folder: Path):  # type: ignore[no-untyped-def]
     from graph_store.backends.embedded import EmbeddedStore
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.routers.gnn import GnnRouter
+    from tests.routing_world import make_world, populate
 
     world = make_world(per_task=PER_TASK)
     store = EmbeddedStore(folder / "graph.db")
@@ -135,6 +156,7 @@ def scale(client, sizes: list[int], lines: list[str]) -> None:  # type: ignore[n
             assert client.post("/v1/llms", json=llm(f"probe2-{size}-{i}"), headers=AUTH).status_code == 201
             probe_reg.append(time.perf_counter() - t)
             client.delete(f"/v1/llms/probe2-{size}-{i}", headers=AUTH)
+        client.app.state.service.scorer.router.wait_exact(600)  # steady state: no background refresh running
         lat = route_latency(client)
         lines.append(
             f"| {size:,} | {pct(probe_reg, 50):.1f} | {max(probe_reg) * 1000:.1f} | {pct(dele, 50):.1f} "
@@ -207,8 +229,10 @@ def restart(folder: Path, world, n_llms: int, lines: list[str]) -> None:  # type
 
     from graph_store import GraphBatch, LLMNode
     from graph_store.backends.embedded import EmbeddedStore
+    from tests.routing_world import populate
 
     db = folder / "restart.db"
+    np.savez(folder / "embedder.npz", query_emb=world.query_emb[:1], task_emb=world.task_emb)
     with EmbeddedStore(db) as store:
         populate(store, world)
         store.write(GraphBatch(llms=[LLMNode(f"many-{i}", f"model many {i}", 0.2, 0.4) for i in range(n_llms)]))
@@ -250,11 +274,13 @@ def restart(folder: Path, world, n_llms: int, lines: list[str]) -> None:  # type
 
 
 def child(db: str, checkpoint: str, port: int) -> None:
+    from types import SimpleNamespace
+
     import uvicorn
 
     from graph_store.backends.embedded import EmbeddedStore
 
-    world = make_world(per_task=PER_TASK)
+    world = SimpleNamespace(**np.load(Path(db).parent / "embedder.npz"))
     store = EmbeddedStore(db)
     app = make_app(Path(db).parent, store, world, Path(checkpoint), load_in_background=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
