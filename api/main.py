@@ -2,7 +2,8 @@
 
 Nothing heavy happens at import or in ``create_app``: the lifespan opens the store and loads the scorer (the
 checkpoint, the embedding model, and any LLM or agent registered in the store since training), unless they are
-injected. Each app has its own Prometheus registry (``app.state.metrics``), filled by a middleware.
+injected — in a background thread when ``GRAPHROUTER_LOAD_IN_BACKGROUND`` is on (``serve`` turns it on, so the port
+opens at once and ``/ready`` reports progress), else before the app serves. Each app has its own Prometheus registry (``app.state.metrics``), filled by a middleware.
 """
 
 from __future__ import annotations
