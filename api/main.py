@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
 from api.registry import CandidateRegistry
+from api.replication import Follower
 from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
 from api.settings import Settings
 from api.state import ServiceState
@@ -55,11 +56,16 @@ def create_app(
         registry = CandidateRegistry(state)
         app.state.service, app.state.registry = state, registry
         app.state.trainer = Trainer(state, registry)
+        follower = Follower(state, registry, settings.sync_interval)
+        app.state.follower = follower
         await run_in_threadpool(state.start)
+        await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start)
+        follower.start()
         try:
             yield
         finally:
+            await run_in_threadpool(follower.stop)
             await run_in_threadpool(state.close)
 
     app = FastAPI(title="GraphRouter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
