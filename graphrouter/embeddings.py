@@ -227,7 +227,7 @@ class Embedder:
         self._db: sqlite3.Connection | None = None
         if cache_path is not None:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None, timeout=5)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per routed query (WAL stays consistent)
             self._db.execute(
@@ -296,11 +296,20 @@ class Embedder:
     def _store(self, new: dict[str, np.ndarray]) -> None:
         self._remember(new)
         if self._db is not None:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)",
-                [(self.model_name, k, v.astype(np.float32).tobytes()) for k, v in new.items()],
-            )
+            # several processes (service workers) may share the file: a write waits for another's (the busy
+            # timeout), and one that still cannot get the lock is dropped: it is a cache, the vector is in memory
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)",
+                    [(self.model_name, k, v.astype(np.float32).tobytes()) for k, v in new.items()],
+                )
+            except sqlite3.OperationalError:
+                self._db.execute("ROLLBACK")
+                return
             self._db.execute("COMMIT")
 
     def close(self) -> None:

@@ -93,7 +93,7 @@ class Router(ABC):
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """"LLM" or "Agent" per column of :attr:`candidates`."""
+        """ "LLM" or "Agent" per column of :attr:`candidates`."""
         return tuple(self.world.data.candidate_kind)
 
     def candidate_kinds(self) -> list[tuple[str, str]]:
