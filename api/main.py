@@ -15,11 +15,13 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api.batching import MicroBatcher
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
 from api.registry import CandidateRegistry
 from api.replication import Follower
 from api.routes import agents, graph, health, llms, metrics, outcomes, route, tasks, train
+from api.routes.route import route_many
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
@@ -62,9 +64,16 @@ def create_app(
         await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start)
         follower.start()
+        if settings.batch_window_ms > 0:
+            app.state.batcher = MicroBatcher(
+                lambda reqs: route_many(reqs, state), settings.batch_window_ms / 1000, settings.batch_max
+            )
         try:
             yield
         finally:
+            if getattr(app.state, "batcher", None) is not None:
+                await run_in_threadpool(app.state.batcher.close)
+                app.state.batcher = None
             await run_in_threadpool(follower.stop)
             await run_in_threadpool(state.close)
 
