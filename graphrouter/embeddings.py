@@ -184,13 +184,25 @@ class OnnxEncoder:
             return self._run(texts).astype(np.float32)
         from tqdm import tqdm
 
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths together: little padding
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), batch_size)
-        for i in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
-            rows = order[i : i + batch_size]
+        for rows in tqdm(length_batches(texts, batch_size), desc="embedding", unit="batch", disable=not progress):
             out[rows] = self._run([texts[j] for j in rows])
         return out
+
+
+def length_batches(texts: list[str], batch_size: int, spread: float = 1.3) -> list[np.ndarray]:
+    """Indices of ``texts`` in batches of similar lengths (longest first): a batch is padded to its longest text and
+    attention grows faster than linearly with it, so one long text in a batch of short ones made a 16-text batch
+    3.5x slower than embedding them one by one. A batch holds at most ``batch_size`` texts whose character lengths
+    are within ``spread`` of each other (plus a few characters)."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or i - start >= batch_size or len(texts[order[start]]) > spread * len(texts[order[i]]) + 16:
+            batches.append(order[start:i])
+            start = i
+    return batches
 
 
 class Embedder:
