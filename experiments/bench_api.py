@@ -270,6 +270,8 @@ def scale_out(args: argparse.Namespace) -> None:
             a.stop()
             b.stop()
     cm50, cm99 = stats(cross)
+    cpu = batched_cpu(args.checkpoint, args.embedding_backend)
+    lone = lone_request_overhead()
     lines = [
         "# Scale-out: concurrency, micro-batching, workers, replicas (issue 14)",
         "",
@@ -293,10 +295,69 @@ def scale_out(args: argparse.Namespace) -> None:
         f" GRAPHROUTER_SYNC_INTERVAL={args.sync_interval} s, {len(cross)} LLMs): median {cm50:.0f} ms,"
         f" p99 {cm99:.0f} ms.",
         "",
+        "CPU time per request in one process (thread CPU time, so less sensitive to the other jobs than wall time;"
+        " new texts each time, real embedding model, one onnxruntime thread, one torch thread):",
+        "",
+        "| requests per call | embedding ms/request | router pass ms/request | total ms/request |",
+        "|---:|---:|---:|---:|",
+        *(f"| {n} | {e:.1f} | {r:.2f} | {e + r:.1f} |" for n, e, r in cpu),
+        "",
+        f"Micro-batcher overhead for a lone request (idle batcher, trivial work): median {lone[0]:.3f} ms, p99"
+        f" {lone[1]:.3f} ms — it is dispatched at once, not after the window.",
+        "",
     ]
     out = args.out if args.out != RESULTS else SCALE_RESULTS
     out.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def batched_cpu(checkpoint: Path, backend: str, n_texts: int = 64) -> list[tuple[int, float, float]]:
+    """(requests per call, embedding CPU ms per request, router-pass CPU ms per request) over the same ``n_texts``
+    random stored texts (made new, so never cached) in calls of 1, 8 and 32 requests."""
+    import torch
+
+    from graphrouter.embeddings import Embedder
+    from graphrouter.tokens import count_tokens
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(checkpoint)
+    embedder = Embedder(ckpt.embedding_model, cache_path=None, backend=backend, threads=1)
+    embedder.embed(["warm up"])
+    router = ckpt.router
+    texts = list(router.world.data.query_text)
+    picks = np.random.default_rng(3).choice(len(texts), size=n_texts, replace=False)
+    out = []
+    for n in (1, 8, 32):
+        batch_texts = [f"{texts[i]} [cpu {time.time_ns()}]" for i in picks]
+        spent_e = spent_r = 0.0
+        for start in range(0, n_texts, n):
+            batch = batch_texts[start : start + n]
+            t0 = time.thread_time()
+            emb = embedder.embed(batch)
+            t1 = time.thread_time()
+            q = QueryFeatures(emb, np.full(len(batch), -1), np.asarray(count_tokens(batch), dtype=np.float64))
+            router.score(q, (0.5, 0.5))
+            t2 = time.thread_time()
+            spent_e, spent_r = spent_e + t1 - t0, spent_r + t2 - t1
+        out.append((n, 1000 * spent_e / n_texts, 1000 * spent_r / n_texts))
+    embedder.close()
+    return out
+
+
+def lone_request_overhead(n: int = 200) -> tuple[float, float]:
+    """Submit-to-result time of one request at a time through an idle MicroBatcher with a 2 ms window."""
+    from api.batching import MicroBatcher
+
+    batcher = MicroBatcher(lambda items: list(items), window_s=0.002, max_batch=32)
+    lat = []
+    try:
+        for i in range(n):
+            t = time.perf_counter()
+            batcher.submit(i).result(5)
+            lat.append(1000 * (time.perf_counter() - t))
+    finally:
+        batcher.close()
+    return stats(lat)
 
 
 def register_on_a_routable_on_b(a_url: str, b_url: str, tag: str, n: int) -> list[float]:
