@@ -65,6 +65,8 @@ class Follower:
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
+            except StoreUnavailableError as exc:  # an outage: /ready says so; try again at the next tick
+                log.debug("change log not read: %s", exc)
             except Exception:  # never let the thread die: log and try again at the next tick
                 log.exception("following the change log failed")
 

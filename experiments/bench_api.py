@@ -232,6 +232,7 @@ def scale_out(args: argparse.Namespace) -> None:
     per_level = {c: max(args.requests_per_client * c, args.min_requests) for c in levels}
     settings = {"embedding_backend": args.embedding_backend, "torch_threads": args.torch_threads}
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         store = work / "graph.db"
@@ -265,19 +266,23 @@ def scale_out(args: argparse.Namespace) -> None:
         try:
             a.wait_ready()
             b.wait_ready()
-            cross = register_on_a_routable_on_b(a.url, b.url, str(time.time_ns()), args.cross_samples)
+            cross = register_on_a_routable_on_b(
+                a.url, b.url, str(time.time_ns()), args.cross_samples, args.sync_interval
+            )
         finally:
             a.stop()
             b.stop()
     cm50, cm99 = stats(cross)
+    load_after = os.getloadavg()
     cpu = batched_cpu(args.checkpoint, args.embedding_backend)
     lone = lone_request_overhead()
     lines = [
         "# Scale-out: concurrency, micro-batching, workers, replicas (issue 14)",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M')}, `python experiments/bench_api.py --scale-out`. **The machine (2 cores)"
-        " was shared with other jobs (load average 5-10 during the run, including a long benchmark), so absolute"
-        " numbers are pessimistic and noisy.** Store: an embedded copy of the dcrouter store (6,108 queries,"
+        f" was shared with other jobs (1-minute load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at"
+        " the end, on 2 cores; another helper ran a long benchmark), so absolute numbers are pessimistic and"
+        " noisy.** Store: an embedded copy of the dcrouter store (6,108 queries,"
         " 9 LLMs); every request's text is new (each pays its embedding). 2 workers run on the embedded store"
         " (SQLite WAL; the store is not on the route path); they were not measured on ArcadeDB.",
         f"Batching window {args.batch_window_ms} ms, at most {args.batch_max} requests per batch;"
@@ -360,15 +365,19 @@ def lone_request_overhead(n: int = 200) -> tuple[float, float]:
     return stats(lat)
 
 
-def register_on_a_routable_on_b(a_url: str, b_url: str, tag: str, n: int) -> list[float]:
+def register_on_a_routable_on_b(a_url: str, b_url: str, tag: str, n: int, interval: float) -> list[float]:
+    """Register on A, then route on B until it answers with the new LLM. Each registration starts after a random
+    pause of up to one sync interval: back to back, each would start just after B's poll and wait a whole one."""
     import httpx
 
+    rng = np.random.default_rng(5)
     out = []
     auth = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=a_url, timeout=60.0) as a, httpx.Client(base_url=b_url, timeout=60.0) as b:
         for j in range(n):
             name = f"bench-x-{tag}-{j}"
             body = {"name": name, "description": "a general model", "input_price": 0.2, "output_price": 0.4}
+            time.sleep(rng.uniform(0, interval))
             t = time.perf_counter()
             a.post("/v1/llms", json=body, headers=auth).raise_for_status()
             while True:
@@ -389,7 +398,7 @@ def main() -> None:
     parser.add_argument("--batch-window-ms", type=float, default=2.0, help="--scale-out: the batching window")
     parser.add_argument("--batch-max", type=int, default=32, help="--scale-out: the largest batch")
     parser.add_argument("--sync-interval", type=float, default=1.0, help="--scale-out: replicas' change-log poll")
-    parser.add_argument("--cross-samples", type=int, default=10, help="--scale-out: LLMs registered across")
+    parser.add_argument("--cross-samples", type=int, default=20, help="--scale-out: LLMs registered across")
     parser.add_argument("--store", default=str(ROOT / ".graphrouter" / "graph.db"))
     parser.add_argument("--checkpoint", type=Path, default=ROOT / ".graphrouter" / "checkpoint.pt")
     parser.add_argument("--sizes", default="1000,10000,100000")
