@@ -3,7 +3,9 @@
 Nothing heavy happens at import or in ``create_app``: the lifespan opens the store and loads the scorer (the
 checkpoint, the embedding model, and any LLM or agent registered in the store since training), unless they are
 injected — in a background thread when ``GRAPHROUTER_LOAD_IN_BACKGROUND`` is on (``serve`` turns it on, so the port
-opens at once and ``/ready`` reports progress), else before the app serves. Each app has its own Prometheus registry (``app.state.metrics``), filled by a middleware.
+opens at once and ``/ready`` reports progress), else before the app serves. Each app has its own Prometheus
+registry (``app.state.metrics``), filled by a middleware. A follower applies other replicas' changes from the
+store's change log; an optional micro-batcher routes concurrent requests together.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api.batching import MicroBatcher
 from api.errors import index_route_methods, install_error_handlers, install_openapi
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
+from api.replication import Follower
 from api.routes import agents, chat, graph, health, llms, metrics, outcomes, route, tasks, train
+from api.routes.route import route_many
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
@@ -67,11 +72,23 @@ def create_app(
         app.state.trainer = Trainer(state, registry)
         upstreams = make_client(settings)
         app.state.proxy = ChatProxy(state, registry, upstreams)
+        follower = Follower(state, registry, settings.sync_interval)
+        app.state.follower = follower
         await run_in_threadpool(state.start)
+        await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start, settings.load_in_background)
+        follower.start()
+        if settings.batch_window_ms > 0:
+            app.state.batcher = MicroBatcher(
+                lambda reqs: route_many(reqs, state), settings.batch_window_ms / 1000, settings.batch_max
+            )
         try:
             yield
         finally:
+            if getattr(app.state, "batcher", None) is not None:
+                await run_in_threadpool(app.state.batcher.close)
+                app.state.batcher = None
+            await run_in_threadpool(follower.stop)
             await upstreams.aclose()
             await run_in_threadpool(state.close)
 

@@ -473,3 +473,7 @@ class Readiness(BaseModel):
     checkpoint: str | None = None
     router: str | None = None
     candidates: int | None = Field(None, description="routable candidates")
+    change_version: int | None = Field(
+        None, description="the last version of the store's change log this replica has followed (None: not yet)"
+    )
+    replica: str | None = Field(None, description="this replica's id (the origin of the changes it writes)")

@@ -13,6 +13,10 @@ it), the store write and its undo, the scorer update, and deletions. LLM and age
 
 Retrained or reloaded scorers are installed through :meth:`CandidateRegistry.install` under the same lock, so no
 registration slips in between reading the store and swapping the scorer in.
+
+Replicas: every store write here carries a change record (graph_store.changes) naming this replica as its origin,
+written in the same transaction. Other replicas (api/replication.py) read it and call :meth:`CandidateRegistry.apply`,
+which changes their scorer through the same methods a local change uses, without writing the store again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException, status
 
@@ -39,6 +44,17 @@ from graph_store import (
     Outcome,
     StoreUnavailableError,
 )
+from graph_store.changes import (
+    AGENT_DELETED,
+    AGENT_REGISTERED,
+    CHECKPOINT,
+    LLM_DELETED,
+    LLM_REGISTERED,
+    OUTCOMES,
+    TASK_DELETED,
+    TASK_REGISTERED,
+    Change,
+)
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, load_scorer
 from graphrouter.scorer import Scorer
@@ -47,6 +63,21 @@ Candidate = LLMNode | Agent
 log = logging.getLogger("api")
 _PATH = {LLM: "/v1/llms", AGENT: "/v1/agents"}
 _WHAT = {LLM: "LLM", AGENT: "agent"}
+_REGISTERED = {LLM: LLM_REGISTERED, AGENT: AGENT_REGISTERED}
+_DELETED = {LLM: LLM_DELETED, AGENT: AGENT_DELETED}
+_RECORD: dict[str, Any] = {LLM: LLMNode, AGENT: Agent}
+
+
+def node_payload(node: Candidate) -> dict[str, Any]:
+    """A deleted candidate's registration data (no embedding), for replicas to recognise a re-registration."""
+    data = dataclasses.asdict(node)
+    data.pop("embedding", None)
+    return {"node": data}
+
+
+def outcome_rows(outcomes: list[Outcome]) -> list[list[Any]]:
+    """Outcomes as a change's payload rows: [query_id, target, effect, cost]."""
+    return [[o.query_id, o.target, o.effect, o.cost] for o in outcomes]
 
 
 def same_registration(a: Candidate | None, b: Candidate) -> bool:
@@ -236,6 +267,7 @@ class CandidateRegistry:
                     agents=[node],
                     outcomes=outcomes,  # type: ignore[list-item]
                 ),
+                self.change(_REGISTERED[kind], node.name),
             )
             note = self._add_to_scorer(scorer, store, kind, node, backing, outcomes)
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
@@ -252,10 +284,10 @@ class CandidateRegistry:
         return llm
 
     @staticmethod
-    def _write(store: GraphStore, batch: GraphBatch) -> None:
+    def _write(store: GraphStore, batch: GraphBatch, change: Change | None = None) -> None:
         """One atomic store write; an outcome naming a query the store does not have is the client's 422."""
         try:
-            store.write(batch)
+            store.write(batch, change=change)
         except NodeNotFoundError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
 
@@ -281,8 +313,10 @@ class CandidateRegistry:
         node: Candidate,
         backing: LLMNode | None,
         outcomes: list[Outcome],
+        undo: bool = True,
     ) -> str | None:
-        """Make a candidate just written to the store routable; a note when it is not routable yet."""
+        """Make a candidate just written to the store routable; a note when it is not routable yet. If the scorer
+        refuses it and ``undo``, the store write is undone (a replica applying another's change does not undo)."""
         state = self.state
         if scorer is None:
             return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
@@ -303,7 +337,8 @@ class CandidateRegistry:
                 "retrain (POST /v1/train) to route to it"
             )
         except GraphRouterError:
-            store.delete_node(kind, node.name)
+            if undo:
+                store.delete_node(kind, node.name, change=self.change(_DELETED[kind], node.name, node_payload(node)))
             raise
         return None
 
@@ -331,11 +366,14 @@ class CandidateRegistry:
                         status.HTTP_409_CONFLICT,
                         f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
                     )
-            store.delete_node(kind, name)
-            scorer = self.state.scorer
-            if scorer is not None and name in scorer.candidates:
-                with self.state.lock.write():
-                    scorer.exclude(name, node)  # type: ignore[arg-type]
+            store.delete_node(kind, name, change=self.change(_DELETED[kind], name, node_payload(node)))  # type: ignore[arg-type]
+            self._exclude(name, node)  # type: ignore[arg-type]
+
+    def _exclude(self, name: str, node: Candidate | None) -> None:
+        scorer = self.state.scorer
+        if scorer is not None and name in scorer.candidates:
+            with self.state.lock.write():
+                scorer.exclude(name, node)
 
     # ---- installing a scorer ------------------------------------------------------------------------------
     def install(self, scorer: Scorer, source: str, progress: Callable[[int, int], None] | None = None) -> Attached:
@@ -351,25 +389,130 @@ class CandidateRegistry:
         """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
         then pass the effects (and, for candidates registered since training, costs) to the serving scorer, per
         routable candidate. Returns how many effects the scorer took."""
-        store.write(batch)
-        return self.apply_outcomes(batch.outcomes)
+        store.write(batch, change=self.change(OUTCOMES, payload={"rows": outcome_rows(batch.outcomes)}))
+        return self._pass_outcomes(outcome_rows(batch.outcomes))
 
     def apply_outcomes(self, outcomes: list[Outcome]) -> int:
-        """Pass stored outcomes to the serving scorer (see :meth:`record_outcomes`); how many effects it took."""
+        """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
+        proxy's feedback: ``GraphStore.complete_pending`` wrote the edge); how many effects the scorer took."""
+        rows = outcome_rows(outcomes)
+        self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
+        return self._pass_outcomes(rows)
+
+    def _pass_outcomes(self, rows: list[list[Any]]) -> int:
+        """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate."""
         scorer = self.state.scorer
         if scorer is None:
             return 0
-        by_candidate: dict[str, list[Outcome]] = {}
-        for o in outcomes:
-            if scorer.routable(o.target):
-                by_candidate.setdefault(o.target, []).append(o)
+        by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for query, target, effect, cost in rows:
+            if scorer.routable(target):
+                effects, costs = by_candidate.setdefault(target, ({}, {}))
+                effects[query], costs[query] = effect, cost
         applied = 0
         with self.state.lock.write():
-            for name, observed in by_candidate.items():
+            for name, (effects, costs) in by_candidate.items():
                 try:
-                    applied += scorer.add_outcomes(name, *outcome_values(observed))
+                    applied += scorer.add_outcomes(name, effects, costs)
                 except NotImplementedError:  # this router learns outcomes only by retraining
                     return 0
                 except GraphRouterError as exc:  # stored all the same; the next training uses them
                     log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
         return applied
+
+    # ---- tasks --------------------------------------------------------------------------------------------
+    def task_registered(self, name: str) -> None:
+        """A task (re-)registered: a route may name it again if the checkpoint knows it."""
+        if name in self.state.deleted_tasks:
+            with self.state.lock.write():
+                self.state.deleted_tasks.discard(name)
+
+    def task_deleted(self, name: str) -> None:
+        """A task deleted while the checkpoint still knows it: refused as a route's task from now on."""
+        scorer = self.state.scorer
+        if scorer is not None and name in scorer.tasks:
+            with self.state.lock.write():
+                self.state.deleted_tasks.add(name)
+
+    # ---- replicas -----------------------------------------------------------------------------------------
+    def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change:
+        """A change record of this replica, to write with the change."""
+        return Change(kind, key, payload or {}, origin=self.state.replica_id)
+
+    def apply(self, change: Change) -> None:
+        """Apply a change another replica made (already in the store) to this replica's scorer, through the same
+        methods as a local change. Idempotent: applying a change twice, or one already reflected (a scorer loaded
+        after it), changes nothing."""
+        if change.kind == CHECKPOINT:
+            self._apply_checkpoint(change)
+            return
+        store = self.state.get_store()
+        with self.lock:
+            if change.kind in (LLM_REGISTERED, AGENT_REGISTERED):
+                self._apply_registration(store, LLM if change.kind == LLM_REGISTERED else AGENT, change.key)
+            elif change.kind in (LLM_DELETED, AGENT_DELETED):
+                data = change.payload.get("node")
+                kind = LLM if change.kind == LLM_DELETED else AGENT
+                self._exclude(change.key, _RECORD[kind](**data) if isinstance(data, dict) else None)
+            elif change.kind == OUTCOMES:
+                self._pass_outcomes(change.payload.get("rows", []))
+            elif change.kind == TASK_REGISTERED:
+                self.task_registered(change.key)
+            elif change.kind == TASK_DELETED:
+                self.task_deleted(change.key)
+            else:
+                log.warning("change %d: unknown kind %r, skipped", change.version, change.kind)
+
+    def _apply_registration(self, store: GraphStore, kind: str, name: str) -> None:
+        scorer = self.state.scorer
+        if scorer is None or scorer.routable(name):
+            return  # a scorer loaded later syncs with the store; a routable one has it already
+        node = store.get_node(kind, name) if store.has_node(kind, name) else None
+        if node is None:
+            return  # deleted since: that deletion is a later change
+        if name in scorer.candidates and not same_registration(scorer.excluded.get(name), node):  # type: ignore[arg-type]
+            log.warning("%s %r re-registered with other data; routable here after a retrain", _WHAT[kind], name)
+            return
+        backing = None
+        if isinstance(node, Agent):
+            if not store.has_node(LLM, node.llm):
+                return
+            backing = store.get_node(LLM, node.llm)
+            assert isinstance(backing, LLMNode)
+        note = self._add_to_scorer(scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False)  # type: ignore[arg-type]
+        if note:
+            log.info("%s %r from another replica: %s", _WHAT[kind], name, note)
+
+    def _apply_checkpoint(self, change: Change) -> None:
+        """Load the published checkpoint from this replica's checkpoint path (shared by every replica) and swap
+        it in; the file is written atomically (temp file + rename), so it is whole."""
+        state, settings = self.state, self.state.settings
+        current = state.scorer
+        if current is None:
+            self._try_load(force=True)
+            return
+        if current.checkpoint.version == change.key:
+            return
+        same_model = settings.embedding_model in (None, current.checkpoint.embedding_model)
+        scorer = load_scorer(
+            settings.checkpoint,
+            settings.embedding_model,
+            state.embedder or (current.embedder if same_model else None),
+            cache_path=settings.embedding_cache,
+            backend=settings.embedding_backend,
+            threads=settings.embedding_threads,
+            max_query_chars=settings.max_query_chars,
+        )
+        if scorer.checkpoint.embedding_model != current.checkpoint.embedding_model and state.embedder is None:
+            scorer = load_scorer(
+                settings.checkpoint,
+                settings.embedding_model,
+                cache_path=settings.embedding_cache,
+                backend=settings.embedding_backend,
+                threads=settings.embedding_threads,
+                max_query_chars=settings.max_query_chars,
+            )
+        if scorer.checkpoint.version == current.checkpoint.version:
+            return
+        self.install(scorer, f"the published checkpoint {scorer.checkpoint.version}")
+        log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)

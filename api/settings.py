@@ -96,6 +96,19 @@ class Settings(BaseSettings):
     proxy_rate_limit: int = Field(
         600, ge=0, description="requests per minute per proxy key (bursts up to that many); 0: no limit"
     )
+    sync_interval: float = Field(
+        1.0,
+        ge=0,
+        description="seconds between reads of the store's change log, to apply what other replicas changed; 0: off",
+    )
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=50,
+        description="route micro-batching: requests arriving within this window while a batch runs share one "
+        "embedding call and one GNN pass (a lone request never waits); 0: off",
+    )
+    batch_max: int = Field(32, ge=1, le=1024, description="most route requests in one micro-batch")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

@@ -16,8 +16,10 @@ refused as a route's ``task``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -111,6 +113,8 @@ class ServiceState:
         self.scorer_error: str | None = None
         self.deleted_tasks: set[str] = set()  # deleted, but the scorer was trained with them: refused
         self.lock = RWLock()  # shared: routing; exclusive: changing the scorer or its candidates
+        # this replica's id, the origin of the change records it writes (so that it does not apply them twice)
+        self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._load_lock = threading.Lock()
         self._last_store_try = float("-inf")
         self._torch_threads_before: int | None = None

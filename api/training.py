@@ -16,6 +16,8 @@ priority: niced, it got almost no CPU while 8 clients routed on 2 cores, and did
 It embeds with its own embedder instance (same model, same cache file), because the
 embedder holds a lock while it encodes: the request path must not wait behind thousands of training texts.
 A failed training leaves the serving scorer and the checkpoint file as they were; ``GET /v1/train`` says why.
+Publishing: the checkpoint path is shared by every replica; once the file is in place, a ``checkpoint`` change
+record names its version, and each other replica loads and swaps it in (api/replication.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import graphrouter.world
 from api.registry import CandidateRegistry
 from api.state import ServiceState
 from graph_store import ANSWERED_BY, HANDLED_BY, ConflictError
+from graph_store.changes import CHECKPOINT
 from graphrouter.embeddings import DEFAULT_MODEL
 from graphrouter.errors import GraphRouterError
 from graphrouter.loading import make_embedder
@@ -173,6 +176,10 @@ class Trainer:
         finally:
             if own_embedder:
                 embedder.close()
+        # published: the file is whole (temp file + rename); other replicas load it when they read this change
+        store.record_change(
+            self.registry.change(CHECKPOINT, ckpt.version, {"path": str(settings.checkpoint), "router": router.name})
+        )
         serving = self._serving_embedder(ckpt.embedding_model)
         scorer = Scorer(ckpt, serving, settings.max_query_chars)
         # registrations wait; routing goes on with the old scorer until the swap

@@ -79,10 +79,19 @@ def free_port() -> int:
 class Service:
     """``graphrouter serve`` on a checkpoint and a store, as a subprocess."""
 
-    def __init__(self, store: Path, checkpoint: Path, workdir: Path, settings: dict[str, object]) -> None:
+    def __init__(
+        self,
+        store: Path,
+        checkpoint: Path,
+        workdir: Path,
+        settings: dict[str, object],
+        extra_env: dict[str, str] | None = None,
+        workers: int = 1,
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
+            **(extra_env or {}),
             "GRAPHROUTER_API_KEY": KEY,
             "GRAPHROUTER_EMBEDDING_CACHE": str(workdir / "embeddings.sqlite"),
             "GRAPHROUTER_EMBEDDING_BACKEND": str(settings["embedding_backend"]),
@@ -90,8 +99,9 @@ class Service:
         for name in ("torch_threads", "embedding_threads"):  # unset: the service's default
             if settings.get(name) is not None:
                 env[f"GRAPHROUTER_{name.upper()}"] = str(settings[name])
-        cmd = [sys.executable, "-m", "graphrouter.cli", "--store", str(store), "serve", "--port", str(self.port)]
-        cmd += ["--checkpoint", str(checkpoint), "--log-level", "warning"]
+        cmd = [sys.executable, "-m", "api.cli", "--store", str(store), "serve", "--port", str(self.port)]
+        cmd += ["--checkpoint", str(checkpoint), "--log-level", "warning", "--workers", str(workers)]
+        env["PYTHONPATH"] = str(ROOT)
         self.log = workdir / f"serve-{self.port}.log"
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -210,8 +220,185 @@ def ego_vs_full(router: GnnRouter, q: list[QueryFeatures], reps: int) -> tuple[f
     return statistics.median(ego), statistics.median(full)
 
 
+SCALE_RESULTS = ROOT / "experiments" / "results" / "bench_api_scale.md"
+
+
+def scale_out(args: argparse.Namespace) -> None:
+    """Issue 14, side by side in one run: requests/s and p50/p99 at 1, 4, 16 and 64 concurrent clients, batching on
+    and off, 1 and 2 workers; and register on one replica -> routable on another (two processes, one store)."""
+    ckpt = load_checkpoint(args.checkpoint)
+    texts_all = list(ckpt.router.world.data.query_text)
+    levels = [int(c) for c in args.clients.split(",")]
+    per_level = {c: max(args.requests_per_client * c, args.min_requests) for c in levels}
+    settings = {"embedding_backend": args.embedding_backend, "torch_threads": args.torch_threads}
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        work = Path(tmp)
+        store = work / "graph.db"
+        copy_store(args.store, store)
+        for workers in (1, 2):
+            for window in (0.0, args.batch_window_ms):
+                env = {"GRAPHROUTER_BATCH_WINDOW_MS": str(window), "GRAPHROUTER_BATCH_MAX": str(args.batch_max)}
+                svc = Service(store, args.checkpoint, work, settings, env, workers=workers)
+                try:
+                    svc.wait_ready()
+                    nonce = time.time_ns()
+                    warm = [f"warm {nonce} {i}" for i in range(20)]
+                    concurrent(svc.url, warm, 4)
+                    for c in levels:
+                        n = per_level[c]
+                        texts = [f"{texts_all[i % len(texts_all)]} [scale {nonce} {c} #{i}]" for i in range(n)]
+                        lat, rps = concurrent(svc.url, texts, c)
+                        p50, p99 = stats(lat)
+                        rows.append((workers, window, c, n, rps, p50, p99))
+                        print(
+                            f"workers={workers} window={window} ms clients={c}: {rps:.1f} req/s, p50 {p50:.1f}"
+                            f" ms, p99 {p99:.1f} ms",
+                            flush=True,
+                        )
+                finally:
+                    svc.stop()
+        # register on replica A -> routable on replica B (two processes on one store, following its change log)
+        env = {"GRAPHROUTER_SYNC_INTERVAL": str(args.sync_interval)}
+        a = Service(store, args.checkpoint, work, settings, env)
+        b = Service(store, args.checkpoint, work, settings, env)
+        try:
+            a.wait_ready()
+            b.wait_ready()
+            cross = register_on_a_routable_on_b(
+                a.url, b.url, str(time.time_ns()), args.cross_samples, args.sync_interval
+            )
+        finally:
+            a.stop()
+            b.stop()
+    cm50, cm99 = stats(cross)
+    load_after = os.getloadavg()
+    cpu = batched_cpu(args.checkpoint, args.embedding_backend)
+    lone = lone_request_overhead()
+    lines = [
+        "# Scale-out: concurrency, micro-batching, workers, replicas (issue 14)",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M')}, `python experiments/bench_api.py --scale-out`. **The machine (2 cores)"
+        f" was shared with other jobs (1-minute load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at"
+        " the end, on 2 cores; another helper ran a long benchmark), so absolute numbers are pessimistic and"
+        " noisy.** Store: an embedded copy of the dcrouter store (6,108 queries,"
+        " 9 LLMs); every request's text is new (each pays its embedding). 2 workers run on the embedded store"
+        " (SQLite WAL; the store is not on the route path); they were not measured on ArcadeDB.",
+        f"Batching window {args.batch_window_ms} ms, at most {args.batch_max} requests per batch;"
+        f" requests per level: {', '.join(f'{c} clients: {n}' for c, n in per_level.items())}.",
+        "",
+        "| workers | batching | clients | requests | requests/s | p50 ms | p99 ms |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for workers, window, c, n, rps, p50, p99 in rows:
+        batching = f"on ({window:g} ms)" if window else "off"
+        lines.append(f"| {workers} | {batching} | {c} | {n} | {rps:.1f} | {p50:.1f} | {p99:.1f} |")
+    lines += [
+        "",
+        f"Register on replica A → routable on replica B (two `graphrouter serve` processes on one embedded store,"
+        f" GRAPHROUTER_SYNC_INTERVAL={args.sync_interval} s, {len(cross)} LLMs): median {cm50:.0f} ms,"
+        f" p99 {cm99:.0f} ms.",
+        "",
+        "CPU time per request in one process (thread CPU time, so less sensitive to the other jobs than wall time;"
+        " new texts each time, real embedding model, one onnxruntime thread, one torch thread):",
+        "",
+        "| requests per call | embedding ms/request | router pass ms/request | total ms/request |",
+        "|---:|---:|---:|---:|",
+        *(f"| {n} | {e:.1f} | {r:.2f} | {e + r:.1f} |" for n, e, r in cpu),
+        "",
+        f"Micro-batcher overhead for a lone request (idle batcher, trivial work): median {lone[0]:.3f} ms, p99"
+        f" {lone[1]:.3f} ms — it is dispatched at once, not after the window.",
+        "",
+    ]
+    out = args.out if args.out != RESULTS else SCALE_RESULTS
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def batched_cpu(checkpoint: Path, backend: str, n_texts: int = 64) -> list[tuple[int, float, float]]:
+    """(requests per call, embedding CPU ms per request, router-pass CPU ms per request) over the same ``n_texts``
+    random stored texts (made new, so never cached) in calls of 1, 8 and 32 requests."""
+    import torch
+
+    from graphrouter.embeddings import Embedder
+    from graphrouter.tokens import count_tokens
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(checkpoint)
+    embedder = Embedder(ckpt.embedding_model, cache_path=None, backend=backend, threads=1)
+    embedder.embed(["warm up"])
+    router = ckpt.router
+    texts = list(router.world.data.query_text)
+    picks = np.random.default_rng(3).choice(len(texts), size=n_texts, replace=False)
+    out = []
+    for n in (1, 8, 32):
+        batch_texts = [f"{texts[i]} [cpu {time.time_ns()}]" for i in picks]
+        spent_e = spent_r = 0.0
+        for start in range(0, n_texts, n):
+            batch = batch_texts[start : start + n]
+            t0 = time.thread_time()
+            emb = embedder.embed(batch)
+            t1 = time.thread_time()
+            q = QueryFeatures(emb, np.full(len(batch), -1), np.asarray(count_tokens(batch), dtype=np.float64))
+            router.score(q, (0.5, 0.5))
+            t2 = time.thread_time()
+            spent_e, spent_r = spent_e + t1 - t0, spent_r + t2 - t1
+        out.append((n, 1000 * spent_e / n_texts, 1000 * spent_r / n_texts))
+    embedder.close()
+    return out
+
+
+def lone_request_overhead(n: int = 200) -> tuple[float, float]:
+    """Submit-to-result time of one request at a time through an idle MicroBatcher with a 2 ms window."""
+    from api.batching import MicroBatcher
+
+    batcher = MicroBatcher(lambda items: list(items), window_s=0.002, max_batch=32)
+    lat = []
+    try:
+        for i in range(n):
+            t = time.perf_counter()
+            batcher.submit(i).result(5)
+            lat.append(1000 * (time.perf_counter() - t))
+    finally:
+        batcher.close()
+    return stats(lat)
+
+
+def register_on_a_routable_on_b(a_url: str, b_url: str, tag: str, n: int, interval: float) -> list[float]:
+    """Register on A, then route on B until it answers with the new LLM. Each registration starts after a random
+    pause of up to one sync interval: back to back, each would start just after B's poll and wait a whole one."""
+    import httpx
+
+    rng = np.random.default_rng(5)
+    out = []
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=a_url, timeout=60.0) as a, httpx.Client(base_url=b_url, timeout=60.0) as b:
+        for j in range(n):
+            name = f"bench-x-{tag}-{j}"
+            body = {"name": name, "description": "a general model", "input_price": 0.2, "output_price": 0.4}
+            time.sleep(rng.uniform(0, interval))
+            t = time.perf_counter()
+            a.post("/v1/llms", json=body, headers=auth).raise_for_status()
+            while True:
+                r = b.post("/v1/route", json={"query": f"hello {tag} {j}", "k": 1, "candidates": [name]})
+                if r.status_code == 200:
+                    break
+                time.sleep(0.01)
+            out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale-out", action="store_true", help="run the scale-out table (issue 14) instead")
+    parser.add_argument("--clients", default="1,4,16,64", help="--scale-out: concurrent clients")
+    parser.add_argument("--requests-per-client", type=int, default=8, help="--scale-out: requests per client")
+    parser.add_argument("--min-requests", type=int, default=60, help="--scale-out: at least this many per level")
+    parser.add_argument("--batch-window-ms", type=float, default=2.0, help="--scale-out: the batching window")
+    parser.add_argument("--batch-max", type=int, default=32, help="--scale-out: the largest batch")
+    parser.add_argument("--sync-interval", type=float, default=1.0, help="--scale-out: replicas' change-log poll")
+    parser.add_argument("--cross-samples", type=int, default=20, help="--scale-out: LLMs registered across")
     parser.add_argument("--store", default=str(ROOT / ".graphrouter" / "graph.db"))
     parser.add_argument("--checkpoint", type=Path, default=ROOT / ".graphrouter" / "checkpoint.pt")
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -225,6 +412,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
+    if args.scale_out:
+        scale_out(args)
+        return
     import torch
 
     torch.set_num_threads(1)

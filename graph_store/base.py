@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from graph_store.changes import MAX_CHANGES_PER_READ, Change, check_change
 from graph_store.errors import InvalidInputError, NodeNotFoundError
 from graph_store.schema import (
     AGENT,
@@ -50,8 +51,11 @@ class GraphStore(ABC):
     backend: str = "abstract"
 
     # ---- writes -------------------------------------------------------------------------------------------
-    def write(self, batch: GraphBatch) -> dict[str, int]:
+    def write(self, batch: GraphBatch, change: Change | None = None) -> dict[str, int]:
         """Write a batch atomically: every node and edge in it lands, or (on any error) none does.
+
+        With a ``change``, its record is appended to the change log in the same transaction (see
+        :mod:`graph_store.changes`); an empty batch with a change writes the record alone.
 
         Nodes are upserted by key (properties replaced); outcome edges are unique per (query, target) and
         overwritten. Every referenced node (a query's task, an agent's LLM, an outcome's query and target)
@@ -70,8 +74,10 @@ class GraphStore(ABC):
         for p in batch.pending:
             if not isinstance(p, PendingOutcome):
                 raise InvalidInputError(f"pending must be PendingOutcome records, got {type(p).__name__}")
-        if len(batch):
-            self._write(batch)
+        if change is not None:
+            check_change(change)
+        if len(batch) or change is not None:
+            self._write(batch, change)
         return {
             "tasks": len(batch.tasks),
             "queries": len(batch.queries),
@@ -107,15 +113,36 @@ class GraphStore(ABC):
             raise NodeNotFoundError(f"no pending outcome for response id {response_id!r} (it was completed meanwhile)")
         return outcome
 
-    def delete_node(self, label: str, key: str) -> None:
-        """Delete a node and every edge touching it. Raises :class:`NodeNotFoundError` if absent."""
+    def delete_node(self, label: str, key: str, change: Change | None = None) -> None:
+        """Delete a node and every edge touching it. Raises :class:`NodeNotFoundError` if absent.
+
+        With a ``change``, its record is appended to the change log in the same transaction (not if absent)."""
         check_label(label)
-        if not self._delete_node(label, key):
+        if change is not None:
+            check_change(change)
+        if not self._delete_node(label, key, change):
             raise NodeNotFoundError(f"no {label} with {NODE_KEY[label]} {key!r}")
 
     def clear(self) -> None:
-        """Delete everything (used by re-imports with ``--replace`` and by tests)."""
+        """Delete everything (used by re-imports with ``--replace`` and by tests), the change log included; the
+        next change's version is still above every earlier one."""
         self._clear()
+
+    # ---- the change log -----------------------------------------------------------------------------------
+    def record_change(self, change: Change) -> None:
+        """Append a change that comes with no graph write (e.g. a published checkpoint) to the change log."""
+        self.write(GraphBatch(), change=change)
+
+    def changes_since(self, version: int, limit: int = 1000) -> list[Change]:
+        """Changes with a version above ``version``, oldest first, at most ``limit`` (1 to 10,000) of them."""
+        _page_index(version, "version")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_PER_READ:
+            raise InvalidInputError(f"limit must be an integer from 1 to {MAX_CHANGES_PER_READ:,}, got {limit!r}")
+        return self._changes_since(version, limit)
+
+    def latest_version(self) -> int:
+        """The version of the newest change ever written (0 if none; a store from before the log says 0)."""
+        return self._latest_version()
 
     # ---- reads --------------------------------------------------------------------------------------------
     def get_node(self, label: str, key: str) -> NodeRecord:
@@ -183,8 +210,9 @@ class GraphStore(ABC):
 
     # ---- what a backend implements ------------------------------------------------------------------------
     @abstractmethod
-    def _write(self, batch: GraphBatch) -> None:
-        """Write the batch in one transaction; raise NodeNotFoundError (and roll back) on a dangling reference."""
+    def _write(self, batch: GraphBatch, change: Change | None) -> None:
+        """Write the batch, and the change record if any, in one transaction; raise NodeNotFoundError (and roll
+        back) on a dangling reference."""
 
     @abstractmethod
     def _get_node(self, label: str, key: str) -> NodeRecord | None: ...
@@ -193,8 +221,9 @@ class GraphStore(ABC):
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]: ...
 
     @abstractmethod
-    def _delete_node(self, label: str, key: str) -> bool:
-        """Delete the node and its edges; return False if it did not exist."""
+    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
+        """Delete the node and its edges, and write the change record if any, in one transaction; return False
+        (writing nothing) if it did not exist."""
 
     @abstractmethod
     def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]: ...
@@ -223,5 +252,11 @@ class GraphStore(ABC):
     @abstractmethod
     def _ping(self) -> None: ...
 
+    @abstractmethod
+    def _changes_since(self, version: int, limit: int) -> list[Change]: ...
 
-__all__ = ["GraphStore", "AGENT", "LLM", "MAX_PAGE_INDEX"]
+    @abstractmethod
+    def _latest_version(self) -> int: ...
+
+
+__all__ = ["GraphStore", "AGENT", "LLM", "MAX_PAGE_INDEX", "Change"]

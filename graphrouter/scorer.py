@@ -10,7 +10,7 @@ without retraining raise :class:`NotImplementedError` from the registering, remo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from graphrouter.world import UNKNOWN_TASK, QueryFeatures
 
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
+    from graphrouter.routers.base import Scores
 
 MAX_QUERY_CHARS = 20_000
 SYNC_CHUNK = 100  # candidates registered per change when syncing with the store
@@ -44,6 +45,19 @@ class Recommendation:
     effect: float  # predicted, in [0, 1]
     cost: float  # predicted USD for this query
     utility: float
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """One request of :meth:`Scorer.top_k_many` (the arguments of :meth:`Scorer.top_k`)."""
+
+    query: str
+    task: str | None = None
+    k: int = 3
+    scenario: str | None = None
+    weights: tuple[float, float] | None = None
+    budget: float | None = None
+    candidates: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +297,50 @@ class Scorer:
         candidates: list[str] | None = None,
     ) -> RouteResult:
         """The ``k`` candidates of highest predicted utility for this query."""
+        t, w, pool = self._check(RouteRequest(query_text, task, k, scenario, weights, budget, candidates))
+        q = QueryFeatures(
+            embedding=self.embedder.embed([query_text]),
+            task=np.array([t]),
+            tokens=np.asarray(count_tokens([query_text]), dtype=np.float64),
+        )
+        return self._rank(self.router.score(q, w), 0, task, w, k, budget, pool)
+
+    def top_k_many(self, requests: Sequence[RouteRequest]) -> list[RouteResult | GraphRouterError]:
+        """:meth:`top_k` for many requests in one pass: one embedding call for all their texts and one router pass
+        per distinct weights (usually one), each request then ranked on its own. The answer for each request is
+        what :meth:`top_k` would give it, or the error it would raise (returned in its place, not raised)."""
+        out: list[RouteResult | GraphRouterError | None] = [None] * len(requests)
+        checked: dict[int, tuple[int, tuple[float, float], np.ndarray]] = {}
+        for i, req in enumerate(requests):
+            try:
+                checked[i] = self._check(req)
+            except GraphRouterError as exc:
+                out[i] = exc
+        if checked:
+            rows = list(checked)
+            texts = [requests[i].query for i in rows]
+            embedding = self.embedder.embed(texts)
+            tokens = np.asarray(count_tokens(texts), dtype=np.float64)
+            by_weights: dict[tuple[float, float], list[int]] = {}
+            for j, i in enumerate(rows):
+                by_weights.setdefault(checked[i][1], []).append(j)
+            for w, js in by_weights.items():
+                q = QueryFeatures(
+                    embedding=embedding[js], task=np.array([checked[rows[j]][0] for j in js]), tokens=tokens[js]
+                )
+                scores = self.router.score(q, w)
+                for n, j in enumerate(js):
+                    i = rows[j]
+                    req = requests[i]
+                    try:
+                        out[i] = self._rank(scores, n, req.task, w, req.k, req.budget, checked[i][2])
+                    except GraphRouterError as exc:
+                        out[i] = exc
+        return out  # type: ignore[return-value]
+
+    def _check(self, req: RouteRequest) -> tuple[int, tuple[float, float], np.ndarray]:
+        """Validate one request: (task index, weights, candidate pool), or GraphRouterError saying what is wrong."""
+        query_text, k, budget = req.query, req.k, req.budget
         if not isinstance(query_text, str) or not query_text.strip():
             raise GraphRouterError("query must be a non-empty string")
         check_text(query_text, "query")  # before the embedder, the tokenizer, or any cache sees it
@@ -291,8 +349,8 @@ class Scorer:
                 f"query: {len(query_text):,} characters; the limit is {self.max_query_chars:,} "
                 "(GRAPHROUTER_MAX_QUERY_CHARS for the service)"
             )
-        w = scenario_weights(scenario, weights)
-        pool = self._pool(candidates)
+        w = scenario_weights(req.scenario, req.weights)
+        pool = self._pool(req.candidates)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise GraphRouterError(f"k must be a positive integer, got {k!r}")
         if k > len(pool):
@@ -301,13 +359,7 @@ class Scorer:
             isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
         ):
             raise GraphRouterError(f"budget must be a positive number of USD per query, got {budget!r}")
-        t = self._task(task)
-        q = QueryFeatures(
-            embedding=self.embedder.embed([query_text]),
-            task=np.array([t]),
-            tokens=np.asarray(count_tokens([query_text]), dtype=np.float64),
-        )
-        return self._rank(q, task, w, k, budget, pool)
+        return self._task(req.task), w, pool
 
     def _pool(self, candidates: list[str] | None) -> np.ndarray:
         names = self.candidates
@@ -334,11 +386,17 @@ class Scorer:
         return self._task_index[task]
 
     def _rank(
-        self, q: QueryFeatures, task: str | None, w: tuple[float, float], k: int, budget: float | None, pool: np.ndarray
+        self,
+        scores: Scores,
+        row: int,
+        task: str | None,
+        w: tuple[float, float],
+        k: int,
+        budget: float | None,
+        pool: np.ndarray,
     ) -> RouteResult:
         router = self.router
-        scores = router.score(q, w)
-        effect, cost, utility = scores.effect[0], scores.cost[0], scores.utility[0]
+        effect, cost, utility = scores.effect[row], scores.cost[row], scores.utility[row]
         if budget is not None:
             affordable = pool[cost[pool] <= budget]
             if len(affordable) == 0:
@@ -353,7 +411,7 @@ class Scorer:
             )
             for i in order
         ]
-        task_name = router.world.data.task_names[int(scores.task[0])]
+        task_name = router.world.data.task_names[int(scores.task[row])]
         return RouteResult(
             task=task_name, task_inferred=task is None, weights=w, candidates=recs, checkpoint=self.checkpoint.version
         )

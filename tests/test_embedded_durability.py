@@ -76,3 +76,21 @@ def test_a_reader_does_not_create_a_missing_store(tmp_path: Path) -> None:
     with open_store(missing) as store:  # the default still creates it (imports, the service)
         assert store.counts()
     assert missing.exists()
+
+
+def test_a_store_from_before_the_change_log_opens_and_starts_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from graph_store import GraphBatch, Task
+    from graph_store.backends.embedded import EmbeddedStore
+    from graph_store.changes import TASK_REGISTERED, Change
+
+    path = tmp_path / "old.db"
+    EmbeddedStore(path).close()
+    with sqlite3.connect(path) as db:  # as written by the code before the change log
+        db.execute("DROP TABLE change_log")
+        db.execute("DELETE FROM sqlite_sequence")
+    with EmbeddedStore(path) as store:
+        assert store.latest_version() == 0 and store.changes_since(0) == []
+        store.write(GraphBatch(tasks=[Task("t", "")]), change=Change(TASK_REGISTERED, "t"))
+        assert [c.key for c in store.changes_since(0)] == ["t"] and store.latest_version() == 1

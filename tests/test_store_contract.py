@@ -24,6 +24,15 @@ from graph_store import (
     Query,
     Task,
 )
+from graph_store.changes import (
+    AGENT_DELETED,
+    CHECKPOINT,
+    LLM_DELETED,
+    LLM_REGISTERED,
+    OUTCOMES,
+    TASK_REGISTERED,
+    Change,
+)
 from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE
 
 NASTY = [
@@ -495,3 +504,85 @@ def test_an_older_embedded_file_gains_the_new_columns_and_tables(tmp_path) -> No
         assert store.get_node(LLM, "old-llm") == LLMNode("old-llm", "stored before upstreams", 1.0, 2.0)
         store.upsert([LLMNode("old-llm", "now with one", 1.0, 2.0, base_url="http://127.0.0.1:9/v1")])
         assert store.get_node(LLM, "old-llm").base_url == "http://127.0.0.1:9/v1"  # type: ignore[union-attr]
+# ---- the change log ---------------------------------------------------------------------------------------------
+def test_changes_are_logged_with_the_write_and_versions_increase(store: GraphStore) -> None:
+    base = store.latest_version()
+    assert store.changes_since(base) == []
+    batch = small_world()
+    store.write(batch, change=Change(LLM_REGISTERED, "gpt-x", {"note": NASTY[2]}, origin="replica-a"))
+    store.delete_node(AGENT, "react-bot", change=Change(AGENT_DELETED, "react-bot", origin="replica-b"))
+    store.record_change(Change(CHECKPOINT, "v-123", {"path": "/shared/ckpt.pt"}, origin="replica-a"))
+    store.write(GraphBatch(tasks=[Task("plain", "")]))  # a write without a change logs nothing
+    got = store.changes_since(base)
+    assert [(c.kind, c.key, c.origin) for c in got] == [
+        (LLM_REGISTERED, "gpt-x", "replica-a"),
+        (AGENT_DELETED, "react-bot", "replica-b"),
+        (CHECKPOINT, "v-123", "replica-a"),
+    ]
+    assert got[0].payload == {"note": NASTY[2]} and got[2].payload == {"path": "/shared/ckpt.pt"}
+    versions = [c.version for c in got]
+    assert versions == sorted(versions) and len(set(versions)) == 3 and versions[0] > base
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", c.at) for c in got)
+    assert store.latest_version() == versions[-1]
+    assert [c.version for c in store.changes_since(versions[0])] == versions[1:]
+    assert [c.version for c in store.changes_since(base, limit=2)] == versions[:2]
+
+
+def test_a_failed_change_leaves_no_record(store: GraphStore) -> None:
+    store.write(small_world())
+    before = store.latest_version()
+    bad = GraphBatch(outcomes=[Outcome("no-such-query", "gpt-x", effect=1.0, cost=0.0)])
+    with pytest.raises(NodeNotFoundError):
+        store.write(bad, change=Change(OUTCOMES, "", {"rows": []}))
+    with pytest.raises(NodeNotFoundError):
+        store.delete_node(LLM, "no-such-llm", change=Change(LLM_DELETED, "no-such-llm"))
+    assert store.changes_since(before) == [] and store.latest_version() == before
+
+
+def test_change_arguments_are_checked(store: GraphStore) -> None:
+    with pytest.raises(InvalidInputError, match="change kind"):
+        store.record_change(Change("dropped.everything"))
+    with pytest.raises(InvalidInputError, match="JSON"):
+        store.record_change(Change(OUTCOMES, payload={"x": object()}))
+    with pytest.raises(InvalidInputError, match="version"):
+        store.changes_since(-1)
+    with pytest.raises(InvalidInputError, match="limit"):
+        store.changes_since(0, limit=0)
+
+
+def test_versions_are_never_reused_after_clear(store: GraphStore) -> None:
+    store.record_change(Change(CHECKPOINT, "a"))
+    before = store.latest_version()
+    store.clear()
+    assert store.changes_since(0) == []
+    store.record_change(Change(CHECKPOINT, "b"))
+    (after,) = store.changes_since(0)
+    assert after.version > before and store.latest_version() == after.version
+
+
+def test_concurrent_changes_get_distinct_versions(open_store_fn) -> None:  # type: ignore[no-untyped-def]
+    stores = [open_store_fn() for _ in range(3)]  # separate handles, as separate replicas would have
+    base = stores[0].latest_version()
+    errors: list[BaseException] = []
+
+    def writer(s: GraphStore, w: int) -> None:
+        try:
+            for i in range(8):
+                s.write(GraphBatch(tasks=[Task(f"t{w}-{i}", "")]), change=Change(TASK_REGISTERED, f"t{w}-{i}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s, w)) for w, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        got = stores[0].changes_since(base)
+        assert len(got) == 24 and len({c.version for c in got}) == 24
+        assert {c.key for c in got} == {f"t{w}-{i}" for w in range(3) for i in range(8)}
+        assert {n.key for n in stores[0].list_nodes(TASK)} == {c.key for c in got}
+    finally:
+        for s in stores:
+            s.close()

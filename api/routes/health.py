@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import RegistryDep, StateDep
@@ -24,8 +24,9 @@ def health() -> Health:
     summary="readiness: the store answers a ping and a checkpoint is loaded",
     responses={503: {"model": Readiness, "description": "not ready; each field says why"}},
 )
-def ready(state: StateDep, registry: RegistryDep) -> Readiness | JSONResponse:
+def ready(request: Request, state: StateDep, registry: RegistryDep) -> Readiness | JSONResponse:
     store_status = scorer_status = "ok"
+    follower = getattr(request.app.state, "follower", None)
     try:
         state.get_store().ping()
     except GraphStoreError as exc:
@@ -41,6 +42,8 @@ def ready(state: StateDep, registry: RegistryDep) -> Readiness | JSONResponse:
         checkpoint=scorer.checkpoint.version if scorer else None,
         router=scorer.router.name if scorer else None,
         candidates=len(scorer.routable_candidates) if scorer else None,
+        change_version=follower.version if follower is not None else None,
+        replica=state.replica_id,
     )
     if body.status != "ready":
         return JSONResponse(body.model_dump(), status_code=503)

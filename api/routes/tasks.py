@@ -26,6 +26,7 @@ from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegis
 from api.state import ServiceState
 from graph_store import MAX_PAGE_INDEX, QUERY, TASK, GraphBatch, GraphStore, Task
 from graph_store import Query as QueryNode
+from graph_store.changes import TASK_DELETED, TASK_REGISTERED
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -76,10 +77,8 @@ def register_task(
                 )
             response.status_code = status.HTTP_200_OK
         else:
-            store.write(GraphBatch(tasks=[node]))
-            if node.name in state.deleted_tasks:  # back again: the checkpoint still knows it
-                with state.lock.write():
-                    state.deleted_tasks.discard(node.name)
+            store.write(GraphBatch(tasks=[node]), change=registry.change(TASK_REGISTERED, node.name))
+            registry.task_registered(node.name)  # back again: the checkpoint still knows it
     trained = _trained(state, node.name)
     note = None
     if not trained:
@@ -123,9 +122,6 @@ def delete_task(name: str, state: StateDep, registry: RegistryDep, store: StoreD
                 status.HTTP_409_CONFLICT,
                 f"task {name!r} has {n:,} stored queries; deleting it would leave them without a task",
             )
-        store.delete_node(TASK, name)
-        scorer = state.scorer
-        if scorer is not None and name in scorer.tasks:
-            with state.lock.write():
-                state.deleted_tasks.add(name)
+        store.delete_node(TASK, name, change=registry.change(TASK_DELETED, name))
+        registry.task_deleted(name)
     return Deleted(name=name)

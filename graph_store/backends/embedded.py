@@ -2,9 +2,13 @@
 
 Durability: WAL journal with ``synchronous=FULL``, so a write that returned has reached the disk and survives
 ``kill -9``. Concurrency: one connection guarded by a lock; every public operation is one transaction, so
-concurrent readers and writers inside one process see whole batches or nothing. Relationships live in their own
-tables with foreign keys (``ON DELETE CASCADE``), so deleting a node removes its edges and a dangling reference
-aborts the whole batch.
+concurrent readers and writers inside one process see whole batches or nothing. Several processes on one host may
+share the file (the WAL lets readers run beside the one writer; a writer waits up to 30 s for another's
+transaction), as ``graphrouter serve --workers N`` does. The change log (see :mod:`graph_store.changes`) is a table
+with an AUTOINCREMENT version, written in the transaction of the change; ``sqlite_sequence`` keeps versions from
+being reused after ``clear()``. A store written before the log existed gets the (empty) table when opened.
+Relationships live in their own tables with foreign keys (``ON DELETE CASCADE``), so deleting a node removes its
+edges and a dangling reference aborts the whole batch.
 
 Schema changes are additive (the version stays 1 and older code still reads a newer file): columns added since the
 first version (an LLM's upstream: ``base_url``, ``upstream_model``, ``api_key_env``) are added to an older file when
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from graph_store.base import EdgeRows, GraphStore, NodeRows
+from graph_store.changes import Change, from_row, now
 from graph_store.errors import InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graph_store.schema import (
     AGENT,
@@ -75,6 +80,9 @@ CREATE TABLE IF NOT EXISTS pending_outcome (
     llm TEXT REFERENCES llm(name) ON DELETE CASCADE,
     agent TEXT REFERENCES agent(name) ON DELETE CASCADE,
     cost REAL NOT NULL, source TEXT NOT NULL, observed_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS change_log (
+    version INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL,
+    origin TEXT NOT NULL, at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS of_task_task ON of_task(task);
 CREATE INDEX IF NOT EXISTS backed_by_llm ON backed_by(llm);
 CREATE INDEX IF NOT EXISTS answered_by_target ON answered_by(target);
@@ -103,6 +111,11 @@ UPSERT_PENDING = (
     "query_id = excluded.query_id, llm = excluded.llm, agent = excluded.agent, cost = excluded.cost, "
     "source = excluded.source, observed_at = excluded.observed_at"
 )
+INSERT_CHANGE = "INSERT INTO change_log (kind, key, payload, origin, at) VALUES (?, ?, ?, ?, ?)"
+CHANGES_SINCE = (
+    "SELECT version, kind, key, payload, origin, at FROM change_log WHERE version > ? ORDER BY version LIMIT ?"
+)
+LATEST_VERSION = "SELECT seq FROM sqlite_sequence WHERE name = 'change_log'"
 RECORD = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
 
 
@@ -214,7 +227,12 @@ class EmbeddedStore(GraphStore):
                 self._conn.close()
 
     # ---- writes -------------------------------------------------------------------------------------------
-    def _write(self, batch: GraphBatch) -> None:
+    @staticmethod
+    def _log(db: sqlite3.Connection, change: Change | None) -> None:
+        if change is not None:
+            db.execute(INSERT_CHANGE, (change.kind, change.key, change.payload_json(), change.origin, now()))
+
+    def _write(self, batch: GraphBatch, change: Change | None) -> None:
         try:
             with self._tx(write=True) as db:
                 for label in (TASK, LLM, QUERY, AGENT):
@@ -235,6 +253,7 @@ class EmbeddedStore(GraphStore):
                         db.executemany(UPSERT_OUTCOME[kind], rows)
                 if batch.pending:
                     db.executemany(UPSERT_PENDING, (_pending_row(p) for p in batch.pending))
+                self._log(db, change)
         except sqlite3.IntegrityError as exc:
             raise NodeNotFoundError(self._dangling(batch) or f"the batch refers to a missing node ({exc})") from None
         except sqlite3.OperationalError as exc:
@@ -266,14 +285,16 @@ class EmbeddedStore(GraphStore):
                 return f"{what} {missing[0]!r} is not a stored {label}{more}; nothing was written"
         return None
 
-    def _delete_node(self, label: str, key: str) -> bool:
+    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
         with self._tx(write=True) as db:
             cur = db.execute(f"DELETE FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,))
+            if cur.rowcount > 0:
+                self._log(db, change)
             return cur.rowcount > 0
 
     def _clear(self) -> None:
         with self._tx(write=True) as db:
-            for table in ("pending_outcome", *REL_TABLE.values(), *TABLE.values()):
+            for table in ("pending_outcome", *REL_TABLE.values(), *TABLE.values(), "change_log"):
                 db.execute(f"DELETE FROM {table}")
 
     # ---- reads --------------------------------------------------------------------------------------------
@@ -358,3 +379,13 @@ class EmbeddedStore(GraphStore):
     def _ping(self) -> None:
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
+
+    def _changes_since(self, version: int, limit: int) -> list[Change]:
+        with self._tx() as db:
+            rows = db.execute(CHANGES_SINCE, (version, limit)).fetchall()
+        return [from_row(*row) for row in rows]
+
+    def _latest_version(self) -> int:
+        with self._tx() as db:
+            row = db.execute(LATEST_VERSION).fetchone()
+        return 0 if row is None else int(row[0])

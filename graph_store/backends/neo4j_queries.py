@@ -33,6 +33,39 @@ CREATE_CONSTRAINTS: tuple[str, ...] = tuple(
     for label in NODE_LABELS
 )
 
+# ---- the change log (graph_store.changes) ----------------------------------------------------------------------
+# One (:Change) node per change, its version taken from one (:ChangeCounter) node incremented in the transaction of
+# the change: the counter's write lock orders concurrent writers, and the uniqueness constraint on the version
+# refuses a duplicate should a server not lock it. The counter is never deleted, so versions are never reused.
+CHANGE = "Change"
+CHANGE_COUNTER = "ChangeCounter"
+COUNTER_NAME = "changes"  # passed as $counter
+CHANGE_CONSTRAINTS: tuple[str, ...] = (
+    f"CREATE CONSTRAINT change_version_unique IF NOT EXISTS FOR (n:{CHANGE}) REQUIRE n.version IS UNIQUE",
+    f"CREATE CONSTRAINT change_counter_name_unique IF NOT EXISTS FOR (n:{CHANGE_COUNTER}) REQUIRE n.name IS UNIQUE",
+)
+INIT_CHANGE_COUNTER = f"""
+MERGE (c:{CHANGE_COUNTER} {{name: $counter}})
+ON CREATE SET c.value = 0
+RETURN c.value AS value
+"""
+APPEND_CHANGE = f"""
+MATCH (c:{CHANGE_COUNTER} {{name: $counter}})
+SET c.value = c.value + 1
+WITH c
+CREATE (n:{CHANGE} {{version: c.value, kind: $kind, key: $key, payload: $payload, origin: $origin, at: $at}})
+RETURN n.version AS version
+"""
+CHANGES_SINCE = f"""
+MATCH (n:{CHANGE})
+WHERE n.version > $version
+RETURN n.version AS version, n.kind AS kind, n.key AS key, n.payload AS payload, n.origin AS origin, n.at AS at
+ORDER BY version
+LIMIT $limit
+"""
+LATEST_VERSION = f"MATCH (c:{CHANGE_COUNTER} {{name: $counter}}) RETURN c.value AS value"
+CLEAR_CHANGES = f"MATCH (n:{CHANGE}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted"
+
 # Upsert nodes without references: properties replaced (the key is part of row.props).
 UPSERT_TASKS = f"""
 UNWIND $rows AS row

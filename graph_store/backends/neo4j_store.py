@@ -4,7 +4,9 @@ In the style of ``neo4j-graphrag-python``: the caller passes in a ``neo4j.Driver
 builds one from ``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE``). Every Cypher statement
 is a named constant in :mod:`graph_store.backends.neo4j_queries` (values only as ``$parameters``); bulk writes are
 ``UNWIND $rows AS row`` in batches of ``batch_size`` rows (and at most ``max_batch_bytes`` of parameters);
-uniqueness constraints on the node keys are created on first use, before any ``MERGE``.
+uniqueness constraints on the node keys are created on first use, before any ``MERGE``. The change log (see
+:mod:`graph_store.changes`) is one ``:Change`` node per change, versioned by a ``:ChangeCounter`` node incremented in
+the transaction of the change.
 
 A :class:`~graph_store.schema.GraphBatch` is written in one managed write transaction (retried by the driver on
 transient errors), so it lands entirely or not at all. A dangling reference (a query's task, an agent's LLM, an
@@ -31,6 +33,7 @@ from neo4j import exceptions as neo4j_errors
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends import neo4j_rows
 from graph_store.base import EdgeRows, GraphStore, NodeRows
+from graph_store.changes import Change, from_row, now
 from graph_store.errors import (
     ConflictError,
     GraphStoreError,
@@ -43,7 +46,6 @@ from graph_store.schema import (
     AGENT,
     LLM,
     NODE_KEY,
-    NODE_LABELS,
     OUTCOME_REL,
     QUERY,
     TASK,
@@ -228,11 +230,32 @@ class Neo4jStore(GraphStore):
                         # report the equivalent rule instead of skipping it; the constraint exists either way.
                         if "EquivalentSchemaRuleAlreadyExists" not in (exc.code or ""):
                             raise
+                try:
+                    session.run(cypher.INIT_CHANGE_COUNTER, counter=cypher.COUNTER_NAME).consume()
+                except neo4j_errors.ConstraintError:
+                    pass  # another client created the counter at the same moment: it exists
             self._constraints_ready = True
+
+    @staticmethod
+    def _log(tx: neo4j.ManagedTransaction, change: Change | None) -> None:
+        """Append the change record in the caller's transaction."""
+        if change is None:
+            return
+        record = tx.run(
+            cypher.APPEND_CHANGE,
+            counter=cypher.COUNTER_NAME,
+            kind=change.kind,
+            key=change.key,
+            payload=change.payload_json(),
+            origin=change.origin,
+            at=now(),
+        ).single()
+        if record is None:
+            raise GraphStoreError("the change counter is missing; the transaction was rolled back")
 
     # ---- writes ---------------------------------------------------------------------------------------------
     @_translate_errors
-    def _write(self, batch: GraphBatch) -> None:
+    def _write(self, batch: GraphBatch, change: Change | None) -> None:
         self._ensure_constraints()
         tasks = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.tasks)]
         llms = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.llms)]
@@ -273,6 +296,7 @@ class Neo4jStore(GraphStore):
                     list(rows.values()),
                     check=lambda rows, kind=kind: self._missing_outcome_ends(tx, kind, [r[1:] for r in rows]),
                 )
+            self._log(tx, change)
 
         with self._session() as session:
             session.execute_write(work)
@@ -328,10 +352,15 @@ class Neo4jStore(GraphStore):
                 )
 
     @_translate_errors
-    def _delete_node(self, label: str, key: str) -> bool:
+    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
-            return int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
+            deleted = int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
+            if deleted:
+                self._log(tx, change)
+            return deleted
 
+        if change is not None:
+            self._ensure_constraints()
         with self._session() as session:
             return session.execute_write(work) > 0
 
@@ -341,8 +370,8 @@ class Neo4jStore(GraphStore):
             return int(tx.run(statement, batch=self._batch_size).single(strict=True)["deleted"])
 
         with self._session() as session:
-            for label in NODE_LABELS:
-                while session.execute_write(work, cypher.CLEAR_LABEL[label]) > 0:
+            for statement in (*cypher.CLEAR_LABEL.values(), cypher.CLEAR_CHANGES):
+                while session.execute_write(work, statement) > 0:
                     pass
 
     # ---- reads ----------------------------------------------------------------------------------------------
@@ -456,6 +485,16 @@ class Neo4jStore(GraphStore):
     def _ping(self) -> None:
         with self._session() as session:
             session.run(cypher.PING).consume()
+
+    @_translate_errors
+    def _changes_since(self, version: int, limit: int) -> list[Change]:
+        records = self._read(cypher.CHANGES_SINCE, version=version, limit=limit)
+        return [from_row(r["version"], r["kind"], r["key"], r["payload"], r["origin"], r["at"]) for r in records]
+
+    @_translate_errors
+    def _latest_version(self) -> int:
+        records = self._read(cypher.LATEST_VERSION, counter=cypher.COUNTER_NAME)
+        return int(records[0]["value"]) if records else 0
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,84 @@
+"""The change log: one record per change that affects routing, with a monotonic version.
+
+Service replicas share one graph of record and each keeps its own serving caches; they stay in step by following
+this log (``GraphStore.changes_since``) and applying what they have not seen. A change is written by the same
+transaction as the change itself (``GraphStore.write(batch, change=…)``, ``GraphStore.delete_node(…, change=…)``),
+so the log never names a change that did not land, and no change that landed is missing from it.
+
+Versions are positive integers, strictly increasing in commit order, never reused (also not after ``clear()``).
+A change carries who wrote it (``origin``: a replica's id), so a replica can skip its own changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph_store.errors import InvalidInputError
+
+# What changed. Registrations and deletions name the node (``key``); ``outcomes`` carries its rows in the payload;
+# ``checkpoint`` names the published checkpoint's version (``key``) and where it is (``payload["path"]``).
+LLM_REGISTERED, LLM_DELETED = "llm.registered", "llm.deleted"
+AGENT_REGISTERED, AGENT_DELETED = "agent.registered", "agent.deleted"
+TASK_REGISTERED, TASK_DELETED = "task.registered", "task.deleted"
+OUTCOMES = "outcomes"
+CHECKPOINT = "checkpoint"
+CHANGE_KINDS = (
+    LLM_REGISTERED,
+    LLM_DELETED,
+    AGENT_REGISTERED,
+    AGENT_DELETED,
+    TASK_REGISTERED,
+    TASK_DELETED,
+    OUTCOMES,
+    CHECKPOINT,
+)
+MAX_CHANGE_KEY_CHARS = 1000
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_CHANGES_PER_READ = 10_000
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change. ``version`` and ``at`` are set by the store when it is written (0 and "" before)."""
+
+    kind: str
+    key: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+    version: int = 0
+    at: str = ""
+
+    def payload_json(self) -> str:
+        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True)
+
+
+def check_change(change: object) -> Change:
+    """The change, if it is one a store can write; else :class:`InvalidInputError`."""
+    if not isinstance(change, Change):
+        raise InvalidInputError(f"change must be a Change, got {type(change).__name__}")
+    if change.kind not in CHANGE_KINDS:
+        raise InvalidInputError(f"change kind must be one of {', '.join(CHANGE_KINDS)}, got {change.kind!r}")
+    for name in ("key", "origin"):
+        value = getattr(change, name)
+        if not isinstance(value, str) or len(value) > MAX_CHANGE_KEY_CHARS:
+            raise InvalidInputError(f"change {name} must be a string of at most {MAX_CHANGE_KEY_CHARS} characters")
+    if not isinstance(change.payload, dict):
+        raise InvalidInputError("change payload must be a dict")
+    try:
+        size = len(change.payload_json().encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"change payload must be JSON: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInputError(f"change payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}")
+    return change
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def from_row(version: int, kind: str, key: str, payload: str, origin: str, at: str) -> Change:
+    return Change(kind=kind, key=key, payload=json.loads(payload), origin=origin, version=int(version), at=at)

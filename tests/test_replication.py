@@ -1,0 +1,108 @@
+"""Replicas in step through the store's change log, in-process: two apps (two replicas) on one store.
+
+The followers' polling threads are off (``sync_interval=0``); each test calls ``poll()`` itself, so what a replica
+has applied is exact. tests/test_replicas_e2e.py runs two real service processes on the Bolt store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from graph_store import GraphStore
+from graph_store.changes import LLM_REGISTERED, OUTCOMES
+from graphrouter.world import World
+from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
+from tests.test_scorer import HashEmbedder
+
+QUERY = {"query": "task-1 a question"}
+
+
+def _replica(store: GraphStore, world: World, checkpoint: Path, **settings: Any) -> FastAPI:  # noqa: F811
+    config: dict[str, Any] = {"store": "unused", "checkpoint": checkpoint, "embedding_cache": None, "api_key": KEY}
+    return create_app(Settings(**{**config, "sync_interval": 0, **settings}), store=store, embedder=HashEmbedder(world))
+
+
+def _names(client: TestClient) -> list[str]:
+    k = client.get("/ready").json()["candidates"]  # all of them
+    r = client.post("/v1/route", json={**QUERY, "k": k})
+    assert r.status_code == 200, r.text
+    return [c["name"] for c in r.json()["candidates"]]
+
+
+def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[World, dict[str, Path]]) -> None:  # noqa: F811
+    world, paths = fitted
+    a_app, b_app = _replica(store, world, paths["gnn"]), _replica(store, world, paths["gnn"])
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        follow_a, follow_b = a_app.state.follower, b_app.state.follower
+        assert a_app.state.service.replica_id != b_app.state.service.replica_id
+
+        r = a.post("/v1/llms", json={**NEW_LLM, "description": "a new model", "outcomes": []}, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"], r.text
+        assert "llm-new" not in _names(b)
+        assert follow_b.poll() == 1 and "llm-new" in _names(b)
+        assert follow_a.poll() == 0  # its own change: applied when made, skipped here
+        logged = store.changes_since(0)
+        assert [c.kind for c in logged][-1] == LLM_REGISTERED and logged[-1].origin == a_app.state.service.replica_id
+
+        # deleted through B: gone from A's answers after A's next poll
+        assert b.delete("/v1/llms/llm-new", headers=AUTH).status_code == 200
+        assert "llm-new" in _names(a)
+        assert follow_a.poll() == 1 and "llm-new" not in _names(a)
+
+        # outcomes posted to A reach B's scorer through the same method
+        b_scorer = b_app.state.service.scorer
+        seen: list[tuple[str, dict[str, float]]] = []
+        real = b_scorer.add_outcomes
+        b_scorer.add_outcomes = lambda name, effects, costs=None: (
+            seen.append((name, effects))
+            or real(  # type: ignore[method-assign]
+                name, effects, costs
+            )
+        )
+        qid = world.data.query_keys[0]
+        rows = [{"query_id": qid, "candidate": "llm-0", "effect": 0.25, "cost": 0.001}]
+        r = a.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert store.changes_since(0)[-1].kind == OUTCOMES
+        assert follow_b.poll() == 1 and seen == [("llm-0", {qid: 0.25})]
+
+        # a task deleted through A is refused by B as a route's task; registered again, accepted again
+        assert a.post("/v1/tasks", json={"name": "task-x"}, headers=AUTH).status_code == 201
+        assert a.delete("/v1/tasks/task-x", headers=AUTH).status_code == 200
+        assert follow_b.poll() == 2
+        for _ in range(2):  # applying the same changes again changes nothing
+            follow_b.version -= 3
+            follow_b.poll()
+            assert "llm-new" not in _names(b)
+
+
+def test_a_replica_started_later_catches_up_from_the_store(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    world, paths = fitted
+    a_app = _replica(store, world, paths["gnn"])
+    with TestClient(a_app) as a:
+        assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        with TestClient(_replica(store, world, paths["gnn"])) as late:
+            assert "llm-new" in _names(late)  # loading syncs with the store
+
+
+def test_the_follower_thread_polls_at_the_interval(store: GraphStore, fitted: tuple[World, dict[str, Path]]) -> None:  # noqa: F811
+    import time
+
+    world, paths = fitted
+    a_app = _replica(store, world, paths["gnn"])
+    b_app = _replica(store, world, paths["gnn"], sync_interval=0.05)
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        deadline = time.monotonic() + 5
+        while "llm-new" not in _names(b):
+            assert time.monotonic() < deadline, "not followed within 5 s"
+            time.sleep(0.05)
