@@ -6,7 +6,10 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
   OpenAPI (``/v1/llms/{name}``), never the raw path, so names and ids do not explode the label set; requests that
   match no route are counted under ``<unmatched>``;
 - ``graphrouter_routing_decisions_total{candidate, kind}``: the top-1 candidate of every route answer;
-- ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed).
+- ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed);
+- ``graphrouter_explorations_total{candidate, kind}`` and ``graphrouter_exploration_extra_cost_usd_total``: route
+  answers whose first candidate is an exploration's pick, and their extra expected cost over the argmax (when
+  positive).
 """
 
 from __future__ import annotations
@@ -51,6 +54,18 @@ class Metrics:
             "graphrouter_training_runs", "background trainings by result", ["result"], registry=self.registry
         )
 
+        self.explorations = Counter(
+            "graphrouter_explorations",
+            "route answers whose first candidate was explored (not the argmax), by that candidate",
+            ["candidate", "kind"],
+            registry=self.registry,
+        )
+        self.exploration_cost = Counter(
+            "graphrouter_exploration_extra_cost_usd",
+            "extra expected cost (USD) of explored picks over the argmax, when positive",
+            registry=self.registry,
+        )
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = {"method": method, "route": route, "status": str(status)}
         self.requests.labels(**labels).inc()
@@ -58,6 +73,10 @@ class Metrics:
 
     def decided(self, candidate: str, kind: str) -> None:
         self.decisions.labels(candidate=candidate, kind=kind).inc()
+
+    def explored(self, candidate: str, kind: str, extra_usd: float) -> None:
+        self.explorations.labels(candidate=candidate, kind=kind).inc()
+        self.exploration_cost.inc(max(extra_usd, 0.0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

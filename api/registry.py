@@ -28,6 +28,7 @@ from api.state import ServiceState
 from graph_store import (
     AGENT,
     LLM,
+    QUERY,
     Agent,
     GraphBatch,
     GraphStore,
@@ -35,6 +36,7 @@ from graph_store import (
     LLMNode,
     NodeNotFoundError,
     Outcome,
+    Query,
     StoreUnavailableError,
 )
 from graphrouter.errors import GraphRouterError
@@ -281,19 +283,26 @@ class CandidateRegistry:
                     scorer.exclude(name, node)  # type: ignore[arg-type]
 
     # ---- installing a scorer ------------------------------------------------------------------------------
-    def install(self, scorer: Scorer, source: str) -> Attached:
-        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between)."""
+    def install(self, scorer: Scorer, source: str, outcomes_since: int | None = None) -> Attached:
+        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between). It takes
+        over the service's exploration budget and what the serving scorer learned online from outcomes after mark
+        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source)
+            previous = self.state.scorer
+            if previous is not None and previous is not scorer:
+                scorer.carry_over(previous, outcomes_since)
+            scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached
 
     # ---- outcomes -----------------------------------------------------------------------------------------
     def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
         """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
-        then pass the effects (and, for candidates registered since training, costs) to the serving scorer, per
-        routable candidate. Returns how many effects the scorer took."""
+        then pass them to the serving scorer, per routable candidate: it learns every effect at once (on stored
+        and new queries alike: :meth:`Scorer.add_outcomes`), and the costs of candidates registered since
+        training. Returns how many effects the scorer took."""
         store.write(batch)
         scorer = self.state.scorer
         if scorer is None:
@@ -302,13 +311,38 @@ class CandidateRegistry:
         for o in batch.outcomes:
             if scorer.routable(o.target):
                 by_candidate.setdefault(o.target, []).append(o)
+        queries = self._query_texts(store, scorer, batch, by_candidate)
         applied = 0
         with self.state.lock.write():
             for name, observed in by_candidate.items():
                 try:
-                    applied += scorer.add_outcomes(name, *outcome_values(observed))
+                    applied += scorer.add_outcomes(name, *outcome_values(observed), queries=queries)
                 except NotImplementedError:  # this router learns outcomes only by retraining
                     return 0
                 except GraphRouterError as exc:  # stored all the same; the next training uses them
                     log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
         return applied
+
+    @staticmethod
+    def _query_texts(
+        store: GraphStore, scorer: Scorer, batch: GraphBatch, by_candidate: dict[str, list[Outcome]]
+    ) -> dict[str, tuple[str, str]]:
+        """(text, task) of the outcomes' queries that the scorer's router was not trained on: from the batch, else
+        from the store (a query added by an earlier post)."""
+        new = {q.id: (q.text, q.task) for q in batch.queries}
+        ids = list(dict.fromkeys(o.query_id for rows in by_candidate.values() for o in rows))
+        out = {}
+        for qid in scorer.unknown_queries(ids):
+            if qid in new:
+                out[qid] = new[qid]
+            elif store.has_node(QUERY, qid):
+                node = store.get_node(QUERY, qid)
+                if isinstance(node, Query):
+                    out[qid] = (node.text, node.task)
+        return out
+
+    def outcome_mark(self) -> int:
+        """How many outcomes the serving scorer has learned online so far: a training takes it with its snapshot
+        (under :attr:`lock`), and keeps only the newer ones when it is installed."""
+        scorer = self.state.scorer
+        return scorer.online.seq if scorer is not None else 0

@@ -51,12 +51,29 @@ class Settings(BaseSettings):
         description="torch intra-op threads for the whole process (torch.set_num_threads is process-wide: routing and "
         "a background training share the pool, each running on this many); unset leaves torch's default",
     )
+    explore_default: bool = Field(
+        False, description="route requests that do not say explore=true/false explore (within the budget)"
+    )
+    explore_share: float = Field(
+        0.1, ge=0, le=1, allow_inf_nan=False, description="at most this share of routed requests explores"
+    )
+    explore_usd_per_1k: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="at most this much extra expected USD per 1,000 routed requests goes to exploring (unset: none)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("explore_usd_per_1k", mode="before")
+    @classmethod
+    def _empty_usd_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("torch_threads", mode="before")

@@ -24,7 +24,6 @@ MAX_TIMEOUT_S = 600.0
 TIMEOUT_ENV = "GRAPHROUTER_STORE_TIMEOUT"
 
 
-
 def redact(location: str | os.PathLike[str]) -> str:
     """``location`` with the password of its URI userinfo replaced by ``***`` (``bolt://bob:***@host:7687/db``).
 

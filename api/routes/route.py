@@ -56,9 +56,12 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
             weights=weights,
             budget=req.budget,
             candidates=req.candidates,
+            explore=state.settings.explore_default if req.explore is None else req.explore,
         )
     if result.candidates:
         state.metrics.decided(result.candidates[0].name, result.candidates[0].kind)
+    if result.explored:
+        state.metrics.explored(result.candidates[0].name, result.candidates[0].kind, result.extra_cost)
     return RouteResponse(
         task=result.task,
         task_inferred=result.task_inferred,
@@ -68,6 +71,7 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
             for c in result.candidates
         ],
         checkpoint=result.checkpoint,
+        explored=result.explored,
     )
 
 

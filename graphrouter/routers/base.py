@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from graphrouter.cost import CostModel
 from graphrouter.rewards import utility
 from graphrouter.task_inference import TaskInferer
 from graphrouter.world import QueryFeatures, World
+
+if TYPE_CHECKING:
+    from graphrouter.online import OnlineLearner
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class Router(ABC):
     """Scores every candidate for every query; higher utility is better."""
 
     name: ClassVar[str] = "abstract"
+    # a router that learns from each outcome itself (``update``) instead of through an OnlineLearner (bandits)
+    learns_online: ClassVar[bool] = False
+    # corrections learned online from posted outcomes (set by the scorer; None: predictions as trained)
+    online: OnlineLearner | None = None
 
     def fit(self, world: World, train_idx: np.ndarray) -> Router:
         """Learn from the training queries' outcomes (and nothing else of theirs)."""
@@ -60,6 +67,8 @@ class Router(ABC):
         cost computed once, and ``w_effect · effect − w_cost · cost_norm − penalty``."""
         q = self.task_inferer.fill(q)
         effect = self.predict_effect(q)
+        if self.online is not None:  # a no-op (the same array) until an outcome was learned
+            effect = self.online.adjust(self.candidates, q, effect)
         cost = self.cost_model.cost(q.tokens)
         cost_norm = self.cost_model.normalise(cost, q.task)
         return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
@@ -77,6 +86,17 @@ class Router(ABC):
         """(C,) utility subtracted from each candidate whatever the query (e.g. for uncertainty); none by default."""
         return None
 
+    def trained_counts(self) -> np.ndarray:
+        """(C,) outcomes behind each candidate's prediction at training (or registration): its observed training
+        outcomes. Inductive routers whose candidates change override this."""
+        return np.isfinite(self.world.data.effect[self.train_idx]).sum(0).astype(float)
+
+    def outcome_counts(self) -> np.ndarray:
+        """(C,) outcomes behind each candidate's prediction now: :meth:`trained_counts` plus those learned online
+        (the spread of exploration's Thompson sample, and the GNN's uncertainty penalty)."""
+        n = self.trained_counts()
+        return n if self.online is None else n + self.online.counts(self.candidates)
+
     def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         """(n, C) predicted utility (:meth:`score`'s)."""
         return self.score(q, weights).utility
@@ -93,7 +113,7 @@ class Router(ABC):
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """"LLM" or "Agent" per column of :attr:`candidates`."""
+        """ "LLM" or "Agent" per column of :attr:`candidates`."""
         return tuple(self.world.data.candidate_kind)
 
     def candidate_kinds(self) -> list[tuple[str, str]]:
