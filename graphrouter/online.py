@@ -43,11 +43,19 @@ class Priors:
     """Prior strengths (in outcomes) of the correction and its neighbour kernel. The defaults were chosen on
     validation queries of dcrouter and MMLU-Pro (``experiments/online.py --tune``), away from the replay streams."""
 
-    candidate: float = 10.0
-    task: float = 10.0
-    neighbours: float = 1.0
+    candidate: float = 30.0
+    task: float = 30.0
+    neighbours: float = 3.0
     k: int = 10
     temperature: float = 0.05
+    # a candidate with no outcomes behind its prediction (registered from its description only) can be far off:
+    # its candidate and task levels take this weaker prior (residual variance ≈ 0.2 of a 0/1 effect over a prior
+    # bias variance ≈ 0.2², i.e. ≈ 5 outcomes; not validated: no withheld LLM is left to validate it on)
+    untrained: float = 5.0
+    # the GNN's uncertainty penalty is margin / √(1 + n) with n its stored outcomes (about two standard deviations
+    # of a 0/1 mean); an outcome learned here is a direct observation of the candidate, and counts as this many
+    # there, so its penalty is about one standard deviation (0.5 / √n) of its corrected estimate
+    penalty_weight: float = 4.0
 
 
 class OnlineLearner:
@@ -163,8 +171,12 @@ class OnlineLearner:
             per = np.bincount(self._cand[: self._n], minlength=len(self._names))
             return np.array([per[self._name_id[c]] if c in self._name_id else 0 for c in candidates], dtype=float)
 
-    def correction(self, candidates: tuple[str, ...] | list[str], q: QueryFeatures) -> np.ndarray | None:
-        """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned."""
+    def correction(
+        self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, trained: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
+        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (0: the weaker
+        :attr:`Priors.untrained` applies)."""
         p = self.priors
         with self._lock:
             if self._n == 0:
@@ -185,12 +197,14 @@ class OnlineLearner:
                     continue
                 rows = by_cand[cid]
                 r = resid[rows]
-                g = r.sum() / (len(r) + p.candidate)
+                fresh = trained is not None and trained[j] <= 0
+                k_cand, k_task = (p.untrained, p.untrained) if fresh else (p.candidate, p.task)
+                g = r.sum() / (len(r) + k_cand)
                 t_rows = task[rows]
                 for t in np.unique(q.task):
                     sel_q = q.task == t
                     same = t_rows == t
-                    tau = (r[same].sum() + p.task * g) / (same.sum() + p.task)
+                    tau = (r[same].sum() + k_task * g) / (same.sum() + k_task)
                     s = sims[np.ix_(sel_q, rows)]
                     k = min(p.k, len(rows))
                     top = (
@@ -203,10 +217,16 @@ class OnlineLearner:
                     out[sel_q, j] = (local + p.neighbours * tau) / (w.sum(1) + p.neighbours)
             return out
 
-    def adjust(self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, effect: np.ndarray) -> np.ndarray:
+    def adjust(
+        self,
+        candidates: tuple[str, ...] | list[str],
+        q: QueryFeatures,
+        effect: np.ndarray,
+        trained: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``effect`` (n, C) corrected by what was learned online, clipped to [0, 1]; ``effect`` itself (the same
         array) when nothing was learned, so routing without outcomes is exactly as without the learner."""
-        corr = self.correction(candidates, q)
+        corr = self.correction(candidates, q, trained)
         if corr is None:
             return effect
         return np.clip(effect + corr, 0.0, 1.0)

@@ -65,7 +65,8 @@ class Scorer:
         if not self.router.learns_online:
             self.router.online = self.online
         self.explorer = Explorer()
-        self._rows: tuple[object, dict[str, int]] | None = None  # (world, query id → world row)
+        # (world, training rows, query id → world row, set of training rows): see _index
+        self._rows: tuple[object, object, dict[str, int], set[int]] | None = None
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -225,9 +226,7 @@ class Scorer:
         """The query ids of ``outcomes`` whose embedding is known, and their features (stored queries from the
         router's world; the others embedded from their text, with their task if the router knows it)."""
         world = self.router.world
-        if self._rows is None or self._rows[0] is not world:
-            self._rows = (world, {k: i for i, k in enumerate(world.data.query_keys)})
-        index = self._rows[1]
+        index = self._index()[0]
         stored = [i for i in outcomes if i in index]
         new = [i for i in outcomes if i not in index and i in queries]
         emb = [world.query_emb[[index[i] for i in stored]]] if stored else []
@@ -249,10 +248,19 @@ class Scorer:
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
         from their outcomes now)."""
-        world = self.router.world
-        if self._rows is None or self._rows[0] is not world:
-            self._rows = (world, {k: i for i, k in enumerate(world.data.query_keys)})
-        return [i for i in query_ids if i not in self._rows[1]]
+        index = self._index()[0]
+        return [i for i in query_ids if i not in index]
+
+    def _index(self) -> tuple[dict[str, int], set[int]]:
+        """The router's world as query id → world row, and its training rows; built once per world and training
+        set (the router replaces them when it reattaches)."""
+        router = self.router
+        train_idx = getattr(router, "train_idx", None)
+        if self._rows is None or self._rows[0] is not router.world or self._rows[1] is not train_idx:
+            keys = {k: i for i, k in enumerate(router.world.data.query_keys)}
+            train = set(np.arange(len(keys)).tolist() if train_idx is None else np.asarray(train_idx).tolist())
+            self._rows = (router.world, train_idx, keys, train)
+        return self._rows[2], self._rows[3]
 
     def carry_over(self, previous: Scorer, since: int | None = None) -> None:
         """Take over a replaced scorer's exploration budget and what it learned online: only the outcomes observed
@@ -269,8 +277,7 @@ class Scorer:
         queries (and values that are there); the world's index is built once for all of them."""
         if not any(values):
             return [{} for _ in values]
-        keys = {k: i for i, k in enumerate(self.router.world.data.query_keys)}
-        train = set(np.asarray(getattr(self.router, "train_idx", np.arange(len(keys)))).tolist())
+        keys, train = self._index()
         return [
             {keys[q]: float(v) for q, v in (vals or {}).items() if v is not None and keys.get(q, -1) in train}
             for vals in values

@@ -68,7 +68,7 @@ class Router(ABC):
         q = self.task_inferer.fill(q)
         effect = self.predict_effect(q)
         if self.online is not None:  # a no-op (the same array) until an outcome was learned
-            effect = self.online.adjust(self.candidates, q, effect)
+            effect = self.online.adjust(self.candidates, q, effect, self.trained_counts())
         cost = self.cost_model.cost(q.tokens)
         cost_norm = self.cost_model.normalise(cost, q.task)
         return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
@@ -93,9 +93,12 @@ class Router(ABC):
 
     def outcome_counts(self) -> np.ndarray:
         """(C,) outcomes behind each candidate's prediction now: :meth:`trained_counts` plus those learned online
-        (the spread of exploration's Thompson sample, and the GNN's uncertainty penalty)."""
+        (weighted by ``Priors.penalty_weight``): the spread of exploration's Thompson sample, and the GNN's
+        uncertainty penalty."""
         n = self.trained_counts()
-        return n if self.online is None else n + self.online.counts(self.candidates)
+        if self.online is None:
+            return n
+        return n + self.online.priors.penalty_weight * self.online.counts(self.candidates)
 
     def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         """(n, C) predicted utility (:meth:`score`'s)."""
