@@ -28,14 +28,22 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from graphrouter.world import QueryFeatures
 
-if TYPE_CHECKING:
-    from graphrouter.routers.base import Router
+
+class Predictor(Protocol):
+    """What re-basing needs of a router (:class:`~graphrouter.routers.base.Router` has it; not imported here,
+    since the router imports this module)."""
+
+    candidates: tuple[str, ...]
+    world: Any
+    task_inferer: Any
+
+    def predict_effect(self, q: QueryFeatures) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -52,9 +60,14 @@ class Priors:
     # its candidate and task levels take this weaker prior (residual variance ≈ 0.2 of a 0/1 effect over a prior
     # bias variance ≈ 0.2², i.e. ≈ 5 outcomes; not validated: no withheld LLM is left to validate it on)
     untrained: float = 5.0
+    # "untrained": fewer outcomes than this behind the router's own prediction (the GNN's validation of few-outcome
+    # registration went up to 50)
+    fresh_below: float = 50.0
     # the GNN's uncertainty penalty is margin / √(1 + n) with n its stored outcomes (about two standard deviations
-    # of a 0/1 mean); an outcome learned here is a direct observation of the candidate, and counts as this many
-    # there, so its penalty is about one standard deviation (0.5 / √n) of its corrected estimate
+    # of a 0/1 mean); for an untrained candidate an outcome learned here is a direct observation, and counts as
+    # this many there, so its penalty is about one standard deviation (0.5 / √n) of its corrected estimate. A
+    # trained candidate's penalty is left as trained: lowering it for the candidates routing picks most would make
+    # the rich richer
     penalty_weight: float = 4.0
 
 
@@ -175,8 +188,8 @@ class OnlineLearner:
         self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, trained: np.ndarray | None = None
     ) -> np.ndarray | None:
         """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
-        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (0: the weaker
-        :attr:`Priors.untrained` applies)."""
+        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (below
+        :attr:`Priors.fresh_below`: the weaker :attr:`Priors.untrained` applies)."""
         p = self.priors
         with self._lock:
             if self._n == 0:
@@ -197,7 +210,7 @@ class OnlineLearner:
                     continue
                 rows = by_cand[cid]
                 r = resid[rows]
-                fresh = trained is not None and trained[j] <= 0
+                fresh = trained is not None and trained[j] < p.fresh_below
                 k_cand, k_task = (p.untrained, p.untrained) if fresh else (p.candidate, p.task)
                 g = r.sum() / (len(r) + k_cand)
                 t_rows = task[rows]
@@ -232,7 +245,7 @@ class OnlineLearner:
         return np.clip(effect + corr, 0.0, 1.0)
 
     # ---- the next training absorbs them -------------------------------------------------------------------
-    def rebased(self, router: Router, since: int) -> OnlineLearner:
+    def rebased(self, router: Predictor, since: int) -> OnlineLearner:
         """A learner for a retrained ``router`` holding only the outcomes observed after mark ``since`` (older ones
         are in its training snapshot), their residuals recomputed against its predictions."""
         with self._lock:
