@@ -85,7 +85,8 @@ def load_world(store_path: str, cache: Path | None) -> tuple[World, dict[str, LL
 def tune_priors(world: World, router: GnnRouter, val: np.ndarray, scenarios: list[str], seed: int = 0) -> tuple:
     """Prior strengths of the online learner for trained candidates, chosen on validation queries under the
     replay's own protocol: each query routed to the argmax of the corrected utility, and only that pick's outcome
-    learned (so the winner's curse of partial feedback is part of the choice). Mean reward over ``scenarios``."""
+    learned (so the winner's curse of partial feedback is part of the choice). Mean reward over ``scenarios`` and
+    three random orders."""
     data = world.data
     q = router.task_inferer.fill(world.features(val))
     raw = router.predict_effect(q)
@@ -93,7 +94,7 @@ def tune_priors(world: World, router: GnnRouter, val: np.ndarray, scenarios: lis
     cost_norm = data.cost_norm()[val][:, cols]
     effect = data.effect[val][:, cols]
     trained = router.trained_counts()
-    order = np.random.default_rng(seed).permutation(len(val))
+    orders = [np.random.default_rng(seed + r).permutation(len(val)) for r in range(3)]  # three orders: less noise
     grid = [Priors(candidate=1e4, task=1e4, neighbours=1e4)] + [  # ≈ no correction
         Priors(candidate=c, task=t, neighbours=n)
         for c in (30.0, 300.0)
@@ -103,7 +104,7 @@ def tune_priors(world: World, router: GnnRouter, val: np.ndarray, scenarios: lis
     results = []
     for priors in grid:
         total = []
-        for scen in scenarios:
+        for scen, order in ((scen, order) for scen in scenarios for order in orders):
             w = SCENARIOS[scen]
             learner = OnlineLearner(priors)
             for step in order:

@@ -60,15 +60,20 @@ class Priors:
     # its candidate and task levels take this weaker prior (residual variance ≈ 0.2 of a 0/1 effect over a prior
     # bias variance ≈ 0.2², i.e. ≈ 5 outcomes; not validated: no withheld LLM is left to validate it on)
     untrained: float = 5.0
-    # "untrained": fewer outcomes than this behind the router's own prediction (the GNN's validation of few-outcome
-    # registration went up to 50)
-    fresh_below: float = 50.0
-    # the GNN's uncertainty penalty is margin / √(1 + n) with n its stored outcomes (about two standard deviations
-    # of a 0/1 mean); for an untrained candidate an outcome learned here is a direct observation, and counts as
-    # this many there, so its penalty is about one standard deviation (0.5 / √n) of its corrected estimate. A
-    # trained candidate's penalty is left as trained: lowering it for the candidates routing picks most would make
-    # the rich richer
+    # how trained a candidate counts as: f = trained_scale / (trained_scale + n), with n the outcomes behind the
+    # router's own prediction (1 for one registered from its description only, → 0 for one trained on thousands);
+    # its prior strengths are f · untrained + (1 − f) · candidate (or task). 50: the GNN's validation of
+    # few-outcome registration went up to 50 outcomes
+    trained_scale: float = 50.0
+    # the GNN's uncertainty penalty is margin / √(1 + n) (about two standard deviations of a 0/1 mean); an outcome
+    # learned here counts f · penalty_weight there: for an untrained candidate about one standard deviation
+    # (0.5 / √n) of its corrected estimate, for a trained one next to nothing (lowering the penalty of the
+    # candidates routing picks most would make the rich richer)
     penalty_weight: float = 4.0
+
+    def freshness(self, trained: np.ndarray) -> np.ndarray:
+        """f per candidate, from the outcomes behind the router's own predictions."""
+        return self.trained_scale / (self.trained_scale + np.maximum(np.asarray(trained, dtype=float), 0.0))
 
 
 class OnlineLearner:
@@ -188,8 +193,8 @@ class OnlineLearner:
         self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, trained: np.ndarray | None = None
     ) -> np.ndarray | None:
         """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
-        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (below
-        :attr:`Priors.fresh_below`: the weaker :attr:`Priors.untrained` applies)."""
+        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (few: priors nearer
+        the weaker :attr:`Priors.untrained`, see :attr:`Priors.trained_scale`)."""
         p = self.priors
         with self._lock:
             if self._n == 0:
@@ -201,6 +206,7 @@ class OnlineLearner:
                 bounds = np.searchsorted(cand[order], np.arange(len(self._names) + 1))
                 self._by_cand = {c: order[bounds[c] : bounds[c + 1]] for c in range(len(self._names))}
             by_cand = self._by_cand
+            fresh = None if trained is None else p.freshness(trained)
             qe = np.asarray(q.embedding, dtype=np.float32)
             sims = qe @ emb.T  # (n_q, M)
             out = np.zeros((len(q), len(candidates)))
@@ -210,8 +216,8 @@ class OnlineLearner:
                     continue
                 rows = by_cand[cid]
                 r = resid[rows]
-                fresh = trained is not None and trained[j] < p.fresh_below
-                k_cand, k_task = (p.untrained, p.untrained) if fresh else (p.candidate, p.task)
+                f = 0.0 if fresh is None else fresh[j]
+                k_cand, k_task = f * p.untrained + (1 - f) * p.candidate, f * p.untrained + (1 - f) * p.task
                 g = r.sum() / (len(r) + k_cand)
                 t_rows = task[rows]
                 for t in np.unique(q.task):

@@ -187,26 +187,30 @@ class Scorer:
         multiplier is learned by training).
 
         Outcomes on the router's stored training queries are passed to the router when it can take them (the GNN
-        updates its graph); then every outcome on a query whose embedding is known — a stored query of the
-        router's world, or one of ``queries`` (query id → (text, task name)) — is learned online: by the router
-        itself if it ``learns_online`` (bandits), else by :attr:`online` as a residual correction (and a
-        neighbour for later requests). Returns how many effects are used now.
+        updates its graph with them); every other outcome on a query whose embedding is known — a stored query of
+        the router's world, or one of ``queries`` (query id → (text, task name)) — is learned online: by the
+        router itself if it ``learns_online`` (bandits), else by :attr:`online` as a residual correction (and a
+        neighbour for later requests). No outcome is learned twice. Returns how many effects are used now.
         """
         if name not in self.candidates:
             raise GraphRouterError(f"{name!r} is not a candidate")
         rows, cost_rows = self._training_rows(outcomes, costs)
+        absorbed = 0
         if (rows or cost_rows) and not self.router.learns_online:
             try:
-                self.router.add_outcomes(name, rows, cost_rows)
+                absorbed = int(self.router.add_outcomes(name, rows, cost_rows))
             except NotImplementedError:  # this router uses stored outcomes only after retraining
                 pass
             except GraphRouterError:
                 raise
             except ValueError as exc:
                 raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
+        if absorbed:  # the router learned those itself (the GNN's graph): not corrected for a second time
+            keys = self._index()[0]
+            outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
         ids, q = self._features(outcomes, queries or {})
         if not ids:
-            return 0
+            return absorbed
         effect = np.array([float(outcomes[i]) for i in ids])
         if not np.isfinite(effect).all() or (effect < 0).any() or (effect > 1).any():
             raise GraphRouterError(f"cannot add outcomes of {name!r}: effects must be in [0, 1]")
@@ -217,8 +221,8 @@ class Scorer:
             cost = np.array([np.nan if (costs or {}).get(i) is None else float(costs[i]) for i in ids])
             router.update(q, col, effect, cost)  # type: ignore[attr-defined]
             return len(ids)
-        predicted = router.predict_effect(q)[:, col]  # uncorrected, after the router took what it could
-        return self.online.observe(name, ids, q.embedding, q.task, effect, predicted)
+        predicted = router.predict_effect(q)[:, col]  # uncorrected
+        return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted)
 
     def _features(
         self, outcomes: dict[str, float], queries: dict[str, tuple[str, str]]

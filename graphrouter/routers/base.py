@@ -92,14 +92,14 @@ class Router(ABC):
         return np.isfinite(self.world.data.effect[self.train_idx]).sum(0).astype(float)
 
     def outcome_counts(self) -> np.ndarray:
-        """(C,) outcomes behind each candidate's prediction now: :meth:`trained_counts`, plus for a candidate with
-        few of them (``Priors.fresh_below``) those learned online (weighted by ``Priors.penalty_weight``): the
-        spread of exploration's Thompson sample, and the GNN's uncertainty penalty."""
+        """(C,) outcomes behind each candidate's prediction now: :meth:`trained_counts` plus those learned online,
+        weighted by how untrained the candidate is (``Priors.freshness``, ``Priors.penalty_weight``): the spread of
+        exploration's Thompson sample, and the GNN's uncertainty penalty."""
         n = self.trained_counts()
         if self.online is None:
             return n
         p = self.online.priors
-        return n + np.where(n < p.fresh_below, p.penalty_weight * self.online.counts(self.candidates), 0.0)
+        return n + p.freshness(n) * p.penalty_weight * self.online.counts(self.candidates)
 
     def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         """(n, C) predicted utility (:meth:`score`'s)."""
