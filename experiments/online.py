@@ -335,7 +335,9 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
         f"{new_name} is absent from training and registered before query {reg} with its description only. Reward = "
         "utility of the picked LLM's observed outcome (w_effect · effect − w_cost · cost_norm); regret against the "
         "oracle among the LLMs available at that moment. Mean ± std over seeds. GNN ensemble of "
-        f"{len(args.gnn_seeds.split(','))} member(s), fitted in {fit_s:.0f}s; total {total_s:.0f}s on 1 torch "
+        f"{len(args.gnn_seeds.split(','))} member(s), "
+        + ("fitted by an earlier run (--fit-cache)" if fit_s != fit_s else f"fitted in {fit_s:.0f}s")
+        + f"; total {total_s:.0f}s on 1 torch "
         "thread of a shared 2-core machine (modest settings: a subset of each pool per stream, few seeds).",
         "",
         f"Online learner priors for trained candidates (chosen on the validation queries by the mean reward of "
