@@ -8,7 +8,10 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
 - ``graphrouter_routing_decisions_total{candidate, kind}``: the top-1 candidate of every route answer;
 - ``graphrouter_proxy_calls_total{candidate, result}``: upstream calls of the chat proxy by candidate and result
   (ok, failed: connection/timeout/5xx, upstream_4xx); never a URL, header or key;
-- ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed).
+- ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed);
+- ``graphrouter_explorations_total{candidate, kind}`` and ``graphrouter_exploration_extra_cost_usd_total``: route
+  answers whose first candidate is an exploration's pick, and their extra expected cost over the argmax (when
+  positive).
 """
 
 from __future__ import annotations
@@ -59,6 +62,18 @@ class Metrics:
             "graphrouter_training_runs", "background trainings by result", ["result"], registry=self.registry
         )
 
+        self.explorations = Counter(
+            "graphrouter_explorations",
+            "route answers whose first candidate was explored (not the argmax), by that candidate",
+            ["candidate", "kind"],
+            registry=self.registry,
+        )
+        self.exploration_cost = Counter(
+            "graphrouter_exploration_extra_cost_usd",
+            "extra expected cost (USD) of explored picks over the argmax, when positive",
+            registry=self.registry,
+        )
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = {"method": method, "route": route, "status": str(status)}
         self.requests.labels(**labels).inc()
@@ -69,6 +84,9 @@ class Metrics:
 
     def proxied(self, candidate: str, result: str) -> None:
         self.proxy_calls.labels(candidate=candidate, result=result).inc()
+    def explored(self, candidate: str, kind: str, extra_usd: float) -> None:
+        self.explorations.labels(candidate=candidate, kind=kind).inc()
+        self.exploration_cost.inc(max(extra_usd, 0.0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

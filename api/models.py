@@ -165,6 +165,12 @@ class RouteRequest(_Strict):
     weights: Weights | None = Field(None, description="explicit utility weights instead of a scenario")
     budget: float | None = Field(None, gt=0, allow_inf_nan=False, description="max predicted USD for this query")
     candidates: list[Name] | None = Field(None, description="choose only among these LLMs / agents")
+    explore: bool | None = Field(
+        None,
+        description="allow exploration: the first candidate may be a Thompson sample's pick instead of the argmax, "
+        "within the operator's budget (GRAPHROUTER_EXPLORE_SHARE, GRAPHROUTER_EXPLORE_USD_PER_1K) and this "
+        "request's budget and candidates; default GRAPHROUTER_EXPLORE_DEFAULT (off)",
+    )
 
 
 class Candidate(BaseModel):
@@ -184,6 +190,7 @@ class RouteResponse(BaseModel):
     weights: Weights
     candidates: list[Candidate] = Field(description="best first")
     checkpoint: str = Field(description="version of the checkpoint that answered")
+    explored: bool = Field(False, description="the first candidate is an exploration's pick, not the argmax")
 
 
 class BatchRouteRequest(_Strict):
@@ -422,7 +429,10 @@ class OutcomesIn(_Strict):
 class OutcomesWritten(BaseModel):
     written: int = Field(description="outcome edges written (new or updated)")
     queries_added: int
-    applied_to_scorer: int = Field(description="outcomes the serving scorer uses now, without retraining")
+    applied_to_scorer: int = Field(
+        description="outcomes the serving scorer learned now, without retraining (it corrects that candidate's "
+        "predictions, and the query becomes a neighbour for later requests)"
+    )
     pending_retrain: int = Field(description="outcomes the scorer will use only after the next training")
 
 

@@ -35,6 +35,7 @@ from api.state import ServiceState
 from graph_store import (
     AGENT,
     LLM,
+    QUERY,
     Agent,
     GraphBatch,
     GraphStore,
@@ -42,6 +43,7 @@ from graph_store import (
     LLMNode,
     NodeNotFoundError,
     Outcome,
+    Query,
     StoreUnavailableError,
 )
 from graph_store.changes import (
@@ -376,21 +378,35 @@ class CandidateRegistry:
                 scorer.exclude(name, node)
 
     # ---- installing a scorer ------------------------------------------------------------------------------
-    def install(self, scorer: Scorer, source: str, progress: Callable[[int, int], None] | None = None) -> Attached:
-        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between)."""
+    def install(
+        self,
+        scorer: Scorer,
+        source: str,
+        progress: Callable[[int, int], None] | None = None,
+        outcomes_since: int | None = None,
+    ) -> Attached:
+        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between). It takes
+        over the service's exploration budget and what the serving scorer learned online from outcomes after mark
+        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)
+            previous = self.state.scorer
+            if previous is not None and previous is not scorer:
+                scorer.carry_over(previous, outcomes_since)
+            scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached
 
     # ---- outcomes -----------------------------------------------------------------------------------------
     def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
         """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
-        then pass the effects (and, for candidates registered since training, costs) to the serving scorer, per
-        routable candidate. Returns how many effects the scorer took."""
-        store.write(batch, change=self.change(OUTCOMES, payload={"rows": outcome_rows(batch.outcomes)}))
-        return self._pass_outcomes(outcome_rows(batch.outcomes))
+        then pass them to the serving scorer, per routable candidate: it learns every effect at once (on stored
+        and new queries alike: :meth:`Scorer.add_outcomes`), and the costs of candidates registered since
+        training. Returns how many effects the scorer took."""
+        rows = outcome_rows(batch.outcomes)
+        store.write(batch, change=self.change(OUTCOMES, payload={"rows": rows}))
+        return self._pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
 
     def apply_outcomes(self, outcomes: list[Outcome]) -> int:
         """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
@@ -399,8 +415,9 @@ class CandidateRegistry:
         self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
         return self._pass_outcomes(rows)
 
-    def _pass_outcomes(self, rows: list[list[Any]]) -> int:
-        """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate."""
+    def _pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
+        """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate, with
+        the (text, task) of queries its router was not trained on (from ``new_queries``, else the store)."""
         scorer = self.state.scorer
         if scorer is None:
             return 0
@@ -409,11 +426,13 @@ class CandidateRegistry:
             if scorer.routable(target):
                 effects, costs = by_candidate.setdefault(target, ({}, {}))
                 effects[query], costs[query] = effect, cost
+        ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
+        queries = self._query_texts(self.state.get_store(), scorer, new_queries or {}, ids)
         applied = 0
         with self.state.lock.write():
             for name, (effects, costs) in by_candidate.items():
                 try:
-                    applied += scorer.add_outcomes(name, effects, costs)
+                    applied += scorer.add_outcomes(name, effects, costs, queries=queries)
                 except NotImplementedError:  # this router learns outcomes only by retraining
                     return 0
                 except GraphRouterError as exc:  # stored all the same; the next training uses them
@@ -516,3 +535,24 @@ class CandidateRegistry:
             return
         self.install(scorer, f"the published checkpoint {scorer.checkpoint.version}")
         log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)
+    @staticmethod
+    def _query_texts(
+        store: GraphStore, scorer: Scorer, new: dict[str, tuple[str, str]], ids: list[str]
+    ) -> dict[str, tuple[str, str]]:
+        """(text, task) of those queries ``ids`` that the scorer's router was not trained on: from ``new`` (the
+        batch just written), else from the store (a query added by an earlier post or by another replica)."""
+        out = {}
+        for qid in scorer.unknown_queries(ids):
+            if qid in new:
+                out[qid] = new[qid]
+            elif store.has_node(QUERY, qid):
+                node = store.get_node(QUERY, qid)
+                if isinstance(node, Query):
+                    out[qid] = (node.text, node.task)
+        return out
+
+    def outcome_mark(self) -> int:
+        """How many outcomes the serving scorer has learned online so far: a training takes it with its snapshot
+        (under :attr:`lock`), and keeps only the newer ones when it is installed."""
+        scorer = self.state.scorer
+        return scorer.online.seq if scorer is not None else 0

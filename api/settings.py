@@ -109,6 +109,18 @@ class Settings(BaseSettings):
         "embedding call and one GNN pass (a lone request never waits); 0: off",
     )
     batch_max: int = Field(32, ge=1, le=1024, description="most route requests in one micro-batch")
+    explore_default: bool = Field(
+        False, description="route requests that do not say explore=true/false explore (within the budget)"
+    )
+    explore_share: float = Field(
+        0.1, ge=0, le=1, allow_inf_nan=False, description="at most this share of routed requests explores"
+    )
+    explore_usd_per_1k: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="at most this much extra expected USD per 1,000 routed requests goes to exploring (unset: none)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
@@ -127,6 +139,11 @@ class Settings(BaseSettings):
         if self.proxy_key is None:
             return []
         return [k.strip() for k in self.proxy_key.get_secret_value().split(",") if k.strip()]
+
+    @field_validator("explore_usd_per_1k", mode="before")
+    @classmethod
+    def _empty_usd_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("torch_threads", "rate_limit", "rate_burst", mode="before")
     @classmethod

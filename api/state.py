@@ -29,6 +29,7 @@ from api.settings import Settings
 from graph_store import TASK, GraphStore, GraphStoreError, StoreUnavailableError, open_store
 from graph_store.location import redact
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
+from graphrouter.online import Explorer
 
 if TYPE_CHECKING:
     from graphrouter.scorer import Scorer
@@ -115,6 +116,8 @@ class ServiceState:
         self.lock = RWLock()  # shared: routing; exclusive: changing the scorer or its candidates
         # this replica's id, the origin of the change records it writes (so that it does not apply them twice)
         self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # the exploration budget: one for the service, handed to every scorer installed
+        self.explorer = Explorer(settings.explore_share, settings.explore_usd_per_1k)
         self._load_lock = threading.Lock()
         self._last_store_try = float("-inf")
         self._torch_threads_before: int | None = None

@@ -160,7 +160,8 @@ class Trainer:
 
         state, settings = self.state, self.state.settings
         store = state.get_store()
-        snap = store.snapshot()
+        with self.registry.lock:  # the outcomes learned online so far are exactly those in the snapshot
+            mark, snap = self.registry.outcome_mark(), store.snapshot()
         if len(snap.nodes["Query"]) == 0 or not any(
             len(snap.edges[key]) for key in snap.edges if key[1] in (ANSWERED_BY, HANDLED_BY)
         ):
@@ -183,7 +184,7 @@ class Trainer:
         serving = self._serving_embedder(ckpt.embedding_model)
         scorer = Scorer(ckpt, serving, settings.max_query_chars)
         # registrations wait; routing goes on with the old scorer until the swap
-        attached = self.registry.install(scorer, f"the new checkpoint {ckpt.version}")
+        attached = self.registry.install(scorer, f"the new checkpoint {ckpt.version}", outcomes_since=mark)
         log.info(
             "retrained %s: checkpoint %s, %d queries, %d candidates",
             router.name,

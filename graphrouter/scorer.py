@@ -19,6 +19,7 @@ import numpy as np
 from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode, Outcome
 from graphrouter.embeddings import Embedder, check_text
 from graphrouter.errors import GraphRouterError, QueryTooLongError
+from graphrouter.online import Explorer, OnlineLearner
 from graphrouter.rewards import scenario_weights
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
@@ -58,6 +59,7 @@ class RouteRequest:
     weights: tuple[float, float] | None = None
     budget: float | None = None
     candidates: list[str] | None = None
+    explore: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class RouteResult:
     weights: tuple[float, float]
     candidates: list[Recommendation]
     checkpoint: str
+    explored: bool = False  # the first candidate is an exploration's pick, not the argmax
+    extra_cost: float = 0.0  # its predicted cost minus the argmax's (USD), when explored
 
 
 class Scorer:
@@ -79,6 +83,14 @@ class Scorer:
         # deleted candidates that the router cannot drop without retraining (name → the data they were deleted
         # with): kept out of every route until a retrain, or a re-registration with the same data
         self._excluded: dict[str, LLMNode | Agent | None] = {}
+        # what is learned from posted outcomes without retraining (the router applies it in its one pass), and
+        # the exploration budget (the service shares one across scorer swaps)
+        self.online = OnlineLearner()
+        if not self.router.learns_online:
+            self.router.online = self.online
+        self.explorer = Explorer()
+        # (world, training rows, query id → world row, set of training rows): see _index
+        self._rows: tuple[object, object, dict[str, int], set[int]] | None = None
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -172,6 +184,7 @@ class Scorer:
         except ValueError as exc:
             raise GraphRouterError(f"cannot remove {name!r}: {exc}") from None
         self._excluded.pop(name, None)
+        self.online.forget(name)
 
     def exclude(self, name: str, node: LLMNode | Agent | None = None) -> bool:
         """Stop routing to a deleted candidate at once: dropped by the router if it can (True), else kept out of
@@ -185,25 +198,106 @@ class Scorer:
             return False
         return True
 
-    def add_outcomes(self, name: str, outcomes: dict[str, float], costs: dict[str, float] | None = None) -> int:
-        """Pass observed effects (query id → effect) of candidate ``name`` to the router without retraining, and
-        its observed costs (query id → USD) if it was registered since training (a trained candidate's cost
+    def add_outcomes(
+        self,
+        name: str,
+        outcomes: dict[str, float],
+        costs: dict[str, float] | None = None,
+        queries: dict[str, tuple[str, str]] | None = None,
+    ) -> int:
+        """Learn observed effects (query id → effect) of candidate ``name`` now, without retraining, and its
+        observed costs (query id → USD) if it was registered since training (a trained candidate's cost
         multiplier is learned by training).
 
-        Only outcomes on the router's stored training queries can be used; the others wait for the next training.
-        Returns how many effects were applied. Raises NotImplementedError if the router cannot take outcomes.
+        Outcomes on the router's stored training queries are passed to the router when it can take them (the GNN
+        updates its graph with them); every other outcome on a query whose embedding is known — a stored query of
+        the router's world, or one of ``queries`` (query id → (text, task name)) — is learned online: by the
+        router itself if it ``learns_online`` (bandits), else by :attr:`online` as a residual correction (and a
+        neighbour for later requests). No outcome is learned twice. Returns how many effects are used now.
         """
         if name not in self.candidates:
             raise GraphRouterError(f"{name!r} is not a candidate")
         rows, cost_rows = self.router.training_rows(outcomes, costs)
-        if not rows and not cost_rows:
-            return 0
-        try:
-            return int(self.router.add_outcomes(name, rows, cost_rows))
-        except GraphRouterError:
-            raise
-        except ValueError as exc:
-            raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
+        absorbed = 0
+        if (rows or cost_rows) and not self.router.learns_online:
+            try:
+                absorbed = int(self.router.add_outcomes(name, rows, cost_rows))
+            except NotImplementedError:  # this router uses stored outcomes only after retraining
+                pass
+            except GraphRouterError:
+                raise
+            except ValueError as exc:
+                raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
+        if absorbed:  # the router learned those itself (the GNN's graph): not corrected for a second time
+            keys = self._index()[0]
+            outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
+        ids, q = self._features(outcomes, queries or {})
+        if not ids:
+            return absorbed
+        effect = np.array([float(outcomes[i]) for i in ids])
+        if not np.isfinite(effect).all() or (effect < 0).any() or (effect > 1).any():
+            raise GraphRouterError(f"cannot add outcomes of {name!r}: effects must be in [0, 1]")
+        col = self.candidates.index(name)
+        router = self.router
+        q = router.task_inferer.fill(q)
+        if router.learns_online:
+            cost = np.array([np.nan if (costs or {}).get(i) is None else float(costs[i]) for i in ids])
+            router.update(q, col, effect, cost)  # type: ignore[attr-defined]
+            return len(ids)
+        predicted = router.predict_effect(q)[:, col]  # uncorrected
+        return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted)
+
+    def _features(
+        self, outcomes: dict[str, float], queries: dict[str, tuple[str, str]]
+    ) -> tuple[list[str], QueryFeatures]:
+        """The query ids of ``outcomes`` whose embedding is known, and their features (stored queries from the
+        router's world; the others embedded from their text, with their task if the router knows it)."""
+        world = self.router.world
+        index = self._index()[0]
+        stored = [i for i in outcomes if i in index]
+        new = [i for i in outcomes if i not in index and i in queries]
+        emb = [world.query_emb[[index[i] for i in stored]]] if stored else []
+        if new:
+            emb.append(self.embedder.embed([queries[i][0] for i in new]))
+        ids = stored + new
+        if not ids:
+            return ids, QueryFeatures(np.zeros((0, 1)), np.zeros(0, dtype=np.int64), np.zeros(0))
+        task = [int(world.data.query_task[index[i]]) for i in stored] + [
+            self._task_index.get(queries[i][1], UNKNOWN_TASK) for i in new
+        ]
+        tokens = [float(world.query_tokens[index[i]]) for i in stored] + list(
+            count_tokens([queries[i][0] for i in new]) if new else []
+        )
+        return ids, QueryFeatures(
+            np.concatenate(emb).astype(np.float32), np.asarray(task, dtype=np.int64), np.asarray(tokens, dtype=float)
+        )
+
+    def unknown_queries(self, query_ids: list[str]) -> list[str]:
+        """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
+        from their outcomes now)."""
+        index = self._index()[0]
+        return [i for i in query_ids if i not in index]
+
+    def _index(self) -> tuple[dict[str, int], set[int]]:
+        """The router's world as query id → world row, and its training rows; built once per world and training
+        set (the router replaces them when it reattaches)."""
+        router = self.router
+        train_idx = getattr(router, "train_idx", None)
+        if self._rows is None or self._rows[0] is not router.world or self._rows[1] is not train_idx:
+            keys = {k: i for i, k in enumerate(router.world.data.query_keys)}
+            train = set(np.arange(len(keys)).tolist() if train_idx is None else np.asarray(train_idx).tolist())
+            self._rows = (router.world, train_idx, keys, train)
+        return self._rows[2], self._rows[3]
+
+    def carry_over(self, previous: Scorer, since: int | None = None) -> None:
+        """Take over a replaced scorer's exploration budget and what it learned online: only the outcomes observed
+        after mark ``since`` (the snapshot this scorer was trained on holds the older ones; None: all of them),
+        re-based on this router's predictions."""
+        self.explorer = previous.explorer
+        learned = previous.online.rebased(self.router, -1 if since is None else since)
+        self.online = learned
+        if not self.router.learns_online:
+            self.router.online = learned
 
     @property
     def tasks(self) -> list[str]:
@@ -295,15 +389,18 @@ class Scorer:
         weights: tuple[float, float] | None = None,
         budget: float | None = None,
         candidates: list[str] | None = None,
+        explore: bool = False,
     ) -> RouteResult:
-        """The ``k`` candidates of highest predicted utility for this query."""
+        """The ``k`` candidates of highest predicted utility for this query. With ``explore``, the first one may
+        instead be a Thompson sample's best (:class:`~graphrouter.online.Explorer`), within the exploration
+        budget, among the candidates the request allows."""
         t, w, pool = self._check(RouteRequest(query_text, task, k, scenario, weights, budget, candidates))
         q = QueryFeatures(
             embedding=self.embedder.embed([query_text]),
             task=np.array([t]),
             tokens=np.asarray(count_tokens([query_text]), dtype=np.float64),
         )
-        return self._rank(self.router.score(q, w), 0, task, w, k, budget, pool)
+        return self._rank(self.router.score(q, w), 0, task, w, k, budget, pool, explore)
 
     def top_k_many(self, requests: Sequence[RouteRequest]) -> list[RouteResult | GraphRouterError]:
         """:meth:`top_k` for many requests in one pass: one embedding call for all their texts and one router pass
@@ -333,7 +430,7 @@ class Scorer:
                     i = rows[j]
                     req = requests[i]
                     try:
-                        out[i] = self._rank(scores, n, req.task, w, req.k, req.budget, checked[i][2])
+                        out[i] = self._rank(scores, n, req.task, w, req.k, req.budget, checked[i][2], req.explore)
                     except GraphRouterError as exc:
                         out[i] = exc
         return out  # type: ignore[return-value]
@@ -394,6 +491,7 @@ class Scorer:
         k: int,
         budget: float | None,
         pool: np.ndarray,
+        explore: bool = False,
     ) -> RouteResult:
         router = self.router
         effect, cost, utility = scores.effect[row], scores.cost[row], scores.utility[row]
@@ -404,7 +502,17 @@ class Scorer:
                     f"no candidate fits the budget of {budget:g} USD; the cheapest costs {cost[pool].min():.3g} USD"
                 )
             pool = affordable
-        order = pool[np.argsort(-utility[pool], kind="stable")][:k]
+        order = pool[np.argsort(-utility[pool], kind="stable")]
+        self.explorer.count_request()
+        explored, extra = False, 0.0
+        if explore and len(order) > 1:
+            pick = self.explorer.sample(effect, scores.cost_norm[row], w, router.outcome_counts(), pool)
+            extra = float(cost[pick] - cost[order[0]])
+            if pick != order[0] and self.explorer.try_spend(extra):
+                order, explored = np.r_[pick, order[order != pick]], True
+        if not explored:
+            extra = 0.0
+        order = order[:k]
         recs = [
             Recommendation(
                 self.candidates[i], self.kinds[i], float(np.clip(effect[i], 0, 1)), float(cost[i]), float(utility[i])
@@ -413,5 +521,11 @@ class Scorer:
         ]
         task_name = router.world.data.task_names[int(scores.task[row])]
         return RouteResult(
-            task=task_name, task_inferred=task is None, weights=w, candidates=recs, checkpoint=self.checkpoint.version
+            task=task_name,
+            task_inferred=task is None,
+            weights=w,
+            candidates=recs,
+            checkpoint=self.checkpoint.version,
+            explored=explored,
+            extra_cost=extra,
         )

@@ -84,7 +84,9 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert client.post("/v1/tasks", json={"name": "cooking"}, headers=AUTH).status_code == 201
         row = {"query": "how do I bake bread", "task": "cooking", "candidate": "llm-0", "effect": 1, "cost": 0.001}
         r = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=AUTH)
-        assert r.status_code == 200 and r.json()["pending_retrain"] == 1, r.text
+        # learned at once (its task unknown to the checkpoint: inferred), and in the store for the next training
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
+        assert len(app.state.service.scorer.online) == 1
         bread = {"query": "how do I bake bread", "task": "cooking", "k": 2}
         r = client.post("/v1/route", json=bread)
         assert r.status_code == 400 and "retrain (POST /v1/train)" in r.json()["detail"], r.text
@@ -102,6 +104,11 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert r.status_code == 200 and r.json()["checkpoint"] == old, r.text
         r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
         assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        # an outcome posted after the snapshot: not in the new checkpoint, so its correction must survive the swap
+        late = {"query": "task-0 a late question", "task": "task-0", "candidate": "llm-1", "effect": 1, "cost": 0.001}
+        r = client.post("/v1/outcomes", json={"outcomes": [late]}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
+        assert len(app.state.service.scorer.online) == 2
 
         release.set()
         app.state.trainer.wait(120)
@@ -112,6 +119,10 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert done["queries"] == 121 and done["candidates"] == 6 and done["finished_at"] >= done["started_at"]
         assert client.get("/ready").json()["checkpoint"] == new
         assert load_checkpoint(checkpoint).version == new  # written where a restart will read it
+        # the bread outcome is in the training snapshot: its correction is dropped (never counted twice); the late
+        # one is kept, re-based on the new router's predictions
+        learned = app.state.service.scorer.online
+        assert len(learned) == 1 and learned.counts(["llm-0", "llm-1"]).tolist() == [0.0, 1.0]
 
         r = client.post("/v1/route", json=bread)
         assert r.status_code == 200 and r.json()["task"] == "cooking" and r.json()["checkpoint"] == new, r.text

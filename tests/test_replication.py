@@ -59,11 +59,8 @@ def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[Wo
         b_scorer = b_app.state.service.scorer
         seen: list[tuple[str, dict[str, float]]] = []
         real = b_scorer.add_outcomes
-        b_scorer.add_outcomes = lambda name, effects, costs=None: (
-            seen.append((name, effects))
-            or real(  # type: ignore[method-assign]
-                name, effects, costs
-            )
+        b_scorer.add_outcomes = lambda name, effects, costs=None, queries=None: (  # type: ignore[method-assign]
+            seen.append((name, effects)) or real(name, effects, costs, queries=queries)
         )
         qid = world.data.query_keys[0]
         rows = [{"query_id": qid, "candidate": "llm-0", "effect": 0.25, "cost": 0.001}]

@@ -147,7 +147,7 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
     old.__setstate__(state)
     assert old.candidate_kinds() == list(zip(scorer.candidates, scorer.kinds, strict=True))
 
-    # outcomes on training queries are applied; others are not
+    # outcomes on training queries are applied; others only with their text (to be learned online)
     assert scorer.add_outcomes("llm-0", {"q0": 0.0, "q1": 0.0, "nope": 1.0}) == 2
     assert scorer.add_outcomes("llm-0", {"nope": 1.0}) == 0
 
@@ -162,8 +162,9 @@ def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: P
     knn = Scorer(save_checkpoint(knn_router, "hash-test", tmp_path / "knn.pt"), HashEmbedder(world))
     with pytest.raises(NotImplementedError):
         knn.remove_candidate("llm-0")
-    with pytest.raises(NotImplementedError):
-        knn.add_outcomes("llm-0", {"q0": 1.0})
+    # … but learns outcomes online all the same (a correction on top of its predictions), on any query
+    assert knn.add_outcomes("llm-0", {"q0": 1.0}) == 1
+    assert knn.add_outcomes("llm-0", {"n1": 1.0}, queries={"n1": ("task-0 new", "task-0")}) == 1
     with pytest.raises(NotImplementedError):
         knn.register_agent(agent, backing)
     assert list(knn.candidates) == world.data.candidates

@@ -7,12 +7,14 @@ a 422 naming its index and field (``outcomes[3].candidate: …``), the same quer
 ``query_id`` stored with another text or task is a 409 — and then written in one atomic store write: all rows land
 or none does. Writing an outcome for a (query, candidate) pair again updates it.
 
-Then the serving scorer gets the new effects of the candidates it routes to, without retraining, when its router
-can take them (the GNN), and the observed costs of candidates registered since training (their cost multiplier);
-only outcomes on queries the checkpoint was trained on can be used that way. The answer
-says how many were applied now (``applied_to_scorer``) and how many wait for the next training
-(``pending_retrain``: outcomes on new queries, on candidates the scorer does not route to, or with a router that
-cannot take outcomes). Every written outcome is in the store, so the next training uses all of them.
+Then the serving scorer learns every effect of the candidates it routes to at once, without retraining
+(:meth:`graphrouter.scorer.Scorer.add_outcomes`): on a stored query it was trained on the GNN also updates its graph,
+and on any query — stored or new — the outcome corrects that candidate's predictions and the query becomes a
+neighbour for later requests (:mod:`graphrouter.online`); the observed costs of candidates registered since training
+set their cost multiplier. The answer says how many were applied now (``applied_to_scorer``) and how many wait for
+the next training (``pending_retrain``: outcomes on candidates the scorer does not route to). Every written outcome
+is in the store, so the next training uses all of them, and the retrained scorer keeps only the corrections of
+outcomes posted after its snapshot.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ def _route_one(req: RouteRequest, state: ServiceState, scorer: Any) -> RouteResp
             weights=weights,
             budget=req.budget,
             candidates=req.candidates,
+            explore=state.settings.explore_default if req.explore is None else req.explore,
         )
     return _response(result, state)
 
@@ -92,7 +93,16 @@ def route_many(reqs: Sequence[RouteRequest], state: ServiceState) -> list[RouteR
                 out[i] = exc
         results = current.top_k_many(
             [
-                ScorerRequest(r.query, r.task, r.k, r.scenario, _weights(r), r.budget, r.candidates)
+                ScorerRequest(
+                    r.query,
+                    r.task,
+                    r.k,
+                    r.scenario,
+                    _weights(r),
+                    r.budget,
+                    r.candidates,
+                    state.settings.explore_default if r.explore is None else r.explore,
+                )
                 for r in (reqs[i] for i in todo)
             ]
         )
@@ -104,6 +114,8 @@ def route_many(reqs: Sequence[RouteRequest], state: ServiceState) -> list[RouteR
 def _response(result: RouteResult, state: ServiceState) -> RouteResponse:
     if result.candidates:
         state.metrics.decided(result.candidates[0].name, result.candidates[0].kind)
+    if result.explored:
+        state.metrics.explored(result.candidates[0].name, result.candidates[0].kind, result.extra_cost)
     return RouteResponse(
         task=result.task,
         task_inferred=result.task_inferred,
@@ -113,6 +125,7 @@ def _response(result: RouteResult, state: ServiceState) -> RouteResponse:
             for c in result.candidates
         ],
         checkpoint=result.checkpoint,
+        explored=result.explored,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from graphrouter.cost import CostModel
 from graphrouter.rewards import utility
 from graphrouter.task_inference import TaskInferer
 from graphrouter.world import QueryFeatures, World
+
+if TYPE_CHECKING:
+    from graphrouter.online import OnlineLearner
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class Router(ABC):
     """Scores every candidate for every query; higher utility is better."""
 
     name: ClassVar[str] = "abstract"
+    # a router that learns from each outcome itself (``update``) instead of through an OnlineLearner (bandits)
+    learns_online: ClassVar[bool] = False
+    # corrections learned online from posted outcomes (set by the scorer; None: predictions as trained)
+    online: OnlineLearner | None = None
 
     def fit(self, world: World, train_idx: np.ndarray) -> Router:
         """Learn from the training queries' outcomes (and nothing else of theirs)."""
@@ -74,6 +81,8 @@ class Router(ABC):
         cost computed once, and ``w_effect · effect − w_cost · cost_norm − penalty``."""
         q = self.task_inferer.fill(q)
         effect = self.predict_effect(q)
+        if self.online is not None:  # a no-op (the same array) until an outcome was learned
+            effect = self.online.adjust(self.candidates, q, effect, self.trained_counts())
         cost = self.cost_model.cost(q.tokens)
         cost_norm = self.cost_model.normalise(cost, q.task)
         return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
@@ -90,6 +99,21 @@ class Router(ABC):
     def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
         """(C,) utility subtracted from each candidate whatever the query (e.g. for uncertainty); none by default."""
         return None
+
+    def trained_counts(self) -> np.ndarray:
+        """(C,) outcomes behind each candidate's prediction at training (or registration): its observed training
+        outcomes. Inductive routers whose candidates change override this."""
+        return np.isfinite(self.world.data.effect[self.train_idx]).sum(0).astype(float)
+
+    def outcome_counts(self) -> np.ndarray:
+        """(C,) outcomes behind each candidate's prediction now: :meth:`trained_counts` plus those learned online,
+        weighted by how untrained the candidate is (``Priors.freshness``, ``Priors.penalty_weight``): the spread of
+        exploration's Thompson sample, and the GNN's uncertainty penalty."""
+        n = self.trained_counts()
+        if self.online is None:
+            return n
+        p = self.online.priors
+        return n + p.freshness(n) * p.penalty_weight * self.online.counts(self.candidates)
 
     def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         """(n, C) predicted utility (:meth:`score`'s)."""

@@ -181,8 +181,11 @@ class GnnRouter(Router):
     def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
         if self.uncertainty_margin <= 0:
             return None
-        n_observed = self._cache.observed.count  # visible outcomes per candidate (an agent counts those it inherits)
+        n_observed = self.outcome_counts()  # visible outcomes per candidate (and those learned online)
         return weights[0] * self.uncertainty_margin / np.sqrt(1.0 + n_observed)
+
+    def trained_counts(self) -> np.ndarray:
+        return np.asarray(self._cache.observed.count, dtype=float)  # an agent counts the outcomes it inherits
 
     def reattach(self, world: World) -> None:
         """Serve over another stored graph without retraining: every query of ``world`` becomes a stored query

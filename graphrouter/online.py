@@ -1,0 +1,342 @@
+"""Learning from live traffic without retraining: online corrections of a router's effect predictions
+(:class:`OnlineLearner`) and bounded exploration (:class:`Explorer`).
+
+**Corrections.** Every outcome posted for a candidate — trained or registered since, on a stored query or a new one
+— is kept as (query embedding, task, candidate, observed effect, residual), where the residual is the observed
+effect minus the router's own (uncorrected) prediction for that candidate on that query at the time. A request's
+prediction for candidate ``c`` on a query of task ``t`` is then corrected by a hierarchical shrinkage estimate of the
+residual (Gaussian posterior means with prior strengths counted in outcomes)::
+
+    g  = Σ_c r / (n_c + κ_candidate)                          the candidate's mean residual, shrunk to 0
+    τ  = (Σ_{c,t} r + κ_task · g) / (n_{c,t} + κ_task)        its mean residual on the task, shrunk to g
+    ℓ  = (Σ_i w_i r_i + κ_neighbours · τ) / (Σ_i w_i + κ_neighbours)   over its k nearest remembered queries,
+         w_i = exp((sim_i − 1) / temperature)                 so a new query posted with its outcome is a neighbour
+
+and ``effect + ℓ`` (clipped to [0, 1]) is what the router's utility is computed from. :meth:`Router.score` applies it
+in the one request pass; the scorer feeds it (:meth:`Scorer.add_outcomes`). Nothing new is persisted: the outcomes
+are in the store, and the next full training learns from them; :meth:`OnlineLearner.rebased` keeps only the
+outcomes newer than that training's snapshot, re-based on the new router's predictions (no outcome counted twice).
+
+**Exploration.** :class:`Explorer` holds the operator's budget (a share of traffic, and optionally extra expected USD
+per 1,000 requests) and draws a Thompson sample of each candidate's effect, ``N(effect, σ² / (1 + n))`` with ``n``
+the outcomes behind its prediction; the scorer routes to the sample's best candidate (among those the request allows)
+when that differs from the argmax and the budget still has room.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from graphrouter.world import QueryFeatures
+
+
+class Predictor(Protocol):
+    """What re-basing needs of a router (:class:`~graphrouter.routers.base.Router` has it; not imported here,
+    since the router imports this module)."""
+
+    candidates: tuple[str, ...]
+    world: Any
+    task_inferer: Any
+
+    def predict_effect(self, q: QueryFeatures) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Prior strengths (in outcomes) of the correction and its neighbour kernel. The defaults were chosen on
+    validation queries of dcrouter and MMLU-Pro (``experiments/online.py --tune``), away from the replay streams."""
+
+    candidate: float = 30.0
+    task: float = 30.0
+    neighbours: float = 3.0
+    k: int = 10
+    temperature: float = 0.05
+    # a candidate with no outcomes behind its prediction (registered from its description only) can be far off:
+    # its candidate and task levels take this weaker prior (residual variance ≈ 0.2 of a 0/1 effect over a prior
+    # bias variance ≈ 0.2², i.e. ≈ 5 outcomes; not validated: no withheld LLM is left to validate it on)
+    untrained: float = 5.0
+    # how trained a candidate counts as: f = trained_scale / (trained_scale + n), with n the outcomes behind the
+    # router's own prediction (1 for one registered from its description only, → 0 for one trained on thousands);
+    # its prior strengths are f · untrained + (1 − f) · candidate (or task). 50: the GNN's validation of
+    # few-outcome registration went up to 50 outcomes
+    trained_scale: float = 50.0
+    # the GNN's uncertainty penalty is margin / √(1 + n) (about two standard deviations of a 0/1 mean); an outcome
+    # learned here counts f · penalty_weight there: for an untrained candidate about one standard deviation
+    # (0.5 / √n) of its corrected estimate, for a trained one next to nothing (lowering the penalty of the
+    # candidates routing picks most would make the rich richer)
+    penalty_weight: float = 4.0
+
+    def freshness(self, trained: np.ndarray) -> np.ndarray:
+        """f per candidate, from the outcomes behind the router's own predictions."""
+        return self.trained_scale / (self.trained_scale + np.maximum(np.asarray(trained, dtype=float), 0.0))
+
+
+class OnlineLearner:
+    """Per-candidate, per-task posterior corrections of a router's effect predictions plus a memory of the queries
+    outcomes were posted on (their nearest neighbours correct later requests). Thread-safe; keyed by candidate
+    name, so registering or removing candidates never misaligns it."""
+
+    def __init__(self, priors: Priors | None = None, dim: int | None = None) -> None:
+        self.priors = priors or Priors()
+        self.seq = 0  # outcomes ever observed (monotonic across re-basing): the mark a training snapshot takes
+        self._lock = threading.Lock()
+        self._dim = dim
+        self._n = 0
+        self._emb = np.zeros((0, dim or 0), dtype=np.float32)
+        self._task = np.zeros(0, dtype=np.int64)
+        self._cand = np.zeros(0, dtype=np.int64)  # index into self._names
+        self._effect = np.zeros(0)
+        self._resid = np.zeros(0)
+        self._seq = np.zeros(0, dtype=np.int64)
+        self._names: list[str] = []
+        self._name_id: dict[str, int] = {}
+        self._key: dict[tuple[str, str], int] = {}  # (query id, candidate) → row: a repeated outcome replaces it
+        self._by_cand: dict[int, np.ndarray] = {}  # rows per candidate id, rebuilt lazily
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._n
+
+    # ---- learning -----------------------------------------------------------------------------------------
+    def observe(
+        self,
+        candidate: str,
+        query_ids: list[str],
+        embedding: np.ndarray,
+        task: np.ndarray,
+        effect: np.ndarray,
+        predicted: np.ndarray,
+    ) -> int:
+        """Remember outcomes of ``candidate``: per query its id, (d,) embedding, task index (-1 if unknown), the
+        observed effect and the router's uncorrected prediction now. Returns how many were taken."""
+        with self._lock:
+            seqs = np.arange(self.seq + 1, self.seq + 1 + len(query_ids))
+            self.seq += len(query_ids)
+            self._add(candidate, query_ids, embedding, task, effect, predicted, seqs)
+        return len(query_ids)
+
+    def _add(
+        self,
+        candidate: str,
+        query_ids: list[str],
+        embedding: np.ndarray,
+        task: np.ndarray,
+        effect: np.ndarray,
+        predicted: np.ndarray,
+        seqs: np.ndarray,
+    ) -> None:
+        """Store rows (caller holds the lock)."""
+        emb = np.asarray(embedding, dtype=np.float32).reshape(len(query_ids), -1)
+        effect = np.asarray(effect, dtype=np.float64)
+        resid = effect - np.asarray(predicted, dtype=np.float64)
+        task = np.asarray(task, dtype=np.int64)
+        if self._dim is None or self._n == 0:
+            self._dim = emb.shape[1]
+            self._emb = np.zeros((0, self._dim), dtype=np.float32)
+        if emb.shape[1] != self._dim:
+            raise ValueError(f"embeddings of size {emb.shape[1]}; the learner's are {self._dim}")
+        cid = self._name_id.setdefault(candidate, len(self._names))
+        if cid == len(self._names):
+            self._names.append(candidate)
+        for i, qid in enumerate(query_ids):
+            row = self._key.get((qid, candidate))
+            if row is None:
+                row = self._grow()
+                self._key[(qid, candidate)] = row
+            self._emb[row], self._task[row], self._cand[row] = emb[i], task[i], cid
+            self._effect[row], self._resid[row], self._seq[row] = effect[i], resid[i], seqs[i]
+        self._by_cand = {}
+
+    def _grow(self) -> int:
+        """The next free row, doubling the arrays when full (caller holds the lock)."""
+        if self._n == len(self._resid):
+            extra = max(64, self._n)
+
+            def more(a: np.ndarray) -> np.ndarray:
+                return np.concatenate([a, np.zeros((extra, *a.shape[1:]), dtype=a.dtype)])
+
+            self._emb, self._task, self._cand = more(self._emb), more(self._task), more(self._cand)
+            self._effect, self._resid, self._seq = more(self._effect), more(self._resid), more(self._seq)
+        self._n += 1
+        return self._n - 1
+
+    def forget(self, name: str) -> None:
+        """Drop what was learned about a candidate that is removed (a later one of that name starts afresh)."""
+        with self._lock:
+            cid = self._name_id.pop(name, None)
+            if cid is None:
+                return
+            self._names[cid] = ""  # its rows stay, unreachable by name; ids of the others do not move
+            self._key = {key: row for key, row in self._key.items() if key[1] != name}
+
+    # ---- reading ------------------------------------------------------------------------------------------
+    def counts(self, candidates: tuple[str, ...] | list[str]) -> np.ndarray:
+        """(C,) outcomes learned online per candidate, in the given column order."""
+        with self._lock:
+            per = np.bincount(self._cand[: self._n], minlength=len(self._names))
+            return np.array([per[self._name_id[c]] if c in self._name_id else 0 for c in candidates], dtype=float)
+
+    def correction(
+        self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, trained: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
+        ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (few: priors nearer
+        the weaker :attr:`Priors.untrained`, see :attr:`Priors.trained_scale`)."""
+        p = self.priors
+        with self._lock:
+            if self._n == 0:
+                return None
+            n = self._n
+            emb, task, cand, resid = self._emb[:n], self._task[:n], self._cand[:n], self._resid[:n]
+            if not self._by_cand:
+                order = np.argsort(cand, kind="stable")
+                bounds = np.searchsorted(cand[order], np.arange(len(self._names) + 1))
+                self._by_cand = {c: order[bounds[c] : bounds[c + 1]] for c in range(len(self._names))}
+            by_cand = self._by_cand
+            fresh = None if trained is None else p.freshness(trained)
+            qe = np.asarray(q.embedding, dtype=np.float32)
+            sims = qe @ emb.T  # (n_q, M)
+            out = np.zeros((len(q), len(candidates)))
+            for j, name in enumerate(candidates):
+                cid = self._name_id.get(name)
+                if cid is None or not len(by_cand.get(cid, ())):
+                    continue
+                rows = by_cand[cid]
+                r = resid[rows]
+                f = 0.0 if fresh is None else fresh[j]
+                k_cand, k_task = f * p.untrained + (1 - f) * p.candidate, f * p.untrained + (1 - f) * p.task
+                g = r.sum() / (len(r) + k_cand)
+                t_rows = task[rows]
+                for t in np.unique(q.task):
+                    sel_q = q.task == t
+                    same = t_rows == t
+                    tau = (r[same].sum() + k_task * g) / (same.sum() + k_task)
+                    s = sims[np.ix_(sel_q, rows)]
+                    k = min(p.k, len(rows))
+                    top = (
+                        np.argpartition(-s, k - 1, axis=1)[:, :k]
+                        if k < len(rows)
+                        else np.broadcast_to(np.arange(len(rows)), (len(s), len(rows)))
+                    )
+                    w = np.exp((np.take_along_axis(s, top, 1) - 1.0) / p.temperature)
+                    local = (w * r[top]).sum(1)
+                    out[sel_q, j] = (local + p.neighbours * tau) / (w.sum(1) + p.neighbours)
+            return out
+
+    def adjust(
+        self,
+        candidates: tuple[str, ...] | list[str],
+        q: QueryFeatures,
+        effect: np.ndarray,
+        trained: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``effect`` (n, C) corrected by what was learned online, clipped to [0, 1]; ``effect`` itself (the same
+        array) when nothing was learned, so routing without outcomes is exactly as without the learner."""
+        corr = self.correction(candidates, q, trained)
+        if corr is None:
+            return effect
+        return np.clip(effect + corr, 0.0, 1.0)
+
+    # ---- the next training absorbs them -------------------------------------------------------------------
+    def rebased(self, router: Predictor, since: int) -> OnlineLearner:
+        """A learner for a retrained ``router`` holding only the outcomes observed after mark ``since`` (older ones
+        are in its training snapshot), their residuals recomputed against its predictions."""
+        with self._lock:
+            keep = np.flatnonzero(self._seq[: self._n] > since)
+            rows = {row: key for key, row in self._key.items()}
+            names = list(self._names)
+            emb, task, cand = self._emb[keep], self._task[keep], self._cand[keep]
+            effect, seq = self._effect[keep], self._seq[keep]
+            last = self.seq
+        out = OnlineLearner(self.priors, self._dim)
+        out.seq = last
+        if not len(keep):
+            return out
+        n_tasks = len(router.world.data.task_names)
+        task = np.where(task < n_tasks, task, -1)
+        q = router.task_inferer.fill(QueryFeatures(emb, task, np.zeros(len(keep))))
+        pred = router.predict_effect(q)
+        cols = {c: i for i, c in enumerate(router.candidates)}
+        for j, name in enumerate(names):
+            sel = np.flatnonzero(cand == j)
+            if name not in cols or not len(sel):
+                continue
+            ids = [rows[int(keep[i])][0] for i in sel]
+            out._add(name, ids, emb[sel], q.task[sel], effect[sel], pred[sel, cols[name]], seq[sel])
+        return out
+
+
+class Explorer:
+    """The operator's exploration budget and the Thompson sampler. ``share``: at most this fraction of all routed
+    requests explores; ``usd_per_1k``: at most this much extra expected cost (the explored pick's predicted cost
+    minus the argmax's, when positive) per 1,000 routed requests (None: no cost bound). Both bounds hold at every
+    moment, not only on average. Thread-safe."""
+
+    def __init__(
+        self, share: float = 0.1, usd_per_1k: float | None = None, sigma: float = 0.5, seed: int | None = None
+    ):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
+        if usd_per_1k is not None and not (math.isfinite(usd_per_1k) and usd_per_1k >= 0):
+            raise ValueError(f"exploration USD per 1k requests must be >= 0, got {usd_per_1k!r}")
+        self.share, self.usd_per_1k, self.sigma = float(share), usd_per_1k, float(sigma)
+        self.requests = 0
+        self.explorations = 0
+        self.extra_usd = 0.0
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def sample(
+        self,
+        effect: np.ndarray,
+        cost_norm: np.ndarray,
+        weights: tuple[float, float],
+        counts: np.ndarray,
+        pool: np.ndarray,
+    ) -> int:
+        """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
+        n))`` with ``n`` the outcomes behind its prediction; utility ``w_effect · sample − w_cost · cost_norm``."""
+        with self._lock:
+            z = self._rng.standard_normal(len(pool))
+        spread = self.sigma / np.sqrt(1.0 + np.maximum(counts[pool], 0.0))
+        u = weights[0] * (effect[pool] + spread * z) - weights[1] * cost_norm[pool]
+        return int(pool[int(np.argmax(u))])
+
+    def try_spend(self, extra_usd: float) -> bool:
+        """Take one exploration (with ``extra_usd`` expected extra cost) from the budget if it fits; the request
+        itself must already be counted."""
+        extra = max(float(extra_usd), 0.0)
+        with self._lock:
+            if self.explorations + 1 > self.share * self.requests:
+                return False
+            if self.usd_per_1k is not None and self.extra_usd + extra > self.usd_per_1k * self.requests / 1000.0:
+                return False
+            self.explorations += 1
+            self.extra_usd += extra
+            return True

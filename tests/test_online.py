@@ -1,0 +1,208 @@
+"""Learning from live traffic (issue 13): online corrections from every outcome, bounded exploration, bandit routers.
+
+Unit tests on the synthetic world of tests/routing_world.py, and through the API with the fixtures of
+tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api.settings import Settings
+from graph_store import GraphStore, LLMNode
+from graphrouter.checkpoint import Checkpoint
+from graphrouter.online import Explorer, OnlineLearner
+from graphrouter.rewards import SCENARIOS
+from graphrouter.routers import ROUTERS
+from graphrouter.routers.gnn import GnnRouter
+from graphrouter.scorer import Scorer
+from graphrouter.world import QueryFeatures, World
+from tests import test_api
+from tests.routing_world import make_world, split
+from tests.test_api import AUTH, AppMaker
+from tests.test_scorer import HashEmbedder
+
+fitted, store, make_app = test_api.fitted, test_api.store, test_api.make_app
+
+
+@pytest.fixture(scope="module")
+def gnn_world() -> tuple[World, GnnRouter]:
+    world = make_world(per_task=30)
+    return world, GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(120))
+
+
+def _scorer(world: World, router: object) -> Scorer:
+    import copy
+
+    return Scorer(Checkpoint(copy.deepcopy(router), "hash-test", "", "test"), HashEmbedder(world))  # type: ignore[arg-type]
+
+
+# ---- corrections ------------------------------------------------------------------------------------------------
+def test_a_learner_corrects_only_the_candidate_observed_and_nothing_before_it_learns() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(4, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    q = QueryFeatures(emb[:1], np.array([0]), np.array([10.0]))
+    effect = np.full((1, 3), 0.5)
+    learner = OnlineLearner()
+    assert learner.adjust(("a", "b", "c"), q, effect) is effect  # exactly as before: the same array
+    learner.observe("b", ["x"], emb[:1], np.array([0]), np.array([1.0]), np.array([0.5]))
+    out = learner.adjust(("a", "b", "c"), q, effect)
+    assert out[0, 0] == out[0, 2] == 0.5 and out[0, 1] > 0.5
+    assert learner.counts(("c", "b")).tolist() == [0.0, 1.0] and learner.seq == 1
+    # the same query and candidate again replaces the outcome (the store updates it in place too)
+    learner.observe("b", ["x"], emb[:1], np.array([0]), np.array([0.0]), np.array([0.5]))
+    assert len(learner) == 1 and learner.adjust(("b",), q, effect[:, :1])[0, 0] < 0.5
+    # a near neighbour moves a query more than a far one (same task, same residual)
+    far = OnlineLearner()
+    far.observe("b", ["y"], emb[3:4], np.array([0]), np.array([1.0]), np.array([0.5]))
+    near = OnlineLearner()
+    near.observe("b", ["y"], emb[:1], np.array([0]), np.array([1.0]), np.array([0.5]))
+    assert near.adjust(("b",), q, effect[:, :1])[0, 0] > far.adjust(("b",), q, effect[:, :1])[0, 0]
+    learner.forget("b")
+    assert learner.adjust(("a", "b", "c"), q, effect) is not None and learner.counts(("b",)).tolist() == [0.0]
+
+
+def test_an_outcome_on_a_new_query_moves_that_candidate_and_becomes_a_neighbour(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    scorer = _scorer(world, router)
+
+    def effects(text: str) -> dict[str, float]:
+        result = scorer.top_k(text, k=5, scenario="performance_first")
+        return {c.name: c.effect for c in result.candidates}
+
+    before = effects("task-1 how do I sort a list")
+    taken = scorer.add_outcomes("llm-2", {"new-1": 0.0}, queries={"new-1": ("task-1 how do I sort a list", "task-1")})
+    assert taken == 1
+    after = effects("task-1 how do I sort a list")
+    assert after["llm-2"] < before["llm-2"] - 0.01
+    assert all(after[c] == before[c] for c in before if c != "llm-2")
+    # the same query asked again is nearer to it than another query of the task: moved more
+    other = effects("task-1 something else entirely")
+    assert after["llm-2"] < other["llm-2"]
+
+
+# ---- exploration ------------------------------------------------------------------------------------------------
+def test_exploration_is_off_by_default_and_without_it_answers_are_exactly_as_before(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    assert Settings(store="unused").explore_default is False
+    plain, exploring = _scorer(world, router), _scorer(world, router)
+    exploring.explorer = Explorer(share=1.0, seed=0)
+    texts = [f"task-{i % 4} question {i}" for i in range(40)]
+    for text in texts:
+        a = plain.top_k(text, k=3, scenario="balance")
+        b = exploring.top_k(text, k=3, scenario="balance")  # explore not asked
+        assert a == b and not b.explored
+    assert exploring.explorer.explorations == 0 and exploring.explorer.requests == len(texts)
+
+
+@pytest.mark.parametrize(("share", "usd_per_1k"), [(0.1, None), (0.3, None), (1.0, 0.05), (0.0, None)])
+def test_exploration_never_exceeds_its_budget(gnn_world, share: float, usd_per_1k: float | None) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    scorer = _scorer(world, router)
+    scorer.register_llm(LLMNode("llm-new", "an unknown model", 5.0, 5.0))  # costly and uncertain: worth exploring
+    scorer.explorer = Explorer(share=share, usd_per_1k=usd_per_1k, seed=1)
+    explored = 0
+    for i in range(300):
+        result = scorer.top_k(f"task-{i % 4} q{i}", k=2, scenario="balance", explore=True, candidates=None)
+        explored += result.explored
+        ex = scorer.explorer
+        assert ex.explorations == explored <= share * ex.requests
+        if usd_per_1k is not None:
+            assert ex.extra_usd <= usd_per_1k * ex.requests / 1000 + 1e-12
+    if share >= 0.1:
+        assert explored > 0  # it does explore when allowed
+    # only among the candidates the request allows, and within its budget
+    scorer.explorer = Explorer(share=1.0, seed=2)
+    for i in range(50):
+        result = scorer.top_k(f"task-2 r{i}", k=1, explore=True, candidates=["llm-0", "llm-1"])
+        assert result.candidates[0].name in ("llm-0", "llm-1")
+        result = scorer.top_k(f"task-2 r{i}", k=1, explore=True, budget=0.0005)
+        assert result.candidates[0].cost <= 0.0005
+
+
+def test_the_api_explores_on_request_reports_it_and_counts_it(make_app: AppMaker) -> None:
+    with TestClient(make_app("gnn", explore_share=1.0)) as client:
+        r = client.post("/v1/llms", json={**test_api.NEW_LLM, "name": "llm-x"}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        body = {"query": "task-0 hi", "k": 2, "scenario": "balance"}
+        assert all(not client.post("/v1/route", json=body).json()["explored"] for _ in range(5))
+        explored = [client.post("/v1/route", json={**body, "explore": True}).json()["explored"] for _ in range(30)]
+        assert any(explored)
+        metrics = client.get("/metrics").text
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("graphrouter_explorations_total{")
+        )
+        assert counted == sum(explored) and "graphrouter_exploration_extra_cost_usd_total" in metrics
+    with TestClient(make_app("gnn", explore_share=1.0, explore_default=True)) as client:
+        assert client.post("/v1/route", json={"query": "task-0 hi", "k": 2}).status_code == 200
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 2, "explore": "maybe"})
+        assert r.status_code == 422, r.text
+
+
+# ---- through the API --------------------------------------------------------------------------------------------
+def test_posting_one_outcome_changes_the_next_answer_for_that_candidate(make_app: AppMaker, store: GraphStore) -> None:
+    with TestClient(make_app("gnn")) as client:
+        query = {"query": "task-3 what is the capital of France", "k": 5, "scenario": "performance_first"}
+
+        def effect_of(name: str) -> float:
+            r = client.post("/v1/route", json=query)
+            assert r.status_code == 200, r.text
+            return {c["name"]: c["effect"] for c in r.json()["candidates"]}[name]
+
+        for candidate, observed in (("llm-1", 0.0), ("llm-4", 1.0)):  # a new query, then the same one again
+            was = effect_of(candidate)
+            row = {"query": query["query"], "task": "task-3", "candidate": candidate, "effect": observed, "cost": 0.001}
+            r = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=AUTH)
+            assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
+            now = effect_of(candidate)
+            assert (now < was - 0.01) if observed == 0.0 else (now > was + 0.01), (candidate, was, now)
+        # an outcome on a stored query moves it too
+        was = effect_of("llm-0")
+        rows = [{"query_id": f"q{i}", "candidate": "llm-0", "effect": 0.0, "cost": 0.001} for i in range(90, 120, 3)]
+        r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 10, r.text
+        assert effect_of("llm-0") < was
+
+
+def test_corrections_of_outcomes_in_the_training_snapshot_are_dropped_on_install(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    serving = _scorer(world, router)
+    serving.add_outcomes("llm-1", {"a": 1.0}, queries={"a": ("task-0 old", "task-0")})
+    mark = serving.online.seq  # the retraining's snapshot holds the outcome above
+    serving.add_outcomes("llm-2", {"b": 0.0}, queries={"b": ("task-0 new", "task-0")})
+    retrained = _scorer(world, router)
+    retrained.carry_over(serving, mark)
+    assert len(retrained.online) == 1 and retrained.online.counts(("llm-1", "llm-2")).tolist() == [0.0, 1.0]
+    assert retrained.router.online is retrained.online and retrained.explorer is serving.explorer
+    assert retrained.online.seq == serving.online.seq  # later marks keep counting from there
+
+
+# ---- bandits ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["linucb", "epsilon_greedy"])
+def test_bandit_routers_learn_from_partial_feedback_and_take_a_new_arm_mid_stream(name: str) -> None:
+    world = make_world(per_task=200, n_llms=4, seed=3)
+    train, stream = split(world, test_frac=0.9, seed=0)
+    data, w = world.data, SCENARIOS["performance_first"]
+    router = ROUTERS[name](warm_start=False, seed=0).fit(world.select_candidates(np.arange(3)), train)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(stream)
+    rewards, new_picks = [], []
+    for t, i in enumerate(order):
+        if t == 200:  # the 4th LLM arrives mid-stream, from nothing
+            router.register_candidate("llm-3", world.candidate_emb[3], *data.candidate_prices[3])
+        q = router.task_inferer.fill(world.features(np.array([i])))
+        col = int(router.choose(q, w)[0])
+        effect = data.effect[i, col]
+        router.update(q, col, np.array([effect]), np.array([data.cost[i, col]]))
+        rewards.append(effect)
+        new_picks.append(col == 3)
+    best_per_task = np.array([data.effect[data.query_task == t].mean(0).max() for t in range(4)])
+    late = order[-300:]
+    assert np.mean(rewards[-300:]) > np.mean(data.effect[late]) + 0.05  # far better than a random pick
+    assert np.mean(rewards[-300:]) > 0.8 * best_per_task[data.query_task[late]].mean()
+    assert any(new_picks[200:]) and router.candidates[-1] == "llm-3"
