@@ -269,6 +269,9 @@ class GnnRouter(Router):
             cands = Candidates(self._cache.candidates.features, effect, world.data.backing())
             self._cache.reset(self._stored_graph(), cands)
 
+    def observed_effects(self) -> np.ndarray:
+        return self._cache.candidates.effect  # the stored queries are the training queries, in train_idx order
+
     # -- the candidate list --
     @property
     def candidates(self) -> tuple[str, ...]:
