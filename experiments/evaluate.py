@@ -132,7 +132,7 @@ def run_cv(args: argparse.Namespace, world: World) -> list[str]:
     for f, name in bar:
         train, test = folds[f]
         bar.set_postfix_str(f"fold {f} {name}")
-        router = ROUTERS[name]().fit(world, train)
+        router = fit_gnn(world, train, args, "all") if name == "gnn" else ROUTERS[name]().fit(world, train)
         for mode in MODES:
             q = world.features(test, task_given=mode == "given")
             for scen, w in SCENARIOS.items():
@@ -168,13 +168,20 @@ def withheld_sets(args: argparse.Namespace, names: list[str]) -> list[tuple[str,
 def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str):  # type: ignore[no-untyped-def]
     """The GNN fitted on ``train`` (default recipe; ``--gnn-seeds`` members), or the same fit from ``--cache``: a
     fit depends only on the data, the split and the recipe, not on the registration constants being compared."""
-    kwargs = {"seeds": tuple(int(s) for s in args.gnn_seeds.split(","))} if args.gnn_seeds else {}
+    kwargs: dict = {"seeds": tuple(int(s) for s in args.gnn_seeds.split(","))} if args.gnn_seeds else {}
+    if args.gnn_max_episodes:
+        kwargs["max_episodes"] = args.gnn_max_episodes
     path = None
     if args.cache:
         digest = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:10]
-        path = Path(args.cache) / f"{args.dataset}-{digest}-{args.gnn_seeds or 'default'}-{tag}.pt"
-        if path.exists():
-            return torch.load(path, weights_only=False)
+        recipe = f"{args.gnn_seeds or 'default'}{f'-e{args.gnn_max_episodes}' if args.gnn_max_episodes else ''}"
+        path = Path(args.cache) / f"{args.dataset}-{digest}-{recipe}-{tag}.pt"
+        if path.exists():  # the registration constants are today's defaults, not the cached fit's
+            router = torch.load(path, weights_only=False)
+            defaults = ROUTERS["gnn"]()
+            for name in ("uncertainty_margin", "uncertainty_power", "fit_global_sd", "fit_task_sd"):
+                setattr(router, name, getattr(defaults, name))
+            return router
     router = ROUTERS["gnn"](**kwargs).fit(world, train)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,10 +199,14 @@ def register(
     train: np.ndarray,  # type: ignore[no-untyped-def]
     seed: int,
     embedder: Embedder,
+    variant: dict | None = None,
 ):
-    """A copy of ``base`` with the withheld LLMs registered through the scorer, k outcomes each (held data)."""
+    """A copy of ``base`` with the withheld LLMs registered through the scorer, k outcomes each (held data);
+    ``variant``: router attributes set first (registration constants compared with ``--variants``)."""
     data = world.data
     router = copy.deepcopy(base)
+    for key, value in (variant or {}).items():
+        setattr(router, key, value)
     scorer = Scorer(Checkpoint(router, embedder.model_name, "", "experiment"), embedder)
     pos = {q: i for i, q in enumerate(router.train_idx.tolist())}
     for n, name in enumerate(withheld):
@@ -217,7 +228,12 @@ def register(
     return router
 
 
-def run_new_llm(args: argparse.Namespace, world: World, nodes: dict) -> tuple[list[dict], list[str]]:
+def run_new_llm(
+    args: argparse.Namespace,
+    world: World,
+    nodes: dict,
+    on_set=None,  # type: ignore[no-untyped-def]
+) -> tuple[list[dict], list[str]]:
     data = world.data
     scenarios = args.scenarios.split(",")
     ks = [int(k) for k in args.ks.split(",")]
@@ -277,6 +293,8 @@ def run_new_llm(args: argparse.Namespace, world: World, nodes: dict) -> tuple[li
                                     **({"variant": v} if len(variants) > 1 else {}),
                                 }
                             )
+            if on_set is not None:
+                on_set(records, timings)  # results so far, written after every withheld set
     bar.close()
     return records, timings
 
@@ -377,6 +395,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default=None, help="official | seeded | cv (default: official if the store has it)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--gnn-seeds", default=None, help="the GNN's ensemble seeds (default: the router's, 0,1,2)")
+    p.add_argument(
+        "--gnn-max-episodes", type=int, default=None, help="cap on training episodes (default: the router's)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--cache", default=None, help="keep fitted GNNs here and reuse them (same data, split, seeds)")
     sub = p.add_subparsers(dest="protocol", required=True)
@@ -425,33 +446,43 @@ def main(argv: list[str] | None = None) -> None:
         )
         path = args.out / f"{args.dataset}_cv.md"
     else:
-        records, timings = run_new_llm(args, world, nodes)
         suffix = "_inner" if args.inner else ""
-        (args.out / f"{args.dataset}_new_llm{suffix}.json").write_text(json.dumps(records, indent=1) + "\n")
-        text = "\n".join(
-            [
-                f"# {args.dataset}: new LLMs registered without retraining"
-                + (" (inner validation split)" if args.inner else ""),
-                "",
-                *head,
-                "",
-                "Each withheld LLM is absent from training, then registered through `Scorer.register_llm` with its "
-                "description and k outcomes on training queries (random, or its designed probe set). Cells: reward "
-                "(share of the retrained − known-only gap recovered).",
-                "",
-                *new_llm_tables(records, args.scenarios.split(",")),
-                "",
-                f"Wall time {time.perf_counter() - t0:.0f} s.",
-                "",
-                "<details><summary>timings</summary>",
-                "",
-                *[f"- {t}" for t in timings],
-                "",
-                "</details>",
-                "",
-            ]
-        )
         path = args.out / f"{args.dataset}_new_llm{suffix}.md"
+
+        def write(records: list[dict], timings: list[str], done: bool = False) -> str:
+            (args.out / f"{args.dataset}_new_llm{suffix}.json").write_text(json.dumps(records, indent=1) + "\n")
+            text = "\n".join(
+                [
+                    f"# {args.dataset}: new LLMs registered without retraining"
+                    + (" (inner validation split)" if args.inner else "")
+                    + ("" if done else " (PARTIAL: still running)"),
+                    "",
+                    *head,
+                    "",
+                    "Each withheld LLM is absent from training, then registered through `Scorer.register_llm` with "
+                    "its description and k outcomes on training queries (random, or its designed probe set). Cells: "
+                    "reward (share of the retrained − known-only gap recovered).",
+                    "",
+                    *variant_tables(records, args),
+                    "",
+                    f"Wall time {time.perf_counter() - t0:.0f} s.",
+                    "",
+                    "<details><summary>timings</summary>",
+                    "",
+                    *[f"- {t}" for t in timings],
+                    "",
+                    "</details>",
+                    "",
+                ]
+            )
+            path.write_text(text)
+            return text
+
+        records, timings = run_new_llm(args, world, nodes, write)
+        text = write(records, timings, done=True)
+        print(text)
+        print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
+        return
     path.write_text(text)
     print(text)
     print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")

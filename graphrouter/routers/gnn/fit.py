@@ -34,11 +34,11 @@ MAX_ROWS = 4000  # fresh outcome rows fitted on per refit, all candidates togeth
 
 @dataclass(frozen=True)
 class FitPrior:
-    """Prior standard deviations (logit scale) of the global offset and of the per-task offsets; chosen on
-    validation splits of training queries (see experiments/evaluate.py ``choose``)."""
+    """Prior standard deviations (logit scale) of the global offset and of the per-task offsets; chosen on an
+    inner validation split of training queries (see :class:`~graphrouter.routers.gnn.router.GnnRouter`)."""
 
     global_sd: float = 1.5
-    task_sd: float = 0.5
+    task_sd: float = 1.0
     steps: int = 8
 
 
