@@ -103,6 +103,12 @@ def split_note(how: str, folds: int) -> str:
     }[how]
 
 
+def masked_choice(utility: np.ndarray, effect: np.ndarray) -> np.ndarray:
+    """The argmax of ``utility`` per row among the candidates whose outcome on the query was observed (MMLU-Pro
+    lacks 1,880 pairs: no router is scored on an outcome that does not exist)."""
+    return np.argmax(np.where(np.isfinite(effect), utility, -np.inf), axis=1)
+
+
 def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str]) -> dict:  # type: ignore[no-untyped-def]
     """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``."""
     data, cn = world.data, world.data.cost_norm()
@@ -111,7 +117,7 @@ def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenari
         q = world.features(test, task_given=mode == "given")
         for scen in scenarios:
             w = SCENARIOS[scen]
-            ch = columns[router.choose(q, w)]
+            ch = columns[masked_choice(router.utility(q, w), data.effect[test][:, columns])]
             out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
     return out
 
@@ -136,7 +142,8 @@ def run_cv(args: argparse.Namespace, world: World) -> list[str]:
         for mode in MODES:
             q = world.features(test, task_given=mode == "given")
             for scen, w in SCENARIOS.items():
-                s = score_choices(router.choose(q, w), data.effect[test], data.cost[test], cost_norm[test], w)
+                ch = masked_choice(router.utility(q, w), data.effect[test])
+                s = score_choices(ch, data.effect[test], data.cost[test], cost_norm[test], w)
                 scores.setdefault((label, name, mode, scen), []).append((s.reward, s.effect, s.cost))
     if data.n_candidates > 10:  # the oracle over the 5 LLMs of highest training mean (the all-LLM one is inflated)
         for train, test in folds:

@@ -75,7 +75,7 @@ def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  
     penalised = gnn.utility(q, PERF)
     gnn.uncertainty_margin = 0.0
     penalty = (gnn.utility(q, PERF) - penalised)[0]
-    assert penalty[5] == pytest.approx(1 / 21**2) and penalty[:5].max() < penalty[5] / 3
+    assert penalty[5] == pytest.approx(1 / np.sqrt(21)) and penalty[:5].max() < penalty[5] / 3
     with pytest.raises(ValueError, match="already routable"):
         gnn.register_candidate("star", star_world.candidate_emb[-1], 0.1, 0.1, None, {})
 

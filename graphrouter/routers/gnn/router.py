@@ -67,19 +67,18 @@ class GnnRouter(Router):
         new_ks: tuple[int, ...] = (0, 5, 20, 50),
         p_inferred_task: float = 0.5,
         uncertainty_margin: float = 1.0,
-        uncertainty_power: float = 2.0,
-        fit_global_sd: float = 1.5,
-        fit_task_sd: float = 1.0,
+        uncertainty_power: float = 0.5,
+        fit_global_sd: float = 0.5,
+        fit_task_sd: float = 0.5,
     ) -> None:
         self.seeds = tuple(seeds)
         # routing subtracts w_effect · margin / (1 + n_observed) ** power from each candidate's utility: a guard
-        # against the winner's curse on a candidate registered with few outcomes. With margin 1 a description-only
-        # candidate (n = 0) can never win on predicted effect, so it cannot make routing worse than the known
-        # candidates alone; once its outcomes are fitted (gnn.fit) the guard fades fast (0.002 at 20 outcomes), so
-        # a candidate they show to be better wins. Power 2 and the fit's task sd 1.0 were the best of a small grid
-        # (power 1, 1.5, 2; task sd 0.5, 1; global sd 1.5, 3) on an inner validation split of dcrouter's official
-        # train queries, nemotron withheld, mean share of the gap recovered over k = 5, 20, 50 (experiments/
-        # evaluate.py new-llm --inner --variants); trained candidates, observed thousands of times, are not moved.
+        # against the winner's curse on a candidate registered with few outcomes; with margin 1 a description-only
+        # candidate (n = 0) cannot win on predicted effect, so it cannot make routing worse than the known ones.
+        # Margin 1, power 0.5 and the fit's priors (global sd 0.5, task sd 0.5) were the best of a grid (power
+        # 0.5-2, margin 0.25-3, global sd 0.5-1.5, task sd 0.3-1) on an inner validation split of dcrouter's
+        # official train queries, nemotron, qwen and both withheld (experiments/evaluate.py new-llm --inner
+        # --variants): the loosest penalties let a candidate fitted to 5-50 outcomes win where it is worse.
         self.uncertainty_margin, self.uncertainty_power = uncertainty_margin, uncertainty_power
         # the priors of the per-candidate fit from outcomes (gnn.fit): logit-scale sd of its global and per-task
         # offsets
@@ -108,7 +107,7 @@ class GnnRouter(Router):
     def __setstate__(self, state: dict) -> None:
         state.setdefault("_fresh", {})
         state.setdefault("_trained", tuple(state["world"].data.candidates))
-        state.setdefault("uncertainty_power", 0.5)  # a checkpoint from before the fit keeps its penalty
+        state.setdefault("uncertainty_power", 0.5)
         state.setdefault("fit_global_sd", FitPrior.global_sd)
         state.setdefault("fit_task_sd", FitPrior.task_sd)
         self.__dict__.update(state)
