@@ -37,8 +37,8 @@ class FitPrior:
     """Prior standard deviations (logit scale) of the global offset and of the per-task offsets; chosen on an
     inner validation split of training queries (see :class:`~graphrouter.routers.gnn.router.GnnRouter`)."""
 
-    global_sd: float = 0.5
-    task_sd: float = 0.5
+    global_sd: float = 1.5
+    task_sd: float = 1.0
     steps: int = 8
 
 
