@@ -310,6 +310,23 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
+class ProbeOut(BaseModel):
+    id: str = Field(description="the stored query's id: post the candidate's outcome on it under this id")
+    text: str
+    task: str
+
+
+class ProbeSet(BaseModel):
+    name: str
+    k: int = Field(description="probes asked for (fewer are returned if fewer unanswered queries are stored)")
+    seed: int
+    probes: list[ProbeOut] = Field(
+        description="the stored queries whose outcomes would tell the router most about this candidate: spread "
+        "over tasks by traffic × its uncertainty there, within a task those the strong known candidates disagree "
+        "on most; queries it already answered are skipped"
+    )
+
+
 # ---- agents -------------------------------------------------------------------------------------------------
 class AgentIn(_Strict):
     name: Name

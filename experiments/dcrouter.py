@@ -85,11 +85,10 @@ def tables(scores: dict, routers: list[str]) -> list[str]:
     for split_name in split_names:
         n = len(next(v for k, v in scores.items() if k[0] == split_name))
         for mode in MODES:
-            title = (
-                "official train/test split"
-                if split_name == "official"
-                else f"{n}-fold CV over all queries (mean ± std)"
-            )
+            title = {
+                "official": "official train/test split",
+                "seeded": "one seeded 80/20 split (seed 0)",
+            }.get(split_name, f"{n}-fold CV over all queries (mean ± std)")
             lines += ["", f"### {title}, task {mode}", ""]
             head = "| router | " + " | ".join(f"{s} reward | effect | cost ($/1k)" for s in SCENARIOS) + " |"
             lines += [head, "|---|" + "---:|" * (3 * len(SCENARIOS))]

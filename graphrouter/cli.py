@@ -179,6 +179,27 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         print(f"  {i:>2}  {r.name:<34} {r.effect:>7.3f} {r.cost:>12.3g} {r.utility:>8.3f}")
 
 
+def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
+    from graph_store import AGENT, LLM
+    from graphrouter.errors import GraphRouterError
+
+    kind = LLM if store.has_node(LLM, args.name) else AGENT if store.has_node(AGENT, args.name) else None
+    if kind is None:
+        raise GraphRouterError(f"no LLM or agent named {args.name!r} in the store; register it first")
+    if not 1 <= args.k <= 500:
+        raise GraphRouterError(f"--k must be between 1 and 500, got {args.k}")
+    scorer = _load_scorer(args, store)
+    answered = [o.query_id for o in store.outcomes(kind, target=args.name)]
+    probes = scorer.probes(args.name, args.k, args.seed, answered)
+    if args.json:
+        print(json.dumps([{"id": p.id, "text": p.text, "task": p.task} for p in probes], indent=2))
+        return
+    print(f"{len(probes)} probe(s) for {args.name}: run it on these, then import its outcomes on them")
+    for p in probes:
+        text = " ".join(p.text.split())
+        print(f"  {p.id:<24} {p.task:<28} {text[:70] + ('…' if len(text) > 70 else '')}")
+
+
 def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import LLM, GraphBatch, LLMNode
     from graphrouter import ingest
@@ -261,6 +282,17 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rt.add_argument("--embedding-model", default=None)
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_route)
+
+    pr = sub.add_parser(
+        "probes", help="the stored queries whose outcomes would tell the router most about an LLM or agent"
+    )
+    pr.add_argument("name", help="a stored LLM or agent (registered or about to be)")
+    pr.add_argument("--k", type=int, default=20, help="how many (1-500; default 20)")
+    pr.add_argument("--seed", type=int, default=0, help="tie-breaking seed")
+    pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
+    pr.add_argument("--embedding-model", default=None)
+    pr.add_argument("--json", action="store_true", help="print a JSON list of {id, text, task}")
+    pr.set_defaults(func=cmd_probes)
 
     rg = sub.add_parser("register-llm", help="add an LLM to the graph; routable at once, without retraining")
     rg.add_argument("name")

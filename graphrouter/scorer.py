@@ -10,7 +10,7 @@ without retraining raise :class:`NotImplementedError` from the registering, remo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode, Outcome
 from graphrouter.embeddings import Embedder, check_text
 from graphrouter.errors import GraphRouterError, QueryTooLongError
 from graphrouter.online import Explorer, OnlineLearner
+from graphrouter.probes import Probe, design_probes
 from graphrouter.rewards import scenario_weights
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
@@ -298,6 +299,31 @@ class Scorer:
         self.online = learned
         if not self.router.learns_online:
             self.router.online = learned
+
+    # ---- probe sets -----------------------------------------------------------------------------------------
+    def probes(self, name: str, k: int = 20, seed: int = 0, answered: Iterable[str] = ()) -> list[Probe]:
+        """The ``k`` stored training queries whose outcomes would tell the router most about candidate ``name``
+        (registered or not yet): see :mod:`graphrouter.probes`. Queries it answered (its outcomes known to the
+        router, or the query ids ``answered``) are skipped. Deterministic for a given graph and ``seed``."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+        router = self.router
+        data = router.world.data
+        pool = np.asarray(getattr(router, "train_idx", np.arange(data.n_queries)))
+        effect = router.observed_effects()
+        names = self.candidates
+        own = np.full(len(pool), np.nan)
+        if name in names:
+            own = effect[:, names.index(name)].copy()
+        skip = set(answered)
+        if skip:
+            own[[i for i, q in enumerate(pool) if data.query_keys[q] in skip]] = 1.0
+        known = [j for j, c in enumerate(names) if c != name and c not in self._excluded]
+        task = data.query_task[pool].astype(np.int64)
+        rows = design_probes(effect[:, known], task, len(data.task_names), k, own, seed)
+        return [
+            Probe(data.query_keys[q], data.query_text[q], data.task_names[int(data.query_task[q])]) for q in pool[rows]
+        ]
 
     @property
     def tasks(self) -> list[str]:

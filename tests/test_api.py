@@ -438,3 +438,44 @@ def test_a_bug_is_a_json_500_without_a_trace(store: GraphStore, fitted: tuple[Wo
         assert r.status_code == 500
         assert r.json()["detail"].startswith("internal error (RuntimeError)")
         assert "secret internals" not in r.text and "Traceback" not in r.text
+
+
+def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) -> None:
+    """GET /v1/llms/{name}/probes (and agents): k stored queries, deterministic, answered ones skipped (the loop:
+    register, fetch probes, post outcomes); the catch-all GET /v1/llms/{name} does not swallow it; unknown name 404,
+    k out of range 422."""
+    with TestClient(make_app("gnn")) as client:
+        assert client.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        r = client.get("/v1/llms/llm-new/probes", params={"k": 7})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["name"] == "llm-new" and body["k"] == 7 and len(body["probes"]) == 7
+        assert set(body["probes"][0]) == {"id", "text", "task"}
+        assert client.get("/v1/llms/llm-new/probes", params={"k": 7}).json() == body  # deterministic
+        assert len({p["task"] for p in body["probes"]}) > 1  # spread over tasks
+
+        # its outcomes on three of them posted: those are never proposed again
+        rows = [{"query_id": p["id"], "candidate": "llm-new", "effect": 1.0, "cost": 1e-4} for p in body["probes"][:3]]
+        r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
+        assert r.status_code in (200, 201) and r.json()["applied_to_scorer"] == 3, r.text
+        again = client.get("/v1/llms/llm-new/probes", params={"k": 20}).json()["probes"]
+        assert len(again) == 20 and not {o["query_id"] for o in rows} & {p["id"] for p in again}
+
+        agent = {"name": "agent-x", "description": "ReAct on llm-1", "llm": "llm-1", "strategy": "ReAct"}
+        assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
+        r = client.get("/v1/agents/agent-x/probes", params={"k": 3})
+        assert r.status_code == 200 and len(r.json()["probes"]) == 3, r.text
+        # a trained LLM answered every stored query: nothing left to probe
+        assert client.get("/v1/llms/llm-0/probes").json()["probes"] == []
+
+        for url in ("/v1/llms/ghost/probes", "/v1/agents/ghost/probes", "/v1/agents/llm-0/probes"):
+            assert client.get(url).status_code == 404, url
+        for k in (0, 501, "x"):
+            assert client.get("/v1/llms/llm-new/probes", params={"k": k}).status_code == 422, k
+        assert client.get("/v1/llms/llm-new").json()["name"] == "llm-new"  # the detail route still works
+
+
+def test_probe_sets_need_a_scorer(store: GraphStore, tmp_path: Path) -> None:
+    app = create_app(Settings(store="unused", checkpoint=tmp_path / "none.pt", api_key=KEY), store=store)
+    with TestClient(app) as client:
+        assert client.get("/v1/llms/llm-0/probes").status_code == 503

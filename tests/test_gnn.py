@@ -15,9 +15,8 @@ from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
 from tests.routing_world import make_world, split
 
-# One seed and at most 120 episodes keeps these tests quick. Note (issue 3): with the default recipe (3 seeds, up
-# to 300 episodes) the new-LLM test below routes only ~20% of queries to the star at k=20: the ensemble shrinks a
-# sparsely observed candidate's effect too far toward the prior. That is an open problem, not hidden by this test.
+# One seed and at most 120 episodes keeps these tests quick; the new-LLM test runs the default recipe (3 seeds, up to
+# 300 episodes, the default uncertainty margin), as a user gets it.
 FAST = {"seeds": (0,), "max_episodes": 120}
 PERF = SCENARIOS["performance_first"]
 
@@ -56,26 +55,38 @@ def test_gnn_learns_the_world_clearly_better_than_random() -> None:
 def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  # type: ignore[no-untyped-def]
     train, test = split(star_world)
     without = star_world.select_candidates(np.arange(5))
-    gnn = GnnRouter(**FAST).fit(without, train)
-    assert gnn.uncertainty_margin == 1.0  # the default; plain argmax first
-    gnn.uncertainty_margin = 0.0
+    gnn = GnnRouter().fit(without, train)  # the default recipe and uncertainty margin
+    assert gnn.uncertainty_margin == 1.0
     q = without.features(test)
     assert gnn.predict_effect(q).shape[1] == 5
+    before = gnn.choose(q, PERF)
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, {})
+    assert (gnn.choose(q, PERF) == before).all()  # described only: never picked, routing as without it
+    gnn.remove_candidate("star")
     observed = {int(i): float(star_world.data.effect[i, -1]) for i in train[:20]}
     col = gnn.register_candidate(
         "star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, observed
     )
     assert col == 5
     choice = gnn.choose(q, PERF)
-    assert np.mean(choice == 5) > 0.8, np.bincount(choice)
+    assert np.mean(choice == 5) >= 0.8, np.bincount(choice)
     gnn.wait_exact(60)  # the same effects in both calls below: no background refresh lands between them
-    plain = gnn.utility(q, PERF)
-    gnn.uncertainty_margin = 1.0  # penalises the candidate seen 20 times far more than those seen ~360 times
-    penalty = (plain - gnn.utility(q, PERF))[0]
+    assert np.mean(gnn.choose(q, PERF) == 5) >= 0.8
+    penalised = gnn.utility(q, PERF)
+    gnn.uncertainty_margin = 0.0
+    penalty = (gnn.utility(q, PERF) - penalised)[0]
     assert penalty[5] == pytest.approx(1 / np.sqrt(21)) and penalty[:5].max() < penalty[5] / 3
     with pytest.raises(ValueError, match="already routable"):
         gnn.register_candidate("star", star_world.candidate_emb[-1], 0.1, 0.1, None, {})
-    gnn.uncertainty_margin = 0.0
+
+
+def test_agents_and_new_outcomes_of_a_registered_llm(star_world) -> None:  # type: ignore[no-untyped-def]
+    train, test = split(star_world)
+    without = star_world.select_candidates(np.arange(5))
+    gnn = GnnRouter(**FAST).fit(without, train)
+    q = without.features(test)
+    observed = {int(i): float(star_world.data.effect[i, -1]) for i in train[:20]}
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, observed)
 
     # an agent with no outcomes of its own is routed like the LLM it runs on (it inherits its outcome edges), whatever
     # its description: two agents with the same description and prices follow their own backing LLMs
@@ -164,3 +175,34 @@ def test_a_registration_is_routable_at_once_and_exact_after_the_background_refre
     gnn._refresh()
     np.testing.assert_allclose(gnn.predict_effect(q), streamed, atol=1e-6)
     np.testing.assert_allclose(copied.predict_effect(q), streamed, atol=1e-6)
+
+
+def test_the_fit_from_outcomes_follows_a_trained_candidate_that_changed(star_world) -> None:  # type: ignore[no-untyped-def]
+    """A trained LLM whose new outcomes (an upgrade) all fail is predicted worse at once, on every path alike."""
+    train, test = split(star_world)
+    gnn = GnnRouter(**FAST).fit(star_world, train)
+    q = star_world.features(test[:40])
+    before = gnn.predict_effect(q)[:, 5].mean()
+    star = star_world.data.candidates[5]
+    assert gnn.add_outcomes(star, {int(i): 0.0 for i in train[:20]}) == 20
+    assert gnn.wait_exact(60)
+    after = gnn.predict_effect(q)
+    assert after[:, 5].mean() < before - 0.2, (before, after[:, 5].mean())
+    np.testing.assert_allclose(after, gnn.predict_effect_reference(q), atol=1e-5)
+    np.testing.assert_allclose(after, gnn.predict_effect_full_graph(q), atol=1e-5)
+    copied = copy.deepcopy(gnn)  # the fitted offsets travel with the router (and a checkpoint)
+    np.testing.assert_allclose(copied.predict_effect(q), after, atol=1e-6)
+
+
+def test_fit_offsets_shrinks_few_outcomes_and_follows_many() -> None:
+    from graphrouter.routers.gnn.fit import FitPrior, fit_offsets
+
+    task = np.array([0, 1] * 10)
+    few = fit_offsets(np.zeros(2), np.array([1.0, 1.0]), np.array([0, 1]), 2)
+    many = fit_offsets(np.zeros(20), np.ones(20), task, 2)
+    assert 0 < few[0] < many[0] and many[0] > 2.0
+    skewed = fit_offsets(np.zeros(20), (task == 0).astype(float), task, 2)
+    assert skewed[0] > 0.5 > -0.5 > skewed[1]
+    assert (fit_offsets(np.zeros(0), np.zeros(0), np.zeros(0, int), 3) == 0).all()
+    tight = fit_offsets(np.zeros(20), np.ones(20), task, 2, FitPrior(0.1, 0.1))
+    assert (tight < 0.3).all()

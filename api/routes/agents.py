@@ -17,10 +17,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
-from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted
+from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted, ProbeSet
 from api.registry import stamped_outcomes
+from api.routes.probes import KParam, SeedParam, probe_set
 from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphStore, LLMNode
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -67,6 +68,17 @@ def list_agents(
         data=[AgentOut.of(n, llms.get(n.llm), state.routable(n.key)) for n in nodes],
         count=store.counts()[AGENT],
     )
+
+
+@router.get(
+    "/{name:path}/probes",
+    response_model=ProbeSet,
+    summary="the stored queries to run this agent on: their outcomes tell the router most about it",
+    responses={404: {"description": "no such agent"}, 503: {"description": "no scorer loaded"}},
+)
+def get_agent_probes(name: str, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0) -> ProbeSet:
+    # declared before the catch-all GET /{name:path}, so that .../probes is matched here
+    return probe_set(AGENT, name, k, seed, store, scorer)
 
 
 @router.get("/{name:path}", response_model=AgentDetail, responses={404: {"description": "no such agent"}})

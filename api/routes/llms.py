@@ -25,10 +25,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
-from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered
+from api.models import Deleted, LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered, ProbeSet
 from api.registry import stamped_outcomes
+from api.routes.probes import KParam, SeedParam, probe_set
 from graph_store import LLM, MAX_PAGE_INDEX, LLMNode
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
@@ -66,6 +67,17 @@ def list_llms(
         data=[LLMOut.of(n, state.routable(n.key)) for n in nodes if isinstance(n, LLMNode)],
         count=store.counts()[LLM],
     )
+
+
+@router.get(
+    "/{name:path}/probes",
+    response_model=ProbeSet,
+    summary="the stored queries to run this LLM on: their outcomes tell the router most about it",
+    responses={404: {"description": "no such LLM"}, 503: {"description": "no scorer loaded"}},
+)
+def get_llm_probes(name: str, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0) -> ProbeSet:
+    # declared before the catch-all GET /{name:path}, so that .../probes is matched here
+    return probe_set(LLM, name, k, seed, store, scorer)
 
 
 @router.get("/{name:path}", response_model=LLMDetail, responses={404: {"description": "no such LLM"}})

@@ -153,6 +153,11 @@ class Router(ABC):
         """(name, kind) of every candidate, in column order."""
         return list(zip(self.candidates, self.kinds, strict=True))
 
+    def observed_effects(self) -> np.ndarray:
+        """(len(train_idx), C) the observed effects of the stored training queries for every column of
+        :attr:`candidates` (NaN: unobserved); routers that take outcomes since training override it."""
+        return self.world.data.effect[self.train_idx]
+
     def register_candidate(
         self,
         name: str,

@@ -46,6 +46,7 @@ def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
     ei_task = torch.arange(b).repeat(2, 1)
     task_t = torch.as_tensor(task)
     no_edges, no_attr = torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 1)
+    offsets = _offsets(router, task)
     probs = []
     for m, states in zip(router.members, router._cache.states, strict=True):
         h = m.model.encode({QUERY: torch.as_tensor(emb)})[QUERY]
@@ -57,8 +58,17 @@ def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
                 REV_ANSWERED_BY: (s[CANDIDATE], no_edges, no_attr),  # cold queries have no outcome edges
             }
             h = m.model.ego_query_layer(i, h, ego)
-        probs.append(torch.sigmoid(m.model.decode(h, states[-1][CANDIDATE], pair)))
+        probs.append(torch.sigmoid(m.model.decode(h, states[-1][CANDIDATE], pair) + offsets))
     return torch.stack(probs).mean(0).numpy().astype(np.float64)
+
+
+def _offsets(router: FittedGnn, task: np.ndarray) -> torch.Tensor:
+    """(B, C) the fitted per-candidate logit offsets of the installed serving state for queries of tasks ``task``
+    (see :mod:`~graphrouter.routers.gnn.fit`), zeros if none."""
+    table = router._cache.serving[1].offsets
+    if table is None:
+        return torch.zeros(())
+    return torch.as_tensor(np.ascontiguousarray(table.T[task]))
 
 
 @torch.no_grad()
@@ -75,6 +85,7 @@ def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray
         nodes = stored.nodes.extended(emb, task)
         effect = np.r_[cands.effect, np.full((b, cands.effect.shape[1]), np.nan)]
         cold = np.arange(n, n + b)
+        offsets = _offsets(router, task)
         graph, _, _ = build_graph(
             nodes,
             Candidates(cands.features, effect, cands.backing),
@@ -89,5 +100,5 @@ def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray
         for m in router.members:
             hs = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
             logits = m.model.decode(hs[-1][QUERY][torch.as_tensor(cold)], hs[-1][CANDIDATE], torch.as_tensor(pair))
-            probs.append(torch.sigmoid(logits))
+            probs.append(torch.sigmoid(logits + offsets))
         return torch.stack(probs).mean(0).numpy().astype(np.float64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,7 +27,9 @@ from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, TASK_CANDIDAT
 
 States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
 Serving = tuple[States, Observed, EgoPath]
-_UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty")
+_UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty", "fitter")
+# fits the per-candidate logit offsets of a serving state about to be installed (see gnn.fit); set by the router
+Fitter = Callable[[Observed, EgoPath], np.ndarray | None]
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +46,7 @@ class ServingCache:
         self.refresh()
 
     def _init_sync(self) -> None:
+        self.fitter: Fitter | None = None  # the router's fit from outcomes, run on every install (not pickled)
         self.lock = threading.RLock()  # held while candidates change and while a refresh installs
         self._version = 0  # bumped by every change; a background refresh installs only the version it computed
         self._exact = threading.Event()  # set while the serving caches are exact
@@ -94,6 +98,8 @@ class ServingCache:
         return states, obs, EgoPath(self.models, states, self.stored.k_sim)
 
     def _install(self, states: States, obs: Observed, ego: EgoPath) -> None:
+        if self.fitter is not None:  # fitted to this very state, before any request can read it
+            ego.offsets = self.fitter(obs, ego)
         self.states = states
         self.serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
 

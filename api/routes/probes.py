@@ -1,0 +1,29 @@
+"""Probe sets of a stored LLM or agent (``GET /v1/llms/{name}/probes``, ``GET /v1/agents/{name}/probes``).
+
+The answer lists the stored training queries whose outcomes would tell the router most about the candidate
+(:mod:`graphrouter.probes`). The onboarding loop: register the model (or not yet), fetch its probes, run the model on
+them, post the outcomes (``POST /v1/outcomes``, or with the registration), and it routes on what they showed from the
+next request. Unknown name: 404; no scorer loaded: 503; ``k`` outside 1..500: 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query
+
+from api.models import ProbeOut, ProbeSet
+from graph_store import GraphStore
+from graphrouter.scorer import Scorer
+
+MAX_PROBES = 500
+KParam = Annotated[int, Query(ge=1, le=MAX_PROBES, description="how many probes")]
+SeedParam = Annotated[int, Query(ge=0, le=2**31 - 1, description="tie-breaking seed (same graph, same seed: same set)")]
+
+
+def probe_set(kind: str, name: str, k: int, seed: int, store: GraphStore, scorer: Scorer) -> ProbeSet:
+    """The probe set of the stored ``kind`` node ``name`` (NodeNotFoundError → 404)."""
+    store.get_node(kind, name)  # 404 if unknown
+    answered = [o.query_id for o in store.outcomes(kind, target=name)]
+    probes = scorer.probes(name, k, seed, answered)
+    return ProbeSet(name=name, k=k, seed=seed, probes=[ProbeOut(id=p.id, text=p.text, task=p.task) for p in probes])

@@ -1,0 +1,91 @@
+"""Probe sets: spread over tasks by traffic × uncertainty, the strong candidates' disagreements first, answered
+queries skipped, deterministic; the scorer and the ``graphrouter probes`` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from graph_store import GraphBatch, LLMNode
+from graph_store.backends.embedded import EmbeddedStore
+from graphrouter import cli
+from graphrouter.checkpoint import Checkpoint
+from graphrouter.errors import GraphRouterError
+from graphrouter.probes import design_probes, disagreement, random_probes, task_quota
+from graphrouter.routers import ROUTERS
+from graphrouter.scorer import Scorer
+from tests.routing_world import make_world
+from tests.test_api import populate
+from tests.test_scorer import HashEmbedder
+
+
+def test_task_quota_follows_traffic_times_uncertainty_and_what_is_left() -> None:
+    q = task_quota(np.array([0.5, 0.25, 0.25]), np.ones(3), np.array([100, 100, 100]), 8)
+    assert q.tolist() == [4, 2, 2]
+    q = task_quota(np.array([0.5, 0.25, 0.25]), np.array([1.0, 1.0, 0.0]), np.array([100, 100, 100]), 6)
+    assert q.tolist() == [4, 2, 0]
+    q = task_quota(np.array([0.8, 0.1, 0.1]), np.ones(3), np.array([2, 100, 100]), 10)  # task 0 runs out
+    assert q.sum() == 10 and q[0] == 2
+    assert task_quota(np.array([0.5, 0.5]), np.ones(2), np.array([1, 1]), 5).tolist() == [1, 1]
+
+
+def test_the_strong_candidates_disagreements_come_first() -> None:
+    # candidates 0 and 1 strong, 2 weak; query 0: the strong agree; query 1: they disagree; query 2: only weak
+    effect = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0.0]])
+    score = disagreement(effect, np.zeros(4, int), 1)
+    assert score[1] > score[0] and score[1] > score[2]
+    rows = design_probes(effect, np.zeros(4, int), 1, 1)
+    assert rows.tolist() == [1]
+
+
+def test_design_probes_skips_answered_is_deterministic_and_spreads_over_tasks() -> None:
+    rng = np.random.default_rng(0)
+    effect = (rng.random((300, 6)) < 0.5).astype(float)
+    task = np.repeat(np.arange(3), 100)
+    own = np.full(300, np.nan)
+    own[:50] = 1.0  # answered in task 0: it is less uncertain there
+    a = design_probes(effect, task, 3, 20, own, seed=1)
+    assert len(a) == 20 and len(set(a.tolist())) == 20 and not (a < 50).any()
+    assert np.bincount(task[a], minlength=3)[0] < np.bincount(task[a], minlength=3)[1]
+    np.testing.assert_array_equal(a, design_probes(effect, task, 3, 20, own, seed=1))
+    r = random_probes(300, 20, own, seed=3)
+    assert len(r) == 20 and not (r < 50).any()
+    np.testing.assert_array_equal(r, random_probes(300, 20, own, seed=3))
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    world = make_world(per_task=30)
+    router = ROUTERS["knn_task"]().fit(world, np.arange(world.data.n_queries))
+    return Scorer(Checkpoint(router, "hash-test", "", "test"), HashEmbedder(world))
+
+
+def test_scorer_probes(scorer: Scorer) -> None:
+    # a name the router does not know yet (about to be registered) gets probes; a trained LLM answered everything
+    probes = scorer.probes("not-yet-registered", 10)
+    assert len(probes) == 10 and len({p.id for p in probes}) == 10
+    assert probes == scorer.probes("not-yet-registered", 10)
+    assert {p.id for p in probes} <= set(scorer.router.world.data.query_keys)
+    assert scorer.probes("llm-0", 10) == []
+    fresh = scorer.probes("not-yet-registered", 5, answered=[probes[0].id])
+    assert len(fresh) == 5 and probes[0].id not in {p.id for p in fresh}
+    with pytest.raises(GraphRouterError, match="positive integer"):
+        scorer.probes("llm-0", 0)
+
+
+def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "graph.db"
+    with EmbeddedStore(path) as store:
+        populate(store, scorer.router.world)
+        store.write(GraphBatch(llms=[LLMNode("llm-new", "a new model", 0.1, 0.1)]))
+    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: scorer)
+    assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 4 and set(out[0]) == {"id", "text", "task"}
+    assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "3"]) == 0
+    assert "3 probe(s) for llm-new" in capsys.readouterr().out
+    assert cli.main(["--store", str(path), "probes", "ghost"]) == 2
+    assert "no LLM or agent named 'ghost'" in capsys.readouterr().err
+    assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "0"]) == 2
