@@ -2,8 +2,8 @@
 
 Request bodies are strict: JSON types are not coerced (``"k": "3"``, ``"k": true`` and ``"w_effect": "1_0"`` are
 422s; an integer is accepted where a number is expected), unknown fields are refused, and every string is checked
-where it enters by one of the types below, whose JSON Schema (``pattern``, ``minLength``, ``maxLength``) says the same
-as the validation:
+where it enters by one of the types of :mod:`api.types`, whose JSON Schema (``pattern``, ``minLength``,
+``maxLength``) says the same as the validation:
 
 - ``text(n)``: valid Unicode (no lone surrogates such as ``"\\ud800"``), no NUL;
 - ``QueryText``: such a text with at least one non-whitespace character;
@@ -16,115 +16,23 @@ Prices and costs are bounded as in the store (``MAX_PRICE``, ``MAX_COST``), so t
 from __future__ import annotations
 
 import os
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from api.types import (
+    Cost,
+    Description,
+    Name,
+    Price,
+    QueryId,
+    QueryText,
+    Scenario,
+    ShortText,
+    Strict,
+    Timestamp,
+)
 from graph_store import Agent, LLMNode, Task
-from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
-from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
-
-
-class _Strict(BaseModel):
-    """Unknown fields are refused (a typo such as ``top_k`` gets a 422 naming it, not silently ignored), and JSON
-    types are taken as sent: no string-to-number or bool-to-int coercion."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-# graph_store's character classes, spelled as regex escapes (the same text serves Python's re and the OpenAPI)
-_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"  # Unicode Cc, Zl, Zp
-# the characters str.strip() removes that are not control characters (Python's whitespace, less Cc/Zl/Zp)
-_SPACE = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
-# the characters str.strip() removes: _SPACE and the control characters \t\n\v\f\r, \x1c-\x1f, \x85
-_ANY_SPACE = _SPACE + r"\t\n\x0b\x0c\r\x1c-\x1f\x85\u2028\u2029"
-TEXT_PATTERN = r"^[^\x00]*$"
-QUERY_PATTERN = rf"^[^\x00]*[^\x00{_ANY_SPACE}][^\x00]*$"
-NAME_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
-QUERY_ID_PATTERN = rf"^[^{_CONTROL}]+$"
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
-
-
-def _unicode(value: object) -> object:
-    """Refuses a lone surrogate (a ``"\\ud800"`` escape in JSON) or a NUL, before any other check of the string."""
-    if isinstance(value, str):
-        bad = _LONE_SURROGATE.search(value)
-        if bad:
-            raise ValueError(
-                f"must be valid Unicode: it holds a lone surrogate {bad.group()!r} at character {bad.start()}"
-            )
-        if "\x00" in value:
-            raise ValueError(f"must not contain NUL characters (at character {value.index(chr(0))})")
-    return value
-
-
-def _not_blank(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("must not be empty or only whitespace")
-    return value
-
-
-def _name(value: object) -> object:
-    """graph_store's rule for names, with its words, before the length check (the pattern says the same)."""
-    if isinstance(value, str):
-        bad = _CONTROL_CHAR.search(value)
-        if bad:
-            raise ValueError(
-                f"holds the control character {bad.group()!r} at character {bad.start()}; allowed: {NAME_RULE}"
-            )
-        if value and value != value.strip():
-            raise ValueError(f"has leading or trailing whitespace; allowed: {NAME_RULE}")
-    return value
-
-
-def _query_id(value: object) -> object:
-    if isinstance(value, str):
-        bad = _CONTROL_CHAR.search(value)
-        if bad:
-            raise ValueError(f"holds the control character {bad.group()!r} at character {bad.start()}")
-    return value
-
-
-# A field's constraints go first in its Annotated (pydantic then checks them as a string's, after the validators,
-# which run last-listed first); the pattern goes only into the JSON Schema: the validators above check the same
-# rule with clearer messages.
-def text(max_length: int | None = None) -> Any:
-    """The type of a text field: valid Unicode, no NUL, at most ``max_length`` characters."""
-    return Annotated[
-        str, Field(max_length=max_length, json_schema_extra={"pattern": TEXT_PATTERN}), BeforeValidator(_unicode)
-    ]
-
-
-QueryText = Annotated[
-    str,
-    Field(min_length=1, json_schema_extra={"pattern": QUERY_PATTERN}),
-    BeforeValidator(_not_blank),
-    BeforeValidator(_unicode),
-]
-"""A query's text: valid Unicode, no NUL, at least one non-whitespace character (its length limit is a setting)."""
-Name = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_NAME_CHARS, json_schema_extra={"pattern": NAME_PATTERN}),
-    BeforeValidator(_name),
-    BeforeValidator(_not_blank),
-    BeforeValidator(_unicode),
-]
-"""An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
-QueryId = Annotated[
-    str,
-    Field(min_length=1, json_schema_extra={"pattern": QUERY_ID_PATTERN}),
-    BeforeValidator(_query_id),
-    BeforeValidator(_unicode),
-]
-"""A stored query's id: no control characters or line breaks."""
-Description = text(20_000)
-ShortText = text(200)
-Timestamp = text(64)
-Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
-Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
-Scenario = Literal[tuple([*SCENARIOS, *SCENARIO_ALIASES])]  # type: ignore[valid-type]
 
 
 # ---- errors -------------------------------------------------------------------------------------------------
@@ -148,12 +56,12 @@ class ValidationErrorOut(ErrorOut):
 
 
 # ---- routing ------------------------------------------------------------------------------------------------
-class Weights(_Strict):
+class Weights(Strict):
     w_effect: float = Field(ge=0, allow_inf_nan=False, description="weight of predicted effect (quality)")
     w_cost: float = Field(ge=0, allow_inf_nan=False, description="weight of normalised predicted cost")
 
 
-class RouteRequest(_Strict):
+class RouteRequest(Strict):
     query: QueryText = Field(
         description="the query text (never logged in full); at most GRAPHROUTER_MAX_QUERY_CHARS (20,000) characters"
     )
@@ -193,7 +101,7 @@ class RouteResponse(BaseModel):
     explored: bool = Field(False, description="the first candidate is an exploration's pick, not the argmax")
 
 
-class BatchRouteRequest(_Strict):
+class BatchRouteRequest(Strict):
     queries: list[RouteRequest] = Field(min_length=1, description="at most GRAPHROUTER_MAX_BATCH_SIZE (100) items")
 
 
@@ -202,13 +110,13 @@ class BatchRouteResponse(BaseModel):
 
 
 # ---- LLMs ---------------------------------------------------------------------------------------------------
-class OutcomeIn(_Strict):
+class OutcomeIn(Strict):
     query_id: QueryId = Field(description="id of a stored query")
     effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="observed effect in [0, 1]")
     cost: Cost = Field(description="observed cost, USD (at most 1,000)")
 
 
-class UpstreamIn(_Strict):
+class UpstreamIn(Strict):
     """How the proxy calls an LLM: an OpenAI-compatible endpoint. The key is never sent or stored, only the name of
     the server's environment variable that holds it."""
 
@@ -239,7 +147,7 @@ class UpstreamOut(BaseModel):
         )
 
 
-class LLMIn(_Strict):
+class LLMIn(Strict):
     name: Name
     description: Description = ""
     input_price: Price = Field(description="USD per 1M input tokens (at most 10,000)")
@@ -264,7 +172,7 @@ class LLMIn(_Strict):
         )
 
 
-class LLMPatch(_Strict):
+class LLMPatch(Strict):
     upstream: UpstreamIn | None = Field(description="the new upstream; null removes it")
 
 
@@ -328,7 +236,7 @@ class ProbeSet(BaseModel):
 
 
 # ---- agents -------------------------------------------------------------------------------------------------
-class AgentIn(_Strict):
+class AgentIn(Strict):
     name: Name
     llm: Name = Field(description="the registered LLM it runs on (BACKED_BY); it is priced as that LLM")
     description: Description = ""
@@ -377,7 +285,7 @@ class AgentList(BaseModel):
 
 
 # ---- tasks --------------------------------------------------------------------------------------------------
-class TaskIn(_Strict):
+class TaskIn(Strict):
     name: Name
     description: Description = ""
 
@@ -410,7 +318,7 @@ class TaskList(BaseModel):
 
 
 # ---- outcomes -----------------------------------------------------------------------------------------------
-class ObservedOutcome(_Strict):
+class ObservedOutcome(Strict):
     query_id: QueryId | None = Field(
         None, description="a stored query's id; or the id to give a new query sent as `query`"
     )
@@ -437,7 +345,7 @@ class ObservedOutcome(_Strict):
         return self
 
 
-class OutcomesIn(_Strict):
+class OutcomesIn(Strict):
     outcomes: list[ObservedOutcome] = Field(
         min_length=1, description="at most GRAPHROUTER_MAX_OUTCOMES (10,000) rows; written all or nothing"
     )
@@ -454,7 +362,7 @@ class OutcomesWritten(BaseModel):
 
 
 # ---- the proxy ----------------------------------------------------------------------------------------------
-class FeedbackIn(_Strict):
+class FeedbackIn(Strict):
     id: str = Field(min_length=1, max_length=200, description="the chat completion's id (its `id` field)")
     effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="how good the answer was, in [0, 1]")
 

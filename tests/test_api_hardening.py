@@ -207,7 +207,7 @@ def test_the_schema_patterns_say_what_validation_does() -> None:
     """The JSON Schema patterns agree with the validators on the edge cases of graph_store's rule."""
     import re
 
-    from api.models import NAME_PATTERN, QUERY_ID_PATTERN, QUERY_PATTERN, TEXT_PATTERN
+    from api.types import NAME_PATTERN, QUERY_ID_PATTERN, QUERY_PATTERN, TEXT_PATTERN
 
     def ok(pattern: str, value: str) -> bool:
         return re.search(pattern, value) is not None
