@@ -49,12 +49,9 @@ from graph_store import (
 from graph_store.changes import (
     AGENT_DELETED,
     AGENT_REGISTERED,
-    CHECKPOINT,
     LLM_DELETED,
     LLM_REGISTERED,
     OUTCOMES,
-    TASK_DELETED,
-    TASK_REGISTERED,
     Change,
 )
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
@@ -64,10 +61,9 @@ from graphrouter.scorer import Scorer
 Candidate = LLMNode | Agent
 log = logging.getLogger("api")
 _PATH = {LLM: "/v1/llms", AGENT: "/v1/agents"}
-_WHAT = {LLM: "LLM", AGENT: "agent"}
+WHAT = {LLM: "LLM", AGENT: "agent"}
 _REGISTERED = {LLM: LLM_REGISTERED, AGENT: AGENT_REGISTERED}
 _DELETED = {LLM: LLM_DELETED, AGENT: AGENT_DELETED}
-_RECORD: dict[str, Any] = {LLM: LLMNode, AGENT: Agent}
 
 
 def node_payload(node: Candidate) -> dict[str, Any]:
@@ -159,7 +155,7 @@ class CandidateRegistry:
             self._loader = threading.Thread(target=self._load_in_background, name="scorer-load", daemon=True)
             self._loader.start()
         elif state.scorer is None:
-            self._try_load(force=True)
+            self.try_load(force=True)
         elif state.injected_scorer and state.store is not None:
             try:
                 self.install(state.scorer, "the given scorer")
@@ -168,7 +164,7 @@ class CandidateRegistry:
 
     def _load_in_background(self) -> None:
         try:
-            self._try_load(force=True)
+            self.try_load(force=True)
         except Exception:  # reported by /ready; a request retries the load later
             log.exception("loading the scorer failed")
         finally:
@@ -191,10 +187,23 @@ class CandidateRegistry:
         if self.state.scorer is None and loading is not None:
             raise ScorerUnavailableError(f"the scorer is {loading}; retry shortly")
         if self.state.scorer is None:
-            self._try_load()
+            self.try_load()
         return self.state.require_scorer()
 
-    def _try_load(self, force: bool = False) -> None:
+    def load_configured(self, embedder: Any = None) -> Scorer:
+        """The checkpoint's scorer as the settings configure it (``embedder``: an already loaded one to reuse)."""
+        settings = self.state.settings
+        return load_scorer(
+            settings.checkpoint,
+            settings.embedding_model,
+            embedder,
+            cache_path=settings.embedding_cache,
+            backend=settings.embedding_backend,
+            threads=settings.embedding_threads,
+            max_query_chars=settings.max_query_chars,
+        )
+
+    def try_load(self, force: bool = False) -> None:
         state = self.state
         with self._load_lock:
             if state.scorer is not None or not state.due(self._last_load, force):
@@ -207,15 +216,7 @@ class CandidateRegistry:
                 return
             settings = state.settings
             try:
-                scorer = load_scorer(
-                    settings.checkpoint,
-                    settings.embedding_model,
-                    state.embedder,
-                    cache_path=settings.embedding_cache,
-                    backend=settings.embedding_backend,
-                    threads=settings.embedding_threads,
-                    max_query_chars=settings.max_query_chars,
-                )
+                scorer = self.load_configured(state.embedder)
                 self._loading = self._loading and "loading: registering the store's candidates"
                 self.install(scorer, str(settings.checkpoint), progress=self._progress if self._loading else None)
             except GraphRouterError as exc:  # CheckpointError, a bad embedding model
@@ -243,14 +244,14 @@ class CandidateRegistry:
             if store.has_node(other, node.name):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
-                    f"name: {node.name!r} is an {_WHAT[other]}; an {_WHAT[kind]} needs a name of its own",
+                    f"name: {node.name!r} is an {WHAT[other]}; an {WHAT[kind]} needs a name of its own",
                 )
             if store.has_node(kind, node.name):
                 existing = store.get_node(kind, node.name)
                 if not same_registration(existing, node):  # type: ignore[arg-type]
                     raise HTTPException(
                         status.HTTP_409_CONFLICT,
-                        f"{_WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
+                        f"{WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
                         f"{_PATH[kind]}/{node.name} first to replace it",
                     )
                 if outcomes:  # stored for the next training; the scorer keeps what it was registered with
@@ -271,7 +272,7 @@ class CandidateRegistry:
                 ),
                 self.change(_REGISTERED[kind], node.name),
             )
-            note = self._add_to_scorer(scorer, store, kind, node, backing, outcomes)
+            note = self.add_to_scorer(scorer, store, kind, node, backing, outcomes)
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
 
     @staticmethod
@@ -303,11 +304,11 @@ class CandidateRegistry:
             remedy = "restart the service (or retrain)" if kind == LLM else "retrain (POST /v1/train)"
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
-                f"{_WHAT[kind]} {node.name!r} was deleted while the service ran and the scorer still holds its old "
+                f"{WHAT[kind]} {node.name!r} was deleted while the service ran and the scorer still holds its old "
                 f"data; re-register it with the same data, or {remedy} to register other data",
             )
 
-    def _add_to_scorer(
+    def add_to_scorer(
         self,
         scorer: Scorer | None,
         store: GraphStore,
@@ -369,9 +370,9 @@ class CandidateRegistry:
                         f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
                     )
             store.delete_node(kind, name, change=self.change(_DELETED[kind], name, node_payload(node)))  # type: ignore[arg-type]
-            self._exclude(name, node)  # type: ignore[arg-type]
+            self.exclude_candidate(name, node)  # type: ignore[arg-type]
 
-    def _exclude(self, name: str, node: Candidate | None) -> None:
+    def exclude_candidate(self, name: str, node: Candidate | None) -> None:
         scorer = self.state.scorer
         if scorer is not None and name in scorer.candidates:
             with self.state.lock.write():
@@ -406,16 +407,16 @@ class CandidateRegistry:
         training. Returns how many effects the scorer took."""
         rows = outcome_rows(batch.outcomes)
         store.write(batch, change=self.change(OUTCOMES, payload={"rows": rows}))
-        return self._pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
+        return self.pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
 
     def apply_outcomes(self, outcomes: list[Outcome]) -> int:
         """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
         proxy's feedback: ``GraphStore.complete_pending`` wrote the edge); how many effects the scorer took."""
         rows = outcome_rows(outcomes)
         self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
-        return self._pass_outcomes(rows)
+        return self.pass_outcomes(rows)
 
-    def _pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
+    def pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
         """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate, with
         the (text, task) of queries its router was not trained on (from ``new_queries``, else the store)."""
         scorer = self.state.scorer
@@ -458,83 +459,6 @@ class CandidateRegistry:
         """A change record of this replica, to write with the change."""
         return Change(kind, key, payload or {}, origin=self.state.replica_id)
 
-    def apply(self, change: Change) -> None:
-        """Apply a change another replica made (already in the store) to this replica's scorer, through the same
-        methods as a local change. Idempotent: applying a change twice, or one already reflected (a scorer loaded
-        after it), changes nothing."""
-        if change.kind == CHECKPOINT:
-            self._apply_checkpoint(change)
-            return
-        store = self.state.get_store()
-        with self.lock:
-            if change.kind in (LLM_REGISTERED, AGENT_REGISTERED):
-                self._apply_registration(store, LLM if change.kind == LLM_REGISTERED else AGENT, change.key)
-            elif change.kind in (LLM_DELETED, AGENT_DELETED):
-                data = change.payload.get("node")
-                kind = LLM if change.kind == LLM_DELETED else AGENT
-                self._exclude(change.key, _RECORD[kind](**data) if isinstance(data, dict) else None)
-            elif change.kind == OUTCOMES:
-                self._pass_outcomes(change.payload.get("rows", []))
-            elif change.kind == TASK_REGISTERED:
-                self.task_registered(change.key)
-            elif change.kind == TASK_DELETED:
-                self.task_deleted(change.key)
-            else:
-                log.warning("change %d: unknown kind %r, skipped", change.version, change.kind)
-
-    def _apply_registration(self, store: GraphStore, kind: str, name: str) -> None:
-        scorer = self.state.scorer
-        if scorer is None or scorer.routable(name):
-            return  # a scorer loaded later syncs with the store; a routable one has it already
-        node = store.get_node(kind, name) if store.has_node(kind, name) else None
-        if node is None:
-            return  # deleted since: that deletion is a later change
-        if name in scorer.candidates and not same_registration(scorer.excluded.get(name), node):  # type: ignore[arg-type]
-            log.warning("%s %r re-registered with other data; routable here after a retrain", _WHAT[kind], name)
-            return
-        backing = None
-        if isinstance(node, Agent):
-            if not store.has_node(LLM, node.llm):
-                return
-            backing = store.get_node(LLM, node.llm)
-            assert isinstance(backing, LLMNode)
-        note = self._add_to_scorer(scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False)  # type: ignore[arg-type]
-        if note:
-            log.info("%s %r from another replica: %s", _WHAT[kind], name, note)
-
-    def _apply_checkpoint(self, change: Change) -> None:
-        """Load the published checkpoint from this replica's checkpoint path (shared by every replica) and swap
-        it in; the file is written atomically (temp file + rename), so it is whole."""
-        state, settings = self.state, self.state.settings
-        current = state.scorer
-        if current is None:
-            self._try_load(force=True)
-            return
-        if current.checkpoint.version == change.key:
-            return
-        same_model = settings.embedding_model in (None, current.checkpoint.embedding_model)
-        scorer = load_scorer(
-            settings.checkpoint,
-            settings.embedding_model,
-            state.embedder or (current.embedder if same_model else None),
-            cache_path=settings.embedding_cache,
-            backend=settings.embedding_backend,
-            threads=settings.embedding_threads,
-            max_query_chars=settings.max_query_chars,
-        )
-        if scorer.checkpoint.embedding_model != current.checkpoint.embedding_model and state.embedder is None:
-            scorer = load_scorer(
-                settings.checkpoint,
-                settings.embedding_model,
-                cache_path=settings.embedding_cache,
-                backend=settings.embedding_backend,
-                threads=settings.embedding_threads,
-                max_query_chars=settings.max_query_chars,
-            )
-        if scorer.checkpoint.version == current.checkpoint.version:
-            return
-        self.install(scorer, f"the published checkpoint {scorer.checkpoint.version}")
-        log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)
     @staticmethod
     def _query_texts(
         store: GraphStore, scorer: Scorer, new: dict[str, tuple[str, str]], ids: list[str]
