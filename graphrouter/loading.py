@@ -1,5 +1,5 @@
-"""Loading a scorer to serve: the embedder, the checkpoint, and attaching it to the store. One module used by the
-CLI (``graphrouter route``) and by the service (its start, and every retrain).
+"""Loading a scorer to serve: the embedder, the checkpoint, and attaching it to the store (syncing its candidates).
+One module used by the CLI (``graphrouter route``) and by the service (its start, and every retrain).
 
 :func:`attach_scorer` makes a freshly loaded (or retrained) scorer agree with the store: its candidates that the
 store no longer has are dropped (or excluded from routing, when the router cannot drop them), and the store's LLMs
@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graph_store import AGENT, LLM, TASK, GraphStore
+from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
-from graphrouter.errors import CheckpointError
+from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 from graphrouter.scorer import MAX_QUERY_CHARS, Scorer
 
 log = logging.getLogger(__name__)
+
+SYNC_CHUNK = 100  # candidates registered per change when syncing with the store
 
 
 def make_embedder(
@@ -87,10 +89,93 @@ def attach_scorer(
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
-    out.added, out.skipped = scorer.sync_with_store(store, progress)
+    out.added, out.skipped = sync_with_store(scorer, store, progress)
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.excluded:
         log.warning("candidates no longer in the store, not routed to: %s", ", ".join(out.excluded))
     if out.skipped:
         log.warning("not routable by the %r router until retrained: %s", scorer.router.name, ", ".join(out.skipped))
     return out
+
+
+def sync_with_store(
+    scorer: Scorer, store: GraphStore, progress: Callable[[int, int], None] | None = None, chunk: int = SYNC_CHUNK
+) -> tuple[list[str], list[str]]:
+    """Register every LLM, then every agent, in the store that ``scorer``'s checkpoint does not know: their
+    outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
+    time (one change of the router each). ``progress(done, total)`` is called after each chunk.
+
+    Returns (registered names, names skipped because this router cannot add candidates without retraining, or
+    because an agent's backing LLM is not a candidate).
+    """
+    from graphrouter.routers.base import NewCandidate  # the routers (torch): loaded with the checkpoint already
+
+    known = set(scorer.candidates)
+    llms = [n for n in store.list_nodes(LLM) if n.key not in known]
+    agents = [a for a in store.list_nodes(AGENT) if a.key not in known]
+    skipped: list[str] = []
+    llm_names = known | {n.key for n in llms}
+    ready_agents = []
+    for agent in agents:
+        assert isinstance(agent, Agent)
+        if agent.llm in llm_names and store.has_node(LLM, agent.llm):
+            ready_agents.append(agent)
+        else:
+            skipped.append(agent.key)
+    todo: list[tuple[LLMNode | Agent, LLMNode | None]] = [(n, None) for n in llms]  # type: ignore[misc]
+    by_llm = {n.key: n for n in llms}
+    for agent in ready_agents:
+        backing = by_llm.get(agent.llm) or store.get_node(LLM, agent.llm)
+        assert isinstance(backing, LLMNode)
+        todo.append((agent, backing))
+    total = len(todo)
+    if progress is not None:
+        progress(0, total)
+    if not todo:
+        return [], skipped
+    observed = {
+        LLM: _by_target(store.outcomes(LLM)) if llms else {},
+        AGENT: _by_target(store.outcomes(AGENT)) if ready_agents else {},
+    }
+    added: list[str] = []
+    for at in range(0, total, chunk):
+        part = todo[at : at + chunk]
+        embs = scorer.embedder.embed([f"{node.name}: {node.description}" for node, _ in part])
+        specs = []
+        for (node, backing), emb in zip(part, embs, strict=True):
+            rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
+            effects, costs = scorer.router.training_rows(
+                {o.query_id: o.effect for o in rows}, {o.query_id: o.cost for o in rows}
+            )
+            price = node if backing is None else backing
+            specs.append(
+                NewCandidate(
+                    node.name,
+                    emb,
+                    price.input_price,  # type: ignore[union-attr]
+                    price.output_price,  # type: ignore[union-attr]
+                    price.size_b,  # type: ignore[union-attr]
+                    effects,
+                    backing.name if backing is not None else None,
+                    costs,
+                )
+            )
+        try:
+            scorer.router.register_candidates(specs)
+        except NotImplementedError:
+            return added, skipped + [node.key for node, _ in todo[at:]]
+        except GraphRouterError:
+            raise
+        except ValueError as exc:
+            raise GraphRouterError(f"cannot register {', '.join(s.name for s in specs[:5])}…: {exc}") from None
+        added.extend(s.name for s in specs)
+        if progress is not None:
+            progress(len(added), total)
+    return added, skipped
+
+
+def _by_target(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
+    grouped: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        grouped.setdefault(o.target, []).append(o)
+    return grouped

@@ -10,13 +10,13 @@ without retraining raise :class:`NotImplementedError` from the registering, remo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graph_store import AGENT, LLM, Agent, GraphStore, LLMNode, Outcome
+from graph_store import LLM, Agent, LLMNode
 from graphrouter.embeddings import Embedder, check_text
 from graphrouter.errors import GraphRouterError, QueryTooLongError
 from graphrouter.online import Explorer, OnlineLearner
@@ -30,14 +30,6 @@ if TYPE_CHECKING:
     from graphrouter.routers.base import Scores
 
 MAX_QUERY_CHARS = 20_000
-SYNC_CHUNK = 100  # candidates registered per change when syncing with the store
-
-
-def _by_target(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
-    grouped: dict[str, list[Outcome]] = {}
-    for o in outcomes:
-        grouped.setdefault(o.target, []).append(o)
-    return grouped
 
 
 @dataclass(frozen=True)
@@ -329,81 +321,6 @@ class Scorer:
     def tasks(self) -> list[str]:
         """The tasks this checkpoint was trained with (``top_k(task=…)`` accepts only these)."""
         return list(self._task_index)
-
-    def sync_with_store(
-        self, store: GraphStore, progress: Callable[[int, int], None] | None = None, chunk: int = SYNC_CHUNK
-    ) -> tuple[list[str], list[str]]:
-        """Register every LLM, then every agent, in the store that the checkpoint does not know: their outcomes read
-        in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a time (one
-        change of the router each). ``progress(done, total)`` is called after each chunk.
-
-        Returns (registered names, names skipped because this router cannot add candidates without retraining, or
-        because an agent's backing LLM is not a candidate).
-        """
-        from graphrouter.routers.base import NewCandidate  # the routers (torch): loaded with the checkpoint already
-
-        known = set(self.candidates)
-        llms = [n for n in store.list_nodes(LLM) if n.key not in known]
-        agents = [a for a in store.list_nodes(AGENT) if a.key not in known]
-        skipped: list[str] = []
-        llm_names = known | {n.key for n in llms}
-        ready_agents = []
-        for agent in agents:
-            assert isinstance(agent, Agent)
-            if agent.llm in llm_names and store.has_node(LLM, agent.llm):
-                ready_agents.append(agent)
-            else:
-                skipped.append(agent.key)
-        todo: list[tuple[LLMNode | Agent, LLMNode | None]] = [(n, None) for n in llms]  # type: ignore[misc]
-        by_llm = {n.key: n for n in llms}
-        for agent in ready_agents:
-            backing = by_llm.get(agent.llm) or store.get_node(LLM, agent.llm)
-            assert isinstance(backing, LLMNode)
-            todo.append((agent, backing))
-        total = len(todo)
-        if progress is not None:
-            progress(0, total)
-        if not todo:
-            return [], skipped
-        observed = {
-            LLM: _by_target(store.outcomes(LLM)) if llms else {},
-            AGENT: _by_target(store.outcomes(AGENT)) if ready_agents else {},
-        }
-        added: list[str] = []
-        for at in range(0, total, chunk):
-            part = todo[at : at + chunk]
-            embs = self.embedder.embed([f"{node.name}: {node.description}" for node, _ in part])
-            specs = []
-            for (node, backing), emb in zip(part, embs, strict=True):
-                rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
-                effects, costs = self.router.training_rows(
-                    {o.query_id: o.effect for o in rows}, {o.query_id: o.cost for o in rows}
-                )
-                price = node if backing is None else backing
-                specs.append(
-                    NewCandidate(
-                        node.name,
-                        emb,
-                        price.input_price,  # type: ignore[union-attr]
-                        price.output_price,  # type: ignore[union-attr]
-                        price.size_b,  # type: ignore[union-attr]
-                        effects,
-                        backing.name if backing is not None else None,
-                        costs,
-                    )
-                )
-            try:
-                self.router.register_candidates(specs)
-            except NotImplementedError:
-                return added, skipped + [node.key for node, _ in todo[at:]]
-            except GraphRouterError:
-                raise
-            except ValueError as exc:
-                raise GraphRouterError(f"cannot register {', '.join(s.name for s in specs[:5])}…: {exc}") from None
-            added.extend(s.name for s in specs)
-            if progress is not None:
-                progress(len(added), total)
-        return added, skipped
 
     # ---- routing --------------------------------------------------------------------------------------------
     def top_k(
