@@ -194,8 +194,11 @@ def retrain(client) -> float:  # type: ignore[no-untyped-def]
 
 def retrains(client, count: int, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
     before = rss_mb()
-    idle = [retrain(client) for _ in range(count)]
-    after = rss_mb()
+    idle, series = [], []
+    for _ in range(count):
+        idle.append(retrain(client))
+        series.append(rss_mb())
+    after = series[-1]
     stop, routed = threading.Event(), [0]
 
     def load() -> None:
@@ -214,7 +217,8 @@ def retrains(client, count: int, lines: list[str]) -> None:  # type: ignore[no-u
     for t in threads:
         t.join()
     lines += [
-        f"RSS over {count} retrains: {before:.0f} → {after:.0f} MB (×{after / before:.2f})",
+        f"RSS over {count} retrains: {before:.0f} → {after:.0f} MB (×{after / before:.2f}); after each: "
+        f"{', '.join(f'{x:.0f}' for x in series)} MB (after the first: ×{after / series[0]:.2f})",
         "",
         "## Retrain idle vs under 8 routing clients",
         "",
