@@ -186,7 +186,7 @@ def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str)
         if path.exists():  # the registration constants are today's defaults, not the cached fit's
             router = torch.load(path, weights_only=False)
             defaults = ROUTERS["gnn"]()
-            for name in ("uncertainty_margin", "uncertainty_power", "fit_global_sd", "fit_task_sd"):
+            for name in ("uncertainty_margin", "uncertainty_power", "fit_global_sd", "fit_task_sd", "fit_own"):
                 setattr(router, name, getattr(defaults, name))
             return router
     router = ROUTERS["gnn"](**kwargs).fit(world, train)

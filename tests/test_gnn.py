@@ -206,3 +206,34 @@ def test_fit_offsets_shrinks_few_outcomes_and_follows_many() -> None:
     assert (fit_offsets(np.zeros(0), np.zeros(0), np.zeros(0, int), 3) == 0).all()
     tight = fit_offsets(np.zeros(20), np.ones(20), task, 2, FitPrior(0.1, 0.1))
     assert (tight < 0.3).all()
+
+
+def test_resemblance_weighs_the_trained_candidate_the_outcomes_follow() -> None:
+    """A new candidate whose outcomes follow trained candidate 1 (right exactly where 1 is likely right) puts its
+    weight on 1's logit; outcomes its own logit explains as well keep the weight mostly on its own; the
+    correction mixes the logits it was fitted with."""
+    from graphrouter.routers.gnn.correction import Correction
+    from graphrouter.routers.gnn.fit import FitPrior, fit_resemblance
+
+    rng = np.random.default_rng(0)
+    n = 30
+    others = rng.normal(scale=3.0, size=(n, 3))
+    task = np.zeros(n, np.int64)
+    y = (others[:, 1] > 0).astype(float)
+    w_own, w, offsets = fit_resemblance(np.zeros(n), others, y, task, 1)
+    assert w.argmax() == 1 and w[1] > 0.9 and w_own < 0.1
+    assert abs(w_own + w.sum() - 1) < 1e-9 and offsets.shape == (1,)
+    own = others[:, 1].copy()  # its own logit says the same: the prior mass on its own logit keeps most weight there
+    w_own, w, _ = fit_resemblance(own, others, y, task, 1, FitPrior(own=0.5))
+    assert w_own > w[1] and w_own > 0.4
+    only_own, _, _ = fit_resemblance(np.zeros(n), others, y, task, 1, FitPrior(own=1.0))
+    assert only_own == 1.0
+
+    logits = rng.normal(size=(2, 4, 5)).astype(np.float32)  # members, queries, candidates
+    corr = Correction(
+        np.zeros((5, 1), np.float32), np.array([4]), np.array([0.25], np.float32), np.array([0, 1]),
+        np.array([[0.0, 0.75]], np.float32),
+    )  # fmt: skip
+    out = corr.apply(logits, np.zeros(4, np.int64))
+    np.testing.assert_allclose(out[..., 4], 0.25 * logits[..., 4] + 0.75 * logits[..., 1], rtol=1e-6)
+    np.testing.assert_allclose(out[..., :4], logits[..., :4])

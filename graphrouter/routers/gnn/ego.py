@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.model import HeteroRouterGNN
 from graphrouter.routers.gnn.schema import CANDIDATE, QUERY, REV_OF_TASK, SIMILAR_TO, TASK
 
@@ -44,7 +45,7 @@ def _relu(x: np.ndarray) -> np.ndarray:
 class EgoPath:
     """Every member's cold-query computation, weights and request-independent products stacked on axis 0."""
 
-    offsets: np.ndarray | None = None  # the class default: a path pickled before offsets existed has none
+    correction: Correction | None = None  # the class default: a path pickled before corrections existed has none
 
     def __init__(self, models: list[HeteroRouterGNN], states: list[list[dict[str, torch.Tensor]]], k_sim: int) -> None:
         self.k_sim = k_sim
@@ -91,9 +92,9 @@ class EgoPath:
         self.dec_w2, self.dec_b2 = np.stack([d[1][0] for d in dec]), np.stack([d[1][1] for d in dec])
         self.dec_w3, self.dec_b3 = np.stack([d[2][0] for d in dec]), np.stack([d[2][1] for d in dec])
         self.skip_w, self.skip_b = np.stack([d[3][0] for d in dec]), np.stack([d[3][1] for d in dec])
-        # (C, T) per-candidate logit offsets fitted to outcomes (:mod:`~graphrouter.routers.gnn.fit`), or None;
-        # set before this path is installed, never changed after
-        self.offsets: np.ndarray | None = None
+        # the per-candidate correction fitted to outcomes (:mod:`~graphrouter.routers.gnn.fit`), or None; set
+        # before this path is installed, never changed after
+        self.correction: Correction | None = None
 
     def with_candidates(self, cand: np.ndarray, rows: list[int], removed: int | None = None) -> EgoPath:
         """This path over the candidates' new last-layer states ``cand`` (M, C, h), of which only ``rows`` are new or
@@ -115,16 +116,16 @@ class EgoPath:
     ) -> np.ndarray:
         """(B, C) mean effect probability over members for B new queries: embeddings (B, d), task rows (B,),
         stored neighbours and similarities (B, ≥ k_sim), pair features (B, C, n_pair); the fitted
-        :attr:`offsets` added to every member's logits."""
+        :attr:`correction` applied to every member's logits."""
         logits = self.logits(emb, task, nb, sim, pair)
-        if self.offsets is not None:
-            logits = logits + self.offsets.T[np.asarray(task)][None]
+        if self.correction is not None:
+            logits = self.correction.apply(logits, task)
         return (1.0 / (1.0 + np.exp(-logits))).mean(0).astype(np.float64)
 
     def logits(
         self, emb: np.ndarray, task: np.ndarray, nb: np.ndarray, sim: np.ndarray, pair: np.ndarray
     ) -> np.ndarray:
-        """(M, B, C) every member's effect logits, before the fitted offsets (arguments as :meth:`predict`)."""
+        """(M, B, C) every member's effect logits, before the fitted correction (arguments as :meth:`predict`)."""
         emb = np.asarray(emb, dtype=np.float32)
         h = _relu(emb @ self.enc_w1 + self.enc_b1[:, None]) @ self.enc_w2 + self.enc_b2[:, None]  # (M, B, h)
         src, s = nb[:, : self.k_sim], np.asarray(sim[:, : self.k_sim], dtype=np.float32)

@@ -46,7 +46,6 @@ def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
     ei_task = torch.arange(b).repeat(2, 1)
     task_t = torch.as_tensor(task)
     no_edges, no_attr = torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 1)
-    offsets = _offsets(router, task)
     probs = []
     for m, states in zip(router.members, router._cache.states, strict=True):
         h = m.model.encode({QUERY: torch.as_tensor(emb)})[QUERY]
@@ -58,17 +57,18 @@ def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
                 REV_ANSWERED_BY: (s[CANDIDATE], no_edges, no_attr),  # cold queries have no outcome edges
             }
             h = m.model.ego_query_layer(i, h, ego)
-        probs.append(torch.sigmoid(m.model.decode(h, states[-1][CANDIDATE], pair) + offsets))
+        probs.append(torch.sigmoid(_corrected(router, m.model.decode(h, states[-1][CANDIDATE], pair), task)))
     return torch.stack(probs).mean(0).numpy().astype(np.float64)
 
 
-def _offsets(router: FittedGnn, task: np.ndarray) -> torch.Tensor:
-    """(B, C) the fitted per-candidate logit offsets of the installed serving state for queries of tasks ``task``
-    (see :mod:`~graphrouter.routers.gnn.fit`), zeros if none."""
-    table = router._cache.serving[1].offsets
-    if table is None:
-        return torch.zeros(())
-    return torch.as_tensor(np.ascontiguousarray(table.T[task]))
+def _corrected(router: FittedGnn, logits: torch.Tensor, task: np.ndarray) -> torch.Tensor:
+    """(B, C) one member's logits with the installed serving state's fitted correction applied (see
+    :mod:`~graphrouter.routers.gnn.fit`): the same :meth:`~graphrouter.routers.gnn.correction.Correction.apply`
+    as the ego path."""
+    correction = router._cache.serving[1].correction
+    if correction is None:
+        return logits
+    return torch.as_tensor(correction.apply(logits.numpy()[None], task)[0])
 
 
 @torch.no_grad()
@@ -85,7 +85,6 @@ def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray
         nodes = stored.nodes.extended(emb, task)
         effect = np.r_[cands.effect, np.full((b, cands.effect.shape[1]), np.nan)]
         cold = np.arange(n, n + b)
-        offsets = _offsets(router, task)
         graph, _, _ = build_graph(
             nodes,
             Candidates(cands.features, effect, cands.backing),
@@ -100,5 +99,5 @@ def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray
         for m in router.members:
             hs = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
             logits = m.model.decode(hs[-1][QUERY][torch.as_tensor(cold)], hs[-1][CANDIDATE], torch.as_tensor(pair))
-            probs.append(torch.sigmoid(logits + offsets))
+            probs.append(torch.sigmoid(_corrected(router, logits, task)))
         return torch.stack(probs).mean(0).numpy().astype(np.float64)

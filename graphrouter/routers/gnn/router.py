@@ -25,6 +25,7 @@ from graph_store import AGENT, LLM
 from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import NewCandidate, Router, register
+from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.fit import FitPrior, fit_correction
 from graphrouter.routers.gnn.graph import (
@@ -70,6 +71,7 @@ class GnnRouter(Router):
         uncertainty_power: float = 0.5,
         fit_global_sd: float = 1.5,
         fit_task_sd: float = 1.0,
+        fit_own: float = FitPrior.own,
     ) -> None:
         self.seeds = tuple(seeds)
         # routing subtracts w_effect · margin / (1 + n_observed) ** power from each candidate's utility: a guard
@@ -85,6 +87,8 @@ class GnnRouter(Router):
         # the priors of the per-candidate fit from outcomes (gnn.fit): logit-scale sd of its global and per-task
         # offsets
         self.fit_global_sd, self.fit_task_sd = fit_global_sd, fit_task_sd
+        # prior mass of a registered candidate's own logit against resembling a trained candidate (gnn.fit)
+        self.fit_own = fit_own
         self.hidden, self.num_layers, self.dropout, self.in_drop = hidden, num_layers, dropout, in_drop
         self.lr, self.weight_decay = lr, weight_decay
         self.max_episodes, self.eval_every, self.patience = max_episodes, eval_every, patience
@@ -112,8 +116,9 @@ class GnnRouter(Router):
         state.setdefault("uncertainty_power", 0.5)
         state.setdefault("fit_global_sd", FitPrior.global_sd)
         state.setdefault("fit_task_sd", FitPrior.task_sd)
+        state.setdefault("fit_own", FitPrior.own)
         self.__dict__.update(state)
-        self._cache.fitter = self._fit_offsets
+        self._cache.fitter = self._fit_correction
         if "_kinds" not in state:  # a state without the columns' kinds: derived from the world and the backing
             backing = self._cache.candidates.backing
             trained = dict(zip(self.world.data.candidates, self.world.data.candidate_kind, strict=True))
@@ -146,29 +151,29 @@ class GnnRouter(Router):
         self._index = None
         self._fresh = {}
         self._cache = ServingCache([m.model for m in self.members], self._stored_graph(), cands)
-        self._cache.fitter = self._fit_offsets
+        self._cache.fitter = self._fit_correction
 
     # -- the fit from outcomes --
     @property
     def fit_prior(self) -> FitPrior:
-        return FitPrior(self.fit_global_sd, self.fit_task_sd)
+        return FitPrior(self.fit_global_sd, self.fit_task_sd, own=self.fit_own)
 
-    def _fit_offsets(self, obs: Observed, ego: EgoPath) -> np.ndarray | None:
-        """The per-candidate logit offsets of a serving state about to be installed (under the serving lock), fitted
-        to each candidate's fresh outcomes (:mod:`~graphrouter.routers.gnn.fit`); an agent with none of its own
-        takes its backing LLM's offsets, as it takes its outcomes."""
+    def _fit_correction(self, obs: Observed, ego: EgoPath) -> Correction | None:
+        """The correction of a serving state about to be installed (under the serving lock), fitted to each
+        candidate's fresh outcomes (:mod:`~graphrouter.routers.gnn.fit`); a candidate registered since training may
+        resemble the trained ones; an agent with none of its own takes its backing LLM's, as it takes its outcomes."""
         columns = {self._candidates.index(n): rows for n, rows in self._fresh.items() if n in self._candidates}
         if not columns:
             return None
+        trained = set(self._trained)
+        resemble = np.array([i for i, n in enumerate(self._candidates) if n in trained], np.int64)
         search = self._neighbour_index().search
-        offsets = fit_correction(
-            ego, obs, self._nodes.emb, columns, search, self.k_pair, self._nodes.n_tasks, self.fit_prior
+        correction = fit_correction(
+            ego, obs, self._nodes.emb, columns, search, self.k_pair, self._nodes.n_tasks, self.fit_prior, resemble
         )
-        if offsets is not None:
-            for agent, llm in self._cache.candidates.backing.items():
-                if agent not in columns and agent < len(offsets):
-                    offsets[agent] = offsets[llm]
-        return offsets
+        if correction is None:
+            return None
+        return correction.copied(dict(self._cache.candidates.backing))
 
     def _note_fresh(self, name: str, rows: np.ndarray) -> None:
         """Record that ``name``'s outcomes on stored positions ``rows`` arrived since training (most recent last)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import Candidates, StoredGraph, serving_graph
 from graphrouter.routers.gnn.model import HeteroRouterGNN
@@ -28,8 +29,9 @@ from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, TASK_CANDIDAT
 States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
 Serving = tuple[States, Observed, EgoPath]
 _UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty", "fitter")
-# fits the per-candidate logit offsets of a serving state about to be installed (see gnn.fit); set by the router
-Fitter = Callable[[Observed, EgoPath], np.ndarray | None]
+# fits the per-candidate correction (offsets, resemblance) of a serving state about to be installed (see gnn.fit);
+# set by the router
+Fitter = Callable[[Observed, EgoPath], Correction | None]
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +101,7 @@ class ServingCache:
 
     def _install(self, states: States, obs: Observed, ego: EgoPath) -> None:
         if self.fitter is not None:  # fitted to this very state, before any request can read it
-            ego.offsets = self.fitter(obs, ego)
+            ego.correction = self.fitter(obs, ego)
         self.states = states
         self.serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
 
