@@ -145,6 +145,17 @@ def index_route_methods(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
     ]
 
 
+# the OpenAI-compatible surface: its errors also carry OpenAI's shape, which OpenAI clients read the message from
+OPENAI_PATHS = frozenset({"/v1/chat/completions"})
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def openai_error(code: int, message: str) -> dict[str, object]:
+    """OpenAI's error object for a status and message (``{"message", "type", "param", "code"}``)."""
+    kind = _OPENAI_TYPES.get(code, "api_error" if code >= 500 else "invalid_request_error")
+    return {"message": message, "type": kind, "param": None, "code": None}
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's answer to an HTTPException (``{"detail": message}`` with its headers), except a 405: Starlette's
     ``Allow`` names the methods of the first route matching the path only (``/v1/llms/{name:path}`` has two routes,
@@ -152,7 +163,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
         headers = getattr(exc, "headers", None)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        body: dict[str, object] = {"detail": exc.detail}
+        if request.url.path in OPENAI_PATHS:
+            body["error"] = openai_error(exc.status_code, str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
     path = request.url.path
     allowed = {m for regex, methods in request.app.state.route_methods for m in methods if regex.match(path)}
     allow = ", ".join(sorted(allowed))

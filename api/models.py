@@ -40,6 +40,11 @@ class ErrorOut(BaseModel):
     """Every error answer (api/errors.py)."""
 
     detail: str = Field(description="what is wrong, naming the field or the setting")
+    error: dict[str, Any] | None = Field(
+        None,
+        description="only on the OpenAI-compatible /v1/chat/completions: the same message in OpenAI's error shape "
+        "({message, type, param, code}), which OpenAI clients read",
+    )
 
 
 class FieldError(BaseModel):

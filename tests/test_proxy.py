@@ -318,11 +318,16 @@ def test_the_official_openai_client_works_plain_and_streamed(
         pieces = [chunk.choices[0].delta.content or "" for chunk in stream]  # no empty-choices chunk to trip on
         assert "".join(pieces) == f"Hello from ok-{top.split('-')[1]}"
 
-        with pytest.raises(openai.AuthenticationError):
+        with pytest.raises(openai.AuthenticationError) as denied:
             openai.OpenAI(base_url=v1, api_key="wrong", max_retries=0).chat.completions.create(
                 model="graphrouter",
                 messages=messages,  # type: ignore[arg-type]
             )
+        assert denied.value.message.endswith(" - wrong proxy key")  # from OpenAI's error shape, not the whole body
+        assert isinstance(denied.value.body, dict) and denied.value.body["type"] == "authentication_error"
+        with pytest.raises(openai.NotFoundError) as missing:
+            oai.chat.completions.create(model="no-such-model", messages=messages)  # type: ignore[arg-type]
+        assert "no LLM named 'no-such-model'" in missing.value.message
         r = client.post("/v1/feedback", json={"id": done.id, "effect": 1.0}, headers=PROXY_AUTH)
         assert r.status_code == 200 and r.json()["candidate"] == top
 
