@@ -122,6 +122,14 @@ class Service:
                 time.sleep(0.2)
         raise SystemExit(f"serve not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
 
+    def rss_mb(self) -> float:
+        """The service process's resident memory now (Linux), in MB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -207,17 +215,22 @@ def stats(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), float(np.percentile(ms, 99))
 
 
-def ego_vs_full(router: GnnRouter, q: list[QueryFeatures], reps: int) -> tuple[float, float]:
-    """Median ms of the cached ego path and of the full-graph re-run, on the same queries (tasks filled in)."""
+FULL_GRAPH_MAX = 200_000  # above this many stored queries the whole-graph re-run is skipped (minutes per query)
+
+
+def ego_vs_full(router: GnnRouter, q: list[QueryFeatures], reps: int, full_too: bool = True) -> tuple[float, float]:
+    """Median ms of the cached ego path and of the full-graph re-run (NaN if not ``full_too``), on the same queries
+    (tasks filled in)."""
     ego, full = [], []
     for x in q[:reps]:
         t = time.perf_counter()
         router.predict_effect(x)
         ego.append(1000 * (time.perf_counter() - t))
-        t = time.perf_counter()
-        router.predict_effect_full_graph(x)
-        full.append(1000 * (time.perf_counter() - t))
-    return statistics.median(ego), statistics.median(full)
+        if full_too:
+            t = time.perf_counter()
+            router.predict_effect_full_graph(x)
+            full.append(1000 * (time.perf_counter() - t))
+    return statistics.median(ego), statistics.median(full) if full else float("nan")
 
 
 SCALE_RESULTS = ROOT / "experiments" / "results" / "bench_api_scale.md"
@@ -471,7 +484,8 @@ def main() -> None:
             sized = copy.deepcopy(router)
             sized.reattach(grow(world, n))
             attach_s = time.perf_counter() - t
-            ego_ms, full_ms = ego_vs_full(sized, q, args.full_graph_reps if n <= 20_000 else 3)
+            reps = args.full_graph_reps if n <= 20_000 else 3
+            ego_ms, full_ms = ego_vs_full(sized, q, reps, full_too=n <= FULL_GRAPH_MAX)
             path = work / f"checkpoint-{n}.pt"
             save_checkpoint(sized, ckpt.embedding_model, path)
             del sized
@@ -487,9 +501,12 @@ def main() -> None:
                 seq = sequential(service.url, chunk[20 : 20 + per_size])
                 conc, rps = concurrent(service.url, chunk[per_size + 20 : 2 * per_size + 20], args.concurrency)
                 reg = register_to_routable(service.url, str(n))
+                rss = service.rss_mb()
             finally:
                 service.stop()
-            rows.append((n, attach_s, ready_s, stats(seq), stats(conc), rps, statistics.median(reg), ego_ms, full_ms))
+            rows.append(
+                (n, attach_s, ready_s, stats(seq), stats(conc), rps, statistics.median(reg), ego_ms, full_ms, rss)
+            )
             print(rows[-1], flush=True)
 
     p50 = {r[0]: r[3][0] for r in rows}
@@ -509,16 +526,19 @@ def main() -> None:
         f"{threads} thread(s). Every request carries a query text never seen before, so each pays "
         "the text embedding. Latencies in ms, as the client measures them.",
         "",
-        "| stored queries | reattach (s) | ready (s) | p50 | p99 | p50 ×{c} clients | p99 ×{c} | req/s ×{c} "
-        "| register→routable (ms) | GNN ego path (ms) | GNN over the whole graph (ms) | ratio |".replace(
-            "{c}", str(args.concurrency)
-        ),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (
+            "| stored queries | reattach (s) | ready (s) | p50 | p99 | p50 ×{c} clients | p99 ×{c} | req/s ×{c} "
+            "| register→routable (ms) | GNN ego path (ms) | GNN over the whole graph (ms) | ratio "
+            "| service RSS (MB) |"
+        ).replace("{c}", str(args.concurrency)),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, attach_s, ready_s, (s50, s99), (c50, c99), rps, reg, ego_ms, full_ms in rows:
+    for n, attach_s, ready_s, (s50, s99), (c50, c99), rps, reg, ego_ms, full_ms, rss in rows:
+        full = "—" if np.isnan(full_ms) else f"{full_ms:.0f}"
+        ratio = "—" if np.isnan(full_ms) else f"{full_ms / ego_ms:,.0f}×"
         lines.append(
             f"| {n:,} | {attach_s:.1f} | {ready_s:.1f} | {s50:.1f} | {s99:.1f} | {c50:.1f} | {c99:.1f} | {rps:.0f} "
-            f"| {reg:.0f} | {ego_ms:.2f} | {full_ms:.0f} | {full_ms / ego_ms:,.0f}× |"
+            f"| {reg:.0f} | {ego_ms:.2f} | {full} | {ratio} | {rss:,.0f} |"
         )
     if len(p50) > 1:
         lo, hi = min(p50), max(p50)
@@ -534,8 +554,9 @@ def main() -> None:
         "one forward pass to cache every layer's states). ready: from starting `graphrouter serve` to `/ready`. "
         "register→routable: median of 5, from sending `POST /v1/llms` to a `/v1/route` answer naming the new LLM. "
         "GNN columns: the effect prediction alone for one query (embedding excluded), median over "
-        f"{args.full_graph_reps} queries (3 at 100k), cached ego path vs inserting the query into the whole stored "
-        "graph and re-running every layer of every member.",
+        f"{args.full_graph_reps} queries (3 above 20k), cached ego path vs inserting the query into the whole stored "
+        f"graph and re-running every layer of every member (not run above {FULL_GRAPH_MAX:,}: minutes per query). "
+        "service RSS: the `graphrouter serve` process after the measurements at that size.",
         "",
         "Targets (issue 4): p50 ≤ 25 ms end to end; p50 at 100k within 1.5× of 1k; register→routable < 1 s.",
     ]
