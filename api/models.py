@@ -416,4 +416,7 @@ class Readiness(BaseModel):
     change_version: int | None = Field(
         None, description="the last version of the store's change log this replica has followed (None: not yet)"
     )
+    change_resyncs: int | None = Field(
+        None, description="full resyncs from the store since the start (the log had been pruned past this replica)"
+    )
     replica: str | None = Field(None, description="this replica's id (the origin of the changes it writes)")

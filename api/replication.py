@@ -10,6 +10,14 @@ when they were made and are skipped. Replicas never talk to each other: the stor
 
 The starting point is the store's latest version read *before* the scorer is loaded: loading syncs the scorer with
 the store, and the changes after that point are applied again, which is harmless (applying is idempotent).
+
+Retention: each replica's follower also prunes the log every ``GRAPHROUTER_CHANGELOG_PRUNE_INTERVAL`` seconds
+(:meth:`Follower.prune`), keeping the newest ``GRAPHROUTER_CHANGELOG_KEEP`` changes and every change younger than
+``GRAPHROUTER_CHANGELOG_KEEP_SECONDS`` (and never what it has not applied itself). Pruning from several replicas at
+once is harmless. A replica that fell behind the pruned log (stalled, or cut off from the store longer than that) is
+told so by ``changes_since`` (:class:`ChangeLogTruncatedError`) and resyncs: it reloads the checkpoint and attaches it
+to the store, exactly as at start-up (:meth:`ChangeApplier.resync`), then follows the log from the version it read
+before reloading.
 """
 
 from __future__ import annotations
@@ -21,19 +29,31 @@ from typing import Any
 
 from api.registry import WHAT, CandidateRegistry, same_registration
 from api.state import ServiceState
-from graph_store import AGENT, LLM, Agent, GraphStore, GraphStoreError, LLMNode, StoreUnavailableError
+from graph_store import (
+    AGENT,
+    LLM,
+    Agent,
+    ChangeLogTruncatedError,
+    GraphStore,
+    GraphStoreError,
+    LLMNode,
+    StoreUnavailableError,
+)
 from graph_store.changes import (
     AGENT_DELETED,
     AGENT_REGISTERED,
     CHECKPOINT,
+    IMPORTED,
     LLM_DELETED,
     LLM_REGISTERED,
     OUTCOMES,
     TASK_DELETED,
     TASK_REGISTERED,
     Change,
+    now,
 )
 from graphrouter.errors import GraphRouterError
+from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
 
@@ -50,7 +70,10 @@ class Follower:
         self.interval = interval
         self.version: int | None = None  # the last version seen (None: not read yet, the store was down)
         self.applied = 0
+        self.resyncs = 0  # full resyncs from the store (the log was pruned past this replica's version)
+        self.pruned = 0  # change records this replica pruned
         self.last_poll: float | None = None
+        self._last_prune = time.monotonic()  # the first pruning one interval after the start
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
@@ -62,8 +85,12 @@ class Follower:
         except GraphStoreError as exc:
             log.warning("change log not read yet (%s); following it once the store answers", exc)
 
+    @property
+    def prune_interval(self) -> float:
+        return self.state.settings.changelog_prune_interval
+
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
+        if (self.interval <= 0 and self.prune_interval <= 0) or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="graphrouter-follower", daemon=True)
         self._thread.start()
@@ -75,24 +102,65 @@ class Follower:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        tick = min(i for i in (self.interval, self.prune_interval) if i > 0)
+        while not self._stop.wait(tick):
             try:
-                self.poll()
+                if self.interval > 0:
+                    self.poll()
+                if self.prune_interval > 0 and time.monotonic() - self._last_prune >= self.prune_interval:
+                    self._last_prune = time.monotonic()
+                    self.prune()
             except StoreUnavailableError as exc:  # an outage: /ready says so; try again at the next tick
                 log.debug("change log not read: %s", exc)
             except Exception:  # never let the thread die: log and try again at the next tick
                 log.exception("following the change log failed")
 
+    def prune(self) -> int:
+        """Apply the retention settings to the store's change log once; returns how many records were removed.
+        Keeps the newest ``changelog_keep`` changes, those younger than ``changelog_keep_seconds``, and (when this
+        replica follows the log) those it has not applied yet."""
+        settings = self.state.settings
+        store = self.state.get_store()
+        keep_after = store.latest_version() - settings.changelog_keep
+        if self.interval > 0 and self.version is not None:  # following: keep what it has not applied yet
+            keep_after = min(keep_after, self.version)
+        if keep_after <= 0:
+            return 0
+        since = now(time.time() - settings.changelog_keep_seconds) if settings.changelog_keep_seconds > 0 else None
+        removed = store.prune_changes(keep_after, keep_since=since)
+        if removed:
+            self.pruned += removed
+            log.info("change log pruned: %d record(s), through version %d", removed, store.pruned_through())
+        return removed
+
+    def resync(self) -> None:
+        """Rebuild this replica's scorer from the store, as at start-up, and follow the log from the version read
+        before (so nothing written meanwhile is missed; what is applied again is harmless)."""
+        version = self.state.get_store().latest_version()
+        self._apply.resync()
+        self.version = version
+        self.resyncs += 1
+
     def poll(self) -> int:
-        """Apply every change not seen yet; returns how many were applied (others' changes)."""
+        """Apply every change not seen yet; returns how many were applied (others' changes). If the log was pruned
+        past this replica's version, resync from the store first (:meth:`resync`)."""
         with self._poll_lock:
             store = self.state.get_store()
             if self.version is None:
                 self.version = store.latest_version()
                 return 0
             applied = 0
+            resynced = False
             while True:
-                changes = store.changes_since(self.version, limit=BATCH)
+                try:
+                    changes = store.changes_since(self.version, limit=BATCH)
+                except ChangeLogTruncatedError as exc:
+                    if resynced:  # pruned past it again at once (a retention of ~0): the next tick tries again
+                        raise
+                    log.warning("replica %s fell behind the change log (%s): resyncing", self.state.replica_id, exc)
+                    self.resync()
+                    resynced = True
+                    continue
                 for change in changes:
                     if change.origin != self.state.replica_id:
                         try:
@@ -142,6 +210,8 @@ class ChangeApplier:
                 self.registry.task_registered(change.key)
             elif change.kind == TASK_DELETED:
                 self.registry.task_deleted(change.key)
+            elif change.kind == IMPORTED:
+                self._import(store, change)
             else:
                 log.warning("change %d: unknown kind %r, skipped", change.version, change.kind)
 
@@ -167,21 +237,65 @@ class ChangeApplier:
         if note:
             log.info("%s %r from another replica: %s", WHAT[kind], name, note)
 
+    def _import(self, store: GraphStore, change: Change) -> None:
+        """A bulk import (``graphrouter import``): its new LLMs and agents registered as another replica's would be
+        (with their stored outcomes), its tasks usable, its outcome rows passed to the scorer (when the change
+        carries them; a larger import's are stored for the next training)."""
+        payload = change.payload
+        registered: set[str] = set()
+        for kind, names in ((LLM, payload.get("llms", [])), (AGENT, payload.get("agents", []))):
+            for name in names:
+                if self.state.scorer is not None and not self.state.scorer.routable(name):
+                    self._registration(store, kind, name)
+                    registered.add(name)
+        for name in payload.get("tasks", []):
+            self.registry.task_registered(name)
+        rows = [row for row in payload.get("rows", []) if row[1] not in registered]  # those read their outcomes
+        if rows:
+            self.registry.pass_outcomes(rows)
+        elif "rows" not in payload and payload.get("outcomes"):
+            log.info("import %d: %d outcome(s) stored for the next training", change.version, payload["outcomes"])
+
     def _checkpoint(self, change: Change) -> None:
         """Load the published checkpoint from this replica's checkpoint path (shared by every replica) and swap
         it in; the file is written atomically (temp file + rename), so it is whole."""
-        state, settings = self.state, self.state.settings
-        current = state.scorer
+        current = self.state.scorer
         if current is None:
             self.registry.try_load(force=True)
             return
         if current.checkpoint.version == change.key:
             return
-        same_model = settings.embedding_model in (None, current.checkpoint.embedding_model)
-        scorer = self.registry.load_configured(state.embedder or (current.embedder if same_model else None))
-        if scorer.checkpoint.embedding_model != current.checkpoint.embedding_model and state.embedder is None:
-            scorer = self.registry.load_configured()
+        scorer = self._reload()
         if scorer.checkpoint.version == current.checkpoint.version:
             return
         self.registry.install(scorer, f"the published checkpoint {scorer.checkpoint.version}")
         log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)
+
+    def resync(self) -> None:
+        """Rebuild the scorer from the store, as at start-up: the configured checkpoint loaded again and attached
+        to the store (its candidates registered or dropped, deleted tasks refused), taking over what the current
+        one learned online. For a replica that missed changes (the log was pruned past them)."""
+        current = self.state.scorer
+        if current is None:
+            self.registry.try_load(force=True)
+            return
+        try:
+            scorer = self._reload()
+        except GraphRouterError as exc:  # no checkpoint to reload (e.g. an injected scorer): sync the current one
+            log.warning("resync: the checkpoint was not reloaded (%s); syncing the serving scorer's candidates", exc)
+            scorer = current
+        self.registry.install(scorer, f"checkpoint {scorer.checkpoint.version} (a resync with the store)")
+        log.info(
+            "resynced with the store: checkpoint %s, %d candidates", scorer.checkpoint.version, len(scorer.candidates)
+        )
+
+    def _reload(self) -> Scorer:
+        """The configured checkpoint's scorer, loaded again (reusing the current embedder when the model agrees)."""
+        state, settings = self.state, self.state.settings
+        current = state.scorer
+        assert current is not None
+        same_model = settings.embedding_model in (None, current.checkpoint.embedding_model)
+        scorer = self.registry.load_configured(state.embedder or (current.embedder if same_model else None))
+        if scorer.checkpoint.embedding_model != current.checkpoint.embedding_model and state.embedder is None:
+            scorer = self.registry.load_configured()
+        return scorer

@@ -101,6 +101,22 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds between reads of the store's change log, to apply what other replicas changed; 0: off",
     )
+    changelog_keep: int = Field(
+        10_000,
+        ge=0,
+        description="change log retention: the newest this many changes are never pruned (with changelog_keep_seconds: "
+        "a change is pruned only when it is older than both)",
+    )
+    changelog_keep_seconds: float = Field(
+        3600.0, ge=0, allow_inf_nan=False, description="change log retention: changes younger than this (s) are kept"
+    )
+    changelog_prune_interval: float = Field(
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds between prunings of the change log by this replica's follower (a replica that fell "
+        "behind the pruned log resyncs from the store); 0: this replica never prunes",
+    )
     batch_window_ms: float = Field(
         0.0,
         ge=0,

@@ -5,6 +5,7 @@ Nothing in this package imports torch.
 
 from graph_store.base import MAX_PAGE_INDEX, GraphStore
 from graph_store.errors import (
+    ChangeLogTruncatedError,
     ConflictError,
     GraphStoreError,
     InvalidInputError,
@@ -36,7 +37,8 @@ from graph_store.snapshot import EdgeTable, GraphSnapshot, NodeTable
 
 __all__ = [
     "AGENT", "ANSWERED_BY", "BACKED_BY", "EDGE_TYPES", "HANDLED_BY", "LLM", "MAX_PAGE_INDEX", "NODE_LABELS",
-    "OF_TASK", "QUERY", "TASK", "Agent", "ConflictError", "DEFAULT_STORE", "EdgeTable", "GraphBatch",
-    "GraphSnapshot", "GraphStore", "GraphStoreError", "InvalidInputError", "LLMNode", "NodeNotFoundError",
-    "NodeTable", "Outcome", "PendingOutcome", "Query", "StoreUnavailableError", "Task", "open_store", "query_id",
+    "OF_TASK", "QUERY", "TASK", "Agent", "ChangeLogTruncatedError", "ConflictError", "DEFAULT_STORE", "EdgeTable",
+    "GraphBatch", "GraphSnapshot", "GraphStore", "GraphStoreError", "InvalidInputError", "LLMNode",
+    "NodeNotFoundError", "NodeTable", "Outcome", "PendingOutcome", "Query", "StoreUnavailableError", "Task",
+    "open_store", "query_id",
 ]  # fmt: skip

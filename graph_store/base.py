@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from graph_store.changes import MAX_CHANGES_PER_READ, Change, check_change
-from graph_store.errors import InvalidInputError, NodeNotFoundError
+from graph_store.errors import ChangeLogTruncatedError, InvalidInputError, NodeNotFoundError
 from graph_store.schema import (
     AGENT,
     EDGE_TYPES,
@@ -125,7 +125,8 @@ class GraphStore(ABC):
 
     def clear(self) -> None:
         """Delete everything (used by re-imports with ``--replace`` and by tests), the change log included; the
-        next change's version is still above every earlier one."""
+        next change's version is still above every earlier one, and the log counts as pruned through the latest
+        version (a follower behind it resyncs from the store)."""
         self._clear()
 
     # ---- the change log -----------------------------------------------------------------------------------
@@ -134,15 +135,41 @@ class GraphStore(ABC):
         self.write(GraphBatch(), change=change)
 
     def changes_since(self, version: int, limit: int = 1000) -> list[Change]:
-        """Changes with a version above ``version``, oldest first, at most ``limit`` (1 to 10,000) of them."""
+        """Changes with a version above ``version``, oldest first, at most ``limit`` (1 to 10,000) of them.
+
+        Raises :class:`ChangeLogTruncatedError` if ``version`` is below :meth:`pruned_through`: some changes after
+        it were pruned, so the caller must resync from the store rather than read on."""
         _page_index(version, "version")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_PER_READ:
             raise InvalidInputError(f"limit must be an integer from 1 to {MAX_CHANGES_PER_READ:,}, got {limit!r}")
-        return self._changes_since(version, limit)
+        changes, pruned = self._changes_since(version, limit)
+        if version < pruned:
+            raise ChangeLogTruncatedError(version, pruned)
+        return changes
 
     def latest_version(self) -> int:
         """The version of the newest change ever written (0 if none; a store from before the log says 0)."""
         return self._latest_version()
+
+    def pruned_through(self) -> int:
+        """The highest version dropped from the log by pruning or ``clear()`` (0 if none): every change above it
+        that was written is still in the log."""
+        return self._pruned_through()
+
+    def prune_changes(self, keep_after_version: int, keep_since: str | None = None) -> int:
+        """Drop the oldest changes: those with a version up to ``keep_after_version`` (capped at the latest
+        version), but none written at or after ``keep_since`` (a time as in ``Change.at``, e.g. from
+        :func:`graph_store.changes.now`) nor any after such a one, so what is dropped is always the log's old end.
+        Returns how many change records were removed. Safe to run from several processes at once."""
+        _page_index(keep_after_version, "keep_after_version")
+        if keep_since is not None and not isinstance(keep_since, str):
+            raise InvalidInputError(f"keep_since must be a time string or None, got {type(keep_since).__name__}")
+        cut = min(keep_after_version, self._latest_version())
+        if keep_since is not None:
+            first_kept = self._first_version_since(keep_since)
+            if first_kept is not None:
+                cut = min(cut, first_kept - 1)
+        return self._prune_changes(max(cut, 0))
 
     # ---- reads --------------------------------------------------------------------------------------------
     def get_node(self, label: str, key: str) -> NodeRecord:
@@ -253,10 +280,24 @@ class GraphStore(ABC):
     def _ping(self) -> None: ...
 
     @abstractmethod
-    def _changes_since(self, version: int, limit: int) -> list[Change]: ...
+    def _changes_since(self, version: int, limit: int) -> tuple[list[Change], int]:
+        """The changes above ``version`` (at most ``limit``), then ``pruned_through`` read *after* them (so a
+        prune that removed some of them before they were read is seen)."""
 
     @abstractmethod
     def _latest_version(self) -> int: ...
+
+    @abstractmethod
+    def _pruned_through(self) -> int: ...
+
+    @abstractmethod
+    def _first_version_since(self, at: str) -> int | None:
+        """The lowest version of a change written at or after ``at``; None if there is none."""
+
+    @abstractmethod
+    def _prune_changes(self, through: int) -> int:
+        """Raise ``pruned_through`` to ``through`` if it is below (first, or in one transaction with the deletion),
+        then delete every change record at or below ``pruned_through``; return how many were deleted."""
 
 
 __all__ = ["GraphStore", "AGENT", "LLM", "MAX_PAGE_INDEX", "Change"]

@@ -7,6 +7,12 @@ so the log never names a change that did not land, and no change that landed is 
 
 Versions are positive integers, strictly increasing in commit order, never reused (also not after ``clear()``).
 A change carries who wrote it (``origin``: a replica's id), so a replica can skip its own changes.
+
+Retention: the log is pruned from its old end (``GraphStore.prune_changes``; the service's follower applies the
+retention settings, api/replication.py). The store remembers the highest version it dropped (``pruned_through``;
+``clear()`` drops the whole log and sets it to the latest version), and ``changes_since`` raises
+:class:`~graph_store.errors.ChangeLogTruncatedError` for a version below it, so a follower that fell behind the
+retained log notices the gap and resyncs from the store instead of silently missing changes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graph_store.errors import InvalidInputError
+from graph_store.schema import GraphBatch
 
 # What changed. Registrations and deletions name the node (``key``); ``outcomes`` carries its rows in the payload;
 # ``checkpoint`` names the published checkpoint's version (``key``) and where it is (``payload["path"]``).
@@ -25,6 +32,11 @@ AGENT_REGISTERED, AGENT_DELETED = "agent.registered", "agent.deleted"
 TASK_REGISTERED, TASK_DELETED = "task.registered", "task.deleted"
 OUTCOMES = "outcomes"
 CHECKPOINT = "checkpoint"
+# A bulk import (``graphrouter import …``, ``register-llm``): one change per imported batch, its payload naming the
+# ``llms``, ``agents`` and ``tasks`` written, the number of ``outcomes``, and their ``rows`` [query_id, target,
+# effect, cost] unless there are more than MAX_LOGGED_IMPORT_ROWS of them (then only stored, for the next training).
+IMPORTED = "import"
+MAX_LOGGED_IMPORT_ROWS = 10_000
 CHANGE_KINDS = (
     LLM_REGISTERED,
     LLM_DELETED,
@@ -34,6 +46,7 @@ CHANGE_KINDS = (
     TASK_DELETED,
     OUTCOMES,
     CHECKPOINT,
+    IMPORTED,
 )
 MAX_CHANGE_KEY_CHARS = 1000
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
@@ -76,8 +89,22 @@ def check_change(change: object) -> Change:
     return change
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def import_change(batch: GraphBatch, origin: str = "graphrouter-import") -> Change:
+    """The one change record of an imported batch (kind ``import``; see :data:`IMPORTED` for its payload)."""
+    payload: dict[str, Any] = {
+        "llms": sorted({n.key for n in batch.llms}),
+        "agents": sorted({n.key for n in batch.agents}),
+        "tasks": sorted({n.key for n in batch.tasks}),
+        "outcomes": len(batch.outcomes),
+    }
+    if len(batch.outcomes) <= MAX_LOGGED_IMPORT_ROWS:
+        payload["rows"] = [[o.query_id, o.target, o.effect, o.cost] for o in batch.outcomes]
+    return Change(IMPORTED, payload=payload, origin=origin)
+
+
+def now(at: float | None = None) -> str:
+    """A change's ``at``: the time (``at``, seconds since the epoch; default now) in UTC, to the second, sortable."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 def from_row(version: int, kind: str, key: str, payload: str, origin: str, at: str) -> Change:

@@ -25,3 +25,17 @@ class ConflictError(GraphStoreError):
 
 class StoreUnavailableError(GraphStoreError):
     """The backing database cannot be reached; the operation may be retried later."""
+
+
+class ChangeLogTruncatedError(GraphStoreError):
+    """The change log no longer holds every change after the version asked for: the changes up to ``pruned_through``
+    were pruned (or the store was cleared). A follower that gets this has missed changes it can no longer read and
+    must rebuild what it holds from the store (a full resync), then follow the log from the latest version."""
+
+    def __init__(self, version: int, pruned_through: int) -> None:
+        super().__init__(
+            f"the change log was pruned through version {pruned_through}; the changes after version {version} are "
+            "no longer all in it: resync from the store"
+        )
+        self.version = version
+        self.pruned_through = pruned_through

@@ -211,7 +211,7 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     if args.outcomes:
         written = ingest.import_outcomes(store, args.outcomes, llms=[llm])
     else:
-        written = store.write(GraphBatch(llms=[llm]))
+        written = ingest.write_logged(store, GraphBatch(llms=[llm]))
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
 
 

@@ -1,7 +1,9 @@
 """One ingest path for routing data: LLM catalogues and outcome rows (JSONL, CSV or Parquet) into the store.
 
 Everything is read and validated before anything is written, and then written as one atomic batch, so a bad file
-leaves the store exactly as it was. Errors name the file, the line and the problem.
+leaves the store exactly as it was. Errors name the file, the line and the problem. Each import writes one change
+record (kind ``import``, :func:`graph_store.changes.import_change`) in the batch's transaction, so running service
+replicas follow it as they follow each other's changes (api/replication.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from graph_store import AGENT, LLM, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
+from graph_store.changes import import_change
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
@@ -279,9 +282,14 @@ def import_outcomes(
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
     prepared.batch.llms = list(llms or [])
-    return store.write(prepared.batch)
+    return write_logged(store, prepared.batch)
 
 
 def import_llms(store: GraphStore, path: str | Path) -> dict[str, int]:
     """Import (upsert) a catalogue of LLMs."""
-    return store.write(GraphBatch(llms=read_llm_catalogue(path)))
+    return write_logged(store, GraphBatch(llms=read_llm_catalogue(path)))
+
+
+def write_logged(store: GraphStore, batch: GraphBatch) -> dict[str, int]:
+    """Write an imported batch atomically with its one change record, for running replicas to follow."""
+    return store.write(batch, change=import_change(batch))

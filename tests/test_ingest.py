@@ -220,3 +220,26 @@ def test_csv_errors_count_the_header_line(embedded: GraphStore, catalogue: Path,
     expected = r"rows.csv: 1 bad row\(s\), nothing was imported: line 4: effect must be in"
     with pytest.raises(DataFileError, match=expected):
         import_outcomes(embedded, write_rows(tmp_path / "rows.csv", rows))
+
+
+def test_each_import_leaves_one_change_record_and_a_refused_one_none(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graph_store import changes
+
+    import_llms(embedded, catalogue)
+    import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", ROWS))
+    llms, outcomes = embedded.changes_since(0)
+    assert llms.kind == outcomes.kind == changes.IMPORTED and llms.origin == "graphrouter-import"
+    assert llms.payload == {"llms": ["big", "small"], "agents": [], "tasks": [], "outcomes": 0, "rows": []}
+    assert outcomes.payload["tasks"] == ["math", "poetry"] and outcomes.payload["outcomes"] == 3
+    assert sorted(r[1] for r in outcomes.payload["rows"]) == ["big", "small", "small"]
+    bad = [dict(r) for r in ROWS]
+    bad[1]["effect"] = 2.0
+    with pytest.raises(DataFileError):
+        import_outcomes(embedded, write_rows(tmp_path / "bad.jsonl", bad))
+    assert embedded.changes_since(outcomes.version) == []
+    monkeypatch.setattr(changes, "MAX_LOGGED_IMPORT_ROWS", 2)  # a large import: counted, its rows not carried
+    import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
+    (large,) = embedded.changes_since(outcomes.version)
+    assert large.payload["outcomes"] == 3 and "rows" not in large.payload

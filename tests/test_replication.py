@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import Settings
 from graph_store import GraphStore
-from graph_store.changes import LLM_REGISTERED, OUTCOMES
+from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
 from tests.test_scorer import HashEmbedder
@@ -47,7 +47,7 @@ def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[Wo
         assert "llm-new" not in _names(b)
         assert follow_b.poll() == 1 and "llm-new" in _names(b)
         assert follow_a.poll() == 0  # its own change: applied when made, skipped here
-        logged = store.changes_since(0)
+        logged = store.changes_since(store.pruned_through())  # the log since the fixture cleared the store
         assert [c.kind for c in logged][-1] == LLM_REGISTERED and logged[-1].origin == a_app.state.service.replica_id
 
         # deleted through B: gone from A's answers after A's next poll
@@ -66,7 +66,7 @@ def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[Wo
         rows = [{"query_id": qid, "candidate": "llm-0", "effect": 0.25, "cost": 0.001}]
         r = a.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
         assert r.status_code == 200, r.text
-        assert store.changes_since(0)[-1].kind == OUTCOMES
+        assert store.changes_since(store.pruned_through())[-1].kind == OUTCOMES
         assert follow_b.poll() == 1 and seen == [("llm-0", {qid: 0.25})]
 
         # a task deleted through A is refused by B as a route's task; registered again, accepted again
@@ -103,3 +103,92 @@ def test_the_follower_thread_polls_at_the_interval(store: GraphStore, fitted: tu
         while "llm-new" not in _names(b):
             assert time.monotonic() < deadline, "not followed within 5 s"
             time.sleep(0.05)
+
+
+# ---- imports are logged -----------------------------------------------------------------------------------------
+def test_an_import_through_the_cli_reaches_a_running_replica(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import argparse
+    import json
+
+    from graphrouter.cli import cmd_import
+
+    world, paths = fitted
+    app = _replica(store, world, paths["gnn"])
+    with TestClient(app) as client:
+        follower = app.state.follower
+        catalogue = tmp_path / "llms.json"
+        catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", **_PRICES}}))
+        cmd_import(argparse.Namespace(what="llms", file=catalogue), store)
+        (logged,) = store.changes_since(follower.version)
+        assert logged.kind == IMPORTED and logged.payload["llms"] == ["llm-imported"]
+        assert "llm-imported" not in _names(client)
+        assert follower.poll() == 1 and "llm-imported" in _names(client)
+
+        # an outcomes import: its rows reach the scorer (probe outcomes of a newly registered LLM, say)
+        scorer = app.state.service.scorer
+        seen: list[tuple[str, dict[str, float]]] = []
+        real = scorer.add_outcomes
+        scorer.add_outcomes = lambda name, effects, costs=None, queries=None: (  # type: ignore[method-assign]
+            seen.append((name, effects)) or real(name, effects, costs, queries=queries)
+        )
+        rows = tmp_path / "outcomes.jsonl"
+        q = store.get_node("Query", world.data.query_keys[0])
+        line = {"query": q.text, "query_id": q.key, "task": q.task, "llm": "llm-imported", "effect": 0.75, "cost": 0.01}  # type: ignore[attr-defined]
+        rows.write_text(json.dumps(line) + "\n")
+        cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=None, source="probe"), store)
+        assert follower.poll() == 1 and seen == [("llm-imported", {q.key: 0.75})]
+
+
+_PRICES = {"input_price": 0.2, "output_price": 0.4}
+
+
+# ---- retention: pruning, and a replica that fell behind it ------------------------------------------------------
+def test_a_replica_behind_the_pruned_log_resyncs_from_the_store(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    world, paths = fitted
+    a_app, b_app = _replica(store, world, paths["gnn"]), _replica(store, world, paths["gnn"])
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        follow_b = b_app.state.follower
+        behind = follow_b.version
+        assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        assert a.delete("/v1/llms/llm-1", headers=AUTH).status_code == 200
+        store.prune_changes(store.latest_version())  # both changes gone from the log before B read them
+        assert store.pruned_through() > behind
+        follow_b.poll()
+        assert follow_b.resyncs == 1 and follow_b.version == store.latest_version()
+        names = _names(b)
+        assert "llm-new" in names and "llm-1" not in names  # what a restart would have given
+        assert names == _names(a) or set(names) == set(_names(a))
+        # followed normally from there on
+        assert a.delete("/v1/llms/llm-new", headers=AUTH).status_code == 200
+        assert follow_b.poll() == 1 and "llm-new" not in _names(b) and follow_b.resyncs == 1
+
+
+def test_the_follower_prunes_by_the_retention_settings(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    from graph_store.changes import CHECKPOINT, Change
+
+    world, paths = fitted
+    # following (the thread's first tick is an hour away: the test polls itself)
+    app = _replica(store, world, paths["gnn"], changelog_keep=2, changelog_keep_seconds=0, sync_interval=3600)
+    with TestClient(app):
+        follower = app.state.follower
+        base = store.latest_version()
+        for i in range(5):
+            store.record_change(Change(CHECKPOINT, f"not-a-file-{i}", origin=app.state.service.replica_id))
+        assert follower.prune() == 0  # never past what this replica has applied
+        follower.poll()
+        assert follower.prune() >= 3 and store.pruned_through() == base + 3
+        assert [c.key for c in store.changes_since(base + 3)] == ["not-a-file-3", "not-a-file-4"]
+    young = _replica(store, world, paths["gnn"], changelog_keep=0, changelog_keep_seconds=3600)
+    with TestClient(young):
+        young.state.follower.poll()
+        assert young.state.follower.prune() == 0  # every change is younger than an hour

@@ -15,6 +15,7 @@ from graph_store import (
     QUERY,
     TASK,
     Agent,
+    ChangeLogTruncatedError,
     GraphBatch,
     GraphStore,
     InvalidInputError,
@@ -32,6 +33,7 @@ from graph_store.changes import (
     OUTCOMES,
     TASK_REGISTERED,
     Change,
+    now,
 )
 from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE
 
@@ -554,10 +556,65 @@ def test_versions_are_never_reused_after_clear(store: GraphStore) -> None:
     store.record_change(Change(CHECKPOINT, "a"))
     before = store.latest_version()
     store.clear()
-    assert store.changes_since(0) == []
+    with pytest.raises(ChangeLogTruncatedError):  # the log was emptied: a follower behind it must resync
+        store.changes_since(0)
+    assert store.pruned_through() == before and store.changes_since(before) == []
     store.record_change(Change(CHECKPOINT, "b"))
-    (after,) = store.changes_since(0)
+    (after,) = store.changes_since(before)
     assert after.version > before and store.latest_version() == after.version
+
+
+def _checkpoints(store: GraphStore, n: int) -> list[int]:
+    base = store.latest_version()
+    for i in range(n):
+        store.record_change(Change(CHECKPOINT, f"v{i}"))
+    return [c.version for c in store.changes_since(base)]
+
+
+def test_pruning_drops_the_old_end_and_a_follower_behind_it_is_told(store: GraphStore) -> None:
+    base = store.latest_version()
+    versions = _checkpoints(store, 6)
+    assert store.prune_changes(versions[2]) == 3
+    assert store.pruned_through() == versions[2]
+    assert [c.version for c in store.changes_since(versions[2])] == versions[3:]  # caught up to the cut: reads on
+    for behind in (base, versions[0], versions[1]):
+        with pytest.raises(ChangeLogTruncatedError) as caught:
+            store.changes_since(behind)
+        assert caught.value.version == behind and caught.value.pruned_through == versions[2]
+    assert store.prune_changes(versions[1]) == 0 and store.pruned_through() == versions[2]  # never lowered
+    assert store.prune_changes(versions[2]) == 0  # idempotent
+    # the cut is capped at the latest version: a follower at the latest version is never told it is behind
+    assert store.prune_changes(versions[-1] + 1000) == 3
+    assert store.pruned_through() == versions[-1] == store.latest_version()
+    assert store.changes_since(versions[-1]) == []
+    (after,) = _checkpoints(store, 1)
+    assert after == versions[-1] + 1 and store.changes_since(versions[-1])[0].key == "v0"
+
+
+def test_pruning_keeps_changes_written_since_the_given_time(store: GraphStore) -> None:
+    versions = _checkpoints(store, 4)
+    assert store.prune_changes(versions[-1], keep_since=now(0)) == 0  # all written after 1970: all kept
+    assert store.pruned_through() < versions[0]
+    assert store.prune_changes(versions[1], keep_since=now(4_102_444_800)) == 2  # 2100: only the version cut holds
+    assert [c.version for c in store.changes_since(versions[1])] == versions[2:]
+
+
+def test_pruning_arguments_are_checked(store: GraphStore) -> None:
+    with pytest.raises(InvalidInputError, match="keep_after_version"):
+        store.prune_changes(-1)
+    with pytest.raises(InvalidInputError, match="keep_since"):
+        store.prune_changes(0, keep_since=12)  # type: ignore[arg-type]
+    assert store.prune_changes(0) == 0
+
+
+def test_pruning_through_another_handle_is_seen_by_a_reader(open_store_fn) -> None:  # type: ignore[no-untyped-def]
+    with open_store_fn() as writer, open_store_fn() as reader:
+        versions = _checkpoints(writer, 3)
+        assert [c.version for c in reader.changes_since(versions[0])] == versions[1:]
+        writer.prune_changes(versions[1])
+        with pytest.raises(ChangeLogTruncatedError):
+            reader.changes_since(versions[0])
+        assert reader.pruned_through() == versions[1]
 
 
 def test_concurrent_changes_get_distinct_versions(open_store_fn) -> None:  # type: ignore[no-untyped-def]

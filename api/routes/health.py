@@ -43,6 +43,7 @@ def ready(request: Request, state: StateDep, registry: RegistryDep) -> Readiness
         router=scorer.router.name if scorer else None,
         candidates=len(scorer.routable_candidates) if scorer else None,
         change_version=follower.version if follower is not None else None,
+        change_resyncs=follower.resyncs if follower is not None else None,
         replica=state.replica_id,
     )
     if body.status != "ready":

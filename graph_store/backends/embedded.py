@@ -6,7 +6,8 @@ concurrent readers and writers inside one process see whole batches or nothing. 
 share the file (the WAL lets readers run beside the one writer; a writer waits up to 30 s for another's
 transaction), as ``graphrouter serve --workers N`` does. The change log (see :mod:`graph_store.changes`) is a table
 with an AUTOINCREMENT version, written in the transaction of the change; ``sqlite_sequence`` keeps versions from
-being reused after ``clear()``. A store written before the log existed gets the (empty) table when opened.
+being reused after ``clear()``; the highest version pruned from it is the ``meta`` row ``changes_pruned_through``.
+A store written before the log existed gets the (empty) table when opened.
 Relationships live in their own tables with foreign keys (``ON DELETE CASCADE``), so deleting a node removes its
 edges and a dangling reference aborts the whole batch.
 
@@ -116,6 +117,11 @@ CHANGES_SINCE = (
     "SELECT version, kind, key, payload, origin, at FROM change_log WHERE version > ? ORDER BY version LIMIT ?"
 )
 LATEST_VERSION = "SELECT seq FROM sqlite_sequence WHERE name = 'change_log'"
+PRUNED_KEY = "changes_pruned_through"
+PRUNED_THROUGH = f"SELECT value FROM meta WHERE key = '{PRUNED_KEY}'"
+SET_PRUNED = f"INSERT INTO meta VALUES ('{PRUNED_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+FIRST_VERSION_SINCE = "SELECT min(version) FROM change_log WHERE at >= ?"
+DELETE_PRUNED = "DELETE FROM change_log WHERE version <= ?"
 RECORD = {TASK: Task, QUERY: Query, LLM: LLMNode, AGENT: Agent}
 
 
@@ -296,6 +302,7 @@ class EmbeddedStore(GraphStore):
         with self._tx(write=True) as db:
             for table in ("pending_outcome", *REL_TABLE.values(), *TABLE.values(), "change_log"):
                 db.execute(f"DELETE FROM {table}")
+            db.execute(SET_PRUNED, (str(self._latest(db)),))
 
     # ---- reads --------------------------------------------------------------------------------------------
     def _get_node(self, label: str, key: str) -> NodeRecord | None:
@@ -380,12 +387,42 @@ class EmbeddedStore(GraphStore):
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
 
-    def _changes_since(self, version: int, limit: int) -> list[Change]:
-        with self._tx() as db:
+    def _changes_since(self, version: int, limit: int) -> tuple[list[Change], int]:
+        with self._tx() as db:  # one snapshot: the changes and the pruning mark agree
             rows = db.execute(CHANGES_SINCE, (version, limit)).fetchall()
-        return [from_row(*row) for row in rows]
+            pruned = self._pruned(db)
+        return [from_row(*row) for row in rows], pruned
+
+    @staticmethod
+    def _latest(db: sqlite3.Connection) -> int:
+        row = db.execute(LATEST_VERSION).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _pruned(db: sqlite3.Connection) -> int:
+        row = db.execute(PRUNED_THROUGH).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _latest_version(self) -> int:
         with self._tx() as db:
-            row = db.execute(LATEST_VERSION).fetchone()
-        return 0 if row is None else int(row[0])
+            return self._latest(db)
+
+    def _pruned_through(self) -> int:
+        with self._tx() as db:
+            return self._pruned(db)
+
+    def _first_version_since(self, at: str) -> int | None:
+        with self._tx() as db:
+            row = db.execute(FIRST_VERSION_SINCE, (at,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _prune_changes(self, through: int) -> int:
+        try:
+            with self._tx(write=True) as db:
+                pruned = self._pruned(db)
+                if through > pruned:
+                    db.execute(SET_PRUNED, (str(through),))
+                    pruned = through
+                return db.execute(DELETE_PRUNED, (pruned,)).rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc

@@ -65,6 +65,28 @@ LIMIT $limit
 """
 LATEST_VERSION = f"MATCH (c:{CHANGE_COUNTER} {{name: $counter}}) RETURN c.value AS value"
 CLEAR_CHANGES = f"MATCH (n:{CHANGE}) WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted"
+# Retention: the counter's ``pruned`` is the highest version dropped from the log (only ever raised, never above
+# the counter's value); the records at or below it are deleted in batches after it is raised.
+PRUNED_THROUGH = f"MATCH (c:{CHANGE_COUNTER} {{name: $counter}}) RETURN coalesce(c.pruned, 0) AS pruned"
+FIRST_VERSION_SINCE = f"MATCH (n:{CHANGE}) WHERE n.at >= $at RETURN min(n.version) AS version"
+RAISE_PRUNED = f"""
+MATCH (c:{CHANGE_COUNTER} {{name: $counter}})
+WITH c, coalesce(c.pruned, 0) AS before
+SET c.pruned = CASE WHEN $through > before AND $through <= c.value THEN $through ELSE before END
+RETURN c.pruned AS pruned
+"""
+MARK_ALL_PRUNED = f"""
+MATCH (c:{CHANGE_COUNTER} {{name: $counter}})
+SET c.pruned = c.value
+RETURN c.pruned AS pruned
+"""
+DELETE_PRUNED = f"""
+MATCH (n:{CHANGE})
+WHERE n.version <= $through
+WITH n LIMIT $batch
+DETACH DELETE n
+RETURN count(*) AS n
+"""
 
 # Upsert nodes without references: properties replaced (the key is part of row.props).
 UPSERT_TASKS = f"""

@@ -6,7 +6,8 @@ is a named constant in :mod:`graph_store.backends.neo4j_queries` (values only as
 ``UNWIND $rows AS row`` in batches of ``batch_size`` rows (and at most ``max_batch_bytes`` of parameters);
 uniqueness constraints on the node keys are created on first use, before any ``MERGE``. The change log (see
 :mod:`graph_store.changes`) is one ``:Change`` node per change, versioned by a ``:ChangeCounter`` node incremented in
-the transaction of the change.
+the transaction of the change; its methods (reading, pruning) are in :mod:`graph_store.backends.neo4j_changelog`,
+the translation of driver errors in :mod:`graph_store.backends.neo4j_translate`.
 
 A :class:`~graph_store.schema.GraphBatch` is written in one managed write transaction (retried by the driver on
 transient errors), so it lands entirely or not at all. A dangling reference (a query's task, an agent's LLM, an
@@ -20,27 +21,22 @@ else the server rejects :class:`GraphStoreError`.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import neo4j
 from neo4j import exceptions as neo4j_errors
 
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends import neo4j_rows
+from graph_store.backends.neo4j_changelog import Neo4jChangeLog
+from graph_store.backends.neo4j_translate import translate_errors
 from graph_store.base import EdgeRows, GraphStore, NodeRows
-from graph_store.changes import Change, from_row, now
-from graph_store.errors import (
-    ConflictError,
-    GraphStoreError,
-    InvalidInputError,
-    NodeNotFoundError,
-    StoreUnavailableError,
-)
+from graph_store.changes import Change
+from graph_store.errors import GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graph_store.location import DEFAULT_TIMEOUT_S, REDACTED, TIMEOUT_ENV, parse_bolt_location, redact, store_timeout
 from graph_store.schema import (
     AGENT,
@@ -64,58 +60,8 @@ DEFAULT_BATCH_SIZE = 5000
 # about 17 MB, and ArcadeDB's Bolt server refuses messages over 16 MiB (and then never answers the client).
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 
-# ---- error translation ----------------------------------------------------------------------------------------
-# Driver exceptions meaning "the database cannot be reached now": retrying later may succeed.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    neo4j_errors.ServiceUnavailable,  # includes SessionExpired's siblings: routing / read / write unavailable
-    neo4j_errors.SessionExpired,
-    neo4j_errors.DatabaseUnavailable,
-    neo4j_errors.TransientError,  # still failing after the driver's retries
-    neo4j_errors.IncompleteCommit,
-    OSError,
-)
 
-# Of those, the ones meaning the server (not one transaction) is out of reach: the store then fails fast a while.
-_OUTAGE: tuple[type[BaseException], ...] = (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _translate_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Re-raise driver and server errors as graph_store errors (ours pass through unchanged); fail fast while the
-    server is known to be out of reach (see graph_store.location.DEFAULT_TIMEOUT_S)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        self: Neo4jStore = args[0]  # type: ignore[assignment]
-        if func.__name__ != "_ping":
-            self._fail_fast()
-        try:
-            result = func(*args, **kwargs)
-        except GraphStoreError:
-            raise
-        except _UNAVAILABLE as exc:
-            if isinstance(exc, _OUTAGE):
-                self._down_until = time.monotonic() + self._timeout
-            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} is unavailable: {exc}")) from exc
-        except (neo4j_errors.AuthError, neo4j_errors.AuthConfigurationError) as exc:
-            raise StoreUnavailableError(self._scrub(f"Neo4j at {self._where} refused the credentials: {exc}")) from exc
-        except neo4j_errors.ConstraintError as exc:
-            raise ConflictError(self._scrub(f"Neo4j constraint violated: {exc}")) from exc
-        except neo4j_errors.Neo4jError as exc:
-            raise GraphStoreError(self._scrub(f"Neo4j error {exc.code}: {exc.message}")) from exc
-        except neo4j_errors.DriverError as exc:
-            if "closed" in str(exc).lower():
-                raise StoreUnavailableError(self._scrub(f"the Neo4j store is closed: {exc}")) from exc
-            raise GraphStoreError(self._scrub(f"Neo4j driver error: {exc}")) from exc
-        self._down_until = 0.0
-        return result
-
-    return wrapper
-
-
-class Neo4jStore(GraphStore):
+class Neo4jStore(Neo4jChangeLog, GraphStore):
     """The graph of record in Neo4j 5 (or anything speaking its Bolt protocol and Cypher, e.g. ArcadeDB)."""
 
     backend = "neo4j"
@@ -236,25 +182,8 @@ class Neo4jStore(GraphStore):
                     pass  # another client created the counter at the same moment: it exists
             self._constraints_ready = True
 
-    @staticmethod
-    def _log(tx: neo4j.ManagedTransaction, change: Change | None) -> None:
-        """Append the change record in the caller's transaction."""
-        if change is None:
-            return
-        record = tx.run(
-            cypher.APPEND_CHANGE,
-            counter=cypher.COUNTER_NAME,
-            kind=change.kind,
-            key=change.key,
-            payload=change.payload_json(),
-            origin=change.origin,
-            at=now(),
-        ).single()
-        if record is None:
-            raise GraphStoreError("the change counter is missing; the transaction was rolled back")
-
     # ---- writes ---------------------------------------------------------------------------------------------
-    @_translate_errors
+    @translate_errors
     def _write(self, batch: GraphBatch, change: Change | None) -> None:
         self._ensure_constraints()
         tasks = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.tasks)]
@@ -351,7 +280,7 @@ class Neo4jStore(GraphStore):
                     "nothing was written"
                 )
 
-    @_translate_errors
+    @translate_errors
     def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
             deleted = int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
@@ -364,7 +293,7 @@ class Neo4jStore(GraphStore):
         with self._session() as session:
             return session.execute_write(work) > 0
 
-    @_translate_errors
+    @translate_errors
     def _clear(self) -> None:
         def work(tx: neo4j.ManagedTransaction, statement: str) -> int:
             return int(tx.run(statement, batch=self._batch_size).single(strict=True)["deleted"])
@@ -373,6 +302,7 @@ class Neo4jStore(GraphStore):
             for statement in (*cypher.CLEAR_LABEL.values(), cypher.CLEAR_CHANGES):
                 while session.execute_write(work, statement) > 0:
                     pass
+        self._mark_log_cleared()
 
     # ---- reads ----------------------------------------------------------------------------------------------
     def _read(self, statement: str, **params: Any) -> list[neo4j.Record]:
@@ -382,12 +312,12 @@ class Neo4jStore(GraphStore):
         with self._session() as session:
             return session.execute_read(work)
 
-    @_translate_errors
+    @translate_errors
     def _get_node(self, label: str, key: str) -> NodeRecord | None:
         records = self._read(cypher.GET_NODE[label], key=key)
         return node_from_props(label, records[0]["props"]) if records else None
 
-    @_translate_errors
+    @translate_errors
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
         if limit is None:
             records = self._read(cypher.LIST_NODES[label], offset=offset)
@@ -395,7 +325,7 @@ class Neo4jStore(GraphStore):
             records = self._read(cypher.LIST_NODES_LIMIT[label], offset=offset, limit=limit)
         return [node_from_props(label, record["props"]) for record in records]
 
-    @_translate_errors
+    @translate_errors
     def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
         if query_id is not None and target is not None:
             records = self._read(cypher.OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
@@ -418,7 +348,7 @@ class Neo4jStore(GraphStore):
             for r in records
         ]
 
-    @_translate_errors
+    @translate_errors
     def _get_pending(self, response_id: str) -> PendingOutcome | None:
         for kind in OUTCOME_REL:
             records = self._read(cypher.GET_PENDING[kind], response_id=response_id)
@@ -435,7 +365,7 @@ class Neo4jStore(GraphStore):
                 )
         return None
 
-    @_translate_errors
+    @translate_errors
     def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
             record = tx.run(
@@ -451,7 +381,7 @@ class Neo4jStore(GraphStore):
         with self._session() as session:
             return session.execute_write(work) > 0
 
-    @_translate_errors
+    @translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
             out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
@@ -461,7 +391,7 @@ class Neo4jStore(GraphStore):
         with self._session() as session:
             return session.execute_read(work)
 
-    @_translate_errors
+    @translate_errors
     def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
         def work(tx: neo4j.ManagedTransaction) -> tuple[NodeRows, EdgeRows]:
             nodes: NodeRows = {}
@@ -481,20 +411,10 @@ class Neo4jStore(GraphStore):
         with self._session() as session:
             return session.execute_read(work)
 
-    @_translate_errors
+    @translate_errors
     def _ping(self) -> None:
         with self._session() as session:
             session.run(cypher.PING).consume()
-
-    @_translate_errors
-    def _changes_since(self, version: int, limit: int) -> list[Change]:
-        records = self._read(cypher.CHANGES_SINCE, version=version, limit=limit)
-        return [from_row(r["version"], r["kind"], r["key"], r["payload"], r["origin"], r["at"]) for r in records]
-
-    @_translate_errors
-    def _latest_version(self) -> int:
-        records = self._read(cypher.LATEST_VERSION, counter=cypher.COUNTER_NAME)
-        return int(records[0]["value"]) if records else 0
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from graph_store import LLM, TASK, GraphStore, LLMNode
 from graphrouter.errors import DataFileError
-from graphrouter.ingest import Row, build_outcome_batch, read_json, read_jsonl, read_llm_catalogue
+from graphrouter.ingest import Row, build_outcome_batch, read_json, read_jsonl, read_llm_catalogue, write_logged
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS, count_tokens
 
 SPLITS = ("train", "test")
@@ -111,4 +111,4 @@ def import_dcrouter(
     prepared.batch.llms = llms
     if progress:
         progress(f"writing {len(prepared.batch):,} records to the {store.backend} store")
-    return store.write(prepared.batch)
+    return write_logged(store, prepared.batch)
