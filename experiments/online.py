@@ -231,6 +231,7 @@ def main() -> None:
         router = fit()
         secs = time.perf_counter() - t0
         if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh --fit-cache folder: the fit is not lost
             with path.open("wb") as f:
                 pickle.dump(router, f)
         return router, secs
