@@ -82,8 +82,6 @@ class Scorer:
         if not self.router.learns_online:
             self.router.online = self.online
         self.explorer = Explorer()
-        # (world, training rows, query id → world row, set of training rows): see _index
-        self._rows: tuple[object, object, dict[str, int], set[int]] | None = None
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -222,7 +220,7 @@ class Scorer:
             except ValueError as exc:
                 raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
         if absorbed:  # the router learned those itself (the GNN's graph): not corrected for a second time
-            keys = self._index()[0]
+            keys = self.router.query_rows()
             outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
         ids, q = self._features(outcomes, queries or {})
         if not ids:
@@ -246,7 +244,7 @@ class Scorer:
         """The query ids of ``outcomes`` whose embedding is known, and their features (stored queries from the
         router's world; the others embedded from their text, with their task if the router knows it)."""
         world = self.router.world
-        index = self._index()[0]
+        index = self.router.query_rows()
         stored = [i for i in outcomes if i in index]
         new = [i for i in outcomes if i not in index and i in queries]
         emb = [world.query_emb[[index[i] for i in stored]]] if stored else []
@@ -268,19 +266,8 @@ class Scorer:
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
         from their outcomes now)."""
-        index = self._index()[0]
+        index = self.router.query_rows()
         return [i for i in query_ids if i not in index]
-
-    def _index(self) -> tuple[dict[str, int], set[int]]:
-        """The router's world as query id → world row, and its training rows; built once per world and training
-        set (the router replaces them when it reattaches)."""
-        router = self.router
-        train_idx = getattr(router, "train_idx", None)
-        if self._rows is None or self._rows[0] is not router.world or self._rows[1] is not train_idx:
-            keys = {k: i for i, k in enumerate(router.world.data.query_keys)}
-            train = set(np.arange(len(keys)).tolist() if train_idx is None else np.asarray(train_idx).tolist())
-            self._rows = (router.world, train_idx, keys, train)
-        return self._rows[2], self._rows[3]
 
     def carry_over(self, previous: Scorer, since: int | None = None) -> None:
         """Take over a replaced scorer's exploration budget and what it learned online: only the outcomes observed
