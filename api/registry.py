@@ -17,6 +17,8 @@ registration slips in between reading the store and swapping the scorer in.
 Replicas: every store write here carries a change record (graph_store.changes) naming this replica as its origin,
 written in the same transaction. Other replicas (api/replication.py) read it and call :meth:`CandidateRegistry.apply`,
 which changes their scorer through the same methods a local change uses, without writing the store again.
+
+Posted outcomes reach the serving scorer through the registry's outcome methods, in api/registry_outcomes.py.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from typing import Any
 
 from fastapi import HTTPException, status
 
+from api.registry_outcomes import RegistryOutcomes
 from api.state import ServiceState
 from graph_store import (
     AGENT,
     LLM,
-    QUERY,
     Agent,
     GraphBatch,
     GraphStore,
@@ -43,7 +45,6 @@ from graph_store import (
     LLMNode,
     NodeNotFoundError,
     Outcome,
-    Query,
     StoreUnavailableError,
 )
 from graph_store.changes import (
@@ -51,7 +52,6 @@ from graph_store.changes import (
     AGENT_REGISTERED,
     LLM_DELETED,
     LLM_REGISTERED,
-    OUTCOMES,
     Change,
 )
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
@@ -71,11 +71,6 @@ def node_payload(node: Candidate) -> dict[str, Any]:
     data = dataclasses.asdict(node)
     data.pop("embedding", None)
     return {"node": data}
-
-
-def outcome_rows(outcomes: list[Outcome]) -> list[list[Any]]:
-    """Outcomes as a change's payload rows: [query_id, target, effect, cost]."""
-    return [[o.query_id, o.target, o.effect, o.cost] for o in outcomes]
 
 
 def same_registration(a: Candidate | None, b: Candidate) -> bool:
@@ -127,7 +122,7 @@ class Registration:
         return {"created": self.created, "outcomes_written": self.outcomes_written, "note": self.note}
 
 
-class CandidateRegistry:
+class CandidateRegistry(RegistryOutcomes):
     """Registers and deletes LLMs and agents in the store and the serving scorer, atomically for a client."""
 
     def __init__(self, state: ServiceState) -> None:
@@ -399,47 +394,6 @@ class CandidateRegistry:
             self.state.install(scorer, attached.deleted_tasks)
         return attached
 
-    # ---- outcomes -----------------------------------------------------------------------------------------
-    def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
-        """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
-        then pass them to the serving scorer, per routable candidate: it learns every effect at once (on stored
-        and new queries alike: :meth:`Scorer.add_outcomes`), and the costs of candidates registered since
-        training. Returns how many effects the scorer took."""
-        rows = outcome_rows(batch.outcomes)
-        store.write(batch, change=self.change(OUTCOMES, payload={"rows": rows}))
-        return self.pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
-
-    def apply_outcomes(self, outcomes: list[Outcome]) -> int:
-        """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
-        proxy's feedback: ``GraphStore.complete_pending`` wrote the edge); how many effects the scorer took."""
-        rows = outcome_rows(outcomes)
-        self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
-        return self.pass_outcomes(rows)
-
-    def pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
-        """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate, with
-        the (text, task) of queries its router was not trained on (from ``new_queries``, else the store)."""
-        scorer = self.state.scorer
-        if scorer is None:
-            return 0
-        by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
-        for query, target, effect, cost in rows:
-            if scorer.routable(target):
-                effects, costs = by_candidate.setdefault(target, ({}, {}))
-                effects[query], costs[query] = effect, cost
-        ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
-        queries = self._query_texts(self.state.get_store(), scorer, new_queries or {}, ids)
-        applied = 0
-        with self.state.lock.write():
-            for name, (effects, costs) in by_candidate.items():
-                try:
-                    applied += scorer.add_outcomes(name, effects, costs, queries=queries)
-                except NotImplementedError:  # this router learns outcomes only by retraining
-                    return 0
-                except GraphRouterError as exc:  # stored all the same; the next training uses them
-                    log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
-        return applied
-
     # ---- tasks --------------------------------------------------------------------------------------------
     def task_registered(self, name: str) -> None:
         """A task (re-)registered: a route may name it again if the checkpoint knows it."""
@@ -458,25 +412,3 @@ class CandidateRegistry:
     def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change:
         """A change record of this replica, to write with the change."""
         return Change(kind, key, payload or {}, origin=self.state.replica_id)
-
-    @staticmethod
-    def _query_texts(
-        store: GraphStore, scorer: Scorer, new: dict[str, tuple[str, str]], ids: list[str]
-    ) -> dict[str, tuple[str, str]]:
-        """(text, task) of those queries ``ids`` that the scorer's router was not trained on: from ``new`` (the
-        batch just written), else from the store (a query added by an earlier post or by another replica)."""
-        out = {}
-        for qid in scorer.unknown_queries(ids):
-            if qid in new:
-                out[qid] = new[qid]
-            elif store.has_node(QUERY, qid):
-                node = store.get_node(QUERY, qid)
-                if isinstance(node, Query):
-                    out[qid] = (node.text, node.task)
-        return out
-
-    def outcome_mark(self) -> int:
-        """How many outcomes the serving scorer has learned online so far: a training takes it with its snapshot
-        (under :attr:`lock`), and keeps only the newer ones when it is installed."""
-        scorer = self.state.scorer
-        return scorer.online.seq if scorer is not None else 0

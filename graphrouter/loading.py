@@ -18,7 +18,8 @@ from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
-from graphrouter.scorer import MAX_QUERY_CHARS, Scorer
+from graphrouter.route_request import MAX_QUERY_CHARS
+from graphrouter.scorer import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 — is kept as (query embedding, task, candidate, observed effect, residual), where the residual is the observed
 effect minus the router's own (uncorrected) prediction for that candidate on that query at the time. A request's
 prediction for candidate ``c`` on a query of task ``t`` is then corrected by a hierarchical shrinkage estimate of the
-residual (Gaussian posterior means with prior strengths counted in outcomes)::
+residual (Gaussian posterior means with prior strengths counted in outcomes, each level one :func:`shrink`)::
 
     g  = Σ_c r / (n_c + κ_candidate)                          the candidate's mean residual, shrunk to 0
     τ  = (Σ_{c,t} r + κ_task · g) / (n_{c,t} + κ_task)        its mean residual on the task, shrunk to g
@@ -74,6 +74,13 @@ class Priors:
     def freshness(self, trained: np.ndarray) -> np.ndarray:
         """f per candidate, from the outcomes behind the router's own predictions."""
         return self.trained_scale / (self.trained_scale + np.maximum(np.asarray(trained, dtype=float), 0.0))
+
+
+def shrink(total: Any, count: Any, strength: float, prior: Any = 0.0) -> Any:
+    """A mean shrunk toward ``prior``: ``(total + strength · prior) / (count + strength)``, the posterior mean of
+    ``count`` observations summing to ``total`` under a prior worth ``strength`` observations (the one formula of
+    every level of the correction; scalars or arrays alike)."""
+    return (total + strength * prior) / (count + strength)
 
 
 class OnlineLearner:
@@ -218,12 +225,12 @@ class OnlineLearner:
                 r = resid[rows]
                 f = 0.0 if fresh is None else fresh[j]
                 k_cand, k_task = f * p.untrained + (1 - f) * p.candidate, f * p.untrained + (1 - f) * p.task
-                g = r.sum() / (len(r) + k_cand)
+                g = shrink(r.sum(), len(r), k_cand)
                 t_rows = task[rows]
                 for t in np.unique(q.task):
                     sel_q = q.task == t
                     same = t_rows == t
-                    tau = (r[same].sum() + k_task * g) / (same.sum() + k_task)
+                    tau = shrink(r[same].sum(), same.sum(), k_task, g)
                     s = sims[np.ix_(sel_q, rows)]
                     k = min(p.k, len(rows))
                     top = (
@@ -233,7 +240,7 @@ class OnlineLearner:
                     )
                     w = np.exp((np.take_along_axis(s, top, 1) - 1.0) / p.temperature)
                     local = (w * r[top]).sum(1)
-                    out[sel_q, j] = (local + p.neighbours * tau) / (w.sum(1) + p.neighbours)
+                    out[sel_q, j] = shrink(local, w.sum(1), p.neighbours, tau)
             return out
 
     def adjust(

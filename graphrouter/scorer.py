@@ -5,11 +5,11 @@ Candidate, task and stored-query state live in the fitted router (computed once)
 training are added to the router at load time (or by :meth:`Scorer.register_llm`) without retraining, and so are
 agents (:meth:`Scorer.register_agent`, priced as their backing LLM). Routers that cannot change their candidates
 without retraining raise :class:`NotImplementedError` from the registering, removing and outcome methods.
+A request is validated first, by :func:`graphrouter.route_request.check_request`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graph_store import LLM, Agent, LLMNode
-from graphrouter.embeddings import Embedder, check_text
-from graphrouter.errors import GraphRouterError, QueryTooLongError
+from graphrouter.embeddings import Embedder
+from graphrouter.errors import GraphRouterError
 from graphrouter.online import Explorer, OnlineLearner
 from graphrouter.probes import Probe, design_probes
-from graphrouter.rewards import scenario_weights
+from graphrouter.route_request import MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
 
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
     from graphrouter.routers.base import Scores
-
-MAX_QUERY_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -39,20 +37,6 @@ class Recommendation:
     effect: float  # predicted, in [0, 1]
     cost: float  # predicted USD for this query
     utility: float
-
-
-@dataclass(frozen=True)
-class RouteRequest:
-    """One request of :meth:`Scorer.top_k_many` (the arguments of :meth:`Scorer.top_k`)."""
-
-    query: str
-    task: str | None = None
-    k: int = 3
-    scenario: str | None = None
-    weights: tuple[float, float] | None = None
-    budget: float | None = None
-    candidates: list[str] | None = None
-    explore: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,8 +66,6 @@ class Scorer:
         if not self.router.learns_online:
             self.router.online = self.online
         self.explorer = Explorer()
-        # (world, training rows, query id → world row, set of training rows): see _index
-        self._rows: tuple[object, object, dict[str, int], set[int]] | None = None
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -222,7 +204,7 @@ class Scorer:
             except ValueError as exc:
                 raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
         if absorbed:  # the router learned those itself (the GNN's graph): not corrected for a second time
-            keys = self._index()[0]
+            keys = self.router.query_rows()
             outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
         ids, q = self._features(outcomes, queries or {})
         if not ids:
@@ -246,7 +228,7 @@ class Scorer:
         """The query ids of ``outcomes`` whose embedding is known, and their features (stored queries from the
         router's world; the others embedded from their text, with their task if the router knows it)."""
         world = self.router.world
-        index = self._index()[0]
+        index = self.router.query_rows()
         stored = [i for i in outcomes if i in index]
         new = [i for i in outcomes if i not in index and i in queries]
         emb = [world.query_emb[[index[i] for i in stored]]] if stored else []
@@ -268,19 +250,8 @@ class Scorer:
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
         from their outcomes now)."""
-        index = self._index()[0]
+        index = self.router.query_rows()
         return [i for i in query_ids if i not in index]
-
-    def _index(self) -> tuple[dict[str, int], set[int]]:
-        """The router's world as query id → world row, and its training rows; built once per world and training
-        set (the router replaces them when it reattaches)."""
-        router = self.router
-        train_idx = getattr(router, "train_idx", None)
-        if self._rows is None or self._rows[0] is not router.world or self._rows[1] is not train_idx:
-            keys = {k: i for i, k in enumerate(router.world.data.query_keys)}
-            train = set(np.arange(len(keys)).tolist() if train_idx is None else np.asarray(train_idx).tolist())
-            self._rows = (router.world, train_idx, keys, train)
-        return self._rows[2], self._rows[3]
 
     def carry_over(self, previous: Scorer, since: int | None = None) -> None:
         """Take over a replaced scorer's exploration budget and what it learned online: only the outcomes observed
@@ -379,51 +350,9 @@ class Scorer:
         return out  # type: ignore[return-value]
 
     def _check(self, req: RouteRequest) -> tuple[int, tuple[float, float], np.ndarray]:
-        """Validate one request: (task index, weights, candidate pool), or GraphRouterError saying what is wrong."""
-        query_text, k, budget = req.query, req.k, req.budget
-        if not isinstance(query_text, str) or not query_text.strip():
-            raise GraphRouterError("query must be a non-empty string")
-        check_text(query_text, "query")  # before the embedder, the tokenizer, or any cache sees it
-        if len(query_text) > self.max_query_chars:
-            raise QueryTooLongError(
-                f"query: {len(query_text):,} characters; the limit is {self.max_query_chars:,} "
-                "(GRAPHROUTER_MAX_QUERY_CHARS for the service)"
-            )
-        w = scenario_weights(req.scenario, req.weights)
-        pool = self._pool(req.candidates)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise GraphRouterError(f"k must be a positive integer, got {k!r}")
-        if k > len(pool):
-            raise GraphRouterError(f"k={k} but only {len(pool)} candidate(s) to choose from")
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
-        ):
-            raise GraphRouterError(f"budget must be a positive number of USD per query, got {budget!r}")
-        return self._task(req.task), w, pool
-
-    def _pool(self, candidates: list[str] | None) -> np.ndarray:
-        names = self.candidates
-        if candidates is None:
-            if not self._excluded:
-                return np.arange(len(names))
-            return np.array([i for i, c in enumerate(names) if c not in self._excluded])
-        index = {c: i for i, c in enumerate(names) if c not in self._excluded}
-        unknown = [c for c in candidates if c not in index]
-        if unknown:
-            known = list(index)
-            more = f", … ({len(known)} in all; GET /v1/llms lists them)" if len(known) > 20 else ""
-            shown = ", ".join(known[:20]) + more
-            raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
-        if not candidates:
-            raise GraphRouterError("the candidate filter is empty")
-        return np.array(sorted({index[c] for c in candidates}))
-
-    def _task(self, task: str | None) -> int:
-        if task is None:
-            return UNKNOWN_TASK
-        if task not in self._task_index:
-            raise GraphRouterError(f"unknown task {task!r}; known: {', '.join(self._task_index)} (or omit it)")
-        return self._task_index[task]
+        """Validate one request (:func:`~graphrouter.route_request.check_request`): (task index, weights,
+        candidate pool), or GraphRouterError saying what is wrong."""
+        return check_request(req, self.max_query_chars, self.candidates, self._excluded, self._task_index)
 
     def _rank(
         self,

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from api.batching import MicroBatcher
 from graphrouter.checkpoint import load_checkpoint
 from graphrouter.errors import GraphRouterError
-from graphrouter.scorer import RouteRequest, Scorer
+from graphrouter.route_request import RouteRequest
+from graphrouter.scorer import Scorer
 from graphrouter.world import World
 from tests.test_api import fitted, make_app, store  # noqa: F401 - fixtures
 from tests.test_scorer import HashEmbedder

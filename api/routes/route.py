@@ -28,7 +28,7 @@ from api.deps import ScorerDep, SettingsDep, StateDep
 from api.models import BatchRouteRequest, BatchRouteResponse, Candidate, RouteRequest, RouteResponse, Weights
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError, QueryTooLongError
-from graphrouter.scorer import RouteRequest as ScorerRequest
+from graphrouter.route_request import RouteRequest as ScorerRequest
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api")

@@ -11,6 +11,7 @@ decision. An unknown task is inferred by :class:`~graphrouter.task_inference.Tas
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -127,15 +128,24 @@ class Router(ABC):
         training queries (and values that are there). The id → row index is built once per world."""
         if not any(values):
             return [{} for _ in values]
-        cached = self.__dict__.get("_training_keys")
-        if cached is None or cached[0] is not self.world:
-            keys = self.world.data.query_keys
-            cached = (self.world, {keys[int(i)]: int(i) for i in self.train_idx})
-            self.__dict__["_training_keys"] = cached
-        index = cached[1]
+        keys = self.world.data.query_keys
+        index = self._per_world("_training_keys", lambda: {keys[int(i)]: int(i) for i in self.train_idx})
         return [
             {index[q]: float(v) for q, v in (vals or {}).items() if v is not None and q in index} for vals in values
         ]
+
+    def query_rows(self) -> dict[str, int]:
+        """Every stored query of this router's world, trained on or not, as query id → world row; built once per
+        world. (The scorer asks it which posted outcomes' queries it can take from the world.)"""
+        return self._per_world("_query_rows", lambda: {k: i for i, k in enumerate(self.world.data.query_keys)})
+
+    def _per_world(self, name: str, build: Callable[[], dict[str, int]]) -> dict[str, int]:
+        """An index kept under ``name`` until the router's world is replaced (reattaching or refitting)."""
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] is not self.world:
+            cached = (self.world, build())
+            self.__dict__[name] = cached
+        return cached[1]
 
     @property
     def candidates(self) -> tuple[str, ...]:

@@ -1,0 +1,103 @@
+"""Posted outcomes reaching the serving scorer: a mixin of :class:`~api.registry.CandidateRegistry`.
+
+Every outcome the service takes — ``POST /v1/outcomes`` (:meth:`RegistryOutcomes.record_outcomes`: written to the
+store with its change record), the proxy's feedback (:meth:`RegistryOutcomes.apply_outcomes`: the store already holds
+the edge, only the change record is written) and other replicas' changes (:meth:`RegistryOutcomes.pass_outcomes`,
+from api/replication.py) — is passed to the serving scorer per routable candidate, with the text and task of the
+queries its router was not trained on, so the scorer learns it at once (:meth:`Scorer.add_outcomes`).
+:meth:`RegistryOutcomes.outcome_mark` is how many it learned so far: a training keeps only the newer ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from graph_store import QUERY, GraphBatch, GraphStore, Outcome, Query
+from graph_store.changes import OUTCOMES, Change
+from graphrouter.errors import GraphRouterError
+from graphrouter.scorer import Scorer
+
+if TYPE_CHECKING:
+    import threading
+
+    from api.state import ServiceState
+
+log = logging.getLogger("api")
+
+
+def outcome_rows(outcomes: list[Outcome]) -> list[list[Any]]:
+    """Outcomes as a change's payload rows: [query_id, target, effect, cost]."""
+    return [[o.query_id, o.target, o.effect, o.cost] for o in outcomes]
+
+
+class RegistryOutcomes:
+    """The outcome methods of :class:`~api.registry.CandidateRegistry`."""
+
+    if TYPE_CHECKING:  # provided by CandidateRegistry
+        state: ServiceState
+        lock: threading.Lock
+
+        def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change: ...
+
+    def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
+        """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),
+        then pass them to the serving scorer, per routable candidate: it learns every effect at once (on stored
+        and new queries alike: :meth:`Scorer.add_outcomes`), and the costs of candidates registered since
+        training. Returns how many effects the scorer took."""
+        rows = outcome_rows(batch.outcomes)
+        store.write(batch, change=self.change(OUTCOMES, payload={"rows": rows}))
+        return self.pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
+
+    def apply_outcomes(self, outcomes: list[Outcome]) -> int:
+        """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
+        proxy's feedback: ``GraphStore.complete_pending`` wrote the edge); how many effects the scorer took."""
+        rows = outcome_rows(outcomes)
+        self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
+        return self.pass_outcomes(rows)
+
+    def pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
+        """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate, with
+        the (text, task) of queries its router was not trained on (from ``new_queries``, else the store)."""
+        scorer = self.state.scorer
+        if scorer is None:
+            return 0
+        by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for query, target, effect, cost in rows:
+            if scorer.routable(target):
+                effects, costs = by_candidate.setdefault(target, ({}, {}))
+                effects[query], costs[query] = effect, cost
+        ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
+        queries = self._query_texts(self.state.get_store(), scorer, new_queries or {}, ids)
+        applied = 0
+        with self.state.lock.write():
+            for name, (effects, costs) in by_candidate.items():
+                try:
+                    applied += scorer.add_outcomes(name, effects, costs, queries=queries)
+                except NotImplementedError:  # this router learns outcomes only by retraining
+                    return 0
+                except GraphRouterError as exc:  # stored all the same; the next training uses them
+                    log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
+        return applied
+
+    def outcome_mark(self) -> int:
+        """How many outcomes the serving scorer has learned online so far: a training takes it with its snapshot
+        (under :attr:`lock`), and keeps only the newer ones when it is installed."""
+        scorer = self.state.scorer
+        return scorer.online.seq if scorer is not None else 0
+
+    @staticmethod
+    def _query_texts(
+        store: GraphStore, scorer: Scorer, new: dict[str, tuple[str, str]], ids: list[str]
+    ) -> dict[str, tuple[str, str]]:
+        """(text, task) of those queries ``ids`` that the scorer's router was not trained on: from ``new`` (the
+        batch just written), else from the store (a query added by an earlier post or by another replica)."""
+        out = {}
+        for qid in scorer.unknown_queries(ids):
+            if qid in new:
+                out[qid] = new[qid]
+            elif store.has_node(QUERY, qid):
+                node = store.get_node(QUERY, qid)
+                if isinstance(node, Query):
+                    out[qid] = (node.text, node.task)
+        return out

@@ -1,0 +1,96 @@
+"""A route request and its one validator: what :meth:`Scorer.top_k` and :meth:`Scorer.top_k_many` accept.
+
+:func:`check_request` checks a :class:`RouteRequest` against the scorer's limits, candidates and tasks before
+anything embeds, tokenizes or caches the text, and turns it into what routing needs: the task index, the
+(w_effect, w_cost) weights and the candidate columns the request allows. Each problem is a
+:class:`~graphrouter.errors.GraphRouterError` saying what is wrong (the service answers it with a 400).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphrouter.embeddings import check_text
+from graphrouter.errors import GraphRouterError, QueryTooLongError
+from graphrouter.rewards import scenario_weights
+from graphrouter.world import UNKNOWN_TASK
+
+MAX_QUERY_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """One request of :meth:`Scorer.top_k_many` (the arguments of :meth:`Scorer.top_k`)."""
+
+    query: str
+    task: str | None = None
+    k: int = 3
+    scenario: str | None = None
+    weights: tuple[float, float] | None = None
+    budget: float | None = None
+    candidates: list[str] | None = None
+    explore: bool = False
+
+
+def check_request(
+    req: RouteRequest,
+    max_query_chars: int,
+    names: Sequence[str],
+    excluded: Collection[str],
+    task_index: Mapping[str, int],
+) -> tuple[int, tuple[float, float], np.ndarray]:
+    """Validate one request against the query length limit, the candidate ``names`` (in column order; the
+    ``excluded`` ones are never routed to) and the known tasks (name → index): (task index, weights, candidate
+    pool), or GraphRouterError saying what is wrong."""
+    query_text, k, budget = req.query, req.k, req.budget
+    if not isinstance(query_text, str) or not query_text.strip():
+        raise GraphRouterError("query must be a non-empty string")
+    check_text(query_text, "query")  # before the embedder, the tokenizer, or any cache sees it
+    if len(query_text) > max_query_chars:
+        raise QueryTooLongError(
+            f"query: {len(query_text):,} characters; the limit is {max_query_chars:,} "
+            "(GRAPHROUTER_MAX_QUERY_CHARS for the service)"
+        )
+    w = scenario_weights(req.scenario, req.weights)
+    pool = candidate_pool(names, excluded, req.candidates)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+    if k > len(pool):
+        raise GraphRouterError(f"k={k} but only {len(pool)} candidate(s) to choose from")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
+    ):
+        raise GraphRouterError(f"budget must be a positive number of USD per query, got {budget!r}")
+    return task_row(task_index, req.task), w, pool
+
+
+def candidate_pool(names: Sequence[str], excluded: Collection[str], candidates: list[str] | None) -> np.ndarray:
+    """The columns of ``names`` a request may be routed to: all but the ``excluded``, or those of its
+    ``candidates`` filter (each must be a routable name)."""
+    if candidates is None:
+        if not excluded:
+            return np.arange(len(names))
+        return np.array([i for i, c in enumerate(names) if c not in excluded])
+    index = {c: i for i, c in enumerate(names) if c not in excluded}
+    unknown = [c for c in candidates if c not in index]
+    if unknown:
+        known = list(index)
+        more = f", … ({len(known)} in all; GET /v1/llms lists them)" if len(known) > 20 else ""
+        shown = ", ".join(known[:20]) + more
+        raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
+    if not candidates:
+        raise GraphRouterError("the candidate filter is empty")
+    return np.array(sorted({index[c] for c in candidates}))
+
+
+def task_row(task_index: Mapping[str, int], task: str | None) -> int:
+    """The index of a request's task (``UNKNOWN_TASK`` when it names none: the router infers it)."""
+    if task is None:
+        return UNKNOWN_TASK
+    if task not in task_index:
+        raise GraphRouterError(f"unknown task {task!r}; known: {', '.join(task_index)} (or omit it)")
+    return task_index[task]
