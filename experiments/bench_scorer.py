@@ -72,8 +72,8 @@ def main() -> None:
     feats = [QueryFeatures(world.query_emb[[i]], np.array([UNKNOWN_TASK]), world.query_tokens[[i]]) for i in sample]
     w = SCENARIOS["balance"]
 
-    def warm(q: QueryFeatures) -> None:
-        scorer._rank(q, None, w, 3, None, np.arange(len(scorer.candidates)))
+    def warm(q: QueryFeatures) -> None:  # the scorer's path after the embedding: one router pass, then ranking
+        scorer._rank(scorer.router.score(q, w), 0, None, w, 3, None, np.arange(len(scorer.candidates)))
 
     for q in feats[:10]:
         warm(q)
