@@ -7,8 +7,11 @@
 
 ``cv``: every router of the registry on the same folds, task given and inferred, three scenarios; paired
 differences against the GNN (mean ± std over folds) and the share of the best-single → oracle gap each closes; on
-data with more than 10 LLMs also the oracle over the 5 LLMs of highest training mean. Writes
-``experiments/results/<dataset>_cv.md``.
+data with more than 10 LLMs also the oracle over the 5 LLMs of highest training mean; the Brier score and a
+reliability table of every router's effect predictions; a cost–quality curve (15 weights from Performance First to
+Cost First); which tasks the GNN's validation-selected fallback took per fold; the wall time of every fit
+(experiments/cv.py). Writes ``experiments/results/<dataset>_cv.md``, ``<dataset>_reliability.png`` and
+``<dataset>_cost_quality.png``. ``--embedding-cache`` (or $GRAPHROUTER_EMBEDDING_CACHE) keeps embeddings elsewhere.
 
 ``new-llm``: per split, the GNN is fitted once on all LLMs (the retrained reference, shared by every withheld set)
 and once per withheld set without them (routing among the known LLMs only); each withheld LLM is then registered
@@ -28,6 +31,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +43,8 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.cv import masked_choice, run_cv  # noqa: E402
+from experiments.new_llm_tables import MIN_GAP, variant_tables  # noqa: E402
 from graph_store import LLM, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
@@ -51,7 +57,6 @@ from graphrouter.world import build_world  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 MODES = ("given", "inferred")
-MIN_GAP = 0.005  # below this (retrained − known-only) gap, "recovered" is null: the withheld LLMs add nothing
 
 
 # ---- data -----------------------------------------------------------------------------------------------------------
@@ -77,7 +82,8 @@ def load(args: argparse.Namespace) -> tuple[World, dict, str]:
         nodes = {n.key: n for n in store.list_nodes(LLM)}
     if len(snap.nodes["Query"]) == 0:
         raise SystemExit("the store is empty: import a data set first (or pass --import-outcomes / --dcrouter)")
-    return build_world(snap, Embedder(), progress=sys.stderr.isatty()), nodes, location or "default store"
+    embedder = Embedder(cache_path=args.embedding_cache) if args.embedding_cache else Embedder()
+    return build_world(snap, embedder, progress=sys.stderr.isatty()), nodes, location or "default store"
 
 
 def splits(world: World, how: str, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,12 +109,6 @@ def split_note(how: str, folds: int) -> str:
     }[how]
 
 
-def masked_choice(utility: np.ndarray, effect: np.ndarray) -> np.ndarray:
-    """The argmax of ``utility`` per row among the candidates whose outcome on the query was observed (MMLU-Pro
-    lacks 1,880 pairs: no router is scored on an outcome that does not exist)."""
-    return np.argmax(np.where(np.isfinite(effect), utility, -np.inf), axis=1)
-
-
 def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str]) -> dict:  # type: ignore[no-untyped-def]
     """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``."""
     data, cn = world.data, world.data.cost_norm()
@@ -120,42 +120,6 @@ def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenari
             ch = columns[masked_choice(router.utility(q, w), data.effect[test][:, columns])]
             out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
     return out
-
-
-# ---- cv -------------------------------------------------------------------------------------------------------------
-def run_cv(args: argparse.Namespace, world: World) -> list[str]:
-    from experiments.dcrouter import tables  # the dcrouter tables, for any data set
-
-    routers = list(ROUTERS) if args.routers == "all" else args.routers.split(",")
-    data = world.data
-    cost_norm = data.cost_norm()
-    folds = splits(world, args.split if args.split != "official" else "official", args.folds)
-    scores: dict[tuple[str, str, str, str], list[tuple[float, float, float]]] = {}
-    extra = []
-    jobs = [(f, name) for f in range(len(folds)) for name in routers]
-    bar = tqdm(jobs, desc="cv", unit="fit", file=sys.stderr)
-    label = f"cv{args.folds}" if args.split == "cv" else args.split
-    for f, name in bar:
-        train, test = folds[f]
-        bar.set_postfix_str(f"fold {f} {name}")
-        router = fit_gnn(world, train, args, "all") if name == "gnn" else ROUTERS[name]().fit(world, train)
-        for mode in MODES:
-            q = world.features(test, task_given=mode == "given")
-            for scen, w in SCENARIOS.items():
-                ch = masked_choice(router.utility(q, w), data.effect[test])
-                s = score_choices(ch, data.effect[test], data.cost[test], cost_norm[test], w)
-                scores.setdefault((label, name, mode, scen), []).append((s.reward, s.effect, s.cost))
-    if data.n_candidates > 10:  # the oracle over the 5 LLMs of highest training mean (the all-LLM one is inflated)
-        for train, test in folds:
-            top = np.argsort(-np.nanmean(data.effect[train], 0))[:5]
-            for scen, w in SCENARIOS.items():
-                u = w[0] * data.effect[test][:, top] - w[1] * cost_norm[test][:, top]
-                ch = top[np.argmax(np.nan_to_num(u, nan=-np.inf), 1)]
-                s = score_choices(ch, data.effect[test], data.cost[test], cost_norm[test], w)
-                for mode in MODES:
-                    scores.setdefault((label, "oracle_top5", mode, scen), []).append((s.reward, s.effect, s.cost))
-        extra = ["oracle_top5"]
-    return tables(scores, routers + extra)
 
 
 # ---- new-llm --------------------------------------------------------------------------------------------------------
@@ -306,90 +270,6 @@ def run_new_llm(
     return records, timings
 
 
-def new_llm_tables(records: list[dict], scenarios: list[str]) -> list[str]:
-    """Per withheld set: reward by k and probes for each mode × scenario, with the share of the gap recovered; then
-    the summary (mean recovered over sets, the worst set, k=0 against known-only)."""
-    lines = []
-    cols = [(m, s) for m in MODES for s in scenarios]
-
-    def cell(rs: list[dict]) -> str:
-        r = np.mean([x["reward"] for x in rs])
-        rec = [x["recovered"] for x in rs if x["recovered"] is not None]
-        return f"{r:.4f}" + (f" ({100 * np.mean(rec):.0f}%)" if rec else " (—)")
-
-    sets = list(dict.fromkeys(tuple(x["withheld"]) for x in records))
-    head = "| withheld | routing | " + " | ".join(f"{s} ({m})" for m, s in cols) + " |"
-    lines += [head, "|---|---|" + "---:|" * len(cols)]
-    for w in sets:
-        rs = [x for x in records if tuple(x["withheld"]) == w]
-        pick = {c: [x for x in rs if (x["mode"], x["scenario"]) == c] for c in cols}
-        name = ", ".join(w)
-        lines.append(
-            f"| {name} | retrained on all | "
-            + " | ".join(f"{np.mean([x['retrained'] for x in pick[c]]):.4f}" for c in cols)
-            + " |"
-        )
-        lines.append(
-            f"| {name} | known only | "
-            + " | ".join(f"{np.mean([x['known_only'] for x in pick[c]]):.4f}" for c in cols)
-            + " |"
-        )
-        for k in sorted({x["k"] for x in rs}):
-            for how in ("random", "designed") if k else ("designed",):
-                sel = [x for x in rs if x["k"] == k and x["probes"] == how]
-                if sel:
-                    lines.append(
-                        f"| {name} | k={k} {how if k else '(description only)'} | "
-                        + " | ".join(cell([x for x in sel if (x["mode"], x["scenario"]) == c]) for c in cols)
-                        + " |"
-                    )
-    lines += [
-        "",
-        "Summary: share of the (retrained − known-only) gap recovered, mean over withheld sets "
-        f"(sets whose gap is under {MIN_GAP} left out), and the worst set:",
-        "",
-    ]
-    lines += ["| k | probes | " + " | ".join(f"{s} ({m})" for m, s in cols) + " |", "|---|---|" + "---:|" * len(cols)]
-    for k in sorted({x["k"] for x in records}):
-        for how in ("random", "designed"):
-            cells = []
-            for c in cols:
-                per_set = []
-                for w in sets:
-                    rec = [
-                        x["recovered"]
-                        for x in records
-                        if tuple(x["withheld"]) == w
-                        and x["k"] == k
-                        and x["probes"] == how
-                        and (x["mode"], x["scenario"]) == c
-                        and x["recovered"] is not None
-                    ]
-                    if rec:
-                        per_set.append(np.mean(rec))
-                cells.append(f"{100 * np.mean(per_set):.0f}% (min {100 * min(per_set):.0f}%)" if per_set else "—")
-            lines.append(f"| {k} | {how} | " + " | ".join(cells) + " |")
-    zero = [x for x in records if x["k"] == 0]
-    if zero:
-        worst = min(x["reward"] - x["known_only"] for x in zero)
-        lines += [
-            "",
-            f"k=0 (description only): worst reward − known-only over every set, mode and scenario: {worst:+.4f}",
-        ]
-    return lines
-
-
-def variant_tables(records: list[dict], args: argparse.Namespace) -> list[str]:
-    if not args.variants:
-        return new_llm_tables(records, args.scenarios.split(","))
-    lines = []
-    for v, variant in enumerate(json.loads(args.variants)):
-        lines += [f"### variant {v}: {json.dumps(variant)}", ""]
-        lines += new_llm_tables([x for x in records if x.get("variant") == v], args.scenarios.split(","))
-        lines.append("")
-    return lines
-
-
 # ---- main -----------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -406,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
         "--gnn-max-episodes", type=int, default=None, help="cap on training episodes (default: the router's)"
     )
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--embedding-cache",
+        default=os.environ.get("GRAPHROUTER_EMBEDDING_CACHE"),
+        help="the embedding cache file (default: $GRAPHROUTER_EMBEDDING_CACHE, else .graphrouter/embeddings.sqlite)",
+    )
     p.add_argument("--cache", default=None, help="keep fitted GNNs here and reuse them (same data, split, seeds)")
     sub = p.add_subparsers(dest="protocol", required=True)
     cv = sub.add_parser("cv", help="every router of the registry, paired on the same folds")
@@ -437,8 +322,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{split_note(args.split, args.folds)}.",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
+    load_s = time.perf_counter() - t0
     if args.protocol == "cv":
-        lines = run_cv(args, world)
+        routers = list(ROUTERS) if args.routers == "all" else args.routers.split(",")
+        folds = splits(world, args.split, args.folds)
+        label = f"cv{args.folds}" if args.split == "cv" else args.split
+        lines = run_cv(
+            args.dataset, world, folds, routers, label, lambda train: fit_gnn(world, train, args, "all"), args.out
+        )
         text = "\n".join(
             [
                 f"# {args.dataset}: every router",
@@ -447,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
                 "",
                 *lines,
                 "",
-                f"Wall time {time.perf_counter() - t0:.0f} s.",
+                f"Wall time of the whole run {time.perf_counter() - t0:.0f} s (loading the store and embedding "
+                f"{load_s:.0f} s); 1 torch thread, on a 2-core machine shared with other work.",
                 "",
             ]
         )

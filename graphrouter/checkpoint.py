@@ -20,7 +20,10 @@ from graphrouter.errors import CheckpointError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 from graphrouter.routers.base import Router
 
-FORMAT = "graphrouter-checkpoint/2"  # /2: the GNN router as the graphrouter.routers.gnn package
+# /2: the GNN router as the graphrouter.routers.gnn package. Extended compatibly since: the GNN router carries its
+# per-task fallback (``router.fallback``; a /2 file written before loads with none) and the blob names the tasks
+# that fall back under "fallback_tasks" (absent in earlier /2 files), for a reader that does not unpickle the router
+FORMAT = "graphrouter-checkpoint/2"
 _EARLIER_FORMATS = ("graphrouter-checkpoint/1",)
 _EARLIER = (
     "was written by an earlier version of graphrouter and must be retrained "
@@ -57,6 +60,7 @@ def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEF
             "created_at": created,
             "version": version,
             "signature": ckpt.signature,
+            "fallback_tasks": fallback.fired if (fallback := getattr(router, "fallback", None)) is not None else [],
             "router": router,
         },
         tmp,

@@ -76,7 +76,9 @@ class _LinearBandit(Router):
     def width(self, q: QueryFeatures) -> np.ndarray:
         """(n, C) √(xᵀ A⁻¹ x): how uncertain each arm's estimate is for each query."""
         x = _context(q.embedding)
-        return np.sqrt(np.maximum(np.einsum("ni,cij,nj->nc", x, self.a_inv, x), 0.0))
+        # x @ A⁻¹ as one batched matrix product first: einsum's own loop over "ni,cij,nj" took ~40 s for 4,000
+        # queries × 31 arms (MMLU-Pro's test fold), this ~2 s
+        return np.sqrt(np.maximum(np.einsum("cnj,nj->nc", x @ self.a_inv, x), 0.0))
 
     # -- learning online --
     def update(self, q: QueryFeatures, column: int, effect: np.ndarray, cost: np.ndarray | None = None) -> int:

@@ -33,6 +33,8 @@ class FittedGnn(Protocol):
 
     def _ego_inputs(self, q: QueryFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
+    def apply_fallback(self, effect: np.ndarray, task: np.ndarray) -> np.ndarray: ...
+
 
 @torch.no_grad()
 def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
@@ -58,7 +60,7 @@ def predict_effect_reference(router: FittedGnn, q: QueryFeatures) -> np.ndarray:
             }
             h = m.model.ego_query_layer(i, h, ego)
         probs.append(torch.sigmoid(_corrected(router, m.model.decode(h, states[-1][CANDIDATE], pair), task)))
-    return torch.stack(probs).mean(0).numpy().astype(np.float64)
+    return router.apply_fallback(torch.stack(probs).mean(0).numpy().astype(np.float64), task)
 
 
 def _corrected(router: FittedGnn, logits: torch.Tensor, task: np.ndarray) -> torch.Tensor:
@@ -100,4 +102,4 @@ def predict_effect_full_graph(router: FittedGnn, q: QueryFeatures) -> np.ndarray
             hs = m.model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
             logits = m.model.decode(hs[-1][QUERY][torch.as_tensor(cold)], hs[-1][CANDIDATE], torch.as_tensor(pair))
             probs.append(torch.sigmoid(_corrected(router, logits, task)))
-        return torch.stack(probs).mean(0).numpy().astype(np.float64)
+        return router.apply_fallback(torch.stack(probs).mean(0).numpy().astype(np.float64), task)

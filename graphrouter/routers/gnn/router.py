@@ -27,6 +27,7 @@ from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import NewCandidate, Router, register
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
+from graphrouter.routers.gnn.fallback import Fallback, Z, fallback_for
 from graphrouter.routers.gnn.fit import FitPrior, fit_correction
 from graphrouter.routers.gnn.graph import (
     Candidates,
@@ -72,8 +73,13 @@ class GnnRouter(Router):
         fit_global_sd: float = 1.5,
         fit_task_sd: float = 1.0,
         fit_own: float = FitPrior.own,
+        fallback_z: float | None = Z,
     ) -> None:
         self.seeds = tuple(seeds)
+        # the per-task fallback to the per-task table where it routes better on validation by more than fallback_z
+        # standard errors (gnn.fallback); None: never
+        self.fallback_z = fallback_z
+        self.fallback: Fallback | None = None
         # routing subtracts w_effect · margin / (1 + n_observed) ** power from each candidate's utility: a guard
         # against the winner's curse on a candidate registered with few outcomes; with margin 1 a description-only
         # candidate (n = 0) cannot win on predicted effect, so it cannot make routing worse than the known ones.
@@ -117,6 +123,8 @@ class GnnRouter(Router):
         state.setdefault("fit_global_sd", FitPrior.global_sd)
         state.setdefault("fit_task_sd", FitPrior.task_sd)
         state.setdefault("fit_own", FitPrior.own)
+        state.setdefault("fallback_z", None)  # pickled before the fallback: none
+        state.setdefault("fallback", None)
         self.__dict__.update(state)
         self._cache.fitter = self._fit_correction
         if "_kinds" not in state:  # a state without the columns' kinds: derived from the world and the backing
@@ -152,6 +160,17 @@ class GnnRouter(Router):
         self._fresh = {}
         self._cache = ServingCache([m.model for m in self.members], self._stored_graph(), cands)
         self._cache.fitter = self._fit_correction
+        held = [(m.val_rows, m.val_prob) for m in self.members if m.val_rows is not None]
+        self.fallback = None  # chosen on the members' own validation splits of the training queries
+        if self.fallback_z is not None and held:
+            self.fallback = fallback_for(held, world, train_idx, self.cost_model, self.penalty, self.fallback_z)
+
+    def apply_fallback(self, effect: np.ndarray, task: np.ndarray) -> np.ndarray:
+        """``effect`` with the per-task table's predictions for queries of the tasks that fall back (trained
+        candidates without outcomes since training only); every serving path calls it last."""
+        if self.fallback is None:
+            return effect
+        return self.fallback.apply(effect, task, self._candidates, frozenset(self._fresh))
 
     # -- the fit from outcomes --
     @property
@@ -216,7 +235,8 @@ class GnnRouter(Router):
         (``Router.score`` fills it in). Stored queries are treated as new: ``q.index`` is never read. Runs the
         numpy-compiled ego path (:class:`~graphrouter.routers.gnn.ego.EgoPath`)."""
         obs, ego = self._cache.serving
-        return ego.predict(*self._ego_inputs(q, obs))
+        inputs = self._ego_inputs(q, obs)
+        return self.apply_fallback(ego.predict(*inputs), inputs[1])
 
     def predict_effect_reference(self, q: QueryFeatures) -> np.ndarray:
         """The same as :meth:`predict_effect`, through the PyTorch modules (the reference the tests compare to)."""

@@ -69,11 +69,15 @@ class TrainingSet:
 
 @dataclass
 class Member:
-    """One seed of the ensemble: a trained model, its best validation loss and how many episodes it ran."""
+    """One seed of the ensemble: a trained model, its best validation loss, how many episodes it ran, and its
+    inner validation split (positions) with its cold-query effect predictions there (for the per-task fallback,
+    :mod:`~graphrouter.routers.gnn.fallback`; None in members pickled before)."""
 
     model: HeteroRouterGNN
     best_val: float = float("nan")
     episodes: int = 0
+    val_rows: np.ndarray | None = None
+    val_prob: np.ndarray | None = None
 
 
 def out_of_fold_tasks(emb: np.ndarray, task: np.ndarray, p_inferred_task: float, c: float) -> np.ndarray:
@@ -172,12 +176,16 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: HeteroRouterGNN, graph: HeteroData, rows: np.ndarray, pair: Tensor, y: Tensor, w: Tensor) -> float:
-    """The BCE of the cold queries ``rows`` of ``graph`` (the validation graph) against ``y`` weighted by ``w``."""
+def cold_logits(model: HeteroRouterGNN, graph: HeteroData, rows: np.ndarray, pair: Tensor) -> Tensor:
+    """(len(rows), C) effect logits of the cold queries ``rows`` of ``graph`` (the validation graph)."""
     model.eval()
     hs = model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
-    logits = model.decode(hs[-1][QUERY][torch.as_tensor(rows)], hs[-1][CANDIDATE], pair)
-    return float(F.binary_cross_entropy_with_logits(logits, y, weight=w))
+    return model.decode(hs[-1][QUERY][torch.as_tensor(rows)], hs[-1][CANDIDATE], pair)
+
+
+def evaluate(model: HeteroRouterGNN, graph: HeteroData, rows: np.ndarray, pair: Tensor, y: Tensor, w: Tensor) -> float:
+    """The BCE of the cold queries ``rows`` of ``graph`` (the validation graph) against ``y`` weighted by ``w``."""
+    return float(F.binary_cross_entropy_with_logits(cold_logits(model, graph, rows, pair), y, weight=w))
 
 
 def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
@@ -226,4 +234,5 @@ def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return Member(model, best_val=float(best), episodes=episodes)
+    val_prob = torch.sigmoid(cold_logits(model, val_graph, val, val_pair_t)).numpy().astype(np.float32)
+    return Member(model, best_val=float(best), episodes=episodes, val_rows=val, val_prob=val_prob)
