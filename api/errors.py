@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
 from api.limits import EXEMPT_PATHS
-from api.models import ErrorOut, ValidationErrorOut
+from api.models import ErrorOut, ProxyErrorOut, ValidationErrorOut
 from graph_store import ConflictError, GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graphrouter.errors import (
     CandidateExistsError,
@@ -193,7 +193,7 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
     declares — 400/413/415 with a body, 422 with a body or query parameters, 429 unless exempt from the rate limit,
     503 under ``/v1/`` (the store or the scorer) — and gives every error response its schema."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ErrorOut, ValidationErrorOut):
+    for model in (ErrorOut, ValidationErrorOut, ProxyErrorOut):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -220,7 +220,9 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
             for code, response in responses.items():
                 if not code.isdigit() or int(code) < 400:
                     continue
-                if code == "422":
+                if path in OPENAI_PATHS:  # its errors also carry OpenAI's shape (http_error)
+                    response["content"] = {"application/json": {"schema": {"$ref": _REF.format(model="ProxyErrorOut")}}}
+                elif code == "422":
                     response["content"] = {
                         "application/json": {"schema": {"$ref": _REF.format(model="ValidationErrorOut")}}
                     }

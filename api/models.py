@@ -40,17 +40,20 @@ class ErrorOut(BaseModel):
     """Every error answer (api/errors.py)."""
 
     detail: str = Field(description="what is wrong, naming the field or the setting")
-    error: dict[str, Any] | None = Field(
-        None,
-        description="only on the OpenAI-compatible /v1/chat/completions: the same message in OpenAI's error shape "
-        "({message, type, param, code}), which OpenAI clients read",
-    )
 
 
 class FieldError(BaseModel):
     field: str = Field(description="where: queries[3].k, limit (query parameter), body, ...")
     problem: str
     type: str = Field(description="pydantic's error type: missing, int_type, value_error, ...")
+
+
+class ProxyErrorOut(ErrorOut):
+    """An error of the OpenAI-compatible ``/v1/chat/completions``: the message also in OpenAI's shape."""
+
+    error: dict[str, Any] | None = Field(
+        None, description="OpenAI's error object {message, type, param, code}, read by its clients"
+    )
 
 
 class ValidationErrorOut(ErrorOut):
