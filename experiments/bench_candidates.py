@@ -57,6 +57,7 @@ def llm(name: str) -> dict:
 def make_app(folder: Path, store, world, checkpoint: Path, **settings):  # type: ignore[no-untyped-def]
     from api.main import create_app
     from api.settings import Settings
+    from tests.hash_embedder import HashEmbedder  # numpy only: the restart's child does not import torch for it
 
     config = {
         "store": str(folder / "unused.db"),
@@ -67,32 +68,7 @@ def make_app(folder: Path, store, world, checkpoint: Path, **settings):  # type:
         "train_params": TINY,
         **settings,
     }
-    return create_app(Settings(**config), store=store, embedder=TrainingHashEmbedder(world))
-
-
-class TrainingHashEmbedder:
-    """tests/routing_world.py's HashEmbedder (same vectors), importing numpy only: the restart's child process
-    must not pay for importing torch where the service itself does not."""
-
-    model_name = "hash-test"
-
-    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
-        self.world = world
-
-    def embed(self, texts, progress: bool = False):  # type: ignore[no-untyped-def]
-        import hashlib
-
-        out = []
-        for t in texts:
-            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
-            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
-            if t.startswith("task-"):
-                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
-
-    def embed_one(self, text: str):  # type: ignore[no-untyped-def]
-        return self.embed([text])[0]
+    return create_app(Settings(**config), store=store, embedder=HashEmbedder(world))
 
 
 def prepare(folder: Path):  # type: ignore[no-untyped-def]

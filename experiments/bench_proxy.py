@@ -47,13 +47,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from api.main import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from graph_store import LLM, QUERY, GraphBatch, LLMNode, Query, Task  # noqa: E402
+from graph_store import LLM, QUERY  # noqa: E402
 from graph_store.backends.embedded import EmbeddedStore  # noqa: E402
 from graphrouter.checkpoint import save_checkpoint  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
+from tests.hash_embedder import HashEmbedder  # noqa: E402
 from tests.proxy_upstream import free_port, running_upstream, serve_in_thread  # noqa: E402
-from tests.routing_world import make_world  # noqa: E402
-from tests.test_scorer import HashEmbedder  # noqa: E402
+from tests.routing_world import make_world, populate  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "bench_proxy.md"
 RESULTS_REAL = ROOT / "experiments" / "results" / "bench_proxy_real.md"
@@ -205,19 +205,7 @@ def measure_synthetic(args: argparse.Namespace) -> None:
         folder = Path(tmp)
         save_checkpoint(router, "hash-test", folder / "checkpoint.pt")
         store = EmbeddedStore(folder / "graph.db")
-        store.write(
-            GraphBatch(
-                tasks=[Task(t) for t in data.task_names],
-                queries=[
-                    Query(text, data.task_names[t], id=key)
-                    for key, text, t in zip(data.query_keys, data.query_text, data.query_task, strict=True)
-                ],
-                llms=[
-                    LLMNode(name, text, float(p[0]), float(p[1]), base_url=upstream.url("fast"))
-                    for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
-                ],
-            )
-        )
+        populate(store, world, base_url=upstream.url("fast"))
         settings = Settings(
             store="unused",
             checkpoint=folder / "checkpoint.pt",

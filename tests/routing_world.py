@@ -10,7 +10,6 @@ Also what the API tests share: ``HashEmbedder`` (a deterministic stand-in for th
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.routing_data import RoutingData
 from graphrouter.world import World
+from tests.hash_embedder import HashEmbedder
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -74,30 +74,8 @@ def split(world: World, test_frac: float = 0.25, seed: int = 0) -> tuple[np.ndar
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-class HashEmbedder:
-    """Deterministic unit vectors from the text; a query text "task-T ..." lands near task T's direction."""
-
-    model_name = "hash-test"
-
-    def __init__(self, world) -> None:  # type: ignore[no-untyped-def]
-        self.world = world
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for t in texts:
-            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
-            v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
-            if t.startswith("task-"):
-                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
-
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
-
-
-def populate(store: GraphStore, world: World) -> None:
-    """The world's tasks, queries and LLMs into ``store`` (no outcomes)."""
+def populate(store: GraphStore, world: World, base_url: str | None = None) -> None:
+    """The world's tasks, queries and LLMs into ``store`` (no outcomes); ``base_url``: every LLM's upstream."""
     data = world.data
     store.write(
         GraphBatch(
@@ -107,7 +85,7 @@ def populate(store: GraphStore, world: World) -> None:
                 for key, text, t in zip(data.query_keys, data.query_text, data.query_task, strict=True)
             ],
             llms=[
-                LLMNode(name, text, float(p[0]), float(p[1]))
+                LLMNode(name, text, float(p[0]), float(p[1]), base_url=base_url)
                 for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
             ],
         )

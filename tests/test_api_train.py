@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ fitted, store = test_api.fitted, test_api.store  # fixtures of tests/test_api.py
 TINY_GNN = {"seeds": [0], "max_episodes": 2, "eval_every": 1, "hidden": 8}
 
 
-class TrainingHashEmbedder(HashEmbedder):
-    """The test embedder, with the signature ``build_world`` calls."""
-
-    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return super().embed(list(texts))
-
-
 def _store_outcomes(store: GraphStore, world: World) -> None:
     """The world's observed outcomes, which tests/test_api.py's store does not hold: what a training learns from."""
     data = world.data
@@ -54,7 +46,7 @@ def _store_outcomes(store: GraphStore, world: World) -> None:
 
 def _app(store: GraphStore, world: World, checkpoint: Path, **settings: Any) -> FastAPI:
     config: dict[str, Any] = {"store": "unused", "checkpoint": checkpoint, "embedding_cache": None, "api_key": KEY}
-    return create_app(Settings(**{**config, **settings}), store=store, embedder=TrainingHashEmbedder(world))
+    return create_app(Settings(**{**config, **settings}), store=store, embedder=HashEmbedder(world))
 
 
 def test_background_training_swaps_the_new_checkpoint_in(
