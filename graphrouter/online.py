@@ -83,7 +83,22 @@ def shrink(total: Any, count: Any, strength: float, prior: Any = 0.0) -> Any:
     return (total + strength * prior) / (count + strength)
 
 
-class OnlineLearner:
+class _LockedState:
+    """State guarded by ``self._lock``: pickled (a checkpoint, a deepcopy) without the lock, given a new one after."""
+
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class OnlineLearner(_LockedState):
     """Per-candidate, per-task posterior corrections of a router's effect predictions plus a memory of the queries
     outcomes were posted on (their nearest neighbours correct later requests). Thread-safe; keyed by candidate
     name, so registering or removing candidates never misaligns it."""
@@ -104,15 +119,6 @@ class OnlineLearner:
         self._name_id: dict[str, int] = {}
         self._key: dict[tuple[str, str], int] = {}  # (query id, candidate) → row: a repeated outcome replaces it
         self._by_cand: dict[int, np.ndarray] = {}  # rows per candidate id, rebuilt lazily
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._n
@@ -286,7 +292,7 @@ class OnlineLearner:
         return out
 
 
-class Explorer:
+class Explorer(_LockedState):
     """The operator's exploration budget and the Thompson sampler. ``share``: at most this fraction of all routed
     requests explores; ``usd_per_1k``: at most this much extra expected cost (the explored pick's predicted cost
     minus the argmax's, when positive) per 1,000 routed requests (None: no cost bound). Both bounds hold at every
@@ -304,15 +310,6 @@ class Explorer:
         self.explorations = 0
         self.extra_usd = 0.0
         self._rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def count_request(self) -> None:
