@@ -35,10 +35,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[httpx.Client]:
-    """A running ``graphrouter serve`` on a prepared store and checkpoint; an HTTP client pointed at it."""
-    db, checkpoint, cache = tmp_path / "graph.db", tmp_path / "checkpoint.pt", tmp_path / "embeddings.sqlite"
+def prepare_served(folder: Path) -> tuple[Path, Path, Path]:
+    """An embedded store of the synthetic world and a tiny GNN checkpoint fitted on it with the real embedder, in
+    ``folder``: the store, the checkpoint and the embedding cache (what ``graphrouter serve`` is started on)."""
+    db, checkpoint, cache = folder / "graph.db", folder / "checkpoint.pt", folder / "embeddings.sqlite"
     with EmbeddedStore(db) as store:
         populate(store, make_world(per_task=30))
         snap = store.snapshot()
@@ -47,6 +47,13 @@ def served(tmp_path: Path) -> Iterator[httpx.Client]:
     router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(world.data.n_queries))
     save_checkpoint(router, embedder.model_name, checkpoint)
     embedder.close()
+    return db, checkpoint, cache
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[httpx.Client]:
+    """A running ``graphrouter serve`` on a prepared store and checkpoint; an HTTP client pointed at it."""
+    db, checkpoint, cache = prepare_served(tmp_path)
 
     port = _free_port()
     env = {

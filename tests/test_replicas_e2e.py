@@ -26,7 +26,7 @@ from graphrouter.world import build_world
 from tests.conftest import neo4j_opener
 from tests.routing_world import make_world
 from tests.test_api import KEY, NEW_LLM, populate
-from tests.test_api_e2e import _free_port
+from tests.test_api_e2e import _free_port, prepare_served
 from tests.test_api_train import TINY_GNN, _store_outcomes
 
 pytestmark = pytest.mark.slow
@@ -181,17 +181,7 @@ def test_two_replicas_on_one_bolt_store_stay_in_step(replicas: Replica) -> None:
 def test_serve_with_two_workers_on_the_embedded_store(tmp_path: Path) -> None:
     """``graphrouter serve --workers 2`` on one port: whichever worker answers, a registration or deletion made
     through the other is in its answers within the sync interval (the issue saw 18 of 40 before)."""
-    from graph_store.backends.embedded import EmbeddedStore
-
-    db, checkpoint, cache = tmp_path / "graph.db", tmp_path / "checkpoint.pt", tmp_path / "embeddings.sqlite"
-    with EmbeddedStore(db) as store:
-        populate(store, make_world(per_task=30))
-        snap = store.snapshot()
-    embedder = Embedder(DEFAULT_MODEL, cache_path=cache)
-    world = build_world(snap, embedder)
-    router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(world.data.n_queries))
-    save_checkpoint(router, embedder.model_name, checkpoint)
-    embedder.close()
+    db, checkpoint, cache = prepare_served(tmp_path)
     port = _free_port()
     env = {
         **os.environ,
