@@ -8,7 +8,6 @@ service starts exactly as in production: settings from the environment, store an
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ from graphrouter.checkpoint import save_checkpoint
 from graphrouter.embeddings import DEFAULT_MODEL, Embedder
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.world import build_world
+from tests.proxy_upstream import free_port
 from tests.routing_world import KEY, NEW_LLM, make_world, populate
 
 START_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare_served(folder: Path) -> tuple[Path, Path, Path]:
@@ -55,7 +49,7 @@ def served(tmp_path: Path) -> Iterator[httpx.Client]:
     """A running ``graphrouter serve`` on a prepared store and checkpoint; an HTTP client pointed at it."""
     db, checkpoint, cache = prepare_served(tmp_path)
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "GRAPHROUTER_API_KEY": KEY,

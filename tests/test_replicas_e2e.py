@@ -24,9 +24,10 @@ from graphrouter.embeddings import DEFAULT_MODEL, Embedder
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.world import build_world
 from tests.conftest import neo4j_opener
+from tests.proxy_upstream import free_port
 from tests.routing_world import make_world
 from tests.test_api import KEY, NEW_LLM, populate
-from tests.test_api_e2e import _free_port, prepare_served
+from tests.test_api_e2e import prepare_served
 from tests.test_api_train import TINY_GNN, _store_outcomes
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def replicas(bolt_server: object, tmp_path: Path) -> Iterator[Replica]:
     procs: list[tuple[subprocess.Popen[bytes], httpx.Client, Path]] = []
 
     def start(name: str) -> httpx.Client:
-        port = _free_port()
+        port = free_port()
         cmd = [sys.executable, "-m", "api.cli", "--store", bolt_server.uri, "serve", "--port", str(port)]  # type: ignore[attr-defined]
         cmd += ["--checkpoint", str(checkpoint), "--log-level", "warning"]
         log_path = tmp_path / f"{name}.log"
@@ -182,7 +183,7 @@ def test_serve_with_two_workers_on_the_embedded_store(tmp_path: Path) -> None:
     """``graphrouter serve --workers 2`` on one port: whichever worker answers, a registration or deletion made
     through the other is in its answers within the sync interval (the issue saw 18 of 40 before)."""
     db, checkpoint, cache = prepare_served(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
