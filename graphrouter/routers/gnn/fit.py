@@ -143,14 +143,15 @@ def fit_correction(
     nb, sim = self_excluded_neighbours(search, emb, rows, k_pair)
     task = obs.task[rows]
     logits = ego.logits(emb[rows], task, nb, sim, obs.pair_features(nb, sim, task)).mean(0)  # (n, C)
-    src = np.zeros(0, np.int64) if resemble is None else np.asarray(resemble, np.int64)
+    src = np.zeros(0, np.int64) if resemble is None or prior.own >= 1.0 else np.asarray(resemble, np.int64)
+    trained = set(src.tolist())  # a trained candidate's own logit is its base: it resembles no one
     offsets = np.zeros((n_cand, n_tasks))
     cols, own, mix = [], [], []
     where = {r: i for i, r in enumerate(rows.tolist())}
     for c, r in fresh.items():
         i = np.array([where[x] for x in r.tolist()])
         y, t = obs.effect[r, c], task[i]
-        if len(src) and prior.own < 1.0 and c not in set(src.tolist()):
+        if len(src) and c not in trained:
             w_own, w, offsets[c] = fit_resemblance(logits[i, c], logits[i][:, src], y, t, n_tasks, prior)
             cols.append(c)
             own.append(w_own)
