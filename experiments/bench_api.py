@@ -122,6 +122,33 @@ class Service:
                 time.sleep(0.2)
         raise SystemExit(f"serve not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the service and every process under it (Linux /proc): its workers too."""
+        tree, stats = {self.proc.pid}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime+stime
+        grew = True
+        while grew:
+            more = {pid for pid, (ppid, _) in stats.items() if ppid in tree} - tree
+            tree |= more
+            grew = bool(more)
+        return sum(stats[pid][1] for pid in tree if pid in stats) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, timeout: float = 300.0, busy: float = 0.05) -> None:
+        """After /ready: wait until the whole process tree uses under ``busy`` of a core over a second, so that a
+        worker still loading (only one of several need be ready) or a background refresh is not measured."""
+        t0, before = time.perf_counter(), self.cpu_seconds()
+        while time.perf_counter() - t0 < timeout:
+            time.sleep(1.0)
+            now = self.cpu_seconds()
+            if now - before < busy:
+                return
+            before = now
+
     def rss_mb(self) -> float:
         """The service process's resident memory now (Linux), in MB."""
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -256,6 +283,7 @@ def scale_out(args: argparse.Namespace) -> None:
                 svc = Service(store, args.checkpoint, work, settings, env, workers=workers)
                 try:
                     svc.wait_ready()
+                    svc.wait_idle()  # every worker loaded, not only the first to answer /ready
                     nonce = time.time_ns()
                     warm = [f"warm {nonce} {i}" for i in range(20)]
                     concurrent(svc.url, warm, 4)
@@ -279,6 +307,8 @@ def scale_out(args: argparse.Namespace) -> None:
         try:
             a.wait_ready()
             b.wait_ready()
+            a.wait_idle()
+            b.wait_idle()
             cross = register_on_a_routable_on_b(
                 a.url, b.url, str(time.time_ns()), args.cross_samples, args.sync_interval
             )
@@ -292,10 +322,12 @@ def scale_out(args: argparse.Namespace) -> None:
     lines = [
         "# Scale-out: concurrency, micro-batching, workers, replicas (issue 14)",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M')}, `python experiments/bench_api.py --scale-out`. **The machine (2 cores)"
-        f" was shared with other jobs (1-minute load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at"
-        " the end, on 2 cores; another helper ran a long benchmark), so absolute numbers are pessimistic and"
-        " noisy.** Store: an embedded copy of the dcrouter store (6,108 queries,"
+        f"Run {time.strftime('%Y-%m-%d %H:%M')}, `python experiments/bench_api.py --scale-out`, on this 2-core"
+        f" machine: 1-minute load average {load_before[0]:.1f} before the run, {load_after[0]:.1f} at its end (the"
+        " bench's own services and clients; a load well above 2 at the start means other jobs shared the machine and"
+        " absolute numbers are pessimistic). Each service is measured once /ready answers and its process tree"
+        " is idle (every worker loaded)."
+        " Store: an embedded copy of the dcrouter store (6,108 queries,"
         " 9 LLMs); every request's text is new (each pays its embedding). 2 workers run on the embedded store"
         " (SQLite WAL; the store is not on the route path); they were not measured on ArcadeDB.",
         f"Batching window {args.batch_window_ms} ms, at most {args.batch_max} requests per batch;"

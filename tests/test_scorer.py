@@ -37,6 +37,31 @@ def test_save_load_round_trip_gives_identical_scores(fitted) -> None:  # type: i
     assert [r.utility for r in a.candidates] == sorted((r.utility for r in a.candidates), reverse=True)
 
 
+def test_checkpoints_of_format_2_still_load(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A /2 checkpoint (a torch.save archive of the same blob) routes as its /3 rewrite does; /3 is not a zip."""
+    import torch
+
+    world, ckpt, path = fitted
+    assert path.read_bytes()[:2] != b"PK" and path.read_bytes().startswith(b"graphrouter-checkpoint/3\n")
+    old = tmp_path / "old.pt"
+    torch.save(
+        {
+            "format": "graphrouter-checkpoint/2",
+            "embedding_model": "hash-test",
+            "created_at": ckpt.created_at,
+            "version": "v2-file",
+            "signature": ckpt.signature,
+            "router": ckpt.router,
+        },
+        old,
+    )
+    loaded = load_checkpoint(old, "hash-test", world.data.task_names, world.data.candidates)
+    assert loaded.version == "v2-file"
+    a = Scorer(ckpt, HashEmbedder(world)).top_k("task-1 an old file", k=3, scenario="balance")
+    b = Scorer(loaded, HashEmbedder(world)).top_k("task-1 an old file", k=3, scenario="balance")
+    assert a.candidates == b.candidates
+
+
 def test_routing_follows_the_hidden_skills(fitted) -> None:  # type: ignore[no-untyped-def]
     world, ckpt, _ = fitted
     scorer = Scorer(ckpt, HashEmbedder(world))
