@@ -25,9 +25,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     checkpoint made through one reaches the others through the store's change log within
     ``GRAPHROUTER_SYNC_INTERVAL`` seconds. The embedded store allows it on one host (SQLite in WAL mode with a busy
     timeout: one writer at a time, readers beside it); replicas on several hosts need Neo4j."""
-    import uvicorn
     import uvicorn.config
 
+    from api.server import run_server
     from api.settings import Settings
 
     if args.store_location:
@@ -46,9 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
-    uvicorn.run(
+    run_server(
         "api.main:create_app",
-        factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=args.log_level,

@@ -25,7 +25,7 @@ p50 at 100k stored queries within 1.5× of p50 at 1k; register-to-routable under
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import os
 import socket
 import sqlite3
@@ -260,6 +260,41 @@ def ego_vs_full(router: GnnRouter, q: list[QueryFeatures], reps: int, full_too: 
     return statistics.median(ego), statistics.median(full) if full else float("nan")
 
 
+def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[str, float]:
+    """The checkpoint's GNN reattached to a stored graph of ``n`` queries and saved to ``out``; the reattach time and
+    the GNN's ego path against the whole-graph re-run on a few stored queries (as new ones, task inferred)."""
+    import torch
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(checkpoint)
+    router, world = ckpt.router, ckpt.router.world
+    rng = np.random.default_rng(2)
+    sample = rng.choice(world.data.n_queries, size=full_graph_reps, replace=False)
+    q = [
+        router.task_inferer.fill(QueryFeatures(world.query_emb[[i]], np.array([-1]), world.query_tokens[[i]]))
+        for i in sample
+    ]
+    t = time.perf_counter()
+    router.reattach(grow(world, n))
+    attach_s = time.perf_counter() - t
+    reps = full_graph_reps if n <= 20_000 else 3
+    ego_ms, full_ms = ego_vs_full(router, q, reps, full_too=n <= FULL_GRAPH_MAX)
+    save_checkpoint(router, ckpt.embedding_model, out)
+    return {"attach_s": attach_s, "ego_ms": ego_ms, "full_ms": full_ms}
+
+
+def prepare_in_child(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> tuple[float, float, float]:
+    """:func:`prepare` in a child process, so that its memory (GBs at a million stored queries) is given back before
+    the service loads the checkpoint."""
+    cmd = [sys.executable, __file__, "--checkpoint", str(checkpoint), "--prepare", str(n), "--prepare-out", str(out)]
+    cmd += ["--full-graph-reps", str(full_graph_reps)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"preparing {n:,} stored queries failed (exit {run.returncode}): {run.stderr[-2000:]}")
+    m = json.loads(run.stdout.strip().splitlines()[-1])
+    return m["attach_s"], m["ego_ms"], m["full_ms"]
+
+
 SCALE_RESULTS = ROOT / "experiments" / "results" / "bench_api_scale.md"
 
 
@@ -456,7 +491,12 @@ def main() -> None:
         "--embedding-threads", type=int, default=None, help="the service's GRAPHROUTER_EMBEDDING_THREADS (onnx)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
+    parser.add_argument("--prepare", type=int, default=None, help=argparse.SUPPRESS)  # the child of prepare_in_child
+    parser.add_argument("--prepare-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prepare is not None:
+        print(json.dumps(prepare(args.checkpoint, args.prepare, args.prepare_out, args.full_graph_reps)), flush=True)
+        return
     if args.scale_out:
         scale_out(args)
         return
@@ -476,9 +516,6 @@ def main() -> None:
     rng = np.random.default_rng(1)
     rng.shuffle(texts)
     per_size = args.requests
-    tasks = router.task_inferer
-    sample = rng.choice(world.data.n_queries, size=args.full_graph_reps, replace=False)
-    q = [tasks.fill(QueryFeatures(world.query_emb[[i]], np.array([-1]), world.query_tokens[[i]])) for i in sample]
 
     from graphrouter.embeddings import DEFAULT_THREADS, Embedder
 
@@ -512,15 +549,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         work = Path(tmp)
         for n in sizes:
-            t = time.perf_counter()
-            sized = copy.deepcopy(router)
-            sized.reattach(grow(world, n))
-            attach_s = time.perf_counter() - t
-            reps = args.full_graph_reps if n <= 20_000 else 3
-            ego_ms, full_ms = ego_vs_full(sized, q, reps, full_too=n <= FULL_GRAPH_MAX)
             path = work / f"checkpoint-{n}.pt"
-            save_checkpoint(sized, ckpt.embedding_model, path)
-            del sized
+            attach_s, ego_ms, full_ms = prepare_in_child(args.checkpoint, n, path, args.full_graph_reps)
             store = work / f"graph-{n}.db"
             copy_store(args.store, store)
             service = Service(store, path, work, service_settings)

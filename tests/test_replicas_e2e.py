@@ -229,3 +229,23 @@ def test_serve_with_two_workers_on_the_embedded_store(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_workers_connections_are_not_delayed_by_nagle() -> None:
+    """With several workers uvicorn binds the shared socket itself, with protocol 0, and asyncio then leaves
+    TCP_NODELAY off on every accepted connection (each small response waited ~40 ms for a delayed ACK).
+    ``graphrouter serve`` binds it through NoDelayConfig: the connections a worker accepts have TCP_NODELAY."""
+    import socket
+
+    from api.server import NoDelayConfig
+
+    config = NoDelayConfig("api.main:create_app", factory=True, host="127.0.0.1", port=0, workers=2)
+    listener = config.bind_socket()
+    try:
+        listener.listen()  # as each worker's server does
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()

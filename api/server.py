@@ -1,0 +1,37 @@
+"""Running the app under uvicorn, one process or several workers on one port (``graphrouter serve``)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+
+class NoDelayConfig(uvicorn.Config):
+    def bind_socket(self) -> socket.socket:
+        """The listening socket that several workers share, with TCP_NODELAY. uvicorn creates it with protocol 0,
+        so asyncio does not set TCP_NODELAY on the connections a worker accepts (it checks for IPPROTO_TCP) and every
+        small response waited ~40 ms for the client's delayed ACK (Nagle): /health took 44 ms with ``--workers 2``
+        against 1.4 ms with one worker. Accepted sockets inherit the option from the listening one."""
+        sock = super().bind_socket()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+def run_server(app: str, workers: int = 1, **options: Any) -> None:
+    """``uvicorn.run(app, factory=True, workers=…, **options)``, with :class:`NoDelayConfig`'s socket for workers."""
+    config = NoDelayConfig(app, factory=True, workers=workers, **options)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:
+                sys.exit(3)  # uvicorn's STARTUP_FAILURE
+    except KeyboardInterrupt:
+        pass
