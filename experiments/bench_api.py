@@ -280,10 +280,13 @@ def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[s
     reps = full_graph_reps if n <= 20_000 else 3
     ego_ms, full_ms = ego_vs_full(router, q, reps, full_too=n <= FULL_GRAPH_MAX)
     save_checkpoint(router, ckpt.embedding_model, out)
-    return {"attach_s": attach_s, "ego_ms": ego_ms, "full_ms": full_ms}
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"attach_s": attach_s, "ego_ms": ego_ms, "full_ms": full_ms, "peak_mb": peak}
 
 
-def prepare_in_child(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> tuple[float, float, float]:
+def prepare_in_child(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[str, float]:
     """:func:`prepare` in a child process, so that its memory (GBs at a million stored queries) is given back before
     the service loads the checkpoint."""
     cmd = [sys.executable, __file__, "--checkpoint", str(checkpoint), "--prepare", str(n), "--prepare-out", str(out)]
@@ -291,8 +294,7 @@ def prepare_in_child(checkpoint: Path, n: int, out: Path, full_graph_reps: int) 
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"preparing {n:,} stored queries failed (exit {run.returncode}): {run.stderr[-2000:]}")
-    m = json.loads(run.stdout.strip().splitlines()[-1])
-    return m["attach_s"], m["ego_ms"], m["full_ms"]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 SCALE_RESULTS = ROOT / "experiments" / "results" / "bench_api_scale.md"
@@ -550,7 +552,9 @@ def main() -> None:
         work = Path(tmp)
         for n in sizes:
             path = work / f"checkpoint-{n}.pt"
-            attach_s, ego_ms, full_ms = prepare_in_child(args.checkpoint, n, path, args.full_graph_reps)
+            prepared = prepare_in_child(args.checkpoint, n, path, args.full_graph_reps)
+            attach_s, ego_ms, full_ms = prepared["attach_s"], prepared["ego_ms"], prepared["full_ms"]
+            file_mb = path.stat().st_size / 1e6
             store = work / f"graph-{n}.db"
             copy_store(args.store, store)
             service = Service(store, path, work, service_settings)
@@ -567,7 +571,20 @@ def main() -> None:
             finally:
                 service.stop()
             rows.append(
-                (n, attach_s, ready_s, stats(seq), stats(conc), rps, statistics.median(reg), ego_ms, full_ms, rss)
+                (
+                    n,
+                    attach_s,
+                    ready_s,
+                    stats(seq),
+                    stats(conc),
+                    rps,
+                    statistics.median(reg),
+                    ego_ms,
+                    full_ms,
+                    rss,
+                    prepared["peak_mb"],
+                    file_mb,
+                )
             )
             print(rows[-1], flush=True)
 
@@ -591,16 +608,16 @@ def main() -> None:
         (
             "| stored queries | reattach (s) | ready (s) | p50 | p99 | p50 ×{c} clients | p99 ×{c} | req/s ×{c} "
             "| register→routable (ms) | GNN ego path (ms) | GNN over the whole graph (ms) | ratio "
-            "| service RSS (MB) |"
+            "| service RSS (MB) | reattach peak RSS (MB) | checkpoint (MB) |"
         ).replace("{c}", str(args.concurrency)),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, attach_s, ready_s, (s50, s99), (c50, c99), rps, reg, ego_ms, full_ms, rss in rows:
+    for n, attach_s, ready_s, (s50, s99), (c50, c99), rps, reg, ego_ms, full_ms, rss, peak, file_mb in rows:
         full = "—" if np.isnan(full_ms) else f"{full_ms:.0f}"
         ratio = "—" if np.isnan(full_ms) else f"{full_ms / ego_ms:,.0f}×"
         lines.append(
             f"| {n:,} | {attach_s:.1f} | {ready_s:.1f} | {s50:.1f} | {s99:.1f} | {c50:.1f} | {c99:.1f} | {rps:.0f} "
-            f"| {reg:.0f} | {ego_ms:.2f} | {full} | {ratio} | {rss:,.0f} |"
+            f"| {reg:.0f} | {ego_ms:.2f} | {full} | {ratio} | {rss:,.0f} | {peak:,.0f} | {file_mb:,.0f} |"
         )
     if len(p50) > 1:
         lo, hi = min(p50), max(p50)
@@ -618,7 +635,9 @@ def main() -> None:
         "GNN columns: the effect prediction alone for one query (embedding excluded), median over "
         f"{args.full_graph_reps} queries (3 above 20k), cached ego path vs inserting the query into the whole stored "
         f"graph and re-running every layer of every member (not run above {FULL_GRAPH_MAX:,}: minutes per query). "
-        "service RSS: the `graphrouter serve` process after the measurements at that size.",
+        "service RSS: the `graphrouter serve` process after the measurements at that size. reattach peak RSS: the "
+        "child process that reattached the GNN to that many stored queries and saved the checkpoint (its own "
+        "process, so that the service loading it does not share the machine's memory with it).",
         "",
         "Targets (issue 4): p50 ≤ 25 ms end to end; p50 at 100k within 1.5× of 1k; register→routable < 1 s.",
     ]
