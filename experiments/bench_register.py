@@ -1,8 +1,9 @@
 """Register with 20 outcomes → routable, at 1k / 10k / 100k stored queries: the fit from outcomes in the request path.
 
-    python experiments/bench_register.py [--store .graphrouter/dcrouter.db] [--sizes 1000,10000,100000]
+    python experiments/bench_register.py [--checkpoint .graphrouter/checkpoint.pt] [--sizes 1000,10000,100000]
 
-Fits the GNN once on the store's queries (``--gnn-seeds``; default the router's three), then for each size N
+Takes the GNN of ``--checkpoint`` (what the service serves), or fits one once on ``--store``'s queries
+(``--gnn-seeds``; default the router's three), then for each size N
 reattaches it (no retraining) to a stored graph of N queries (``bench_api.grow``: a subset, or all queries plus
 perturbed copies) and times, through :class:`~graphrouter.scorer.Scorer` (the code path of ``POST /v1/llms`` after
 its store write): registering an LLM with 20 observed outcomes until a route answer can name it (the patched serving
