@@ -379,8 +379,8 @@ class Scorer:
         explored, extra = False, 0.0
         if explore and len(order) > 1:
             pick = self.explorer.sample(effect, scores.cost_norm[row], w, router.outcome_counts(), pool)
-            extra = float(cost[pick] - cost[order[0]])
-            if pick != order[0] and self.explorer.try_spend(extra):
+            extra = 0.0 if pick is None else float(cost[pick] - cost[order[0]])
+            if pick is not None and pick != order[0] and self.explorer.try_spend(extra):
                 order, explored = np.r_[pick, order[order != pick]], True
         if not explored:
             extra = 0.0
