@@ -23,15 +23,16 @@ class NoDelayConfig(uvicorn.Config):
 
 
 def run_server(app: str, workers: int = 1, **options: Any) -> None:
-    """``uvicorn.run(app, factory=True, workers=…, **options)``, with :class:`NoDelayConfig`'s socket for workers."""
+    """``uvicorn.run(app, factory=True, workers=…, **options)`` for an import string, with :class:`NoDelayConfig`'s
+    socket for workers (uvicorn.run's reload and unix-socket branches are not needed by ``graphrouter serve``)."""
     config = NoDelayConfig(app, factory=True, workers=workers, **options)
+    server = uvicorn.Server(config)
     try:
         if config.workers > 1:
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
-            server = uvicorn.Server(config)
             server.run()
-            if not server.started:
-                sys.exit(3)  # uvicorn's STARTUP_FAILURE
     except KeyboardInterrupt:
         pass
+    if config.workers == 1 and not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE

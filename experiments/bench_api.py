@@ -148,6 +148,7 @@ class Service:
             if now - before < busy:
                 return
             before = now
+        print(f"warning: the service was still busy after {timeout:.0f} s; measuring anyway", file=sys.stderr)
 
     def rss_mb(self) -> float:
         """The service process's resident memory now (Linux), in MB."""

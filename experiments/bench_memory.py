@@ -63,10 +63,11 @@ def child(checkpoint: str, n: int, out_path: str, torch_save: bool) -> None:
     sized.reattach(world)
     out["reattach_s"], out["reattach_mb"] = time.perf_counter() - t, peak_mb()
     out["index_s"] = sum(index_s)
+    model = ckpt.embedding_model
     del world, ckpt
     path = Path(out_path)
     t = time.perf_counter()
-    save_checkpoint(sized, "all-MiniLM-L6-v2", path)
+    save_checkpoint(sized, model, path)
     out["save_s"], out["save_mb"], out["file_mb"] = time.perf_counter() - t, peak_mb(), path.stat().st_size / 1e6
     if torch_save:  # the /2 way, for comparison: torch.save builds the whole pickle in memory first
         old = path.with_suffix(".torch.pt")

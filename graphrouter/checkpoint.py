@@ -70,10 +70,14 @@ def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEF
         "signature": ckpt.signature,
         "fallback_tasks": fallback.fired if (fallback := getattr(router, "fallback", None)) is not None else [],
     }
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC)
-        pickle.dump(header, f, protocol=5)
-        pickle.dump(router, f, protocol=5)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC)
+            pickle.dump(header, f, protocol=5)
+            pickle.dump(router, f, protocol=5)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # gigabytes at scale: not left behind
+        raise
     tmp.replace(path)
     return ckpt
 
@@ -84,35 +88,32 @@ def load_checkpoint(
     graph_tasks: list[str] | None = None,
     graph_candidates: list[str] | None = None,
 ) -> Checkpoint:
-    """Load and check a checkpoint against the embedding model and the graph it will serve."""
+    """Load and check a checkpoint against the embedding model and the graph it will serve. A /3 file's header is
+    checked before its router (gigabytes at scale) is read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one first (graphrouter train)")
     try:
-        blob = _read(path)
+        with open(path, "rb") as f:
+            if f.read(len(_PREFIX)) == _PREFIX:  # format /3 or later
+                fmt = (_PREFIX + f.readline()).decode("utf-8", "replace").strip()
+                if fmt != FORMAT:
+                    raise CheckpointError(
+                        f"{path} is a {fmt} checkpoint; this version of graphrouter reads {FORMAT} (and /2): "
+                        "upgrade graphrouter, or retrain with this version (graphrouter train)"
+                    )
+                header = _checked(path, pickle.load(f), embedding_model, graph_tasks, graph_candidates)
+                blob = {**header, "router": pickle.load(f)}
+            else:
+                f.close()
+                blob = torch.load(path, weights_only=False, map_location="cpu")
+                blob = _checked(path, blob, embedding_model, graph_tasks, graph_candidates)
+    except CheckpointError:
+        raise
     except (ModuleNotFoundError, AttributeError) as exc:  # it pickles classes this version no longer has
         raise CheckpointError(f"{path} holds classes that are gone: it {_EARLIER} ({exc})") from None
     except Exception as exc:  # torch and pickle raise many types for a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    fmt = blob.get("format") if isinstance(blob, dict) else None
-    if fmt in _EARLIER_FORMATS:
-        raise CheckpointError(f"{path} is a {fmt} checkpoint: it {_EARLIER}")
-    if fmt not in (FORMAT, _TORCH_FORMAT):
-        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint; retrain with this version (graphrouter train)")
-    if embedding_model is not None and blob["embedding_model"] != embedding_model:
-        raise CheckpointError(
-            f"{path} was trained with embedding model {blob['embedding_model']!r}, but {embedding_model!r} is "
-            "configured; use the same model or retrain"
-        )
-    sig = blob["signature"]
-    if graph_tasks is not None:
-        gone = sorted(set(sig["tasks"]) - set(graph_tasks))
-        if gone:
-            raise CheckpointError(f"{path} was trained on tasks the graph no longer has: {gone[:5]}; retrain")
-    if graph_candidates is not None:
-        gone = sorted(set(sig["candidates"]) - set(graph_candidates))
-        if gone:
-            raise CheckpointError(f"{path} routes to candidates the graph no longer has: {gone[:5]}; retrain")
     return Checkpoint(
         router=blob["router"],
         embedding_model=blob["embedding_model"],
@@ -121,11 +122,39 @@ def load_checkpoint(
     )
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """The blob of a /3 file (header and router), or whatever ``torch.load`` finds in an older zip archive."""
-    with open(path, "rb") as f:
-        if f.read(len(_MAGIC)) != _MAGIC:
-            f.close()
-            return torch.load(path, weights_only=False, map_location="cpu")
-        header = pickle.load(f)
-        return {**header, "router": pickle.load(f)}
+_PREFIX = b"graphrouter-checkpoint/"
+_HEADER_KEYS = ("format", "embedding_model", "created_at", "version", "signature")
+
+
+def _checked(
+    path: Path,
+    blob: Any,
+    embedding_model: str | None,
+    graph_tasks: list[str] | None,
+    graph_candidates: list[str] | None,
+) -> dict[str, Any]:
+    """``blob`` (a /3 header, or a whole /2 blob) if it is of a readable format and fits the embedding model and the
+    graph; a :class:`CheckpointError` saying what to do otherwise."""
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt in _EARLIER_FORMATS:
+        raise CheckpointError(f"{path} is a {fmt} checkpoint: it {_EARLIER}")
+    if fmt not in (FORMAT, _TORCH_FORMAT):
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint; retrain with this version (graphrouter train)")
+    missing = [k for k in _HEADER_KEYS if k not in blob]
+    sig = blob.get("signature")
+    if missing or not isinstance(sig, dict) or not {"tasks", "candidates"} <= set(sig):
+        raise CheckpointError(f"{path} is not a readable checkpoint (its header lacks {missing or ['signature']})")
+    if embedding_model is not None and blob["embedding_model"] != embedding_model:
+        raise CheckpointError(
+            f"{path} was trained with embedding model {blob['embedding_model']!r}, but {embedding_model!r} is "
+            "configured; use the same model or retrain"
+        )
+    if graph_tasks is not None:
+        gone = sorted(set(sig["tasks"]) - set(graph_tasks))
+        if gone:
+            raise CheckpointError(f"{path} was trained on tasks the graph no longer has: {gone[:5]}; retrain")
+    if graph_candidates is not None:
+        gone = sorted(set(sig["candidates"]) - set(graph_candidates))
+        if gone:
+            raise CheckpointError(f"{path} routes to candidates the graph no longer has: {gone[:5]}; retrain")
+    return blob

@@ -297,7 +297,9 @@ class Explorer(_LockedState):
     requests explores; ``usd_per_1k``: at most this much extra expected cost (the explored pick's predicted cost
     minus the argmax's, when positive) per 1,000 routed requests (None: no cost bound). Both bounds hold at every
     moment, not only on average. ``known_at``: a candidate with at least this many outcomes behind its prediction
-    is known, and exploration never picks it over the argmax (see :meth:`sample`). Thread-safe."""
+    (the router's count, :meth:`~graphrouter.routers.base.Router.outcome_counts`, where an outcome posted for a new
+    candidate weighs about 4: known after about 13 of them) is known, and exploration never picks it over the argmax
+    (see :meth:`sample`). Thread-safe."""
 
     def __init__(
         self,
@@ -311,6 +313,8 @@ class Explorer(_LockedState):
             raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
         if usd_per_1k is not None and not (math.isfinite(usd_per_1k) and usd_per_1k >= 0):
             raise ValueError(f"exploration USD per 1k requests must be >= 0, got {usd_per_1k!r}")
+        if not known_at > 0:
+            raise ValueError(f"exploration's known_at must be > 0 outcomes, got {known_at!r}")
         self.share, self.usd_per_1k, self.sigma = float(share), usd_per_1k, float(sigma)
         self.known_at = float(known_at)
         self.requests = 0

@@ -120,6 +120,23 @@ def test_incompatible_checkpoints_are_refused(fitted, tmp_path: Path) -> None:  
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(junk)
+    future = tmp_path / "future.pt"
+    future.write_bytes(b"graphrouter-checkpoint/4\nwhatever comes next")
+    with pytest.raises(CheckpointError, match="is a graphrouter-checkpoint/4 checkpoint.*upgrade graphrouter"):
+        load_checkpoint(future)
+    # the header is checked before the router is read: a mismatch is reported even when the rest is damaged
+    import pickle
+
+    with open(path, "rb") as f:
+        f.readline()  # the format line
+        pickle.load(f)  # the header
+        end_of_header = f.tell()
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(path.read_bytes()[:end_of_header] + b"damaged")
+    with pytest.raises(CheckpointError, match="embedding model 'hash-test'"):
+        load_checkpoint(damaged, "all-MiniLM-L6-v2")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(damaged, "hash-test")
 
 
 def test_checkpoints_of_an_earlier_version_must_be_retrained(tmp_path: Path) -> None:

@@ -55,6 +55,14 @@ class QueryNodes:
     def __post_init__(self) -> None:
         object.__setattr__(self, "x", torch.as_tensor(self.emb))
 
+    def __getstate__(self) -> dict:
+        """Without ``x``: it shares ``emb``'s memory, but a pickle would store it a second time."""
+        return {k: v for k, v in self.__dict__.items() if k != "x"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: v for k, v in state.items() if k != "x"})  # pickled with x before: dropped
+        self.__post_init__()
+
     def __len__(self) -> int:
         return len(self.emb)
 
