@@ -296,10 +296,8 @@ class Explorer(_LockedState):
     """The operator's exploration budget and the Thompson sampler. ``share``: at most this fraction of all routed
     requests explores; ``usd_per_1k``: at most this much extra expected cost (the explored pick's predicted cost
     minus the argmax's, when positive) per 1,000 routed requests (None: no cost bound). Both bounds hold at every
-    moment, not only on average. ``known_at``: a candidate with at least this many outcomes behind its prediction
-    (the router's count, :meth:`~graphrouter.routers.base.Router.outcome_counts`, where an outcome posted for a new
-    candidate weighs about 4: known after about 13 of them) is known, and exploration never picks it over the argmax
-    (see :meth:`sample`). Thread-safe."""
+    moment, not only on average. ``known_at``: a candidate trained (or registered) with at least this many outcomes
+    is known, and exploration never picks it over the argmax (see :meth:`sample`). Thread-safe."""
 
     def __init__(
         self,
@@ -338,18 +336,21 @@ class Explorer(_LockedState):
         weights: tuple[float, float],
         counts: np.ndarray,
         pool: np.ndarray,
+        trained: np.ndarray | None = None,
     ) -> int | None:
         """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
-        n))`` with ``n`` the outcomes behind its prediction; utility ``w_effect · sample − w_cost · cost_norm``.
-        None when that best is a known candidate (``n >= known_at``): exploration is for what outcomes can still
-        teach. Known candidates are compared at their predictions (no noise), so near-ties among them are never
-        swapped: on MMLU-Pro's replay in Balance such swaps took the whole 10% budget (9.8% of requests explored,
-        0.1% of them on the new LLM) and cost more than static routing, while the online learner treats a trained
-        candidate's prediction as all but settled (its validated priors: κ = 1e4)."""
+        n))`` with ``n`` the outcomes behind its prediction (``counts``); utility ``w_effect · sample − w_cost ·
+        cost_norm``. ``trained`` (C,): the outcomes each candidate was trained (or registered) with; one with at
+        least ``known_at`` is known: compared at its prediction (no noise), and never the pick (None when the best
+        is known). Exploration is for what outcomes can still teach: on MMLU-Pro's replay in Balance, near-tie
+        swaps among trained LLMs took the whole 10% budget (9.8% of requests explored, 0.1% of them on the new LLM)
+        and cost more than static routing, while the online learner treats a trained candidate's prediction as all
+        but settled (its validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with
+        every outcome it gets."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
-        known = n >= self.known_at
+        known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
         spread = np.where(known, 0.0, self.sigma / np.sqrt(1.0 + n))
         u = weights[0] * (effect[pool] + spread * z) - weights[1] * cost_norm[pool]
         best = int(np.argmax(u))

@@ -378,7 +378,8 @@ class Scorer:
         self.explorer.count_request()
         explored, extra = False, 0.0
         if explore and len(order) > 1:
-            pick = self.explorer.sample(effect, scores.cost_norm[row], w, router.outcome_counts(), pool)
+            counts, trained = router.outcome_counts(), router.trained_counts()
+            pick = self.explorer.sample(effect, scores.cost_norm[row], w, counts, pool, trained)
             extra = 0.0 if pick is None else float(cost[pick] - cost[order[0]])
             if pick is not None and pick != order[0] and self.explorer.try_spend(extra):
                 order, explored = np.r_[pick, order[order != pick]], True
