@@ -177,6 +177,38 @@ def test_a_registration_is_routable_at_once_and_exact_after_the_background_refre
     np.testing.assert_allclose(copied.predict_effect(q), streamed, atol=1e-6)
 
 
+def test_a_change_refits_only_the_changed_candidates_until_the_refresh_refits_all(star_world) -> None:  # type: ignore[no-untyped-def]
+    """With many registered candidates holding fresh outcomes, a registration costs its own fit, not every
+    candidate's: the others keep their installed correction entries until the exact refresh refits them all."""
+    train, test = split(star_world)
+    gnn = GnnRouter(**FAST).fit(star_world.select_candidates(np.arange(5)), train)
+    rng = np.random.default_rng(3)
+
+    def outcomes(n: int) -> dict[int, float]:
+        return {int(i): float(rng.random() < 0.9) for i in rng.choice(train, n, replace=False)}
+
+    gnn.register_candidate("a", star_world.candidate_emb[-1], 0.1, 0.1, None, outcomes(30))
+    assert gnn.wait_exact(60)
+    before = gnn._cache.serving[1].correction
+    a = gnn.candidates.index("a")
+    with gnn._cache.lock:  # the background refresh cannot install while this test holds the lock
+        gnn.register_candidate("b", star_world.candidate_emb[-1], 0.1, 0.1, None, outcomes(30))
+        patched = gnn._cache.serving[1].correction
+        b = gnn.candidates.index("b")
+        np.testing.assert_array_equal(patched.offsets[a], before.offsets[a])  # carried, not refitted
+        at = {c: i for i, c in enumerate(patched.cols.tolist())}
+        np.testing.assert_array_equal(patched.mix[at[a]], before.mix[before.cols.tolist().index(a)])
+        assert patched.offsets[b].any() and b in at  # the new one is fitted at once
+        full = gnn._fit_correction(*gnn._cache.serving)
+        np.testing.assert_allclose(patched.offsets[b], full.offsets[b], atol=1e-6)  # as a fit of all would
+    assert gnn.wait_exact(60)
+    refreshed = gnn._cache.serving[1].correction
+    exact = gnn._fit_correction(*gnn._cache.serving)
+    np.testing.assert_allclose(refreshed.offsets, exact.offsets, atol=1e-6)
+    np.testing.assert_allclose(refreshed.mix, exact.mix, atol=1e-6)
+    assert gnn.predict_effect(star_world.features(test[:5])).shape == (5, 7)
+
+
 def test_the_fit_from_outcomes_follows_a_trained_candidate_that_changed(star_world) -> None:  # type: ignore[no-untyped-def]
     """A trained LLM whose new outcomes (an upgrade) all fail is predicted worse at once, on every path alike."""
     train, test = split(star_world)

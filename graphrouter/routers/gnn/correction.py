@@ -47,6 +47,36 @@ class Correction:
             np.array(mix, np.float32).reshape(len(cols), len(self.src)),
         )
 
+    def merged(self, new: Correction | None, refitted: set[int], n_cand: int, n_tasks: int) -> Correction | None:
+        """This correction (of the installed state) with columns ``refitted`` replaced by ``new``'s entries (None:
+        no fresh outcome among them), for ``n_cand`` columns (columns appended since get zeros unless refitted).
+        No column may have moved. The trained columns mixed from (``src``) are the same in both."""
+        offsets = np.zeros((n_cand, n_tasks), np.float32)
+        offsets[: len(self.offsets)] = self.offsets[:n_cand]
+        rows = sorted(c for c in refitted if c < n_cand)
+        offsets[rows] = 0.0 if new is None else new.offsets[rows]
+        keep = [i for i, c in enumerate(self.cols.tolist()) if c not in refitted]
+        cols = [int(self.cols[i]) for i in keep]
+        own = [float(self.own[i]) for i in keep]
+        mix = [self.mix[i] for i in keep]
+        src = self.src
+        if new is not None and len(new.cols):
+            if len(keep) and not np.array_equal(new.src, self.src):
+                raise ValueError("the trained columns of a partial fit differ from the installed correction's")
+            src = new.src
+            cols += new.cols.tolist()
+            own += new.own.tolist()
+            mix += list(new.mix)
+        if not offsets.any() and not cols:
+            return None
+        return Correction(
+            offsets,
+            np.array(cols, np.int64),
+            np.array(own, np.float32),
+            src,
+            np.array(mix, np.float32).reshape(len(cols), len(src)),
+        )
+
     def apply(self, logits: np.ndarray, task: np.ndarray) -> np.ndarray:
         out = logits + self.offsets.T[np.asarray(task)][None]
         if len(self.cols):

@@ -177,19 +177,30 @@ class GnnRouter(Router):
     def fit_prior(self) -> FitPrior:
         return FitPrior(self.fit_global_sd, self.fit_task_sd, own=self.fit_own)
 
-    def _fit_correction(self, obs: Observed, ego: EgoPath) -> Correction | None:
+    def _fit_correction(self, obs: Observed, ego: EgoPath, refit: list[int] | None = None) -> Correction | None:
         """The correction of a serving state about to be installed (under the serving lock), fitted to each
         candidate's fresh outcomes (:mod:`~graphrouter.routers.gnn.fit`); a candidate registered since training may
-        resemble the trained ones; an agent with none of its own takes its backing LLM's, as it takes its outcomes."""
+        resemble the trained ones; an agent with none of its own takes its backing LLM's, as it takes its outcomes.
+        ``refit``: only these columns are fitted, the others keep the installed correction's entries (a patched
+        change; the exact refresh that follows fits them all)."""
         columns = {self._candidates.index(n): rows for n, rows in self._fresh.items() if n in self._candidates}
-        if not columns:
-            return None
         trained = set(self._trained)
         resemble = np.array([i for i, n in enumerate(self._candidates) if n in trained], np.int64)
+        installed = self._cache.serving[1].correction if self._cache.serving is not None else None
+        # a partial fit needs the installed entries to mix from the same trained columns (always so while columns
+        # are only appended or changed, as a refit names them)
+        partial = refit is not None and installed is not None
+        partial = partial and (not len(installed.src) or np.array_equal(installed.src, resemble))
+        if partial:
+            columns = {c: rows for c, rows in columns.items() if c in set(refit)}
+        elif not columns:
+            return None
         search = self._neighbour_index().search
         correction = fit_correction(
             ego, obs, self._nodes.emb, columns, search, self.k_pair, self._nodes.n_tasks, self.fit_prior, resemble
         )
+        if partial:
+            correction = installed.merged(correction, set(refit), len(self._candidates), self._nodes.n_tasks)
         if correction is None:
             return None
         return correction.copied(dict(self._cache.candidates.backing))
@@ -382,7 +393,7 @@ class GnnRouter(Router):
             for spec, rows in zip(specs, fresh_rows, strict=True):  # outcomes since training: what the fit uses
                 self._fresh = {k: v for k, v in self._fresh.items() if k != spec.name}
                 self._note_fresh(spec.name, rows)
-            self._cache.commit(cands, serving, new_cols, reshaped=True)
+            self._cache.commit(cands, serving, new_cols, reshaped=True, refit_only=True)
             return new_cols
 
     def remove_candidate(self, name: str) -> None:
@@ -424,7 +435,8 @@ class GnnRouter(Router):
                 cands = Candidates(now.features, effect, dict(now.backing))
                 columns = [col] + [a for a, llm in now.backing.items() if llm == col]
                 self._note_fresh(name, rows)
-                self._cache.commit(cands, self._cache.patched(cands, columns), columns, reshaped=False)
+                serving = self._cache.patched(cands, columns)
+                self._cache.commit(cands, serving, columns, reshaped=False, refit_only=True)
             return len(rows)
 
     def _positions(self, outcomes: dict[int, float], strict: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -30,8 +30,9 @@ States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
 Serving = tuple[States, Observed, EgoPath]
 _UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty", "fitter")
 # fits the per-candidate correction (offsets, resemblance) of a serving state about to be installed (see gnn.fit);
-# set by the router
-Fitter = Callable[[Observed, EgoPath], Correction | None]
+# set by the router. Its third argument: None to fit every candidate, or the columns to refit (the others keep what
+# the installed state has)
+Fitter = Callable[[Observed, EgoPath, list[int] | None], Correction | None]
 log = logging.getLogger(__name__)
 
 
@@ -99,9 +100,9 @@ class ServingCache:
             states.append(model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict))
         return states, obs, EgoPath(self.models, states, self.stored.k_sim)
 
-    def _install(self, states: States, obs: Observed, ego: EgoPath) -> None:
+    def _install(self, states: States, obs: Observed, ego: EgoPath, refit: list[int] | None = None) -> None:
         if self.fitter is not None:  # fitted to this very state, before any request can read it
-            ego.correction = self.fitter(obs, ego)
+            ego.correction = self.fitter(obs, ego, refit)
         self.states = states
         self.serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
 
@@ -151,11 +152,15 @@ class ServingCache:
         last = np.stack([s[-1][CANDIDATE].numpy().astype(np.float32) for s in states])
         return states, obs, ego_now.with_candidates(last, list(columns), removed_row)
 
-    def commit(self, cands: Candidates, serving: Serving, columns: list[int], reshaped: bool) -> None:
+    def commit(
+        self, cands: Candidates, serving: Serving, columns: list[int], reshaped: bool, refit_only: bool = False
+    ) -> None:
         """Make a computed change current (caller holds :attr:`lock`; nothing here can fail halfway) and make sure
-        an exact refresh follows in the background."""
+        an exact refresh follows in the background. ``refit_only``: the fit from outcomes refits only ``columns``
+        (appended or changed; no column moved) and the other candidates keep their installed correction until the
+        refresh refits them all, so a change costs the changed candidates' fit, not every candidate's."""
         self.candidates = cands
-        self._install(*serving)
+        self._install(*serving, refit=list(columns) if refit_only else None)
         self._version += 1
         if reshaped:  # columns moved: what the background refresh computes no longer fits
             self._shape_version += 1
