@@ -3,12 +3,13 @@
     python experiments/bench_fresh.py --checkpoint .graphrouter/checkpoint.pt [--size 30000] [--counts 0,50,200]
 
 The fit from outcomes (:mod:`graphrouter.routers.gnn.fit`) used to refit every candidate with fresh outcomes on each
-change, so a registration cost grew with their number (1.3–1.5 s with 100 of them). A patched change now refits the
-changed candidates only; the others keep their installed correction until the background refresh refits them all.
+change, so a registration's cost grew with their number. A patched change (registration, outcomes, deletion) now
+refits the changed candidates only; the others keep their installed correction until the background refresh refits
+them all.
 This bench reattaches the checkpoint's GNN to ``--size`` stored queries (``bench_api.grow``), registers candidates
 with 20 outcomes each up to every count of ``--counts``, and times (median of ``--reps``, each from exact caches)
-one more registration with 20 outcomes (through :class:`~graphrouter.scorer.Scorer`, until routable) and 20 more
-outcomes of an already registered candidate. Writes experiments/results/bench_fresh.md.
+one more registration with 20 outcomes (through :class:`~graphrouter.scorer.Scorer`, until routable), 20 more
+outcomes of it, and its deletion. Writes experiments/results/bench_fresh.md.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
         for _ in range(count - registered):
             scorer.register_llm(LLMNode(f"fresh-{registered}", "a general model", 0.2, 0.4), outcomes())
             registered += 1
-        reg, more = [], []
+        reg, more, delete = [], [], []
         for j in range(args.reps):
             router.wait_exact(600)
             name = f"timed-{count}-{j}"
@@ -70,8 +71,11 @@ def main() -> None:
             scorer.add_outcomes(name, outcomes())
             more.append(1000 * (time.perf_counter() - t))
             router.wait_exact(600)
+            t = time.perf_counter()
             scorer.remove_candidate(name)
-        rows.append((count, statistics.median(reg), max(reg), statistics.median(more)))
+            delete.append(1000 * (time.perf_counter() - t))
+        med = statistics.median
+        rows.append((count, med(reg), max(reg), med(more), med(delete)))
         print(rows[-1], flush=True)
     text = "\n".join(
         [
@@ -83,9 +87,9 @@ def main() -> None:
             f"{args.reps} (and the worst registration), each from exact caches.",
             "",
             "| registered candidates with 20 outcomes | register with 20 outcomes → routable | worst "
-            "| 20 more outcomes of it |",
-            "|---:|---:|---:|---:|",
-            *[f"| {c} | {r:.0f} | {w:.0f} | {m:.0f} |" for c, r, w, m in rows],
+            "| 20 more outcomes of it | delete it |",
+            "|---:|---:|---:|---:|---:|",
+            *[f"| {c} | {r:.0f} | {w:.0f} | {m:.0f} | {d:.0f} |" for c, r, w, m, d in rows],
             "",
         ]
     )

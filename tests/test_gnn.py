@@ -208,6 +208,24 @@ def test_a_change_refits_only_the_changed_candidates_until_the_refresh_refits_al
     np.testing.assert_allclose(refreshed.mix, exact.mix, atol=1e-6)
     assert gnn.predict_effect(star_world.features(test[:5])).shape == (5, 7)
 
+    # a deletion drops the removed column's entries and moves the later ones down, refitting no one
+    with gnn._cache.lock:
+        gnn.remove_candidate("a")
+        after = gnn._cache.serving[1].correction
+        b_now = gnn.candidates.index("b")
+        assert b_now == b - 1 and after.offsets.shape[0] == 6
+        np.testing.assert_array_equal(after.offsets[b_now], refreshed.offsets[b])
+        assert after.cols.tolist() == [b_now]
+    assert gnn.wait_exact(60)
+    exact = gnn._fit_correction(*gnn._cache.serving)
+    np.testing.assert_allclose(gnn._cache.serving[1].correction.offsets, exact.offsets, atol=1e-6)
+    # removing a trained candidate the others mix from refits them all at once (their weights change)
+    with gnn._cache.lock:
+        gnn.remove_candidate(gnn.candidates[0])
+        installed = gnn._cache.serving[1].correction
+        np.testing.assert_allclose(installed.offsets, gnn._fit_correction(*gnn._cache.serving).offsets, atol=1e-6)
+        assert len(installed.src) == 4
+
 
 def test_the_fit_from_outcomes_follows_a_trained_candidate_that_changed(star_world) -> None:  # type: ignore[no-untyped-def]
     """A trained LLM whose new outcomes (an upgrade) all fail is predicted worse at once, on every path alike."""

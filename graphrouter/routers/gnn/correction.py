@@ -47,6 +47,20 @@ class Correction:
             np.array(mix, np.float32).reshape(len(cols), len(self.src)),
         )
 
+    def without(self, col: int) -> Correction | None:
+        """This correction with column ``col`` removed (the columns after it move down by one); None when ``col``
+        is one the fitted columns mix from (their weights would no longer add up: a full refit is due)."""
+        if col in set(self.src.tolist()):
+            return None
+        keep = self.cols != col
+        return Correction(
+            np.delete(self.offsets, col, axis=0),
+            self.cols[keep] - (self.cols[keep] > col),
+            self.own[keep],
+            self.src - (self.src > col),
+            self.mix[keep],
+        )
+
     def merged(self, new: Correction | None, refitted: set[int], n_cand: int, n_tasks: int) -> Correction | None:
         """This correction (of the installed state) with columns ``refitted`` replaced by ``new``'s entries (None:
         no fresh outcome among them), for ``n_cand`` columns (columns appended since get zeros unless refitted).

@@ -177,16 +177,21 @@ class GnnRouter(Router):
     def fit_prior(self) -> FitPrior:
         return FitPrior(self.fit_global_sd, self.fit_task_sd, own=self.fit_own)
 
-    def _fit_correction(self, obs: Observed, ego: EgoPath, refit: list[int] | None = None) -> Correction | None:
+    def _fit_correction(
+        self, obs: Observed, ego: EgoPath, refit: list[int] | None = None, removed: int | None = None
+    ) -> Correction | None:
         """The correction of a serving state about to be installed (under the serving lock), fitted to each
         candidate's fresh outcomes (:mod:`~graphrouter.routers.gnn.fit`); a candidate registered since training may
         resemble the trained ones; an agent with none of its own takes its backing LLM's, as it takes its outcomes.
         ``refit``: only these columns are fitted, the others keep the installed correction's entries (a patched
-        change; the exact refresh that follows fits them all)."""
+        change; the exact refresh that follows fits them all); ``removed``: the column removed since the installed
+        state (its entries dropped, the later ones moved down)."""
         columns = {self._candidates.index(n): rows for n, rows in self._fresh.items() if n in self._candidates}
         trained = set(self._trained)
         resemble = np.array([i for i, n in enumerate(self._candidates) if n in trained], np.int64)
         installed = self._cache.serving[1].correction if self._cache.serving is not None else None
+        if installed is not None and removed is not None:
+            installed = installed.without(removed)
         # a partial fit needs the installed entries to mix from the same trained columns (always so while columns
         # are only appended or changed, as a refit names them)
         partial = refit is not None and installed is not None
@@ -419,7 +424,7 @@ class GnnRouter(Router):
             self._candidates = self._candidates[:col] + self._candidates[col + 1 :]
             self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
             self._fresh = {k: v for k, v in self._fresh.items() if k != name}
-            self._cache.commit(cands, serving, [], reshaped=True)
+            self._cache.commit(cands, serving, [], reshaped=True, refit_only=True, removed=col)
 
     def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
         with self._cache.lock:

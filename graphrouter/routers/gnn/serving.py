@@ -31,8 +31,8 @@ Serving = tuple[States, Observed, EgoPath]
 _UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty", "fitter")
 # fits the per-candidate correction (offsets, resemblance) of a serving state about to be installed (see gnn.fit);
 # set by the router. Its third argument: None to fit every candidate, or the columns to refit (the others keep what
-# the installed state has)
-Fitter = Callable[[Observed, EgoPath, list[int] | None], Correction | None]
+# the installed state has); its fourth: the column removed since the installed state, if any
+Fitter = Callable[[Observed, EgoPath, list[int] | None, int | None], Correction | None]
 log = logging.getLogger(__name__)
 
 
@@ -100,9 +100,11 @@ class ServingCache:
             states.append(model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict))
         return states, obs, EgoPath(self.models, states, self.stored.k_sim)
 
-    def _install(self, states: States, obs: Observed, ego: EgoPath, refit: list[int] | None = None) -> None:
+    def _install(
+        self, states: States, obs: Observed, ego: EgoPath, refit: list[int] | None = None, removed: int | None = None
+    ) -> None:
         if self.fitter is not None:  # fitted to this very state, before any request can read it
-            ego.correction = self.fitter(obs, ego, refit)
+            ego.correction = self.fitter(obs, ego, refit, removed)
         self.states = states
         self.serving = (obs, ego)  # one assignment: a request reads aggregates and ego path of the same version
 
@@ -153,14 +155,21 @@ class ServingCache:
         return states, obs, ego_now.with_candidates(last, list(columns), removed_row)
 
     def commit(
-        self, cands: Candidates, serving: Serving, columns: list[int], reshaped: bool, refit_only: bool = False
+        self,
+        cands: Candidates,
+        serving: Serving,
+        columns: list[int],
+        reshaped: bool,
+        refit_only: bool = False,
+        removed: int | None = None,
     ) -> None:
         """Make a computed change current (caller holds :attr:`lock`; nothing here can fail halfway) and make sure
         an exact refresh follows in the background. ``refit_only``: the fit from outcomes refits only ``columns``
-        (appended or changed; no column moved) and the other candidates keep their installed correction until the
-        refresh refits them all, so a change costs the changed candidates' fit, not every candidate's."""
+        (appended or changed; ``removed``: the one column removed, the later ones moved down) and the other
+        candidates keep their installed correction until the refresh refits them all, so a change costs the changed
+        candidates' fit, not every candidate's."""
         self.candidates = cands
-        self._install(*serving, refit=list(columns) if refit_only else None)
+        self._install(*serving, refit=list(columns) if refit_only else None, removed=removed)
         self._version += 1
         if reshaped:  # columns moved: what the background refresh computes no longer fits
             self._shape_version += 1
