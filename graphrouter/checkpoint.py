@@ -32,6 +32,8 @@ from graphrouter.routers.base import Router
 # that fall back under "fallback_tasks" (absent in earlier /2 files), for a reader that does not unpickle the router
 FORMAT = "graphrouter-checkpoint/3"
 _MAGIC = FORMAT.encode() + b"\n"
+_PREFIX = b"graphrouter-checkpoint/"  # what every format from /3 on starts with
+_HEADER_KEYS = ("format", "embedding_model", "created_at", "version", "signature")
 _TORCH_FORMAT = "graphrouter-checkpoint/2"  # a torch.save zip archive of the same blob; still read
 _EARLIER_FORMATS = ("graphrouter-checkpoint/1",)
 _EARLIER = (
@@ -120,10 +122,6 @@ def load_checkpoint(
         created_at=blob["created_at"],
         version=blob["version"],
     )
-
-
-_PREFIX = b"graphrouter-checkpoint/"
-_HEADER_KEYS = ("format", "embedding_model", "created_at", "version", "signature")
 
 
 def _checked(

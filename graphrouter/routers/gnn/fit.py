@@ -167,3 +167,14 @@ def fit_correction(
         src,
         np.array(mix, np.float32).reshape(len(cols), len(src)),
     )
+
+
+def refit_base(installed: Correction | None, removed: int | None, resemble: np.ndarray) -> Correction | None:
+    """What a partial refit (a patched change) keeps of the installed correction: it with the ``removed`` column
+    dropped; None when a full fit is due instead (nothing installed, or a removed column was one the fitted columns
+    mix from, or they mix from other trained columns than ``resemble``)."""
+    if installed is not None and removed is not None:
+        installed = installed.without(removed)
+    if installed is None or (len(installed.src) and not np.array_equal(installed.src, resemble)):
+        return None
+    return installed

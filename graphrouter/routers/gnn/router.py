@@ -28,7 +28,7 @@ from graphrouter.routers.base import NewCandidate, Router, register
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.fallback import Fallback, Z, fallback_for
-from graphrouter.routers.gnn.fit import FitPrior, fit_correction
+from graphrouter.routers.gnn.fit import FitPrior, fit_correction, refit_base
 from graphrouter.routers.gnn.graph import (
     Candidates,
     QueryNodes,
@@ -190,13 +190,8 @@ class GnnRouter(Router):
         trained = set(self._trained)
         resemble = np.array([i for i, n in enumerate(self._candidates) if n in trained], np.int64)
         installed = self._cache.serving[1].correction if self._cache.serving is not None else None
-        if installed is not None and removed is not None:
-            installed = installed.without(removed)
-        # a partial fit needs the installed entries to mix from the same trained columns (always so while columns
-        # are only appended or changed, as a refit names them)
-        partial = refit is not None and installed is not None
-        partial = partial and (not len(installed.src) or np.array_equal(installed.src, resemble))
-        if partial:
+        base = None if refit is None else refit_base(installed, removed, resemble)
+        if base is not None:  # a patched change: only the columns it names are fitted
             columns = {c: rows for c, rows in columns.items() if c in set(refit)}
         elif not columns:
             return None
@@ -204,8 +199,8 @@ class GnnRouter(Router):
         correction = fit_correction(
             ego, obs, self._nodes.emb, columns, search, self.k_pair, self._nodes.n_tasks, self.fit_prior, resemble
         )
-        if partial:
-            correction = installed.merged(correction, set(refit), len(self._candidates), self._nodes.n_tasks)
+        if base is not None:
+            correction = base.merged(correction, set(refit), len(self._candidates), self._nodes.n_tasks)
         if correction is None:
             return None
         return correction.copied(dict(self._cache.candidates.backing))
