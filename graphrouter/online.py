@@ -339,20 +339,21 @@ class Explorer(_LockedState):
         trained: np.ndarray | None = None,
     ) -> int | None:
         """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
-        n))`` with ``n`` the outcomes behind its prediction (``counts``); utility ``w_effect · sample − w_cost ·
-        cost_norm``. ``trained`` (C,): the outcomes each candidate was trained (or registered) with; one with at
-        least ``known_at`` is known: compared at its prediction (no noise), and never the pick (None when the best
-        is known). Exploration is for what outcomes can still teach: on MMLU-Pro's replay in Balance, near-tie
-        swaps among trained LLMs took the whole 10% budget (9.8% of requests explored, 0.1% of them on the new LLM)
-        and cost more than static routing, while the online learner treats a trained candidate's prediction as all
-        but settled (its validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with
-        every outcome it gets."""
+        n))`` with ``n`` the outcomes behind its prediction (``counts``), clipped to [0, 1] (effects are: a sample above
+        1 would explore a candidate whose cost even a perfect answer could not pay for); utility ``w_effect · sample −
+        w_cost · cost_norm``. ``trained`` (C,): the outcomes each candidate was trained (or registered) with; one with
+        at least ``known_at`` is known: compared at its prediction (no noise), and never the pick (None when the best is
+        known). Exploration is for what outcomes can still teach: on MMLU-Pro's replay in Balance, near-tie swaps among
+        trained LLMs took the whole 10% budget (9.8% of requests explored, 0.1% of them on the new LLM) and cost more
+        than static routing, while the online learner treats a trained candidate's prediction as all but settled (its
+        validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with every outcome it gets."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
         spread = np.where(known, 0.0, self.sigma / np.sqrt(1.0 + n))
-        u = weights[0] * (effect[pool] + spread * z) - weights[1] * cost_norm[pool]
+        sampled = np.where(known, effect[pool], np.clip(effect[pool] + spread * z, 0.0, 1.0))
+        u = weights[0] * sampled - weights[1] * cost_norm[pool]
         best = int(np.argmax(u))
         return None if known[best] else int(pool[best])
 

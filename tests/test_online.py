@@ -208,3 +208,22 @@ def test_bandit_routers_learn_from_partial_feedback_and_take_a_new_arm_mid_strea
     assert np.mean(rewards[-300:]) > np.mean(data.effect[late]) + 0.05  # far better than a random pick
     assert np.mean(rewards[-300:]) > 0.8 * best_per_task[data.query_task[late]].mean()
     assert any(new_picks[200:]) and router.candidates[-1] == "llm-3"
+
+
+def test_exploration_never_picks_a_candidate_that_even_a_perfect_answer_could_not_pay_for() -> None:
+    # candidate 0 known (effect 0.8, free); candidate 1 new (no outcomes) but so expensive that at effect 1 its
+    # Balance utility 0.5 · 1 − 0.5 · 0.9 = 0.05 is below 0.4: a sample above 1 (σ = 0.5) would still pick it
+    explorer = Explorer(share=1.0, seed=0)
+    effect, cost_norm = np.array([0.8, 0.5]), np.array([0.0, 0.9])
+    picks = [
+        explorer.sample(effect, cost_norm, SCENARIOS["balance"], np.array([5000.0, 0.0]), np.array([0, 1]), None)
+        for _ in range(3000)
+    ]
+    assert picks.count(1) == 0
+    # a new candidate that could pay for itself is still explored
+    cheap = np.array([0.0, 0.0])
+    picks = [
+        explorer.sample(effect, cheap, SCENARIOS["balance"], np.array([5000.0, 0.0]), np.array([0, 1]), None)
+        for _ in range(300)
+    ]
+    assert picks.count(1) > 0
