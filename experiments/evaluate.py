@@ -57,6 +57,15 @@ from graphrouter.world import build_world  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 MODES = ("given", "inferred")
+# the GNN's settings that act at registration only: a cached fit takes today's defaults of them
+REGISTRATION_CONSTANTS = (
+    "uncertainty_margin",
+    "uncertainty_power",
+    "fit_global_sd",
+    "fit_task_sd",
+    "fit_own",
+    "fit_peers",
+)
 
 
 # ---- data -----------------------------------------------------------------------------------------------------------
@@ -150,7 +159,7 @@ def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str)
         if path.exists():  # the registration constants are today's defaults, not the cached fit's
             router = torch.load(path, weights_only=False)
             defaults = ROUTERS["gnn"]()
-            for name in ("uncertainty_margin", "uncertainty_power", "fit_global_sd", "fit_task_sd", "fit_own"):
+            for name in REGISTRATION_CONSTANTS:
                 setattr(router, name, getattr(defaults, name))
             return router
     router = ROUTERS["gnn"](**kwargs).fit(world, train)

@@ -258,6 +258,28 @@ def test_fit_offsets_shrinks_few_outcomes_and_follows_many() -> None:
     assert (tight < 0.3).all()
 
 
+def test_the_paired_fit_measures_a_candidate_against_its_peers_not_the_rows_luck() -> None:
+    """Probe rows that are harder than the GNN predicts for everyone (as rows chosen where strong candidates disagree
+    are): a new candidate that does exactly what its closest peer does gets an offset of about 0 from the paired fit
+    (its peers' residuals added to its base), while the unpaired fit reads the rows' hardness as its own weakness."""
+    from graphrouter.routers.gnn.fit import fit_offsets, peer_residual, shifted
+
+    rng = np.random.default_rng(0)
+    n = 40
+    peer = (rng.random(n) < 0.5).astype(float)  # right on half the rows, where 0.7 was predicted for everyone
+    peers = np.c_[peer, 1.0 - peer, rng.random(n) < 0.5].astype(float)  # its twin, its opposite, a coin
+    predicted = np.full((n, 3), 0.7)
+    base, task = np.full(n, np.log(0.7 / 0.3)), np.zeros(n, np.int64)
+    y = peer.copy()
+    unpaired = fit_offsets(base, y, task, 1)
+    res = peer_residual(y, peers, np.ones((n, 3), bool), predicted, 1)
+    np.testing.assert_allclose(res, peer - 0.7)  # the twin agrees most: its residuals
+    paired = fit_offsets(shifted(base, res), y, task, 1)
+    assert unpaired[0] < -1.0 and abs(paired[0]) < 0.25, (unpaired, paired)
+    assert (peer_residual(y, peers, np.zeros((n, 3), bool), predicted, 3) == 0).all()  # no peer answered: no shift
+    assert (peer_residual(y, peers, np.ones((n, 3), bool), predicted, 0) == 0).all()  # off
+
+
 def test_resemblance_weighs_the_trained_candidate_the_outcomes_follow() -> None:
     """A new candidate whose outcomes follow trained candidate 1 (right exactly where 1 is likely right) puts its
     weight on 1's logit; outcomes its own logit explains as well keep the weight mostly on its own; the

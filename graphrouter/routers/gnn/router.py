@@ -73,6 +73,7 @@ class GnnRouter(Router):
         fit_global_sd: float = 1.5,
         fit_task_sd: float = 1.0,
         fit_own: float = FitPrior.own,
+        fit_peers: int = FitPrior.peers,
         fallback_z: float | None = Z,
     ) -> None:
         self.seeds = tuple(seeds)
@@ -95,6 +96,8 @@ class GnnRouter(Router):
         self.fit_global_sd, self.fit_task_sd = fit_global_sd, fit_task_sd
         # prior mass of a registered candidate's own logit against resembling a trained candidate (gnn.fit)
         self.fit_own = fit_own
+        # how many agreeing known candidates' residuals pair the fit's rows (gnn.fit.FitPrior.peers)
+        self.fit_peers = fit_peers
         self.hidden, self.num_layers, self.dropout, self.in_drop = hidden, num_layers, dropout, in_drop
         self.lr, self.weight_decay = lr, weight_decay
         self.max_episodes, self.eval_every, self.patience = max_episodes, eval_every, patience
@@ -123,6 +126,7 @@ class GnnRouter(Router):
         state.setdefault("fit_global_sd", FitPrior.global_sd)
         state.setdefault("fit_task_sd", FitPrior.task_sd)
         state.setdefault("fit_own", FitPrior.own)
+        state.setdefault("fit_peers", FitPrior.peers)
         state.setdefault("fallback_z", None)  # pickled before the fallback: none
         state.setdefault("fallback", None)
         self.__dict__.update(state)
@@ -175,7 +179,7 @@ class GnnRouter(Router):
     # -- the fit from outcomes --
     @property
     def fit_prior(self) -> FitPrior:
-        return FitPrior(self.fit_global_sd, self.fit_task_sd, own=self.fit_own)
+        return FitPrior(self.fit_global_sd, self.fit_task_sd, own=self.fit_own, peers=self.fit_peers)
 
     def _fit_correction(
         self, obs: Observed, ego: EgoPath, refit: list[int] | None = None, removed: int | None = None
