@@ -47,7 +47,8 @@ class FitPrior:
 
     global_sd: float = 1.5
     task_sd: float = 1.0
-    steps: int = 8
+    steps: int = 25
+    max_step: float = 1.0  # logit units per Newton step: a confident, wrong base must not make Newton overshoot
     # prior mass of a registered candidate's own logit as its base (the rest: the trained candidates'). On an inner
     # validation split of dcrouter's training queries (experiments/results/dcrouter_new_llm_inner_resemblance.md),
     # with k=20 random probes, 1.0 (off) lost most reward, 0.1 least, 0.5 in between; 0.1 leaves the synthetic star
@@ -68,21 +69,24 @@ class FitPrior:
 
 def peer_residual(y: np.ndarray, peer_y: np.ndarray, peer_seen: np.ndarray, peer_p: np.ndarray, m: int) -> np.ndarray:
     """(n,) per outcome row, the mean residual (observed − predicted effect) of the ``m`` candidates whose observed
-    effects (``peer_y`` (n, S), seen where ``peer_seen``) agree most with ``y`` (n,); ``peer_p`` (n, S) their
-    predicted effects. 0 on a row none of them answered."""
+    effects (``peer_y`` (n, S), seen where ``peer_seen``) agree most with ``y`` (n,) — agreement ``Σ seen · (1 −
+    |peer_y − y|) / (Σ seen + 1)`` over the rows, shrunk toward 0 by one pseudo-row —; ``peer_p`` (n, S) their
+    predicted effects. NaN on a row none of them answered (and everywhere when ``m`` is 0 or there are none)."""
     if m <= 0 or peer_y.shape[1] == 0:
-        return np.zeros(len(y))
+        return np.full(len(y), np.nan)
     seen = peer_seen.astype(np.float64)
     agree = (seen * (1.0 - np.abs(peer_y - y[:, None]))).sum(0) / (seen.sum(0) + 1.0)
     top = np.argsort(-agree, kind="stable")[:m]
     s, res = seen[:, top], np.where(peer_seen[:, top], peer_y[:, top] - peer_p[:, top], 0.0)
-    return (res * s).sum(1) / np.maximum(s.sum(1), 1.0)
+    count = s.sum(1)
+    return np.where(count > 0, (res * s).sum(1) / np.maximum(count, 1.0), np.nan)
 
 
 def shifted(logit: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """``logit`` with ``residual`` added on the probability scale (clipped to [0.02, 0.98])."""
-    p = np.clip(1.0 / (1.0 + np.exp(-logit)) + residual, 0.02, 0.98)
-    return np.log(p / (1.0 - p))
+    """``logit`` with ``residual`` added on the probability scale (clipped to [0.02, 0.98]); unchanged where the
+    residual is NaN (no peer answered the row)."""
+    p = np.clip(1.0 / (1.0 + np.exp(-logit)) + np.nan_to_num(residual), 0.02, 0.98)
+    return np.where(np.isfinite(residual), np.log(p / (1.0 - p)), logit)
 
 
 def _map_fit(
@@ -100,7 +104,8 @@ def _map_fit(
         p = 1.0 / (1.0 + np.exp(-(base + x @ theta)))
         grad = x.T @ (p - y) + precision * theta
         hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(precision)
-        theta -= np.linalg.solve(hess, grad)
+        step = np.linalg.solve(hess, grad)
+        theta -= step * min(1.0, prior.max_step / max(float(np.abs(step).max()), 1e-12))
     z = base + x @ theta
     loglik = float(np.sum(y * -np.logaddexp(0.0, -z) + (1 - y) * -np.logaddexp(0.0, z)))
     p = 1.0 / (1.0 + np.exp(-z))
@@ -164,12 +169,14 @@ def fit_correction(
     n_tasks: int,
     prior: FitPrior = FitPrior(),
     resemble: np.ndarray | None = None,
+    peer_cols: np.ndarray | None = None,
 ) -> Correction | None:
     """The correction of the serving state (``ego``, ``obs``): column c fitted to candidate c's fresh outcome rows
     ``fresh[c]`` (stored positions; their effects are read from ``obs``), nothing for the others; None when no
     candidate has fresh outcomes. ``emb``: the stored queries' embeddings. ``resemble`` (S,): the trained columns a
-    candidate *not* among them may resemble (model averaging over bases), and every candidate's possible peers
-    (:attr:`FitPrior.peers`); None or empty: offsets only, unpaired."""
+    candidate *not* among them may resemble (model averaging over bases); None or empty: offsets only.
+    ``peer_cols``: the columns a candidate may be paired against (:attr:`FitPrior.peers`; the trained LLMs: an
+    agent inherits its LLM's outcomes, so it would pair an upgraded LLM with itself); None or empty: unpaired."""
     n_cand = obs.effect.shape[1]
     fresh = {c: r[obs.visible[r, c]] for c, r in fresh.items() if 0 <= c < n_cand and len(r)}
     fresh = {c: r for c, r in fresh.items() if len(r)}
@@ -184,6 +191,7 @@ def fit_correction(
     known = np.zeros(0, np.int64) if resemble is None else np.asarray(resemble, np.int64)
     src = known if prior.own < 1.0 else np.zeros(0, np.int64)
     trained = set(known.tolist())  # a trained candidate's own logit is its base: it resembles no one
+    pairable = np.zeros(0, np.int64) if peer_cols is None or prior.peers <= 0 else np.asarray(peer_cols, np.int64)
     offsets = np.zeros((n_cand, n_tasks))
     cols, own, mix = [], [], []
     where = {r: i for i, r in enumerate(rows.tolist())}
@@ -191,8 +199,8 @@ def fit_correction(
         i = np.array([where[x] for x in r.tolist()])
         y, t = obs.effect[r, c], task[i]
         own_base, other_bases = logits[i, c], logits[i][:, src]
-        if prior.peers > 0:  # its peers among the trained candidates (the same whichever others are refitted)
-            peers = known[known != c]
+        peers = pairable[pairable != c]  # the same whichever other columns are refitted
+        if len(peers):
             peer_p = 1.0 / (1.0 + np.exp(-logits[i][:, peers]))
             res = peer_residual(y, obs.effect[r][:, peers], obs.visible[r][:, peers], peer_p, prior.peers)
             own_base, other_bases = shifted(own_base, res), shifted(other_bases, res[:, None])
@@ -204,20 +212,21 @@ def fit_correction(
         else:
             offsets[c] = fit_offsets(own_base, y, t, n_tasks, prior)
     if not cols:
-        return Correction(offsets.astype(np.float32))
+        return Correction(offsets.astype(np.float32), peer_cols=pairable)
     return Correction(
         offsets.astype(np.float32),
         np.array(cols, np.int64),
         np.array(own, np.float32),
         src,
         np.array(mix, np.float32).reshape(len(cols), len(src)),
+        pairable,
     )
 
 
 def refit_base(installed: Correction | None, removed: int | None, resemble: np.ndarray) -> Correction | None:
     """What a partial refit (a patched change) keeps of the installed correction: it with the ``removed`` column
     dropped; None when a full fit is due instead (nothing installed, or a removed column was one the fitted columns
-    mix from, or they mix from other trained columns than ``resemble``)."""
+    mix from or were paired against, or they mix from other trained columns than ``resemble``)."""
     if installed is not None and removed is not None:
         installed = installed.without(removed)
     if installed is None or (len(installed.src) and not np.array_equal(installed.src, resemble)):
