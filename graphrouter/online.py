@@ -352,9 +352,10 @@ class Explorer(_LockedState):
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
         spread = np.where(known, 0.0, self.sigma / np.sqrt(1.0 + n))
-        sampled = np.where(known, effect[pool], np.clip(effect[pool] + spread * z, 0.0, 1.0))
+        raw = effect[pool] + spread * z
+        sampled = np.where(known, effect[pool], np.clip(raw, 0.0, 1.0))
         u = weights[0] * sampled - weights[1] * cost_norm[pool]
-        best = int(np.argmax(u))
+        best = int(np.lexsort((raw, u))[-1])  # ties (samples clipped to 1) go to the higher unclipped sample
         return None if known[best] else int(pool[best])
 
     def try_spend(self, extra_usd: float) -> bool:

@@ -211,8 +211,9 @@ def test_bandit_routers_learn_from_partial_feedback_and_take_a_new_arm_mid_strea
 
 
 def test_exploration_never_picks_a_candidate_that_even_a_perfect_answer_could_not_pay_for() -> None:
-    # candidate 0 known (effect 0.8, free); candidate 1 new (no outcomes) but so expensive that at effect 1 its
-    # Balance utility 0.5 · 1 − 0.5 · 0.9 = 0.05 is below 0.4: a sample above 1 (σ = 0.5) would still pick it
+    # candidate 0 well known (effect 0.8, free, 5,000 outcomes, sampled all the same: trained=None); candidate 1 new
+    # (no outcomes) but so expensive that at effect 1 its Balance utility 0.5 · 1 − 0.5 · 0.9 = 0.05 is below 0.4: a
+    # sample above 1 (σ = 0.5) would still pick it
     explorer = Explorer(share=1.0, seed=0)
     effect, cost_norm = np.array([0.8, 0.5]), np.array([0.0, 0.9])
     picks = [

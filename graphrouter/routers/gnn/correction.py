@@ -22,6 +22,13 @@ class Correction:
     own: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # the columns the fit paired its rows against (gnn.fit.FitPrior.peers): removing one of them changes every fit
+    peer_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("peer_cols", np.zeros(0, np.int64))  # pickled before the paired fit
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
 
     def copied(self, pairs: dict[int, int]) -> Correction:
         """This correction with column ``a`` made a copy of column ``b``'s for each ``a: b`` of ``pairs`` whose ``a``
@@ -45,12 +52,13 @@ class Correction:
             np.array(own, np.float32),
             self.src,
             np.array(mix, np.float32).reshape(len(cols), len(self.src)),
+            self.peer_cols,
         )
 
     def without(self, col: int) -> Correction | None:
         """This correction with column ``col`` removed (the columns after it move down by one); None when ``col``
-        is one the fitted columns mix from (their weights would no longer add up: a full refit is due)."""
-        if col in set(self.src.tolist()):
+        is one the fitted columns mix from or were paired against (a full refit is due)."""
+        if col in set(self.src.tolist()) | set(self.peer_cols.tolist()):
             return None
         keep = self.cols != col
         return Correction(
@@ -59,6 +67,7 @@ class Correction:
             self.own[keep],
             self.src - (self.src > col),
             self.mix[keep],
+            self.peer_cols - (self.peer_cols > col),
         )
 
     def merged(self, new: Correction | None, refitted: set[int], n_cand: int, n_tasks: int) -> Correction | None:
@@ -89,6 +98,7 @@ class Correction:
             np.array(own, np.float32),
             src,
             np.array(mix, np.float32).reshape(len(cols), len(src)),
+            new.peer_cols if new is not None and len(new.peer_cols) else self.peer_cols,
         )
 
     def apply(self, logits: np.ndarray, task: np.ndarray) -> np.ndarray:

@@ -199,12 +199,13 @@ class GnnRouter(Router):
             columns = {c: rows for c, rows in columns.items() if c in set(refit)}
         elif not columns:
             return None
-        search = self._neighbour_index().search
+        search, n_tasks = self._neighbour_index().search, self._nodes.n_tasks
+        peers = np.array([i for i in resemble.tolist() if self._kinds[i] == LLM], np.int64)  # trained LLMs
         correction = fit_correction(
-            ego, obs, self._nodes.emb, columns, search, self.k_pair, self._nodes.n_tasks, self.fit_prior, resemble
+            ego, obs, self._nodes.emb, columns, search, self.k_pair, n_tasks, self.fit_prior, resemble, peers
         )
         if base is not None:
-            correction = base.merged(correction, set(refit), len(self._candidates), self._nodes.n_tasks)
+            correction = base.merged(correction, set(refit), len(self._candidates), n_tasks)
         if correction is None:
             return None
         return correction.copied(dict(self._cache.candidates.backing))
