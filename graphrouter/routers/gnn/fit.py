@@ -14,12 +14,12 @@ arrived since training (all of a registered candidate's, the new ones of a train
 on at most (1 + tasks) parameters: microseconds per candidate; the cost is one batched ego-path pass over the fresh
 outcome rows. With no fresh outcome the offsets are 0 and the GNN's own prediction stands.
 
-The fit is *paired* (:attr:`FitPrior.peers`): its peers are the 5 trained candidates whose outcomes agree most with this
-one's over its outcome rows; on each row, their mean residual (observed − predicted) there is added to its base first,
-so a row that is harder or easier than the GNN predicts for everyone moves no offset. Unpaired, a probe set chosen where
-the strong candidates disagree (hard rows that strong models still get right more often than predicted) made
-gemini-1.5-flash look 0.14 better than it is on MMLU-Pro's validation queries (predicted 0.79, true 0.65, after 50
-designed probes).
+The fit is *paired* (:attr:`FitPrior.peers`): its peers are the 5 trained LLMs whose outcomes agree most with this one's
+over its outcome rows; on each row, their mean residual (observed − predicted) there is added to its base first, so a
+row that is harder or easier than the GNN predicts for everyone moves no offset. Unpaired, a probe set chosen where the
+strong candidates disagree (hard rows that strong models still get right more often than predicted) made the new LLM
+look better than it is (nemotron on dcrouter, 20 designed probes: predicted 0.68, true 0.56;
+experiments/results/new_llm_why_dcrouter.md).
 
 The table of offsets (candidates × tasks) travels with the compiled ego path it was fitted for
 (:attr:`~graphrouter.routers.gnn.ego.EgoPath.offsets`), so the numpy request path and the PyTorch reference apply
@@ -60,10 +60,10 @@ class FitPrior:
     # rows' luck or their selection (probes chosen where strong candidates disagree are harder than predicted for
     # everyone); 0: off. 5: on the inner validation splits of both benchmarks (experiments/evaluate.py new-llm
     # --inner --variants '[{"fit_peers":0},...]', k = 20 and 50, random and designed probes, task given and
-    # inferred) the summed reward − known-only over the cells was, for 0 / 1 / 3 / 5 / 10 peers, -0.137 / -0.053 /
-    # -0.005 / +0.006 / -0.010 on MMLU-Pro (5 withheld LLMs) and +0.070 / - / +0.071 / +0.098 / +0.133 on dcrouter
-    # (the 9 LLMs in turn and nemotron+qwen): 5 is the best on the worse of the two (10 sums higher, but below
-    # known-only on MMLU-Pro), the rule the penalty's power was kept by too
+    # inferred) the summed reward − known-only over the cells was, for 0 / 3 / 5 / 10 peers, -0.137 / -0.005 / +0.006
+    # / -0.010 on MMLU-Pro (5 withheld LLMs) and +0.070 / +0.071 / +0.098 / +0.133 on dcrouter (the 9 LLMs in turn
+    # and nemotron+qwen): 5 is the best on the worse of the two (10 sums higher, but below known-only on MMLU-Pro),
+    # the rule the penalty's power was kept by too
     peers: int = 5
 
 
