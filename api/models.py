@@ -238,8 +238,8 @@ class ProbeSet(BaseModel):
     seed: int
     probes: list[ProbeOut] = Field(
         description="the stored queries whose outcomes would tell the router most about this candidate: spread "
-        "over tasks by traffic × its uncertainty there, within a task those the strong known candidates disagree "
-        "on most; queries it already answered are skipped"
+        "over tasks by traffic × its uncertainty there, a seeded random sample within a task; queries it already "
+        "answered are skipped"
     )
 
 

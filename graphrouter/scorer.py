@@ -281,9 +281,8 @@ class Scorer:
         skip = set(answered)
         if skip:
             own[[i for i, q in enumerate(pool) if data.query_keys[q] in skip]] = 1.0
-        known = [j for j, c in enumerate(names) if c != name and c not in self._excluded]
         task = data.query_task[pool].astype(np.int64)
-        rows = design_probes(effect[:, known], task, len(data.task_names), k, own, seed)
+        rows = design_probes(task, len(data.task_names), k, own, seed)
         return [
             Probe(data.query_keys[q], data.query_text[q], data.task_names[int(data.query_task[q])]) for q in pool[rows]
         ]

@@ -1,5 +1,5 @@
-"""Probe sets: spread over tasks by traffic × uncertainty, the strong candidates' disagreements first, answered
-queries skipped, deterministic; the scorer and the ``graphrouter probes`` command."""
+"""Probe sets: spread over tasks by traffic × uncertainty, a seeded random sample within a task, answered queries
+skipped, deterministic; the scorer and the ``graphrouter probes`` command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from graph_store.backends.embedded import EmbeddedStore
 from graphrouter import cli
 from graphrouter.checkpoint import Checkpoint
 from graphrouter.errors import GraphRouterError
-from graphrouter.probes import design_probes, disagreement, random_probes, task_quota
+from graphrouter.probes import design_probes, random_probes, task_quota
 from graphrouter.routers import ROUTERS
 from graphrouter.scorer import Scorer
 from tests.routing_world import make_world
@@ -31,25 +31,21 @@ def test_task_quota_follows_traffic_times_uncertainty_and_what_is_left() -> None
     assert task_quota(np.array([0.5, 0.5]), np.ones(2), np.array([1, 1]), 5).tolist() == [1, 1]
 
 
-def test_the_strong_candidates_disagreements_come_first() -> None:
-    # candidates 0 and 1 strong, 2 weak; query 0: the strong agree; query 1: they disagree; query 2: only weak
-    effect = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0.0]])
-    score = disagreement(effect, np.zeros(4, int), 1)
-    assert score[1] > score[0] and score[1] > score[2]
-    rows = design_probes(effect, np.zeros(4, int), 1, 1)
-    assert rows.tolist() == [1]
+def test_within_a_task_probes_are_a_seeded_random_sample() -> None:
+    task = np.zeros(1000, np.int64)
+    a, b = design_probes(task, 1, 50, seed=1), design_probes(task, 1, 50, seed=2)
+    assert len(set(a.tolist()) & set(b.tolist())) < 15  # other seeds, other samples
+    assert 300 < a.mean() < 700  # spread over the task, not its first rows
 
 
 def test_design_probes_skips_answered_is_deterministic_and_spreads_over_tasks() -> None:
-    rng = np.random.default_rng(0)
-    effect = (rng.random((300, 6)) < 0.5).astype(float)
     task = np.repeat(np.arange(3), 100)
     own = np.full(300, np.nan)
     own[:50] = 1.0  # answered in task 0: it is less uncertain there
-    a = design_probes(effect, task, 3, 20, own, seed=1)
+    a = design_probes(task, 3, 20, own, seed=1)
     assert len(a) == 20 and len(set(a.tolist())) == 20 and not (a < 50).any()
     assert np.bincount(task[a], minlength=3)[0] < np.bincount(task[a], minlength=3)[1]
-    np.testing.assert_array_equal(a, design_probes(effect, task, 3, 20, own, seed=1))
+    np.testing.assert_array_equal(a, design_probes(task, 3, 20, own, seed=1))
     r = random_probes(300, 20, own, seed=3)
     assert len(r) == 20 and not (r < 50).any()
     np.testing.assert_array_equal(r, random_probes(300, 20, own, seed=3))
