@@ -35,7 +35,7 @@ import numpy as np
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import pad_neighbours
-from graphrouter.routers.gnn.observed import Observed
+from graphrouter.routers.gnn.observed import Observed, clipped_logit
 
 MAX_ROWS = 4000  # fresh outcome rows fitted on per refit, all candidates together (the most recent kept)
 
@@ -85,8 +85,8 @@ def peer_residual(y: np.ndarray, peer_y: np.ndarray, peer_seen: np.ndarray, peer
 def shifted(logit: np.ndarray, residual: np.ndarray) -> np.ndarray:
     """``logit`` with ``residual`` added on the probability scale (clipped to [0.02, 0.98]); unchanged where the
     residual is NaN (no peer answered the row)."""
-    p = np.clip(1.0 / (1.0 + np.exp(-logit)) + np.nan_to_num(residual), 0.02, 0.98)
-    return np.where(np.isfinite(residual), np.log(p / (1.0 - p)), logit)
+    moved = clipped_logit(1.0 / (1.0 + np.exp(-logit)) + np.nan_to_num(residual))
+    return np.where(np.isfinite(residual), moved, logit)
 
 
 def _map_fit(

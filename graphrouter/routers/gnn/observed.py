@@ -19,7 +19,8 @@ import numpy as np
 from graphrouter.routers.gnn.schema import PAIR_KS
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def clipped_logit(p: np.ndarray) -> np.ndarray:
+    """The logit of ``p`` clipped to [0.02, 0.98] (a shrunk mean of a few outcomes may be 0 or 1)."""
     p = np.clip(p, 0.02, 0.98)
     return np.log(p / (1 - p))
 
@@ -159,18 +160,18 @@ class Observed:
         lw = np.log1p(self.count)[None]
         difficulty = (near[1] * lw).sum(1, keepdims=True) / max(lw.sum(), 1e-9)  # neighbours' mean over candidates
         rel = self.task_rel[task]
-        feats = [_logit(f) for f in near] + [
-            _logit(near_task),
-            _logit(tm),
-            _logit(np.broadcast_to(self.mean[None], (b, c))),
+        feats = [clipped_logit(f) for f in near] + [
+            clipped_logit(near_task),
+            clipped_logit(tm),
+            clipped_logit(np.broadcast_to(self.mean[None], (b, c))),
             v.mean(1),
             np.log1p(mass),
             np.log1p(self.task_count[task]) / 5,
             np.log1p(np.broadcast_to(self.count[None], (b, c))) / 8,
             near[0] - tm,
             rel,
-            np.broadcast_to(_logit(difficulty), (b, c)),
-            _logit(difficulty + rel),
+            np.broadcast_to(clipped_logit(difficulty), (b, c)),
+            clipped_logit(difficulty + rel),
         ]
         return np.stack(feats, -1).astype(np.float32)
 
