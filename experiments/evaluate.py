@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.cv import masked_choice, run_cv  # noqa: E402
+from experiments.new_llm_floor import floor_rewards  # noqa: E402
 from experiments.new_llm_tables import MIN_GAP, variant_tables  # noqa: E402
 from graph_store import LLM, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
@@ -169,6 +170,18 @@ def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str)
     return router
 
 
+def random_rows(world: World, train: np.ndarray, j: int, k: int, seed: int) -> np.ndarray:
+    """The k random training queries (world rows) candidate ``j`` is registered with: seeded, among those it
+    answered (a query it never answered cannot be probed)."""
+    own = np.where(np.isfinite(world.data.effect[train, j]), np.nan, 0.0)
+    return train[random_probes(len(train), k, own, seed=seed)]
+
+
+def draw_seed(seed: int, split: int, draw: int) -> int:
+    """The probe seed of one draw (``--probe-draws``) on one split; draw 0 is the single draw of earlier runs."""
+    return seed + split + 100 * draw
+
+
 def register(
     base,
     world: World,
@@ -192,11 +205,10 @@ def register(
     for n, name in enumerate(withheld):
         j = data.candidates.index(name)
         observed = np.isfinite(data.effect[train, j])
-        own = np.where(observed, np.nan, 0.0)  # queries it never answered cannot be probed
         if k == 0:
             idx = np.zeros(0, np.int64)
         elif how == "random":
-            idx = train[random_probes(len(train), k, own, seed=seed + 1000 * n)]
+            idx = random_rows(world, train, j, k, seed + 1000 * n)
         else:
             ids = {p.id for p in scorer.probes(name, k, seed, answered=[data.query_keys[q] for q in train[~observed]])}
             idx = np.array([q for q in train if data.query_keys[q] in ids], dtype=np.int64)
@@ -206,6 +218,35 @@ def register(
         scorer.register_llm(nodes[name], outcomes, costs)
     router.wait_exact(600)  # the exact serving caches (and offsets fitted on them): reproducible numbers
     return router
+
+
+def cell_records(draws: list[dict], known_only: dict, retrained: dict, cell: dict) -> list[dict]:
+    """One record per (mode, scenario) of a cell: the reward averaged over the probe draws (each draw's listed
+    under ``draws`` when there are several), and the share of the retrained − known-only gap that mean recovers."""
+    out = []
+    for key in draws[0]:
+        mode, scen = key
+        rs = [d[key] for d in draws]
+        r, gap = float(np.mean(rs)), retrained[key] - known_only[key]
+        rec = (r - known_only[key]) / gap if gap >= MIN_GAP else None
+        record = {
+            "withheld": cell["withheld"],
+            "k": cell["k"],
+            "probes": cell["probes"],
+            "mode": mode,
+            "scenario": scen,
+            "reward": round(r, 6),
+            "known_only": round(known_only[key], 6),
+            "retrained": round(retrained[key], 6),
+            "recovered": None if rec is None else round(rec, 4),
+            "split": cell["split"],
+        }
+        if len(rs) > 1:
+            record["draws"] = [round(x, 6) for x in rs]
+        if cell["variant"] is not None:
+            record["variant"] = cell["variant"]
+        out.append(record)
+    return out
 
 
 def run_new_llm(
@@ -221,7 +262,7 @@ def run_new_llm(
     sets = withheld_sets(args, list(data.candidates))
     variants = json.loads(args.variants) if args.variants else [{}]
     embedder = Embedder()
-    records, timings = [], []
+    records, floor, timings = [], [], []
     folds = splits(world, args.split, args.folds)
     if args.inner:  # validation split of the training queries: the test queries are never read
         folds = [inner_split(train, 0.2, 0) for train, _ in folds]
@@ -245,38 +286,37 @@ def run_new_llm(
             timings.append(f"split {f}: without {', '.join(withheld)}: fit {time.perf_counter() - t1:.0f} s")
             bar.update()
             for k in ks:
+                draws = range(args.probe_draws if k else 1)  # k = 0 has no probes to draw
                 for how, (v, variant) in itertools.product(strategies if k else ["random"], enumerate(variants)):
                     t2 = time.perf_counter()
-                    router = register(base, world, nodes, withheld, k, how, train, args.seed + f, embedder, variant)
-                    got = rewards(world, router, test, np.r_[known, out_idx], scenarios)
+                    got_draws, floor_draws = [], []
+                    for d in draws:
+                        seed = draw_seed(args.seed, f, d)
+                        router = register(base, world, nodes, withheld, k, how, train, seed, embedder, variant)
+                        got_draws.append(rewards(world, router, test, np.r_[known, out_idx], scenarios))
+                        if how == "random" and k and v == 0:  # the issue's floor, on the same random rows
+                            rows = {
+                                int(j): random_rows(world, train, int(j), k, seed + 1000 * n)
+                                for n, j in enumerate(out_idx)
+                            }
+                            floor_draws.append(
+                                floor_rewards(world, router, rows, test, np.r_[known, out_idx], MODES, scenarios)
+                            )
                     timings.append(
                         f"  k={k} {how} {variant or ''}: register + evaluate {time.perf_counter() - t2:.1f} s"
+                        + (f" ({len(draws)} draws)" if len(draws) > 1 else "")
                     )
                     if v == len(variants) - 1:
                         bar.update()
+                    cell = dict(withheld=list(withheld), k=k, split=f, variant=v if len(variants) > 1 else None)
                     for probes in strategies if k == 0 else [how]:
-                        for (mode, scen), r in got.items():
-                            gap = retrained[(mode, scen)] - known_only[(mode, scen)]
-                            rec = (r - known_only[(mode, scen)]) / gap if gap >= MIN_GAP else None
-                            records.append(
-                                {
-                                    "withheld": list(withheld),
-                                    "k": k,
-                                    "probes": probes,
-                                    "mode": mode,
-                                    "scenario": scen,
-                                    "reward": round(r, 6),
-                                    "known_only": round(known_only[(mode, scen)], 6),
-                                    "retrained": round(retrained[(mode, scen)], 6),
-                                    "recovered": None if rec is None else round(rec, 4),
-                                    "split": f,
-                                    **({"variant": v} if len(variants) > 1 else {}),
-                                }
-                            )
+                        records += cell_records(got_draws, known_only, retrained, dict(cell, probes=probes))
+                    if floor_draws:
+                        floor += cell_records(floor_draws, known_only, retrained, dict(cell, probes="random"))
             if on_set is not None:
-                on_set(records, timings)  # results so far, written after every withheld set
+                on_set(records, floor, timings)  # results so far, written after every withheld set
     bar.close()
-    return records, timings
+    return records, floor, timings
 
 
 # ---- main -----------------------------------------------------------------------------------------------------------
@@ -313,6 +353,12 @@ def main(argv: list[str] | None = None) -> None:
     nl.add_argument("--probes", default="random,designed")
     nl.add_argument("--scenarios", default=",".join(SCENARIOS))
     nl.add_argument("--inner", action="store_true", help="evaluate on a validation split of the training queries")
+    nl.add_argument(
+        "--probe-draws",
+        type=int,
+        default=1,
+        help="draws of each k > 0 cell's probes (random rows, or the designed set's seed); rewards are averaged",
+    )
     nl.add_argument(
         "--variants", default=None, help='JSON list of router settings to compare, e.g. [{"uncertainty_power": 1}]'
     )
@@ -357,8 +403,9 @@ def main(argv: list[str] | None = None) -> None:
         suffix = "_inner" if args.inner else ""
         path = args.out / f"{args.dataset}_new_llm{suffix}.md"
 
-        def write(records: list[dict], timings: list[str], done: bool = False) -> str:
+        def write(records: list[dict], floor: list[dict], timings: list[str], done: bool = False) -> str:
             (args.out / f"{args.dataset}_new_llm{suffix}.json").write_text(json.dumps(records, indent=1) + "\n")
+            (args.out / f"{args.dataset}_new_llm{suffix}_floor.json").write_text(json.dumps(floor, indent=1) + "\n")
             text = "\n".join(
                 [
                     f"# {args.dataset}: new LLMs registered without retraining"
@@ -369,9 +416,13 @@ def main(argv: list[str] | None = None) -> None:
                     "",
                     "Each withheld LLM is absent from training, then registered through `Scorer.register_llm` with "
                     "its description and k outcomes on training queries (random, or its designed probe set). Cells: "
-                    "reward (share of the retrained − known-only gap recovered).",
+                    "reward (share of the retrained − known-only gap recovered)"
+                    + (f", each the mean over {args.probe_draws} draws of the probes." if args.probe_draws > 1 else ".")
+                    + " Rows 'per-task mean': issue 10's floor on the same random probes (the LLM's effect is the"
+                    " per-task mean of its k outcomes shrunk to their overall mean, no penalty;"
+                    " experiments/new_llm_floor.py).",
                     "",
-                    *variant_tables(records, args),
+                    *variant_tables(records, args, floor),
                     "",
                     f"Wall time {time.perf_counter() - t0:.0f} s.",
                     "",
@@ -386,8 +437,8 @@ def main(argv: list[str] | None = None) -> None:
             path.write_text(text)
             return text
 
-        records, timings = run_new_llm(args, world, nodes, write)
-        text = write(records, timings, done=True)
+        records, floor, timings = run_new_llm(args, world, nodes, write)
+        text = write(records, floor, timings, done=True)
         print(text)
         print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
         return

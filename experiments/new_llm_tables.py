@@ -12,9 +12,11 @@ MODES = ("given", "inferred")
 MIN_GAP = 0.005  # below this (retrained − known-only) gap, "recovered" is null: the withheld LLMs add nothing
 
 
-def new_llm_tables(records: list[dict], scenarios: list[str]) -> list[str]:
+def new_llm_tables(records: list[dict], scenarios: list[str], floor: list[dict] | None = None) -> list[str]:
     """Per withheld set: reward by k and probes for each mode × scenario, with the share of the gap recovered; then
-    the summary (mean recovered over sets, the worst set, k=0 against known-only)."""
+    the summary (mean recovered over sets, the worst set, k=0 against known-only). ``floor``: the records of issue
+    10's floor (experiments/new_llm_floor.py), shown as 'per-task mean' rows."""
+    floor = floor or []
     lines = []
     cols = [(m, s) for m in MODES for s in scenarios]
 
@@ -49,6 +51,13 @@ def new_llm_tables(records: list[dict], scenarios: list[str]) -> list[str]:
                         + " | ".join(cell([x for x in sel if (x["mode"], x["scenario"]) == c]) for c in cols)
                         + " |"
                     )
+            sel = [x for x in floor if tuple(x["withheld"]) == w and x["k"] == k]
+            if sel:
+                lines.append(
+                    f"| {name} | k={k} per-task mean | "
+                    + " | ".join(cell([x for x in sel if (x["mode"], x["scenario"]) == c]) for c in cols)
+                    + " |"
+                )
     lines += [
         "",
         "Summary: share of the (retrained − known-only) gap recovered, mean over withheld sets "
@@ -57,19 +66,18 @@ def new_llm_tables(records: list[dict], scenarios: list[str]) -> list[str]:
     ]
     lines += ["| k | probes | " + " | ".join(f"{s} ({m})" for m, s in cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for k in sorted({x["k"] for x in records}):
-        for how in ("random", "designed"):
+        for how, source in (("random", records), ("designed", records), ("per-task mean", floor)):
+            pool = [x for x in source if x["k"] == k and (source is floor or x["probes"] == how)]
+            if not pool:
+                continue
             cells = []
             for c in cols:
                 per_set = []
                 for w in sets:
                     rec = [
                         x["recovered"]
-                        for x in records
-                        if tuple(x["withheld"]) == w
-                        and x["k"] == k
-                        and x["probes"] == how
-                        and (x["mode"], x["scenario"]) == c
-                        and x["recovered"] is not None
+                        for x in pool
+                        if tuple(x["withheld"]) == w and (x["mode"], x["scenario"]) == c and x["recovered"] is not None
                     ]
                     if rec:
                         per_set.append(np.mean(rec))
@@ -85,9 +93,9 @@ def new_llm_tables(records: list[dict], scenarios: list[str]) -> list[str]:
     return lines
 
 
-def variant_tables(records: list[dict], args: argparse.Namespace) -> list[str]:
+def variant_tables(records: list[dict], args: argparse.Namespace, floor: list[dict] | None = None) -> list[str]:
     if not args.variants:
-        return new_llm_tables(records, args.scenarios.split(","))
+        return new_llm_tables(records, args.scenarios.split(","), floor)
     lines = []
     for v, variant in enumerate(json.loads(args.variants)):
         lines += [f"### variant {v}: {json.dumps(variant)}", ""]

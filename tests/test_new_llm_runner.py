@@ -1,0 +1,34 @@
+"""The new-LLM runner's own arithmetic: issue 10's floor (per-task means shrunk to the overall mean) and the records
+of a cell averaged over probe draws."""
+
+import numpy as np
+import pytest
+
+from experiments.evaluate import cell_records
+from experiments.new_llm_floor import shrunk_task_means
+
+
+def test_shrunk_task_means_pull_each_task_toward_the_overall_mean():
+    y = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 1.0])  # overall mean 2/3
+    task = np.array([0, 0, 1, 1, 1, 1])
+    out = shrunk_task_means(y, task, 3, shrink=2.0)
+    assert out[0] == pytest.approx((2 + 2 * 2 / 3) / 4)
+    assert out[1] == pytest.approx((2 + 2 * 2 / 3) / 6)
+    assert out[2] == pytest.approx(2 / 3)  # a task without outcomes takes the overall mean
+    assert shrunk_task_means(y, task, 3, shrink=0.0)[0] == pytest.approx(1.0)
+
+
+def test_cell_records_average_draws_and_recover_from_the_mean():
+    key = ("given", "performance_first")
+    small = ("given", "balance")
+    draws = [{key: 0.70, small: 0.30}, {key: 0.74, small: 0.31}]
+    known_only, retrained = {key: 0.70, small: 0.30}, {key: 0.74, small: 0.302}
+    cell = {"withheld": ["x"], "k": 20, "split": 0, "variant": None, "probes": "random"}
+    recs = {(r["mode"], r["scenario"]): r for r in cell_records(draws, known_only, retrained, cell)}
+    assert recs[key]["reward"] == pytest.approx(0.72)
+    assert recs[key]["recovered"] == pytest.approx(0.5)
+    assert recs[key]["draws"] == [0.70, 0.74]
+    assert recs[small]["recovered"] is None  # a gap under 0.005: the withheld LLM adds nothing
+    assert "variant" not in recs[key]
+    single = cell_records(draws[:1], known_only, retrained, cell)
+    assert all("draws" not in r for r in single)
