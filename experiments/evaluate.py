@@ -3,7 +3,7 @@
     python experiments/evaluate.py --dataset NAME [--store PATH | --import-llms F --import-outcomes F | --dcrouter DIR]
         cv       [--routers all] [--folds 5] [--split cv|official|seeded]
         new-llm  [--withhold a,b --withhold c] [--withhold-random N --repeats R] [--ks 0,5,20,50]
-                 [--probes random,designed] [--split official|seeded|cv] [--inner]
+                 [--probes random,designed] [--probe-draws D] [--split official|seeded|cv] [--inner]
 
 ``cv``: every router of the registry on the same folds, task given and inferred, three scenarios; paired
 differences against the GNN (mean ± std over folds) and the share of the best-single → oracle gap each closes; on
@@ -17,8 +17,13 @@ Cost First); which tasks the GNN's validation-selected fallback took per fold; t
 and once per withheld set without them (routing among the known LLMs only); each withheld LLM is then registered
 through :meth:`Scorer.register_llm` (the API's code path) with its k outcomes on training queries — k random ones,
 or the k its probe set (:meth:`Scorer.probes`, training queries only) proposes — read from the held data, without
-retraining. Writes ``experiments/results/<dataset>_new_llm.json`` (one record per withheld set × k × probes × mode ×
-scenario) and ``.md``. ``--inner`` runs the protocol on a validation split of the training queries instead (for
+retraining. ``--probe-draws D`` (default 3) registers every k > 0 cell D times (other random rows, or the
+designed set's other seeds) and reports the mean reward: a single draw of 20 probes decides a recovered share by a
+handful of test queries. Beside it, on the same random rows, issue 10's floor (``experiments/new_llm_floor.py``:
+the new LLM's effect is the per-task mean of its k outcomes shrunk to their overall mean). Writes
+``experiments/results/<dataset>_new_llm.json`` (one record per withheld set × k × probes × mode × scenario; with
+several draws, each draw's reward under ``draws``), ``<dataset>_new_llm_floor.json`` (the floor's records) and
+``.md``. ``--inner`` runs the protocol on a validation split of the training queries instead (for
 choosing the fit's constants; the test queries are never read).
 
 Splits: ``official`` (the store's train/test labels), ``seeded`` (one fixed 80/20 split, seed 0) or ``cv`` (k folds).
@@ -356,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     nl.add_argument(
         "--probe-draws",
         type=int,
-        default=1,
+        default=3,
         help="draws of each k > 0 cell's probes (random rows, or the designed set's seed); rewards are averaged",
     )
     nl.add_argument(
