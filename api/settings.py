@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="at most this much extra expected USD per 1,000 routed requests goes to exploring (unset: none)",
     )
+    explore_quiz: int = Field(
+        50,
+        ge=0,
+        description="an exploring request goes to a candidate new since training (picked at random) until it has "
+        "this many outcomes, where it could win; 0: off",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

@@ -12,7 +12,13 @@ residual (Gaussian posterior means with prior strengths counted in outcomes, eac
     ℓ  = (Σ_i w_i r_i + κ_neighbours · τ) / (Σ_i w_i + κ_neighbours)   over its k nearest remembered queries,
          w_i = exp((sim_i − 1) / temperature)                 so a new query posted with its outcome is a neighbour
 
-and ``effect + ℓ`` (clipped to [0, 1]) is what the router's utility is computed from. :meth:`Router.score` applies it
+and ``effect + ℓ`` (clipped to [0, 1]) is what the router's utility is computed from. A candidate with no outcomes
+behind the router's own prediction (registered since training from its description) is instead *refitted* on its
+outcomes (:meth:`OnlineLearner._refit`, the GNN's fit from outcomes in :mod:`graphrouter.logit_fit`): a model
+average of its own logit and the trained candidates' logits, by their evidence, plus per-task offsets, so it takes
+the per-query shape of the trained candidates it answers like (a description-based prediction is often too flat:
+nemotron's on dcrouter averaged 0.39 against a true 0.62, too high on hard queries and far too low on easy ones, and
+no residual level could fix both). :meth:`Router.score` applies it
 in the one request pass; the scorer feeds it (:meth:`Scorer.add_outcomes`). Nothing new is persisted: the outcomes
 are in the store, and the next full training learns from them; :meth:`OnlineLearner.rebased` keeps only the
 outcomes newer than that training's snapshot, re-based on the new router's predictions (no outcome counted twice).
@@ -20,7 +26,9 @@ outcomes newer than that training's snapshot, re-based on the new router's predi
 **Exploration.** :class:`Explorer` holds the operator's budget (a share of traffic, and optionally extra expected USD
 per 1,000 requests) and draws a Thompson sample of each candidate's effect, ``N(effect, σ² / (1 + n))`` with ``n``
 the outcomes behind its prediction; the scorer routes to the sample's best candidate (among those the request allows)
-when that differs from the argmax and the budget still has room.
+when that differs from the argmax and the budget still has room. A candidate new since training is first quizzed:
+until it has :attr:`Explorer.quiz` outcomes, an exploring request goes to it (where a perfect answer could pay for
+its cost), so its first outcomes come from random queries, not only from those its prediction already favours.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from graphrouter.logit_fit import FitPrior, fit_resemblance
 from graphrouter.world import QueryFeatures
+
+REFIT_ROWS = 2000  # the most recent outcomes of a candidate its refit reads (2,000 rows on 30 bases: ~20 ms)
 
 
 class Predictor(Protocol):
@@ -70,10 +81,21 @@ class Priors:
     # (0.5 / √n) of its corrected estimate, for a trained one next to nothing (lowering the penalty of the
     # candidates routing picks most would make the rich richer)
     penalty_weight: float = 4.0
+    # a candidate with no outcomes behind the router's own prediction (freshness ≥ 1/2) is not corrected by the
+    # residual levels above but refitted (graphrouter.logit_fit.fit_resemblance, the GNN's fit from outcomes): its
+    # logit becomes a model average of its own and the trained candidates' logits, by their evidence on its
+    # outcomes, plus per-task offsets. This is the prior mass on its own logit (the GNN's fit_own); 1.0: off
+    resemble_own: float = FitPrior.own
 
     def freshness(self, trained: np.ndarray) -> np.ndarray:
         """f per candidate, from the outcomes behind the router's own predictions."""
         return self.trained_scale / (self.trained_scale + np.maximum(np.asarray(trained, dtype=float), 0.0))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    """The logit of a predicted effect, clipped to [0.01, 0.99] (a base of exactly 0 or 1 would dominate a fit)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.01, 0.99)
+    return np.log(p / (1 - p))
 
 
 def shrink(total: Any, count: Any, strength: float, prior: Any = 0.0) -> Any:
@@ -119,6 +141,19 @@ class OnlineLearner(_LockedState):
         self._name_id: dict[str, int] = {}
         self._key: dict[tuple[str, str], int] = {}  # (query id, candidate) → row: a repeated outcome replaces it
         self._by_cand: dict[int, np.ndarray] = {}  # rows per candidate id, rebuilt lazily
+        # every candidate's uncorrected prediction on each row when it was observed (columns by name, NaN where a
+        # candidate was not there): the bases a candidate registered since training is refitted on
+        self._others = np.zeros((0, 0))
+        self._other_names: list[str] = []
+        self._version: dict[int, int] = {}  # per candidate id, bumped by every change of its rows
+        self._refits: dict[int, tuple] = {}  # per candidate id: ((version, bases), usable bases, w_own, w, offsets)
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_others", np.full((len(state["_resid"]), 0), np.nan))  # pickled before refits
+        state.setdefault("_other_names", [])
+        state.setdefault("_version", {})
+        state.setdefault("_refits", {})
+        super().__setstate__(state)
 
     def __len__(self) -> int:
         return self._n
@@ -132,13 +167,15 @@ class OnlineLearner(_LockedState):
         task: np.ndarray,
         effect: np.ndarray,
         predicted: np.ndarray,
+        others: dict[str, np.ndarray] | None = None,
     ) -> int:
         """Remember outcomes of ``candidate``: per query its id, (d,) embedding, task index (-1 if unknown), the
-        observed effect and the router's uncorrected prediction now. Returns how many were taken."""
+        observed effect and the router's uncorrected prediction now; ``others``: every candidate's uncorrected
+        prediction on the same queries (name → (n,)), the bases of a refit. Returns how many were taken."""
         with self._lock:
             seqs = np.arange(self.seq + 1, self.seq + 1 + len(query_ids))
             self.seq += len(query_ids)
-            self._add(candidate, query_ids, embedding, task, effect, predicted, seqs)
+            self._add(candidate, query_ids, embedding, task, effect, predicted, seqs, others)
         return len(query_ids)
 
     def _add(
@@ -150,6 +187,7 @@ class OnlineLearner(_LockedState):
         effect: np.ndarray,
         predicted: np.ndarray,
         seqs: np.ndarray,
+        others: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Store rows (caller holds the lock)."""
         emb = np.asarray(embedding, dtype=np.float32).reshape(len(query_ids), -1)
@@ -164,6 +202,12 @@ class OnlineLearner(_LockedState):
         cid = self._name_id.setdefault(candidate, len(self._names))
         if cid == len(self._names):
             self._names.append(candidate)
+        others = others or {}
+        new_names = [n for n in others if n not in self._other_names]
+        if new_names:
+            self._other_names += new_names
+            self._others = np.hstack([self._others, np.full((len(self._others), len(new_names)), np.nan)])
+        other_col = {n: i for i, n in enumerate(self._other_names)}
         for i, qid in enumerate(query_ids):
             row = self._key.get((qid, candidate))
             if row is None:
@@ -171,6 +215,10 @@ class OnlineLearner(_LockedState):
                 self._key[(qid, candidate)] = row
             self._emb[row], self._task[row], self._cand[row] = emb[i], task[i], cid
             self._effect[row], self._resid[row], self._seq[row] = effect[i], resid[i], seqs[i]
+            self._others[row] = np.nan
+            for name, values in others.items():
+                self._others[row, other_col[name]] = values[i]
+        self._version[cid] = self._version.get(cid, 0) + 1
         self._by_cand = {}
 
     def _grow(self) -> int:
@@ -183,6 +231,7 @@ class OnlineLearner(_LockedState):
 
             self._emb, self._task, self._cand = more(self._emb), more(self._task), more(self._cand)
             self._effect, self._resid, self._seq = more(self._effect), more(self._resid), more(self._seq)
+            self._others = np.vstack([self._others, np.full((extra, self._others.shape[1]), np.nan)])
         self._n += 1
         return self._n - 1
 
@@ -194,6 +243,7 @@ class OnlineLearner(_LockedState):
                 return
             self._names[cid] = ""  # its rows stay, unreachable by name; ids of the others do not move
             self._key = {key: row for key, row in self._key.items() if key[1] != name}
+            self._refits.pop(cid, None)
 
     # ---- reading ------------------------------------------------------------------------------------------
     def counts(self, candidates: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -203,11 +253,17 @@ class OnlineLearner(_LockedState):
             return np.array([per[self._name_id[c]] if c in self._name_id else 0 for c in candidates], dtype=float)
 
     def correction(
-        self, candidates: tuple[str, ...] | list[str], q: QueryFeatures, trained: np.ndarray | None = None
+        self,
+        candidates: tuple[str, ...] | list[str],
+        q: QueryFeatures,
+        trained: np.ndarray | None = None,
+        effect: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
         ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (few: priors nearer
-        the weaker :attr:`Priors.untrained`, see :attr:`Priors.trained_scale`)."""
+        the weaker :attr:`Priors.untrained`, see :attr:`Priors.trained_scale`). ``effect``: the router's (n, C)
+        uncorrected predictions for ``q``; with it (and ``trained``), a candidate with freshness ≥ 1/2 is refitted
+        (:meth:`_refit`) instead of corrected by residual levels."""
         p = self.priors
         with self._lock:
             if self._n == 0:
@@ -223,13 +279,17 @@ class OnlineLearner(_LockedState):
             qe = np.asarray(q.embedding, dtype=np.float32)
             sims = qe @ emb.T  # (n_q, M)
             out = np.zeros((len(q), len(candidates)))
+            known = [] if fresh is None else [c for j, c in enumerate(candidates) if fresh[j] < 0.5]
             for j, name in enumerate(candidates):
                 cid = self._name_id.get(name)
                 if cid is None or not len(by_cand.get(cid, ())):
                     continue
                 rows = by_cand[cid]
-                r = resid[rows]
                 f = 0.0 if fresh is None else fresh[j]
+                if effect is not None and f >= 0.5 and p.resemble_own < 1.0:
+                    out[:, j] = self._refit(cid, rows, [c for c in known if c != name], candidates, q.task, effect, j)
+                    continue
+                r = resid[rows]
                 k_cand, k_task = f * p.untrained + (1 - f) * p.candidate, f * p.untrained + (1 - f) * p.task
                 g = shrink(r.sum(), len(r), k_cand)
                 t_rows = task[rows]
@@ -249,6 +309,41 @@ class OnlineLearner(_LockedState):
                     out[sel_q, j] = shrink(local, w.sum(1), p.neighbours, tau)
             return out
 
+    def _refit(
+        self,
+        cid: int,
+        rows: np.ndarray,
+        bases: list[str],
+        candidates: tuple[str, ...] | list[str],
+        task: np.ndarray,
+        effect: np.ndarray,
+        j: int,
+    ) -> np.ndarray:
+        """(n,) correction of column ``j`` (candidate id ``cid``, outcome ``rows``) for queries of ``task`` with
+        uncorrected predictions ``effect``: its prediction refitted to its outcomes as a model average of its own
+        logit and those of the trained candidates ``bases`` (each as it was predicted on its rows), plus per-task
+        offsets (:func:`~graphrouter.logit_fit.fit_resemblance`), minus the uncorrected prediction. The fit is
+        kept until the candidate's rows or the bases change (caller holds the lock)."""
+        key = (self._version.get(cid, 0), tuple(bases))
+        cached = self._refits.get(cid)
+        if cached is None or cached[0] != key:
+            rows = rows[np.argsort(self._seq[rows], kind="stable")][-REFIT_ROWS:]
+            col = {n: i for i, n in enumerate(self._other_names)}
+            usable = tuple(b for b in bases if b in col and np.isfinite(self._others[rows, col[b]]).all())
+            t = self._task[rows]
+            n_tasks = int(max(t.max(initial=-1), task.max(initial=-1))) + 2  # the last: tasks never seen (a alone)
+            own = _logit(self._effect[rows] - self._resid[rows])
+            others = _logit(self._others[np.ix_(rows, [col[b] for b in usable])])
+            prior = FitPrior(own=self.priors.resemble_own)
+            w_own, w, offsets = fit_resemblance(own, others, self._effect[rows], np.where(t < 0, n_tasks - 1, t),
+                                                n_tasks, prior)  # fmt: skip
+            cached = self._refits[cid] = (key, usable, w_own, w, offsets)
+        _, usable, w_own, w, offsets = cached
+        cols = [list(candidates).index(b) for b in usable]
+        t = np.where((task >= 0) & (task < len(offsets) - 1), task, len(offsets) - 1)
+        z = w_own * _logit(effect[:, j]) + _logit(effect[:, cols]) @ w + offsets[t]
+        return 1.0 / (1.0 + np.exp(-z)) - effect[:, j]
+
     def adjust(
         self,
         candidates: tuple[str, ...] | list[str],
@@ -258,7 +353,7 @@ class OnlineLearner(_LockedState):
     ) -> np.ndarray:
         """``effect`` (n, C) corrected by what was learned online, clipped to [0, 1]; ``effect`` itself (the same
         array) when nothing was learned, so routing without outcomes is exactly as without the learner."""
-        corr = self.correction(candidates, q, trained)
+        corr = self.correction(candidates, q, trained, effect)
         if corr is None:
             return effect
         return np.clip(effect + corr, 0.0, 1.0)
@@ -288,7 +383,8 @@ class OnlineLearner(_LockedState):
             if name not in cols or not len(sel):
                 continue
             ids = [rows[int(keep[i])][0] for i in sel]
-            out._add(name, ids, emb[sel], q.task[sel], effect[sel], pred[sel, cols[name]], seq[sel])
+            others = {c: pred[sel, k] for c, k in cols.items() if c != name}
+            out._add(name, ids, emb[sel], q.task[sel], effect[sel], pred[sel, cols[name]], seq[sel], others)
         return out
 
 
@@ -306,6 +402,7 @@ class Explorer(_LockedState):
         sigma: float = 0.5,
         seed: int | None = None,
         known_at: float = 50.0,
+        quiz: int = 50,
     ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
@@ -313,8 +410,10 @@ class Explorer(_LockedState):
             raise ValueError(f"exploration USD per 1k requests must be >= 0, got {usd_per_1k!r}")
         if not known_at > 0:
             raise ValueError(f"exploration's known_at must be > 0 outcomes, got {known_at!r}")
+        if quiz < 0:
+            raise ValueError(f"exploration's quiz must be >= 0 outcomes, got {quiz!r}")
         self.share, self.usd_per_1k, self.sigma = float(share), usd_per_1k, float(sigma)
-        self.known_at = float(known_at)
+        self.known_at, self.quiz = float(known_at), int(quiz)
         self.requests = 0
         self.explorations = 0
         self.extra_usd = 0.0
@@ -323,6 +422,7 @@ class Explorer(_LockedState):
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("known_at", 50.0)  # pickled before known candidates were left out
+        state.setdefault("quiz", 0)  # pickled before quizzes: as it was
         super().__setstate__(state)
 
     def count_request(self) -> None:
@@ -337,6 +437,7 @@ class Explorer(_LockedState):
         counts: np.ndarray,
         pool: np.ndarray,
         trained: np.ndarray | None = None,
+        seen: np.ndarray | None = None,
     ) -> int | None:
         """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
         n))`` with ``n`` the outcomes behind its prediction (``counts``), clipped to [0, 1] (effects are: a sample above
@@ -346,11 +447,30 @@ class Explorer(_LockedState):
         known). Exploration is for what outcomes can still teach: on MMLU-Pro's replay in Balance, near-tie swaps among
         trained LLMs took the whole 10% budget (9.8% of requests explored, 0.1% of them on the new LLM) and cost more
         than static routing, while the online learner treats a trained candidate's prediction as all but settled (its
-        validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with every outcome it gets."""
+        validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with every outcome it gets.
+
+        **Quiz.** ``seen`` (C,): the outcomes each candidate has in all (trained, registered and learned online). A
+        candidate that is not known and has fewer than :attr:`quiz` is the pick (one of them, uniformly) whatever the
+        sample: its first outcomes then come from queries drawn at random, not only from those where its
+        description-based prediction already looks best (on dcrouter's replay those were the hard queries, where
+        every LLM fails: nemotron's outcomes there averaged 0.24 against a true 0.62, and its learned level never
+        rose). Only a candidate that could win the query with a perfect answer at its cost is quizzed there.
+        Bandit routers "quiz" a new model on 20–50 prompts the same way; 50, the most outcomes the GNN's
+        registration was validated with."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
+        if seen is not None and self.quiz > 0:
+            # only where a perfect answer could pay for its cost: no quiz can teach a choice this scenario never makes
+            # (a two-sigma top instead of 1 stopped PF quizzes too early on dcrouter's replay: nemotron's share
+            # 0.38 ± 0.16 against 0.54 ± 0.03)
+            best = float(np.max(weights[0] * effect[pool] - weights[1] * cost_norm[pool]))
+            could_win = weights[0] - weights[1] * cost_norm[pool] > best
+            quizzed = pool[~known & could_win & (np.asarray(seen)[pool] < self.quiz)]
+            if len(quizzed):
+                with self._lock:
+                    return int(quizzed[self._rng.integers(len(quizzed))])
         spread = np.where(known, 0.0, self.sigma / np.sqrt(1.0 + n))
         raw = effect[pool] + spread * z
         sampled = np.where(known, effect[pool], np.clip(raw, 0.0, 1.0))

@@ -219,8 +219,9 @@ class Scorer:
             cost = np.array([np.nan if (costs or {}).get(i) is None else float(costs[i]) for i in ids])
             router.update(q, col, effect, cost)  # type: ignore[attr-defined]
             return len(ids)
-        predicted = router.predict_effect(q)[:, col]  # uncorrected
-        return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted)
+        predicted = router.predict_effect(q)  # uncorrected; every candidate's: the bases of a refit
+        others = {c: predicted[:, k] for k, c in enumerate(router.candidates) if k != col}
+        return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted[:, col], others)
 
     def _features(
         self, outcomes: dict[str, float], queries: dict[str, tuple[str, str]]
@@ -378,7 +379,8 @@ class Scorer:
         explored, extra = False, 0.0
         if explore and len(order) > 1:
             counts, trained = router.outcome_counts(), router.trained_counts()
-            pick = self.explorer.sample(effect, scores.cost_norm[row], w, counts, pool, trained)
+            seen = trained + self.online.counts(self.candidates)
+            pick = self.explorer.sample(effect, scores.cost_norm[row], w, counts, pool, trained, seen)
             extra = 0.0 if pick is None else float(cost[pick] - cost[order[0]])
             if pick is not None and pick != order[0] and self.explorer.try_spend(extra):
                 order, explored = np.r_[pick, order[order != pick]], True

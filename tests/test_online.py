@@ -228,3 +228,53 @@ def test_exploration_never_picks_a_candidate_that_even_a_perfect_answer_could_no
         for _ in range(300)
     ]
     assert picks.count(1) > 0
+
+
+def test_a_candidate_registered_since_training_is_refitted_on_the_trained_candidates_it_answers_like() -> None:
+    # trained "a" is right on easy queries (0.9) and wrong on hard ones (0.1); "b" the other way round; new "n" is
+    # predicted 0.3 everywhere (its description says little) but answers like "a". Its outcomes come from hard
+    # queries and easy ones alike: refitted, it follows a's shape; the residual levels would move it by one amount
+    rng = np.random.default_rng(0)
+    n_rows = 60
+    easy = np.arange(n_rows) % 2 == 0
+    emb = rng.normal(size=(n_rows + 2, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pa, pb = np.where(easy, 0.9, 0.1), np.where(easy, 0.1, 0.9)
+    y = (rng.random(n_rows) < pa).astype(float)
+    task = np.zeros(n_rows, np.int64)
+    learner = OnlineLearner()
+    ids = [f"q{i}" for i in range(n_rows)]
+    learner.observe("n", ids, emb[:n_rows], task, y, np.full(n_rows, 0.3), {"a": pa, "b": pb})
+    q = QueryFeatures(emb[n_rows:], np.array([0, 0]), np.array([10.0, 10.0]))
+    effect = np.array([[0.9, 0.1, 0.3], [0.1, 0.9, 0.3]])  # an easy query, a hard one
+    trained = np.array([5000.0, 5000.0, 0.0])
+    out = learner.adjust(("a", "b", "n"), q, effect, trained)
+    assert out[0, 2] > 0.75 and out[1, 2] < 0.25
+    assert np.allclose(out[:, :2], effect[:, :2])  # the trained ones: uncorrected (they were not observed)
+    residual = learner.adjust(("a", "b", "n"), q, effect)  # without the trained counts: residual levels only
+    assert abs(residual[0, 2] - residual[1, 2]) < 0.1  # about one level for both
+    # a new outcome refits it (the fit is kept only while its rows are unchanged)
+    learner.observe("n", ["extra"], emb[n_rows : n_rows + 1], np.array([0]), np.array([0.0]), np.array([0.3]),
+                    {"a": np.array([0.9]), "b": np.array([0.1])})  # fmt: skip
+    again = learner.adjust(("a", "b", "n"), q, effect, trained)
+    assert again[0, 2] != out[0, 2]
+
+
+def test_exploration_quizzes_a_new_candidate_on_random_queries_until_it_has_enough_outcomes() -> None:
+    explorer = Explorer(share=1.0, seed=0, quiz=50)
+    effect, cost_norm, pool = np.array([0.9, 0.2]), np.array([0.0, 0.0]), np.array([0, 1])
+    trained = np.array([5000.0, 0.0])  # candidate 1 is new and predicted far below: a sample rarely picks it
+    args = (effect, cost_norm, SCENARIOS["performance_first"], trained, pool, trained)
+    assert all(explorer.sample(*args, np.array([5000.0, 10.0])) == 1 for _ in range(50))  # quizzed
+    after = [explorer.sample(*args, np.array([5000.0, 50.0])) for _ in range(500)]  # quiz over: the sample decides
+    assert after.count(1) < 100
+    # never where even a perfect answer could not pay for its cost (Balance: 0.5 · 1 − 0.5 · 0.9 < 0.45)
+    dear = (effect, np.array([0.0, 0.9]), SCENARIOS["balance"], trained, pool, trained)
+    assert all(explorer.sample(*dear, np.array([5000.0, 0.0])) in (None, 0) for _ in range(200))
+    # a known candidate is never quizzed; quiz=0 turns quizzes off
+    assert explorer.sample(effect, cost_norm, SCENARIOS["performance_first"], trained, pool,
+                           np.array([5000.0, 5000.0]), np.array([5000.0, 0.0])) is None  # fmt: skip
+    off = Explorer(share=1.0, seed=0, quiz=0)
+    assert [off.sample(*args, np.array([5000.0, 0.0])) for _ in range(500)].count(1) < 100
+    with pytest.raises(ValueError, match="quiz"):
+        Explorer(quiz=-1)

@@ -28,43 +28,16 @@ the same correction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from graphrouter.logit_fit import FitPrior, fit_offsets, fit_resemblance
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import pad_neighbours
 from graphrouter.routers.gnn.observed import Observed, clipped_logit
 
+DEFAULT_PRIOR = FitPrior()
 MAX_ROWS = 4000  # fresh outcome rows fitted on per refit, all candidates together (the most recent kept)
-
-
-@dataclass(frozen=True)
-class FitPrior:
-    """Prior standard deviations (logit scale) of the global offset and of the per-task offsets; chosen on an
-    inner validation split of training queries (see :class:`~graphrouter.routers.gnn.router.GnnRouter`)."""
-
-    global_sd: float = 1.5
-    task_sd: float = 1.0
-    steps: int = 25
-    max_step: float = 1.0  # logit units per Newton step: a confident, wrong base must not make Newton overshoot
-    # prior mass of a registered candidate's own logit as its base (the rest: the trained candidates'). On an inner
-    # validation split of dcrouter's training queries (experiments/results/dcrouter_new_llm_inner_resemblance.md),
-    # with k=20 random probes, 1.0 (off) lost most reward, 0.1 least, 0.5 in between; 0.1 leaves the synthetic star
-    # (tests/test_gnn.py) at 75% of the traffic (< 80%), so 0.5, the smallest of them that keeps it at >= 80%
-    own: float = 0.5
-    # the known candidates that agree most with this one on its outcome rows (its peers): their residual there
-    # (observed effect − the GNN's prediction as a new query), averaged, is added to its base on each row before
-    # fitting, so the offsets measure it *against its peers on the same queries* (a paired comparison) and not the
-    # rows' luck or their selection (probes chosen where strong candidates disagree are harder than predicted for
-    # everyone); 0: off. 5: on the inner validation splits of both benchmarks (experiments/evaluate.py new-llm
-    # --inner --variants '[{"fit_peers":0},...]', k = 20 and 50, random and designed probes, task given and
-    # inferred) the summed reward − known-only over the cells was, for 0 / 3 / 5 / 10 peers, -0.137 / -0.005 / +0.006
-    # / -0.010 on MMLU-Pro (5 withheld LLMs) and +0.070 / +0.071 / +0.098 / +0.133 on dcrouter (the 9 LLMs in turn
-    # and nemotron+qwen): 5 is the best on the worse of the two (10 sums higher, but below known-only on MMLU-Pro),
-    # the rule the penalty's power was kept by too
-    peers: int = 5
 
 
 def peer_residual(y: np.ndarray, peer_y: np.ndarray, peer_seen: np.ndarray, peer_p: np.ndarray, m: int) -> np.ndarray:
@@ -87,60 +60,6 @@ def shifted(logit: np.ndarray, residual: np.ndarray) -> np.ndarray:
     residual is NaN (no peer answered the row)."""
     moved = clipped_logit(1.0 / (1.0 + np.exp(-logit)) + np.nan_to_num(residual))
     return np.where(np.isfinite(residual), moved, logit)
-
-
-def _map_fit(
-    base: np.ndarray, y: np.ndarray, task: np.ndarray, n_tasks: int, prior: FitPrior
-) -> tuple[np.ndarray, float]:
-    """MAP parameters ``(a, b_1..b_T)`` for one base, and the Laplace approximation of the log evidence (up to a
-    constant shared by every base)."""
-    n = len(y)
-    x = np.zeros((n, 1 + n_tasks))
-    x[:, 0] = 1.0
-    x[np.arange(n), 1 + task] = 1.0
-    precision = np.r_[1.0 / prior.global_sd**2, np.full(n_tasks, 1.0 / prior.task_sd**2)]
-    theta = np.zeros(1 + n_tasks)
-    for _ in range(prior.steps):
-        p = 1.0 / (1.0 + np.exp(-(base + x @ theta)))
-        grad = x.T @ (p - y) + precision * theta
-        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(precision)
-        step = np.linalg.solve(hess, grad)
-        theta -= step * min(1.0, prior.max_step / max(float(np.abs(step).max()), 1e-12))
-    z = base + x @ theta
-    loglik = float(np.sum(y * -np.logaddexp(0.0, -z) + (1 - y) * -np.logaddexp(0.0, z)))
-    p = 1.0 / (1.0 + np.exp(-z))
-    hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(precision)
-    evidence = loglik - 0.5 * float(theta @ (precision * theta)) - 0.5 * float(np.linalg.slogdet(hess)[1])
-    return theta, evidence
-
-
-def fit_offsets(
-    base: np.ndarray, y: np.ndarray, task: np.ndarray, n_tasks: int, prior: FitPrior = FitPrior()
-) -> np.ndarray:
-    """(n_tasks,) MAP offsets ``a + b_t`` of one candidate: ``base`` its logits on its n observed queries, ``y`` the
-    observed effects in [0, 1] (a Bernoulli likelihood, soft labels allowed), ``task`` their tasks."""
-    if len(y) == 0:
-        return np.zeros(n_tasks)
-    theta, _ = _map_fit(base, y, task, n_tasks, prior)
-    return theta[0] + theta[1:]
-
-
-def fit_resemblance(
-    own: np.ndarray, others: np.ndarray, y: np.ndarray, task: np.ndarray, n_tasks: int, prior: FitPrior = FitPrior()
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Model averaging over bases for one candidate: ``own`` (n,) its logits, ``others`` (n, S) the trained
-    candidates' logits on the same n observed queries. Returns the weight of its own logit, the weights (S,) of the
-    others' and the averaged offsets (n_tasks,); weights sum to 1."""
-    if prior.own >= 1.0 or others.shape[1] == 0:
-        return 1.0, np.zeros(others.shape[1]), fit_offsets(own, y, task, n_tasks, prior)
-    bases = np.column_stack([own, others])
-    fits = [_map_fit(bases[:, m], y, task, n_tasks, prior) for m in range(bases.shape[1])]
-    log_prior = np.r_[np.log(prior.own), np.full(others.shape[1], np.log((1 - prior.own) / max(others.shape[1], 1)))]
-    score = log_prior + np.array([e for _, e in fits])
-    w = np.exp(score - score.max())
-    w /= w.sum()
-    offsets = sum(wm * (theta[0] + theta[1:]) for wm, (theta, _) in zip(w, fits, strict=True))
-    return float(w[0]), w[1:], np.asarray(offsets)
 
 
 def self_excluded_neighbours(search, emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -167,7 +86,7 @@ def fit_correction(
     search,  # type: ignore[no-untyped-def]
     k_pair: int,
     n_tasks: int,
-    prior: FitPrior = FitPrior(),
+    prior: FitPrior = DEFAULT_PRIOR,
     resemble: np.ndarray | None = None,
     peer_cols: np.ndarray | None = None,
 ) -> Correction | None:
