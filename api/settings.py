@@ -140,8 +140,9 @@ class Settings(BaseSettings):
     explore_quiz: int = Field(
         50,
         ge=0,
-        description="an exploring request goes to a candidate new since training (picked at random) until it has "
-        "this many outcomes, where it could win; 0: off",
+        description="an exploring request goes to a candidate with fewer than 50 outcomes behind its prediction "
+        "(one new since training; picked at random) until it has this many outcomes in all, where a perfect answer "
+        "could pay for its cost; 0: off",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

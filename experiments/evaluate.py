@@ -259,7 +259,8 @@ def run_new_llm(
     world: World,
     nodes: dict,
     on_set=None,  # type: ignore[no-untyped-def]
-) -> tuple[list[dict], list[str]]:
+) -> tuple[list[dict], list[dict], list[str]]:
+    """The new-LLM protocol: the GNN's records, the floor's records (experiments/new_llm_floor.py), timings."""
     data = world.data
     scenarios = args.scenarios.split(",")
     ks = [int(k) for k in args.ks.split(",")]
@@ -368,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         "--variants", default=None, help='JSON list of router settings to compare, e.g. [{"uncertainty_power": 1}]'
     )
     args = p.parse_args(argv)
+    if args.protocol == "new-llm" and not 1 <= args.probe_draws <= 10:
+        p.error("--probe-draws must be 1 to 10 (draw seeds are 100 apart, each withheld LLM's 1000 apart)")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     world, nodes, location = load(args)

@@ -81,10 +81,11 @@ class Priors:
     # (0.5 / √n) of its corrected estimate, for a trained one next to nothing (lowering the penalty of the
     # candidates routing picks most would make the rich richer)
     penalty_weight: float = 4.0
-    # a candidate with no outcomes behind the router's own prediction (freshness ≥ 1/2) is not corrected by the
-    # residual levels above but refitted (graphrouter.logit_fit.fit_resemblance, the GNN's fit from outcomes): its
-    # logit becomes a model average of its own and the trained candidates' logits, by their evidence on its
-    # outcomes, plus per-task offsets. This is the prior mass on its own logit (the GNN's fit_own); 1.0: off
+    # a candidate with no outcome behind the router's own prediction (registered from its description only) is not
+    # corrected by the residual levels above but refitted (graphrouter.logit_fit.fit_resemblance, with the default
+    # priors of the GNN's fit from outcomes, without its peers): its logit becomes a model average of its own and
+    # the trained candidates' (freshness < 1/2) logits, by their evidence on its outcomes, plus per-task offsets.
+    # This is the prior mass on its own logit (the GNN's fit_own); 1.0: off
     resemble_own: float = FitPrior.own
 
     def freshness(self, trained: np.ndarray) -> np.ndarray:
@@ -262,8 +263,9 @@ class OnlineLearner(_LockedState):
         """(n, C) residual corrections for the queries ``q`` (tasks filled in), or None when nothing was learned.
         ``trained``: (C,) outcomes behind each candidate's prediction before any learned here (few: priors nearer
         the weaker :attr:`Priors.untrained`, see :attr:`Priors.trained_scale`). ``effect``: the router's (n, C)
-        uncorrected predictions for ``q``; with it (and ``trained``), a candidate with freshness ≥ 1/2 is refitted
-        (:meth:`_refit`) instead of corrected by residual levels."""
+        uncorrected predictions for ``q``; with it (and ``trained``), a candidate with no outcome behind the router's
+        prediction (registered from its description only) is refitted (:meth:`_refit`) on the candidates with
+        freshness < 1/2 instead of corrected by residual levels."""
         p = self.priors
         with self._lock:
             if self._n == 0:
@@ -286,7 +288,7 @@ class OnlineLearner(_LockedState):
                     continue
                 rows = by_cand[cid]
                 f = 0.0 if fresh is None else fresh[j]
-                if effect is not None and f >= 0.5 and p.resemble_own < 1.0:
+                if effect is not None and trained is not None and trained[j] <= 0 and p.resemble_own < 1.0:
                     out[:, j] = self._refit(cid, rows, [c for c in known if c != name], candidates, q.task, effect, j)
                     continue
                 r = resid[rows]
@@ -328,19 +330,24 @@ class OnlineLearner(_LockedState):
         cached = self._refits.get(cid)
         if cached is None or cached[0] != key:
             rows = rows[np.argsort(self._seq[rows], kind="stable")][-REFIT_ROWS:]
+            rows = rows[self._task[rows] >= 0]  # (the scorer fills every task in)
             col = {n: i for i, n in enumerate(self._other_names)}
-            usable = tuple(b for b in bases if b in col and np.isfinite(self._others[rows, col[b]]).all())
+            # a base is used where it was predicted on at least half of the rows (a candidate added later, or rows
+            # remembered before bases were), and the fit reads the rows where every base used was
+            usable = tuple(b for b in bases if b in col and np.isfinite(self._others[rows, col[b]]).mean() >= 0.5)
+            values = self._others[np.ix_(rows, [col[b] for b in usable])]
+            rows, values = rows[np.isfinite(values).all(1)], values[np.isfinite(values).all(1)]
+            if not len(rows):
+                return np.zeros(len(task))
             t = self._task[rows]
-            n_tasks = int(max(t.max(initial=-1), task.max(initial=-1))) + 2  # the last: tasks never seen (a alone)
+            n_tasks = int(t.max(initial=-1)) + 2  # the last, never observed: its offset is the global one alone
             own = _logit(self._effect[rows] - self._resid[rows])
-            others = _logit(self._others[np.ix_(rows, [col[b] for b in usable])])
             prior = FitPrior(own=self.priors.resemble_own)
-            w_own, w, offsets = fit_resemblance(own, others, self._effect[rows], np.where(t < 0, n_tasks - 1, t),
-                                                n_tasks, prior)  # fmt: skip
+            w_own, w, offsets = fit_resemblance(own, _logit(values), self._effect[rows], t, n_tasks, prior)
             cached = self._refits[cid] = (key, usable, w_own, w, offsets)
         _, usable, w_own, w, offsets = cached
         cols = [list(candidates).index(b) for b in usable]
-        t = np.where((task >= 0) & (task < len(offsets) - 1), task, len(offsets) - 1)
+        t = np.where((task >= 0) & (task < len(offsets) - 1), task, len(offsets) - 1)  # a task never seen: global
         z = w_own * _logit(effect[:, j]) + _logit(effect[:, cols]) @ w + offsets[t]
         return 1.0 / (1.0 + np.exp(-z)) - effect[:, j]
 
@@ -450,13 +457,14 @@ class Explorer(_LockedState):
         validated priors: κ = 1e4). A new candidate stays explorable, its noise shrinking with every outcome it gets.
 
         **Quiz.** ``seen`` (C,): the outcomes each candidate has in all (trained, registered and learned online). A
-        candidate that is not known and has fewer than :attr:`quiz` is the pick (one of them, uniformly) whatever the
-        sample: its first outcomes then come from queries drawn at random, not only from those where its
-        description-based prediction already looks best (on dcrouter's replay those were the hard queries, where
-        every LLM fails: nemotron's outcomes there averaged 0.24 against a true 0.62, and its learned level never
-        rose). Only a candidate that could win the query with a perfect answer at its cost is quizzed there.
-        Bandit routers "quiz" a new model on 20–50 prompts the same way; 50, the most outcomes the GNN's
-        registration was validated with."""
+        candidate that is not known (a new one, or one trained on fewer than ``known_at`` outcomes) and has fewer than
+        :attr:`quiz` is the pick (one of them, uniformly) whatever the sample; outcomes are counted as they arrive, so
+        with delayed or sparse feedback it is quizzed until they do (within the budget). Its first outcomes then
+        come from queries drawn at random, not only from those where its description-based prediction already looks
+        best (on dcrouter's replay those were the hard queries, where every LLM fails: nemotron's outcomes there
+        averaged 0.24 against a true 0.62, and its learned level never rose). Only a candidate that could win the
+        query with a perfect answer at its cost is quizzed there. Bandit routers "quiz" a new model on 20–50 prompts
+        the same way; 50, the most outcomes the GNN's registration was validated with."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)

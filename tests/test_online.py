@@ -278,3 +278,34 @@ def test_exploration_quizzes_a_new_candidate_on_random_queries_until_it_has_enou
     assert [off.sample(*args, np.array([5000.0, 0.0])) for _ in range(500)].count(1) < 100
     with pytest.raises(ValueError, match="quiz"):
         Explorer(quiz=-1)
+
+
+def test_only_a_candidate_registered_from_its_description_is_refitted_and_old_learners_still_load() -> None:
+    import pickle
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(21, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pa = np.where(np.arange(20) % 2 == 0, 0.9, 0.1)
+    learner = OnlineLearner()
+    learner.observe("n", [f"q{i}" for i in range(20)], emb[:20], np.zeros(20, np.int64), (pa > 0.5).astype(float),
+                    np.full(20, 0.3), {"a": pa})  # fmt: skip
+    q = QueryFeatures(emb[20:], np.array([0]), np.array([10.0]))
+    effect = np.array([[0.9, 0.3]])
+    refitted = learner.adjust(("a", "n"), q, effect, np.array([5000.0, 0.0]))[0, 1]
+    registered = learner.adjust(("a", "n"), q, effect, np.array([5000.0, 20.0]))[0, 1]  # 20 outcomes behind it
+    assert refitted > 0.75 and abs(registered - 0.5) < 0.1  # the latter: residual levels, as before the refit
+    # a learner pickled before the refit (no predictions of the others kept) loads and falls back to its own logit
+    state = learner.__getstate__()
+    for key in ("_others", "_other_names", "_version", "_refits"):
+        state.pop(key)
+    old = OnlineLearner.__new__(OnlineLearner)
+    old.__setstate__(state)
+    out = old.adjust(("a", "n"), q, effect, np.array([5000.0, 0.0]))
+    assert 0.0 <= out[0, 1] <= 1.0 and pickle.loads(pickle.dumps(old)).adjust(("a", "n"), q, effect) is not None
+    explorer = Explorer(seed=0)
+    explorer_state = explorer.__getstate__()
+    explorer_state.pop("quiz")
+    old_explorer = Explorer.__new__(Explorer)
+    old_explorer.__setstate__(explorer_state)
+    assert old_explorer.quiz == 0  # pickled before quizzes: exploring as it did
