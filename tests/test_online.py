@@ -309,3 +309,20 @@ def test_only_a_candidate_registered_from_its_description_is_refitted_and_old_le
     old_explorer = Explorer.__new__(Explorer)
     old_explorer.__setstate__(explorer_state)
     assert old_explorer.quiz == 0  # pickled before quizzes: exploring as it did
+
+
+def test_the_scorer_quizzes_a_new_llm_until_its_outcomes_arrive(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    scorer = _scorer(world, router)
+    scorer.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))  # free: it could win anywhere
+    scorer.explorer = Explorer(share=1.0, seed=0, quiz=5)
+    picks = []
+    for i in range(12):
+        text = f"task-{i % 4} quiz {i}"
+        result = scorer.top_k(text, task=f"task-{i % 4}", k=1, scenario="performance_first", explore=True)
+        top = result.candidates[0].name
+        picks.append(top)
+        scorer.add_outcomes(top, {f"quiz-{i}": 1.0}, None, {f"quiz-{i}": (text, f"task-{i % 4}")})
+    assert picks[:5] == ["llm-new"] * 5  # quizzed until it has 5 outcomes (each arrives at once here)
+    assert scorer.online.counts(["llm-new"])[0] >= 5
+    assert scorer.explorer.explorations <= scorer.explorer.requests
