@@ -26,9 +26,10 @@ outcomes newer than that training's snapshot, re-based on the new router's predi
 **Exploration.** :class:`Explorer` holds the operator's budget (a share of traffic, and optionally extra expected USD
 per 1,000 requests) and draws a Thompson sample of each candidate's effect, ``N(effect, σ² / (1 + n))`` with ``n``
 the outcomes behind its prediction; the scorer routes to the sample's best candidate (among those the request allows)
-when that differs from the argmax and the budget still has room. A candidate new since training is first quizzed:
-until it has :attr:`Explorer.quiz` outcomes, an exploring request goes to it (where a perfect answer could pay for
-its cost), so its first outcomes come from random queries, not only from those its prediction already favours.
+when that differs from the argmax and the budget still has room. A candidate that is not known (new since training)
+is first quizzed: until it has :attr:`Explorer.quiz` outcomes, an exploring request goes to it (where a perfect
+answer could pay for its cost), so its first outcomes come from random queries, not only from those its prediction
+already favours.
 """
 
 from __future__ import annotations
@@ -144,13 +145,13 @@ class OnlineLearner(_LockedState):
         self._by_cand: dict[int, np.ndarray] = {}  # rows per candidate id, rebuilt lazily
         # every candidate's uncorrected prediction on each row when it was observed (columns by name, NaN where a
         # candidate was not there): the bases a candidate registered since training is refitted on
-        self._others = np.zeros((0, 0))
+        self._others = np.zeros((0, 0), dtype=np.float32)
         self._other_names: list[str] = []
         self._version: dict[int, int] = {}  # per candidate id, bumped by every change of its rows
         self._refits: dict[int, tuple] = {}  # per candidate id: ((version, bases), usable bases, w_own, w, offsets)
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("_others", np.full((len(state["_resid"]), 0), np.nan))  # pickled before refits
+        state.setdefault("_others", np.full((len(state["_resid"]), 0), np.nan, np.float32))  # pickled before refits
         state.setdefault("_other_names", [])
         state.setdefault("_version", {})
         state.setdefault("_refits", {})
@@ -207,7 +208,8 @@ class OnlineLearner(_LockedState):
         new_names = [n for n in others if n not in self._other_names]
         if new_names:
             self._other_names += new_names
-            self._others = np.hstack([self._others, np.full((len(self._others), len(new_names)), np.nan)])
+            extra = np.full((len(self._others), len(new_names)), np.nan, np.float32)
+            self._others = np.hstack([self._others, extra])
         other_col = {n: i for i, n in enumerate(self._other_names)}
         for i, qid in enumerate(query_ids):
             row = self._key.get((qid, candidate))
@@ -232,7 +234,7 @@ class OnlineLearner(_LockedState):
 
             self._emb, self._task, self._cand = more(self._emb), more(self._task), more(self._cand)
             self._effect, self._resid, self._seq = more(self._effect), more(self._resid), more(self._seq)
-            self._others = np.vstack([self._others, np.full((extra, self._others.shape[1]), np.nan)])
+            self._others = np.vstack([self._others, np.full((extra, self._others.shape[1]), np.nan, np.float32)])
         self._n += 1
         return self._n - 1
 
