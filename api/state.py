@@ -29,7 +29,7 @@ from api.settings import Settings
 from graph_store import TASK, GraphStore, GraphStoreError, StoreUnavailableError, open_store
 from graph_store.location import redact
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
-from graphrouter.online import Explorer
+from graphrouter.exploration import Explorer
 
 if TYPE_CHECKING:
     from graphrouter.scorer import Scorer

@@ -19,7 +19,8 @@ import numpy as np
 from graph_store import LLM, Agent, LLMNode
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
-from graphrouter.online import Explorer, OnlineLearner
+from graphrouter.exploration import Explorer
+from graphrouter.online import OnlineLearner
 from graphrouter.probes import Probe, design_probes
 from graphrouter.route_request import MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
@@ -306,7 +307,7 @@ class Scorer:
         explore: bool = False,
     ) -> RouteResult:
         """The ``k`` candidates of highest predicted utility for this query. With ``explore``, the first one may
-        instead be a Thompson sample's best (:class:`~graphrouter.online.Explorer`), within the exploration
+        instead be a Thompson sample's best (:class:`~graphrouter.exploration.Explorer`), within the exploration
         budget, among the candidates the request allows."""
         t, w, pool = self._check(RouteRequest(query_text, task, k, scenario, weights, budget, candidates))
         q = QueryFeatures(

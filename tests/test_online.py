@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from api.settings import Settings
 from graph_store import GraphStore, LLMNode
 from graphrouter.checkpoint import Checkpoint
-from graphrouter.online import Explorer, OnlineLearner
+from graphrouter.exploration import Explorer
+from graphrouter.online import OnlineLearner
 from graphrouter.rewards import SCENARIOS
 from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
