@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.cv import masked_choice, run_cv  # noqa: E402
-from experiments.new_llm_floor import floor_rewards  # noqa: E402
+from experiments.new_llm_floor import floor_utility  # noqa: E402
 from experiments.new_llm_tables import MIN_GAP, variant_tables  # noqa: E402
 from graph_store import LLM, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
@@ -124,15 +124,17 @@ def split_note(how: str, folds: int) -> str:
     }[how]
 
 
-def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str]) -> dict:  # type: ignore[no-untyped-def]
-    """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``."""
+def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str], utility=None) -> dict:  # type: ignore[no-untyped-def]
+    """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``.
+    ``utility(q, w)``: the (n, C) utility routed by (default: the router's)."""
     data, cn = world.data, world.data.cost_norm()
+    utility = utility or router.utility
     out = {}
     for mode in MODES:
         q = world.features(test, task_given=mode == "given")
         for scen in scenarios:
             w = SCENARIOS[scen]
-            ch = columns[masked_choice(router.utility(q, w), data.effect[test][:, columns])]
+            ch = columns[masked_choice(utility(q, w), data.effect[test][:, columns])]
             out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
     return out
 
@@ -305,9 +307,8 @@ def run_new_llm(
                                 int(j): random_rows(world, train, int(j), k, seed + 1000 * n)
                                 for n, j in enumerate(out_idx)
                             }
-                            floor_draws.append(
-                                floor_rewards(world, router, rows, test, np.r_[known, out_idx], MODES, scenarios)
-                            )
+                            by_table = floor_utility(world, router, rows, np.r_[known, out_idx])
+                            floor_draws.append(rewards(world, router, test, np.r_[known, out_idx], scenarios, by_table))
                     timings.append(
                         f"  k={k} {how} {variant or ''}: register + evaluate {time.perf_counter() - t2:.1f} s"
                         + (f" ({len(draws)} draws)" if len(draws) > 1 else "")

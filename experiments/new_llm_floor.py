@@ -11,10 +11,10 @@ new LLM's effect is its table entry, with no uncertainty penalty — a table is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from experiments.cv import masked_choice
-from graphrouter.rewards import SCENARIOS, score_choices
 from graphrouter.world import World
 
 SHRINK = 5.0  # pseudo-outcomes of the LLM's overall mean in each task's mean
@@ -29,30 +29,23 @@ def shrunk_task_means(y: np.ndarray, task: np.ndarray, n_tasks: int, shrink: flo
     return (total + shrink * overall) / (count + shrink)
 
 
-def floor_rewards(
-    world: World,
-    router,  # type: ignore[no-untyped-def]
-    probes: dict[int, np.ndarray],
-    test: np.ndarray,
-    columns: np.ndarray,
-    modes: tuple[str, ...],
-    scenarios: list[str],
-) -> dict:
-    """Reward per (mode, scenario) of routing ``test`` with ``router`` (the GNN with the withheld LLMs registered;
-    router column j is world candidate ``columns[j]``) after replacing each withheld LLM's predicted effect by the
-    shrunk per-task mean of its outcomes on ``probes[world column]`` (stored rows) and dropping its penalty."""
-    data, cn = world.data, world.data.cost_norm()
-    out = {}
-    for mode in modes:
-        q = world.features(test, task_given=mode == "given")
-        for scen in scenarios:
-            w = SCENARIOS[scen]
-            s = router.score(q, w)
-            u = np.array(s.utility, dtype=np.float64, copy=True)
-            for j, rows in probes.items():
-                c = int(np.flatnonzero(columns == j)[0])
-                table = shrunk_task_means(data.effect[rows, j], data.query_task[rows], len(data.task_names))
-                u[:, c] = w[0] * table[s.task] - w[1] * s.cost_norm[:, c]
-            ch = columns[masked_choice(u, data.effect[test][:, columns])]
-            out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
-    return out
+def floor_utility(world: World, router, probes: dict[int, np.ndarray], columns: np.ndarray) -> Callable:  # type: ignore[no-untyped-def]
+    """``utility(q, w)`` of ``router`` (the GNN with the withheld LLMs registered; router column j is world candidate
+    ``columns[j]``) with each withheld LLM's predicted effect replaced by the shrunk per-task mean of its outcomes on
+    ``probes[world column]`` (stored rows) and its penalty dropped; what the runner's ``rewards`` routes by."""
+    data = world.data
+    tables = {
+        int(np.flatnonzero(columns == j)[0]): shrunk_task_means(
+            data.effect[rows, j], data.query_task[rows], len(data.task_names)
+        )
+        for j, rows in probes.items()
+    }
+
+    def utility(q, w: tuple[float, float]) -> np.ndarray:  # type: ignore[no-untyped-def]
+        s = router.score(q, w)
+        u = np.array(s.utility, dtype=np.float64, copy=True)
+        for c, table in tables.items():
+            u[:, c] = w[0] * table[s.task] - w[1] * s.cost_norm[:, c]
+        return u
+
+    return utility
