@@ -201,7 +201,10 @@ class OnlineLearner(LockedState):
             self._other_names += new_names
             extra = np.full((len(self._others), len(new_names)), np.nan, np.float32)
             self._others = np.hstack([self._others, extra])
-        other_col = {n: i for i, n in enumerate(self._other_names)}
+        block = np.full((len(query_ids), len(self._other_names)), np.nan, np.float32)
+        for j, name in enumerate(self._other_names):
+            if name in others:
+                block[:, j] = others[name]
         for i, qid in enumerate(query_ids):
             row = self._key.get((qid, candidate))
             if row is None:
@@ -209,9 +212,7 @@ class OnlineLearner(LockedState):
                 self._key[(qid, candidate)] = row
             self._emb[row], self._task[row], self._cand[row] = emb[i], task[i], cid
             self._effect[row], self._resid[row], self._seq[row] = effect[i], resid[i], seqs[i]
-            self._others[row] = np.nan
-            for name, values in others.items():
-                self._others[row, other_col[name]] = values[i]
+            self._others[row] = block[i]
         self._version[cid] = self._version.get(cid, 0) + 1
         self._by_cand = {}
 
