@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments import evaluate as ev  # noqa: E402
+from experiments.benchmark import RESULTS, load, splits  # noqa: E402
 
 KS = (20, 50)
 
@@ -70,18 +70,18 @@ def main() -> None:
     p.add_argument("--split", default="seeded", help="official | seeded (the runner's; its training queries are read)")
     p.add_argument("--withhold", required=True, help="the new LLM")
     p.add_argument("--embedding-cache", default=None)
-    p.add_argument("--out", type=Path, default=ev.RESULTS)
+    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     t0 = time.perf_counter()
     opts = argparse.Namespace(
         dataset=args.dataset, store=args.store, import_outcomes=None, dcrouter=None, import_llms=None,
         embedding_cache=args.embedding_cache,
     )  # fmt: skip
-    world, _, _ = ev.load(opts)
+    world, _, _ = load(opts)
     data = world.data
     if args.withhold not in data.candidates:
         raise SystemExit(f"unknown LLM {args.withhold!r}; known: {', '.join(data.candidates)}")
-    train, _ = ev.splits(world, args.split, 5)[0]
+    train, _ = splits(world, args.split, 5)[0]
     body = tables(
         np.asarray(data.effect[train], dtype=float),
         data.query_task[train],

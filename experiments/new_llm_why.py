@@ -22,7 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments import evaluate as ev  # noqa: E402
+from experiments.benchmark import fit_gnn, load, splits  # noqa: E402
+from experiments.cv import masked_choice  # noqa: E402
+from experiments.new_llm import register  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
 from graphrouter.rewards import SCENARIOS  # noqa: E402
 
@@ -38,9 +40,9 @@ def main() -> None:
         dataset="dcrouter", store=args.store, import_outcomes=None, dcrouter=None, import_llms=None,
         gnn_seeds="0", gnn_max_episodes=120, cache=args.cache, embedding_cache=None,
     )  # fmt: skip
-    world, nodes, _ = ev.load(opts)
+    world, nodes, _ = load(opts)
     data = world.data
-    train, test = ev.splits(world, "official", 5)[0]
+    train, test = splits(world, "official", 5)[0]
     embedder, w = Embedder(), SCENARIOS["performance_first"]
     q, eff, rows = world.features(test, task_given=True), data.effect[test], np.arange(len(test))
     print("| withheld | k | probes | routed to it | its effect there | known-only's there | net gain (queries) "
@@ -50,13 +52,13 @@ def main() -> None:
         j = data.candidates.index(name)
         known = np.array([i for i in range(data.n_candidates) if i != j])
         tag = hashlib.sha256(name.encode()).hexdigest()[:10]
-        base = ev.fit_gnn(world.select_candidates(known), train, opts, f"without-{tag}")
-        only = known[ev.masked_choice(base.utility(q, w), eff[:, known])]
+        base = fit_gnn(world.select_candidates(known), train, opts, f"without-{tag}")
+        only = known[masked_choice(base.utility(q, w), eff[:, known])]
         cols = np.r_[known, j]
         for run in args.runs.split(","):
             k, how = run.split(":")
-            router = ev.register(base, world, nodes, (name,), int(k), how, train, 0, embedder)
-            chosen = cols[ev.masked_choice(router.utility(q, w), eff[:, cols])]
+            router = register(base, world, nodes, (name,), int(k), how, train, 0, embedder)
+            chosen = cols[masked_choice(router.utility(q, w), eff[:, cols])]
             to_new = chosen == j
             gain = np.nansum(eff[rows, chosen] - eff[rows, only])
             there = f"{eff[to_new, j].mean():.3f}" if to_new.any() else "—"

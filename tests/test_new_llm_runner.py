@@ -4,7 +4,7 @@ of a cell averaged over probe draws."""
 import numpy as np
 import pytest
 
-from experiments.evaluate import cell_records
+from experiments.new_llm import cell_records
 from experiments.new_llm_floor import shrunk_task_means
 
 

@@ -1,0 +1,121 @@
+"""What both protocols of the benchmark runner (experiments/evaluate.py) share: loading a store (importing a data
+set first, if asked), its splits, the GNN fitted on a split (or the same fit from a cache), and the reward of routing
+a split's test queries."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.cv import masked_choice
+from graph_store import LLM, open_store
+from graphrouter.embeddings import Embedder
+from graphrouter.rewards import SCENARIOS, score_choices
+from graphrouter.routers import ROUTERS, World
+from graphrouter.world import build_world
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+MODES = ("given", "inferred")
+# the GNN's settings that act at registration only: a cached fit takes today's defaults of them
+REGISTRATION_CONSTANTS = (
+    "uncertainty_margin",
+    "uncertainty_power",
+    "fit_global_sd",
+    "fit_task_sd",
+    "fit_own",
+    "fit_peers",
+)
+
+
+def load(args: argparse.Namespace) -> tuple[World, dict, str]:
+    """The world of the store (importing a data set into a fresh store first, if asked), its LLM nodes, and where."""
+    location = args.store
+    if args.import_outcomes or args.dcrouter:
+        location = location or str(ROOT / ".graphrouter" / f"{args.dataset}.db")
+        if Path(location).exists():
+            raise SystemExit(f"{location} exists: pass --store {location} without an import, or remove it")
+        from graphrouter import ingest
+
+        with open_store(location) as store:
+            if args.dcrouter:
+                from graphrouter.datasets.dcrouter import import_dcrouter
+
+                import_dcrouter(store, Path(args.dcrouter), lambda _: None)
+            else:
+                llms = ingest.read_llm_catalogue(args.import_llms) if args.import_llms else None
+                ingest.import_outcomes(store, args.import_outcomes, llms=llms)
+    with open_store(location, create=False) as store:
+        snap = store.snapshot()
+        nodes = {n.key: n for n in store.list_nodes(LLM)}
+    if len(snap.nodes["Query"]) == 0:
+        raise SystemExit("the store is empty: import a data set first (or pass --import-outcomes / --dcrouter)")
+    embedder = Embedder(cache_path=args.embedding_cache) if args.embedding_cache else Embedder()
+    return build_world(snap, embedder, progress=sys.stderr.isatty()), nodes, location or "default store"
+
+
+def splits(world: World, how: str, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    n = world.data.n_queries
+    if how == "official":
+        s = world.data.split
+        if not ((s == "train").any() and (s == "test").any()):
+            raise SystemExit("the store has no official train/test split; use --split seeded or cv")
+        return [(np.flatnonzero(s == "train"), np.flatnonzero(s == "test"))]
+    perm = np.random.default_rng(seed).permutation(n)
+    if how == "seeded":
+        cut = int(0.8 * n)
+        return [(np.sort(perm[:cut]), np.sort(perm[cut:]))]
+    parts = np.array_split(perm, folds)
+    return [(np.sort(np.concatenate(parts[:i] + parts[i + 1 :])), np.sort(parts[i])) for i in range(folds)]
+
+
+def split_note(how: str, folds: int) -> str:
+    return {
+        "official": "the official train/test split",
+        "seeded": "one fixed seeded 80/20 split (seed 0), not CV",
+        "cv": f"{folds}-fold CV (mean ± std over folds)",
+    }[how]
+
+
+def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str], utility=None) -> dict:  # type: ignore[no-untyped-def]
+    """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``.
+    ``utility(q, w)``: the (n, C) utility routed by (default: the router's)."""
+    data, cn = world.data, world.data.cost_norm()
+    utility = utility or router.utility
+    out = {}
+    for mode in MODES:
+        q = world.features(test, task_given=mode == "given")
+        for scen in scenarios:
+            w = SCENARIOS[scen]
+            ch = columns[masked_choice(utility(q, w), data.effect[test][:, columns])]
+            out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
+    return out
+
+
+def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str):  # type: ignore[no-untyped-def]
+    """The GNN fitted on ``train`` (default recipe; ``--gnn-seeds`` members), or the same fit from ``--cache``: a
+    fit depends only on the data, the split and the recipe, not on the registration constants being compared."""
+    kwargs: dict = {"seeds": tuple(int(s) for s in args.gnn_seeds.split(","))} if args.gnn_seeds else {}
+    if args.gnn_max_episodes:
+        kwargs["max_episodes"] = args.gnn_max_episodes
+    path = None
+    if args.cache:
+        digest = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:10]
+        recipe = f"{args.gnn_seeds or 'default'}{f'-e{args.gnn_max_episodes}' if args.gnn_max_episodes else ''}"
+        path = Path(args.cache) / f"{args.dataset}-{digest}-{recipe}-{tag}.pt"
+        if path.exists():  # the registration constants are today's defaults, not the cached fit's
+            router = torch.load(path, weights_only=False)
+            defaults = ROUTERS["gnn"]()
+            for name in REGISTRATION_CONSTANTS:
+                setattr(router, name, getattr(defaults, name))
+            return router
+    router = ROUTERS["gnn"](**kwargs).fit(world, train)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(router, path)
+    return router
