@@ -332,3 +332,17 @@ def test_resemblance_weighs_the_trained_candidate_the_outcomes_follow() -> None:
     out = corr.apply(logits, np.zeros(4, np.int64))
     np.testing.assert_allclose(out[..., 4], 0.25 * logits[..., 4] + 0.75 * logits[..., 1], rtol=1e-6)
     np.testing.assert_allclose(out[..., :4], logits[..., :4])
+
+
+def test_a_sub_ensemble_serves_with_the_members_kept_only() -> None:
+    world = make_world()
+    train, test = split(world)
+    gnn = GnnRouter(seeds=(0, 1), max_episodes=20).fit(world, train)
+    q = world.features(test)
+    whole, first = gnn.sub_ensemble([0, 1]), gnn.sub_ensemble([0])
+    np.testing.assert_allclose(whole.predict_effect(q), gnn.predict_effect(q), rtol=1e-5, atol=1e-6)
+    alone = GnnRouter(seeds=(0,), max_episodes=20).fit(world, train)  # the same seed: the same member
+    np.testing.assert_allclose(first.predict_effect(q), alone.predict_effect(q), rtol=1e-5, atol=1e-6)
+    assert len(gnn.members) == 2  # the original keeps its ensemble
+    with pytest.raises(ValueError, match="positions in 0..1"):
+        gnn.sub_ensemble([2])

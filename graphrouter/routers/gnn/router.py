@@ -262,6 +262,17 @@ class GnnRouter(CandidateList, Router):
         """Make the serving caches exact, now."""
         self._cache.refresh()
 
+    def sub_ensemble(self, keep: list[int]) -> GnnRouter:
+        """A copy that serves with the members ``keep`` (positions) only, over the same stored graph and candidates:
+        what each member adds to the ensemble (``experiments/gnn_recipe.py``)."""
+        if not keep or any(not 0 <= i < len(self.members) for i in keep):
+            raise ValueError(f"members to keep must be positions in 0..{len(self.members) - 1}, got {keep}")
+        out = copy.copy(self)
+        out.members = [self.members[i] for i in keep]
+        out._cache = ServingCache([m.model for m in out.members], self._stored_graph(), self._cache.candidates)
+        out._cache.fitter = out._fit_correction
+        return out
+
     def wait_exact(self, timeout: float | None = None) -> bool:
         """Block until the serving caches are exact again after the last change (True), or ``timeout`` s passed."""
         return self._cache.wait_exact(timeout)
