@@ -136,8 +136,15 @@ def main() -> None:
                 "input_price": 0.5,
                 "output_price": 1.5,
             }
+            if args.new_name in world.data.candidates:
+                raise SystemExit(f"--new-name {args.new_name} is a trained LLM: name one the store does not hold")
+            t = time.perf_counter()
             r = client.post("/v1/llms", json=llm, headers=auth)
-            assert r.status_code in (200, 201), r.text
+            assert r.status_code == 201, r.text  # registered now, from its description only
+            register_ms = 1000 * (time.perf_counter() - t)
+            t = time.perf_counter()
+            router.wait_exact()  # the registration's exact refresh over the stored graph runs in the background
+            refresh_s = time.perf_counter() - t
             few = rounds(client, 10_000, args.posts, args.new_name, n_cand + 1)
             bulk = REFIT_ROWS - args.posts - 3
             for lo in range(0, bulk, 250):  # new queries with their outcomes, 250 per request
@@ -154,7 +161,7 @@ def main() -> None:
                         }
                     )
                 r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=auth)
-                assert r.status_code == 200, r.text
+                assert r.status_code == 200 and r.json()["applied_to_scorer"] == len(rows), r.text
             many = rounds(client, 30_000, args.posts, args.new_name, n_cand + 1)
         store.close()
 
@@ -174,12 +181,15 @@ def main() -> None:
             "+ the next POST /v1/route: median (ms) | p90 (ms) | its predicted effect changed |",
             "|---|---:|---:|---:|---:|---:|",
             f"| the top pick (a trained LLM) | {trained.row()} |",
-            f"| a new LLM registered from its description, 1–{args.posts + 3} outcomes (refitted on each) | "
+            f"| a new LLM registered from its description, its outcomes 4–{args.posts + 3} (refitted on each) | "
             f"{few.row()} |",
             f"| the same LLM at {REFIT_ROWS:,} outcomes and more (the refit reads its last {REFIT_ROWS:,}) | "
             f"{many.row()} |",
             "",
-            "Target (issue 13): under 50 ms at 100k stored queries.",
+            f"Rounds 1–3 of each phase are warm-up, not measured. The new LLM's `POST /v1/llms` took "
+            f"{register_ms:.0f} ms; the exact refresh over the stored graph that it starts in the background took "
+            f"{refresh_s:.1f} s more, and the new LLM's rounds began after it. Target (issue 13): under 50 ms at 100k "
+            "stored queries.",
             "",
         ]
     )

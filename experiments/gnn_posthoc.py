@@ -13,6 +13,10 @@ predicted costs and penalty, three scenarios), minus routing by the member's pre
 - **recalibration**: per-candidate and per-(task, candidate) logit offsets, the shrunk mean residual of the *other*
   members' validation predictions on rows this member did not hold out (so fitted and scored rows are disjoint).
 
+Slightly in the GNN's favour: a member's validation rows also chose its early stopping. Slightly in
+recalibration's: the other members' predictions were made with this member's validation rows among their stored
+(visible) neighbours.
+
 ``--cache`` is the runner's (``experiments/evaluate.py --cache``): the CV's fitted GNNs are reused, not refitted.
 Writes ``experiments/results/<dataset>_gnn_posthoc.md``.
 """
@@ -69,6 +73,25 @@ def routed(pred: np.ndarray, eff: np.ndarray, cn: np.ndarray, pred_cn: np.ndarra
     return out
 
 
+def recalibrated(member, others: list, effect: np.ndarray, task: np.ndarray, n_tasks: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Per prior (KAPPAS), ``member``'s validation predictions with logit offsets fitted on the ``others``'
+    validation rows that ``member`` did not hold out (``effect``, ``task``: the fold's training queries, by
+    position); none without others."""
+    own = set(member.val_rows.tolist())
+    keeps = [np.array([r not in own for r in o.val_rows], dtype=bool) for o in others]
+    rows = [o.val_rows[k] for o, k in zip(others, keeps, strict=True)]
+    if not sum(len(r) for r in rows):
+        return {}
+    fr = np.concatenate(rows)
+    fz = logit(np.concatenate([o.val_prob[k] for o, k in zip(others, keeps, strict=True)]))
+    out = {}
+    for kappa in KAPPAS:
+        off = offsets(fz, effect[fr], task[fr], n_tasks, kappa)
+        z = logit(member.val_prob) + off[task[member.val_rows]]
+        out[f"recalibrate κ_task={kappa[0]:g} κ_cand={kappa[1]:g}"] = 1 / (1 + np.exp(-z))
+    return out
+
+
 def fold_rewards(world, train: np.ndarray, router) -> dict[tuple[str, str], list[np.ndarray]]:  # type: ignore[no-untyped-def]
     """Per (variant, scenario), the per-query rewards over every member's validation rows of one fold."""
     data, n_tasks = world.data, len(world.data.task_names)
@@ -85,19 +108,7 @@ def fold_rewards(world, train: np.ndarray, router) -> dict[tuple[str, str], list
         simple["table"] = np.where(np.isfinite(tab), tab, m.val_prob)
         variants = {"gnn": m.val_prob}
         variants |= {f"blend {s} a={a:g}": (1 - a) * m.val_prob + a * simple[s] for s in SIMPLE for a in ALPHAS}
-        own = set(rows.tolist())  # recalibration: fitted on the other members' rows this member did not hold out
-        fit = [
-            (o.val_rows[keep], o.val_prob[keep])
-            for o in members
-            if o is not m
-            for keep in [np.array([r not in own for r in o.val_rows])]
-        ]
-        fr, fz = np.concatenate([f[0] for f in fit]), logit(np.concatenate([f[1] for f in fit]))
-        for kappa in KAPPAS:
-            off = offsets(fz, data.effect[train[fr]], task[fr], n_tasks, kappa)
-            variants[f"recalibrate κ_task={kappa[0]:g} κ_cand={kappa[1]:g}"] = 1 / (
-                1 + np.exp(-(logit(m.val_prob) + off[task[rows]]))
-            )
+        variants |= recalibrated(m, [o for o in members if o is not m], data.effect[train], task, n_tasks)
         for name, pred in variants.items():
             for scen, r in routed(pred, eff, cn, pc, router).items():
                 out.setdefault((name, scen), []).append(r)
@@ -127,10 +138,20 @@ def main() -> None:
         f"# {args.dataset}: post-hoc steps on the GNN, on its members' validation splits",
         "",
         f"`python experiments/gnn_posthoc.py --dataset {args.dataset} --store <store> --cache <fits> "
-        f"--folds {args.folds}` ({time.perf_counter() - t0:.0f}s). {__doc__.split(chr(10) + chr(10))[2]}",
+        f"--folds {args.folds}` ({time.perf_counter() - t0:.0f}s).",
         "",
-        "Reward of routing the validation queries minus routing by the GNN member alone: mean over folds "
-        "[per fold]. Task given.",
+        "Each CV fold's GNN members hold out inner validation splits of the fold's training queries (the test folds "
+        "are never read); on those rows, the reward of routing by a member's prediction after a post-hoc step, "
+        "minus routing by the member's prediction alone (first row: that reward itself). Mean over folds [per fold], "
+        "task given, the router's predicted costs and uncertainty penalty.",
+        "",
+        "- blend a: (1 − a) · GNN + a · a simple predictor fitted on the member's inner-training queries only (the "
+        "MLP on the query embedding and task, matrix factorisation, the per-task table);",
+        "- recalibrate: per-candidate (prior mass κ_cand) and per-(task, candidate) (κ_task) logit offsets, the "
+        "shrunk mean residual of the other members' validation predictions on rows this member did not hold out.",
+        "",
+        "Slightly in the GNN's favour: a member's validation rows also chose its early stopping. Slightly in "
+        "recalibration's: the other members predicted with this member's validation rows as visible neighbours.",
         "",
         "| variant | " + " | ".join(SCENARIOS) + " |",
         "|---|" + "---:|" * len(SCENARIOS),

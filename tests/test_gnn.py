@@ -337,12 +337,19 @@ def test_resemblance_weighs_the_trained_candidate_the_outcomes_follow() -> None:
 def test_a_sub_ensemble_serves_with_the_members_kept_only() -> None:
     world = make_world()
     train, test = split(world)
-    gnn = GnnRouter(seeds=(0, 1), max_episodes=20).fit(world, train)
+    recipe = {"max_episodes": 20, "fallback_z": None}
+    gnn = GnnRouter(seeds=(0, 1), **recipe).fit(world, train)
     q = world.features(test)
     whole, first = gnn.sub_ensemble([0, 1]), gnn.sub_ensemble([0])
     np.testing.assert_allclose(whole.predict_effect(q), gnn.predict_effect(q), rtol=1e-5, atol=1e-6)
-    alone = GnnRouter(seeds=(0,), max_episodes=20).fit(world, train)  # the same seed: the same member
+    alone = GnnRouter(seeds=(0,), **recipe).fit(world, train)  # the same seed: the same member
     np.testing.assert_allclose(first.predict_effect(q), alone.predict_effect(q), rtol=1e-5, atol=1e-6)
-    assert len(gnn.members) == 2  # the original keeps its ensemble
-    with pytest.raises(ValueError, match="positions in 0..1"):
-        gnn.sub_ensemble([2])
+    assert len(gnn.members) == 2 and first.seeds == (0,)  # the original keeps its ensemble
+    # outcomes since training travel with it: the candidate's fit from outcomes serves in the copy too
+    c = gnn.candidates[0]
+    assert gnn.add_outcomes(c, {int(i): 0.0 for i in train[:40]}) == 40
+    gnn.wait_exact()
+    np.testing.assert_allclose(gnn.sub_ensemble([0, 1]).predict_effect(q), gnn.predict_effect(q), rtol=1e-5, atol=1e-6)
+    for bad in ([2], [0, 0], []):
+        with pytest.raises(ValueError, match="distinct positions in 0..1"):
+            gnn.sub_ensemble(bad)

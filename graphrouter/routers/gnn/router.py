@@ -263,14 +263,18 @@ class GnnRouter(CandidateList, Router):
         self._cache.refresh()
 
     def sub_ensemble(self, keep: list[int]) -> GnnRouter:
-        """A copy that serves with the members ``keep`` (positions) only, over the same stored graph and candidates:
-        what each member adds to the ensemble (``experiments/gnn_recipe.py``)."""
-        if not keep or any(not 0 <= i < len(self.members) for i in keep):
-            raise ValueError(f"members to keep must be positions in 0..{len(self.members) - 1}, got {keep}")
+        """A copy that serves with the members ``keep`` (distinct positions) only, over the same stored graph,
+        candidates and outcomes since training: what each member adds to the ensemble
+        (``experiments/gnn_recipe.py``). It keeps the whole ensemble's per-task fallback decision (chosen on every
+        member's validation split) and no online learner (a scorer attaches its own)."""
+        if not keep or len(set(keep)) != len(keep) or any(not 0 <= i < len(self.members) for i in keep):
+            raise ValueError(f"members to keep must be distinct positions in 0..{len(self.members) - 1}, got {keep}")
         out = copy.copy(self)
-        out.members = [self.members[i] for i in keep]
-        out._cache = ServingCache([m.model for m in out.members], self._stored_graph(), self._cache.candidates)
+        out.members, out.online = [self.members[i] for i in keep], None
+        out.seeds = tuple(self.seeds[i] for i in keep) if len(self.seeds) == len(self.members) else out.seeds
+        out._cache = ServingCache([m.model for m in out.members], self._cache.stored, self._cache.candidates)
         out._cache.fitter = out._fit_correction
+        out._cache.refresh()  # installed again with the fit from outcomes of the candidates that have some
         return out
 
     def wait_exact(self, timeout: float | None = None) -> bool:
