@@ -84,6 +84,7 @@ class Metrics:
 
     def proxied(self, candidate: str, result: str) -> None:
         self.proxy_calls.labels(candidate=candidate, result=result).inc()
+
     def explored(self, candidate: str, kind: str, extra_usd: float) -> None:
         self.explorations.labels(candidate=candidate, kind=kind).inc()
         self.exploration_cost.inc(max(extra_usd, 0.0))

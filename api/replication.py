@@ -72,6 +72,7 @@ class Follower:
         self.applied = 0
         self.resyncs = 0  # full resyncs from the store (the log was pruned past this replica's version)
         self.pruned = 0  # change records this replica pruned
+        self.expired = 0  # pending outcomes this replica dropped (their feedback never came)
         self.last_poll: float | None = None
         self._last_prune = time.monotonic()  # the first pruning one interval after the start
         self._stop = threading.Event()
@@ -110,6 +111,7 @@ class Follower:
                 if self.prune_interval > 0 and time.monotonic() - self._last_prune >= self.prune_interval:
                     self._last_prune = time.monotonic()
                     self.prune()
+                    self.expire_pending()
             except StoreUnavailableError as exc:  # an outage: /ready says so; try again at the next tick
                 log.debug("change log not read: %s", exc)
             except Exception:  # never let the thread die: log and try again at the next tick
@@ -131,6 +133,18 @@ class Follower:
         if removed:
             self.pruned += removed
             log.info("change log pruned: %d record(s), through version %d", removed, store.pruned_through())
+        return removed
+
+    def expire_pending(self) -> int:
+        """Drop the proxied calls' pending outcomes older than ``pending_ttl_seconds`` (0: none) once; returns how
+        many. Their feedback (``POST /v1/feedback``) is a 404 afterwards."""
+        ttl = self.state.settings.pending_ttl_seconds
+        if ttl <= 0:
+            return 0
+        removed = self.state.get_store().prune_pending(now(time.time() - ttl))
+        if removed:
+            self.expired += removed
+            log.info("pending outcomes expired: %d older than %.0f s", removed, ttl)
         return removed
 
     def resync(self) -> None:

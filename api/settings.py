@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         description="seconds between prunings of the change log by this replica's follower (a replica that fell "
         "behind the pruned log resyncs from the store); 0: this replica never prunes",
     )
+    pending_ttl_seconds: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="a proxied call's pending outcome whose feedback has not come within this many seconds is "
+        "dropped by the follower at each pruning (every changelog_prune_interval s); 0: kept until its feedback",
+    )
     batch_window_ms: float = Field(
         0.0,
         ge=0,

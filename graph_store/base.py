@@ -171,6 +171,16 @@ class GraphStore(ABC):
                 cut = min(cut, first_kept - 1)
         return self._prune_changes(max(cut, 0))
 
+    def prune_pending(self, observed_before: str) -> int:
+        """Drop the pending outcomes (forwarded calls whose feedback never came) observed before
+        ``observed_before``, a time as ``PendingOutcome.observed_at`` (e.g. from :func:`graph_store.changes.now`);
+        one with no time is kept. Returns how many were removed. Safe to run from several processes at once."""
+        if not isinstance(observed_before, str) or not observed_before.strip():
+            raise InvalidInputError(
+                f"observed_before must be a time string such as '2026-01-31T00:00:00Z', got {observed_before!r}"
+            )
+        return self._prune_pending(observed_before)
+
     # ---- reads --------------------------------------------------------------------------------------------
     def get_node(self, label: str, key: str) -> NodeRecord:
         check_label(label)
@@ -272,6 +282,10 @@ class GraphStore(ABC):
     def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
         """In one transaction: write ``outcome`` and delete the pending record; False (nothing written) if the
         pending record is gone."""
+
+    @abstractmethod
+    def _prune_pending(self, before: str) -> int:
+        """Delete the pending records whose ``observed_at`` is set and sorts before ``before``; return how many."""
 
     @abstractmethod
     def _clear(self) -> None: ...

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from graph_store import GraphStore
+from graph_store import GraphBatch, GraphStore
 from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
@@ -192,3 +192,31 @@ def test_the_follower_prunes_by_the_retention_settings(
     with TestClient(young):
         young.state.follower.poll()
         assert young.state.follower.prune() == 0  # every change is younger than an hour
+
+
+def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    import time
+
+    from graph_store import PendingOutcome, Query
+    from graph_store.changes import now
+
+    world, paths = fitted
+    query = Query("a proxied question", world.data.task_names[0])
+    llm = world.data.candidates[0]
+    old, fresh = now(time.time() - 3 * 3600), now(time.time() - 60)
+    rows = [PendingOutcome("stale", query.id, llm, 0.0, observed_at=old)]
+    rows.append(PendingOutcome("recent", query.id, llm, 0.0, observed_at=fresh))
+    store.write(GraphBatch(queries=[query], pending=rows))
+    keep_all = _replica(store, world, paths["gnn"], pending_ttl_seconds=0)
+    with TestClient(keep_all):
+        assert keep_all.state.follower.expire_pending() == 0  # 0: never
+    app = _replica(store, world, paths["gnn"], pending_ttl_seconds=3600)
+    with TestClient(app) as client:
+        assert app.state.follower.expire_pending() == 1 and app.state.follower.expired == 1
+        r = client.post("/v1/feedback", json={"id": "stale", "effect": 1.0}, headers=AUTH)
+        assert r.status_code == 404 and "stale" in r.json()["detail"], r.text
+        r = client.post("/v1/feedback", json={"id": "recent", "effect": 1.0}, headers=AUTH)
+        assert r.status_code == 200, r.text

@@ -486,6 +486,31 @@ def test_pending_outcomes_refuse_bad_effects_and_dangling_ends_and_go_with_their
         store.pending_outcome("r-3")
 
 
+def test_pending_outcomes_whose_feedback_never_came_expire(store: GraphStore) -> None:
+    from graph_store import PendingOutcome
+
+    store.write(small_world())
+    query = Query("a forwarded question nobody rated", "math")
+    rows = [
+        PendingOutcome("old-llm", query.id, "tiny", 0.1, observed_at="2026-01-01T00:00:00Z"),
+        PendingOutcome("old-agent", query.id, "react-bot", 0.1, kind=AGENT, observed_at="2026-01-01T23:59:59Z"),
+        PendingOutcome("new", query.id, "tiny", 0.1, observed_at="2026-01-02T00:00:00Z"),
+        PendingOutcome("untimed", query.id, "tiny", 0.1),
+    ]
+    store.write(GraphBatch(queries=[query], pending=rows))
+    assert store.prune_pending("2026-01-02T00:00:00Z") == 2  # both kinds; strictly before the time
+    for gone in ("old-llm", "old-agent"):
+        with pytest.raises(NodeNotFoundError):
+            store.pending_outcome(gone)
+    assert store.pending_outcome("new").observed_at == "2026-01-02T00:00:00Z"
+    assert store.pending_outcome("untimed").observed_at == ""  # no time: never expired
+    assert store.prune_pending("2026-01-02T00:00:00Z") == 0  # again: nothing left to drop
+    assert store.complete_pending("new", 1.0).effect == 1.0  # what is kept still completes
+    for bad in ("", "  ", None):
+        with pytest.raises(InvalidInputError, match="observed_before must be a time string"):
+            store.prune_pending(bad)  # type: ignore[arg-type]
+
+
 def test_an_older_embedded_file_gains_the_new_columns_and_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
 
@@ -506,6 +531,8 @@ def test_an_older_embedded_file_gains_the_new_columns_and_tables(tmp_path) -> No
         assert store.get_node(LLM, "old-llm") == LLMNode("old-llm", "stored before upstreams", 1.0, 2.0)
         store.upsert([LLMNode("old-llm", "now with one", 1.0, 2.0, base_url="http://127.0.0.1:9/v1")])
         assert store.get_node(LLM, "old-llm").base_url == "http://127.0.0.1:9/v1"  # type: ignore[union-attr]
+
+
 # ---- the change log ---------------------------------------------------------------------------------------------
 def test_changes_are_logged_with_the_write_and_versions_increase(store: GraphStore) -> None:
     base = store.latest_version()

@@ -347,6 +347,15 @@ class EmbeddedStore(GraphStore):
             raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
         return True
 
+    def _prune_pending(self, before: str) -> int:
+        try:
+            with self._tx(write=True) as db:
+                return db.execute(
+                    "DELETE FROM pending_outcome WHERE observed_at <> '' AND observed_at < ?", (before,)
+                ).rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
+
     def _counts(self) -> dict[str, int]:
         with self._tx() as db:
             out = {label: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for label, t in TABLE.items()}

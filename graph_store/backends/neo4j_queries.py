@@ -173,6 +173,13 @@ RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, p.cost AS 
 """
     for kind in OUTCOME_REL
 }
+# Expire those whose feedback never came: observed (a sortable UTC time string) before $before; none without a time.
+PRUNE_PENDING = f"""
+MATCH ()-[p:{AWAITS_FEEDBACK}]->()
+WHERE p.observed_at <> '' AND p.observed_at < $before
+DELETE p
+RETURN count(*) AS deleted
+"""
 # Complete one: the outcome edge written (or updated) and the pending edge deleted, in the same statement.
 COMPLETE_PENDING: dict[str, str] = {
     kind: f"""

@@ -382,6 +382,14 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
             return session.execute_write(work) > 0
 
     @translate_errors
+    def _prune_pending(self, before: str) -> int:
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            return int(tx.run(cypher.PRUNE_PENDING, before=before).single(strict=True)["deleted"])
+
+        with self._session() as session:
+            return session.execute_write(work)
+
+    @translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
             out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
