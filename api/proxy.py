@@ -40,7 +40,6 @@ import math
 import os
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,6 +71,7 @@ from api.upstream import (
 )
 from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputError, LLMNode, PendingOutcome, Query
 from graph_store import query_id as text_id
+from graph_store.changes import now as utc_now
 from graphrouter.cost import usd_cost
 from graphrouter.scorer import RouteResult
 
@@ -397,12 +397,12 @@ class ChatProxy:
         cost = min(usd_cost(tokens[0], tokens[1], node.input_price, node.output_price), 1_000.0)
         qid = text_id(plan.text)
         text = plan.text if self.settings.store_query_texts else f"[text not stored] {qid}"
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        at = utc_now()  # the format the follower's expiry compares (graph_store.changes.now)
         try:
             store = self.state.get_store()
             with self.registry.lock:
                 new = [] if store.has_node(QUERY, qid) else [Query(text, plan.task, id=qid)]
-                pending = PendingOutcome(rid, qid, node.name, cost, kind=LLM, source="proxy", observed_at=now)
+                pending = PendingOutcome(rid, qid, node.name, cost, kind=LLM, source="proxy", observed_at=at)
                 store.write(GraphBatch(queries=new, pending=[pending]))
         except (GraphStoreError, InvalidInputError) as exc:
             log.warning("call %s to %s not recorded: %s", rid, attempt.name, exc)
@@ -414,9 +414,8 @@ class ChatProxy:
         if writing is not None:  # answered moments ago, its record still being written
             writing.wait(timeout=self.settings.proxy_timeout)
         store = self.state.get_store()
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.registry.lock:
-            outcome = store.complete_pending(body.id, body.effect, observed_at=now)
+            outcome = store.complete_pending(body.id, body.effect, observed_at=utc_now())
             applied = self.registry.apply_outcomes([outcome])
         return FeedbackOut(
             id=body.id,

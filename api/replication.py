@@ -91,6 +91,11 @@ class Follower:
         return self.state.settings.changelog_prune_interval
 
     def start(self) -> None:
+        if self.prune_interval <= 0 and self.state.settings.pending_ttl_seconds > 0:
+            log.warning(
+                "GRAPHROUTER_CHANGELOG_PRUNE_INTERVAL is 0: this replica never expires pending outcomes "
+                "(GRAPHROUTER_PENDING_TTL_SECONDS); another replica with an interval must"
+            )
         if (self.interval <= 0 and self.prune_interval <= 0) or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="graphrouter-follower", daemon=True)
@@ -105,17 +110,17 @@ class Follower:
     def _run(self) -> None:
         tick = min(i for i in (self.interval, self.prune_interval) if i > 0)
         while not self._stop.wait(tick):
-            try:
-                if self.interval > 0:
-                    self.poll()
-                if self.prune_interval > 0 and time.monotonic() - self._last_prune >= self.prune_interval:
-                    self._last_prune = time.monotonic()
-                    self.prune()
-                    self.expire_pending()
-            except StoreUnavailableError as exc:  # an outage: /ready says so; try again at the next tick
-                log.debug("change log not read: %s", exc)
-            except Exception:  # never let the thread die: log and try again at the next tick
-                log.exception("following the change log failed")
+            steps = [self.poll] if self.interval > 0 else []
+            if self.prune_interval > 0 and time.monotonic() - self._last_prune >= self.prune_interval:
+                self._last_prune = time.monotonic()
+                steps += [self.prune, self.expire_pending]
+            for step in steps:  # each its own try: one failing does not skip the others
+                try:
+                    step()
+                except StoreUnavailableError as exc:  # an outage: /ready says so; try again at the next tick
+                    log.debug("%s: store unavailable: %s", step.__name__, exc)
+                except Exception:  # never let the thread die: log and try again at the next tick
+                    log.exception("the follower's %s failed", step.__name__)
 
     def prune(self) -> int:
         """Apply the retention settings to the store's change log once; returns how many records were removed.

@@ -120,9 +120,11 @@ class Settings(BaseSettings):
     pending_ttl_seconds: float = Field(
         7 * 24 * 3600.0,
         ge=0,
+        le=10 * 365 * 24 * 3600.0,
         allow_inf_nan=False,
         description="a proxied call's pending outcome whose feedback has not come within this many seconds is "
-        "dropped by the follower at each pruning (every changelog_prune_interval s); 0: kept until its feedback",
+        "dropped by the follower at each pruning (every changelog_prune_interval s; none if that is 0); at most 10 "
+        "years; 0: kept until its feedback",
     )
     batch_window_ms: float = Field(
         0.0,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from graph_store.changes import MAX_CHANGES_PER_READ, Change, check_change
+from graph_store.changes import MAX_CHANGES_PER_READ, UTC_SECOND, Change, check_change
 from graph_store.errors import ChangeLogTruncatedError, InvalidInputError, NodeNotFoundError
 from graph_store.schema import (
     AGENT,
@@ -175,9 +175,10 @@ class GraphStore(ABC):
         """Drop the pending outcomes (forwarded calls whose feedback never came) observed before
         ``observed_before``, a time as ``PendingOutcome.observed_at`` (e.g. from :func:`graph_store.changes.now`);
         one with no time is kept. Returns how many were removed. Safe to run from several processes at once."""
-        if not isinstance(observed_before, str) or not observed_before.strip():
+        if not isinstance(observed_before, str) or not UTC_SECOND.fullmatch(observed_before):
             raise InvalidInputError(
-                f"observed_before must be a time string such as '2026-01-31T00:00:00Z', got {observed_before!r}"
+                f"observed_before must be a UTC time as YYYY-MM-DDTHH:MM:SSZ (graph_store.changes.now()), "
+                f"got {observed_before!r}"
             )
         return self._prune_pending(observed_before)
 

@@ -18,6 +18,7 @@ retained log notices the gap and resyncs from the store instead of silently miss
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,9 @@ def import_change(batch: GraphBatch, origin: str = "graphrouter-import") -> Chan
     if len(batch.outcomes) <= MAX_LOGGED_IMPORT_ROWS:
         payload["rows"] = [[o.query_id, o.target, o.effect, o.cost] for o in batch.outcomes]
     return Change(IMPORTED, payload=payload, origin=origin)
+
+
+UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")  # what now() writes: sortable as text
 
 
 def now(at: float | None = None) -> str:

@@ -220,3 +220,17 @@ def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
         assert r.status_code == 404 and "stale" in r.json()["detail"], r.text
         r = client.post("/v1/feedback", json={"id": "recent", "effect": 1.0}, headers=AUTH)
         assert r.status_code == 200, r.text
+    # the follower's thread does it by itself at its pruning interval, even when its pruning of the log fails
+    store.write(GraphBatch(pending=[PendingOutcome("stale-2", query.id, llm, 0.0, observed_at=old)]))
+    ticking = _replica(store, world, paths["gnn"], pending_ttl_seconds=3600, changelog_prune_interval=0.05)
+    with TestClient(ticking):
+        follower = ticking.state.follower
+
+        def broken() -> int:
+            raise RuntimeError("the change log cannot be pruned")
+
+        follower.prune = broken
+        deadline = time.monotonic() + 10
+        while follower.expired == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert follower.expired == 1

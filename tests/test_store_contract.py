@@ -497,8 +497,10 @@ def test_pending_outcomes_whose_feedback_never_came_expire(store: GraphStore) ->
         PendingOutcome("new", query.id, "tiny", 0.1, observed_at="2026-01-02T00:00:00Z"),
         PendingOutcome("untimed", query.id, "tiny", 0.1),
     ]
-    store.write(GraphBatch(queries=[query], pending=rows))
+    rated = Outcome(query.id, "tiny", 1.0, 0.1, observed_at="2025-06-01T00:00:00Z")  # an outcome, not pending
+    store.write(GraphBatch(queries=[query], outcomes=[rated], pending=rows))
     assert store.prune_pending("2026-01-02T00:00:00Z") == 2  # both kinds; strictly before the time
+    assert store.outcomes(LLM, query_id=query.id) == [rated]  # outcomes are never expired
     for gone in ("old-llm", "old-agent"):
         with pytest.raises(NodeNotFoundError):
             store.pending_outcome(gone)
@@ -506,8 +508,8 @@ def test_pending_outcomes_whose_feedback_never_came_expire(store: GraphStore) ->
     assert store.pending_outcome("untimed").observed_at == ""  # no time: never expired
     assert store.prune_pending("2026-01-02T00:00:00Z") == 0  # again: nothing left to drop
     assert store.complete_pending("new", 1.0).effect == 1.0  # what is kept still completes
-    for bad in ("", "  ", None):
-        with pytest.raises(InvalidInputError, match="observed_before must be a time string"):
+    for bad in ("", "tomorrow", "2026-01-02", "2026-01-02t00:00:00z", "2026-01-02T00:00:00+00:00", None):
+        with pytest.raises(InvalidInputError, match="observed_before must be a UTC time as YYYY-MM-DDTHH:MM:SSZ"):
             store.prune_pending(bad)  # type: ignore[arg-type]
 
 

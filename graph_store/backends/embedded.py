@@ -88,6 +88,7 @@ CREATE INDEX IF NOT EXISTS of_task_task ON of_task(task);
 CREATE INDEX IF NOT EXISTS backed_by_llm ON backed_by(llm);
 CREATE INDEX IF NOT EXISTS answered_by_target ON answered_by(target);
 CREATE INDEX IF NOT EXISTS handled_by_target ON handled_by(target);
+CREATE INDEX IF NOT EXISTS pending_outcome_observed_at ON pending_outcome(observed_at);
 """
 
 TABLE = {TASK: "task", QUERY: "query", LLM: "llm", AGENT: "agent"}
@@ -154,6 +155,11 @@ def _row_values(label: str, node: Any) -> tuple[Any, ...]:
     return tuple(_blob(node.embedding) if c == "embedding" else getattr(node, c) for c in COLUMNS[label])
 
 
+PRUNE_PENDING = (
+    "DELETE FROM pending_outcome WHERE response_id IN (SELECT response_id FROM pending_outcome "
+    "WHERE observed_at <> '' AND observed_at < ? LIMIT ?)"
+)
+PRUNE_PENDING_BATCH = 5000
 SELECT_PENDING = "SELECT response_id, kind, query_id, llm, agent, cost, source, observed_at FROM pending_outcome"
 
 
@@ -348,11 +354,14 @@ class EmbeddedStore(GraphStore):
         return True
 
     def _prune_pending(self, before: str) -> int:
+        removed = 0
         try:
-            with self._tx(write=True) as db:
-                return db.execute(
-                    "DELETE FROM pending_outcome WHERE observed_at <> '' AND observed_at < ?", (before,)
-                ).rowcount
+            while True:  # in batches, each its own short write transaction: the proxy's writes wait for one only
+                with self._tx(write=True) as db:
+                    n = db.execute(PRUNE_PENDING, (before, PRUNE_PENDING_BATCH)).rowcount
+                removed += n
+                if n < PRUNE_PENDING_BATCH:
+                    return removed
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
 

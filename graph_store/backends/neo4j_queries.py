@@ -174,9 +174,11 @@ RETURN q.{NODE_KEY[QUERY]} AS query_id, c.{NODE_KEY[kind]} AS target, p.cost AS 
     for kind in OUTCOME_REL
 }
 # Expire those whose feedback never came: observed (a sortable UTC time string) before $before; none without a time.
+# At most $batch per transaction (the caller loops until none is left).
 PRUNE_PENDING = f"""
 MATCH ()-[p:{AWAITS_FEEDBACK}]->()
 WHERE p.observed_at <> '' AND p.observed_at < $before
+WITH p LIMIT $batch
 DELETE p
 RETURN count(*) AS deleted
 """

@@ -384,10 +384,15 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
     @translate_errors
     def _prune_pending(self, before: str) -> int:
         def work(tx: neo4j.ManagedTransaction) -> int:
-            return int(tx.run(cypher.PRUNE_PENDING, before=before).single(strict=True)["deleted"])
+            return int(
+                tx.run(cypher.PRUNE_PENDING, before=before, batch=self._batch_size).single(strict=True)["deleted"]
+            )
 
-        with self._session() as session:
-            return session.execute_write(work)
+        removed = 0
+        with self._session() as session:  # in batches: a first expiry may face a long backlog
+            while n := session.execute_write(work):
+                removed += n
+        return removed
 
     @translate_errors
     def _counts(self) -> dict[str, int]:
