@@ -422,4 +422,9 @@ class Readiness(BaseModel):
     change_resyncs: int | None = Field(
         None, description="full resyncs from the store since the start (the log had been pruned past this replica)"
     )
+    pending_expired: int | None = Field(
+        None,
+        description="pending outcomes (proxied calls) this replica dropped since the start because their feedback "
+        "did not come within GRAPHROUTER_PENDING_TTL_SECONDS",
+    )
     replica: str | None = Field(None, description="this replica's id (the origin of the changes it writes)")

@@ -215,7 +215,7 @@ def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
         assert keep_all.state.follower.expire_pending() == 0  # 0: never
     app = _replica(store, world, paths["gnn"], pending_ttl_seconds=3600)
     with TestClient(app) as client:
-        assert app.state.follower.expire_pending() == 1 and app.state.follower.expired == 1
+        assert app.state.follower.expire_pending() == 1 and client.get("/ready").json()["pending_expired"] == 1
         r = client.post("/v1/feedback", json={"id": "stale", "effect": 1.0}, headers=AUTH)
         assert r.status_code == 404 and "stale" in r.json()["detail"], r.text
         r = client.post("/v1/feedback", json={"id": "recent", "effect": 1.0}, headers=AUTH)

@@ -44,6 +44,7 @@ def ready(request: Request, state: StateDep, registry: RegistryDep) -> Readiness
         candidates=len(scorer.routable_candidates) if scorer else None,
         change_version=follower.version if follower is not None else None,
         change_resyncs=follower.resyncs if follower is not None else None,
+        pending_expired=follower.expired if follower is not None else None,
         replica=state.replica_id,
     )
     if body.status != "ready":
