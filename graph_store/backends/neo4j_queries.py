@@ -148,6 +148,12 @@ RETURN count(*) AS written
 # observed_at]; a response id written again replaces its edge (the old one is deleted first).
 AWAITS_FEEDBACK = "AWAITS_FEEDBACK"
 PENDING_ROW: tuple[str, ...] = ("response_id", "query_id", "target", "cost", "source", "observed_at")
+# Their relationship property indexes (created with the constraints): the feedback's lookup by response id and the
+# expiry's scan by time.
+CREATE_INDEXES: tuple[str, ...] = tuple(
+    f"CREATE INDEX awaits_feedback_{prop} IF NOT EXISTS FOR ()-[p:{AWAITS_FEEDBACK}]-() ON (p.{prop})"
+    for prop in ("response_id", "observed_at")
+)
 DELETE_PENDING = f"""
 UNWIND $ids AS id
 MATCH ()-[p:{AWAITS_FEEDBACK} {{response_id: id}}]->()

@@ -161,14 +161,15 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
         )
 
     def _ensure_constraints(self) -> None:
-        """Create the key uniqueness constraints once per store, before the first MERGE."""
+        """Create the key uniqueness constraints (and the pending outcomes' indexes) once per store, before the
+        first MERGE."""
         if self._constraints_ready:
             return
         with self._constraints_lock:
             if self._constraints_ready:
                 return
             with self._session() as session:
-                for statement in cypher.CREATE_CONSTRAINTS:
+                for statement in (*cypher.CREATE_CONSTRAINTS, *cypher.CREATE_INDEXES):
                     try:
                         session.run(statement).consume()
                     except neo4j_errors.ClientError as exc:
