@@ -33,29 +33,43 @@ REGISTRATION_CONSTANTS = (
 )
 
 
+def store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a study that reads one existing store: --dataset (names the results file), --store,
+    --embedding-cache and --out; what :func:`load` reads (besides the runner's import options)."""
+    parser.add_argument("--dataset", required=True, help="names the results file")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--embedding-cache", default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+
+
 def load(args: argparse.Namespace) -> tuple[World, dict, str]:
-    """The world of the store (importing a data set into a fresh store first, if asked), its LLM nodes, and where."""
+    """The world of the store (importing a data set into a fresh store first, if asked: the runner's
+    ``import_outcomes``, ``import_llms`` and ``dcrouter`` options, absent for other callers), its LLM nodes, and
+    where."""
     location = args.store
-    if args.import_outcomes or args.dcrouter:
+    import_outcomes, import_llms = getattr(args, "import_outcomes", None), getattr(args, "import_llms", None)
+    dcrouter = getattr(args, "dcrouter", None)
+    if import_outcomes or dcrouter:
         location = location or str(ROOT / ".graphrouter" / f"{args.dataset}.db")
         if Path(location).exists():
             raise SystemExit(f"{location} exists: pass --store {location} without an import, or remove it")
         from graphrouter import ingest
 
         with open_store(location) as store:
-            if args.dcrouter:
+            if dcrouter:
                 from graphrouter.datasets.dcrouter import import_dcrouter
 
-                import_dcrouter(store, Path(args.dcrouter), lambda _: None)
+                import_dcrouter(store, Path(dcrouter), lambda _: None)
             else:
-                llms = ingest.read_llm_catalogue(args.import_llms) if args.import_llms else None
-                ingest.import_outcomes(store, args.import_outcomes, llms=llms)
+                llms = ingest.read_llm_catalogue(import_llms) if import_llms else None
+                ingest.import_outcomes(store, import_outcomes, llms=llms)
     with open_store(location, create=False) as store:
         snap = store.snapshot()
         nodes = {n.key: n for n in store.list_nodes(LLM)}
     if len(snap.nodes["Query"]) == 0:
         raise SystemExit("the store is empty: import a data set first (or pass --import-outcomes / --dcrouter)")
-    embedder = Embedder(cache_path=args.embedding_cache) if args.embedding_cache else Embedder()
+    cache = getattr(args, "embedding_cache", None)
+    embedder = Embedder(cache_path=cache) if cache else Embedder()
     return build_world(snap, embedder, progress=sys.stderr.isatty()), nodes, location or "default store"
 
 
@@ -84,15 +98,20 @@ def split_note(how: str, folds: int) -> str:
 
 def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenarios: list[str], utility=None) -> dict:  # type: ignore[no-untyped-def]
     """Reward per (mode, scenario) of routing ``test``; router column j is world candidate ``columns[j]``.
-    ``utility(q, w)``: the (n, C) utility routed by (default: the router's)."""
+    ``utility(q, w)``: the (n, C) utility routed by (default: the router's, its effects and costs predicted once per
+    mode, as :meth:`Router.score` does per request)."""
     data, cn = world.data, world.data.cost_norm()
-    utility = utility or router.utility
     out = {}
     for mode in MODES:
         q = world.features(test, task_given=mode == "given")
+        one = None
+        if utility is None:
+            q = router.task_inferer.fill(q)
+            one = router.score(q, SCENARIOS["performance_first"])
         for scen in scenarios:
             w = SCENARIOS[scen]
-            ch = columns[masked_choice(utility(q, w), data.effect[test][:, columns])]
+            u = utility(q, w) if one is None else router.combine(q, one.effect, one.cost_norm, w)
+            ch = columns[masked_choice(u, data.effect[test][:, columns])]
             out[(mode, scen)] = score_choices(ch, data.effect[test], data.cost[test], cn[test], w).reward
     return out
 

@@ -34,9 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.benchmark import RESULTS, fit_gnn, load, splits  # noqa: E402
+from experiments.benchmark import fit_gnn, load, splits, store_arguments  # noqa: E402
 from experiments.cv import masked_choice  # noqa: E402
-from graphrouter.rewards import SCENARIOS  # noqa: E402
+from graphrouter.rewards import SCENARIOS, utility  # noqa: E402
 from graphrouter.routers import ROUTERS  # noqa: E402
 from graphrouter.routers.gnn.fallback import task_table  # noqa: E402
 
@@ -68,8 +68,8 @@ def routed(pred: np.ndarray, eff: np.ndarray, cn: np.ndarray, pred_cn: np.ndarra
     out, rows = {}, np.arange(len(eff))
     for scen, w in SCENARIOS.items():
         pen = router.penalty(w)
-        ch = masked_choice(w[0] * pred - w[1] * pred_cn - (0.0 if pen is None else pen[None, :]), eff)
-        out[scen] = w[0] * eff[rows, ch] - w[1] * np.nan_to_num(cn[rows, ch])
+        ch = masked_choice(utility(pred, pred_cn, w) - (0.0 if pen is None else pen[None, :]), eff)
+        out[scen] = utility(eff[rows, ch], np.nan_to_num(cn[rows, ch]), w)
     return out
 
 
@@ -117,15 +117,11 @@ def fold_rewards(world, train: np.ndarray, router) -> dict[tuple[str, str], list
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--store", required=True)
-    p.add_argument("--embedding-cache", default=None)
+    store_arguments(p)
     p.add_argument("--cache", default=None, help="the runner's cache of fitted GNNs (experiments/evaluate.py)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
-    args.import_outcomes = args.import_llms = args.dcrouter = None
-    args.gnn_seeds = args.gnn_max_episodes = None
+    args.gnn_seeds = args.gnn_max_episodes = None  # the runner's default recipe (the CV's fits)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     world, _, _ = load(args)

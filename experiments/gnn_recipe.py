@@ -27,9 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.benchmark import RESULTS, load, splits  # noqa: E402
-from experiments.cv import MODES, masked_choice  # noqa: E402
-from graphrouter.rewards import SCENARIOS, score_choices  # noqa: E402
+from experiments.benchmark import load, rewards, splits, store_arguments  # noqa: E402
+from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers.baselines import inner_split  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
 
@@ -52,32 +51,22 @@ def fitted(world, fit_idx: np.ndarray, variant: dict, cache: Path | None, datase
 
 def subset_rewards(world, router: GnnRouter, val_idx: np.ndarray) -> dict[int, dict[tuple[str, str], list[float]]]:  # type: ignore[no-untyped-def]
     """Per ensemble size m, per (mode, scenario), the validation reward of every subset of m members."""
-    data = world.data
-    eff, cost, cn = data.effect[val_idx], data.cost[val_idx], data.cost_norm()[val_idx]
+    every = np.arange(world.data.n_candidates)
     out: dict[int, dict[tuple[str, str], list[float]]] = {}
     for m in range(1, len(router.members) + 1):
         for keep in itertools.combinations(range(len(router.members)), m):
-            sub = router.sub_ensemble(list(keep))
-            for mode in MODES:
-                q = sub.task_inferer.fill(world.features(val_idx, task_given=mode == "given"))
-                one = sub.score(q, SCENARIOS["performance_first"])
-                for scen, w in SCENARIOS.items():
-                    ch = masked_choice(sub.combine(q, one.effect, one.cost_norm, w), eff)
-                    reward = score_choices(ch, eff, cost, cn, w).reward
-                    out.setdefault(m, {}).setdefault((mode, scen), []).append(reward)
+            got = rewards(world, router.sub_ensemble(list(keep)), val_idx, every, list(SCENARIOS))
+            for cell, reward in got.items():
+                out.setdefault(m, {}).setdefault(cell, []).append(reward)
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--store", required=True)
-    p.add_argument("--embedding-cache", default=None)
+    store_arguments(p)
     p.add_argument("--cache", type=Path, default=None, help="keep the fits here and reuse them")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help="a JSON list of the GNN's keyword arguments")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
-    args.import_outcomes = args.import_llms = args.dcrouter = None
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     world, _, _ = load(args)

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.benchmark import RESULTS, load, splits  # noqa: E402
+from experiments.benchmark import load, splits, store_arguments  # noqa: E402
 
 KS = (20, 50)
 
@@ -65,19 +65,12 @@ def tables(effect: np.ndarray, task: np.ndarray, names: list[str], task_names: l
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--store", required=True)
+    store_arguments(p)
     p.add_argument("--split", default="seeded", help="official | seeded (the runner's; its training queries are read)")
     p.add_argument("--withhold", required=True, help="the new LLM")
-    p.add_argument("--embedding-cache", default=None)
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     t0 = time.perf_counter()
-    opts = argparse.Namespace(
-        dataset=args.dataset, store=args.store, import_outcomes=None, dcrouter=None, import_llms=None,
-        embedding_cache=args.embedding_cache,
-    )  # fmt: skip
-    world, _, _ = load(opts)
+    world, _, _ = load(args)
     data = world.data
     if args.withhold not in data.candidates:
         raise SystemExit(f"unknown LLM {args.withhold!r}; known: {', '.join(data.candidates)}")

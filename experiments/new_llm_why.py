@@ -37,8 +37,7 @@ def main() -> None:
     p.add_argument("--runs", default="20:random,20:designed,50:random,50:designed")
     args = p.parse_args()
     opts = argparse.Namespace(
-        dataset="dcrouter", store=args.store, import_outcomes=None, dcrouter=None, import_llms=None,
-        gnn_seeds="0", gnn_max_episodes=120, cache=args.cache, embedding_cache=None,
+        dataset="dcrouter", store=args.store, gnn_seeds="0", gnn_max_episodes=120, cache=args.cache,
     )  # fmt: skip
     world, nodes, _ = load(opts)
     data = world.data
