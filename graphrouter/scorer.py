@@ -275,11 +275,10 @@ class Scorer:
         router = self.router
         data = router.world.data
         pool = np.asarray(getattr(router, "train_idx", np.arange(data.n_queries)))
-        effect = router.observed_effects()
         names = self.candidates
         own = np.full(len(pool), np.nan)
         if name in names:
-            own = effect[:, names.index(name)].copy()
+            own = router.observed_effects()[:, names.index(name)].copy()
         skip = set(answered)
         if skip:
             own[[i for i, q in enumerate(pool) if data.query_keys[q] in skip]] = 1.0
