@@ -32,7 +32,7 @@ from api.types import (
     Strict,
     Timestamp,
 )
-from graph_store import Agent, LLMNode, Task
+from graph_store import Agent, InvalidInputError, LLMNode, Task
 
 
 # ---- errors -------------------------------------------------------------------------------------------------
@@ -74,7 +74,9 @@ class RouteRequest(Strict):
         description="the query text (never logged in full); at most GRAPHROUTER_MAX_QUERY_CHARS (20,000) characters"
     )
     task: Name | None = Field(None, description="the query's task if known; inferred otherwise")
-    k: int = Field(3, ge=1, description="how many candidates to return (at most the number of candidates)")
+    k: int = Field(
+        3, ge=1, description="at most how many candidates to return (fewer when `candidates` or `budget` allow fewer)"
+    )
     scenario: Scenario | None = Field(
         None, description="performance_first, balance or cost_first (default balance); not with weights"
     )
@@ -134,6 +136,16 @@ class UpstreamIn(Strict):
         None, min_length=1, description="NAME of the server's environment variable holding the key (e.g. "
         "OPENAI_API_KEY); omit for an upstream without auth",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _store_rules(self) -> UpstreamIn:
+        """The store's rules for an upstream (an http(s) URL with a host, no credentials in it; the key's variable
+        name, not the key), checked here so a bad one is a 422 naming this body's fields, not the store's."""
+        try:
+            LLMNode("upstream", base_url=self.base_url, upstream_model=self.model, api_key_env=self.api_key_env)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc).replace("LLM.upstream_model", "model").replace("LLM.", "")) from None
+        return self
 
 
 class UpstreamOut(BaseModel):
@@ -224,6 +236,9 @@ class LLMList(BaseModel):
 class Deleted(BaseModel):
     name: str
     deleted: bool = True
+    outcomes_deleted: int | None = Field(
+        None, description="the observed outcomes removed with an LLM or agent (the next training no longer has them)"
+    )
 
 
 class ProbeOut(BaseModel):

@@ -116,7 +116,13 @@ class ChatProxy:
             if secrets.compare_digest(presented.encode(), key.encode()):
                 match = key
         if match is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong proxy key", headers=challenge)
+            wrong = "wrong proxy key"
+            if admin_too:
+                wrong = "wrong key: this takes a proxy key (GRAPHROUTER_PROXY_KEY) or the admin key "
+                wrong += "(GRAPHROUTER_API_KEY)"
+                if not self.settings.proxy_keys():
+                    wrong += "; the proxy is disabled (no GRAPHROUTER_PROXY_KEY), so only the admin key"
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, wrong, headers=challenge)
         kid = key_id(match)
         wait = self.limiter.take(kid)
         if wait > 0:

@@ -351,8 +351,9 @@ class CandidateRegistry(RegistryOutcomes):
         return updated
 
     # ---- deleting -----------------------------------------------------------------------------------------
-    def delete(self, kind: str, name: str) -> None:
-        """Remove the node and its edges from the store, and the candidate from routing at once."""
+    def delete(self, kind: str, name: str) -> int:
+        """Remove the node and its edges from the store, and the candidate from routing at once. Returns how many
+        observed outcomes went with it."""
         store = self.state.get_store()
         with self.lock:
             node = store.get_node(kind, name)  # 404 if there is none
@@ -364,8 +365,10 @@ class CandidateRegistry(RegistryOutcomes):
                         status.HTTP_409_CONFLICT,
                         f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
                     )
+            outcomes = len(store.outcomes(kind, target=name))
             store.delete_node(kind, name, change=self.change(_DELETED[kind], name, node_payload(node)))  # type: ignore[arg-type]
             self.exclude_candidate(name, node)  # type: ignore[arg-type]
+            return outcomes
 
     def exclude_candidate(self, name: str, node: Candidate | None) -> None:
         scorer = self.state.scorer

@@ -59,8 +59,6 @@ def check_request(
     pool = candidate_pool(names, excluded, req.candidates)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GraphRouterError(f"k must be a positive integer, got {k!r}")
-    if k > len(pool):
-        raise GraphRouterError(f"k={k} but only {len(pool)} candidate(s) to choose from")
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
     ):

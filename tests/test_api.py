@@ -116,8 +116,8 @@ def test_batch(make_app: AppMaker) -> None:
         assert [res["task"] for res in results] == ["task-0", "task-1", "task-2"]
         assert all(len(res["candidates"]) == 2 for res in results)
 
-        r = client.post("/v1/route/batch", json={"queries": [items[0], {"query": "x", "k": 9}]})
-        assert r.status_code == 400 and r.json()["detail"].startswith("queries[1]: k=9 but only 5"), r.text
+        r = client.post("/v1/route/batch", json={"queries": [items[0], {"query": "x", "task": "cooking"}]})
+        assert r.status_code == 400 and r.json()["detail"].startswith("queries[1]: unknown task 'cooking'"), r.text
         r = client.post("/v1/route/batch", json={"queries": items + items[:1]})
         assert r.status_code == 422 and "the limit is 3" in r.json()["detail"], r.text
         r = client.post("/v1/route/batch", json={"queries": []})
@@ -145,7 +145,6 @@ BAD_ROUTES: list[tuple[dict[str, Any] | str, int, str]] = [
     ({"query": "q", "weights": {"w_effect": "1_0", "w_cost": 1}}, 422, "weights.w_effect: Input should be a valid num"),
     ({"query": "q", "budget": "1"}, 422, "budget: Input should be a valid number"),
     ({"query": "q", "candidates": "llm-0"}, 422, "candidates: Input should be a valid list"),
-    ({"query": "q", "k": 6}, 400, "k=6 but only 5 candidate(s)"),
     ('{"query": "q", "weights": {"w_effect": NaN, "w_cost": 1}}', 422, "weights.w_effect: Input should be a finite"),
     ({"query": "q", "weights": {"w_effect": 1, "w_cost": -0.5}}, 422, "weights.w_cost: Input should be greater"),
     ({"query": "q", "weights": {"w_effect": 1}}, 422, "weights.w_cost: Field required"),
@@ -225,11 +224,12 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
         assert listed["count"] == 6 and [m["name"] for m in listed["data"]][-1] == "llm-new"
 
         r = client.delete("/v1/llms/llm-new", headers=AUTH)
-        assert r.status_code == 200 and r.json() == {"name": "llm-new", "deleted": True}, r.text
+        assert r.status_code == 200 and r.json() == {"name": "llm-new", "deleted": True, "outcomes_deleted": 30}, r.text
         assert not store.has_node("LLM", "llm-new") and not store.outcomes("LLM", target="llm-new")
         assert client.get("/v1/llms/llm-new").status_code == 404
-        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})
-        assert r.status_code == 400 and "only 5 candidate(s)" in r.json()["detail"], r.text
+        r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})  # at most k: the 5 left
+        assert r.status_code == 200 and len(r.json()["candidates"]) == 5, r.text
+        assert "llm-new" not in {c["name"] for c in r.json()["candidates"]}
         r = client.post("/v1/route", json={"query": "task-0 hi", "k": 1, "candidates": ["llm-new"]})
         assert r.status_code == 400 and "unknown candidate(s) ['llm-new']" in r.json()["detail"], r.text
         r = client.delete("/v1/llms/llm-new", headers=AUTH)

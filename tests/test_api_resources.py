@@ -98,7 +98,7 @@ def test_agents_register_route_inspect_delete(
 
         assert client.delete("/v1/agents/coder").status_code == 401
         r = client.delete("/v1/agents/coder", headers=AUTH)
-        assert r.status_code == 200 and r.json() == {"name": "coder", "deleted": True}, r.text
+        assert r.status_code == 200 and r.json() == {"name": "coder", "deleted": True, "outcomes_deleted": 40}, r.text
         assert not store.has_node(AGENT, "coder") and not store.outcomes(AGENT, target="coder")
         r = client.post("/v1/route", json={"query": "task-1 q", "k": 1, "candidates": ["coder"]})
         assert r.status_code == 400 and "unknown candidate(s) ['coder']" in r.json()["detail"], r.text

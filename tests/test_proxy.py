@@ -353,6 +353,12 @@ def test_auth_body_size_and_rate_limit(service: Service, upstream: Upstream) -> 
     with service(proxy_key=None) as client:
         r = client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH)
         assert r.status_code == 401 and "GRAPHROUTER_PROXY_KEY" in r.json()["detail"]
+        # feedback still takes the admin key; any other key is told so, not just "wrong proxy key"
+        r = client.post("/v1/feedback", json={"id": "x", "effect": 1.0}, headers=PROXY_AUTH)
+        assert r.status_code == 401 and "the proxy is disabled" in r.json()["detail"], r.text
+        assert "GRAPHROUTER_API_KEY" in r.json()["detail"]
+        r = client.post("/v1/feedback", json={"id": "x", "effect": 1.0}, headers=ADMIN_AUTH)
+        assert r.status_code == 404, r.text
 
 
 def test_the_upstream_key_never_shows_in_answers_logs_or_metrics(
@@ -410,8 +416,13 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
             ({"base_url": "ftp://x"}, "base_url"),
             ({"base_url": "http://x/v1", "api_key_env": "sk-live-abc"}, "api_key_env"),
         ):
-            r = client.patch("/v1/llms/llm-new", json={"upstream": bad}, headers=ADMIN_AUTH)
-            assert r.status_code == 400 and field in r.json()["detail"], r.text
+            for r in (
+                client.patch("/v1/llms/llm-new", json={"upstream": bad}, headers=ADMIN_AUTH),
+                client.post("/v1/llms", json={**new, "name": "llm-bad", "upstream": bad}, headers=ADMIN_AUTH),
+            ):  # a 422 naming this body's field (upstream.…), not the store's LLM.…
+                assert r.status_code == 422 and f"upstream: Value error, {field}" in r.json()["detail"], r.text
+                assert "LLM." not in r.json()["detail"]
+        assert client.get("/v1/llms/llm-bad").status_code == 404
         assert client.patch("/v1/llms/nope", json={"upstream": None}, headers=ADMIN_AUTH).status_code == 404
 
 

@@ -98,5 +98,4 @@ def get_agent(name: str, state: StateDep, store: StoreDep) -> AgentDetail:
     responses={**_AUTH, 404: {"description": "no such agent"}},
 )
 def delete_agent(name: str, registry: RegistryDep, _auth: WriteAuth) -> Deleted:
-    registry.delete(AGENT, name)
-    return Deleted(name=name)
+    return Deleted(name=name, outcomes_deleted=registry.delete(AGENT, name))

@@ -110,5 +110,4 @@ def patch_llm(name: str, body: LLMPatch, state: StateDep, registry: RegistryDep,
     responses={**_AUTH, 404: {"description": "no such LLM"}, 409: {"description": "agents run on it"}},
 )
 def delete_llm(name: str, registry: RegistryDep, _auth: WriteAuth) -> Deleted:
-    registry.delete(LLM, name)
-    return Deleted(name=name)
+    return Deleted(name=name, outcomes_deleted=registry.delete(LLM, name))

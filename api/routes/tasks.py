@@ -110,6 +110,7 @@ def get_task(name: str, state: StateDep, store: StoreDep) -> TaskDetail:
 @router.delete(
     "/{name:path}",
     response_model=Deleted,
+    response_model_exclude_none=True,  # a task has no outcomes of its own
     summary="remove a task that no stored query belongs to",
     responses={**_AUTH, 404: {"description": "no such task"}, 409: {"description": "stored queries belong to it"}},
 )
