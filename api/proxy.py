@@ -40,6 +40,7 @@ import math
 import os
 import secrets
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,6 +77,12 @@ from graphrouter.cost import usd_cost
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
+
+
+def shown(items: list[str], limit: int = 10) -> str:
+    """At most ``limit`` of ``items``, '; '-joined, and how many more (an error over 1,000 candidates stays short)."""
+    more = f"; … and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
 
 
 class ChatProxy:
@@ -186,7 +193,7 @@ class ChatProxy:
             if not attempts:
                 raise client_error(
                     status.HTTP_400_BAD_REQUEST,
-                    f"no candidate the router ranked can be called: {'; '.join(skipped)}; give an LLM an upstream "
+                    f"no candidate the router ranked can be called: {shown(skipped)}; give an LLM an upstream "
                     "with PATCH /v1/llms/{name}",
                 )
             if result.candidates:
@@ -244,7 +251,7 @@ class ChatProxy:
         if kind != LLM:
             return "an agent: the proxy calls LLMs only"
         if node is None or node.base_url is None:
-            return f"no upstream configured; set one with PATCH /v1/llms/{name}"
+            return f"no upstream configured; set one with PATCH /v1/llms/{urllib.parse.quote(name)}"
         if node.api_key_env is not None and not os.environ.get(node.api_key_env):
             return f"its key's environment variable {node.api_key_env} is not set on the server"
         return None

@@ -167,7 +167,10 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps(asdict(result), indent=2))
+        out = asdict(result)  # in the shape of POST /v1/route's answer
+        out["weights"] = dict(zip(("w_effect", "w_cost"), result.weights, strict=True))
+        del out["extra_cost"]
+        print(json.dumps(out, indent=2))
         return
     how = "inferred" if result.task_inferred else "given"
     print(

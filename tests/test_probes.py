@@ -85,3 +85,17 @@ def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # t
     assert cli.main(["--store", str(path), "probes", "ghost"]) == 2
     assert "no LLM or agent named 'ghost'" in capsys.readouterr().err
     assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "0"]) == 2
+
+
+def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "graph.db"
+    with EmbeddedStore(path) as store:
+        populate(store, scorer.router.world)
+    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: scorer)
+    args = ["--store", str(path), "route", "task-1 a question", "--w-effect", "0.8", "--w-cost", "0.2", "--json"]
+    assert cli.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["weights"] == {"w_effect": 0.8, "w_cost": 0.2} and "extra_cost" not in out
+    assert len(out["candidates"]) == 3 and out["explored"] is False
+    assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
+    assert "give both --w-effect and --w-cost" in capsys.readouterr().err
