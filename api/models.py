@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_serializer, model_validator
 
 from api.types import (
     Cost,
@@ -100,6 +100,11 @@ class Candidate(BaseModel):
         description="w_effect · effect − w_cost · normalised cost, minus (GNN) w_effect · margin / √(1 + observed "
         "outcomes): a candidate known from few outcomes ranks lower until they show it is better"
     )
+
+    @field_serializer("effect", "cost", "utility")
+    def _significant(self, value: float) -> float:
+        """12 significant digits: a price × tokens product answers 0.0001033, not 0.00010330000000000002."""
+        return float(f"{value:.12g}")
 
 
 class RouteResponse(BaseModel):
