@@ -165,10 +165,11 @@ class ChatProxy:
                 plan.failed.append(f"{attempt.name} ({exc})")
                 self.state.metrics.proxied(attempt.name, "failed")
                 log.warning("upstream of %s failed: %s", attempt.name, exc)
-        raise client_error(
+        raise HTTPException(
             status.HTTP_502_BAD_GATEWAY,
             f"every upstream tried failed: {'; '.join(plan.failed)} (GRAPHROUTER_PROXY_MAX_ATTEMPTS="
             f"{self.settings.proxy_max_attempts})",
+            headers=plan.headers(None),
         )
 
     def _plan(self, model: str, text: str, routing: dict[str, Any]) -> Plan:

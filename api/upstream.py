@@ -133,11 +133,14 @@ class Plan:
     routed: bool
     failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
 
-    def headers(self, chosen: Attempt) -> dict[str, str]:
-        out = {f"{HEADER_PREFIX}model": chosen.name, f"{HEADER_PREFIX}fallbacks": str(len(self.failed))}
-        if chosen.effect is not None:
+    def headers(self, chosen: Attempt | None) -> dict[str, str]:
+        """The ``x-graphrouter-*`` headers of the answer from ``chosen`` (None: every attempt failed, a 502)."""
+        out = {f"{HEADER_PREFIX}fallbacks": str(len(self.failed))}
+        if chosen is not None:
+            out[f"{HEADER_PREFIX}model"] = chosen.name
+        if chosen is not None and chosen.effect is not None:
             out[f"{HEADER_PREFIX}effect"] = f"{chosen.effect:.10g}"
-        if chosen.cost is not None:
+        if chosen is not None and chosen.cost is not None:
             out[f"{HEADER_PREFIX}cost"] = f"{chosen.cost:.10g}"
         if self.task is not None:
             out[f"{HEADER_PREFIX}task"] = header_safe(self.task)
