@@ -215,6 +215,7 @@ def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
     with service(proxy_max_attempts=2) as client:
         r = chat(client)
         assert r.status_code == 502 and order[0] in r.json()["detail"] and order[1] in r.json()["detail"]
+        assert r.headers["x-graphrouter-fallbacks"] == "2" and order[1] in r.headers["x-graphrouter-failed"]
 
 
 def test_an_upstream_4xx_is_returned_as_it_is(service: Service, upstream: Upstream) -> None:
