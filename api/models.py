@@ -226,7 +226,7 @@ class LLMOut(BaseModel):
 class LLMRegistered(LLMOut):
     created: bool = Field(description="false when the same LLM was already registered (idempotent)")
     outcomes_written: int
-    note: str | None = Field(None, description="why it is not routable yet, if it is not")
+    note: str | None = Field(None, description="why it is not routable yet, or what it lacks to be routed well")
 
 
 class LLMDetail(LLMOut):
@@ -300,7 +300,7 @@ class AgentOut(BaseModel):
 class AgentRegistered(AgentOut):
     created: bool = Field(description="false when the same agent was already registered (idempotent)")
     outcomes_written: int
-    note: str | None = Field(None, description="why it is not routable yet, if it is not")
+    note: str | None = Field(None, description="why it is not routable yet, or what it lacks to be routed well")
 
 
 class AgentDetail(AgentOut):

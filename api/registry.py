@@ -268,6 +268,11 @@ class CandidateRegistry(RegistryOutcomes):
                 self.change(_REGISTERED[kind], node.name),
             )
             note = self.add_to_scorer(scorer, store, kind, node, backing, outcomes)
+            if note is None and kind == LLM and not node.description.strip() and not outcomes:
+                note = (
+                    "no description and no outcomes: the router knows nothing of its skill and ranks it low until "
+                    f"outcomes come (GET /v1/llms/{node.name}/probes, then POST /v1/outcomes)"
+                )
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
 
     @staticmethod

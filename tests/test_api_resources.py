@@ -108,6 +108,11 @@ def test_agents_register_route_inspect_delete(
         assert client.get("/v1/agents/coder").status_code == 404
         assert client.delete("/v1/llms/llm-1", headers=AUTH).status_code == 200  # free now
 
+        # an LLM with neither description nor outcomes is routable, and told what it lacks
+        r = client.post("/v1/llms", json={"name": "bare", "input_price": 1, "output_price": 1}, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        assert "no description and no outcomes" in r.json()["note"] and "/v1/llms/bare/probes" in r.json()["note"]
+
         # back with other data: routable again (the GNN dropped the old one)
         r = client.post("/v1/agents", json={**AGENT_BODY, "llm": "llm-2", "strategy": "CoT"}, headers=AUTH)
         assert r.status_code == 201 and r.json()["routable"] is True, r.text
