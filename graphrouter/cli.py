@@ -291,7 +291,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     )
     pr.add_argument("name", help="a stored LLM or agent (registered or about to be)")
     pr.add_argument("--k", type=int, default=20, help="how many (1-500; default 20)")
-    pr.add_argument("--seed", type=int, default=0, help="tie-breaking seed")
+    pr.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random sample within each task (same graph and seed: same probes; default 0)",
+    )
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
     pr.add_argument("--embedding-model", default=None)
     pr.add_argument("--json", action="store_true", help="print a JSON list of {id, text, task}")

@@ -18,7 +18,10 @@ from graphrouter.scorer import Scorer
 
 MAX_PROBES = 500
 KParam = Annotated[int, Query(ge=1, le=MAX_PROBES, description="how many probes")]
-SeedParam = Annotated[int, Query(ge=0, le=2**31 - 1, description="tie-breaking seed (same graph, same seed: same set)")]
+SeedParam = Annotated[
+    int,
+    Query(ge=0, le=2**31 - 1, description="seed of the random sample within each task (same graph and seed: same set)"),
+]
 
 
 def probe_set(kind: str, name: str, k: int, seed: int, store: GraphStore, scorer: Scorer) -> ProbeSet:
