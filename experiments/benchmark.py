@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from experiments.cv import masked_choice
-from graph_store import LLM, open_store
+from graph_store import LLM, GraphStoreError, open_store
 from graphrouter.embeddings import Embedder
+from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import SCENARIOS, score_choices
 from graphrouter.routers import ROUTERS, World
 from graphrouter.world import build_world
@@ -42,6 +43,12 @@ def store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
 
 
+def fail(message: str) -> None:
+    """End a benchmark run on a user's mistake: one ``error:`` line and exit status 2, as the graphrouter CLI does."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load(args: argparse.Namespace) -> tuple[World, dict, str]:
     """The world of the store (importing a data set into a fresh store first, if asked: the runner's
     ``import_outcomes``, ``import_llms`` and ``dcrouter`` options, absent for other callers), its LLM nodes, and
@@ -55,14 +62,19 @@ def load(args: argparse.Namespace) -> tuple[World, dict, str]:
             raise SystemExit(f"{location} exists: pass --store {location} without an import, or remove it")
         from graphrouter import ingest
 
-        with open_store(location) as store:
-            if dcrouter:
-                from graphrouter.datasets.dcrouter import import_dcrouter
+        try:
+            with open_store(location) as store:
+                if dcrouter:
+                    from graphrouter.datasets.dcrouter import import_dcrouter
 
-                import_dcrouter(store, Path(dcrouter), lambda _: None)
-            else:
-                llms = ingest.read_llm_catalogue(import_llms) if import_llms else None
-                ingest.import_outcomes(store, import_outcomes, llms=llms)
+                    import_dcrouter(store, Path(dcrouter), lambda _: None)
+                else:
+                    llms = ingest.read_llm_catalogue(import_llms) if import_llms else None
+                    ingest.import_outcomes(store, import_outcomes, llms=llms)
+        except (GraphRouterError, GraphStoreError, OSError) as exc:
+            for part in ("", "-wal", "-shm"):  # the fresh store this import made: a rerun must not find it
+                Path(f"{location}{part}").unlink(missing_ok=True)
+            fail(f"{exc} (nothing imported; the fresh store {location} was removed)")
     with open_store(location, create=False) as store:
         snap = store.snapshot()
         nodes = {n.key: n for n in store.list_nodes(LLM)}

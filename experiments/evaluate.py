@@ -45,10 +45,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.benchmark import RESULTS, fit_gnn, load, split_note, splits  # noqa: E402
+from experiments.benchmark import RESULTS, fail, fit_gnn, load, split_note, splits  # noqa: E402
 from experiments.cv import run_cv  # noqa: E402
 from experiments.new_llm import run_new_llm  # noqa: E402
 from experiments.new_llm_tables import variant_tables  # noqa: E402
+from graph_store import GraphStoreError  # noqa: E402
+from graphrouter.errors import GraphRouterError  # noqa: E402
 from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers import ROUTERS  # noqa: E402
 
@@ -98,6 +100,19 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.protocol == "new-llm" and not 1 <= args.probe_draws <= 10:
         p.error("--probe-draws must be 1 to 10 (draw seeds are 100 apart, each withheld LLM's 1000 apart)")
+    if args.import_llms and not args.import_outcomes:
+        p.error("--import-llms is the catalogue of --import-outcomes: give both (or --store for an imported store)")
+    if args.protocol == "cv" and args.routers != "all":
+        unknown = [r for r in args.routers.split(",") if r not in ROUTERS]
+        if unknown:
+            p.error(f"--routers: unknown {', '.join(unknown)}; the registry has {', '.join(ROUTERS)}")
+    try:
+        run(args, argv)
+    except (GraphRouterError, GraphStoreError) as exc:
+        fail(str(exc))
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     world, nodes, location = load(args)

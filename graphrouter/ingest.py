@@ -12,7 +12,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ def read_rows(path: str | Path) -> list[Row]:
                 reader = csv.DictReader(f)
                 if not reader.fieldnames:
                     raise DataFileError(path, "empty CSV file (no header row)")
+                _check_columns(path, reader.fieldnames)
                 return [(reader.line_num, _csv_values(row)) for row in reader]
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataFileError(path, f"malformed CSV: {exc}") from None
@@ -94,7 +95,21 @@ def read_rows(path: str | Path) -> list[Row]:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise DataFileError(path, f"malformed Parquet: {exc}") from None
+    _check_columns(path, table.column_names)
     return [(f"row {i}", _present(row)) for i, row in enumerate(table.to_pylist(), start=1)]
+
+
+def _check_columns(path: Path, columns: Sequence[str]) -> None:
+    """A table's header has the outcome columns (once, instead of the same error on every row)."""
+    have = set(columns)
+    missing = [c for c in ("query", "task", "effect") if c not in have]
+    missing += [" or ".join(alt) for alt in (("llm", "agent"), ("cost", "input_tokens")) if not have & set(alt)]
+    if missing:
+        raise DataFileError(
+            path,
+            f"no {', '.join(repr(m) for m in missing)} column{'s' if len(missing) > 1 else ''}; the header has "
+            f"{', '.join(columns)}",
+        )
 
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:

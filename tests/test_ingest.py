@@ -222,6 +222,17 @@ def test_csv_errors_count_the_header_line(embedded: GraphStore, catalogue: Path,
         import_outcomes(embedded, write_rows(tmp_path / "rows.csv", rows))
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_missing_column_is_one_header_error(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path, suffix: str
+) -> None:
+    import_llms(embedded, catalogue)
+    rows = [{k: v for k, v in r.items() if k not in ("effect", "cost", "input_tokens")} for r in ROWS]
+    with pytest.raises(DataFileError, match=r"no 'effect', 'cost or input_tokens' columns; the header has ") as err:
+        import_outcomes(embedded, write_rows(tmp_path / f"rows{suffix}", rows))
+    assert "bad row" not in str(err.value) and embedded.counts()["Query"] == 0
+
+
 def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     embedded: GraphStore, catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
