@@ -146,7 +146,14 @@ def index_route_methods(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
 
 
 # the OpenAI-compatible surface: its errors also carry OpenAI's shape, which OpenAI clients read the message from
-OPENAI_PATHS = frozenset({"/v1/chat/completions"})
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
+
+
+def is_openai_path(path: str) -> bool:
+    """The OpenAI-compatible endpoints (a request's path, or a route's template in the OpenAPI document)."""
+    return path in OPENAI_PATHS or path.startswith("/v1/models/")
+
+
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
@@ -164,7 +171,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
         headers = getattr(exc, "headers", None)
         body: dict[str, object] = {"detail": exc.detail}
-        if request.url.path in OPENAI_PATHS:
+        if is_openai_path(request.url.path):
             body["error"] = openai_error(exc.status_code, str(exc.detail))
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
     path = request.url.path
@@ -220,7 +227,7 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
             for code, response in responses.items():
                 if not code.isdigit() or int(code) < 400:
                     continue
-                if path in OPENAI_PATHS:  # its errors also carry OpenAI's shape (http_error)
+                if is_openai_path(path):  # its errors also carry OpenAI's shape (http_error)
                     response["content"] = {"application/json": {"schema": {"$ref": _REF.format(model="ProxyErrorOut")}}}
                 elif code == "422":
                     response["content"] = {

@@ -51,7 +51,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from api.models import FeedbackIn, FeedbackOut, RouteRequest
+from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList, RouteRequest
 from api.registry import CandidateRegistry
 from api.state import ServiceState
 from api.upstream import (
@@ -74,6 +74,7 @@ from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputErr
 from graph_store import query_id as text_id
 from graph_store.changes import now as utc_now
 from graphrouter.cost import usd_cost
+from graphrouter.rewards import SCENARIOS
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
@@ -420,6 +421,29 @@ class ChatProxy:
                 store.write(GraphBatch(queries=new, pending=[pending]))
         except (GraphStoreError, InvalidInputError) as exc:
             log.warning("call %s to %s not recorded: %s", rid, attempt.name, exc)
+
+    # ---- the model list ------------------------------------------------------------------------------------
+    def models(self) -> ModelList:
+        """What ``model`` may name: the router (and one alias per scenario), then every LLM it can call."""
+        cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
+        cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
+        nodes = self.state.get_store().list_nodes(LLM)
+        usable = [n for n in nodes if isinstance(n, LLMNode) and self._unusable(n.name, n, LLM) is None]
+        return ModelList(data=cards + [ModelCard(id=n.name, owned_by="upstream") for n in usable])
+
+    def model(self, model: str) -> ModelCard:
+        """One of :meth:`models`, or a 404 saying why it is not there."""
+        for card in self.models().data:
+            if card.id == model:
+                return card
+        store = self.state.get_store()
+        node = store.get_node(LLM, model) if store.has_node(LLM, model) else None
+        if node is None:
+            raise client_error(
+                status.HTTP_404_NOT_FOUND, f"model: no LLM named {model!r}; GET /v1/models lists what can be called"
+            )
+        why = self._unusable(model, node, LLM)  # type: ignore[arg-type]
+        raise client_error(status.HTTP_404_NOT_FOUND, f"model: {model!r} cannot be called: {why}")
 
     def feedback(self, body: FeedbackIn) -> FeedbackOut:
         """Complete a pending outcome with its effect; the scorer gets it like POST /v1/outcomes' (404 if none)."""

@@ -192,7 +192,7 @@ def test_openapi_documents_the_error_bodies_and_statuses(make_app: Callable[...,
             for code, response in responses.items():
                 if int(code) >= 400 and not (path == "/ready" and code == "503"):
                     want = invalid if code == "422" else error
-                    if path == "/v1/chat/completions":  # OpenAI's error object beside detail
+                    if path in ("/v1/chat/completions", "/v1/models", "/v1/models/{model}"):  # OpenAI's error too
                         want = "#/components/schemas/ProxyErrorOut"
                     assert response["content"]["application/json"]["schema"]["$ref"] == want, (path, method, code)
             if "requestBody" in operation:

@@ -332,6 +332,24 @@ def test_the_official_openai_client_works_plain_and_streamed(
         r = client.post("/v1/feedback", json={"id": done.id, "effect": 1.0}, headers=PROXY_AUTH)
         assert r.status_code == 200 and r.json()["candidate"] == top
 
+        # the model list an OpenAI client asks for: the router, its scenarios, then the LLMs it can call
+        set_upstream(client, "llm-4", None)
+        ids = [m.id for m in oai.models.list()]
+        assert ids[:4] == [
+            "graphrouter",
+            "graphrouter:performance_first",
+            "graphrouter:balance",
+            "graphrouter:cost_first",
+        ]
+        assert sorted(ids[4:]) == [f"llm-{i}" for i in range(4)]  # llm-4 has no upstream now
+        assert oai.models.retrieve("llm-0").owned_by == "upstream"
+        with pytest.raises(openai.NotFoundError) as no_upstream:
+            oai.models.retrieve("llm-4")
+        assert "'llm-4' cannot be called: no upstream configured" in no_upstream.value.message
+        with pytest.raises(openai.NotFoundError, match="no LLM named 'gpt-9'"):
+            oai.models.retrieve("gpt-9")
+        assert client.get("/v1/models").status_code == 401
+
 
 # ---- auth, limits, secrets ----------------------------------------------------------------------------------
 def test_auth_body_size_and_rate_limit(service: Service, upstream: Upstream) -> None:

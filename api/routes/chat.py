@@ -1,6 +1,7 @@
-"""The OpenAI-compatible proxy: ``POST /v1/chat/completions`` and ``POST /v1/feedback`` (see :mod:`api.proxy`).
+"""The OpenAI-compatible proxy: ``POST /v1/chat/completions``, ``GET /v1/models`` and ``POST /v1/feedback`` (see
+:mod:`api.proxy`).
 
-Both need a proxy key (``Authorization: Bearer <GRAPHROUTER_PROXY_KEY>``, what an OpenAI client sends as its
+All need a proxy key (``Authorization: Bearer <GRAPHROUTER_PROXY_KEY>``, what an OpenAI client sends as its
 ``api_key``); feedback also takes the admin key. The chat body is read raw (at most
 ``GRAPHROUTER_PROXY_MAX_BODY_BYTES``) and passed on as it is: any OpenAI field the upstream knows is forwarded.
 """
@@ -12,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep
-from api.models import FeedbackIn, FeedbackOut
+from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList
 from api.upstream import read_body
 
 router = APIRouter(prefix="/v1", tags=["proxy"])
@@ -61,6 +62,32 @@ _CHAT_BODY: dict[str, Any] = {
 )
 async def chat_completions(request: Request, proxy: ProxyDep, settings: SettingsDep, _key: ProxyAuth) -> Response:
     return await proxy.chat(await read_body(request, settings.proxy_max_body_bytes))
+
+
+_MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong proxy key, or none configured"},
+    429: {"description": "over the key's rate limit"},
+}
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="OpenAI-compatible model list: graphrouter (and graphrouter:<scenario>), then every LLM it can call",
+    responses=_MODEL_ERRORS,
+)
+def list_models(proxy: ProxyDep, _key: ProxyAuth) -> ModelList:
+    return proxy.models()
+
+
+@router.get(
+    "/models/{model:path}",
+    response_model=ModelCard,
+    summary="OpenAI-compatible model lookup",
+    responses={**_MODEL_ERRORS, 404: {"description": "no such model, or an LLM without a usable upstream (says why)"}},
+)
+def get_model(model: str, proxy: ProxyDep, _key: ProxyAuth) -> ModelCard:
+    return proxy.model(model)
 
 
 @router.post(
