@@ -50,7 +50,7 @@ class StepProgress:
 
 
 def _print_counts(written: dict[str, int]) -> None:
-    print("written: " + ", ".join(f"{v:,} {k}" for k, v in written.items()))
+    print("written (new or updated): " + ", ".join(f"{v:,} {k}" for k, v in written.items()))
 
 
 def cmd_import(args: argparse.Namespace, store: GraphStore) -> None:
