@@ -123,16 +123,15 @@ async def graph_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER_S} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     if code >= 500:
         log.warning("%s %s → %d: %s: %s", request.method, request.url.path, code, type(exc).__name__, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+    return JSONResponse(error_body(request, code, str(exc)), status_code=code, headers=headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug, not the client's fault: a JSON 500 without the trace (which goes to the service log)."""
     log.error("%s %s → 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    return JSONResponse(
-        {"detail": f"internal error ({type(exc).__name__}); the service log has the details"},
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+    detail = f"internal error ({type(exc).__name__}); the service log has the details"
+    code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    return JSONResponse(error_body(request, code, detail), status_code=code)
 
 
 def index_route_methods(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
@@ -157,6 +156,14 @@ def is_openai_path(path: str) -> bool:
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
+def error_body(request: Request, code: int, detail: Any) -> dict[str, object]:
+    """``{"detail": …}``, and on the OpenAI-compatible endpoints OpenAI's error object beside it."""
+    body: dict[str, object] = {"detail": detail}
+    if is_openai_path(request.url.path):
+        body["error"] = openai_error(code, str(detail))
+    return body
+
+
 def openai_error(code: int, message: str) -> dict[str, object]:
     """OpenAI's error object for a status and message (``{"message", "type", "param", "code"}``)."""
     kind = _OPENAI_TYPES.get(code, "api_error" if code >= 500 else "invalid_request_error")
@@ -170,10 +177,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
         headers = getattr(exc, "headers", None)
-        body: dict[str, object] = {"detail": exc.detail}
-        if is_openai_path(request.url.path):
-            body["error"] = openai_error(exc.status_code, str(exc.detail))
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+        return JSONResponse(
+            error_body(request, exc.status_code, exc.detail), status_code=exc.status_code, headers=headers
+        )
     path = request.url.path
     allowed = {m for regex, methods in request.app.state.route_methods for m in methods if regex.match(path)}
     allow = ", ".join(sorted(allowed))

@@ -428,7 +428,13 @@ class ChatProxy:
         cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
         cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
         nodes = self.state.get_store().list_nodes(LLM)
-        usable = [n for n in nodes if isinstance(n, LLMNode) and self._unusable(n.name, n, LLM) is None]
+        usable = [
+            n
+            for n in nodes
+            if isinstance(n, LLMNode)
+            and self._unusable(n.name, n, LLM) is None
+            and not (n.name == ROUTER_MODEL or n.name.startswith(ROUTER_MODEL + ":"))  # that model id routes
+        ]
         return ModelList(data=cards + [ModelCard(id=n.name, owned_by="upstream") for n in usable])
 
     def model(self, model: str) -> ModelCard:

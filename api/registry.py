@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -271,7 +272,7 @@ class CandidateRegistry(RegistryOutcomes):
             if note is None and kind == LLM and not node.description.strip() and not outcomes:
                 note = (
                     "no description and no outcomes: the router knows nothing of its skill and ranks it low until "
-                    f"outcomes come (GET /v1/llms/{node.name}/probes, then POST /v1/outcomes)"
+                    f"outcomes come (GET /v1/llms/{urllib.parse.quote(node.name)}/probes, then POST /v1/outcomes)"
                 )
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
 
@@ -370,8 +371,7 @@ class CandidateRegistry(RegistryOutcomes):
                         status.HTTP_409_CONFLICT,
                         f"LLM {name!r} backs {len(agents)} agent(s) ({shown}); delete them first (DELETE /v1/agents/…)",
                     )
-            outcomes = len(store.outcomes(kind, target=name))
-            store.delete_node(kind, name, change=self.change(_DELETED[kind], name, node_payload(node)))  # type: ignore[arg-type]
+            outcomes = store.delete_node(kind, name, change=self.change(_DELETED[kind], name, node_payload(node)))  # type: ignore[arg-type]
             self.exclude_candidate(name, node)  # type: ignore[arg-type]
             return outcomes
 

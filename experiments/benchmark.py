@@ -14,6 +14,7 @@ import torch
 
 from experiments.cv import masked_choice
 from graph_store import LLM, GraphStoreError, open_store
+from graph_store.factory import NEO4J_SCHEMES
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import SCENARIOS, score_choices
@@ -58,12 +59,16 @@ def load(args: argparse.Namespace) -> tuple[World, dict, str]:
     dcrouter = getattr(args, "dcrouter", None)
     if import_outcomes or dcrouter:
         location = location or str(ROOT / ".graphrouter" / f"{args.dataset}.db")
-        if Path(location).exists():
-            raise SystemExit(f"{location} exists: pass --store {location} without an import, or remove it")
+        # an embedded store's file (None: a Neo4j server, whose import writes all or nothing and needs no cleanup)
+        local = None if location.startswith(NEO4J_SCHEMES) else Path(location.removeprefix("embedded://"))
+        if local is not None and local.exists():
+            fail(f"{location} exists: pass --store {location} without an import, or remove it")
         from graphrouter import ingest
 
         try:
             with open_store(location) as store:
+                if local is None and any(store.counts().values()):
+                    fail(f"{location} holds a graph already: pass --store {location} without an import")
                 if dcrouter:
                     from graphrouter.datasets.dcrouter import import_dcrouter
 
@@ -71,10 +76,13 @@ def load(args: argparse.Namespace) -> tuple[World, dict, str]:
                 else:
                     llms = ingest.read_llm_catalogue(import_llms) if import_llms else None
                     ingest.import_outcomes(store, import_outcomes, llms=llms)
-        except (GraphRouterError, GraphStoreError, OSError) as exc:
-            for part in ("", "-wal", "-shm"):  # the fresh store this import made: a rerun must not find it
-                Path(f"{location}{part}").unlink(missing_ok=True)
-            fail(f"{exc} (nothing imported; the fresh store {location} was removed)")
+        except BaseException as exc:  # a bad file, or anything else (Ctrl-C): a rerun must not find a half store
+            if local is not None:
+                for part in ("", "-wal", "-shm"):
+                    Path(f"{local}{part}").unlink(missing_ok=True)
+            if isinstance(exc, GraphRouterError | GraphStoreError | OSError):
+                fail(f"{exc} (nothing imported{'; the new store file was removed' if local is not None else ''})")
+            raise
     with open_store(location, create=False) as store:
         snap = store.snapshot()
         nodes = {n.key: n for n in store.list_nodes(LLM)}

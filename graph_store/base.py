@@ -113,15 +113,18 @@ class GraphStore(ABC):
             raise NodeNotFoundError(f"no pending outcome for response id {response_id!r} (it was completed meanwhile)")
         return outcome
 
-    def delete_node(self, label: str, key: str, change: Change | None = None) -> None:
-        """Delete a node and every edge touching it. Raises :class:`NodeNotFoundError` if absent.
+    def delete_node(self, label: str, key: str, change: Change | None = None) -> int:
+        """Delete a node and every edge touching it; returns how many outcome edges (ANSWERED_BY, HANDLED_BY) went
+        with it, counted in the same transaction. Raises :class:`NodeNotFoundError` if absent.
 
         With a ``change``, its record is appended to the change log in the same transaction (not if absent)."""
         check_label(label)
         if change is not None:
             check_change(change)
-        if not self._delete_node(label, key, change):
+        outcomes = self._delete_node(label, key, change)
+        if outcomes is None:
             raise NodeNotFoundError(f"no {label} with {NODE_KEY[label]} {key!r}")
+        return outcomes
 
     def clear(self) -> None:
         """Delete everything (used by re-imports with ``--replace`` and by tests), the change log included; the
@@ -259,9 +262,9 @@ class GraphStore(ABC):
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]: ...
 
     @abstractmethod
-    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
-        """Delete the node and its edges, and write the change record if any, in one transaction; return False
-        (writing nothing) if it did not exist."""
+    def _delete_node(self, label: str, key: str, change: Change | None) -> int | None:
+        """Delete the node and its edges, and write the change record if any, in one transaction; return how many
+        outcome edges it had, or None (writing nothing) if it did not exist."""
 
     @abstractmethod
     def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]: ...

@@ -57,6 +57,8 @@ def check_request(
         )
     w = scenario_weights(req.scenario, req.weights)
     pool = candidate_pool(names, excluded, req.candidates)
+    if not len(pool):
+        raise GraphRouterError("no candidate to route to: every LLM and agent was removed; register one first")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GraphRouterError(f"k must be a positive integer, got {k!r}")
     if budget is not None and (
@@ -72,7 +74,7 @@ def candidate_pool(names: Sequence[str], excluded: Collection[str], candidates: 
     if candidates is None:
         if not excluded:
             return np.arange(len(names))
-        return np.array([i for i, c in enumerate(names) if c not in excluded])
+        return np.array([i for i, c in enumerate(names) if c not in excluded], dtype=np.intp)
     index = {c: i for i, c in enumerate(names) if c not in excluded}
     unknown = [c for c in candidates if c not in index]
     if unknown:
@@ -82,7 +84,7 @@ def candidate_pool(names: Sequence[str], excluded: Collection[str], candidates: 
         raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
     if not candidates:
         raise GraphRouterError("the candidate filter is empty")
-    return np.array(sorted({index[c] for c in candidates}))
+    return np.array(sorted({index[c] for c in candidates}), dtype=np.intp)
 
 
 def task_row(task_index: Mapping[str, int], task: str | None) -> int:

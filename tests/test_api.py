@@ -286,6 +286,23 @@ def test_a_router_that_needs_retraining_stores_the_llm_but_says_so(make_app: App
         assert r.status_code == 400 and "unknown candidate(s)" in r.json()["detail"], r.text
 
 
+def test_route_answers_give_12_significant_digits() -> None:
+    from api.models import Candidate
+
+    c = Candidate(name="a", kind="LLM", effect=0.1 + 0.2, cost=0.00010330000000000002, utility=-1e-300)
+    assert c.model_dump() == {"name": "a", "kind": "LLM", "effect": 0.3, "cost": 0.0001033, "utility": -1e-300}
+
+
+@pytest.mark.parametrize("router", ["knn_task", "gnn"])
+def test_with_every_candidate_deleted_routes_are_a_400(make_app: AppMaker, router: str) -> None:
+    with TestClient(make_app(router)) as client:
+        for llm in client.get("/v1/llms").json()["data"]:
+            assert client.delete(f"/v1/llms/{llm['name']}", headers=AUTH).status_code == 200
+        for path, body in (("/v1/route", {"query": "task-0 hi"}), ("/v1/route/batch", {"queries": [{"query": "x"}]})):
+            r = client.post(path, json=body)
+            assert r.status_code == 400 and "no candidate to route to" in r.json()["detail"], (path, r.text)
+
+
 def test_bad_llm_bodies(make_app: AppMaker) -> None:
     with TestClient(make_app()) as client:
         cases = [

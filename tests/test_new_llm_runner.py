@@ -32,3 +32,24 @@ def test_cell_records_average_draws_and_recover_from_the_mean():
     assert "variant" not in recs[key]
     single = cell_records(draws[:1], known_only, retrained, cell)
     assert all("draws" not in r for r in single)
+
+
+def test_the_runner_ends_a_bad_import_in_one_line_and_leaves_no_store(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    from experiments.evaluate import main
+
+    llms = tmp_path / "llms.jsonl"
+    llms.write_text('{"name": "a", "description": "x", "input_price": 1, "output_price": 1}\n')
+    bad = tmp_path / "outcomes.csv"
+    bad.write_text("query,task,llm,effect,cost\nhello,t,a,1.5,0.1\n")
+    store = tmp_path / "mine.db"
+    base = ["--dataset", "mine", "--store", str(store), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as end:
+        main([*base, "--import-llms", str(llms), "--import-outcomes", str(bad), "cv"])
+    assert end.value.code == 2 and not store.exists()  # a rerun with the fixed file is not refused
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "effect must be in [0, 1], got 1.5" in err and "Traceback" not in err
+    for args in (["--import-llms", str(llms), "cv"], ["--store", str(store), "cv", "--routers", "gnn,nope"]):
+        with pytest.raises(SystemExit) as end:
+            main([*base, *args])
+        assert end.value.code == 2
+    assert "unknown nope" in capsys.readouterr().err

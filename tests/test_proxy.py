@@ -349,6 +349,8 @@ def test_the_official_openai_client_works_plain_and_streamed(
         with pytest.raises(openai.NotFoundError, match="no LLM named 'gpt-9'"):
             oai.models.retrieve("gpt-9")
         assert client.get("/v1/models").status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=v1, api_key="wrong", max_retries=0).models.list()
 
 
 # ---- auth, limits, secrets ----------------------------------------------------------------------------------

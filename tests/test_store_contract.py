@@ -164,7 +164,8 @@ def test_list_nodes_refuses_offsets_and_limits_out_of_range(store: GraphStore) -
 
 def test_delete_node_removes_its_edges(store: GraphStore) -> None:
     store.write(small_world())
-    store.delete_node(LLM, "gpt-x")
+    before = store.counts()["ANSWERED_BY"]
+    assert store.delete_node(LLM, "gpt-x") == before - 3  # the outcome edges that went with it
     c = store.counts()
     assert (c["LLM"], c["ANSWERED_BY"], c["BACKED_BY"], c["Agent"]) == (1, 3, 0, 1)
     assert not store.has_node(LLM, "gpt-x")
@@ -173,7 +174,8 @@ def test_delete_node_removes_its_edges(store: GraphStore) -> None:
     with pytest.raises(NodeNotFoundError, match="no LLM"):
         store.delete_node(LLM, "gpt-x")
     q0 = Query(NASTY[0], "code").id
-    store.delete_node(QUERY, q0)
+    on_q0 = len(store.outcomes(LLM, query_id=q0)) + len(store.outcomes(AGENT, query_id=q0))
+    assert on_q0 > 0 and store.delete_node(QUERY, q0) == on_q0
     c = store.counts()
     assert (c["Query"], c["OF_TASK"], c["ANSWERED_BY"], c["HANDLED_BY"]) == (len(NASTY) - 1, len(NASTY) - 1, 2, 0)
 

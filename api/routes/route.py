@@ -2,7 +2,7 @@
 
 Validation happens in two places, both answered with a message naming the field: the request model (422: missing
 or malformed fields, wrong JSON types, k < 1, NaN or negative weights, an unknown scenario, a text that is not valid
-Unicode, ...) and the scorer (400: k above the number of candidates, unknown task or candidate, no candidate within
+Unicode, ...) and the scorer (400: no candidate left to route to, an unknown task or candidate, no candidate within
 the budget). A task registered after the checkpoint was trained is a 400 saying to retrain (or to omit the task);
 it is not mapped to an inferred one behind the client's back. The top-1 candidate of every answer is counted in
 ``/metrics``.

@@ -297,12 +297,20 @@ class EmbeddedStore(GraphStore):
                 return f"{what} {missing[0]!r} is not a stored {label}{more}; nothing was written"
         return None
 
-    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
+    def _delete_node(self, label: str, key: str, change: Change | None) -> int | None:
+        if label in OUTCOME_TABLE:  # its outcome edges: the ones of this LLM or agent
+            counts = [f"SELECT COUNT(*) FROM {OUTCOME_TABLE[label]} WHERE target = ?"]
+        elif label == QUERY:  # every candidate's outcome on this query
+            counts = [f"SELECT COUNT(*) FROM {t} WHERE query_id = ?" for t in OUTCOME_TABLE.values()]
+        else:
+            counts = []
         with self._tx(write=True) as db:
+            outcomes = sum(int(db.execute(sql, (key,)).fetchone()[0]) for sql in counts)
             cur = db.execute(f"DELETE FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,))
-            if cur.rowcount > 0:
-                self._log(db, change)
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return None
+            self._log(db, change)
+            return outcomes
 
     def _clear(self) -> None:
         with self._tx(write=True) as db:

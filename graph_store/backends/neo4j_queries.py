@@ -225,6 +225,17 @@ DELETE_NODE: dict[str, str] = {
     for label in NODE_LABELS
 }
 
+# The outcome edges a node's deletion takes with it (counted in the same transaction), one statement per edge type.
+COUNT_OUTCOMES_OF: dict[str, list[str]] = {
+    label: [
+        f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE {'c' if label == kind else 'q'}.{NODE_KEY[label]} = $key "
+        "RETURN count(r) AS n"
+        for kind, rel in OUTCOME_REL.items()
+        if label in (kind, QUERY)
+    ]
+    for label in NODE_LABELS
+}
+
 # Outcome reads, one statement per filter combination so that each one can use the key indexes.
 _OUTCOME_RETURN: dict[str, str] = {
     kind: f"""

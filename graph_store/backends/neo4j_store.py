@@ -282,17 +282,18 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
                 )
 
     @translate_errors
-    def _delete_node(self, label: str, key: str, change: Change | None) -> bool:
-        def work(tx: neo4j.ManagedTransaction) -> int:
-            deleted = int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"])
-            if deleted:
-                self._log(tx, change)
-            return deleted
+    def _delete_node(self, label: str, key: str, change: Change | None) -> int | None:
+        def work(tx: neo4j.ManagedTransaction) -> int | None:
+            outcomes = sum(int(tx.run(q, key=key).single(strict=True)["n"]) for q in cypher.COUNT_OUTCOMES_OF[label])
+            if not int(tx.run(cypher.DELETE_NODE[label], key=key).single(strict=True)["deleted"]):
+                return None
+            self._log(tx, change)
+            return outcomes
 
         if change is not None:
             self._ensure_constraints()
         with self._session() as session:
-            return session.execute_write(work) > 0
+            return session.execute_write(work)
 
     @translate_errors
     def _clear(self) -> None:
