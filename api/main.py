@@ -26,7 +26,7 @@ from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
 from api.replication import Follower
 from api.routes import agents, chat, graph, health, llms, metrics, outcomes, route, tasks, train
-from api.routes.route import route_many
+from api.routing import route_many
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer

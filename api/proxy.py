@@ -51,6 +51,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from api import routing
 from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList, RouteRequest
 from api.registry import CandidateRegistry
 from api.state import ServiceState
@@ -78,6 +79,7 @@ from graphrouter.rewards import SCENARIOS
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
+EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
 
 
 def shown(items: list[str], limit: int = 10) -> str:
@@ -154,8 +156,8 @@ class ChatProxy:
                 f"messages: the last user message is {len(text):,} characters; the limit is "
                 f"{self.settings.max_query_chars:,} (GRAPHROUTER_MAX_QUERY_CHARS)",
             )
-        routing = {k: body.pop(k) for k in ROUTING_FIELDS if k in body}
-        plan = await run_in_threadpool(self._plan, model, text, routing)
+        fields = {k: body.pop(k) for k in ROUTING_FIELDS if k in body}
+        plan = await run_in_threadpool(self._plan, model, text, fields)
         stream = body.get("stream") is True
         for attempt in plan.attempts:
             try:
@@ -173,14 +175,14 @@ class ChatProxy:
             headers=plan.headers(None),
         )
 
-    def _plan(self, model: str, text: str, routing: dict[str, Any]) -> Plan:
+    def _plan(self, model: str, text: str, fields: dict[str, Any]) -> Plan:
         """Rank (or look up) the candidates and their upstreams: one thread-pool hop for scorer and store."""
         store = self.state.get_store()
         if model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
-            if scenario is not None and "scenario" in routing:
+            if scenario is not None and "scenario" in fields:
                 raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")
-            result = self._route(text, {**routing, "scenario": scenario or routing.get("scenario")}, k=None)
+            result = self._route(text, {**fields, "scenario": scenario or fields.get("scenario")}, k=None)
             attempts, skipped = [], []
             for rec in result.candidates:
                 node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
@@ -200,6 +202,8 @@ class ChatProxy:
                 )
             if result.candidates:
                 self.state.metrics.decided(attempts[0].name, LLM)
+                if result.explored and attempts[0].name == result.candidates[0].name:
+                    self.state.metrics.explored(attempts[0].name, LLM, result.extra_cost)
             return Plan(attempts, text, result.task, routed=True)
         # a concrete candidate: pass-through
         if not store.has_node(LLM, model):
@@ -215,38 +219,23 @@ class ChatProxy:
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
         scorer = self.state.scorer
         if scorer is not None and scorer.routable(model):
-            result = self._route(text, {**routing, "candidates": [model]}, k=1)
+            result = self._route(text, {**fields, "candidates": [model]}, k=1)
             rec = result.candidates[0]
             return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False)
-        task = routing.get("task") if isinstance(routing.get("task"), str) else None
+        task = fields.get("task") if isinstance(fields.get("task"), str) else None
         return Plan([Attempt(node, None, None)], text, task, routed=False)
 
-    def _route(self, text: str, routing: dict[str, Any], k: int | None) -> RouteResult:
-        """``Scorer.top_k`` exactly as /v1/route calls it; ``k=None``: every candidate in the pool, ranked."""
+    def _route(self, text: str, fields: dict[str, Any], k: int | None) -> RouteResult:
+        """Route as /v1/route does (api/routing.py: its task checks and exploration default); ``k=None``: every
+        candidate in the pool, ranked (the fallbacks)."""
         try:
-            req = RouteRequest(query=text, k=1, **routing)
+            req = RouteRequest(query=text, k=1, **fields)
         except ValidationError as exc:
             detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
         except TypeError as exc:
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-        scorer = self.registry.get_scorer()
-        weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
-        with self.state.lock.read():
-            current = self.state.scorer or scorer
-            if req.task is not None:
-                self.state.check_task(req.task, current)
-            if k is None:
-                k = len(set(req.candidates)) if req.candidates else len(current.routable_candidates)
-            return current.top_k(
-                text,
-                task=req.task,
-                k=max(k, 1),
-                scenario=req.scenario,
-                weights=weights,
-                budget=req.budget,
-                candidates=req.candidates,
-            )
+        return routing.route(req, self.state, self.registry.get_scorer(), k=EVERY if k is None else k)
 
     @staticmethod
     def _unusable(name: str, node: LLMNode | None, kind: str) -> str | None:

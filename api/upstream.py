@@ -24,7 +24,7 @@ log = logging.getLogger("api.proxy")
 
 
 ROUTER_MODEL = "graphrouter"
-ROUTING_FIELDS = ("task", "scenario", "weights", "budget", "candidates")  # /v1/route's, not forwarded
+ROUTING_FIELDS = ("task", "scenario", "weights", "budget", "candidates", "explore")  # /v1/route's, not forwarded
 MASK = "***"
 HEADER_PREFIX = "x-graphrouter-"
 

@@ -413,6 +413,31 @@ def test_the_upstream_key_never_shows_in_answers_logs_or_metrics(
         assert SECRET not in text
 
 
+def test_routed_calls_explore_as_route_does(
+    service: Service,
+    upstream: Upstream,
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    """The service's exploration default (or the body's ``explore``) applies to routed chat calls too: a new LLM
+    known from its description only is quizzed, and the exploration is counted."""
+    with service(checkpoint=fitted[1]["gnn"], explore_share=1.0, explore_default=True) as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"))
+        new = {"name": "llm-new", "description": "a new model", "input_price": 0.01, "output_price": 0.01}
+        r = client.post("/v1/llms", json={**new, "upstream": {"base_url": upstream.url("ok-new")}}, headers=ADMIN_AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        models = [chat(client).headers["x-graphrouter-model"] for _ in range(10)]
+        assert "llm-new" in models, models
+        explored = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("graphrouter_explorations_total{")
+        )
+        assert 0 < explored <= models.count("llm-new")
+        quiet = [chat(client, explore=False).headers["x-graphrouter-model"] for _ in range(5)]
+        assert all(r == quiet[0] for r in quiet)  # no exploration asked: the argmax every time
+
+
 # ---- upstream configuration on the LLMs ----------------------------------------------------------------------
 def test_upstreams_at_registration_patch_and_idempotency(service: Service, store: GraphStore) -> None:
     with service() as client:
