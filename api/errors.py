@@ -192,7 +192,6 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 _REF = "#/components/schemas/{model}"
 _ERROR = {"$ref": _REF.format(model="ErrorOut")}
-_INVALID = {"$ref": _REF.format(model="ValidationErrorOut")}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 _BODY_ERRORS = {
     "400": "malformed JSON in the request body",

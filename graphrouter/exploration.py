@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from graphrouter.online import LockedState
+from graphrouter.locked_state import LockedState
 
 
 class Explorer(LockedState):

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from graphrouter.locked_state import LockedState
 from graphrouter.logit_fit import FitPrior, fit_resemblance
 from graphrouter.world import QueryFeatures
 
@@ -96,21 +97,6 @@ def shrink(total: Any, count: Any, strength: float, prior: Any = 0.0) -> Any:
     ``count`` observations summing to ``total`` under a prior worth ``strength`` observations (the one formula of
     every level of the correction; scalars or arrays alike)."""
     return (total + strength * prior) / (count + strength)
-
-
-class LockedState:
-    """State guarded by ``self._lock``: pickled (a checkpoint, a deepcopy) without the lock, given a new one after."""
-
-    _lock: threading.Lock
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 class OnlineLearner(LockedState):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-TOKENIZER_NAME = "all-MiniLM-L6-v2 WordPiece (bert-base-uncased vocabulary)"
+# the tokenizer: all-MiniLM-L6-v2's WordPiece (bert-base-uncased vocabulary)
 DEFAULT_OUTPUT_TOKENS = 512  # GraphRouter's fixed output length
 
 

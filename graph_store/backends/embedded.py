@@ -105,8 +105,6 @@ REL_TABLE = {OF_TASK: "of_task", BACKED_BY: "backed_by", ANSWERED_BY: "answered_
 OUTCOME_COLUMNS = ("query_id", "target", "effect", "cost", "source", "observed_at")
 # Columns added after the first version of the schema: (table, column, type), added to older files on open.
 ADDED_COLUMNS = (("llm", "base_url", "TEXT"), ("llm", "upstream_model", "TEXT"), ("llm", "api_key_env", "TEXT"))
-# A pending outcome's target is in the column of its kind (so deleting the LLM or agent cascades to it).
-PENDING_TARGET = {LLM: "llm", AGENT: "agent"}
 UPSERT_PENDING = (
     "INSERT INTO pending_outcome (response_id, kind, query_id, llm, agent, cost, source, observed_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET kind = excluded.kind, "
