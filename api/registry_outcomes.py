@@ -1,18 +1,22 @@
 """Posted outcomes reaching the serving scorer: a mixin of :class:`~api.registry.CandidateRegistry`.
 
-Every outcome the service takes — ``POST /v1/outcomes`` (:meth:`RegistryOutcomes.record_outcomes`: written to the
-store with its change record), the proxy's feedback (:meth:`RegistryOutcomes.apply_outcomes`: the store already holds
-the edge, only the change record is written) and other replicas' changes (:meth:`RegistryOutcomes.pass_outcomes`,
-from api/replication.py) — is passed to the serving scorer per routable candidate, with the text and task of the
-queries its router was not trained on, so the scorer learns it at once (:meth:`Scorer.add_outcomes`).
+Every outcome the service takes — ``POST /v1/outcomes`` (:meth:`RegistryOutcomes.post_outcomes`: checked, then
+written to the store with its change record by :meth:`RegistryOutcomes.record_outcomes`), the proxy's feedback
+(:meth:`RegistryOutcomes.apply_outcomes`: the store already holds the edge, only the change record is written) and
+other replicas' changes (:meth:`RegistryOutcomes.pass_outcomes`, from api/replication.py) — is passed to the serving
+scorer per routable candidate, with the text and task of the queries its router was not trained on, so the scorer
+learns it at once (:meth:`Scorer.add_outcomes`).
 :meth:`RegistryOutcomes.outcome_mark` is how many it learned so far: a training keeps only the newer ones.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from api.models import ObservedOutcome
+from api.outcome_rows import outcome_batch
 from graph_store import QUERY, GraphBatch, GraphStore, Outcome, Query
 from graph_store.changes import OUTCOMES, Change
 from graphrouter.errors import GraphRouterError
@@ -39,6 +43,14 @@ class RegistryOutcomes:
         lock: threading.Lock
 
         def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change: ...
+
+    def post_outcomes(self, rows: Sequence[ObservedOutcome], max_query_chars: int) -> tuple[GraphBatch, int]:
+        """``POST /v1/outcomes``: under :attr:`lock`, check the rows against the store (api/outcome_rows.py), then
+        :meth:`record_outcomes`. Returns the batch written and how many effects the scorer took."""
+        store = self.state.get_store()
+        with self.lock:  # candidates, queries and tasks cannot vanish between the checks and the write
+            batch = outcome_batch(rows, store, max_query_chars)
+            return batch, self.record_outcomes(store, batch)
 
     def record_outcomes(self, store: GraphStore, batch: GraphBatch) -> int:
         """Write new queries and outcomes in one atomic store write (the caller checked them under :attr:`lock`),

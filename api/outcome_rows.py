@@ -1,0 +1,107 @@
+"""The rows of ``POST /v1/outcomes`` checked against the store and turned into one batch (api/routes/outcomes.py
+answers with it; :meth:`~api.registry_outcomes.RegistryOutcomes.post_outcomes` calls this under the registry lock,
+so candidates, queries and tasks cannot vanish between the checks and the write).
+
+A bad row is a 422 naming its index and field (``outcomes[3].candidate: …``), the same query and candidate twice is a
+422, a ``query_id`` stored with another text or task is a 409. A row's ``query`` text (with its ``task``) adds a
+query the store does not have yet, its id ``query_id`` if given, else the hash of the text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from fastapi import HTTPException, status
+
+from api.models import ObservedOutcome
+from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, InvalidInputError, Outcome, Query
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+class _Lookups:
+    """Store lookups, each asked once per request."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self.kinds: dict[str, str | None] = {}
+        self.queries: dict[str, Query | None] = {}
+        self.tasks: dict[str, bool] = {}
+
+    def kind(self, name: str) -> str | None:
+        if name not in self.kinds:
+            found = LLM if self.store.has_node(LLM, name) else AGENT if self.store.has_node(AGENT, name) else None
+            self.kinds[name] = found
+        return self.kinds[name]
+
+    def query(self, query_id: str) -> Query | None:
+        if query_id not in self.queries:
+            node = self.store.get_node(QUERY, query_id) if self.store.has_node(QUERY, query_id) else None
+            self.queries[query_id] = node if isinstance(node, Query) else None
+        return self.queries[query_id]
+
+    def task(self, name: str) -> bool:
+        if name not in self.tasks:
+            self.tasks[name] = self.store.has_node(TASK, name)
+        return self.tasks[name]
+
+
+def outcome_batch(rows: Sequence[ObservedOutcome], store: GraphStore, max_query_chars: int) -> GraphBatch:
+    """The new queries and the outcomes of ``rows``, each row checked (raises the 4xx saying what is wrong)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    look = _Lookups(store)
+    new_queries: dict[str, Query] = {}
+    outcomes: list[Outcome] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        at = f"outcomes[{i}]"
+        kind = look.kind(row.candidate)
+        if kind is None:
+            raise _unprocessable(f"{at}.candidate: no LLM or agent named {row.candidate!r}")
+        if row.query is not None:
+            assert row.task is not None  # the model requires it with query
+            if len(row.query) > max_query_chars:
+                raise _unprocessable(f"{at}.query: {len(row.query):,} characters; the limit is {max_query_chars:,}")
+            if not look.task(row.task):
+                raise _unprocessable(f"{at}.task: no task named {row.task!r}; register it first (POST /v1/tasks)")
+            try:
+                query = Query(row.query, row.task, id=row.query_id or "")
+            except InvalidInputError as exc:
+                raise _unprocessable(f"{at}.query: {exc}") from None
+            stored = new_queries.get(query.id) or look.query(query.id)
+            if stored is None:
+                new_queries[query.id] = query
+            elif (stored.text, stored.task) != (query.text, query.task):
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"{at}.query: query {query.id!r} is already stored with another text or task",
+                )
+            qid = query.id
+        else:
+            assert row.query_id is not None
+            qid = row.query_id
+            if qid not in new_queries and look.query(qid) is None:
+                raise _unprocessable(
+                    f"{at}.query_id: no stored query {qid!r}; send its text as query (with task) to add it"
+                )
+        pair = (qid, row.candidate)
+        if pair in seen:
+            raise _unprocessable(f"{at}: the same query and candidate as outcomes[{seen[pair]}]")
+        seen[pair] = i
+        try:
+            outcome = Outcome(
+                qid,
+                row.candidate,
+                row.effect,
+                row.cost,
+                kind=kind,
+                source=row.source,
+                observed_at=row.observed_at or now,
+            )
+        except InvalidInputError as exc:
+            raise _unprocessable(f"{at}: {exc}") from None
+        outcomes.append(outcome)
+    return GraphBatch(queries=list(new_queries.values()), outcomes=outcomes)
