@@ -18,7 +18,8 @@ Replicas: every store write here carries a change record (graph_store.changes) n
 written in the same transaction. Other replicas (api/replication.py) read it and call :meth:`CandidateRegistry.apply`,
 which changes their scorer through the same methods a local change uses, without writing the store again.
 
-Posted outcomes reach the serving scorer through the registry's outcome methods, in api/registry_outcomes.py.
+Posted outcomes reach the serving scorer through the registry's outcome methods, in api/registry_outcomes.py;
+tasks are registered and deleted by its task methods, in api/registry_tasks.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from fastapi import HTTPException, status
 
 from api.registry_outcomes import RegistryOutcomes
+from api.registry_tasks import RegistryTasks
 from api.state import ServiceState
 from graph_store import (
     AGENT,
@@ -123,7 +125,7 @@ class Registration:
         return {"created": self.created, "outcomes_written": self.outcomes_written, "note": self.note}
 
 
-class CandidateRegistry(RegistryOutcomes):
+class CandidateRegistry(RegistryOutcomes, RegistryTasks):
     """Registers and deletes LLMs and agents in the store and the serving scorer, atomically for a client."""
 
     def __init__(self, state: ServiceState) -> None:
@@ -401,20 +403,6 @@ class CandidateRegistry(RegistryOutcomes):
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached
-
-    # ---- tasks --------------------------------------------------------------------------------------------
-    def task_registered(self, name: str) -> None:
-        """A task (re-)registered: a route may name it again if the checkpoint knows it."""
-        if name in self.state.deleted_tasks:
-            with self.state.lock.write():
-                self.state.deleted_tasks.discard(name)
-
-    def task_deleted(self, name: str) -> None:
-        """A task deleted while the checkpoint still knows it: refused as a route's task from now on."""
-        scorer = self.state.scorer
-        if scorer is not None and name in scorer.tasks:
-            with self.state.lock.write():
-                self.state.deleted_tasks.add(name)
 
     # ---- replicas -----------------------------------------------------------------------------------------
     def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change:

@@ -10,39 +10,25 @@ a task that no longer exists (its ``delete_node`` drops only the ``OF_TASK`` edg
 silently lose their task. A task without queries is deleted; if the serving checkpoint was trained with it,
 routes naming it are refused from then on (and the checkpoint still loads after a restart).
 
-The store has no query-by-task index in its interface, so counting a task's queries (``GET /v1/tasks/{name}``,
-``DELETE``) scans the stored queries page by page.
+The writes and the query count are the registry's (api/registry_tasks.py), under its lock.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES
 from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegistered
+from api.registry_tasks import queries_of_task
 from api.state import ServiceState
-from graph_store import MAX_PAGE_INDEX, QUERY, TASK, GraphBatch, GraphStore, Task
-from graph_store import Query as QueryNode
-from graph_store.changes import TASK_DELETED, TASK_REGISTERED
+from graph_store import MAX_PAGE_INDEX, TASK, Task
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 _AUTH = AUTH_RESPONSES
-_PAGE = 5_000
-
-
-def queries_of_task(store: GraphStore, task: str) -> int:
-    """How many stored queries belong to ``task`` (a scan: the store interface has no index by task)."""
-    n, offset = 0, 0
-    while True:
-        page = store.list_nodes(QUERY, limit=_PAGE, offset=offset)
-        n += sum(1 for q in page if isinstance(q, QueryNode) and q.task == task)
-        if len(page) < _PAGE:
-            return n
-        offset += _PAGE
 
 
 def _trained(state: ServiceState, name: str) -> bool:
@@ -62,23 +48,12 @@ def _trained(state: ServiceState, name: str) -> bool:
     },
 )
 def register_task(
-    body: TaskIn, response: Response, state: StateDep, registry: RegistryDep, store: StoreDep, _auth: WriteAuth
+    body: TaskIn, response: Response, state: StateDep, registry: RegistryDep, _auth: WriteAuth
 ) -> TaskRegistered:
     node = body.node()
-    with registry.lock:
-        created = not store.has_node(TASK, node.name)
-        if not created:
-            existing = store.get_node(TASK, node.name)
-            assert isinstance(existing, Task)
-            if existing.description != node.description:
-                raise HTTPException(
-                    status.HTTP_409_CONFLICT,
-                    f"task {node.name!r} is already registered with another description",
-                )
-            response.status_code = status.HTTP_200_OK
-        else:
-            store.write(GraphBatch(tasks=[node]), change=registry.change(TASK_REGISTERED, node.name))
-            registry.task_registered(node.name)  # back again: the checkpoint still knows it
+    created = registry.register_task(node)
+    if not created:
+        response.status_code = status.HTTP_200_OK
     trained = _trained(state, node.name)
     note = None
     if not trained:
@@ -114,15 +89,6 @@ def get_task(name: str, state: StateDep, store: StoreDep) -> TaskDetail:
     summary="remove a task that no stored query belongs to",
     responses={**_AUTH, 404: {"description": "no such task"}, 409: {"description": "stored queries belong to it"}},
 )
-def delete_task(name: str, state: StateDep, registry: RegistryDep, store: StoreDep, _auth: WriteAuth) -> Deleted:
-    with registry.lock:  # no query can be added to it between the count and the delete
-        store.get_node(TASK, name)
-        n = queries_of_task(store, name)
-        if n:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"task {name!r} has {n:,} stored queries; deleting it would leave them without a task",
-            )
-        store.delete_node(TASK, name, change=registry.change(TASK_DELETED, name))
-        registry.task_deleted(name)
+def delete_task(name: str, registry: RegistryDep, _auth: WriteAuth) -> Deleted:
+    registry.delete_task(name)
     return Deleted(name=name)

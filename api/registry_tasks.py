@@ -1,0 +1,91 @@
+"""Registering and deleting tasks: a mixin of :class:`~api.registry.CandidateRegistry`, whose lock serialises them
+with every other graph write the scorer must follow.
+
+A task registered after the serving checkpoint was trained is stored at once (the next training learns it); a task
+deleted while the checkpoint still knows it is refused as a route's task from then on (``ServiceState.deleted_tasks``,
+read by :meth:`~api.state.ServiceState.check_task`). Deleting a task that stored queries belong to is refused (409):
+the store would keep them pointing at a task that no longer exists. The store has no query-by-task index in its
+interface, so counting a task's queries scans the stored queries page by page.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import HTTPException, status
+
+from graph_store import QUERY, TASK, GraphBatch, GraphStore, Task
+from graph_store import Query as QueryNode
+from graph_store.changes import TASK_DELETED, TASK_REGISTERED, Change
+
+if TYPE_CHECKING:
+    import threading
+
+    from api.state import ServiceState
+
+_PAGE = 5_000
+
+
+def queries_of_task(store: GraphStore, task: str) -> int:
+    """How many stored queries belong to ``task`` (a scan: the store interface has no index by task)."""
+    n, offset = 0, 0
+    while True:
+        page = store.list_nodes(QUERY, limit=_PAGE, offset=offset)
+        n += sum(1 for q in page if isinstance(q, QueryNode) and q.task == task)
+        if len(page) < _PAGE:
+            return n
+        offset += _PAGE
+
+
+class RegistryTasks:
+    """The task methods of :class:`~api.registry.CandidateRegistry`."""
+
+    if TYPE_CHECKING:  # provided by CandidateRegistry
+        state: ServiceState
+        lock: threading.Lock
+
+        def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change: ...
+
+    def register_task(self, node: Task) -> bool:
+        """Store a task (True) or find it stored with the same description (False, idempotent); 409 if stored with
+        another one."""
+        store = self.state.get_store()
+        with self.lock:
+            if store.has_node(TASK, node.name):
+                existing = store.get_node(TASK, node.name)
+                assert isinstance(existing, Task)
+                if existing.description != node.description:
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT, f"task {node.name!r} is already registered with another description"
+                    )
+                return False
+            store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name))
+            self.task_registered(node.name)  # back again: the checkpoint still knows it
+            return True
+
+    def delete_task(self, name: str) -> None:
+        """Delete a task no stored query belongs to (404 if none, 409 if queries do)."""
+        store = self.state.get_store()
+        with self.lock:  # no query can be added to it between the count and the delete
+            store.get_node(TASK, name)
+            n = queries_of_task(store, name)
+            if n:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"task {name!r} has {n:,} stored queries; deleting it would leave them without a task",
+                )
+            store.delete_node(TASK, name, change=self.change(TASK_DELETED, name))
+            self.task_deleted(name)
+
+    def task_registered(self, name: str) -> None:
+        """A task (re-)registered: a route may name it again if the checkpoint knows it."""
+        if name in self.state.deleted_tasks:
+            with self.state.lock.write():
+                self.state.deleted_tasks.discard(name)
+
+    def task_deleted(self, name: str) -> None:
+        """A task deleted while the checkpoint still knows it: refused as a route's task from now on."""
+        scorer = self.state.scorer
+        if scorer is not None and name in scorer.tasks:
+            with self.state.lock.write():
+                self.state.deleted_tasks.add(name)
