@@ -1,5 +1,5 @@
 """The OpenAI-compatible proxy: ``POST /v1/chat/completions`` routes, forwards and records; ``POST /v1/feedback``
-completes what it recorded.
+completes what it recorded; ``GET /v1/models`` lists what ``model`` may name (api/model_list.py).
 
 **Choosing.** ``model`` names a candidate LLM (plain pass-through to its upstream) or the router: ``"graphrouter"``,
 ``"graphrouter:<scenario>"`` (balance, performance_first, cost_first), with the optional body fields of
@@ -16,16 +16,17 @@ the request itself is wrong). ``stream: true`` is passed through event by event;
 ``usage`` in the last chunk (``stream_options.include_usage``) and drops that chunk unless the client asked for it.
 Once a stream has begun, a failure ends it (there is no taking back what was sent).
 
-**Recording.** After the answer is sent (off its latency), a successful call with ``usage`` stores the query (the
-last user message, a Query node of the task used; a text already stored keeps its node) and a *pending outcome*
-keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × input price + completion_tokens ×
-output price) / 1e6``, no effect. Pending outcomes are not outcome edges, so training and the scorer never see them.
-``POST /v1/feedback {"id", "effect"}`` turns one into an outcome edge (source ``proxy``; feedback sent while its
-record is still being written waits for it) and passes it to the serving scorer like ``POST /v1/outcomes``. With
-``GRAPHROUTER_STORE_QUERY_TEXTS=false`` the query node holds no text: its id is the hash of the text (as always),
-its text a placeholder ``[text not stored] <id>``, its task the task used. A call whose task is unknown (a
-pass-through to an LLM the scorer does not route to, without ``task``), or whose upstream sent no ``usage``, is
-forwarded but not recorded. Recording never fails a call: a store error is logged and the answer returned.
+**Recording** (api/proxy_records.py). After the answer is sent (off its latency), a successful call with ``usage``
+stores the query (the last user message, a Query node of the task used; a text already stored keeps its node) and a
+*pending outcome* keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × input price +
+completion_tokens × output price) / 1e6``, no effect. Pending outcomes are not outcome edges, so training and the
+scorer never see them. ``POST /v1/feedback {"id", "effect"}`` turns one into an outcome edge (source ``proxy``;
+feedback sent while its record is still being written waits for it) and passes it to the serving scorer like ``POST
+/v1/outcomes``. With ``GRAPHROUTER_STORE_QUERY_TEXTS=false`` the query node holds no text: its id is the hash of the
+text (as always), its text a placeholder ``[text not stored] <id>``, its task the task used. A call whose task is
+unknown (a pass-through to an LLM the scorer does not route to, without ``task``), or whose upstream sent no
+``usage``, is forwarded but not recorded. Recording never fails a call: a store error is logged and the answer
+returned.
 
 **Secrets.** Upstream keys are read from the environment at call time and only ever put in the upstream request's
 ``Authorization`` header: never in the graph, a log line, an error message or ``/metrics``; an upstream's 4xx body
@@ -40,7 +41,6 @@ import math
 import os
 import secrets
 import threading
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,7 +52,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api import routing
-from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList, RouteRequest
+from api.models import RouteRequest
+from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
 from api.state import ServiceState
 from api.upstream import (
@@ -69,13 +70,9 @@ from api.upstream import (
     key_id,
     last_user_text,
     response_id,
-    usage_tokens,
+    why_uncallable,
 )
-from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputError, LLMNode, PendingOutcome, Query
-from graph_store import query_id as text_id
-from graph_store.changes import now as utc_now
-from graphrouter.cost import usd_cost
-from graphrouter.rewards import SCENARIOS
+from graph_store import LLM, LLMNode
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
@@ -88,7 +85,7 @@ def shown(items: list[str], limit: int = 10) -> str:
     return "; ".join(items[:limit]) + more
 
 
-class ChatProxy:
+class ChatProxy(ProxyRecords):
     """Routes and forwards chat completions, and records their outcomes (one per app, built in the lifespan)."""
 
     def __init__(self, state: ServiceState, registry: CandidateRegistry, client: httpx.AsyncClient) -> None:
@@ -186,7 +183,7 @@ class ChatProxy:
             attempts, skipped = [], []
             for rec in result.candidates:
                 node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
-                why = self._unusable(rec.name, node, rec.kind)
+                why = why_uncallable(rec.name, node, rec.kind)
                 if why:
                     skipped.append(f"{rec.name} ({why})")
                     continue
@@ -213,7 +210,7 @@ class ChatProxy:
             )
         node = store.get_node(LLM, model)
         assert isinstance(node, LLMNode)
-        why = self._unusable(model, node, LLM)
+        why = why_uncallable(model, node, LLM)
         if why:
             code = status.HTTP_503_SERVICE_UNAVAILABLE if "environment" in why else status.HTTP_400_BAD_REQUEST
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
@@ -236,16 +233,6 @@ class ChatProxy:
         except TypeError as exc:
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
         return routing.route(req, self.state, self.registry.get_scorer(), k=EVERY if k is None else k)
-
-    @staticmethod
-    def _unusable(name: str, node: LLMNode | None, kind: str) -> str | None:
-        if kind != LLM:
-            return "an agent: the proxy calls LLMs only"
-        if node is None or node.base_url is None:
-            return f"no upstream configured; set one with PATCH /v1/llms/{urllib.parse.quote(name)}"
-        if node.api_key_env is not None and not os.environ.get(node.api_key_env):
-            return f"its key's environment variable {node.api_key_env} is not set on the server"
-        return None
 
     # ---- upstream calls -----------------------------------------------------------------------------------
     @staticmethod
@@ -370,91 +357,3 @@ class ChatProxy:
             if rid is not None and not recorded:
                 self._recorded(rid)
             await upstream.aclose()
-
-    # ---- recording ----------------------------------------------------------------------------------------
-    def _will_record(self, rid: str) -> None:
-        with self._recording_lock:
-            self._recording.setdefault(rid, threading.Event())
-
-    def _recorded(self, rid: str) -> None:
-        with self._recording_lock:
-            event = self._recording.pop(rid, None)
-        if event is not None:
-            event.set()
-
-    def _record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
-        """Store the query (if new) and the call's pending outcome; never fails the call."""
-        try:
-            self._write_record(plan, attempt, rid, usage)
-        finally:
-            self._recorded(rid)
-
-    def _write_record(self, plan: Plan, attempt: Attempt, rid: str, usage: Any) -> None:
-        if plan.task is None:
-            log.info("call %s to %s not recorded: its task is unknown (give task)", rid, attempt.name)
-            return
-        tokens = usage_tokens(usage)
-        if tokens is None:
-            log.info("call %s to %s not recorded: the upstream sent no usage", rid, attempt.name)
-            return
-        node = attempt.node
-        cost = min(usd_cost(tokens[0], tokens[1], node.input_price, node.output_price), 1_000.0)
-        qid = text_id(plan.text)
-        text = plan.text if self.settings.store_query_texts else f"[text not stored] {qid}"
-        at = utc_now()  # the format the follower's expiry compares (graph_store.changes.now)
-        try:
-            store = self.state.get_store()
-            with self.registry.lock:
-                new = [] if store.has_node(QUERY, qid) else [Query(text, plan.task, id=qid)]
-                pending = PendingOutcome(rid, qid, node.name, cost, kind=LLM, source="proxy", observed_at=at)
-                store.write(GraphBatch(queries=new, pending=[pending]))
-        except (GraphStoreError, InvalidInputError) as exc:
-            log.warning("call %s to %s not recorded: %s", rid, attempt.name, exc)
-
-    # ---- the model list ------------------------------------------------------------------------------------
-    def models(self) -> ModelList:
-        """What ``model`` may name: the router (and one alias per scenario), then every LLM it can call."""
-        cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
-        cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
-        nodes = self.state.get_store().list_nodes(LLM)
-        usable = [
-            n
-            for n in nodes
-            if isinstance(n, LLMNode)
-            and self._unusable(n.name, n, LLM) is None
-            and not (n.name == ROUTER_MODEL or n.name.startswith(ROUTER_MODEL + ":"))  # that model id routes
-        ]
-        return ModelList(data=cards + [ModelCard(id=n.name, owned_by="upstream") for n in usable])
-
-    def model(self, model: str) -> ModelCard:
-        """One of :meth:`models`, or a 404 saying why it is not there."""
-        for card in self.models().data:
-            if card.id == model:
-                return card
-        store = self.state.get_store()
-        node = store.get_node(LLM, model) if store.has_node(LLM, model) else None
-        if node is None:
-            raise client_error(
-                status.HTTP_404_NOT_FOUND, f"model: no LLM named {model!r}; GET /v1/models lists what can be called"
-            )
-        why = self._unusable(model, node, LLM)  # type: ignore[arg-type]
-        raise client_error(status.HTTP_404_NOT_FOUND, f"model: {model!r} cannot be called: {why}")
-
-    def feedback(self, body: FeedbackIn) -> FeedbackOut:
-        """Complete a pending outcome with its effect; the scorer gets it like POST /v1/outcomes' (404 if none)."""
-        with self._recording_lock:
-            writing = self._recording.get(body.id)
-        if writing is not None:  # answered moments ago, its record still being written
-            writing.wait(timeout=self.settings.proxy_timeout)
-        store = self.state.get_store()
-        with self.registry.lock:
-            outcome = store.complete_pending(body.id, body.effect, observed_at=utc_now())
-            applied = self.registry.apply_outcomes([outcome])
-        return FeedbackOut(
-            id=body.id,
-            query_id=outcome.query_id,
-            candidate=outcome.target,
-            effect=outcome.effect,
-            cost=outcome.cost,
-            applied_to_scorer=applied > 0,
-        )

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import Response
 
 from api.settings import Settings
-from graph_store import LLMNode
+from graph_store import LLM, LLMNode
 
 log = logging.getLogger("api.proxy")
 
@@ -31,6 +33,17 @@ HEADER_PREFIX = "x-graphrouter-"
 
 def client_error(code: int, message: str) -> HTTPException:
     return HTTPException(code, message)
+
+
+def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
+    """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, or its key unset."""
+    if kind != LLM:
+        return "an agent: the proxy calls LLMs only"
+    if node is None or node.base_url is None:
+        return f"no upstream configured; set one with PATCH /v1/llms/{urllib.parse.quote(name)}"
+    if node.api_key_env is not None and not os.environ.get(node.api_key_env):
+        return f"its key's environment variable {node.api_key_env} is not set on the server"
+    return None
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep
+from api import model_list
+from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep, StoreDep
 from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList
 from api.upstream import read_body
 
@@ -76,8 +77,8 @@ _MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
     summary="OpenAI-compatible model list: graphrouter (and graphrouter:<scenario>), then every LLM it can call",
     responses=_MODEL_ERRORS,
 )
-def list_models(proxy: ProxyDep, _key: ProxyAuth) -> ModelList:
-    return proxy.models()
+def list_models(store: StoreDep, _key: ProxyAuth) -> ModelList:
+    return model_list.models(store)
 
 
 @router.get(
@@ -86,8 +87,8 @@ def list_models(proxy: ProxyDep, _key: ProxyAuth) -> ModelList:
     summary="OpenAI-compatible model lookup",
     responses={**_MODEL_ERRORS, 404: {"description": "no such model, or an LLM without a usable upstream (says why)"}},
 )
-def get_model(model: str, proxy: ProxyDep, _key: ProxyAuth) -> ModelCard:
-    return proxy.model(model)
+def get_model(model: str, store: StoreDep, _key: ProxyAuth) -> ModelCard:
+    return model_list.model(store, model)
 
 
 @router.post(
