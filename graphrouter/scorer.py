@@ -256,10 +256,9 @@ class Scorer:
         return [i for i in query_ids if i not in index]
 
     def carry_over(self, previous: Scorer, since: int | None = None) -> None:
-        """Take over a replaced scorer's exploration budget and what it learned online: only the outcomes observed
-        after mark ``since`` (the snapshot this scorer was trained on holds the older ones; None: all of them),
-        re-based on this router's predictions."""
-        self.explorer = previous.explorer
+        """Take over what a replaced scorer learned online: only the outcomes observed after mark ``since`` (the
+        snapshot this scorer was trained on holds the older ones; None: all of them), re-based on this router's
+        predictions. (The exploration budget is the service's, given to each scorer it installs.)"""
         learned = previous.online.rebased(self.router, -1 if since is None else since)
         self.online = learned
         if not self.router.learns_online:

@@ -115,6 +115,8 @@ def test_background_training_swaps_the_new_checkpoint_in(
         # one is kept, re-based on the new router's predictions
         learned = app.state.service.scorer.online
         assert len(learned) == 1 and learned.counts(["llm-0", "llm-1"]).tolist() == [0.0, 1.0]
+        # one exploration budget for the service, whichever scorer serves (its counts go on across the swap)
+        assert app.state.service.scorer.explorer is app.state.service.explorer
 
         r = client.post("/v1/route", json=bread)
         assert r.status_code == 200 and r.json()["task"] == "cooking" and r.json()["checkpoint"] == new, r.text
