@@ -1,6 +1,6 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-RegistryDep, TrainerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth. The objects behind them are built
-once, in the app's lifespan."""
+RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth. The
+objects behind them are built once, in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.batching import MicroBatcher
 from api.metrics import Metrics
 from api.proxy import ChatProxy
 from api.registry import CandidateRegistry
+from api.replication import Follower
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
@@ -66,6 +68,22 @@ async def get_trainer(request: Request) -> Trainer:
 
 
 TrainerDep = Annotated[Trainer, Depends(get_trainer)]
+
+
+async def get_batcher(request: Request) -> MicroBatcher | None:
+    """The micro-batcher of /v1/route (None unless GRAPHROUTER_BATCH_WINDOW_MS > 0)."""
+    return getattr(request.app.state, "batcher", None)
+
+
+BatcherDep = Annotated[MicroBatcher | None, Depends(get_batcher)]
+
+
+async def get_follower(request: Request) -> Follower | None:
+    """The change-log follower (None when the service does not follow one)."""
+    return getattr(request.app.state, "follower", None)
+
+
+FollowerDep = Annotated[Follower | None, Depends(get_follower)]
 
 
 async def get_scorer(state: StateDep, registry: RegistryDep) -> Scorer:

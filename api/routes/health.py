@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import RegistryDep, StateDep
+from api.deps import FollowerDep, RegistryDep, StateDep
 from api.models import Health, Readiness
 from graph_store import GraphStoreError
 from graphrouter.errors import GraphRouterError
@@ -24,9 +24,8 @@ def health() -> Health:
     summary="readiness: the store answers a ping and a checkpoint is loaded",
     responses={503: {"model": Readiness, "description": "not ready; each field says why"}},
 )
-def ready(request: Request, state: StateDep, registry: RegistryDep) -> Readiness | JSONResponse:
+def ready(state: StateDep, registry: RegistryDep, follower: FollowerDep) -> Readiness | JSONResponse:
     store_status = scorer_status = "ok"
-    follower = getattr(request.app.state, "follower", None)
     try:
         state.get_store().ping()
     except GraphStoreError as exc:

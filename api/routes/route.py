@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from api import routing
-from api.deps import ScorerDep, SettingsDep, StateDep
+from api.deps import BatcherDep, ScorerDep, SettingsDep, StateDep
 from api.models import BatchRouteRequest, BatchRouteResponse, RouteRequest, RouteResponse
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError, QueryTooLongError
@@ -38,8 +38,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", response_model=RouteResponse, responses=_ERRORS, summary="top-k candidates for one query")
-async def route(req: RouteRequest, request: Request, state: StateDep, scorer: ScorerDep) -> RouteResponse:
-    batcher = getattr(request.app.state, "batcher", None)
+async def route(req: RouteRequest, state: StateDep, scorer: ScorerDep, batcher: BatcherDep) -> RouteResponse:
     if batcher is not None:  # GRAPHROUTER_BATCH_WINDOW_MS > 0
         return await asyncio.wrap_future(batcher.submit(req))
     return await run_in_threadpool(_route_one, req, state, scorer)
