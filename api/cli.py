@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from graphrouter import cli
+from graphrouter.errors import GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 
 
@@ -36,13 +38,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
     os.environ["GRAPHROUTER_EMBEDDING_BACKEND"] = args.embedding_backend
     os.environ.setdefault("GRAPHROUTER_LOAD_IN_BACKGROUND", "1")  # the port opens at once; /ready reports progress
-    settings = Settings()
-    if args.workers < 1:
-        raise SystemExit("--workers must be at least 1")
-    if args.workers > 1 and settings.sync_interval <= 0:
-        raise SystemExit(
-            "--workers > 1 needs the workers to follow each other's changes: set GRAPHROUTER_SYNC_INTERVAL above 0"
-        )
+    settings = load_settings(Settings)
+    workers = args.workers if args.workers is not None else _env_workers()
+    if workers < 1:
+        _fail("--workers must be at least 1")
+    try:  # a bad training setting stops the service here, not at its first training
+        from api.training import train_router_from
+
+        train_router_from(settings)
+    except GraphRouterError as exc:
+        _fail(str(exc))
+    if workers > 1 and settings.sync_interval <= 0:
+        _fail("--workers > 1 needs the workers to follow each other's changes: set GRAPHROUTER_SYNC_INTERVAL above 0")
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
@@ -52,8 +59,43 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=args.log_level,
         log_config=log_config,
-        workers=args.workers,
+        workers=workers,
     )
+
+
+def load_settings(settings_class: type[Any]) -> Any:
+    """The service's settings from the environment, or one ``error:`` line per bad GRAPHROUTER_* variable (not a
+    traceback) and exit status 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        lines = [
+            f"error: GRAPHROUTER_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        ]
+        print("\n".join(lines), file=sys.stderr)
+    except SettingsError as exc:  # e.g. a JSON setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"GRAPHROUTER_{field.group(1).upper()}" if field else "a GRAPHROUTER_* setting"
+        print(f"error: {name} is not valid JSON: {exc.__cause__ or exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _env_workers() -> int:
+    value = os.environ.get("GRAPHROUTER_WORKERS", "1")
+    try:
+        return int(value)
+    except ValueError:
+        _fail(f"GRAPHROUTER_WORKERS must be a whole number of worker processes, got {value!r}")
+        raise  # unreachable: _fail exits
 
 
 def add_serve(sub: Any) -> None:
@@ -65,7 +107,7 @@ def add_serve(sub: Any) -> None:
     sv.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get("GRAPHROUTER_WORKERS", "1")),
+        default=None,
         help="worker processes (default 1, or $GRAPHROUTER_WORKERS); each is a replica with its own scorer, kept in "
         "step with the others through the store's change log (GRAPHROUTER_SYNC_INTERVAL); works on the embedded "
         "store (one host) and on Neo4j",

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 import graphrouter.world
 from api.registry import CandidateRegistry
+from api.settings import Settings
 from api.state import ServiceState
 from graph_store import ANSWERED_BY, HANDLED_BY, ConflictError
 from graph_store.changes import CHECKPOINT
@@ -58,6 +59,21 @@ class TrainingRunningError(ConflictError):
 
 class TrainConfigError(GraphRouterError):
     """GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS do not make a router (a server misconfiguration)."""
+
+
+def train_router_from(settings: Settings) -> Router:
+    """The unfitted router ``POST /v1/train`` fits (GRAPHROUTER_TRAIN_ROUTER with GRAPHROUTER_TRAIN_PARAMS), or a
+    TrainConfigError saying what is wrong; ``graphrouter serve`` asks it once at start-up, so a bad setting stops
+    the service there instead of failing (or training nothing) at the first training."""
+    from graphrouter.routers import ROUTERS  # torch and PyG: loaded when a training is asked for
+
+    name, params = settings.train_router, settings.train_params
+    if name not in ROUTERS:
+        raise TrainConfigError(f"GRAPHROUTER_TRAIN_ROUTER: unknown router {name!r}; use one of {', '.join(ROUTERS)}")
+    try:
+        return ROUTERS[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise TrainConfigError(f"GRAPHROUTER_TRAIN_PARAMS do not fit the {name!r} router: {exc}") from None
 
 
 def _message(exc: BaseException) -> str:
@@ -110,17 +126,7 @@ class Trainer:
         return self._status
 
     def make_router(self) -> Router:
-        from graphrouter.routers import ROUTERS  # torch and PyG: loaded when a training is asked for
-
-        name, params = self.state.settings.train_router, self.state.settings.train_params
-        if name not in ROUTERS:
-            raise TrainConfigError(
-                f"GRAPHROUTER_TRAIN_ROUTER: unknown router {name!r}; use one of {', '.join(ROUTERS)}"
-            )
-        try:
-            return ROUTERS[name](**params)
-        except (TypeError, ValueError) as exc:
-            raise TrainConfigError(f"GRAPHROUTER_TRAIN_PARAMS do not fit the {name!r} router: {exc}") from None
+        return train_router_from(self.state.settings)
 
     def start(self) -> TrainStatus:
         """Start a training; TrainingRunningError if one is running, StoreUnavailableError if the store is down."""

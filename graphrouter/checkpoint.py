@@ -62,7 +62,8 @@ def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEF
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     version = hashlib.sha256(f"{router.name}{created}{time.perf_counter_ns()}".encode()).hexdigest()[:12]
     ckpt = Checkpoint(router=router, embedding_model=embedding_model, created_at=created, version=version)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # a name of its own: two replicas publishing to one path at once must not write into each other's file
+    tmp = path.with_name(f"{path.name}.{version}.tmp")
     header = {
         "format": FORMAT,
         "router_name": router.name,

@@ -81,3 +81,33 @@ def test_console_script_runs(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe), "--store", str(tmp_path / "g.db"), "stats"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Query" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GRAPHROUTER_PORT": "-5"}, "error: GRAPHROUTER_PORT: Input should be greater than or equal to 1 (got '-5')"),
+        ({"GRAPHROUTER_TRAIN_PARAMS": "{bad"}, "error: GRAPHROUTER_TRAIN_PARAMS is not valid JSON: "),
+        ({"GRAPHROUTER_WORKERS": "abc"}, "error: GRAPHROUTER_WORKERS must be a whole number"),
+        ({"GRAPHROUTER_TRAIN_ROUTER": "nosuch"}, "error: GRAPHROUTER_TRAIN_ROUTER: unknown router 'nosuch'"),
+        ({"GRAPHROUTER_TRAIN_PARAMS": '{"max_episodes": -3}'}, "max_episodes=-3 (must be at least 1"),
+        ({"GRAPHROUTER_TRAIN_PARAMS": '{"layers": 3}'}, "do not fit the 'gnn' router: "),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict, message: str
+) -> None:
+    """A bad GRAPHROUTER_* value stops `serve` before it opens a port: one error line, exit 2, no traceback (a
+    training setting too: it would otherwise fail, or train nothing, at the first POST /v1/train)."""
+    from api import cli as api_cli
+
+    for key in ("GRAPHROUTER_STORE", "GRAPHROUTER_EMBEDDING_BACKEND", "GRAPHROUTER_LOAD_IN_BACKGROUND"):
+        monkeypatch.setenv(key, "")  # serve sets these: recorded here so that they are restored after the test
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("api.server.run_server", lambda *a, **k: pytest.fail("the server was started"))
+    with pytest.raises(SystemExit) as end:
+        api_cli.main(["--store", str(tmp_path / "g.db"), "serve"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and message in err and "Traceback" not in err, err

@@ -46,6 +46,13 @@ from graphrouter.routers.gnn.training import Member, Recipe, TrainingSet, fit_me
 from graphrouter.world import QueryFeatures, World
 
 
+def _check_settings(**checks: tuple[object, bool, str]) -> None:
+    """ValueError naming every setting out of range (``name=(value, ok, what it must be)``)."""
+    bad = [f"{name}={value!r} (must be {want})" for name, (value, ok, want) in checks.items() if not ok]
+    if bad:
+        raise ValueError("invalid GNN settings: " + "; ".join(bad))
+
+
 @register
 class GnnRouter(CandidateList, Router):
     """Heterogeneous GNN over queries, tasks and candidates; inductive in new queries and new candidates."""
@@ -77,6 +84,25 @@ class GnnRouter(CandidateList, Router):
         fit_peers: int = FitPrior.peers,
         fallback_z: float | None = Z,
     ) -> None:
+        _check_settings(
+            seeds=(seeds, len(tuple(seeds)) > 0 and all(isinstance(x, int) for x in seeds), "one or more integers"),
+            hidden=(hidden, hidden >= 1, "at least 1"),
+            num_layers=(num_layers, num_layers >= 1, "at least 1"),
+            dropout=(dropout, 0 <= dropout < 1, "in [0, 1)"),
+            in_drop=(in_drop, 0 <= in_drop < 1, "in [0, 1)"),
+            lr=(lr, lr > 0, "above 0"),
+            weight_decay=(weight_decay, weight_decay >= 0, "at least 0"),
+            max_episodes=(max_episodes, max_episodes >= 1, "at least 1 (0 would train nothing)"),
+            eval_every=(eval_every, eval_every >= 1, "at least 1"),
+            patience=(patience, patience >= 1, "at least 1"),
+            cold_frac=(cold_frac, 0 <= cold_frac < 1, "in [0, 1)"),
+            k_sim=(k_sim, k_sim >= 1, "at least 1"),
+            p_new=(p_new, 0 <= p_new <= 1, "in [0, 1]"),
+            p_inferred_task=(p_inferred_task, 0 <= p_inferred_task <= 1, "in [0, 1]"),
+            uncertainty_margin=(uncertainty_margin, uncertainty_margin >= 0, "at least 0"),
+            fit_global_sd=(fit_global_sd, fit_global_sd > 0, "above 0"),
+            fit_task_sd=(fit_task_sd, fit_task_sd > 0, "above 0"),
+        )
         self.seeds = tuple(seeds)
         # the per-task fallback to the per-task table where it routes better on validation by more than fallback_z
         # standard errors (gnn.fallback); None: never
