@@ -74,6 +74,7 @@ def create_app(
         app.state.proxy = ChatProxy(state, registry, upstreams)
         follower = Follower(state, registry, settings.sync_interval)
         app.state.follower = follower
+        app_metrics.follow(follower)
         await run_in_threadpool(state.start)
         await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start, settings.load_in_background)

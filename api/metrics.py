@@ -11,7 +11,10 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
 - ``graphrouter_training_runs_total{result}``: background trainings by outcome (succeeded / failed);
 - ``graphrouter_explorations_total{candidate, kind}`` and ``graphrouter_exploration_extra_cost_usd_total``: route
   answers whose first candidate is an exploration's pick, and their extra expected cost over the argmax (when
-  positive).
+  positive);
+- ``graphrouter_change_version``, ``graphrouter_change_resyncs`` and ``graphrouter_pending_expired``: this replica's
+  follower of the store's change log (the last version it applied, its full resyncs, the proxied calls' pending
+  outcomes it dropped for want of feedback), as ``/ready`` shows them; NaN before it has read the log.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
@@ -73,6 +76,22 @@ class Metrics:
             "extra expected cost (USD) of explored picks over the argmax, when positive",
             registry=self.registry,
         )
+
+        self._follower: Any = None  # the change-log follower these gauges read (set in the app's lifespan)
+        for name, attribute, text in (
+            ("graphrouter_change_version", "version", "the last change-log version this replica applied"),
+            ("graphrouter_change_resyncs", "resyncs", "full resyncs from the store (the log was pruned past it)"),
+            ("graphrouter_pending_expired", "expired", "pending outcomes dropped for want of feedback"),
+        ):
+            Gauge(name, text, registry=self.registry).set_function(lambda a=attribute: self._follower_value(a))
+
+    def follow(self, follower: Any) -> None:
+        """Read the change-log gauges from ``follower`` (api/replication.py) from now on."""
+        self._follower = follower
+
+    def _follower_value(self, attribute: str) -> float:
+        value = getattr(self._follower, attribute, None)
+        return float("nan") if value is None else float(value)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = {"method": method, "route": route, "status": str(status)}
