@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from graph_store import InvalidInputError
 from graphrouter import cli
 from graphrouter.errors import GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
@@ -42,6 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     workers = args.workers if args.workers is not None else _env_workers()
     if workers < 1:
         _fail("--workers must be at least 1")
+    try:  # a bad store time bound is a setting to fix, not an outage to retry
+        from graph_store.location import TIMEOUT_ENV, store_timeout
+
+        if os.environ.get(TIMEOUT_ENV):
+            store_timeout(os.environ[TIMEOUT_ENV])
+    except InvalidInputError as exc:
+        _fail(str(exc))
     try:  # a bad training setting stops the service here, not at its first training
         from api.training import train_router_from
 

@@ -92,6 +92,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
         ({"GRAPHROUTER_TRAIN_ROUTER": "nosuch"}, "error: GRAPHROUTER_TRAIN_ROUTER: unknown router 'nosuch'"),
         ({"GRAPHROUTER_TRAIN_PARAMS": '{"max_episodes": -3}'}, "max_episodes=-3 (must be at least 1"),
         ({"GRAPHROUTER_TRAIN_PARAMS": '{"layers": 3}'}, "do not fit the 'gnn' router: "),
+        ({"GRAPHROUTER_STORE_TIMEOUT": "-1"}, "error: the store timeout must be a number of seconds in (0, 600]"),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(
