@@ -42,12 +42,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = load_settings(Settings)
     workers = args.workers if args.workers is not None else _env_workers()
     if workers < 1:
-        _fail("--workers must be at least 1")
+        _fail(f"{'--workers' if args.workers is not None else 'GRAPHROUTER_WORKERS'} must be at least 1, got {workers}")
     try:  # a bad store time bound is a setting to fix, not an outage to retry
-        from graph_store.location import TIMEOUT_ENV, store_timeout
+        from graph_store.factory import NEO4J_SCHEMES
+        from graph_store.location import TIMEOUT_ENV, parse_bolt_location, store_timeout
 
         if os.environ.get(TIMEOUT_ENV):
             store_timeout(os.environ[TIMEOUT_ENV])
+        location = os.environ.get("GRAPHROUTER_STORE", "")
+        if location.startswith(NEO4J_SCHEMES) and (given := parse_bolt_location(location)[4]) is not None:
+            store_timeout(given)  # ?timeout= in the location
     except InvalidInputError as exc:
         _fail(str(exc))
     try:  # a bad training setting stops the service here, not at its first training

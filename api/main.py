@@ -90,6 +90,7 @@ def create_app(
                 await run_in_threadpool(app.state.batcher.close)
                 app.state.batcher = None
             await run_in_threadpool(follower.stop)
+            app_metrics.follow(None)  # not kept (with the state it holds) until a next start
             await upstreams.aclose()
             await run_in_threadpool(state.close)
 

@@ -12,9 +12,10 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
 - ``graphrouter_explorations_total{candidate, kind}`` and ``graphrouter_exploration_extra_cost_usd_total``: route
   answers whose first candidate is an exploration's pick, and their extra expected cost over the argmax (when
   positive);
-- ``graphrouter_change_version``, ``graphrouter_change_resyncs`` and ``graphrouter_pending_expired``: this replica's
-  follower of the store's change log (the last version it applied, its full resyncs, the proxied calls' pending
-  outcomes it dropped for want of feedback), as ``/ready`` shows them; NaN before it has read the log.
+- ``graphrouter_change_version`` (a gauge), ``graphrouter_change_resyncs_total`` and
+  ``graphrouter_pending_expired_total``: this replica's follower of the store's change log (the last version it
+  applied, its full resyncs, the proxied calls' pending outcomes it dropped for want of feedback), as ``/ready``
+  shows them; absent while the service has no follower, the version also before it has read the log.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
@@ -77,21 +80,12 @@ class Metrics:
             registry=self.registry,
         )
 
-        self._follower: Any = None  # the change-log follower these gauges read (set in the app's lifespan)
-        for name, attribute, text in (
-            ("graphrouter_change_version", "version", "the last change-log version this replica applied"),
-            ("graphrouter_change_resyncs", "resyncs", "full resyncs from the store (the log was pruned past it)"),
-            ("graphrouter_pending_expired", "expired", "pending outcomes dropped for want of feedback"),
-        ):
-            Gauge(name, text, registry=self.registry).set_function(lambda a=attribute: self._follower_value(a))
+        self._follower: Any = None  # the change-log follower read at each scrape (set in the app's lifespan)
+        self.registry.register(_FollowerCollector(self))
 
     def follow(self, follower: Any) -> None:
-        """Read the change-log gauges from ``follower`` (api/replication.py) from now on."""
+        """Read the change-log figures from ``follower`` (api/replication.py) from now on; None: stop (shutdown)."""
         self._follower = follower
-
-    def _follower_value(self, attribute: str) -> float:
-        value = getattr(self._follower, attribute, None)
-        return float("nan") if value is None else float(value)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = {"method": method, "route": route, "status": str(status)}
@@ -110,6 +104,30 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FollowerCollector(Collector):
+    """The change-log follower's figures, read at each scrape from whatever follower :class:`Metrics` follows."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Any:
+        follower = self.metrics._follower
+        if follower is None:
+            return
+        if follower.version is not None:
+            yield GaugeMetricFamily(
+                "graphrouter_change_version", "the last change-log version this replica applied", value=follower.version
+            )
+        yield CounterMetricFamily(
+            "graphrouter_change_resyncs",
+            "full resyncs from the store (the log was pruned past it)",
+            value=follower.resyncs,
+        )
+        yield CounterMetricFamily(
+            "graphrouter_pending_expired", "pending outcomes dropped for want of feedback", value=follower.expired
+        )
 
 
 class MetricsMiddleware:

@@ -3,10 +3,11 @@ completes what it recorded; ``GET /v1/models`` lists what ``model`` may name (ap
 
 **Choosing.** ``model`` names a candidate LLM (plain pass-through to its upstream) or the router: ``"graphrouter"``,
 ``"graphrouter:<scenario>"`` (balance, performance_first, cost_first), with the optional body fields of
-``/v1/route`` (``task``, ``scenario``, ``weights``, ``budget``, ``candidates``; the OpenAI client's ``extra_body``),
-which are not forwarded. The router ranks every candidate for the last user message exactly as ``/v1/route`` does
-(``Scorer.top_k`` under the routing lock), then tries them in that order, skipping those it cannot call (agents,
-LLMs without an upstream or whose key's environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS``.
+``/v1/route`` (``task``, ``scenario``, ``weights``, ``budget``, ``candidates``, ``explore``; the OpenAI client's
+``extra_body``), which are not forwarded; an exploring call explores only among the LLMs it can call. The router
+ranks every candidate for the last user message exactly as ``/v1/route`` does (``Scorer.top_k`` under the routing
+lock), then tries them in that order, skipping those it cannot call (agents, LLMs without an upstream or whose key's
+environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS``.
 
 **Forwarding.** The body goes upstream as sent, with ``model`` set to the upstream's model id; the answer comes back
 unchanged apart from ``model`` (the candidate's name), with headers ``x-graphrouter-model``, ``-effect``, ``-cost``
@@ -179,7 +180,10 @@ class ChatProxy(ProxyRecords):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
             if scenario is not None and "scenario" in fields:
                 raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")
-            result = self._route(text, {**fields, "scenario": scenario or fields.get("scenario")}, k=None)
+            fields = {**fields, "scenario": scenario or fields.get("scenario")}
+            if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
+                fields["candidates"] = self._callable(store, fields.get("candidates"))
+            result = self._route(text, fields, k=None)
             attempts, skipped = [], []
             for rec in result.candidates:
                 node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
@@ -221,6 +225,28 @@ class ChatProxy(ProxyRecords):
             return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False)
         task = fields.get("task") if isinstance(fields.get("task"), str) else None
         return Plan([Attempt(node, None, None)], text, task, routed=False)
+
+    def _callable(self, store: Any, asked: Any) -> Any:
+        """The LLMs an exploring chat call may go to: those the proxy can call (of ``asked``, the body's filter, if
+        it gave a list). Exploration's pick must be callable, or its budget would be spent on a candidate the
+        proxy then skips (and a new LLM without an upstream, quizzed first, would take every exploration)."""
+        scorer = self.registry.get_scorer()
+        names = [
+            n.name
+            for n in store.list_nodes(LLM)
+            if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None and scorer.routable(n.name)
+        ]
+        if isinstance(asked, list):  # a name the scorer does not know stays, for the route's own 400
+            callable_ = set(names)
+            names = [n for n in asked if n in callable_ or not (isinstance(n, str) and scorer.routable(n))]
+        if not names:
+            raise client_error(
+                status.HTTP_400_BAD_REQUEST,
+                "no LLM the proxy can call"
+                + (" among the body's candidates" if isinstance(asked, list) else "")
+                + "; give an LLM an upstream with PATCH /v1/llms/{name}",
+            )
+        return names
 
     def _route(self, text: str, fields: dict[str, Any], k: int | None) -> RouteResult:
         """Route as /v1/route does (api/routing.py: its task checks and exploration default); ``k=None``: every

@@ -93,6 +93,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
         ({"GRAPHROUTER_TRAIN_PARAMS": '{"max_episodes": -3}'}, "max_episodes=-3 (must be at least 1"),
         ({"GRAPHROUTER_TRAIN_PARAMS": '{"layers": 3}'}, "do not fit the 'gnn' router: "),
         ({"GRAPHROUTER_STORE_TIMEOUT": "-1"}, "error: the store timeout must be a number of seconds in (0, 600]"),
+        ({"GRAPHROUTER_WORKERS": "0"}, "error: GRAPHROUTER_WORKERS must be at least 1, got 0"),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(
@@ -112,3 +113,15 @@ def test_serve_refuses_bad_settings_in_one_line(
         api_cli.main(["--store", str(tmp_path / "g.db"), "serve"])
     err = capsys.readouterr().err
     assert end.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_serve_refuses_a_bad_timeout_in_the_bolt_location(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from api import cli as api_cli
+
+    for key in ("GRAPHROUTER_STORE", "GRAPHROUTER_EMBEDDING_BACKEND", "GRAPHROUTER_LOAD_IN_BACKGROUND"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    monkeypatch.setattr("api.server.run_server", lambda *a, **k: pytest.fail("the server was started"))
+    with pytest.raises(SystemExit) as end:
+        api_cli.main(["--store", "bolt://127.0.0.1:1?timeout=-1", "serve"])
+    assert end.value.code == 2 and "the store timeout must be a number of seconds" in capsys.readouterr().err

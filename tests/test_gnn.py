@@ -353,3 +353,11 @@ def test_a_sub_ensemble_serves_with_the_members_kept_only() -> None:
     for bad in ([2], [0, 0], []):
         with pytest.raises(ValueError, match="distinct positions in 0..1"):
             gnn.sub_ensemble(bad)
+
+
+def test_gnn_settings_are_checked_by_name() -> None:
+    assert GnnRouter(seeds=iter([0, 1])).seeds == (0, 1)  # a generator is read once, not used up by the check
+    with pytest.raises(ValueError, match=r"max_episodes=0 \(must be at least 1 \(0 would train nothing\)\)"):
+        GnnRouter(max_episodes=0)
+    with pytest.raises(ValueError, match=r"seeds=\(True,\).*dropout=1.0"):
+        GnnRouter(seeds=[True], dropout=1.0)

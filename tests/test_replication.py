@@ -217,7 +217,7 @@ def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
     with TestClient(app) as client:
         assert app.state.follower.expire_pending() == 1 and client.get("/ready").json()["pending_expired"] == 1
         metrics = client.get("/metrics").text  # the same figures for Prometheus
-        assert "graphrouter_pending_expired 1.0" in metrics
+        assert "graphrouter_pending_expired_total 1.0" in metrics
         assert f"graphrouter_change_version {float(client.get('/ready').json()['change_version'])}" in metrics
         r = client.post("/v1/feedback", json={"id": "stale", "effect": 1.0}, headers=AUTH)
         assert r.status_code == 404 and "stale" in r.json()["detail"], r.text

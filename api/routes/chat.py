@@ -77,7 +77,7 @@ _MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
     summary="OpenAI-compatible model list: graphrouter (and graphrouter:<scenario>), then every LLM it can call",
     responses=_MODEL_ERRORS,
 )
-def list_models(store: StoreDep, _key: ProxyAuth) -> ModelList:
+def list_models(_key: ProxyAuth, store: StoreDep) -> ModelList:  # the key first: no store error for a stranger
     return model_list.models(store)
 
 
@@ -87,7 +87,7 @@ def list_models(store: StoreDep, _key: ProxyAuth) -> ModelList:
     summary="OpenAI-compatible model lookup",
     responses={**_MODEL_ERRORS, 404: {"description": "no such model, or an LLM without a usable upstream (says why)"}},
 )
-def get_model(model: str, store: StoreDep, _key: ProxyAuth) -> ModelCard:
+def get_model(model: str, _key: ProxyAuth, store: StoreDep) -> ModelCard:
     return model_list.model(store, model)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -44,6 +45,10 @@ from graphrouter.routers.gnn.schema import PAIR_KS
 from graphrouter.routers.gnn.serving import ServingCache
 from graphrouter.routers.gnn.training import Member, Recipe, TrainingSet, fit_member, out_of_fold_tasks
 from graphrouter.world import QueryFeatures, World
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def _check_settings(**checks: tuple[object, bool, str]) -> None:
@@ -84,8 +89,9 @@ class GnnRouter(CandidateList, Router):
         fit_peers: int = FitPrior.peers,
         fallback_z: float | None = Z,
     ) -> None:
+        seeds = tuple(seeds)
         _check_settings(
-            seeds=(seeds, len(tuple(seeds)) > 0 and all(isinstance(x, int) for x in seeds), "one or more integers"),
+            seeds=(seeds, len(seeds) > 0 and all(_is_int(x) for x in seeds), "one or more integers"),
             hidden=(hidden, hidden >= 1, "at least 1"),
             num_layers=(num_layers, num_layers >= 1, "at least 1"),
             dropout=(dropout, 0 <= dropout < 1, "in [0, 1)"),
