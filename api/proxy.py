@@ -42,6 +42,7 @@ import math
 import os
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -77,6 +78,7 @@ from graph_store import LLM, LLMNode
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
+CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (11 ms at 1,000)
 EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
 
 
@@ -99,6 +101,7 @@ class ChatProxy(ProxyRecords):
         # one of them waits for it instead of missing it
         self._recording: dict[str, threading.Event] = {}
         self._recording_lock = threading.Lock()
+        self._callable_cache: tuple[float, list[str]] = (-math.inf, [])  # (when, the LLMs it can call)
 
     # ---- auth ---------------------------------------------------------------------------------------------
     def authorize(self, presented: str | None, *, admin_too: bool = False) -> str:
@@ -231,11 +234,15 @@ class ChatProxy(ProxyRecords):
         it gave a list). Exploration's pick must be callable, or its budget would be spent on a candidate the
         proxy then skips (and a new LLM without an upstream, quizzed first, would take every exploration)."""
         scorer = self.registry.get_scorer()
-        names = [
-            n.name
-            for n in store.list_nodes(LLM)
-            if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None and scorer.routable(n.name)
-        ]
+        at, cached = self._callable_cache
+        if time.monotonic() - at > CALLABLE_TTL_S:  # one LLM list read per second, not per exploring call
+            cached = [
+                n.name
+                for n in store.list_nodes(LLM)
+                if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None
+            ]
+            self._callable_cache = (time.monotonic(), cached)
+        names = [n for n in cached if scorer.routable(n)]
         if isinstance(asked, list):  # a name the scorer does not know stays, for the route's own 400
             callable_ = set(names)
             names = [n for n in asked if n in callable_ or not (isinstance(n, str) and scorer.routable(n))]
