@@ -78,7 +78,7 @@ from graph_store import LLM, LLMNode
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
-CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (11 ms at 1,000)
+CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (a full LLM read)
 EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
 
 
