@@ -119,6 +119,13 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     name = args.router or _default_router()
     if name not in ROUTERS:
         raise GraphRouterError(f"unknown router {name!r}; use one of {', '.join(ROUTERS)}")
+    try:  # checked before the (long) embedding of the store
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError("not a JSON object")
+        unfitted = ROUTERS[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise GraphRouterError(f"--params do not fit the {name!r} router: {exc}") from None
     snap = store.snapshot()
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
@@ -130,7 +137,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
         f"({time.perf_counter() - t0:.0f} s)"
     )
     t1 = time.perf_counter()
-    router = ROUTERS[name]().fit(world, np.arange(world.data.n_queries))
+    router = unfitted.fit(world, np.arange(world.data.n_queries))
     ckpt = save_checkpoint(router, embedder.model_name, args.checkpoint)
     print(f"trained {name} in {time.perf_counter() - t1:.0f} s; checkpoint {ckpt.version} → {args.checkpoint}")
 
@@ -263,6 +270,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     ckpt_help = f"checkpoint file (default {DEFAULT_CHECKPOINT})"
     tr = sub.add_parser("train", help="fit a router on the whole stored graph and write a checkpoint")
     tr.add_argument("--router", default=None, help="router name from the registry (default: gnn)")
+    tr.add_argument(
+        "--params",
+        default="{}",
+        help='the router\'s settings as JSON, as GRAPHROUTER_TRAIN_PARAMS: e.g. \'{"seeds": [0], "max_episodes": 20}\' '
+        "for a quick first checkpoint (default: the router's own)",
+    )
     tr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
     tr.add_argument("--embedding-model", default="all-MiniLM-L6-v2")
     tr.add_argument(

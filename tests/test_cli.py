@@ -125,3 +125,16 @@ def test_serve_refuses_a_bad_timeout_in_the_bolt_location(monkeypatch: pytest.Mo
     with pytest.raises(SystemExit) as end:
         api_cli.main(["--store", "bolt://127.0.0.1:1?timeout=-1", "serve"])
     assert end.value.code == 2 and "the store timeout must be a number of seconds" in capsys.readouterr().err
+
+
+def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "c.pt"
+    store = ["--store", str(tmp_path / "g.db")]
+    for params, message in (
+        ('{"max_episodes": 0}', "max_episodes=0 (must be at least 1"),
+        ("[1]", "not a JSON object"),
+        ('{"layers": 3}', "unexpected keyword argument 'layers'"),
+    ):
+        assert main([*store, "train", "--checkpoint", str(ckpt), "--params", params]) == 2
+        assert "error: --params do not fit the 'gnn' router: " in (err := capsys.readouterr().err) and message in err
+    assert not ckpt.exists()
