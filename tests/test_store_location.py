@@ -129,18 +129,24 @@ def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> N
         with pytest.raises(StoreUnavailableError):
             store.ping()  # ping always asks the server
         # and through the service: each request on the store is a prompt 503 (no checkpoint is needed for these)
-        settings = Settings(store="unused", checkpoint=tmp_path / "none.pt", embedding_cache=None, api_key="k")
+        settings = Settings(
+            store="unused", checkpoint=tmp_path / "none.pt", embedding_cache=None, api_key="k", proxy_key="pk"
+        )
+        outcome = {"query": "q", "task": "t", "candidate": "m", "effect": 1.0, "cost": 0.0}
         with TestClient(create_app(settings, store=store)) as client:
-            for method, path, body in [
-                ("GET", "/v1/llms", None),
-                ("GET", "/v1/llms/m", None),
-                ("POST", "/v1/llms", {"name": "p", "input_price": 1, "output_price": 1}),
-                ("DELETE", "/v1/llms/m", None),
-                ("POST", "/v1/tasks", {"name": "t2"}),
-                ("GET", "/v1/graph/stats", None),
+            for method, path, body, key in [
+                ("GET", "/v1/llms", None, "k"),
+                ("GET", "/v1/llms/m", None, "k"),
+                ("POST", "/v1/llms", {"name": "p", "input_price": 1, "output_price": 1}, "k"),
+                ("DELETE", "/v1/llms/m", None, "k"),
+                ("POST", "/v1/tasks", {"name": "t2"}, "k"),
+                ("DELETE", "/v1/tasks/t2", None, "k"),
+                ("POST", "/v1/outcomes", {"outcomes": [outcome]}, "k"),
+                ("GET", "/v1/models", None, "pk"),
+                ("GET", "/v1/graph/stats", None, "k"),
             ]:
                 t0 = time.monotonic()
-                r = client.request(method, path, json=body, headers={"Authorization": "Bearer k"})
+                r = client.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
                 took = time.monotonic() - t0
                 assert r.status_code == 503 and r.headers["Retry-After"], (method, path, r.text)
                 assert took < 2 * bound + 1, f"{method} {path} took {took:.1f} s for its 503"
