@@ -30,6 +30,7 @@ from api.routing import route_many
 from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
+from api.training_lease import TrainingLease
 from api.upstream import make_client
 from graph_store import GraphStore
 from graphrouter.scorer import Scorer
@@ -69,10 +70,11 @@ def create_app(
         state = ServiceState(settings, store=store, scorer=scorer, embedder=embedder, metrics=app_metrics)
         registry = CandidateRegistry(state)
         app.state.service, app.state.registry = state, registry
-        app.state.trainer = Trainer(state, registry)
+        lease = TrainingLease(registry)
+        app.state.trainer = Trainer(state, registry, lease)
         upstreams = make_client(settings)
         app.state.proxy = ChatProxy(state, registry, upstreams)
-        follower = Follower(state, registry, settings.sync_interval)
+        follower = Follower(state, registry, settings.sync_interval, lease)
         app.state.follower = follower
         app_metrics.follow(follower)
         await run_in_threadpool(state.start)

@@ -29,6 +29,7 @@ from typing import Any
 
 from api.registry import WHAT, CandidateRegistry, same_registration
 from api.state import ServiceState
+from api.training_lease import TrainingLease
 from graph_store import (
     AGENT,
     LLM,
@@ -49,6 +50,8 @@ from graph_store.changes import (
     OUTCOMES,
     TASK_DELETED,
     TASK_REGISTERED,
+    TRAINING_ENDED,
+    TRAINING_STARTED,
     Change,
     now,
 )
@@ -63,10 +66,13 @@ BATCH = 500  # changes read per store call
 class Follower:
     """Polls the store's change log and applies other replicas' changes to this replica."""
 
-    def __init__(self, state: ServiceState, registry: CandidateRegistry, interval: float) -> None:
+    def __init__(
+        self, state: ServiceState, registry: CandidateRegistry, interval: float, lease: TrainingLease | None = None
+    ) -> None:
         self.state = state
         self.registry = registry
-        self._apply = ChangeApplier(registry)
+        self.lease = lease
+        self._apply = ChangeApplier(registry, lease)
         self.interval = interval
         self.version: int | None = None  # the last version seen (None: not read yet, the store was down)
         self.applied = 0
@@ -83,6 +89,8 @@ class Follower:
         """Remember where the log is now (called before the scorer is loaded); quietly later if the store is down."""
         try:
             self.version = self.state.get_store().latest_version()
+            if self.lease is not None:
+                self.lease.applied = self.version
         except GraphStoreError as exc:
             log.warning("change log not read yet (%s); following it once the store answers", exc)
 
@@ -194,6 +202,8 @@ class Follower:
                     break
             self.applied += applied
             self.last_poll = time.time()
+            if self.lease is not None:
+                self.lease.applied = self.version  # claims up to here are known to the lease
             return applied
 
 
@@ -204,9 +214,10 @@ class ChangeApplier:
     """Applies a change another replica made (already in the store) to this replica's scorer, through the
     registry's methods for local changes."""
 
-    def __init__(self, registry: CandidateRegistry) -> None:
+    def __init__(self, registry: CandidateRegistry, lease: TrainingLease | None = None) -> None:
         self.registry = registry
         self.state = registry.state
+        self.lease = lease
 
     def __call__(self, change: Change) -> None:
         """Apply a change another replica made (already in the store) to this replica's scorer, through the same
@@ -214,6 +225,10 @@ class ChangeApplier:
         after it), changes nothing."""
         if change.kind == CHECKPOINT:
             self._checkpoint(change)
+            return
+        if change.kind in (TRAINING_STARTED, TRAINING_ENDED):
+            if self.lease is not None:
+                self.lease.seen(change)
             return
         store = self.state.get_store()
         with self.registry.lock:

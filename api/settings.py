@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         description="seconds between prunings of the change log by this replica's follower (a replica that fell "
         "behind the pruned log resyncs from the store); 0: this replica never prunes",
     )
+    training_lease_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600.0,
+        allow_inf_nan=False,
+        description="replicas train one at a time: another replica's training claim blocks POST /v1/train here for "
+        "at most this long without its end (a replica that died while training)",
+    )
     pending_ttl_seconds: float = Field(
         7 * 24 * 3600.0,
         ge=0,

@@ -38,7 +38,8 @@ import graphrouter.world
 from api.registry import CandidateRegistry
 from api.settings import Settings
 from api.state import ServiceState
-from graph_store import ANSWERED_BY, HANDLED_BY, ConflictError
+from api.training_lease import TrainingLease, TrainingRunningError
+from graph_store import ANSWERED_BY, HANDLED_BY
 from graph_store.changes import CHECKPOINT
 from graphrouter.embeddings import DEFAULT_MODEL
 from graphrouter.errors import GraphRouterError
@@ -51,10 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("api")
 
 IDLE, RUNNING, SUCCEEDED, FAILED = "idle", "running", "succeeded", "failed"
-
-
-class TrainingRunningError(ConflictError):
-    """A training is already running (answered with 409)."""
 
 
 class TrainConfigError(GraphRouterError):
@@ -113,9 +110,10 @@ class TrainStatus:
 class Trainer:
     """Owns the one background training of a service."""
 
-    def __init__(self, state: ServiceState, registry: CandidateRegistry) -> None:
+    def __init__(self, state: ServiceState, registry: CandidateRegistry, lease: TrainingLease | None = None) -> None:
         self.state = state
         self.registry = registry
+        self.lease = lease  # replicas train one at a time (None: this replica alone decides)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         settings = state.settings
@@ -137,13 +135,16 @@ class Trainer:
                 )
             router = self.make_router()
             self.state.get_store().ping()
+            claim = self.lease.claim() if self.lease is not None else None  # 409 if another replica trains
             self._status = TrainStatus(
                 status=RUNNING,
                 router=router.name,
                 params=dict(self.state.settings.train_params),
                 started_at=_now(),
             )
-            self._thread = threading.Thread(target=self._run, args=(router,), name="graphrouter-train", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(router, claim), name="graphrouter-train", daemon=True
+            )
             self._thread.start()
             return self._status
 
@@ -158,7 +159,14 @@ class Trainer:
         with self._lock:
             self._status = replace(self._status, finished_at=_now(), **changes)
 
-    def _run(self, router: Router) -> None:
+    def _run(self, router: Router, claim: str | None = None) -> None:
+        try:
+            self._run_training(router)
+        finally:
+            if claim is not None and self.lease is not None:
+                self.lease.release(claim)
+
+    def _run_training(self, router: Router) -> None:
         t0 = time.perf_counter()
         try:
             version, n_queries, n_candidates = self._train(router)

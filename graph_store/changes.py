@@ -38,6 +38,9 @@ CHECKPOINT = "checkpoint"
 # effect, cost] unless there are more than MAX_LOGGED_IMPORT_ROWS of them (then only stored, for the next training).
 IMPORTED = "import"
 MAX_LOGGED_IMPORT_ROWS = 10_000
+# A replica's training: claimed when it starts, released when it ends (``key``: the training's id); replicas train
+# one at a time, the earliest open claim winning (api/training_lease.py).
+TRAINING_STARTED, TRAINING_ENDED = "training.started", "training.ended"
 CHANGE_KINDS = (
     LLM_REGISTERED,
     LLM_DELETED,
@@ -48,6 +51,8 @@ CHANGE_KINDS = (
     OUTCOMES,
     CHECKPOINT,
     IMPORTED,
+    TRAINING_STARTED,
+    TRAINING_ENDED,
 )
 MAX_CHANGE_KEY_CHARS = 1000
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024

@@ -6,18 +6,23 @@ has applied is exact. tests/test_replicas_e2e.py runs two real service processes
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import graphrouter.world
 from api.main import create_app
 from api.settings import Settings
 from graph_store import GraphBatch, GraphStore
-from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES
+from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES, TRAINING_ENDED, TRAINING_STARTED
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
+from tests.test_api_train import TINY_GNN, _store_outcomes
 from tests.test_scorer import HashEmbedder
 
 QUERY = {"query": "task-1 a question"}
@@ -237,3 +242,42 @@ def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
         while follower.expired == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert follower.expired == 1
+
+
+def test_replicas_train_one_at_a_time(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A training claims the store's change log; another replica's POST /v1/train is a 409 naming it until it ends,
+    and then trains (tests/test_api_train.py holds the training at its world build, as there)."""
+    world, paths = fitted
+    _store_outcomes(store, world)
+    started, release = threading.Event(), threading.Event()
+    real_build_world = graphrouter.world.build_world
+
+    def held(*args: Any, **kwargs: Any) -> World:
+        started.set()
+        assert release.wait(60)
+        return real_build_world(*args, **kwargs)
+
+    monkeypatch.setattr(graphrouter.world, "build_world", held)
+    tiny = {"train_router": "gnn", "train_params": TINY_GNN, "checkpoint": paths["gnn"].parent / "shared.pt"}
+    shutil.copy(paths["gnn"], tiny["checkpoint"])  # both publish here
+    ckpt = tiny.pop("checkpoint")
+    a_app, b_app = _replica(store, world, ckpt, **tiny), _replica(store, world, ckpt, **tiny)
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        assert a.post("/v1/train", headers=AUTH).status_code == 202
+        assert started.wait(60)
+        r = b.post("/v1/train", headers=AUTH)  # B's follower has not polled: the claim is read back from the log
+        a_id = a_app.state.service.replica_id
+        assert r.status_code == 409 and f"replica {a_id} is training" in r.json()["detail"], r.text
+        assert b_app.state.follower.poll() >= 1  # now it knows the claim from its follower too
+        assert b.post("/v1/train", headers=AUTH).status_code == 409
+        release.set()
+        assert a_app.state.trainer.wait(120).status == "succeeded"
+        b_app.state.follower.poll()  # A's checkpoint and the claim's end
+        assert b.post("/v1/train", headers=AUTH).status_code == 202  # free again
+        assert b_app.state.trainer.wait(120).status == "succeeded"
+    kinds = [c.kind for c in store.changes_since(store.pruned_through(), limit=10_000)]
+    assert kinds.count(TRAINING_STARTED) == kinds.count(TRAINING_ENDED) == 3  # B's withdrawn claim included

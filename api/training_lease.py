@@ -1,0 +1,91 @@
+"""Replicas train one at a time: claims in the store's change log, the earliest open claim winning.
+
+A replica about to train writes a ``training.started`` change (its key: the training's id) and reads the log back
+from the last version its follower applied through its own claim. Claims before that version it knows already: its
+follower passed them here (:meth:`TrainingLease.seen`) with their ends. If any other replica's claim is open and
+earlier than its own, it withdraws (writes ``training.ended``) and ``POST /v1/train`` answers 409 naming that
+replica. Since the log orders every write, two replicas claiming at once both see both claims and agree on the
+winner. A claim whose end never comes (its replica died while training) stops blocking after
+``GRAPHROUTER_TRAINING_LEASE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from graph_store import ConflictError, GraphStoreError
+from graph_store.changes import TRAINING_ENDED, TRAINING_STARTED, Change
+from graphrouter.errors import GraphRouterError
+
+if TYPE_CHECKING:
+    from api.registry import CandidateRegistry
+
+log = logging.getLogger("api")
+READ_LIMIT = 10_000  # changes read back at a claim: those since the follower's last poll, a few seconds' worth
+
+
+class TrainingRunningError(ConflictError):
+    """A training is already running, here or on another replica (answered with 409)."""
+
+
+class TrainingLease:
+    """Other replicas' open training claims (from the change log) and this replica's own claim."""
+
+    def __init__(self, registry: CandidateRegistry) -> None:
+        self.registry = registry
+        self.state = registry.state
+        self.applied: int | None = None  # the last change-log version this replica's follower applied
+        self._open: dict[str, tuple[str, str, float]] = {}  # training id → (replica, started at, seen at)
+        self._lock = threading.Lock()
+
+    def seen(self, change: Change) -> None:
+        """Another replica's claim or its end (the follower passes every training change it applies)."""
+        with self._lock:
+            if change.kind == TRAINING_STARTED:
+                self._open[change.key] = (change.origin, change.at, time.monotonic())
+            elif change.kind == TRAINING_ENDED:
+                self._open.pop(change.key, None)
+
+    def claim(self) -> str:
+        """Claim the training for this replica (its id), or raise ``TrainingRunningError`` naming the replica that
+        holds it."""
+        ttl = self.state.settings.training_lease_seconds
+        with self._lock:
+            live = [v for v in self._open.values() if time.monotonic() - v[2] < ttl]
+        if live:
+            replica, at, _ = min(live, key=lambda v: v[1])
+            raise TrainingRunningError(_busy(replica, at))
+        store = self.state.get_store()
+        since = self.applied if self.applied is not None else store.latest_version()
+        tid = f"{self.state.replica_id}-{uuid.uuid4().hex[:8]}"
+        store.record_change(self.registry.change(TRAINING_STARTED, tid))
+        claims: dict[str, Change] = {}
+        for change in store.changes_since(since, limit=READ_LIMIT):
+            if change.kind == TRAINING_STARTED:
+                claims[change.key] = change
+            elif change.kind == TRAINING_ENDED:
+                claims.pop(change.key, None)
+        first = min(claims.values(), key=lambda c: c.version, default=None)
+        if first is not None and first.key != tid:
+            self.release(tid)
+            raise TrainingRunningError(_busy(first.origin, first.at))
+        return tid
+
+    def release(self, tid: str) -> None:
+        """End this replica's claim (its training finished, failed, or withdrew); a store error is only logged (the
+        claim then lapses after the lease)."""
+        try:
+            self.state.get_store().record_change(self.registry.change(TRAINING_ENDED, tid))
+        except (GraphStoreError, GraphRouterError) as exc:
+            log.warning("training %s: its end not written (%s); its claim lapses after the lease", tid, exc)
+
+
+def _busy(replica: str, at: str) -> str:
+    return (
+        f"replica {replica} is training (since {at}); one replica trains at a time, and the others load the "
+        "checkpoint it publishes (GET /v1/train there for its status)"
+    )
