@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import status
 
 from api.models import ModelCard, ModelList
-from api.upstream import ROUTER_MODEL, client_error, why_uncallable
+from api.upstream import ROUTER_MODEL, callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
 from graphrouter.rewards import SCENARIOS
 
@@ -17,14 +17,8 @@ from graphrouter.rewards import SCENARIOS
 def models(store: GraphStore) -> ModelList:
     cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
     cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
-    usable = [
-        n
-        for n in store.list_nodes(LLM)
-        if isinstance(n, LLMNode)
-        and why_uncallable(n.name, n, LLM) is None
-        and not (n.name == ROUTER_MODEL or n.name.startswith(ROUTER_MODEL + ":"))
-    ]
-    return ModelList(data=cards + [ModelCard(id=n.name, owned_by="upstream") for n in usable])
+    usable = [n for n in callable_llms(store) if not (n == ROUTER_MODEL or n.startswith(ROUTER_MODEL + ":"))]
+    return ModelList(data=cards + [ModelCard(id=n, owned_by="upstream") for n in usable])
 
 
 def model(store: GraphStore, name: str) -> ModelCard:

@@ -67,6 +67,7 @@ from api.upstream import (
     RateLimiter,
     UpstreamFailed,
     as_is,
+    callable_llms,
     client_error,
     event_data,
     key_id,
@@ -236,11 +237,7 @@ class ChatProxy(ProxyRecords):
         scorer = self.registry.get_scorer()
         at, cached = self._callable_cache
         if time.monotonic() - at > CALLABLE_TTL_S:  # one LLM list read per second, not per exploring call
-            cached = [
-                n.name
-                for n in store.list_nodes(LLM)
-                if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None
-            ]
+            cached = callable_llms(store)
             self._callable_cache = (time.monotonic(), cached)
         names = [n for n in cached if scorer.routable(n)]
         if isinstance(asked, list):  # a name the scorer does not know stays, for the route's own 400

@@ -20,7 +20,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import Response
 
 from api.settings import Settings
-from graph_store import LLM, LLMNode
+from graph_store import LLM, GraphStore, LLMNode
 
 log = logging.getLogger("api.proxy")
 
@@ -33,6 +33,12 @@ HEADER_PREFIX = "x-graphrouter-"
 
 def client_error(code: int, message: str) -> HTTPException:
     return HTTPException(code, message)
+
+
+def callable_llms(store: GraphStore) -> list[str]:
+    """The stored LLMs the proxy can call (:func:`why_uncallable` has nothing against them), by name: one read of
+    every LLM node."""
+    return [n.name for n in store.list_nodes(LLM) if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None]
 
 
 def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
