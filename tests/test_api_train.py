@@ -30,6 +30,21 @@ fitted, store = test_api.fitted, test_api.store  # fixtures of tests/test_api.py
 TINY_GNN = {"seeds": [0], "max_episodes": 2, "eval_every": 1, "hidden": 8}
 
 
+def hold_world_build(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Trainings stop at their world build (the store's snapshot is taken) until ``release`` is set: (that moment,
+    release)."""
+    started, release = threading.Event(), threading.Event()
+    real_build_world = graphrouter.world.build_world
+
+    def held(*args: Any, **kwargs: Any) -> World:
+        started.set()
+        assert release.wait(60)
+        return real_build_world(*args, **kwargs)
+
+    monkeypatch.setattr(graphrouter.world, "build_world", held)
+    return started, release
+
+
 def _store_outcomes(store: GraphStore, world: World) -> None:
     """The world's observed outcomes, which tests/test_api.py's store does not hold: what a training learns from."""
     data = world.data
@@ -55,15 +70,7 @@ def test_background_training_swaps_the_new_checkpoint_in(
     world, paths = fitted
     checkpoint = tmp_path / "serving.pt"
     shutil.copy(paths["gnn"], checkpoint)
-    snapshot_taken, release = threading.Event(), threading.Event()
-    real_build_world = graphrouter.world.build_world
-
-    def held_build_world(*args: Any, **kwargs: Any) -> World:
-        snapshot_taken.set()
-        assert release.wait(60)
-        return real_build_world(*args, **kwargs)
-
-    monkeypatch.setattr(graphrouter.world, "build_world", held_build_world)
+    snapshot_taken, release = hold_world_build(monkeypatch)
     _store_outcomes(store, world)
     app = _app(store, world, checkpoint, train_router="gnn", train_params=TINY_GNN)
     with TestClient(app) as client:

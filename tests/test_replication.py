@@ -7,7 +7,6 @@ has applied is exact. tests/test_replicas_e2e.py runs two real service processes
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import graphrouter.world
 from api.main import create_app
 from api.settings import Settings
 from graph_store import GraphBatch, GraphStore
 from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES, TRAINING_ENDED, TRAINING_STARTED
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
-from tests.test_api_train import TINY_GNN, _store_outcomes
+from tests.test_api_train import TINY_GNN, _store_outcomes, hold_world_build
 from tests.test_scorer import HashEmbedder
 
 QUERY = {"query": "task-1 a question"}
@@ -253,15 +251,7 @@ def test_replicas_train_one_at_a_time(
     and then trains (tests/test_api_train.py holds the training at its world build, as there)."""
     world, paths = fitted
     _store_outcomes(store, world)
-    started, release = threading.Event(), threading.Event()
-    real_build_world = graphrouter.world.build_world
-
-    def held(*args: Any, **kwargs: Any) -> World:
-        started.set()
-        assert release.wait(60)
-        return real_build_world(*args, **kwargs)
-
-    monkeypatch.setattr(graphrouter.world, "build_world", held)
+    started, release = hold_world_build(monkeypatch)
     tiny = {"train_router": "gnn", "train_params": TINY_GNN, "checkpoint": paths["gnn"].parent / "shared.pt"}
     shutil.copy(paths["gnn"], tiny["checkpoint"])  # both publish here
     ckpt = tiny.pop("checkpoint")
