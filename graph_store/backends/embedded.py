@@ -31,6 +31,7 @@ from graph_store.backends.embedded_sql import (
     ADDED_COLUMNS,
     CHANGES_SINCE,
     COLUMNS,
+    COUNT_OUTCOMES_OF,
     DELETE_PRUNED,
     FIRST_VERSION_SINCE,
     INSERT_CHANGE,
@@ -225,14 +226,8 @@ class EmbeddedStore(GraphStore):
         return None
 
     def _delete_node(self, label: str, key: str, change: Change | None) -> int | None:
-        if label in OUTCOME_TABLE:  # its outcome edges: the ones of this LLM or agent
-            counts = [f"SELECT COUNT(*) FROM {OUTCOME_TABLE[label]} WHERE target = ?"]
-        elif label == QUERY:  # every candidate's outcome on this query
-            counts = [f"SELECT COUNT(*) FROM {t} WHERE query_id = ?" for t in OUTCOME_TABLE.values()]
-        else:
-            counts = []
         with self._tx(write=True) as db:
-            outcomes = sum(int(db.execute(sql, (key,)).fetchone()[0]) for sql in counts)
+            outcomes = sum(int(db.execute(sql, (key,)).fetchone()[0]) for sql in COUNT_OUTCOMES_OF[label])
             cur = db.execute(f"DELETE FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,))
             if cur.rowcount == 0:
                 return None

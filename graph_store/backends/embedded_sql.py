@@ -105,6 +105,14 @@ UPSERT_OUTCOME = {
 }
 
 
+# The outcome edges a node's deletion takes with it (counted in the delete's transaction): an LLM's or agent's
+# own, or every candidate's on a query; a task has none.
+COUNT_OUTCOMES_OF: dict[str, list[str]] = {
+    **{kind: [f"SELECT COUNT(*) FROM {table} WHERE target = ?"] for kind, table in OUTCOME_TABLE.items()},
+    QUERY: [f"SELECT COUNT(*) FROM {table} WHERE query_id = ?" for table in OUTCOME_TABLE.values()],
+    TASK: [],
+}
+
 PRUNE_PENDING = (
     "DELETE FROM pending_outcome WHERE response_id IN (SELECT response_id FROM pending_outcome "
     "WHERE observed_at <> '' AND observed_at < ? LIMIT ?)"
