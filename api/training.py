@@ -62,15 +62,14 @@ def train_router_from(settings: Settings) -> Router:
     """The unfitted router ``POST /v1/train`` fits (GRAPHROUTER_TRAIN_ROUTER with GRAPHROUTER_TRAIN_PARAMS), or a
     TrainConfigError saying what is wrong; ``graphrouter serve`` asks it once at start-up, so a bad setting stops
     the service there instead of failing (or training nothing) at the first training."""
-    from graphrouter.routers import ROUTERS  # torch and PyG: loaded when a training is asked for
+    from graphrouter.routers import build_router  # torch and PyG: loaded when a training is asked for
 
-    name, params = settings.train_router, settings.train_params
-    if name not in ROUTERS:
-        raise TrainConfigError(f"GRAPHROUTER_TRAIN_ROUTER: unknown router {name!r}; use one of {', '.join(ROUTERS)}")
     try:
-        return ROUTERS[name](**params)
-    except (TypeError, ValueError) as exc:
-        raise TrainConfigError(f"GRAPHROUTER_TRAIN_PARAMS do not fit the {name!r} router: {exc}") from None
+        return build_router(
+            settings.train_router, settings.train_params, "GRAPHROUTER_TRAIN_ROUTER", "GRAPHROUTER_TRAIN_PARAMS"
+        )
+    except GraphRouterError as exc:
+        raise TrainConfigError(str(exc)) from None
 
 
 def _message(exc: BaseException) -> str:

@@ -110,22 +110,18 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.embeddings import Embedder
     from graphrouter.errors import GraphRouterError
-    from graphrouter.routers import ROUTERS
+    from graphrouter.routers import build_router
     from graphrouter.world import build_world
 
     if args.threads < 1:
         raise GraphRouterError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     name = args.router or _default_router()
-    if name not in ROUTERS:
-        raise GraphRouterError(f"unknown router {name!r}; use one of {', '.join(ROUTERS)}")
-    try:  # checked before the (long) embedding of the store
+    try:
         params = json.loads(args.params)
-        if not isinstance(params, dict):
-            raise ValueError("not a JSON object")
-        unfitted = ROUTERS[name](**params)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise GraphRouterError(f"--params do not fit the {name!r} router: {exc}") from None
+    unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
     snap = store.snapshot()
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")

@@ -3,7 +3,7 @@
 from graphrouter.routers import bandits as _bandits  # noqa: F401
 from graphrouter.routers import baselines as _baselines  # noqa: F401 - registers the baselines
 from graphrouter.routers import gnn as _gnn  # noqa: F401
-from graphrouter.routers.base import ROUTERS, Router, register
+from graphrouter.routers.base import ROUTERS, Router, build_router, register
 from graphrouter.world import QueryFeatures, World
 
-__all__ = ["ROUTERS", "QueryFeatures", "Router", "World", "register"]
+__all__ = ["ROUTERS", "QueryFeatures", "Router", "World", "build_router", "register"]

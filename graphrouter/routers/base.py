@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from graphrouter.cost import CostModel
+from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import utility
 from graphrouter.task_inference import TaskInferer
 from graphrouter.world import QueryFeatures, World
@@ -211,3 +212,20 @@ def register(cls: type[Router]) -> type[Router]:
     """Class decorator: make a router available by its ``name`` (experiments, CLI, API)."""
     ROUTERS[cls.name] = cls
     return cls
+
+
+def build_router(
+    name: str, params: object, router_setting: str = "", params_setting: str = "router settings"
+) -> Router:
+    """An unfitted router of the registry from its name and constructor settings, or a GraphRouterError naming the
+    setting that is wrong (``router_setting``, ``params_setting``: what the user set them with, e.g.
+    GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS or ``--params``)."""
+    if name not in ROUTERS:
+        where = f"{router_setting}: " if router_setting else ""
+        raise GraphRouterError(f"{where}unknown router {name!r}; use one of {', '.join(ROUTERS)}")
+    try:
+        if not isinstance(params, dict):
+            raise ValueError("not a JSON object")
+        return ROUTERS[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise GraphRouterError(f"{params_setting} do not fit the {name!r} router: {exc}") from None
