@@ -33,6 +33,7 @@ from api.types import (
     Timestamp,
 )
 from graph_store import Agent, InvalidInputError, LLMNode, Task
+from graphrouter.scorer import significant
 
 
 # ---- errors -------------------------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Candidate(BaseModel):
     @field_serializer("effect", "cost", "utility")
     def _significant(self, value: float) -> float:
         """12 significant digits: a price × tokens product answers 0.0001033, not 0.00010330000000000002."""
-        return float(f"{value:.12g}")
+        return significant(value)
 
 
 class RouteResponse(BaseModel):

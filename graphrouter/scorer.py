@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from graphrouter.routers.base import Scores
 
 
+def significant(value: float) -> float:
+    """A figure of an answer to 12 significant digits: a price × tokens product shows as 0.0001033, not
+    0.00010330000000000002 (the API's and the CLI's answers)."""
+    return float(f"{value:.12g}")
+
+
 @dataclass(frozen=True)
 class Recommendation:
     name: str
