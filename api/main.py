@@ -75,6 +75,7 @@ def create_app(
         upstreams = make_client(settings)
         app.state.proxy = ChatProxy(state, registry, upstreams)
         follower = Follower(state, registry, settings.sync_interval, lease)
+        lease.follower = follower  # the claims up to its version are known to the lease
         app.state.follower = follower
         app_metrics.follow(follower)
         await run_in_threadpool(state.start)

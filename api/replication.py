@@ -71,7 +71,6 @@ class Follower:
     ) -> None:
         self.state = state
         self.registry = registry
-        self.lease = lease
         self._apply = ChangeApplier(registry, lease)
         self.interval = interval
         self.version: int | None = None  # the last version seen (None: not read yet, the store was down)
@@ -89,8 +88,6 @@ class Follower:
         """Remember where the log is now (called before the scorer is loaded); quietly later if the store is down."""
         try:
             self.version = self.state.get_store().latest_version()
-            if self.lease is not None:
-                self.lease.applied = self.version
         except GraphStoreError as exc:
             log.warning("change log not read yet (%s); following it once the store answers", exc)
 
@@ -202,8 +199,6 @@ class Follower:
                     break
             self.applied += applied
             self.last_poll = time.time()
-            if self.lease is not None:
-                self.lease.applied = self.version  # claims up to here are known to the lease
             return applied
 
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graph_store import ConflictError, GraphStoreError
 from graph_store.changes import TRAINING_ENDED, TRAINING_STARTED, Change
@@ -38,7 +38,7 @@ class TrainingLease:
     def __init__(self, registry: CandidateRegistry) -> None:
         self.registry = registry
         self.state = registry.state
-        self.applied: int | None = None  # the last change-log version this replica's follower applied
+        self.follower: Any = None  # this replica's change-log follower (api/replication.py), set in the lifespan
         self._open: dict[str, tuple[str, str, float]] = {}  # training id → (replica, started at, seen at)
         self._lock = threading.Lock()
 
@@ -60,7 +60,8 @@ class TrainingLease:
             replica, at, _ = min(live, key=lambda v: v[1])
             raise TrainingRunningError(_busy(replica, at))
         store = self.state.get_store()
-        since = self.applied if self.applied is not None else store.latest_version()
+        applied = self.follower.version if self.follower is not None else None  # the last version it applied
+        since = applied if applied is not None else store.latest_version()
         tid = f"{self.state.replica_id}-{uuid.uuid4().hex[:8]}"
         store.record_change(self.registry.change(TRAINING_STARTED, tid))
         claims: dict[str, Change] = {}
