@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         "(one new since training; picked at random) until it has this many outcomes in all, where a perfect answer "
         "could pay for its cost; 0: off",
     )
+    explore_task_quiz: int = Field(
+        7,
+        ge=0,
+        description="such a candidate is also quizzed on a query while it has fewer than this many outcomes learned "
+        "online on the query's task (its learned prediction has a level per task); 0: off",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

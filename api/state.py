@@ -117,7 +117,12 @@ class ServiceState:
         # this replica's id, the origin of the change records it writes (so that it does not apply them twice)
         self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         # the exploration budget: one for the service, handed to every scorer installed
-        self.explorer = Explorer(settings.explore_share, settings.explore_usd_per_1k, quiz=settings.explore_quiz)
+        self.explorer = Explorer(
+            settings.explore_share,
+            settings.explore_usd_per_1k,
+            quiz=settings.explore_quiz,
+            task_quiz=settings.explore_task_quiz,
+        )
         self._load_lock = threading.Lock()
         self._last_store_try = float("-inf")
         self._torch_threads_before: int | None = None

@@ -5,9 +5,9 @@
 requests) and draws a Thompson sample of each candidate's effect, ``N(effect, σ² / (1 + n))`` with ``n`` the outcomes
 behind its prediction; the scorer routes to the sample's best candidate (among those the request allows) when that
 differs from the argmax and the budget still has room. A candidate that is not known (new since training) is first
-quizzed: until it has :attr:`Explorer.quiz` outcomes, an exploring request goes to it (where a perfect answer could
-pay for its cost), so its first outcomes come from random queries, not only from those its prediction already
-favours.
+quizzed: until it has :attr:`Explorer.quiz` outcomes, and :attr:`Explorer.task_quiz` on the query's task, an exploring
+request goes to it (where a perfect answer could pay for its cost), so its first outcomes come from random queries,
+not only from those its prediction already favours.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Explorer(LockedState):
         seed: int | None = None,
         known_at: float = 50.0,
         quiz: int = 50,
+        task_quiz: int = 7,
     ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
@@ -44,8 +45,10 @@ class Explorer(LockedState):
             raise ValueError(f"exploration's known_at must be > 0 outcomes, got {known_at!r}")
         if quiz < 0:
             raise ValueError(f"exploration's quiz must be >= 0 outcomes, got {quiz!r}")
+        if task_quiz < 0:
+            raise ValueError(f"exploration's task_quiz must be >= 0 outcomes, got {task_quiz!r}")
         self.share, self.usd_per_1k, self.sigma = float(share), usd_per_1k, float(sigma)
-        self.known_at, self.quiz = float(known_at), int(quiz)
+        self.known_at, self.quiz, self.task_quiz = float(known_at), int(quiz), int(task_quiz)
         self.requests = 0
         self.explorations = 0
         self.extra_usd = 0.0
@@ -55,6 +58,7 @@ class Explorer(LockedState):
     def __setstate__(self, state: dict) -> None:
         state.setdefault("known_at", 50.0)  # pickled before known candidates were left out
         state.setdefault("quiz", 0)  # pickled before quizzes: as it was
+        state.setdefault("task_quiz", 0)  # pickled before per-task quizzes: as it was
         super().__setstate__(state)
 
     def count_request(self) -> None:
@@ -70,6 +74,7 @@ class Explorer(LockedState):
         pool: np.ndarray,
         trained: np.ndarray | None = None,
         seen: np.ndarray | None = None,
+        task_seen: np.ndarray | None = None,
     ) -> int | None:
         """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
         n))`` with ``n`` the outcomes behind its prediction (``counts``), clipped to [0, 1] (effects are: a sample above
@@ -89,18 +94,31 @@ class Explorer(LockedState):
         best (on dcrouter's replay those were the hard queries, where every LLM fails: nemotron's outcomes there
         averaged 0.24 against a true 0.62, and its learned level never rose). Only a candidate that could win the
         query with a perfect answer at its cost is quizzed there. Bandit routers "quiz" a new model on 20–50 prompts
-        the same way; 50, the most outcomes the GNN's registration was validated with."""
+        the same way; 50, the most outcomes the GNN's registration was validated with.
+
+        **Per task.** ``task_seen`` (C,): the outcomes each candidate has learned online on the request's task. A
+        candidate that is not known is also quizzed there while it has fewer than :attr:`task_quiz` of them: its
+        refitted prediction has a level per task (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14
+        tasks with one or two. On MMLU-Pro's replay (Performance First, seed 0) gpt-4o had 1 or 2 outcomes in 5
+        tasks after its quiz, their levels stayed where those outcomes put them (chemistry predicted 0.45 against a
+        true 0.75), the spread of its sample (from its ~500 outcomes in all) was too small for the sample ever to try
+        them again, and its share of the last 500 queries was 0.19 against the retrained router's 0.34. 7: the
+        outcomes after which a task's own mean (a 0/1 mean's standard deviation 0.5 / √n) is surer than the refit's
+        prior on a task's offset (about 0.2 in effect: 1.0 in logit at an effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
-        if seen is not None and self.quiz > 0:
+        if seen is not None and (self.quiz > 0 or self.task_quiz > 0):
             # only where a perfect answer could pay for its cost: no quiz can teach a choice this scenario never makes
             # (a two-sigma top instead of 1 stopped PF quizzes too early on dcrouter's replay: nemotron's share
             # 0.38 ± 0.16 against 0.54 ± 0.03)
             best = float(np.max(weights[0] * effect[pool] - weights[1] * cost_norm[pool]))
             could_win = weights[0] - weights[1] * cost_norm[pool] > best
-            quizzed = pool[~known & could_win & (np.asarray(seen)[pool] < self.quiz)]
+            short = np.asarray(seen)[pool] < self.quiz
+            if task_seen is not None:
+                short |= np.asarray(task_seen)[pool] < self.task_quiz
+            quizzed = pool[~known & could_win & short]
             if len(quizzed):
                 with self._lock:
                     return int(quizzed[self._rng.integers(len(quizzed))])

@@ -227,10 +227,12 @@ class OnlineLearner(LockedState):
             self._refits.pop(cid, None)
 
     # ---- reading ------------------------------------------------------------------------------------------
-    def counts(self, candidates: tuple[str, ...] | list[str]) -> np.ndarray:
-        """(C,) outcomes learned online per candidate, in the given column order."""
+    def counts(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> np.ndarray:
+        """(C,) outcomes learned online per candidate, in the given column order; with ``task``, only those on
+        queries of that task (index)."""
         with self._lock:
-            per = np.bincount(self._cand[: self._n], minlength=len(self._names))
+            cand = self._cand[: self._n] if task is None else self._cand[: self._n][self._task[: self._n] == task]
+            per = np.bincount(cand, minlength=len(self._names))
             return np.array([per[self._name_id[c]] if c in self._name_id else 0 for c in candidates], dtype=float)
 
     def correction(

@@ -281,6 +281,27 @@ def test_exploration_quizzes_a_new_candidate_on_random_queries_until_it_has_enou
         Explorer(quiz=-1)
 
 
+def test_exploration_quizzes_a_new_candidate_on_a_task_where_it_has_few_outcomes() -> None:
+    explorer = Explorer(share=1.0, seed=0, quiz=50, task_quiz=7)
+    effect, cost_norm, pool = np.array([0.9, 0.2]), np.array([0.0, 0.0]), np.array([0, 1])
+    trained = np.array([5000.0, 0.0])  # candidate 1 is new and predicted far below: a sample rarely picks it
+    args = (effect, cost_norm, SCENARIOS["performance_first"], trained, pool, trained, np.array([5000.0, 60.0]))
+    # 60 outcomes in all, 2 of them on this query's task: quizzed here
+    assert all(explorer.sample(*args, np.array([0.0, 2.0])) == 1 for _ in range(50))
+    # 7 on this task: the sample decides
+    assert [explorer.sample(*args, np.array([0.0, 7.0])) for _ in range(500)].count(1) < 100
+    # a known candidate is never quizzed, nor one a perfect answer could not pay for, nor with task_quiz=0
+    known = np.array([5000.0, 5000.0])
+    assert explorer.sample(effect, cost_norm, SCENARIOS["performance_first"], trained, pool, known,
+                           np.array([5000.0, 5000.0]), np.array([0.0, 0.0])) is None  # fmt: skip
+    dear = (effect, np.array([0.0, 0.9]), SCENARIOS["balance"], trained, pool, trained, np.array([5000.0, 60.0]))
+    assert all(explorer.sample(*dear, np.array([0.0, 0.0])) in (None, 0) for _ in range(200))
+    off = Explorer(share=1.0, seed=0, quiz=50, task_quiz=0)
+    assert [off.sample(*args, np.array([0.0, 2.0])) for _ in range(500)].count(1) < 100
+    with pytest.raises(ValueError, match="task_quiz"):
+        Explorer(task_quiz=-1)
+
+
 def test_only_a_candidate_registered_from_its_description_is_refitted_and_old_learners_still_load() -> None:
     import pickle
 
@@ -307,9 +328,10 @@ def test_only_a_candidate_registered_from_its_description_is_refitted_and_old_le
     explorer = Explorer(seed=0)
     explorer_state = explorer.__getstate__()
     explorer_state.pop("quiz")
+    explorer_state.pop("task_quiz")
     old_explorer = Explorer.__new__(Explorer)
     old_explorer.__setstate__(explorer_state)
-    assert old_explorer.quiz == 0  # pickled before quizzes: exploring as it did
+    assert old_explorer.quiz == 0 and old_explorer.task_quiz == 0  # pickled before quizzes: exploring as it did
 
 
 def test_the_scorer_quizzes_a_new_llm_until_its_outcomes_arrive(gnn_world) -> None:  # type: ignore[no-untyped-def]
@@ -327,3 +349,17 @@ def test_the_scorer_quizzes_a_new_llm_until_its_outcomes_arrive(gnn_world) -> No
     assert picks[:5] == ["llm-new"] * 5  # quizzed until it has 5 outcomes (each arrives at once here)
     assert scorer.online.counts(["llm-new"])[0] >= 5
     assert scorer.explorer.explorations <= scorer.explorer.requests
+
+
+def test_the_scorer_quizzes_a_new_llm_on_a_task_it_has_no_outcomes_on(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    scorer = _scorer(world, router)
+    scorer.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
+    scorer.explorer = Explorer(share=1.0, seed=0, quiz=3, task_quiz=2)
+    texts = {f"bad-{i}": (f"task-0 question {i}", "task-0") for i in range(6)}
+    scorer.add_outcomes("llm-new", dict.fromkeys(texts, 0.0), None, texts)  # 6 failures, all on task-0
+    tasks = scorer.router.world.data.task_names
+    t0, t1 = tasks.index("task-0"), tasks.index("task-1")
+    assert scorer.online.counts(["llm-new"], t0).tolist() == [6.0] and scorer.online.counts(["llm-new"], t1)[0] == 0
+    other = scorer.top_k("task-1 a new question", task="task-1", k=1, scenario="performance_first", explore=True)
+    assert other.explored and other.candidates[0].name == "llm-new"  # quizzed on the task it has no outcome on
