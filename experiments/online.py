@@ -3,6 +3,7 @@ candidate it picked, and a withheld LLM is registered mid-stream with its descri
 
     python experiments/online.py --dataset dcrouter --store /path/graph.db [--seeds 0,1,2] [--stream 2300]
         [--register-at 300] [--scenarios performance_first,balance] [--gnn-seeds 0,1,2] [--threads 1]
+        [--task-quiz 7] [--name SUFFIX]
 
 The store holds the dataset (``graphrouter import dcrouter``, or ``graphrouter import llms …/MMLU-Pro/llms.jsonl``
 and ``graphrouter import outcomes …/MMLU-Pro/outcomes.parquet`` for ``--dataset mmlu-pro``). The queries are split
@@ -133,10 +134,12 @@ def tune_priors(
     return chosen, shown, (float(diff.mean()), se)
 
 
-def make_scorer(router: object, embedder: WorldEmbedder, priors: Priors, share: float, seed: int) -> Scorer:
+def make_scorer(
+    router: object, embedder: WorldEmbedder, priors: Priors, share: float, seed: int, task_quiz: int = 7
+) -> Scorer:
     scorer = Scorer(Checkpoint(copy.deepcopy(router), embedder.model_name, "", "replay"), embedder)  # type: ignore[arg-type]
     scorer.online.priors = priors
-    scorer.explorer = Explorer(share=share, seed=seed)
+    scorer.explorer = Explorer(share=share, seed=seed, task_quiz=task_quiz)
     return scorer
 
 
@@ -207,6 +210,10 @@ def main() -> None:
     parser.add_argument("--val-frac", type=float, default=0.1)
     parser.add_argument("--gnn-seeds", default="0,1,2", help="ensemble members of the GNN")
     parser.add_argument("--explore-share", type=float, default=0.1)
+    parser.add_argument(
+        "--task-quiz", type=int, default=7, help="the exploration's per-task quiz (GRAPHROUTER_EXPLORE_TASK_QUIZ)"
+    )
+    parser.add_argument("--name", default="", help="suffix of the results files (online_<dataset><name>.md)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--fit-cache", type=Path, default=None, help="folder to keep fitted GNNs in (reused)")
@@ -290,7 +297,7 @@ def main() -> None:
                 if method in bandits:  # each run starts from the same fitted bandit, with its own seed
                     router = copy.deepcopy(router)
                     router.rng = np.random.default_rng(seed)
-                scorer = make_scorer(router, embedder, priors, args.explore_share, seed)
+                scorer = make_scorer(router, embedder, priors, args.explore_share, seed, args.task_quiz)
                 arrives = None if method == "retrained" else node
                 if feedback:
                     picks, explored, secs = replay(
@@ -337,13 +344,16 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
     scenarios = list(best)
     methods = [m for m in METHODS if (scenarios[0], m) in runs]
     reg = args.register_at
-    tag = args.dataset
+    tag, stem = args.dataset, f"online_{args.dataset}{args.name}"
+    extra = "" if args.methods == ",".join(METHODS) else f" --methods {args.methods}"
+    extra += "" if args.task_quiz == 7 else f" --task-quiz {args.task_quiz}"
+    extra += f" --name {args.name}" if args.name else ""
     lines = [
         f"# Online replay on {tag}: partial feedback, {new_name} registered mid-stream from its description",
         "",
         f"`python experiments/online.py --dataset {tag} --seeds {args.seeds} --stream {args.stream} --register-at "
         f"{reg} --scenarios {args.scenarios} --gnn-seeds {args.gnn_seeds} --explore-share {args.explore_share} "
-        f"--threads {args.threads}`",
+        f"--threads {args.threads}{extra}`",
         "",
         f"Queries with every outcome known, split once: {n_train} to train on, {n_val} to choose the online "
         f"learner's priors on, {n_pool} in the pool each seed draws a stream of {args.stream} from (random order); "
@@ -418,13 +428,13 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
             ax.legend(fontsize=7)
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"online_{tag}_regret.png", dpi=110)
+    fig.savefig(RESULTS / f"{stem}_regret.png", dpi=110)
     fig2.tight_layout()
-    fig2.savefig(RESULTS / f"online_{tag}_share.png", dpi=110)
-    lines += [f"![regret](online_{tag}_regret.png)", "", f"![share](online_{tag}_share.png)", ""]
+    fig2.savefig(RESULTS / f"{stem}_share.png", dpi=110)
+    lines += [f"![regret]({stem}_regret.png)", "", f"![share]({stem}_share.png)", ""]
     text = "\n".join(lines)
     print(text)
-    (RESULTS / f"online_{tag}.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
 
 
 if __name__ == "__main__":
