@@ -165,7 +165,8 @@ class Settings(BaseSettings):
         7,
         ge=0,
         description="such a candidate is also quizzed on a query while it has fewer than this many outcomes learned "
-        "online on the query's task (its learned prediction has a level per task); 0: off",
+        "online on the query's task (its learned prediction has a level per task); 0: off, as is every quiz when "
+        "GRAPHROUTER_EXPLORE_QUIZ is 0",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

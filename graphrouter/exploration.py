@@ -97,8 +97,8 @@ class Explorer(LockedState):
         the same way; 50, the most outcomes the GNN's registration was validated with.
 
         **Per task.** ``task_seen`` (C,): the outcomes each candidate has learned online on the request's task. A
-        candidate that is not known is also quizzed there while it has fewer than :attr:`task_quiz` of them: its
-        refitted prediction has a level per task (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14
+        candidate that is not known is also quizzed there while it has fewer than :attr:`task_quiz` of them (unless
+        :attr:`quiz` is 0, which turns every quiz off): its refitted prediction has a level per task (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14
         tasks with one or two. On MMLU-Pro's replay (Performance First, seed 0) gpt-4o had 1 or 2 outcomes in 5
         tasks after its quiz, their levels stayed where those outcomes put them (chemistry predicted 0.45 against a
         true 0.75), the spread of its sample (from its ~500 outcomes in all) was too small for the sample ever to try
@@ -109,7 +109,7 @@ class Explorer(LockedState):
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
-        if seen is not None and (self.quiz > 0 or self.task_quiz > 0):
+        if seen is not None and self.quiz > 0:  # quiz = 0 turns the per-task quiz off too
             # only where a perfect answer could pay for its cost: no quiz can teach a choice this scenario never makes
             # (a two-sigma top instead of 1 stopped PF quizzes too early on dcrouter's replay: nemotron's share
             # 0.38 ± 0.16 against 0.54 ± 0.03)

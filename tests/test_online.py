@@ -296,8 +296,8 @@ def test_exploration_quizzes_a_new_candidate_on_a_task_where_it_has_few_outcomes
                            np.array([5000.0, 5000.0]), np.array([0.0, 0.0])) is None  # fmt: skip
     dear = (effect, np.array([0.0, 0.9]), SCENARIOS["balance"], trained, pool, trained, np.array([5000.0, 60.0]))
     assert all(explorer.sample(*dear, np.array([0.0, 0.0])) in (None, 0) for _ in range(200))
-    off = Explorer(share=1.0, seed=0, quiz=50, task_quiz=0)
-    assert [off.sample(*args, np.array([0.0, 2.0])) for _ in range(500)].count(1) < 100
+    for off in (Explorer(share=1.0, seed=0, quiz=50, task_quiz=0), Explorer(share=1.0, seed=0, quiz=0)):
+        assert [off.sample(*args, np.array([0.0, 2.0])) for _ in range(500)].count(1) < 100
     with pytest.raises(ValueError, match="task_quiz"):
         Explorer(task_quiz=-1)
 
