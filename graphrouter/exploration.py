@@ -98,13 +98,14 @@ class Explorer(LockedState):
 
         **Per task.** ``task_seen`` (C,): the outcomes each candidate has learned online on the request's task. A
         candidate that is not known is also quizzed there while it has fewer than :attr:`task_quiz` of them (unless
-        :attr:`quiz` is 0, which turns every quiz off): its refitted prediction has a level per task (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14
-        tasks with one or two. On MMLU-Pro's replay (Performance First, seed 0) gpt-4o had 1 or 2 outcomes in 5
-        tasks after its quiz, their levels stayed where those outcomes put them (chemistry predicted 0.45 against a
-        true 0.75), the spread of its sample (from its ~500 outcomes in all) was too small for the sample ever to try
-        them again, and its share of the last 500 queries was 0.19 against the retrained router's 0.34. 7: the
-        outcomes after which a task's own mean (a 0/1 mean's standard deviation 0.5 / √n) is surer than the refit's
-        prior on a task's offset (about 0.2 in effect: 1.0 in logit at an effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
+        :attr:`quiz` is 0, which turns every quiz off): its refitted prediction has a level per task
+        (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14 tasks with one or two. On MMLU-Pro's replay
+        (Performance First, seed 0) gpt-4o had 1 or 2 outcomes in 5 tasks after its quiz, their levels stayed where
+        those outcomes put them (chemistry predicted 0.45 against a true 0.75), the spread of its sample (from its ~500
+        outcomes in all) was too small for the sample ever to try them again, and its share of the last 500 queries was
+        0.19 against the retrained router's 0.34. 7: the outcomes after which a task's own mean (a 0/1 mean's standard
+        deviation 0.5 / √n) is surer than the refit's prior on a task's offset (about 0.2 in effect: 1.0 in logit at an
+        effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
