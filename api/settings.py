@@ -158,15 +158,16 @@ class Settings(BaseSettings):
         50,
         ge=0,
         description="an exploring request goes to a candidate with fewer than 50 outcomes behind its prediction "
-        "(one new since training; picked at random) until it has this many outcomes in all, where a perfect answer "
-        "could pay for its cost; 0: off",
+        "(one new since training; picked at random) until it has this many outcomes in all (and, if registered from "
+        "its description only, GRAPHROUTER_EXPLORE_TASK_QUIZ on the query's task), where a perfect answer could pay "
+        "for its cost; 0: off, the per-task quiz too",
     )
     explore_task_quiz: int = Field(
         7,
         ge=0,
-        description="such a candidate is also quizzed on a query while it has fewer than this many outcomes learned "
-        "online on the query's task (its learned prediction has a level per task); 0: off, as is every quiz when "
-        "GRAPHROUTER_EXPLORE_QUIZ is 0",
+        description="a candidate registered from its description only is also quizzed by exploring requests on a "
+        "task while it has fewer than this many outcomes learned online on that task (its learned prediction has a "
+        "level per task); 0: off, as is every quiz when GRAPHROUTER_EXPLORE_QUIZ is 0",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -97,15 +97,17 @@ class Explorer(LockedState):
         the same way; 50, the most outcomes the GNN's registration was validated with.
 
         **Per task.** ``task_seen`` (C,): the outcomes each candidate has learned online on the request's task. A
-        candidate that is not known is also quizzed there while it has fewer than :attr:`task_quiz` of them (unless
-        :attr:`quiz` is 0, which turns every quiz off): its refitted prediction has a level per task
-        (:mod:`graphrouter.online`), and 50 random outcomes leave some of 14 tasks with one or two. On MMLU-Pro's replay
-        (Performance First, seed 0) gpt-4o had 1 or 2 outcomes in 5 tasks after its quiz, their levels stayed where
-        those outcomes put them (chemistry predicted 0.45 against a true 0.75), the spread of its sample (from its ~500
-        outcomes in all) was too small for the sample ever to try them again, and its share of the last 500 queries was
-        0.19 against the retrained router's 0.34. 7: the outcomes after which a task's own mean (a 0/1 mean's standard
-        deviation 0.5 / √n) is surer than the refit's prior on a task's offset (about 0.2 in effect: 1.0 in logit at an
-        effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
+        candidate with no outcome behind its prediction (registered from its description: the online learner refits it)
+        is also quizzed there while it has fewer than :attr:`task_quiz` of them (unless :attr:`quiz` is 0, which turns
+        every quiz off), so it gets at most :attr:`quiz` + ``task_quiz`` × tasks quizzes in all (50 + 98 with MMLU-Pro's
+        14 tasks), within the same budget. Its refitted prediction has a level per task (:mod:`graphrouter.online`), and
+        50 random outcomes leave some of 14 tasks with one or two. On MMLU-Pro's replay (Performance First, seed 0;
+        experiments/online_task_levels.py) gpt-4o had 1 or 2 outcomes in 4 tasks after its quiz, their levels stayed
+        where those outcomes put them (chemistry predicted 0.47 against a true 0.89), the spread of its sample (from its
+        ~500 outcomes in all) was too small for the sample ever to try them again, and its share of the last 500 queries
+        was 0.20 against the retrained router's 0.34. 7: the outcomes after which a task's own mean (a 0/1 mean's
+        standard deviation 0.5 / √n) is surer than the refit's prior on a task's offset (about 0.2 in effect: 1.0 in
+        logit at an effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
@@ -117,8 +119,8 @@ class Explorer(LockedState):
             best = float(np.max(weights[0] * effect[pool] - weights[1] * cost_norm[pool]))
             could_win = weights[0] - weights[1] * cost_norm[pool] > best
             short = np.asarray(seen)[pool] < self.quiz
-            if task_seen is not None:
-                short |= np.asarray(task_seen)[pool] < self.task_quiz
+            if task_seen is not None and trained is not None:  # per task: only a candidate the learner refits
+                short |= (np.asarray(task_seen)[pool] < self.task_quiz) & (np.asarray(trained)[pool] <= 0)
             quizzed = pool[~known & could_win & short]
             if len(quizzed):
                 with self._lock:

@@ -290,6 +290,11 @@ def test_exploration_quizzes_a_new_candidate_on_a_task_where_it_has_few_outcomes
     assert all(explorer.sample(*args, np.array([0.0, 2.0])) == 1 for _ in range(50))
     # 7 on this task: the sample decides
     assert [explorer.sample(*args, np.array([0.0, 7.0])) for _ in range(500)].count(1) < 100
+    # only one with no outcome behind its prediction (the online learner refits it): not one registered with 20
+    registered = (effect, cost_norm, SCENARIOS["performance_first"], trained, pool, np.array([5000.0, 20.0]))
+    assert [explorer.sample(*registered, np.array([5000.0, 60.0]), np.array([0.0, 2.0])) for _ in range(500)].count(
+        1
+    ) < 100
     # a known candidate is never quizzed, nor one a perfect answer could not pay for, nor with task_quiz=0
     known = np.array([5000.0, 5000.0])
     assert explorer.sample(effect, cost_norm, SCENARIOS["performance_first"], trained, pool, known,
@@ -363,3 +368,6 @@ def test_the_scorer_quizzes_a_new_llm_on_a_task_it_has_no_outcomes_on(gnn_world)
     assert scorer.online.counts(["llm-new"], t0).tolist() == [6.0] and scorer.online.counts(["llm-new"], t1)[0] == 0
     other = scorer.top_k("task-1 a new question", task="task-1", k=1, scenario="performance_first", explore=True)
     assert other.explored and other.candidates[0].name == "llm-new"  # quizzed on the task it has no outcome on
+    same = [scorer.top_k(f"task-0 another {i}", task="task-0", k=1, scenario="performance_first", explore=True)
+            for i in range(20)]  # fmt: skip
+    assert all(r.candidates[0].name != "llm-new" for r in same)  # 6 outcomes there (>= 2), all failures: no quiz
