@@ -348,9 +348,11 @@ class OnlineLearner(LockedState):
         return np.clip(effect + corr, 0.0, 1.0)
 
     # ---- the next training absorbs them -------------------------------------------------------------------
-    def rebased(self, router: Predictor, since: int) -> OnlineLearner:
+    def rebased(self, router: Predictor, since: int, task_names: list[str] | None = None) -> OnlineLearner:
         """A learner for a retrained ``router`` holding only the outcomes observed after mark ``since`` (older ones
-        are in its training snapshot), their residuals recomputed against its predictions."""
+        are in its training snapshot), their residuals recomputed against its predictions. ``task_names``: the
+        tasks the kept task indices refer to (the previous router's), mapped by name onto the new router's (a task
+        added since training can sort before the others; one the new router lacks is inferred again)."""
         with self._lock:
             keep = np.flatnonzero(self._seq[: self._n] > since)
             rows = {row: key for key, row in self._key.items()}
@@ -362,8 +364,12 @@ class OnlineLearner(LockedState):
         out.seq = last
         if not len(keep):
             return out
-        n_tasks = len(router.world.data.task_names)
-        task = np.where(task < n_tasks, task, -1)
+        new_tasks = list(router.world.data.task_names)
+        if task_names is not None:
+            index = {t: i for i, t in enumerate(new_tasks)}
+            lookup = np.array([index.get(t, -1) for t in task_names] + [-1], dtype=np.int64)
+            task = lookup[np.where((task >= 0) & (task < len(task_names)), task, len(task_names))]
+        task = np.where(task < len(new_tasks), task, -1)
         q = router.task_inferer.fill(QueryFeatures(emb, task, np.zeros(len(keep))))
         pred = router.predict_effect(q)
         cols = {c: i for i, c in enumerate(router.candidates)}

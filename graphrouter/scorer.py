@@ -265,7 +265,8 @@ class Scorer:
         """Take over what a replaced scorer learned online: only the outcomes observed after mark ``since`` (the
         snapshot this scorer was trained on holds the older ones; None: all of them), re-based on this router's
         predictions. (The exploration budget is the service's, given to each scorer it installs.)"""
-        learned = previous.online.rebased(self.router, -1 if since is None else since)
+        tasks = list(previous.router.world.data.task_names)
+        learned = previous.online.rebased(self.router, -1 if since is None else since, tasks)
         self.online = learned
         if not self.router.learns_online:
             self.router.online = learned

@@ -185,6 +185,31 @@ def test_corrections_of_outcomes_in_the_training_snapshot_are_dropped_on_install
     assert retrained.online.seq == serving.online.seq  # later marks keep counting from there
 
 
+def test_rebasing_maps_remembered_tasks_by_name_onto_the_retrained_router() -> None:
+    from types import SimpleNamespace
+
+    class Retrained:  # what rebasing reads of a router: its candidates, tasks, task inference and predictions
+        def __init__(self, tasks: list[str]) -> None:
+            self.candidates = ("llm-a",)
+            self.world = SimpleNamespace(data=SimpleNamespace(task_names=tasks))
+            self.task_inferer = SimpleNamespace(
+                fill=lambda q: QueryFeatures(q.embedding, np.where(q.task >= 0, q.task, 0), q.tokens)
+            )
+
+        def predict_effect(self, q: QueryFeatures) -> np.ndarray:
+            return np.full((len(q.embedding), 1), 0.5)
+
+    emb = np.eye(8, dtype=np.float32)[:2]
+    learner = OnlineLearner()
+    learner.observe("llm-a", ["q0", "q1"], emb, np.array([0, 1]), np.array([1.0, 0.0]), np.array([0.5, 0.5]))
+    # learned under tasks ["b", "c"]; the retrained router has a task "a" that sorts before them
+    moved = learner.rebased(Retrained(["a", "b", "c"]), -1, ["b", "c"])
+    assert [moved.counts(["llm-a"], t)[0] for t in range(3)] == [0.0, 1.0, 1.0]
+    # a task the retrained router lacks is inferred again (here: into its first task)
+    fewer = learner.rebased(Retrained(["c"]), -1, ["b", "c"])
+    assert fewer.counts(["llm-a"], 0)[0] == 2.0
+
+
 # ---- bandits ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["linucb", "epsilon_greedy"])
 def test_bandit_routers_learn_from_partial_feedback_and_take_a_new_arm_mid_stream(name: str) -> None:
