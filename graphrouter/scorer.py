@@ -386,7 +386,9 @@ class Scorer:
         if explore and len(order) > 1:
             counts, trained = router.outcome_counts(), router.trained_counts()
             seen = trained + self.online.counts(self.candidates)
-            task_seen = self.online.counts(self.candidates, int(scores.task[row]))
+            task_seen = None  # only a candidate registered from its description is quizzed per task
+            if self.explorer.task_quiz > 0 and (trained[pool] <= 0).any():
+                task_seen = self.online.counts(self.candidates, int(scores.task[row]))
             pick = self.explorer.sample(effect, scores.cost_norm[row], w, counts, pool, trained, seen, task_seen)
             extra = 0.0 if pick is None else float(cost[pick] - cost[order[0]])
             if pick is not None and pick != order[0] and self.explorer.try_spend(extra):
