@@ -390,16 +390,21 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         source: str,
         progress: Callable[[int, int], None] | None = None,
         outcomes_since: int | None = None,
+        relearn: bool = False,
     ) -> Attached:
         """Attach a loaded or retrained scorer to the store and swap it in (no registration in between). It takes
         over the service's exploration budget and what the serving scorer learned online from outcomes after mark
-        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it)."""
+        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it). With
+        no serving scorer (the service's start), or ``relearn`` (a resync, which may have missed some), it also
+        learns the stored outcomes it has not (:meth:`learn_stored`)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)
             previous = self.state.scorer
             if previous is not None and previous is not scorer:
                 scorer.carry_over(previous, outcomes_since)
+            if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
+                self.learn_stored(scorer, store)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.models import ObservedOutcome
 from api.outcome_rows import outcome_batch
-from graph_store import QUERY, GraphBatch, GraphStore, Outcome, Query
+from graph_store import AGENT, LLM, QUERY, GraphBatch, GraphStore, Outcome, Query
 from graph_store.changes import OUTCOMES, Change
 from graphrouter.errors import GraphRouterError
 from graphrouter.scorer import Scorer
@@ -74,22 +74,39 @@ class RegistryOutcomes:
         scorer = self.state.scorer
         if scorer is None:
             return 0
+        with self.state.lock.write():
+            return self._give(scorer, rows, new_queries or {})
+
+    def learn_stored(self, scorer: Scorer, store: GraphStore) -> int:
+        """Pass a scorer that the service installs at its start (not yet serving) the stored outcomes it has not
+        learned (:meth:`Scorer.unlearned`: posted since its training), in the order they were observed: a
+        restarted service routes as the running one did, instead of forgetting what it had learned online (a new
+        LLM's refit from its outcomes, its quiz's counts) until the next training."""
+        todo = scorer.unlearned(store.outcomes(LLM) + store.outcomes(AGENT))
+        if not todo:
+            return 0
+        todo.sort(key=lambda o: o.observed_at)  # a candidate's refit reads its most recent outcomes
+        applied = self._give(scorer, outcome_rows(todo), {})
+        log.info("learned %d stored outcome(s) posted since the checkpoint's training", applied)
+        return applied
+
+    def _give(self, scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]]) -> int:
+        """:meth:`pass_outcomes` on ``scorer`` (the caller holds the serving lock if it serves)."""
         by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
         for query, target, effect, cost in rows:
             if scorer.routable(target):
                 effects, costs = by_candidate.setdefault(target, ({}, {}))
                 effects[query], costs[query] = effect, cost
         ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
-        queries = self._query_texts(self.state.get_store(), scorer, new_queries or {}, ids)
+        queries = self._query_texts(self.state.get_store(), scorer, new_queries, ids)
         applied = 0
-        with self.state.lock.write():
-            for name, (effects, costs) in by_candidate.items():
-                try:
-                    applied += scorer.add_outcomes(name, effects, costs, queries=queries)
-                except NotImplementedError:  # this router learns outcomes only by retraining
-                    return 0
-                except GraphRouterError as exc:  # stored all the same; the next training uses them
-                    log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
+        for name, (effects, costs) in by_candidate.items():
+            try:
+                applied += scorer.add_outcomes(name, effects, costs, queries=queries)
+            except NotImplementedError:  # this router learns outcomes only by retraining
+                return 0
+            except GraphRouterError as exc:  # stored all the same; the next training uses them
+                log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
         return applied
 
     def outcome_mark(self) -> int:

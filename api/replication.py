@@ -303,7 +303,8 @@ class ChangeApplier:
     def resync(self) -> None:
         """Rebuild the scorer from the store, as at start-up: the configured checkpoint loaded again and attached
         to the store (its candidates registered or dropped, deleted tasks refused), taking over what the current
-        one learned online. For a replica that missed changes (the log was pruned past them)."""
+        one learned online and learning the stored outcomes posted since its training that neither had (those it
+        missed). For a replica that missed changes (the log was pruned past them)."""
         current = self.state.scorer
         if current is None:
             self.registry.try_load(force=True)
@@ -313,7 +314,7 @@ class ChangeApplier:
         except GraphRouterError as exc:  # no checkpoint to reload (e.g. an injected scorer): sync the current one
             log.warning("resync: the checkpoint was not reloaded (%s); syncing the serving scorer's candidates", exc)
             scorer = current
-        self.registry.install(scorer, f"checkpoint {scorer.checkpoint.version} (a resync with the store)")
+        self.registry.install(scorer, f"checkpoint {scorer.checkpoint.version} (a resync with the store)", relearn=True)
         log.info(
             "resynced with the store: checkpoint %s, %d candidates", scorer.checkpoint.version, len(scorer.candidates)
         )

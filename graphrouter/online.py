@@ -14,14 +14,15 @@ residual (Gaussian posterior means with prior strengths counted in outcomes, eac
 
 and ``effect + ℓ`` (clipped to [0, 1]) is what the router's utility is computed from. A candidate with no outcomes
 behind the router's own prediction (registered since training from its description) is instead *refitted* on its
-outcomes (:meth:`OnlineLearner._refit`, the GNN's fit from outcomes in :mod:`graphrouter.logit_fit`): a model
-average of its own logit and the trained candidates' logits, by their evidence, plus per-task offsets, so it takes
-the per-query shape of the trained candidates it answers like (a description-based prediction is often too flat:
-nemotron's on dcrouter averaged 0.39 against a true 0.62, too high on hard queries and far too low on easy ones, and
-no residual level could fix both). :meth:`Router.score` applies it in the one request pass; the scorer feeds it
-(:meth:`Scorer.add_outcomes`). Nothing new is persisted: the outcomes are in the store, and the next full training
-learns from them; :meth:`OnlineLearner.rebased` keeps only the outcomes newer than that training's snapshot, re-based on
-the new router's predictions (no outcome counted twice).
+outcomes (:meth:`OnlineLearner._refit`, the GNN's fit from outcomes in :mod:`graphrouter.logit_fit`): a model average of
+its own logit and the trained candidates' logits, by their evidence, plus per-task offsets, so it takes the per-query
+shape of the trained candidates it answers like (a description-based prediction is often too flat: nemotron's on
+dcrouter averaged 0.39 against a true 0.62, too high on hard queries and far too low on easy ones, and no residual level
+could fix both). :meth:`Router.score` applies it in the one request pass; the scorer feeds it
+(:meth:`Scorer.add_outcomes`). Nothing new is persisted: the outcomes are in the store (a restarted service learns those
+its checkpoint was not trained on again, :meth:`Scorer.unlearned`), and the next full training learns from them;
+:meth:`OnlineLearner.rebased` keeps only the outcomes newer than that training's snapshot, re-based on the new router's
+predictions (no outcome counted twice).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graph_store import LLM, Agent, LLMNode
+from graph_store import LLM, Agent, LLMNode, Outcome
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.exploration import Explorer
@@ -254,6 +254,29 @@ class Scorer:
         return ids, QueryFeatures(
             np.concatenate(emb).astype(np.float32), np.asarray(task, dtype=np.int64), np.asarray(tokens, dtype=float)
         )
+
+    def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Those of the stored ``outcomes`` this scorer has not learned: neither in its router's training snapshot
+        (a stored query's observed cell of a trained candidate) nor passed at a registration (a stored training
+        query's outcome of a candidate registered since), of its candidates only. A service that starts (or
+        restarts) passes them to it, so it knows what a running service had learned online."""
+        router = self.router
+        data = router.world.data
+        rows = router.query_rows()
+        column = {c: j for j, c in enumerate(data.candidates)}
+        training = set(np.asarray(getattr(router, "train_idx", ()), dtype=np.int64).tolist())
+        names = set(self.candidates)
+        out = []
+        for o in outcomes:
+            if o.target not in names:
+                continue
+            row, col = rows.get(o.query_id), column.get(o.target)
+            if row is not None and col is not None and np.isfinite(data.effect[row, col]):
+                continue  # in the training snapshot
+            if row is not None and col is None and row in training:
+                continue  # given to its registration with its other outcomes on training queries
+            out.append(o)
+        return out
 
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
