@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.models import ObservedOutcome
 from api.outcome_rows import outcome_batch
-from graph_store import AGENT, LLM, QUERY, GraphBatch, GraphStore, Outcome, Query
+from graph_store import AGENT, LLM, QUERY, GraphBatch, GraphStore, GraphStoreError, Outcome, Query
 from graph_store.changes import OUTCOMES, Change
 from graphrouter.errors import GraphRouterError
 from graphrouter.scorer import Scorer
@@ -74,31 +74,47 @@ class RegistryOutcomes:
         scorer = self.state.scorer
         if scorer is None:
             return 0
+        by_candidate, queries = self._gather(scorer, rows, new_queries or {})  # store reads: outside the lock
         with self.state.lock.write():
-            return self._give(scorer, rows, new_queries or {})
+            return self._give(scorer, by_candidate, queries)
 
     def learn_stored(self, scorer: Scorer, store: GraphStore) -> int:
-        """Pass a scorer that the service installs at its start (not yet serving) the stored outcomes it has not
-        learned (:meth:`Scorer.unlearned`: posted since its training), in the order they were observed: a
-        restarted service routes as the running one did, instead of forgetting what it had learned online (a new
-        LLM's refit from its outcomes, its quiz's counts) until the next training."""
-        todo = scorer.unlearned(store.outcomes(LLM) + store.outcomes(AGENT))
-        if not todo:
+        """Pass a scorer that the service installs at its start (not yet serving) what a running service had
+        learned online of its candidates registered since training (:meth:`Scorer.unlearned`), in the order the
+        outcomes were observed: a restart used to forget a new LLM's refit from its outcomes and its quiz's counts
+        until the next training. A failure is logged, and the scorer is installed all the same."""
+        try:
+            todo = scorer.unlearned(store.outcomes(LLM) + store.outcomes(AGENT))
+            if not todo:
+                return 0
+            todo.sort(key=lambda o: o.observed_at)  # a candidate's refit reads its most recent outcomes
+            applied = self._give(scorer, *self._gather(scorer, outcome_rows(todo), {}))
+        except (GraphStoreError, GraphRouterError) as exc:
+            log.warning("stored outcomes not learned again at start: %s", exc)
             return 0
-        todo.sort(key=lambda o: o.observed_at)  # a candidate's refit reads its most recent outcomes
-        applied = self._give(scorer, outcome_rows(todo), {})
-        log.info("learned %d stored outcome(s) posted since the checkpoint's training", applied)
+        log.info("learned %d stored outcome(s) of candidates registered since the checkpoint's training", applied)
         return applied
 
-    def _give(self, scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]]) -> int:
-        """:meth:`pass_outcomes` on ``scorer`` (the caller holds the serving lock if it serves)."""
+    def _gather(
+        self, scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]]
+    ) -> tuple[dict[str, tuple[dict[str, float], dict[str, float]]], dict[str, tuple[str, str]]]:
+        """Outcome rows per routable candidate of ``scorer`` (query id → effect, → cost), and the (text, task) of
+        their queries its router was not trained on."""
         by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
         for query, target, effect, cost in rows:
             if scorer.routable(target):
                 effects, costs = by_candidate.setdefault(target, ({}, {}))
                 effects[query], costs[query] = effect, cost
         ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
-        queries = self._query_texts(self.state.get_store(), scorer, new_queries, ids)
+        return by_candidate, self._query_texts(self.state.get_store(), scorer, new_queries, ids)
+
+    @staticmethod
+    def _give(
+        scorer: Scorer,
+        by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]],
+        queries: dict[str, tuple[str, str]],
+    ) -> int:
+        """Pass :meth:`_gather`'s outcomes to ``scorer`` (the caller holds the serving lock if it serves)."""
         applied = 0
         for name, (effects, costs) in by_candidate.items():
             try:

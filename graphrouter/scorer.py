@@ -256,26 +256,24 @@ class Scorer:
         )
 
     def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Those of the stored ``outcomes`` this scorer has not learned: neither in its router's training snapshot
-        (a stored query's observed cell of a trained candidate) nor passed at a registration (a stored training
-        query's outcome of a candidate registered since), of its candidates only. A service that starts (or
-        restarts) passes them to it, so it knows what a running service had learned online."""
+        """Those of the stored ``outcomes`` that a running service learns online and a freshly loaded scorer has
+        not: outcomes of its candidates registered since training on queries its router was not trained on (its
+        registration takes those on training queries). Not those of its trained candidates (a bulk import of
+        outcomes is kept for the next training, not learned online, and outcomes on its stored queries are in its
+        graph), and none for a router that learns online itself (a bandit: the replicas' log gives it the recent
+        ones again, and it would count them twice)."""
         router = self.router
-        data = router.world.data
+        if router.learns_online:
+            return []
         rows = router.query_rows()
-        column = {c: j for j, c in enumerate(data.candidates)}
+        trained = set(router.world.data.candidates)
         training = set(np.asarray(getattr(router, "train_idx", ()), dtype=np.int64).tolist())
-        names = set(self.candidates)
+        names = set(self.candidates) - trained
         out = []
         for o in outcomes:
-            if o.target not in names:
-                continue
-            row, col = rows.get(o.query_id), column.get(o.target)
-            if row is not None and col is not None and np.isfinite(data.effect[row, col]):
-                continue  # in the training snapshot
-            if row is not None and col is None and row in training:
-                continue  # given to its registration with its other outcomes on training queries
-            out.append(o)
+            row = rows.get(o.query_id)
+            if o.target in names and (row is None or row not in training):
+                out.append(o)
         return out
 
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
