@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from api.models import ObservedOutcome
 from api.outcome_rows import outcome_batch
-from graph_store import AGENT, LLM, QUERY, GraphBatch, GraphStore, GraphStoreError, Outcome, Query
+from graph_store import (
+    AGENT,
+    LLM,
+    QUERY,
+    GraphBatch,
+    GraphStore,
+    GraphStoreError,
+    NodeNotFoundError,
+    Outcome,
+    Query,
+)
 from graph_store.changes import OUTCOMES, Change
 from graphrouter.errors import GraphRouterError
 from graphrouter.scorer import Scorer
@@ -141,8 +151,11 @@ class RegistryOutcomes:
         for qid in scorer.unknown_queries(ids):
             if qid in new:
                 out[qid] = new[qid]
-            elif store.has_node(QUERY, qid):
-                node = store.get_node(QUERY, qid)
+            else:
+                try:
+                    node = store.get_node(QUERY, qid)  # one call per query, not two
+                except NodeNotFoundError:
+                    continue
                 if isinstance(node, Query):
                     out[qid] = (node.text, node.task)
         return out
