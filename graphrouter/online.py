@@ -353,10 +353,25 @@ class OnlineLearner(LockedState):
         """A learner for a retrained ``router`` holding only the outcomes observed after mark ``since`` (older ones
         are in its training snapshot), their residuals recomputed against its predictions. ``task_names``: the
         tasks the kept task indices refer to (the previous router's), mapped by name onto the new router's (a task
-        added since training can sort before the others; one the new router lacks is inferred again)."""
+        added since training can sort before the others; one the new router lacks is inferred again). Without a
+        mark (``since`` < 0: a replica installing a checkpoint another one trained, or resyncing), an outcome whose
+        (query, candidate) the new router's world observed is taken to be in its snapshot, and dropped."""
+        data = router.world.data
+        observed_at = {k: i for i, k in enumerate(data.query_keys)}
+        column = {c: j for j, c in enumerate(data.candidates)}
+
+        def in_snapshot(key: tuple[str, str] | None) -> bool:
+            if key is None or since >= 0:
+                return False
+            i, j = observed_at.get(key[0]), column.get(key[1])
+            return i is not None and j is not None and bool(np.isfinite(data.effect[i, j]))
+
         with self._lock:
-            keep = np.flatnonzero(self._seq[: self._n] > since)
             rows = {row: key for key, row in self._key.items()}
+            keep = np.array(
+                [r for r in np.flatnonzero(self._seq[: self._n] > since) if not in_snapshot(rows.get(int(r)))],
+                dtype=np.int64,
+            )
             names = list(self._names)
             emb, task, cand = self._emb[keep], self._task[keep], self._cand[keep]
             effect, seq = self._effect[keep], self._seq[keep]

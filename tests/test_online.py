@@ -233,7 +233,10 @@ def test_rebasing_maps_remembered_tasks_by_name_onto_the_retrained_router() -> N
     class Retrained:  # what rebasing reads of a router: its candidates, tasks, task inference and predictions
         def __init__(self, tasks: list[str]) -> None:
             self.candidates = ("llm-a",)
-            self.world = SimpleNamespace(data=SimpleNamespace(task_names=tasks))
+            self.world = SimpleNamespace(
+                data=SimpleNamespace(task_names=tasks, query_keys=["q1", "q9"], candidates=["llm-a"],
+                                     effect=np.array([[np.nan], [1.0]]))  # q9 observed for llm-a at its snapshot
+            )  # fmt: skip
             self.task_inferer = SimpleNamespace(
                 fill=lambda q: QueryFeatures(q.embedding, np.where(q.task >= 0, q.task, 0), q.tokens)
             )
@@ -250,6 +253,9 @@ def test_rebasing_maps_remembered_tasks_by_name_onto_the_retrained_router() -> N
     # a task the retrained router lacks is inferred again (here: into its first task)
     fewer = learner.rebased(Retrained(["c"]), -1, ["b", "c"])
     assert fewer.counts(["llm-a"], 0)[0] == 2.0
+    # an outcome the retrained router's snapshot observed is dropped even without a mark (another replica trained it)
+    learner.observe("llm-a", ["q9"], np.eye(8, dtype=np.float32)[2:3], np.array([0]), np.array([1.0]), np.array([0.5]))
+    assert len(learner.rebased(Retrained(["b", "c"]), -1, ["b", "c"])) == 2
 
 
 # ---- bandits ----------------------------------------------------------------------------------------------------
