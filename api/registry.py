@@ -396,7 +396,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         over the service's exploration budget and what the serving scorer learned online from outcomes after mark
         ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it). With
         no serving scorer (the service's start), or ``relearn`` (a resync, which may have missed some), it also
-        learns again the stored outcomes of its candidates registered since training (:meth:`learn_stored`)."""
+        learns again the stored outcomes of the candidates it refits (:meth:`learn_stored`)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)

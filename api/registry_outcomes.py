@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 from api.models import ObservedOutcome
 from api.outcome_rows import outcome_batch
 from graph_store import (
-    AGENT,
-    LLM,
     QUERY,
     GraphBatch,
     GraphStore,
@@ -27,9 +25,11 @@ from graph_store import (
     NodeNotFoundError,
     Outcome,
     Query,
+    StoreUnavailableError,
 )
 from graph_store.changes import OUTCOMES, Change
 from graphrouter.errors import GraphRouterError
+from graphrouter.online import REFIT_ROWS
 from graphrouter.scorer import Scorer
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from api.state import ServiceState
 
 log = logging.getLogger("api")
+
+RELEARN_ROWS = REFIT_ROWS  # per candidate, the most recent stored outcomes a start learns again
 
 
 def outcome_rows(outcomes: list[Outcome]) -> list[list[Any]]:
@@ -90,19 +92,28 @@ class RegistryOutcomes:
 
     def learn_stored(self, scorer: Scorer, store: GraphStore) -> int:
         """Pass a scorer that the service installs at its start (not yet serving) what a running service had
-        learned online of its candidates registered since training (:meth:`Scorer.unlearned`), in the order the
-        outcomes were observed: a restart used to forget a new LLM's refit from its outcomes and its quiz's counts
-        until the next training. A failure is logged, and the scorer is installed all the same."""
+        learned online of the candidates it refits (:meth:`Scorer.relearned`: registered since training, or trained
+        without outcomes), from their stored outcomes (:meth:`Scorer.unlearned`; the most recent
+        :data:`RELEARN_ROWS` of each, by ``observed_at``): a restart used to forget a new LLM's refit from its
+        outcomes and its quiz's counts until the next training. Other failures than an unavailable store are
+        logged, and the scorer is installed all the same."""
+        names = scorer.relearned()
+        if not names:
+            return 0
         try:
-            todo = scorer.unlearned(store.outcomes(LLM) + store.outcomes(AGENT))
+            todo: list[Outcome] = []
+            for name, kind in names.items():
+                mine = sorted(scorer.unlearned(store.outcomes(kind, target=name)), key=lambda o: o.observed_at)
+                todo += mine[-RELEARN_ROWS:]  # its refit reads its most recent outcomes
             if not todo:
                 return 0
-            todo.sort(key=lambda o: o.observed_at)  # a candidate's refit reads its most recent outcomes
             applied = self._give(scorer, *self._gather(scorer, outcome_rows(todo), {}))
+        except StoreUnavailableError:
+            raise  # the load fails and is retried, as without outcomes to learn
         except (GraphStoreError, GraphRouterError) as exc:
             log.warning("stored outcomes not learned again at start: %s", exc)
             return 0
-        log.info("learned %d stored outcome(s) of candidates registered since the checkpoint's training", applied)
+        log.info("learned %d stored outcome(s) of %d candidate(s) the router refits", applied, len(names))
         return applied
 
     def _gather(

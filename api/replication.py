@@ -301,10 +301,10 @@ class ChangeApplier:
         log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)
 
     def resync(self) -> None:
-        """Rebuild the scorer from the store, as at start-up: the configured checkpoint loaded again and attached
-        to the store (its candidates registered or dropped, deleted tasks refused), taking over what the current
-        one learned online and the stored outcomes of its candidates registered since training (those it missed
-        included). For a replica that missed changes (the log was pruned past them)."""
+        """Rebuild the scorer from the store, as at start-up: the configured checkpoint loaded again and attached to the
+        store (its candidates registered or dropped, deleted tasks refused), taking over what the current one learned
+        online and the stored outcomes of the candidates it refits (those it missed included). For a replica that missed
+        changes (the log was pruned past them)."""
         current = self.state.scorer
         if current is None:
             self.registry.try_load(force=True)

@@ -255,20 +255,35 @@ class Scorer:
             np.concatenate(emb).astype(np.float32), np.asarray(task, dtype=np.int64), np.asarray(tokens, dtype=float)
         )
 
-    def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Those of the stored ``outcomes`` that a running service learns online and a freshly loaded scorer has
-        not: outcomes of its candidates registered since training on queries its router was not trained on (its
-        registration takes those on training queries). Not those of its trained candidates (a bulk import of
-        outcomes is kept for the next training, not learned online, and outcomes on its stored queries are in its
-        graph), and none for a router that learns online itself (a bandit: the replicas' log gives it the recent
-        ones again, and it would count them twice)."""
+    def relearned(self) -> dict[str, str]:
+        """The candidates (name → kind) whose stored outcomes a freshly loaded scorer learns again
+        (:meth:`unlearned`): those registered since its training, or trained without a single outcome (the online
+        learner refits both on what they are observed to do). None for a router that learns online itself (a
+        bandit: it would count twice the outcomes the replicas' log replays after a start; what it learned online
+        waits for the next training)."""
         router = self.router
         if router.learns_online:
-            return []
-        rows = router.query_rows()
+            return {}
         trained = set(router.world.data.candidates)
+        counts = router.trained_counts()
+        return {
+            name: kind
+            for name, kind, n in zip(self.candidates, self.kinds, counts, strict=True)
+            if name not in trained or n <= 0
+        }
+
+    def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Those of the stored ``outcomes`` a running service learned online and a freshly loaded scorer has not:
+        the :meth:`relearned` candidates' outcomes on queries its router was not trained on (their registration
+        takes those on training queries). Not those of its trained candidates: outcomes on its stored queries are in
+        its graph, and their corrections from outcomes posted since wait for the next training, as a bulk import
+        does."""
+        names = self.relearned()
+        if not names:
+            return []
+        router = self.router
+        rows = router.query_rows()
         training = set(np.asarray(getattr(router, "train_idx", ()), dtype=np.int64).tolist())
-        names = set(self.candidates) - trained
         out = []
         for o in outcomes:
             row = rows.get(o.query_id)

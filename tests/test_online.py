@@ -208,10 +208,11 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
         Outcome("brand-new", data.candidates[0], 1.0, 0.001),  # a trained candidate's: for the next training
         Outcome("brand-new", "not-a-candidate", 1.0, 0.001),
     ]
+    assert scorer.relearned() == {"llm-new": "LLM"}  # the one the online learner refits (no outcome behind it)
     assert [(o.query_id, o.target) for o in scorer.unlearned(outcomes)] == [("brand-new", "llm-new")]
     bandit = _scorer(world, ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries)))
     bandit.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
-    assert bandit.unlearned(outcomes) == []  # a bandit learns online itself: the replicas' log replays its own
+    assert bandit.relearned() == {} and bandit.unlearned(outcomes) == []  # a bandit learns online itself
 
 
 def test_corrections_of_outcomes_in_the_training_snapshot_are_dropped_on_install(gnn_world) -> None:  # type: ignore[no-untyped-def]
