@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph_store.factory import default_location
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS  # numpy only at import: no torch
+from graphrouter.exploration import TASK_QUIZ
 from graphrouter.paths import DEFAULT_CHECKPOINT
 
 
@@ -163,7 +164,7 @@ class Settings(BaseSettings):
         "for its cost; 0: off, the per-task quiz too",
     )
     explore_task_quiz: int = Field(
-        7,
+        TASK_QUIZ,
         ge=0,
         description="a candidate registered from its description only is also quizzed by exploring requests on a "
         "task while it has fewer than this many outcomes learned online on that task (its learned prediction has a "

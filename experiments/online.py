@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from graph_store import LLM, LLMNode, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
-from graphrouter.exploration import Explorer  # noqa: E402
+from graphrouter.exploration import TASK_QUIZ, Explorer  # noqa: E402
 from graphrouter.online import OnlineLearner, Priors  # noqa: E402
 from graphrouter.rewards import SCENARIOS, utility  # noqa: E402
 from graphrouter.routers import ROUTERS, World  # noqa: E402
@@ -135,7 +135,7 @@ def tune_priors(
 
 
 def make_scorer(
-    router: object, embedder: WorldEmbedder, priors: Priors, share: float, seed: int, task_quiz: int = 7
+    router: object, embedder: WorldEmbedder, priors: Priors, share: float, seed: int, task_quiz: int = TASK_QUIZ
 ) -> Scorer:
     scorer = Scorer(Checkpoint(copy.deepcopy(router), embedder.model_name, "", "replay"), embedder)  # type: ignore[arg-type]
     scorer.online.priors = priors
@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--gnn-seeds", default="0,1,2", help="ensemble members of the GNN")
     parser.add_argument("--explore-share", type=float, default=0.1)
     parser.add_argument(
-        "--task-quiz", type=int, default=7, help="the exploration's per-task quiz (GRAPHROUTER_EXPLORE_TASK_QUIZ)"
+        "--task-quiz", type=int, default=TASK_QUIZ, help="the per-task quiz (GRAPHROUTER_EXPLORE_TASK_QUIZ)"
     )
     parser.add_argument("--name", default="", help="suffix of the results files (online_<dataset><name>.md)")
     parser.add_argument("--threads", type=int, default=1)
@@ -346,7 +346,7 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
     reg = args.register_at
     tag, stem = args.dataset, f"online_{args.dataset}{args.name}"
     extra = "" if args.methods == ",".join(METHODS) else f" --methods {args.methods}"
-    extra += "" if args.task_quiz == 7 else f" --task-quiz {args.task_quiz}"
+    extra += "" if args.task_quiz == TASK_QUIZ else f" --task-quiz {args.task_quiz}"
     extra += f" --name {args.name}" if args.name else ""
     lines = [
         f"# Online replay on {tag}: partial feedback, {new_name} registered mid-stream from its description",

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from online import NEW_LLM, RESULTS, WorldEmbedder, load_world, make_scorer, replay  # noqa: E402
 
+from graphrouter.exploration import TASK_QUIZ  # noqa: E402
 from graphrouter.online import Priors  # noqa: E402
 from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> None:
         "task its outcomes learned online, its predicted effect (mean) and its true mean effect there.",
         "",
     ]
-    for task_quiz in (0, 7):
+    for task_quiz in (0, TASK_QUIZ):
         scorer = make_scorer(base, embedder, priors, 0.1, args.seed, task_quiz)
         picks, _, _ = replay(scorer, world, stream, SCENARIO, True, True, nodes[new_name], REGISTER_AT)
         router = scorer.router

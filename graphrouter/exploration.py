@@ -19,6 +19,8 @@ import numpy as np
 
 from graphrouter.locked_state import LockedState
 
+TASK_QUIZ = 7  # per task, the outcomes a new candidate is quizzed for (derived in Explorer.sample's docstring)
+
 
 class Explorer(LockedState):
     """The operator's exploration budget and the Thompson sampler. ``share``: at most this fraction of all routed
@@ -35,7 +37,7 @@ class Explorer(LockedState):
         seed: int | None = None,
         known_at: float = 50.0,
         quiz: int = 50,
-        task_quiz: int = 7,
+        task_quiz: int = TASK_QUIZ,
     ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
