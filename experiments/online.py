@@ -134,6 +134,33 @@ def tune_priors(
     return chosen, shown, (float(diff.mean()), se)
 
 
+def split_queries(world: World, train_frac: float, val_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The replay's one split of the queries with every outcome known (seed 12345): ``train_frac`` to train on,
+    ``val_frac`` to choose the online learner's priors on, the rest the pool the streams are drawn from."""
+    data = world.data
+    complete = np.flatnonzero(np.isfinite(data.effect).all(1) & np.isfinite(data.cost).all(1))
+    perm = np.random.default_rng(12345).permutation(complete)
+    n_train, n_val = int(len(perm) * train_frac), int(len(perm) * val_frac)
+    return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), perm[n_train + n_val :]
+
+
+def fitted_gnn(cache: Path | None, dataset: str, what: str, train_frac: float, gnn_seeds: str, fit):  # type: ignore[no-untyped-def]
+    """``fit()``'s GNN and its seconds, or the one kept in folder ``cache`` for this data set, candidates
+    (``what``), split and ensemble (seconds NaN), which a fresh fit is kept as."""
+    path = None if cache is None else cache / f"{dataset}_{what}_{train_frac}_{gnn_seeds}.pkl"
+    if path is not None and path.exists():
+        with path.open("rb") as f:
+            return pickle.load(f), float("nan")  # noqa: S301 - a file this script wrote
+    t0 = time.perf_counter()
+    router = fit()
+    secs = time.perf_counter() - t0
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a fresh --fit-cache folder: the fit is not lost
+        with path.open("wb") as f:
+            pickle.dump(router, f)
+    return router, secs
+
+
 def make_scorer(
     router: object, embedder: WorldEmbedder, priors: Priors, share: float, seed: int, task_quiz: int = TASK_QUIZ
 ) -> Scorer:
@@ -227,10 +254,7 @@ def main() -> None:
     t_start = time.perf_counter()
     world, nodes = load_world(args.store, args.world_cache)
     data = world.data
-    complete = np.flatnonzero(np.isfinite(data.effect).all(1) & np.isfinite(data.cost).all(1))
-    perm = np.random.default_rng(12345).permutation(complete)
-    n_train, n_val = int(len(perm) * args.train_frac), int(len(perm) * args.val_frac)
-    train, val, pool = np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), perm[n_train + n_val :]
+    train, val, pool = split_queries(world, args.train_frac, args.val_frac)
     new_name = NEW_LLM[args.dataset]
     new_col = data.candidates.index(new_name)
     known = np.array([c for c in range(data.n_candidates) if c != new_col])
@@ -239,21 +263,7 @@ def main() -> None:
     log = print
 
     def fitted(what: str, fit):  # type: ignore[no-untyped-def]
-        """A fitted GNN, from ``--fit-cache`` if this split and ensemble was fitted before."""
-        path = None
-        if args.fit_cache is not None:
-            path = args.fit_cache / f"{args.dataset}_{what}_{args.train_frac}_{args.gnn_seeds}.pkl"
-            if path.exists():
-                with path.open("rb") as f:
-                    return pickle.load(f), float("nan")  # noqa: S301 - a file this script wrote
-        t0 = time.perf_counter()
-        router = fit()
-        secs = time.perf_counter() - t0
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh --fit-cache folder: the fit is not lost
-            with path.open("wb") as f:
-                pickle.dump(router, f)
-        return router, secs
+        return fitted_gnn(args.fit_cache, args.dataset, what, args.train_frac, args.gnn_seeds, fit)
 
     base, fit_base = fitted("known", lambda: GnnRouter(seeds=gnn_seeds).fit(world.select_candidates(known), train))
     log(f"GNN without {new_name}: fitted in {fit_base:.0f}s", flush=True)

@@ -12,7 +12,6 @@ Writes experiments/results/online_task_levels_<dataset>.md.
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -20,7 +19,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from online import NEW_LLM, RESULTS, WorldEmbedder, load_world, make_scorer, replay  # noqa: E402
+from online import (  # noqa: E402
+    NEW_LLM,
+    RESULTS,
+    WorldEmbedder,
+    fitted_gnn,
+    load_world,
+    make_scorer,
+    replay,
+    split_queries,
+)
 
 from graphrouter.exploration import TASK_QUIZ  # noqa: E402
 from graphrouter.online import Priors  # noqa: E402
@@ -43,20 +51,18 @@ def main() -> None:
     torch.set_num_threads(1)
     world, nodes = load_world(args.store, args.world_cache)
     data = world.data
-    # the split of experiments/online.py (its defaults: 40% train, 10% validation, the rest the pool)
-    complete = np.flatnonzero(np.isfinite(data.effect).all(1) & np.isfinite(data.cost).all(1))
-    perm = np.random.default_rng(12345).permutation(complete)
-    n_train, n_val = int(len(perm) * 0.4), int(len(perm) * 0.1)
-    train, pool = np.sort(perm[:n_train]), perm[n_train + n_val :]
+    train, _, pool = split_queries(world, 0.4, 0.1)  # experiments/online.py's defaults
     new_name = NEW_LLM[args.dataset]
     new_col = data.candidates.index(new_name)
-    cached = None if args.fit_cache is None else args.fit_cache / f"{args.dataset}_known_0.4_0.pkl"
-    if cached is not None and cached.exists():
-        with cached.open("rb") as f:
-            base = pickle.load(f)  # noqa: S301 - a file experiments/online.py wrote
-    else:
-        known = np.array([c for c in range(data.n_candidates) if c != new_col])
-        base = GnnRouter(seeds=(0,)).fit(world.select_candidates(known), train)
+    known = np.array([c for c in range(data.n_candidates) if c != new_col])
+    base, _ = fitted_gnn(  # the GNN online.py fits without the new LLM (one member, seed 0)
+        args.fit_cache,
+        args.dataset,
+        "known",
+        0.4,
+        "0",
+        lambda: GnnRouter(seeds=(0,)).fit(world.select_candidates(known), train),
+    )
     order = np.random.default_rng(args.seed).permutation(pool)
     stream, held = order[:STREAM], order[STREAM : STREAM + HELD]
     embedder = WorldEmbedder(world, "replay")
