@@ -93,6 +93,18 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _in_snapshot(router: Predictor, keys: list[tuple[str, str] | None]) -> np.ndarray:
+    """(n,) whether each (query id, candidate) is an observed cell of ``router``'s training world (None: not)."""
+    data = router.world.data
+    rows = {k: i for i, k in enumerate(data.query_keys)}
+    column = {c: j for j, c in enumerate(data.candidates)}
+    out = np.zeros(len(keys), bool)
+    for n, key in enumerate(keys):
+        i, j = (None, None) if key is None else (rows.get(key[0]), column.get(key[1]))
+        out[n] = i is not None and j is not None and bool(np.isfinite(data.effect[i, j]))
+    return out
+
+
 def shrink(total: Any, count: Any, strength: float, prior: Any = 0.0) -> Any:
     """A mean shrunk toward ``prior``: ``(total + strength · prior) / (count + strength)``, the posterior mean of
     ``count`` observations summing to ``total`` under a prior worth ``strength`` observations (the one formula of
@@ -356,22 +368,11 @@ class OnlineLearner(LockedState):
         added since training can sort before the others; one the new router lacks is inferred again). Without a
         mark (``since`` < 0: a replica installing a checkpoint another one trained, or resyncing), an outcome whose
         (query, candidate) the new router's world observed is taken to be in its snapshot, and dropped."""
-        data = router.world.data
-        observed_at = {k: i for i, k in enumerate(data.query_keys)}
-        column = {c: j for j, c in enumerate(data.candidates)}
-
-        def in_snapshot(key: tuple[str, str] | None) -> bool:
-            if key is None or since >= 0:
-                return False
-            i, j = observed_at.get(key[0]), column.get(key[1])
-            return i is not None and j is not None and bool(np.isfinite(data.effect[i, j]))
-
         with self._lock:
             rows = {row: key for key, row in self._key.items()}
-            keep = np.array(
-                [r for r in np.flatnonzero(self._seq[: self._n] > since) if not in_snapshot(rows.get(int(r)))],
-                dtype=np.int64,
-            )
+            keep = np.flatnonzero(self._seq[: self._n] > since)
+            if since < 0:
+                keep = keep[~_in_snapshot(router, [rows.get(int(r)) for r in keep])]
             names = list(self._names)
             emb, task, cand = self._emb[keep], self._task[keep], self._cand[keep]
             effect, seq = self._effect[keep], self._seq[keep]
