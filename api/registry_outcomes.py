@@ -86,7 +86,8 @@ class RegistryOutcomes:
         scorer = self.state.scorer
         if scorer is None:
             return 0
-        by_candidate, queries = self._gather(scorer, rows, new_queries or {})  # store reads: outside the lock
+        # the store reads outside the lock
+        by_candidate, queries = self._gather(scorer, rows, new_queries or {}, self.state.get_store())
         with self.state.lock.write():
             return self._give(scorer, by_candidate, queries)
 
@@ -101,13 +102,14 @@ class RegistryOutcomes:
         if not names:
             return 0
         try:
-            todo: list[Outcome] = []
-            for name, kind in names.items():
-                mine = sorted(scorer.unlearned(store.outcomes(kind, target=name)), key=lambda o: o.observed_at)
-                todo += mine[-RELEARN_ROWS:]  # its refit reads its most recent outcomes
+            stored = [o for name, kind in names.items() for o in store.outcomes(kind, target=name)]
+            per: dict[str, list[Outcome]] = {}
+            for o in sorted(scorer.unlearned(stored), key=lambda o: o.observed_at):
+                per.setdefault(o.target, []).append(o)
+            todo = [o for mine in per.values() for o in mine[-RELEARN_ROWS:]]  # its refit reads its most recent
             if not todo:
                 return 0
-            applied = self._give(scorer, *self._gather(scorer, outcome_rows(todo), {}))
+            applied = self._give(scorer, *self._gather(scorer, outcome_rows(todo), {}, store))
         except StoreUnavailableError:
             raise  # the load fails and is retried, as without outcomes to learn
         except (GraphStoreError, GraphRouterError) as exc:
@@ -117,17 +119,17 @@ class RegistryOutcomes:
         return applied
 
     def _gather(
-        self, scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]]
+        self, scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]], store: GraphStore
     ) -> tuple[dict[str, tuple[dict[str, float], dict[str, float]]], dict[str, tuple[str, str]]]:
         """Outcome rows per routable candidate of ``scorer`` (query id → effect, → cost), and the (text, task) of
-        their queries its router was not trained on."""
+        their queries its router was not trained on (from ``new_queries``, else ``store``)."""
         by_candidate: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
         for query, target, effect, cost in rows:
             if scorer.routable(target):
                 effects, costs = by_candidate.setdefault(target, ({}, {}))
                 effects[query], costs[query] = effect, cost
         ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
-        return by_candidate, self._query_texts(self.state.get_store(), scorer, new_queries, ids)
+        return by_candidate, self._query_texts(store, scorer, new_queries, ids)
 
     @staticmethod
     def _give(

@@ -281,15 +281,10 @@ class Scorer:
         names = self.relearned()
         if not names:
             return []
-        router = self.router
-        rows = router.query_rows()
-        training = set(np.asarray(getattr(router, "train_idx", ()), dtype=np.int64).tolist())
-        out = []
-        for o in outcomes:
-            row = rows.get(o.query_id)
-            if o.target in names and (row is None or row not in training):
-                out.append(o)
-        return out
+        mine = [o for o in outcomes if o.target in names]
+        rows = self.router.query_rows()
+        (training,) = self.router.training_rows({o.query_id: o.effect for o in mine})  # world row → value
+        return [o for o in mine if rows.get(o.query_id) not in training]
 
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
