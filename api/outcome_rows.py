@@ -23,36 +23,41 @@ def _unprocessable(message: str) -> HTTPException:
 
 
 class _Lookups:
-    """Store lookups, each asked once per request."""
+    """Store lookups, read for all rows at once (one call per label, not a round trip per row)."""
 
-    def __init__(self, store: GraphStore) -> None:
-        self.store = store
-        self.kinds: dict[str, str | None] = {}
-        self.queries: dict[str, Query | None] = {}
-        self.tasks: dict[str, bool] = {}
+    def __init__(self, store: GraphStore, rows: Sequence[ObservedOutcome]) -> None:
+        names = {row.candidate for row in rows}
+        llms, agents = store.get_nodes(LLM, names), store.get_nodes(AGENT, names)
+        self.kinds = {n: LLM if n in llms else AGENT if n in agents else None for n in names}
+        self.tasks = set(store.get_nodes(TASK, {row.task for row in rows if row.task is not None}))
+        found = store.get_nodes(QUERY, filter(None, (_query_id(row) for row in rows)))
+        self.queries = {qid: node for qid, node in found.items() if isinstance(node, Query)}
 
     def kind(self, name: str) -> str | None:
-        if name not in self.kinds:
-            found = LLM if self.store.has_node(LLM, name) else AGENT if self.store.has_node(AGENT, name) else None
-            self.kinds[name] = found
-        return self.kinds[name]
+        return self.kinds.get(name)
 
     def query(self, query_id: str) -> Query | None:
-        if query_id not in self.queries:
-            node = self.store.get_node(QUERY, query_id) if self.store.has_node(QUERY, query_id) else None
-            self.queries[query_id] = node if isinstance(node, Query) else None
-        return self.queries[query_id]
+        return self.queries.get(query_id)
 
     def task(self, name: str) -> bool:
-        if name not in self.tasks:
-            self.tasks[name] = self.store.has_node(TASK, name)
-        return self.tasks[name]
+        return name in self.tasks
+
+
+def _query_id(row: ObservedOutcome) -> str | None:
+    """The id a row's query has (its ``query_id``, else the hash of its text); None where it is not valid (the
+    row's check says why)."""
+    if row.query is None or row.task is None or row.query_id:
+        return row.query_id
+    try:
+        return Query(row.query, row.task).id
+    except InvalidInputError:
+        return None
 
 
 def outcome_batch(rows: Sequence[ObservedOutcome], store: GraphStore, max_query_chars: int) -> GraphBatch:
     """The new queries and the outcomes of ``rows``, each row checked (raises the 4xx saying what is wrong)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    look = _Lookups(store)
+    look = _Lookups(store, rows)
     new_queries: dict[str, Query] = {}
     outcomes: list[Outcome] = []
     seen: dict[tuple[str, str], int] = {}

@@ -22,7 +22,6 @@ from graph_store import (
     GraphBatch,
     GraphStore,
     GraphStoreError,
-    NodeNotFoundError,
     Outcome,
     Query,
     StoreUnavailableError,
@@ -160,15 +159,8 @@ class RegistryOutcomes:
     ) -> dict[str, tuple[str, str]]:
         """(text, task) of those queries ``ids`` that the scorer's router was not trained on: from ``new`` (the
         batch just written), else from the store (a query added by an earlier post or by another replica)."""
-        out = {}
-        for qid in scorer.unknown_queries(ids):
-            if qid in new:
-                out[qid] = new[qid]
-            else:
-                try:
-                    node = store.get_node(QUERY, qid)  # one call per query, not two
-                except NodeNotFoundError:
-                    continue
-                if isinstance(node, Query):
-                    out[qid] = (node.text, node.task)
+        unknown = scorer.unknown_queries(ids)
+        stored = store.get_nodes(QUERY, [qid for qid in unknown if qid not in new])  # one read, not one per query
+        out = {qid: new[qid] for qid in unknown if qid in new}
+        out.update({qid: (node.text, node.task) for qid, node in stored.items() if isinstance(node, Query)})
         return out

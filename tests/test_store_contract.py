@@ -151,6 +151,22 @@ def test_list_nodes_is_ordered_and_paged(store: GraphStore) -> None:
         store.list_nodes("Person")
 
 
+def test_get_nodes_finds_what_get_node_finds_in_one_call(store: GraphStore) -> None:
+    store.write(small_world())
+    ids = [Query(text, "math" if i % 2 else "code").id for i, text in enumerate(NASTY)]
+    found = store.get_nodes(QUERY, [*ids, "no-such-query", ids[0]])  # a missing key is left out, a repeat once
+    assert found == {qid: store.get_node(QUERY, qid) for qid in ids}
+    assert store.get_nodes(LLM, ["tiny", "react-bot"]) == {"tiny": store.get_node(LLM, "tiny")}  # one label only
+    assert store.get_nodes(TASK, []) == {}
+    many = [Query(f"query {i}", "math") for i in range(1200)]  # over one read's batch of keys
+    store.write(GraphBatch(queries=many))
+    assert set(store.get_nodes(QUERY, (q.id for q in many))) == {q.id for q in many}
+    with pytest.raises(InvalidInputError, match="unknown node label"):
+        store.get_nodes("Person", ["x"])
+    with pytest.raises(InvalidInputError, match="keys must be strings"):
+        store.get_nodes(QUERY, [1])  # type: ignore[list-item]
+
+
 def test_list_nodes_refuses_offsets_and_limits_out_of_range(store: GraphStore) -> None:
     store.write(small_world())
     assert store.list_nodes(QUERY, limit=MAX_PAGE_INDEX, offset=MAX_PAGE_INDEX) == []

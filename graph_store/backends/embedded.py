@@ -247,6 +247,13 @@ class EmbeddedStore(GraphStore):
             row = db.execute(f"SELECT {cols} FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,)).fetchone()
         return None if row is None else _record(label, row)
 
+    def _get_nodes(self, label: str, keys: list[str]) -> dict[str, NodeRecord]:
+        cols = ", ".join(COLUMNS[label])
+        marks = ", ".join("?" * len(keys))
+        with self._tx() as db:
+            rows = db.execute(f"SELECT {cols} FROM {TABLE[label]} WHERE {KEY[label]} IN ({marks})", keys).fetchall()
+        return {node.key: node for node in (_record(label, r) for r in rows)}
+
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
         cols = ", ".join(COLUMNS[label])
         sql = f"SELECT {cols} FROM {TABLE[label]} ORDER BY {KEY[label]} LIMIT ? OFFSET ?"

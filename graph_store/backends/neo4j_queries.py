@@ -214,6 +214,11 @@ GET_NODE: dict[str, str] = {
     label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) RETURN properties(n) AS props" for label in NODE_LABELS
 }
 
+GET_NODES: dict[str, str] = {
+    label: f"UNWIND $keys AS key MATCH (n:{label} {{{NODE_KEY[label]}: key}}) RETURN properties(n) AS props"
+    for label in NODE_LABELS
+}
+
 LIST_NODES: dict[str, str] = {
     label: f"MATCH (n:{label}) RETURN properties(n) AS props ORDER BY n.{NODE_KEY[label]} SKIP $offset"
     for label in NODE_LABELS

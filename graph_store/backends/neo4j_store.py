@@ -320,6 +320,11 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
         return node_from_props(label, records[0]["props"]) if records else None
 
     @translate_errors
+    def _get_nodes(self, label: str, keys: list[str]) -> dict[str, NodeRecord]:
+        records = self._read(cypher.GET_NODES[label], keys=keys)
+        return {node.key: node for node in (node_from_props(label, r["props"]) for r in records)}
+
+    @translate_errors
     def _list_nodes(self, label: str, limit: int | None, offset: int) -> list[NodeRecord]:
         if limit is None:
             records = self._read(cypher.LIST_NODES[label], offset=offset)
