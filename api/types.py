@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from graph_store.changes import utc_second
+from graph_store.errors import InvalidInputError
 from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
 from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
@@ -76,6 +78,13 @@ def _query_id(value: object) -> object:
 # A field's constraints go first in its Annotated (pydantic then checks them as a string's, after the validators,
 # which run last-listed first); the pattern goes only into the JSON Schema: the validators above check the same
 # rule with clearer messages.
+def _utc(value: str) -> str:
+    try:
+        return utc_second(value)
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def text(max_length: int | None = None) -> Any:
     """The type of a text field: valid Unicode, no NUL, at most ``max_length`` characters."""
     return Annotated[
@@ -107,7 +116,8 @@ QueryId = Annotated[
 """A stored query's id: no control characters or line breaks."""
 Description = text(20_000)
 ShortText = text(200)
-Timestamp = text(64)
+Timestamp = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"}), AfterValidator(_utc)]
+"""An ISO-8601 time (without a zone: UTC), stored as UTC to the second (``graph_store.changes.utc_second``)."""
 Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
 Scenario = Literal[tuple([*SCENARIOS, *SCENARIO_ALIASES])]  # type: ignore[valid-type]

@@ -21,6 +21,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from graph_store.errors import InvalidInputError
@@ -114,6 +115,26 @@ UTC_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")  # what now() w
 def now(at: float | None = None) -> str:
     """A change's ``at``: the time (``at``, seconds since the epoch; default now) in UTC, to the second, sortable."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def utc_second(value: object) -> str:
+    """An outcome's ``observed_at`` as it is stored: an ISO-8601 time (text, or a ``datetime``; one without a zone is
+    taken as UTC) in UTC to the second, ``YYYY-MM-DDTHH:MM:SSZ`` like :func:`now`, so that ordering the texts orders
+    the times (a start relearns a new LLM's most recent outcomes by it)."""
+    if isinstance(value, datetime):
+        at = value
+    else:
+        try:
+            at = datetime.fromisoformat(str(value).strip().upper())  # RFC 3339 allows "t" and "z"
+        except ValueError:
+            raise InvalidInputError(
+                f"observed_at must be an ISO-8601 time such as 2026-11-30T12:00:00Z, got {value!r}"
+            ) from None
+    try:
+        at = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # a zone offset that moves it out of years 1–9999
+        raise InvalidInputError(f"observed_at is out of range in UTC: {value!r}") from None
+    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
 
 
 def from_row(version: int, kind: str, key: str, payload: str, origin: str, at: str) -> Change:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from graph_store import AGENT, LLM, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
-from graph_store.changes import import_change
+from graph_store.changes import import_change, utc_second
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
@@ -208,6 +208,11 @@ def _num(row: dict[str, Any], field: str) -> float | None:
     return float(value)
 
 
+def _observed_at(value: Any) -> str:
+    """A row's ``observed_at`` as stored (UTC to the second: ``graph_store.changes.utc_second``); "" if not given."""
+    return "" if value is None or value == "" else utc_second(value)
+
+
 def build_outcome_batch(
     rows: Iterable[Row],
     path: str | Path,
@@ -273,7 +278,7 @@ def build_outcome_batch(
                 effect=effect,
                 cost=cost,  # type: ignore[arg-type]
                 source=str(row.get("source") or default_source),
-                observed_at=str(row.get("observed_at") or ""),
+                observed_at=_observed_at(row.get("observed_at")),
             )
         except InvalidInputError as exc:
             errors.append(f"{'line ' if isinstance(line, int) else ''}{line}: {exc}")

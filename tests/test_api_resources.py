@@ -212,6 +212,7 @@ def test_outcomes_are_validated_in_full_then_written_at_once(
             ([{**new_query, "task": None}], 422, "outcomes[0]: Value error, task is required with query"),
             ([{**ok, "task": "task-0"}], 422, "outcomes[0]: Value error, task is only taken with query"),
             ([{**new_query, "query_id": "q1"}], 409, "outcomes[0].query: query 'q1' is already stored with another"),
+            ([{**ok, "observed_at": "yesterday"}], 422, "outcomes[0].observed_at: Value error, observed_at must be"),
             ([{**ok, "effect": "high"}], 422, "outcomes[0].effect: Input should be a valid number"),
             ([], 422, "outcomes: List should have at least 1 item"),
         ]
@@ -244,6 +245,11 @@ def test_outcomes_are_validated_in_full_then_written_at_once(
         assert r.status_code == 200 and r.json()["queries_added"] == 0 and r.json()["written"] == 1, r.text
         assert store.counts()["ANSWERED_BY"] == counts["ANSWERED_BY"]
         assert store.outcomes(LLM, target="llm-2")[0].effect == 0.25
+
+        # observed_at is stored in UTC to the second, whatever ISO-8601 form it came in: sortable as text
+        r = post([{**new_query, "observed_at": "2026-11-30T13:30:00.5+01:00"}])
+        assert r.status_code == 200, r.text
+        assert store.outcomes(LLM, target="llm-2")[0].observed_at == "2026-11-30T12:30:00Z"
 
 
 def test_metrics(make_app: AppMaker) -> None:

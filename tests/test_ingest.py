@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,6 +72,20 @@ def test_outcomes_import_in_every_format(embedded: GraphStore, catalogue: Path, 
     assert embedded.get_node(QUERY, q).task == "math"
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_observed_at_is_stored_in_utc_to_the_second(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path, suffix: str
+) -> None:
+    import_llms(embedded, catalogue)
+    at: object = "2026-11-30T13:30:00.25+01:00"
+    if suffix == ".parquet":  # a Parquet timestamp column arrives as a datetime
+        at = datetime(2026, 11, 30, 12, 30, 0, 250000, tzinfo=UTC)
+    rows = [{**ROWS[0], "observed_at": at}, ROWS[2]]
+    import_outcomes(embedded, write_rows(tmp_path / f"rows{suffix}", rows))
+    got = {o.target: o.observed_at for o in embedded.outcomes(LLM)}
+    assert got == {"big": "2026-11-30T12:30:00Z", "small": ""}  # "" where the row gives none
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -80,6 +95,7 @@ def test_outcomes_import_in_every_format(embedded: GraphStore, catalogue: Path, 
         ({"query": ""}, r"line 2: 'query' \(the query text\) is missing or empty"),
         ({"agent": "bot"}, r"line 2: give exactly one of 'llm' or 'agent'"),
         ({"cost": None, "input_tokens": None}, r"line 2: 'cost' is missing"),
+        ({"observed_at": "last week"}, r"line 2: observed_at must be an ISO-8601 time"),
     ],
 )
 def test_a_bad_row_is_rejected_with_its_line_and_nothing_is_written(
