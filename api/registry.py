@@ -396,7 +396,8 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         over the service's exploration budget and what the serving scorer learned online from outcomes after mark
         ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it). With
         no serving scorer (the service's start), or ``relearn`` (a resync, which may have missed some), it also
-        learns again the stored outcomes of the candidates it refits (:meth:`learn_stored`)."""
+        learns again the stored outcomes of the candidates it refits (:meth:`learn_stored`), in place of those carried
+        over (the store has what they learned, and only the current incarnation of a name's)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)
@@ -404,6 +405,9 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
             if previous is not None and previous is not scorer:
                 scorer.carry_over(previous, outcomes_since)
             if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
+                if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
+                    for name in scorer.relearned():  # registered again meanwhile is another model of the same name
+                        scorer.online.forget(name)
                 self.learn_stored(scorer, store)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)

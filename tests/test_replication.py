@@ -173,6 +173,38 @@ def test_a_replica_behind_the_pruned_log_resyncs_from_the_store(
         assert follow_b.poll() == 1 and "llm-new" not in _names(b) and follow_b.resyncs == 1
 
 
+def test_a_resync_learns_a_re_registered_llm_from_the_store_not_from_its_old_incarnation(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    world, paths = fitted
+    a_app, b_app = _replica(store, world, paths["gnn"]), _replica(store, world, paths["gnn"])
+    task = world.data.task_names[0]
+
+    def post(client: TestClient, text: str, effect: float) -> None:
+        row = {"query": text, "task": task, "candidate": "llm-new", "effect": effect, "cost": 0.001}
+        assert client.post("/v1/outcomes", json={"outcomes": [row]}, headers=AUTH).status_code == 200
+
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        follow_b = b_app.state.follower
+        assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        post(a, "an old incarnation's query", 0.0)
+        follow_b.poll()
+        learned_b = lambda: b_app.state.service.scorer.online.counts(["llm-new"])[0]  # noqa: E731
+        assert learned_b() == 1
+        # while B does not follow: llm-new deleted and registered again as another model, with an outcome of its own
+        assert a.delete("/v1/llms/llm-new", headers=AUTH).status_code == 200
+        assert a.post("/v1/llms", json={**NEW_LLM, "description": "another model"}, headers=AUTH).status_code == 201
+        post(a, "the new incarnation's query", 1.0)
+        store.prune_changes(store.latest_version())
+        follow_b.poll()
+        assert follow_b.resyncs == 1
+        assert learned_b() == 1 == a_app.state.service.scorer.online.counts(["llm-new"])[0]  # its own outcome only
+        route = {"query": "the new incarnation's query", "task": task, "k": 10, "candidates": ["llm-new"]}
+        effect = [c.post("/v1/route", json=route).json()["candidates"][0]["effect"] for c in (a, b)]
+        assert effect[1] == pytest.approx(effect[0], abs=1e-4)  # the same refit (to its optimiser's tolerance)
+
+
 def test_the_follower_prunes_by_the_retention_settings(
     store: GraphStore,  # noqa: F811
     fitted: tuple[World, dict[str, Path]],  # noqa: F811
