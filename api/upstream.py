@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -72,12 +73,28 @@ async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
             raise client_error(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
         chunks.append(chunk)
     try:
-        body = json.loads(b"".join(chunks))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(b"".join(chunks), parse_constant=_not_a_number, parse_float=_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise client_error(status.HTTP_400_BAD_REQUEST, f"malformed JSON in the request body: {exc}") from None
+    except RecursionError:
+        raise client_error(status.HTTP_400_BAD_REQUEST, "the request body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise client_error(status.HTTP_400_BAD_REQUEST, f"stream: must be true or false, got {body['stream']!r}")
     return body
+
+
+def _not_a_number(name: str) -> float:
+    """``NaN`` and ``Infinity`` are not JSON (Python's parser takes them; the upstream's JSON would not)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
 
 
 def last_user_text(messages: Any) -> str:

@@ -352,6 +352,26 @@ def test_the_official_openai_client_works_plain_and_streamed(
 
 
 # ---- auth, limits, secrets ----------------------------------------------------------------------------------
+def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service, upstream: Upstream) -> None:
+    with service() as client:
+        set_upstream(client, "llm-0", upstream.url("ok-0"))
+        head = '{"model": "llm-0", "messages": [{"role": "user", "content": "hi"}]'
+        cases = [
+            (head + ', "temperature": NaN}', "NaN is not a JSON number"),
+            (head + ', "temperature": -Infinity}', "-Infinity is not a JSON number"),
+            (head + ', "max_tokens": 1e999}', "1e999 is out of range for a JSON number"),
+            (head + ', "stream": "yes"}', "stream: must be true or false, got 'yes'"),
+            (head + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ]
+        before = len(upstream.modes())
+        for raw, message in cases:
+            r = client.post(
+                "/v1/chat/completions", content=raw, headers={**PROXY_AUTH, "content-type": "application/json"}
+            )
+            assert r.status_code == 400 and message in r.json()["detail"], (raw[:80], r.text[:300])
+        assert len(upstream.modes()) == before  # no upstream was called
+
+
 def test_auth_body_size_and_rate_limit(service: Service, upstream: Upstream) -> None:
     with service(proxy_rate_limit=3, proxy_max_body_bytes=2_000) as client:
         set_upstream(client, "llm-0", upstream.url("ok-0"))
