@@ -65,10 +65,10 @@ def cmd_import(args: argparse.Namespace, store: GraphStore) -> None:
         finally:
             progress.close()
     elif args.what == "llms":
-        written = ingest.import_llms(store, args.file)
+        written = ingest.import_llms(store, args.file, update=args.update)
     else:
         llms = ingest.read_llm_catalogue(args.llms) if args.llms else None
-        written = ingest.import_outcomes(store, args.file, llms=llms, default_source=args.source)
+        written = ingest.import_outcomes(store, args.file, llms=llms, default_source=args.source, update=args.update)
     _print_counts(written)
 
 
@@ -219,7 +219,7 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     if store.has_node(LLM, llm.name) and store.get_node(LLM, llm.name) != llm and not args.update:
         raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")
     if args.outcomes:
-        written = ingest.import_outcomes(store, args.outcomes, llms=[llm])
+        written = ingest.import_outcomes(store, args.outcomes, llms=[llm], update=args.update)
     else:
         written = ingest.write_logged(store, GraphBatch(llms=[llm]))
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
@@ -253,6 +253,9 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     out.add_argument("--source", default="", help="source label for rows that have none")
     llms = imp_sub.add_parser("llms", help="an LLM catalogue (default_llm.json format, or JSONL)")
     llms.add_argument("file", type=Path)
+    update_help = "replace stored LLMs and queries the file gives other data (without it, such a file is refused)"
+    for p in (out, llms):
+        p.add_argument("--update", action="store_true", help=update_help)
     imp.set_defaults(func=cmd_import)
 
     st = sub.add_parser("stats", help="count nodes and edges by type")

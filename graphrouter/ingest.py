@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph_store import AGENT, LLM, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
+from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.changes import import_change, utc_second
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
@@ -39,14 +39,30 @@ def _check_file(path: Path) -> Path:
     return path
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (``json`` would keep the last of a key given twice)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def read_json(path: str | Path) -> Any:
     """A whole JSON document, with errors that name the file and the position."""
     path = _check_file(Path(path))
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    except _DuplicateKeyError as exc:
+        raise DataFileError(path, str(exc)) from None
     except UnicodeDecodeError as exc:
         raise DataFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -175,6 +191,8 @@ def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
         for price in ("input_price", "output_price"):
             if price not in d:
                 raise DataFileError(path, f"{where}: missing {price} (USD per 1M tokens)", line=line)
+        if any(m.name == name for m in llms):
+            raise DataFileError(path, f"{where}: the catalogue names it twice", line=line)
         try:
             llms.append(_llm_from_mapping(name, d))
         except InvalidInputError as exc:
@@ -213,6 +231,10 @@ def _observed_at(value: Any) -> str:
     return "" if value is None or value == "" else utc_second(value)
 
 
+def _where(line: Any) -> str:
+    return f"line {line}" if isinstance(line, int) else str(line)
+
+
 def build_outcome_batch(
     rows: Iterable[Row],
     path: str | Path,
@@ -232,6 +254,7 @@ def build_outcome_batch(
     queries: dict[str, Query] = {}
     outcomes: dict[tuple[str, str, str], Outcome] = {}
     tasks: dict[str, Task] = {}
+    first_line: dict[tuple[str, str, str], Any] = {}  # (query, kind, target) → the line that gave it
     for line, row in rows:
         try:
             text, task = row.get("query"), row.get("task")
@@ -268,6 +291,13 @@ def build_outcome_batch(
             seen = queries.get(query.id)
             if seen is not None and seen.task != task:
                 raise InvalidInputError(f"query {query.id} was given task {seen.task!r} earlier and {task!r} here")
+            if seen is not None and seen.text != query.text:
+                raise InvalidInputError(f"query {query.id} was given another text earlier")
+            if (query.id, kind, target) in first_line:
+                raise InvalidInputError(
+                    f"the same query and {kind} {target!r} as {_where(first_line[(query.id, kind, target)])}"
+                )
+            first_line[(query.id, kind, target)] = line
             queries[query.id] = query
             if task not in stored_tasks and task not in tasks:
                 tasks[task] = Task(name=task)
@@ -281,7 +311,7 @@ def build_outcome_batch(
                 observed_at=_observed_at(row.get("observed_at")),
             )
         except InvalidInputError as exc:
-            errors.append(f"{'line ' if isinstance(line, int) else ''}{line}: {exc}")
+            errors.append(f"{_where(line)}: {exc}")
     if errors:
         shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
         more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more bad rows)" if len(errors) > MAX_REPORTED_ERRORS else ""
@@ -293,21 +323,62 @@ def build_outcome_batch(
 
 
 def import_outcomes(
-    store: GraphStore, path: str | Path, llms: list[LLMNode] | None = None, default_source: str = ""
+    store: GraphStore,
+    path: str | Path,
+    llms: list[LLMNode] | None = None,
+    default_source: str = "",
+    update: bool = False,
 ) -> dict[str, int]:
-    """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch)."""
+    """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch). A stored query or LLM
+    that it would change is refused unless ``update`` (:func:`refuse_changes`)."""
     catalogue = {m.name: m for m in store.list_nodes(LLM)}  # type: ignore[misc]
     catalogue.update({m.name: m for m in llms or []})
     agents = {a.key for a in store.list_nodes(AGENT)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
     prepared.batch.llms = list(llms or [])
+    if not update:
+        refuse_changes(store, prepared.batch, path)
     return write_logged(store, prepared.batch)
 
 
-def import_llms(store: GraphStore, path: str | Path) -> dict[str, int]:
-    """Import (upsert) a catalogue of LLMs."""
-    return write_logged(store, GraphBatch(llms=read_llm_catalogue(path)))
+def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:
+    """Import a catalogue of LLMs: new ones are added, those stored with the same data left as they are; one stored
+    with other data is refused unless ``update`` (then replaced)."""
+    batch = GraphBatch(llms=read_llm_catalogue(path))
+    if not update:
+        refuse_changes(store, batch, path)
+    return write_logged(store, batch)
+
+
+def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path) -> None:
+    """A :class:`DataFileError` if the batch would replace stored data with other data: an LLM's description, prices
+    or size, or a query's text or task (other LLMs' outcomes on that query would then be about another question).
+    Importing the same data again is harmless; ``--update`` replaces on purpose."""
+    changed: list[str] = []
+    stored_llms = store.get_nodes(LLM, (m.name for m in batch.llms))
+    for m in batch.llms:
+        old = stored_llms.get(m.name)
+        if isinstance(old, LLMNode) and _llm_data(old) != _llm_data(m):
+            changed.append(f"LLM {m.name!r} is stored with other data (description, prices or size)")
+    stored_queries = store.get_nodes(QUERY, (q.id for q in batch.queries))
+    for q in batch.queries:
+        old = stored_queries.get(q.id)
+        if isinstance(old, Query) and (old.text, old.task) != (q.text, q.task):
+            what = "task" if old.text == q.text else "text"
+            changed.append(f"query {q.id!r} is stored with another {what}")
+    if changed:
+        shown = "; ".join(changed[:MAX_REPORTED_ERRORS])
+        more = f" (and {len(changed) - MAX_REPORTED_ERRORS} more)" if len(changed) > MAX_REPORTED_ERRORS else ""
+        raise DataFileError(
+            path,
+            f"{len(changed)} stored node(s) would change, nothing was imported: {shown}{more}. Give the rows their "
+            "own query_id, or import with --update to replace what is stored",
+        )
+
+
+def _llm_data(m: LLMNode) -> tuple[Any, ...]:
+    return (m.description, m.input_price, m.output_price, m.size_b)
 
 
 def write_logged(store: GraphStore, batch: GraphBatch) -> dict[str, int]:

@@ -270,3 +270,53 @@ def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
     (large,) = embedded.changes_since(outcomes.version)
     assert large.payload["outcomes"] == 3 and "rows" not in large.payload
+
+
+def test_an_import_that_would_change_stored_data_is_refused_unless_update(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path
+) -> None:
+    import_llms(embedded, catalogue)
+    import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", ROWS))
+    import_llms(embedded, catalogue)  # the same data again: harmless
+    import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
+    before = embedded.counts()
+    q = query_id("What is 2+2?")
+    other_text = [{**ROWS[0], "query": "What is 3+3?", "query_id": q}]
+    other_task = [{**ROWS[0], "task": "arithmetic"}]
+    for name, rows, message in [
+        ("text.jsonl", other_text, f"query '{q}' is stored with another text"),
+        ("task.jsonl", other_task, f"query '{q}' is stored with another task"),
+    ]:
+        with pytest.raises(DataFileError, match=message + ".*nothing was imported|nothing was imported.*" + message):
+            import_outcomes(embedded, write_rows(tmp_path / name, rows))
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**CATALOGUE, "big": {**CATALOGUE["big"], "input_price": 99.0}}))
+    with pytest.raises(DataFileError, match="LLM 'big' is stored with other data.*--update"):
+        import_llms(embedded, changed)
+    assert embedded.counts() == before and embedded.get_node(QUERY, q).text == "What is 2+2?"
+    assert embedded.get_node(LLM, "big").input_price == 0.9
+
+    import_llms(embedded, changed, update=True)  # on purpose
+    import_outcomes(embedded, write_rows(tmp_path / "text.jsonl", other_text), update=True)
+    assert embedded.get_node(LLM, "big").input_price == 99.0 and embedded.get_node(QUERY, q).text == "What is 3+3?"
+
+
+def test_a_file_that_gives_the_same_thing_twice_is_refused(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path
+) -> None:
+    import_llms(embedded, catalogue)
+    twice = [ROWS[0], ROWS[1], {**ROWS[0], "effect": 0.0}]
+    with pytest.raises(DataFileError, match="line 3: the same query and LLM 'big' as line 1"):
+        import_outcomes(embedded, write_rows(tmp_path / "twice.jsonl", twice))
+    texts = [{**ROWS[0], "query_id": "q1"}, {**ROWS[1], "query_id": "q1", "query": "What is 3+3?"}]
+    with pytest.raises(DataFileError, match="line 2: query q1 was given another text earlier"):
+        import_outcomes(embedded, write_rows(tmp_path / "texts.jsonl", texts))
+    named_twice = tmp_path / "llms.jsonl"
+    named_twice.write_text("".join(json.dumps({"name": "m", **CATALOGUE["big"]}) + "\n" for _ in range(2)))
+    with pytest.raises(DataFileError, match="LLM 'm': the catalogue names it twice"):
+        import_llms(embedded, named_twice)
+    keyed_twice = tmp_path / "default_llm.json"
+    keyed_twice.write_text('{"m": {"input_price": 1, "output_price": 1}, "m": {"input_price": 2, "output_price": 2}}')
+    with pytest.raises(DataFileError, match="the key 'm' appears twice"):
+        import_llms(embedded, keyed_twice)
+    assert embedded.counts()["ANSWERED_BY"] == 0 and {m.key for m in embedded.list_nodes(LLM)} == {"big", "small"}
