@@ -9,7 +9,8 @@ from __future__ import annotations
 from fastapi import status
 
 from api.models import ModelCard, ModelList
-from api.upstream import ROUTER_MODEL, callable_llms, client_error, why_uncallable
+from api.types import ROUTER_MODEL
+from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
 from graphrouter.rewards import SCENARIOS
 

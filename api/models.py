@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, field_serializer, model_validator
 from api.types import (
     Cost,
     Description,
+    LLMName,
     Name,
     Price,
     QueryId,
@@ -174,7 +175,7 @@ class UpstreamOut(BaseModel):
 
 
 class LLMIn(Strict):
-    name: Name
+    name: LLMName
     description: Description = ""
     input_price: Price = Field(description="USD per 1M input tokens (at most 10,000)")
     output_price: Price = Field(description="USD per 1M output tokens (at most 10,000)")

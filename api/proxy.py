@@ -58,9 +58,9 @@ from api.models import RouteRequest
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
 from api.state import ServiceState
+from api.types import ROUTER_MODEL
 from api.upstream import (
     HEADER_PREFIX,
-    ROUTER_MODEL,
     ROUTING_FIELDS,
     Attempt,
     Plan,

@@ -107,6 +107,20 @@ Name = Annotated[
     BeforeValidator(_unicode),
 ]
 """An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
+ROUTER_MODEL = "graphrouter"  # the proxy's model name that means "route" (and graphrouter:<scenario>)
+
+
+def _not_the_router(value: str) -> str:
+    if value == ROUTER_MODEL or value.startswith(ROUTER_MODEL + ":"):
+        raise ValueError(
+            f"{value!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
+            "give the LLM another name"
+        )
+    return value
+
+
+LLMName = Annotated[Name, AfterValidator(_not_the_router)]
+"""A new LLM's name: :data:`Name`, and not one the proxy reads as a request to route."""
 QueryId = Annotated[
     str,
     Field(min_length=1, json_schema_extra={"pattern": QUERY_ID_PATTERN}),

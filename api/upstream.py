@@ -26,7 +26,6 @@ from graph_store import LLM, GraphStore, LLMNode
 log = logging.getLogger("api.proxy")
 
 
-ROUTER_MODEL = "graphrouter"
 ROUTING_FIELDS = ("task", "scenario", "weights", "budget", "candidates", "explore")  # /v1/route's, not forwarded
 MASK = "***"
 HEADER_PREFIX = "x-graphrouter-"

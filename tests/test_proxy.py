@@ -471,6 +471,9 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         r = client.post("/v1/llms", json={**new, "upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200 and r.json()["upstream"]["base_url"] == up["base_url"]
         assert "PATCH /v1/llms/llm-new" in r.json()["note"]
+        for reserved in ("graphrouter", "graphrouter:balance"):  # the proxy's names for routing
+            r = client.post("/v1/llms", json={**new, "name": reserved}, headers=ADMIN_AUTH)
+            assert r.status_code == 422 and f"'{reserved}' is reserved" in r.json()["detail"], r.text
         r = client.patch("/v1/llms/llm-new", json={"upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200
         assert r.json()["upstream"] == {**other, "model": "llm-new", "api_key_env": None, "api_key_set": None}
