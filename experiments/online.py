@@ -3,7 +3,7 @@ candidate it picked, and a withheld LLM is registered mid-stream with its descri
 
     python experiments/online.py --dataset dcrouter --store /path/graph.db [--seeds 0,1,2] [--stream 2300]
         [--register-at 300] [--scenarios performance_first,balance] [--gnn-seeds 0,1,2] [--threads 1]
-        [--task-quiz 7] [--name SUFFIX]
+        [--task-quiz 7] [--new-llm NAME | top:SCENARIO] [--name SUFFIX]
 
 The store holds the dataset (``graphrouter import dcrouter``, or ``graphrouter import llms …/MMLU-Pro/llms.jsonl``
 and ``graphrouter import outcomes …/MMLU-Pro/outcomes.parquet`` for ``--dataset mmlu-pro``). The queries are split
@@ -18,6 +18,10 @@ picking through :meth:`Scorer.top_k` and learning through :meth:`Scorer.add_outc
 - ``linucb``, ``epsilon_greedy``: the bandit routers (warm-started on the training queries, learning online);
 - ``retrained``: the GNN trained with every LLM (no feedback): the reference of the new LLM's traffic share;
 - the oracle (best utility among the LLMs available at that moment), the reference of regret.
+
+The withheld LLM is the data set's default (:data:`NEW_LLM`: the best single LLM in Performance First), a name
+(``--new-llm``), or ``top:<scenario>``: the LLM the per-task table of the training queries routes most of them to in
+that scenario (chosen on the training split only, e.g. the newcomer Balance would route to).
 
 Writes experiments/results/online_<dataset>.md and two PNGs (cumulative regret, the new LLM's traffic share).
 """
@@ -134,6 +138,20 @@ def tune_priors(
     return chosen, shown, (float(diff.mean()), se)
 
 
+def newcomer(world: World, train: np.ndarray, choice: str) -> str:
+    """The withheld LLM: ``choice`` itself, or for ``top:<scenario>`` the LLM that routing the ``train`` queries by
+    the per-task table of their utilities in that scenario picks most often (training queries only)."""
+    data = world.data
+    if not choice.startswith("top:"):
+        if choice not in data.candidates:
+            raise SystemExit(f"--new-llm: no LLM named {choice!r} in the store")
+        return choice
+    u = utility(data.effect[train], data.cost_norm()[train], SCENARIOS[choice.removeprefix("top:")])
+    task = data.query_task[train]
+    picks = np.array([np.nanargmax(np.nanmean(u[task == t], axis=0)) if (task == t).any() else 0 for t in task])
+    return data.candidates[int(np.bincount(picks, minlength=data.n_candidates).argmax())]
+
+
 def split_queries(world: World, train_frac: float, val_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The replay's one split of the queries with every outcome known (seed 12345): ``train_frac`` to train on,
     ``val_frac`` to choose the online learner's priors on, the rest the pool the streams are drawn from."""
@@ -240,6 +258,7 @@ def main() -> None:
     parser.add_argument(
         "--task-quiz", type=int, default=TASK_QUIZ, help="the per-task quiz (GRAPHROUTER_EXPLORE_TASK_QUIZ)"
     )
+    parser.add_argument("--new-llm", default=None, help="the withheld LLM: a name, or top:<scenario> (see above)")
     parser.add_argument("--name", default="", help="suffix of the results files (online_<dataset><name>.md)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -255,7 +274,7 @@ def main() -> None:
     world, nodes = load_world(args.store, args.world_cache)
     data = world.data
     train, val, pool = split_queries(world, args.train_frac, args.val_frac)
-    new_name = NEW_LLM[args.dataset]
+    new_name = newcomer(world, train, args.new_llm or NEW_LLM[args.dataset])
     new_col = data.candidates.index(new_name)
     known = np.array([c for c in range(data.n_candidates) if c != new_col])
     cost_norm = data.cost_norm()
@@ -263,6 +282,7 @@ def main() -> None:
     log = print
 
     def fitted(what: str, fit):  # type: ignore[no-untyped-def]
+        what = f"without-{new_name}" if what == "known" and new_name != NEW_LLM[args.dataset] else what
         return fitted_gnn(args.fit_cache, args.dataset, what, args.train_frac, args.gnn_seeds, fit)
 
     base, fit_base = fitted("known", lambda: GnnRouter(seeds=gnn_seeds).fit(world.select_candidates(known), train))
@@ -357,6 +377,7 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
     tag, stem = args.dataset, f"online_{args.dataset}{args.name}"
     extra = "" if args.methods == ",".join(METHODS) else f" --methods {args.methods}"
     extra += "" if args.task_quiz == TASK_QUIZ else f" --task-quiz {args.task_quiz}"
+    extra += f" --new-llm {args.new_llm}" if args.new_llm else ""
     extra += f" --name {args.name}" if args.name else ""
     lines = [
         f"# Online replay on {tag}: partial feedback, {new_name} registered mid-stream from its description",
@@ -367,7 +388,14 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
         "",
         f"Queries with every outcome known, split once: {n_train} to train on, {n_val} to choose the online "
         f"learner's priors on, {n_pool} in the pool each seed draws a stream of {args.stream} from (random order); "
-        f"{new_name} is absent from training and registered before query {reg} with its description only. Reward = "
+        f"{new_name} is absent from training and registered before query {reg} with its description only"
+        + (
+            f" (chosen on the training queries: the LLM their per-task table routes most of them to in "
+            f"{args.new_llm.removeprefix('top:')})"
+            if (args.new_llm or "").startswith("top:")
+            else ""
+        )
+        + ". Reward = "
         "utility of the picked LLM's observed outcome (w_effect · effect − w_cost · cost_norm); regret against the "
         "oracle among the LLMs available at that moment. Mean ± std over seeds. GNN ensemble of "
         f"{len(args.gnn_seeds.split(','))} member(s), "
