@@ -256,7 +256,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     update_help = "replace stored LLMs and queries the file gives other data (without it, such a file is refused)"
     for p in (out, llms):
         p.add_argument("--update", action="store_true", help=update_help)
-    imp.set_defaults(func=cmd_import)
+    imp.set_defaults(func=cmd_import, creates_store=True)
 
     st = sub.add_parser("stats", help="count nodes and edges by type")
     st.add_argument("--json", action="store_true", help="print JSON")
@@ -326,7 +326,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rg.add_argument("--size-b", type=float, default=None, help="parameters in billions")
     rg.add_argument("--outcomes", type=Path, default=None, help="observed outcomes of it (import outcomes format)")
     rg.add_argument("--update", action="store_true", help="replace an LLM of that name")
-    rg.set_defaults(func=cmd_register_llm)
+    rg.set_defaults(func=cmd_register_llm, creates_store=True)
 
     for add in extra_commands:
         add(sub)
@@ -343,7 +343,8 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
     args.store_location = args.store_location or default_location()
     func: Callable[[argparse.Namespace, GraphStore], None] = args.func
     try:
-        with open_store(args.store_location) as store:
+        # only the commands that write create a missing store file: a mistyped --store is an error for the others
+        with open_store(args.store_location, create=getattr(args, "creates_store", False)) as store:
             func(args, store)
     except (GraphStoreError, GraphRouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)

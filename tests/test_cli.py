@@ -10,6 +10,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cli import main
 from tests.data_paths import DCROUTER_DIR
 
@@ -78,6 +79,11 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_console_script_runs(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("graphrouter")
+    typo = tmp_path / "typo.db"  # a command that only reads does not leave an empty store behind a mistyped --store
+    proc = subprocess.run([str(exe), "--store", str(typo), "stats"], capture_output=True, text=True)
+    assert proc.returncode == 2 and f"error: no store at {typo}; import data first" in proc.stderr, proc.stderr
+    assert not typo.exists()
+    EmbeddedStore(tmp_path / "g.db").close()
     proc = subprocess.run([str(exe), "--store", str(tmp_path / "g.db"), "stats"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Query" in proc.stdout
@@ -129,6 +135,7 @@ def test_serve_refuses_a_bad_timeout_in_the_bolt_location(monkeypatch: pytest.Mo
 
 def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "c.pt"
+    EmbeddedStore(tmp_path / "g.db").close()
     store = ["--store", str(tmp_path / "g.db")]
     for params, message in (
         ('{"max_episodes": 0}', "max_episodes=0 (must be at least 1"),
