@@ -98,7 +98,7 @@ def splits(world: World, how: str, folds: int, seed: int = 0) -> list[tuple[np.n
     if how == "official":
         s = world.data.split
         if not ((s == "train").any() and (s == "test").any()):
-            raise SystemExit("the store has no official train/test split; use --split seeded or cv")
+            fail("the store has no official train/test split; use --split seeded or cv")
         return [(np.flatnonzero(s == "train"), np.flatnonzero(s == "test"))]
     perm = np.random.default_rng(seed).permutation(n)
     if how == "seeded":

@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--import-outcomes", type=Path, help="outcomes to import into a fresh store first")
     p.add_argument("--dcrouter", type=Path, help="import the dcrouter data (LLMRouter folder) into a fresh store first")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
-    p.add_argument("--split", default=None, help="official | seeded | cv (default: official if the store has it)")
+    p.add_argument(
+        "--split",
+        choices=("official", "seeded", "cv"),
+        default=None,
+        help="official | seeded | cv (default: official if the store has it)",
+    )
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--gnn-seeds", default=None, help="the GNN's ensemble seeds (default: the router's, 0,1,2)")
     p.add_argument(
@@ -100,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.protocol == "new-llm" and not 1 <= args.probe_draws <= 10:
         p.error("--probe-draws must be 1 to 10 (draw seeds are 100 apart, each withheld LLM's 1000 apart)")
+    if args.folds < 2:
+        p.error(f"--folds must be at least 2, got {args.folds}")
     if args.import_llms and not args.import_outcomes:
         p.error("--import-llms is the catalogue of --import-outcomes: give both (or --store for an imported store)")
     if args.protocol == "cv" and args.routers != "all":
@@ -119,6 +126,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if args.split is None:
         s = world.data.split
         args.split = "official" if (s == "train").any() and (s == "test").any() else "cv"
+    if args.split == "cv" and world.data.n_queries < 10 * args.folds:
+        fail(f"--folds {args.folds}: {world.data.n_queries} queries give fewer than 10 per fold; use fewer folds")
     command = "python experiments/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     head = [
         f"`{command}`",

@@ -53,3 +53,10 @@ def test_the_runner_ends_a_bad_import_in_one_line_and_leaves_no_store(tmp_path, 
             main([*base, *args])
         assert end.value.code == 2
     assert "unknown nope" in capsys.readouterr().err
+    for args, message in (
+        (["--folds", "1", "cv"], "--folds must be at least 2, got 1"),
+        (["--split", "bogus", "cv"], "argument --split: invalid choice: 'bogus'"),
+    ):
+        with pytest.raises(SystemExit) as end:
+            main([*base, *args])
+        assert end.value.code == 2 and message in capsys.readouterr().err
