@@ -283,6 +283,9 @@ def build_outcome_batch(
                 if in_tok is None or kind != LLM:
                     raise InvalidInputError("'cost' is missing (or give input_tokens for an LLM row)")
                 out_tok = _num(row, "output_tokens")
+                for name, n in (("input_tokens", in_tok), ("output_tokens", out_tok)):
+                    if n is not None and n < 0:
+                        raise InvalidInputError(f"{name} must be >= 0, got {n!r}")
                 m = llms[target]
                 cost = usd_cost(
                     in_tok, DEFAULT_OUTPUT_TOKENS if out_tok is None else out_tok, m.input_price, m.output_price

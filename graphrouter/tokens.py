@@ -26,9 +26,23 @@ def _tokenizer():  # type: ignore[no-untyped-def]
     return tok
 
 
+UNKNOWN_BYTES_PER_TOKEN = 4  # what an LLM's byte-level tokenizer spends on text WordPiece cannot split (≈ 4 bytes)
+
+
 def count_tokens(texts: Sequence[str]) -> list[int]:
-    """Number of input tokens of each text."""
+    """Number of input tokens of each text. WordPiece gives one ``[UNK]`` for a word it cannot split (one of over
+    100 characters, or a run of emoji): such a span counts one token per :data:`UNKNOWN_BYTES_PER_TOKEN` UTF-8
+    bytes instead, so a 20,000-character unbroken query is priced as the long input it is, not as one token."""
     if not texts:
         return []
-    encodings = _tokenizer().encode_batch(list(texts), add_special_tokens=False)
-    return [len(e.ids) for e in encodings]
+    tok = _tokenizer()
+    unknown = tok.token_to_id("[UNK]")
+    encodings = tok.encode_batch(list(texts), add_special_tokens=False)
+    counts = []
+    for text, e in zip(texts, encodings, strict=True):
+        n = len(e.ids)
+        for token, (start, end) in zip(e.ids, e.offsets, strict=True):
+            if token == unknown:
+                n += max(-(-len(text[start:end].encode("utf-8", "surrogatepass")) // UNKNOWN_BYTES_PER_TOKEN), 1) - 1
+        counts.append(n)
+    return counts

@@ -96,6 +96,7 @@ def test_observed_at_is_stored_in_utc_to_the_second(
         ({"agent": "bot"}, r"line 2: give exactly one of 'llm' or 'agent'"),
         ({"cost": None, "input_tokens": None}, r"line 2: 'cost' is missing"),
         ({"observed_at": "last week"}, r"line 2: observed_at must be an ISO-8601 time"),
+        ({"input_tokens": -5}, r"line 2: input_tokens must be >= 0, got -5"),
     ],
 )
 def test_a_bad_row_is_rejected_with_its_line_and_nothing_is_written(
@@ -154,6 +155,8 @@ def test_llm_catalogues_in_both_formats(tmp_path: Path) -> None:
 
 def test_token_counts_use_the_fixed_offline_tokenizer() -> None:
     assert count_tokens(["hello world", ""]) == [2, 0]
+    # what WordPiece cannot split ([UNK]: a word of over 100 characters, a run of emoji) counts by its bytes, not as 1
+    assert count_tokens(["w" * 20_000, "\U0001f600" * 5_000, "hi " + "w" * 400]) == [5_000, 5_000, 101]
 
 
 # ---- the real benchmark -----------------------------------------------------------------------------------
