@@ -72,7 +72,7 @@ from api.upstream import (
     event_data,
     key_id,
     last_user_text,
-    response_id,
+    new_response_id,
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
@@ -296,7 +296,7 @@ class ChatProxy(ProxyRecords):
         if not isinstance(answer, dict):
             raise UpstreamFailed("an answer that is not a JSON object")
         answer["model"] = attempt.name
-        rid = response_id(answer.get("id"))
+        rid = new_response_id()
         answer["id"] = rid
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
         self.state.metrics.proxied(attempt.name, "ok")
@@ -328,18 +328,21 @@ class ChatProxy(ProxyRecords):
             return as_is(content, upstream, out_headers, key)
         self.state.metrics.proxied(attempt.name, "ok")
         out_headers["cache-control"] = "no-cache"
+        rid = new_response_id()
+        out_headers[f"{HEADER_PREFIX}response-id"] = rid
         return StreamingResponse(
-            self._events(upstream, plan, attempt, client_wants_usage),
+            self._events(upstream, plan, attempt, client_wants_usage, rid),
             media_type="text/event-stream",
             headers=out_headers,
         )
 
     async def _events(
-        self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool
+        self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool, rid: str
     ) -> AsyncIterator[bytes]:
-        """The upstream's server-sent events, one by one as they complete, ``model`` rewritten; the usage-only
-        chunk the proxy asked for is dropped unless the client asked for it too. Records after the last event."""
-        rid: str | None = None
+        """The upstream's server-sent events, one by one as they complete, ``id`` (``rid``) and ``model``
+        rewritten; the usage-only chunk the proxy asked for is dropped unless the client asked for it too. Records
+        after the last event."""
+        registered = False
         usage: Any = None
         recorded = False
         buffer = b""
@@ -363,8 +366,8 @@ class ChatProxy(ProxyRecords):
                     if not isinstance(chunk, dict):
                         yield event + b"\n\n"
                         continue
-                    if rid is None:
-                        rid = response_id(chunk.get("id"))
+                    if not registered:
+                        registered = True
                         self._will_record(rid)
                     chunk["id"] = rid
                     if chunk.get("usage"):
@@ -378,12 +381,12 @@ class ChatProxy(ProxyRecords):
                     yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
             if buffer.strip():
                 yield buffer
-            if rid is not None:
+            if registered:
                 recorded = True
                 await run_in_threadpool(self._record, plan, attempt, rid, usage)
         except httpx.HTTPError as exc:  # mid-stream: nothing to fall back to once chunks went out
             log.warning("the stream from %s broke off: %s", attempt.name, type(exc).__name__)
         finally:
-            if rid is not None and not recorded:
+            if registered and not recorded:
                 self._recorded(rid)
             await upstream.aclose()

@@ -200,10 +200,10 @@ def as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key
     return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
 
 
-def response_id(value: Any) -> str:
-    """The upstream's id if it can key a pending outcome, else one of ours."""
-    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable() and value == value.strip():
-        return value
+def new_response_id() -> str:
+    """The id of a proxied answer, which keys its pending outcome: always the proxy's own, unique, since upstreams'
+    ids need not be (an OpenAI-compatible server may count from 1 after every restart, and a reused id would
+    overwrite another call's pending outcome and credit its feedback to the wrong query)."""
     return f"chatcmpl-gr-{uuid.uuid4().hex}"
 
 

@@ -70,7 +70,7 @@ def upstream_app(upstream: Upstream) -> Starlette:
             return JSONResponse({"error": {"message": f"Incorrect API key provided: {got}"}}, 401)
         if mode == "slow":
             await asyncio.sleep(2.0)
-        rid = f"chatcmpl-{mode}-{next(ids)}"
+        rid = f"chatcmpl-{mode}-{next(ids)}" if mode != "sameid" else "chatcmpl-1"  # sameid: a server reusing ids
         if body.get("stream"):
             return StreamingResponse(_chunks(rid, mode, body), media_type="text/event-stream")
         return JSONResponse(

@@ -267,6 +267,7 @@ def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
         with client.stream("POST", "/v1/chat/completions", json=body, headers=PROXY_AUTH) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             assert r.headers["x-graphrouter-model"] == top
+            streamed_id = r.headers["x-graphrouter-response-id"]  # known before the first chunk
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     arrivals.append((time.monotonic() - start, line[6:]))
@@ -277,7 +278,7 @@ def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
         chunks = [json.loads(d) for d in data[:-1]]
         assert len(chunks) == 3  # the usage-only chunk the proxy asked for is not passed on
         assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == f"Hello from ok-{top.split('-')[1]}"
-        assert all(c["model"] == top for c in chunks) and len({c["id"] for c in chunks}) == 1
+        assert all(c["model"] == top for c in chunks) and {c["id"] for c in chunks} == {streamed_id}
         # chunk by chunk: the first arrived while the upstream was still pausing before the next ones
         assert arrivals[2][0] - arrivals[0][0] > 1.5 * CHUNK_PAUSE_S
         assert upstream.seen[-1][2]["stream_options"] == {"include_usage": True}
@@ -352,6 +353,22 @@ def test_the_official_openai_client_works_plain_and_streamed(
 
 
 # ---- auth, limits, secrets ----------------------------------------------------------------------------------
+def test_each_call_gets_its_own_response_id_whatever_ids_the_upstream_reuses(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    with service() as client:
+        set_upstream(client, "llm-0", upstream.url("sameid"))
+        ids = []
+        for text in ("first question", "second question"):
+            body = {"model": "llm-0", "messages": [{"role": "user", "content": text}], "task": "task-0"}
+            r = client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH)
+            assert r.status_code == 200 and r.json()["id"] == r.headers["x-graphrouter-response-id"] != "chatcmpl-1"
+            ids.append(r.json()["id"])
+        assert ids[0] != ids[1]
+        first, second = (pending(store, i) for i in ids)  # two pending outcomes, each on its own query
+        assert first.query_id != second.query_id
+
+
 def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service, upstream: Upstream) -> None:
     with service() as client:
         set_upstream(client, "llm-0", upstream.url("ok-0"))
