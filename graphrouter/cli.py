@@ -142,7 +142,12 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     from graphrouter.loading import attach_scorer, load_scorer
 
     scorer = load_scorer(args.checkpoint, args.embedding_model, strict_store=store, backend=args.embedding_backend)
-    skipped = attach_scorer(scorer, store, str(args.checkpoint)).skipped
+    trained = set(scorer.candidates)
+    attached = attach_scorer(scorer, store, str(args.checkpoint))
+    gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
+    if gone:
+        print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)
+    skipped = attached.skipped
     if skipped:
         print(
             f"note: {', '.join(skipped)} not routable by the {scorer.router.name!r} router until retrained",

@@ -49,16 +49,14 @@ def load_scorer(
 ) -> Scorer:
     """The scorer of a checkpoint, with its embedding model loaded now (not on the first request).
 
-    ``strict_store`` (the CLI's choice) refuses a checkpoint whose tasks or candidates are partly gone from that
-    store; the service passes none and lets :func:`attach_scorer` drop them, so it keeps serving and can retrain.
+    ``strict_store`` (the CLI's choice) refuses a checkpoint whose tasks are partly gone from that store (the CLI
+    has no service state to refuse requests for them); a deleted candidate is left out by :func:`attach_scorer`, as
+    the service does (which passes none and also keeps serving a deleted task's other tasks).
     """
     from graphrouter.checkpoint import load_checkpoint
 
-    tasks = candidates = None
-    if strict_store is not None:
-        tasks = [t.key for t in strict_store.list_nodes(TASK)]
-        candidates = [n.key for n in strict_store.list_nodes(LLM)] + [n.key for n in strict_store.list_nodes(AGENT)]
-    ckpt = load_checkpoint(checkpoint, embedding_model, tasks, candidates)
+    tasks = None if strict_store is None else [t.key for t in strict_store.list_nodes(TASK)]
+    ckpt = load_checkpoint(checkpoint, embedding_model, tasks)
     if embedder is None:
         embedder = make_embedder(ckpt.embedding_model, cache_path, backend, threads)
         embedder.dim  # noqa: B018 - load the model now, not on the first request

@@ -99,3 +99,25 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert len(out["candidates"]) == 3 and out["explored"] is False
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
+
+
+def test_cli_routes_around_an_llm_deleted_since_training(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from graph_store import LLM
+    from graphrouter import loading
+    from graphrouter.checkpoint import save_checkpoint
+
+    world = scorer.router.world
+    path, ckpt = tmp_path / "graph.db", tmp_path / "c.pt"
+    with EmbeddedStore(path) as store:
+        populate(store, world)
+        store.delete_node(LLM, "llm-0")  # as DELETE /v1/llms/llm-0 does; the service routes around it
+    save_checkpoint(scorer.router, "hash-test", ckpt)
+    embedder = HashEmbedder(world)
+    embedder.dim = 0  # type: ignore[attr-defined] # what load_scorer touches to load a real model at once
+    monkeypatch.setattr(loading, "make_embedder", lambda *args, **kw: embedder)
+    args = ["--store", str(path), "route", "task-0 a question", "--k", "10", "--checkpoint", str(ckpt), "--json"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr()
+    names = [c["name"] for c in json.loads(out.out)["candidates"]]
+    assert "llm-0" not in names and len(names) == world.data.n_candidates - 1
+    assert "note: llm-0 deleted from the store since training, not routed to" in out.err
