@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from graph_store import GraphStore, GraphStoreError, open_store
 from graph_store.factory import default_location
+from graphrouter.embeddings import DEFAULT_CACHE
 from graphrouter.errors import GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 
@@ -126,7 +127,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
     t0 = time.perf_counter()
-    embedder = Embedder(args.embedding_model, backend=args.embedding_backend)
+    embedder = Embedder(args.embedding_model, cache_path=args.embedding_cache, backend=args.embedding_backend)
     world = build_world(snap, embedder, progress=sys.stderr.isatty())
     print(
         f"world: {world.data.n_queries:,} queries, {world.data.n_candidates} candidates "
@@ -141,7 +142,13 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
 def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     from graphrouter.loading import attach_scorer, load_scorer
 
-    scorer = load_scorer(args.checkpoint, args.embedding_model, strict_store=store, backend=args.embedding_backend)
+    scorer = load_scorer(
+        args.checkpoint,
+        args.embedding_model,
+        strict_store=store,
+        cache_path=args.embedding_cache,
+        backend=args.embedding_backend,
+    )
     trained = set(scorer.candidates)
     attached = attach_scorer(scorer, store, str(args.checkpoint))
     gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
@@ -245,6 +252,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
         default=os.environ.get("GRAPHROUTER_EMBEDDING_BACKEND", "onnx"),
         help="how texts are embedded: onnx (the model exported once, run by onnxruntime; default) or torch "
         "(sentence-transformers); default $GRAPHROUTER_EMBEDDING_BACKEND, else onnx",
+    )
+    parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        default=Path(os.environ.get("GRAPHROUTER_EMBEDDING_CACHE") or DEFAULT_CACHE),
+        help=f"SQLite cache of text embeddings; default $GRAPHROUTER_EMBEDDING_CACHE, else {DEFAULT_CACHE}",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
