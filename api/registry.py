@@ -41,6 +41,7 @@ from api.state import ServiceState
 from graph_store import (
     AGENT,
     LLM,
+    QUERY,
     Agent,
     GraphBatch,
     GraphStore,
@@ -237,6 +238,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         kind = AGENT if isinstance(node, Agent) else LLM
         store = self.state.get_store()
         with self.lock:
+            self._check_outcomes(store, outcomes)
             backing = self._backing(store, node) if isinstance(node, Agent) else None
             other = LLM if kind == AGENT else AGENT
             if store.has_node(other, node.name):
@@ -277,6 +279,25 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                     f"outcomes come (GET /v1/llms/{urllib.parse.quote(node.name)}/probes, then POST /v1/outcomes)"
                 )
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
+
+    @staticmethod
+    def _check_outcomes(store: GraphStore, outcomes: list[Outcome]) -> None:
+        """A registration's outcomes name stored queries, each once: a 422 naming the first row that does not."""
+        stored = store.get_nodes(QUERY, (o.query_id for o in outcomes))
+        first: dict[str, int] = {}
+        for i, o in enumerate(outcomes):
+            if o.query_id not in stored:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"outcomes[{i}].query_id: no stored query {o.query_id!r}; outcomes at registration are on "
+                    "stored queries (POST /v1/outcomes adds new ones with their text)",
+                )
+            if o.query_id in first:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"outcomes[{i}]: the same query as outcomes[{first[o.query_id]}]",
+                )
+            first[o.query_id] = i
 
     @staticmethod
     def _backing(store: GraphStore, node: Agent) -> LLMNode:

@@ -199,7 +199,11 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
             json={**NEW_LLM, "outcomes": [*outcomes, {"query_id": "q-unknown", "effect": 1, "cost": 0}]},
             headers=AUTH,
         )
-        assert r.status_code == 422 and r.json()["detail"].startswith("outcomes: "), r.text
+        assert r.status_code == 422 and r.json()["detail"].startswith(
+            f"outcomes[{len(outcomes)}].query_id: no stored query 'q-unknown'"
+        ), r.text
+        r = client.post("/v1/llms", json={**NEW_LLM, "outcomes": [*outcomes, outcomes[2]]}, headers=AUTH)
+        assert r.status_code == 422 and f"outcomes[{len(outcomes)}]: the same query as outcomes[2]" in r.text
         assert not store.has_node("LLM", "llm-new")  # nothing written
 
         r = client.post("/v1/llms", json={**NEW_LLM, "outcomes": outcomes}, headers=AUTH)

@@ -42,7 +42,7 @@ def test_agents_register_route_inspect_delete(
         assert r.status_code == 422 and r.json()["detail"].startswith("strategy: "), r.text
         bad_outcome = [{"query_id": "q-nope", "effect": 1, "cost": 0}]
         r = client.post("/v1/agents", json={**AGENT_BODY, "outcomes": bad_outcome}, headers=AUTH)
-        assert r.status_code == 422 and r.json()["detail"].startswith("outcomes: "), r.text
+        assert r.status_code == 422 and r.json()["detail"].startswith("outcomes[0].query_id: no stored"), r.text
         assert store.counts()[AGENT] == 0  # nothing written by the refusals
 
         # the agent makes three calls of its LLM per query: it costs three times what its LLM did
