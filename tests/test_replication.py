@@ -125,7 +125,7 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         follower = app.state.follower
         catalogue = tmp_path / "llms.json"
         catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", **_PRICES}}))
-        cmd_import(argparse.Namespace(what="llms", file=catalogue), store)
+        cmd_import(argparse.Namespace(what="llms", file=catalogue, update=False), store)
         (logged,) = store.changes_since(follower.version)
         assert logged.kind == IMPORTED and logged.payload["llms"] == ["llm-imported"]
         assert "llm-imported" not in _names(client)
@@ -142,7 +142,7 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         q = store.get_node("Query", world.data.query_keys[0])
         line = {"query": q.text, "query_id": q.key, "task": q.task, "llm": "llm-imported", "effect": 0.75, "cost": 0.01}  # type: ignore[attr-defined]
         rows.write_text(json.dumps(line) + "\n")
-        cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=None, source="probe"), store)
+        cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=None, source="probe", update=False), store)
         assert follower.poll() == 1 and seen == [("llm-imported", {q.key: 0.75})]
 
 
