@@ -117,10 +117,13 @@ def now(at: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
+FUTURE_SLACK_S = 86_400.0  # how far ahead of this clock an observed_at may be (other clocks' skew)
+
+
 def utc_second(value: object) -> str:
     """An outcome's ``observed_at`` as it is stored: an ISO-8601 time (text, or a ``datetime``; one without a zone is
     taken as UTC) in UTC to the second, ``YYYY-MM-DDTHH:MM:SSZ`` like :func:`now`, so that ordering the texts orders
-    the times (a start relearns a new LLM's most recent outcomes by it)."""
+    the times (a start relearns a new LLM's most recent outcomes by it). More than a day ahead of now is refused."""
     if isinstance(value, datetime):
         at = value
     else:
@@ -134,6 +137,8 @@ def utc_second(value: object) -> str:
         at = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:  # a zone offset that moves it out of years 1–9999
         raise InvalidInputError(f"observed_at is out of range in UTC: {value!r}") from None
+    if at.timestamp() > time.time() + FUTURE_SLACK_S:  # it would sort as the newest outcome for ever
+        raise InvalidInputError(f"observed_at is in the future: {value!r} (now is {now()})")
     return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
 
 

@@ -213,6 +213,7 @@ def test_outcomes_are_validated_in_full_then_written_at_once(
             ([{**ok, "task": "task-0"}], 422, "outcomes[0]: Value error, task is only taken with query"),
             ([{**new_query, "query_id": "q1"}], 409, "outcomes[0].query: query 'q1' is already stored with another"),
             ([{**ok, "observed_at": "yesterday"}], 422, "outcomes[0].observed_at: Value error, observed_at must be"),
+            ([{**ok, "observed_at": "2999-01-01T00:00:00Z"}], 422, "observed_at is in the future: '2999-01-01T00"),
             ([{**ok, "effect": "high"}], 422, "outcomes[0].effect: Input should be a valid number"),
             ([], 422, "outcomes: List should have at least 1 item"),
         ]
