@@ -184,19 +184,24 @@ def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
         else:
             raise DataFileError(path, "expected a JSON object (name → LLM) or a list of LLM objects")
     llms: list[LLMNode] = []
+    errors: list[str] = []
     for i, (line, name, d) in enumerate(entries):
-        where = f"LLM {name!r}" if name else f"entry {i + 1}"
-        if not isinstance(d, dict):
-            raise DataFileError(path, f"{where}: expected an object, got {type(d).__name__}", line=line)
-        for price in ("input_price", "output_price"):
-            if price not in d:
-                raise DataFileError(path, f"{where}: missing {price} (USD per 1M tokens)", line=line)
-        if any(m.name == name for m in llms):
-            raise DataFileError(path, f"{where}: the catalogue names it twice", line=line)
+        where = ("" if line is None else f"line {line}: ") + (f"LLM {name!r}" if name else f"entry {i + 1}")
         try:
+            if not isinstance(d, dict):
+                raise InvalidInputError(f"expected an object, got {type(d).__name__}")
+            for price in ("input_price", "output_price"):
+                if price not in d:
+                    raise InvalidInputError(f"missing {price} (USD per 1M tokens)")
+            if any(m.name == name for m in llms):
+                raise InvalidInputError("the catalogue names it twice")
             llms.append(_llm_from_mapping(name, d))
         except InvalidInputError as exc:
-            raise DataFileError(path, f"{where}: {exc}", line=line) from None
+            errors.append(f"{where}: {exc}")
+    if errors:  # every bad entry (the first few) at once, as for outcome rows
+        shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
+        more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more)" if len(errors) > MAX_REPORTED_ERRORS else ""
+        raise DataFileError(path, f"{len(errors)} bad LLM(s), nothing was imported: {shown}{more}")
     if not llms:
         raise DataFileError(path, "no LLMs in the catalogue")
     return llms

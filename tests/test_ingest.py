@@ -204,7 +204,7 @@ def copy_dcrouter(tmp_path: Path) -> Path:
         ),
         (
             lambda d: (d / "data/example_data/llm_candidates/default_llm.json").write_text("[1, 2]"),
-            r"default_llm.json: entry 1: expected an object",
+            r"default_llm.json: 2 bad LLM\(s\), nothing was imported: entry 1: expected an object",
         ),
     ],
 )
@@ -318,6 +318,15 @@ def test_a_file_that_gives_the_same_thing_twice_is_refused(
     named_twice.write_text("".join(json.dumps({"name": "m", **CATALOGUE["big"]}) + "\n" for _ in range(2)))
     with pytest.raises(DataFileError, match="LLM 'm': the catalogue names it twice"):
         import_llms(embedded, named_twice)
+    two_bad = tmp_path / "two_bad.jsonl"
+    two_bad.write_text(
+        json.dumps({"name": "a", "input_price": 1})
+        + "\n"
+        + json.dumps({"name": "b", "input_price": -1, "output_price": 1})
+        + "\n"
+    )
+    with pytest.raises(DataFileError, match=r"2 bad LLM\(s\).*line 1: LLM 'a': missing output_price.*line 2: LLM 'b'"):
+        import_llms(embedded, two_bad)  # every bad line at once, as for outcome rows
     keyed_twice = tmp_path / "default_llm.json"
     keyed_twice.write_text('{"m": {"input_price": 1, "output_price": 1}, "m": {"input_price": 2, "output_price": 2}}')
     with pytest.raises(DataFileError, match="the key 'm' appears twice"):
