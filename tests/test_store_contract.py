@@ -25,6 +25,7 @@ from graph_store import (
     Query,
     Task,
 )
+from graph_store.backends.embedded import EmbeddedStore
 from graph_store.changes import (
     AGENT_DELETED,
     CHECKPOINT,
@@ -687,6 +688,58 @@ def test_concurrent_changes_get_distinct_versions(open_store_fn) -> None:  # typ
         assert len(got) == 24 and len({c.version for c in got}) == 24
         assert {c.key for c in got} == {f"t{w}-{i}" for w in range(3) for i in range(8)}
         assert {n.key for n in stores[0].list_nodes(TASK)} == {c.key for c in got}
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "neo4j"])
+def test_fresh_clients_racing_to_their_first_write_share_one_change_log(backend: str, request, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # a store no client has written yet (a new database): each client sets the change log up on its first write
+    if backend == "embedded":
+        opener = lambda: EmbeddedStore(tmp_path / "fresh.db")  # noqa: E731
+    else:
+        import uuid
+
+        import httpx
+        import neo4j
+
+        from graph_store.backends.neo4j_store import Neo4jStore
+
+        server = request.getfixturevalue("bolt_server")
+        database = f"fresh{uuid.uuid4().hex[:8]}"
+        created = httpx.post(  # ArcadeDB's server command, over its HTTP port
+            f"http://127.0.0.1:{server.http_port}/api/v1/server",
+            json={"command": f"create database {database}"},
+            auth=(server.user, server.password),
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+
+        def opener() -> GraphStore:
+            driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.user, server.password))
+            return Neo4jStore(driver, database=database, owns_driver=True)
+
+    stores = [opener() for _ in range(6)]
+    barrier, errors = threading.Barrier(6), []
+
+    def first_write(s: GraphStore, w: int) -> None:
+        barrier.wait()
+        try:
+            s.write(GraphBatch(tasks=[Task(f"t{w}", "")]), change=Change(TASK_REGISTERED, f"t{w}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_write, args=(s, w)) for w, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        got = stores[0].changes_since(0)
+        assert sorted(c.version for c in got) == list(range(1, 7)), [c.version for c in got]  # each change once
+        assert {c.key for c in got} == {f"t{w}" for w in range(6)}
     finally:
         for s in stores:
             s.close()

@@ -22,6 +22,7 @@ else the server rejects :class:`GraphStoreError`.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,9 @@ DEFAULT_BATCH_SIZE = 5000
 # A batch is also cut before its parameters pass this many bytes: 5,000 queries with 384-float embeddings are
 # about 17 MB, and ArcadeDB's Bolt server refuses messages over 16 MiB (and then never answers the client).
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+VERSION_RACE_ATTEMPTS = 8  # tries of a logged write whose change version another writer took at the same moment
 
 
 class Neo4jStore(Neo4jChangeLog, GraphStore):
@@ -169,7 +173,7 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
             if self._constraints_ready:
                 return
             with self._session() as session:
-                for statement in (*cypher.CREATE_CONSTRAINTS, *cypher.CREATE_INDEXES):
+                for statement in (*cypher.CREATE_CONSTRAINTS, *cypher.CHANGE_CONSTRAINTS, *cypher.CREATE_INDEXES):
                     try:
                         session.run(statement).consume()
                     except neo4j_errors.ClientError as exc:
@@ -228,8 +232,7 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
                 )
             self._log(tx, change)
 
-        with self._session() as session:
-            session.execute_write(work)
+        self._execute_logged(work)
 
     def _run_rows(
         self,
@@ -292,8 +295,23 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
 
         if change is not None:
             self._ensure_constraints()
-        with self._session() as session:
-            return session.execute_write(work)
+        return self._execute_logged(work)
+
+    def _execute_logged(self, work: Callable[[neo4j.ManagedTransaction], Any]) -> Any:
+        """``work`` in one write transaction, run again if its change record lost its version to another writer's.
+        Neo4j orders writers on the counter's lock; a server that checks the version's uniqueness before it sees the
+        two updates of the counter conflict (ArcadeDB, when fresh clients race to their first writes) refuses one
+        with a constraint error, which is a lost race, not a bad write: the next attempt takes the next version."""
+        for attempt in range(VERSION_RACE_ATTEMPTS):
+            try:
+                with self._session() as session:
+                    return session.execute_write(work)
+            except neo4j_errors.ConstraintError as exc:
+                lost_race = cypher.CHANGE in str(exc) and "version" in str(exc)
+                if not lost_race or attempt == VERSION_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1) * (1 + random.random()))  # staggered: not in step again
+        raise AssertionError("unreachable")
 
     @translate_errors
     def _clear(self) -> None:
