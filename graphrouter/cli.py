@@ -102,6 +102,16 @@ def _default_router() -> str:
     return "gnn" if "gnn" in ROUTERS else "best_per_task"
 
 
+def _check_writable(path: Path) -> None:
+    """A :class:`GraphRouterError` now if a file cannot be written at ``path`` (its folder is created if missing)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise GraphRouterError(f"cannot write {path}: permission denied (give --checkpoint, or GRAPHROUTER_CHECKPOINT)")
+
+
 def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     import time
 
@@ -123,6 +133,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     except ValueError as exc:
         raise GraphRouterError(f"--params do not fit the {name!r} router: {exc}") from None
     unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
+    _check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
     snap = store.snapshot()
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
@@ -286,7 +297,8 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     ex.add_argument("--max-queries", type=int, help="keep only this many queries (html default: 200)")
     ex.set_defaults(func=cmd_export)
 
-    ckpt_help = f"checkpoint file (default {DEFAULT_CHECKPOINT})"
+    checkpoint = Path(os.environ.get("GRAPHROUTER_CHECKPOINT") or DEFAULT_CHECKPOINT)  # as serve reads it
+    ckpt_help = f"checkpoint file (default $GRAPHROUTER_CHECKPOINT, else {DEFAULT_CHECKPOINT})"
     tr = sub.add_parser("train", help="fit a router on the whole stored graph and write a checkpoint")
     tr.add_argument("--router", default=None, help="router name from the registry (default: gnn)")
     tr.add_argument(
@@ -295,7 +307,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
         help='the router\'s settings as JSON, as GRAPHROUTER_TRAIN_PARAMS: e.g. \'{"seeds": [0], "max_episodes": 20}\' '
         "for a quick first checkpoint (default: the router's own)",
     )
-    tr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
+    tr.add_argument("--checkpoint", type=Path, default=checkpoint, help=ckpt_help)
     tr.add_argument("--embedding-model", default="all-MiniLM-L6-v2")
     tr.add_argument(
         "--threads",
@@ -315,7 +327,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")
     rt.add_argument("--budget", type=float, default=None, help="max USD for this query")
     rt.add_argument("--candidates", default=None, help="comma-separated names to choose among")
-    rt.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
+    rt.add_argument("--checkpoint", type=Path, default=checkpoint, help=ckpt_help)
     rt.add_argument("--embedding-model", default=None)
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_route)
@@ -331,7 +343,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
         default=0,
         help="seed of the random sample within each task (same graph and seed: same probes; default 0)",
     )
-    pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help=ckpt_help)
+    pr.add_argument("--checkpoint", type=Path, default=checkpoint, help=ckpt_help)
     pr.add_argument("--embedding-model", default=None)
     pr.add_argument("--json", action="store_true", help="print a JSON list of {id, text, task}")
     pr.set_defaults(func=cmd_probes)
@@ -366,6 +378,9 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
             func(args, store)
     except (GraphStoreError, GraphRouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file the command writes or reads (a checkpoint, an export) and the system refused
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; nothing partial was written", file=sys.stderr)

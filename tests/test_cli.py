@@ -145,3 +145,17 @@ def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: py
         assert main([*store, "train", "--checkpoint", str(ckpt), "--params", params]) == 2
         assert "error: --params do not fit the 'gnn' router: " in (err := capsys.readouterr().err) and message in err
     assert not ckpt.exists()
+    # where the checkpoint cannot be written: said before the training, not as a traceback after it
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([*store, "train", "--checkpoint", str(blocker / "c.pt")]) == 2
+    assert f"error: cannot write {blocker / 'c.pt'}" in capsys.readouterr().err
+
+
+def test_the_checkpoint_setting_is_the_cli_default_as_for_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    EmbeddedStore(tmp_path / "g.db").close()
+    monkeypatch.setenv("GRAPHROUTER_CHECKPOINT", str(tmp_path / "set" / "ckpt.pt"))
+    assert main(["--store", str(tmp_path / "g.db"), "route", "a question"]) == 2
+    assert f"no checkpoint at {tmp_path / 'set' / 'ckpt.pt'}" in capsys.readouterr().err
