@@ -43,15 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     workers = args.workers if args.workers is not None else _env_workers()
     if workers < 1:
         _fail(f"{'--workers' if args.workers is not None else 'GRAPHROUTER_WORKERS'} must be at least 1, got {workers}")
-    try:  # a bad store time bound is a setting to fix, not an outage to retry
-        from graph_store.factory import NEO4J_SCHEMES
-        from graph_store.location import TIMEOUT_ENV, parse_bolt_location, store_timeout
+    try:  # a bad store location or time bound is a setting to fix, not an outage to retry
+        from graph_store.factory import check_location
+        from graph_store.location import TIMEOUT_ENV, store_timeout
 
         if os.environ.get(TIMEOUT_ENV):
             store_timeout(os.environ[TIMEOUT_ENV])
-        location = os.environ.get("GRAPHROUTER_STORE", "")
-        if location.startswith(NEO4J_SCHEMES) and (given := parse_bolt_location(location)[4]) is not None:
-            store_timeout(given)  # ?timeout= in the location
+        check_location(settings.store)
     except InvalidInputError as exc:
         _fail(str(exc))
     try:  # a bad training setting stops the service here, not at its first training

@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from graph_store.base import GraphStore
 from graph_store.errors import InvalidInputError, StoreUnavailableError
-from graph_store.location import redact
+from graph_store.location import parse_bolt_location, redact, store_timeout
 
 DEFAULT_STORE = ".graphrouter/graph.db"
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+
+
+def check_location(location: str) -> None:
+    """Refuse a store location that no open could use, without connecting: an empty one, another scheme, a Bolt URI
+    without a host, with a port out of range, a bad ``timeout`` or (``bolt://``: no routing context) another query
+    parameter, e.g. a misspelt ``timeout``. An :class:`InvalidInputError` saying what is wrong."""
+    loc = str(location)
+    if not loc.strip():
+        raise InvalidInputError("store location is empty; give a file path or a bolt:// / neo4j:// URI")
+    if loc.startswith(NEO4J_SCHEMES):
+        uri, _user, _password, _database, timeout = parse_bolt_location(loc)
+        parts = urlsplit(uri)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidInputError(f"store location {redact(loc)!r}: {exc} (ports are 1 to 65535)") from None
+        if not parts.hostname or port == 0:
+            raise InvalidInputError(f"store location {redact(loc)!r} has no host (or port 0)")
+        if timeout is not None:
+            store_timeout(timeout)
+        extra = sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)})
+        if extra and loc.startswith("bolt"):
+            raise InvalidInputError(
+                f"store location {redact(loc)!r}: unknown parameter(s) {', '.join(extra)}; a bolt:// location takes "
+                "only ?timeout=SECONDS (routing context is for neo4j://)"
+            )
+    elif "://" in loc and not loc.startswith("embedded://"):
+        raise InvalidInputError(
+            f"unsupported store location {redact(loc)!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"
+        )
 
 
 def default_location() -> str:
@@ -29,16 +60,11 @@ def open_store(location: str | os.PathLike[str] | None = None, create: bool = Tr
     a missing file is then a :class:`StoreUnavailableError` rather than a new empty store left behind).
     """
     loc = str(location) if location is not None else default_location()
-    if not loc.strip():
-        raise InvalidInputError("store location is empty; give a file path or a bolt:// / neo4j:// URI")
+    check_location(loc)
     if loc.startswith(NEO4J_SCHEMES):
         from graph_store.backends.neo4j_store import Neo4jStore
 
         return Neo4jStore.from_env(uri=loc)
-    if "://" in loc and not loc.startswith("embedded://"):
-        raise InvalidInputError(
-            f"unsupported store location {redact(loc)!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"
-        )
     from graph_store.backends.embedded import EmbeddedStore
 
     path = Path(loc.removeprefix("embedded://"))

@@ -121,6 +121,27 @@ def test_serve_refuses_bad_settings_in_one_line(
     assert end.value.code == 2 and message in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("http://localhost:7474", "error: unsupported store location 'http://localhost:7474'"),
+        ("bolt://127.0.0.1:99999", "Port out of range"),
+        ("bolt://u:secret@h:7687?tmeout=5", "unknown parameter(s) tmeout; a bolt:// location takes only ?timeout="),
+    ],
+)
+def test_serve_refuses_a_store_location_no_open_could_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], location: str, message: str
+) -> None:
+    from api import cli as api_cli
+
+    monkeypatch.setenv("GRAPHROUTER_STORE", "")  # serve sets it: restored after the test
+    monkeypatch.setattr("api.server.run_server", lambda *a, **k: pytest.fail("the server was started"))
+    with pytest.raises(SystemExit) as end:
+        api_cli.main(["--store", location, "serve"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and message in err and "secret" not in err, err
+
+
 def test_serve_refuses_a_bad_timeout_in_the_bolt_location(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     from api import cli as api_cli
 
