@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; nothing partial was written", file=sys.stderr)
+        print("interrupted; every write is all or nothing (graphrouter stats shows what is stored)", file=sys.stderr)
         return 130
     return 0
 
