@@ -89,9 +89,14 @@ class Settings(BaseSettings):
     proxy_max_attempts: int = Field(
         3, ge=1, description="candidates the router tries in ranking order when an upstream fails (5xx, timeout)"
     )
-    proxy_connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to an upstream")
+    proxy_connect_timeout: float = Field(
+        5.0, gt=0, allow_inf_nan=False, description="seconds to connect to an upstream"
+    )
     proxy_timeout: float = Field(
-        60.0, gt=0, description="seconds an upstream may stay silent (waiting for its answer or its next chunk)"
+        60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds an upstream may stay silent (waiting for its answer or its next chunk)",
     )
     proxy_max_body_bytes: int = Field(1_000_000, ge=1, description="largest chat request body accepted, bytes")
     proxy_rate_limit: int = Field(
@@ -100,6 +105,7 @@ class Settings(BaseSettings):
     sync_interval: float = Field(
         1.0,
         ge=0,
+        allow_inf_nan=False,
         description="seconds between reads of the store's change log, to apply what other replicas changed; 0: off",
     )
     changelog_keep: int = Field(

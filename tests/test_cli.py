@@ -100,6 +100,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
         ({"GRAPHROUTER_TRAIN_PARAMS": '{"layers": 3}'}, "do not fit the 'gnn' router: "),
         ({"GRAPHROUTER_STORE_TIMEOUT": "-1"}, "error: the store timeout must be a number of seconds in (0, 600]"),
         ({"GRAPHROUTER_WORKERS": "0"}, "error: GRAPHROUTER_WORKERS must be at least 1, got 0"),
+        ({"GRAPHROUTER_SYNC_INTERVAL": "inf"}, "error: GRAPHROUTER_SYNC_INTERVAL: Input should be a finite number"),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(
