@@ -36,7 +36,7 @@ Embedder(DEFAULT_MODEL, cache_path=os.environ['GRAPHROUTER_EMBEDDING_CACHE']).em
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('GRAPHROUTER_PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/ready', timeout=2).status != 200)"]
 # the checkpoint is /data/checkpoint.pt (train one: docker compose run --rm api graphrouter train); add
 # --workers N to serve with N processes (each a replica following the store's change log)
 CMD ["graphrouter", "serve"]

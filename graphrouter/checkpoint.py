@@ -15,6 +15,7 @@ queries). Protocol 5 writes each array's buffer without a copy. Files of format 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import time
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEF
             f.write(_MAGIC)
             pickle.dump(header, f, protocol=5)
             pickle.dump(router, f, protocol=5)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash then leaves the old file or the new, whole
     except BaseException:
         tmp.unlink(missing_ok=True)  # gigabytes at scale: not left behind
         raise
