@@ -296,7 +296,18 @@ class ChangeApplier:
             return
         scorer = self._reload()
         if scorer.checkpoint.version == current.checkpoint.version:
+            log.warning(
+                "replica %s published checkpoint %s, but %s still holds %s: do the replicas share one checkpoint "
+                "path (GRAPHROUTER_CHECKPOINT)? serving %s",
+                change.origin,
+                change.key,
+                self.state.settings.checkpoint,
+                current.checkpoint.version,
+                current.checkpoint.version,
+            )
             return
+        if scorer.checkpoint.version != change.key:  # a later one was published meanwhile: it is the file's now
+            log.info("checkpoint %s was replaced by %s before it was loaded", change.key, scorer.checkpoint.version)
         self.registry.install(scorer, f"the published checkpoint {scorer.checkpoint.version}")
         log.info("installed checkpoint %s published by replica %s", scorer.checkpoint.version, change.origin)
 

@@ -229,6 +229,24 @@ def test_the_follower_prunes_by_the_retention_settings(
         assert young.state.follower.prune() == 0  # every change is younger than an hour
 
 
+def test_a_published_checkpoint_this_replica_cannot_see_is_logged_not_ignored(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from graph_store.changes import CHECKPOINT, Change
+
+    world, paths = fitted
+    app = _replica(store, world, paths["gnn"])
+    with TestClient(app) as client, caplog.at_level("WARNING", logger="api"):
+        serving = client.get("/ready").json()["checkpoint"]
+        # another replica published to its own path, not the one this replica reads
+        store.record_change(Change(CHECKPOINT, "elsewhere-1", origin="another-replica"))
+        assert app.state.follower.poll() == 1
+        assert client.get("/ready").json()["checkpoint"] == serving
+    assert "published checkpoint elsewhere-1, but" in caplog.text and "GRAPHROUTER_CHECKPOINT" in caplog.text
+
+
 def test_the_follower_expires_pending_outcomes_whose_feedback_never_came(
     store: GraphStore,  # noqa: F811
     fitted: tuple[World, dict[str, Path]],  # noqa: F811
