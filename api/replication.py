@@ -87,9 +87,17 @@ class Follower:
     def mark(self) -> None:
         """Remember where the log is now (called before the scorer is loaded); quietly later if the store is down."""
         try:
-            self.version = self.state.get_store().latest_version()
+            self._start_at(self.state.get_store())
         except GraphStoreError as exc:
             log.warning("change log not read yet (%s); following it once the store answers", exc)
+
+    def _start_at(self, store: GraphStore) -> None:
+        """Follow the log from its latest version, knowing the training claims made before it (the lease's)."""
+        version = store.latest_version()
+        lease = self._apply.lease
+        if lease is not None and (open_claims := lease.prime(store, version)):
+            log.info("%d training claim(s) of other replicas are open", open_claims)
+        self.version = version
 
     @property
     def prune_interval(self) -> float:
@@ -171,7 +179,7 @@ class Follower:
         with self._poll_lock:
             store = self.state.get_store()
             if self.version is None:
-                self.version = store.latest_version()
+                self._start_at(store)
                 return 0
             applied = 0
             resynced = False

@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from graph_store import ConflictError, GraphStoreError
+from graph_store import ConflictError, GraphStore, GraphStoreError
 from graph_store.changes import TRAINING_ENDED, TRAINING_STARTED, Change
 from graphrouter.errors import GraphRouterError
 
@@ -42,13 +43,35 @@ class TrainingLease:
         self._open: dict[str, tuple[str, str, float]] = {}  # training id → (replica, started at, seen at)
         self._lock = threading.Lock()
 
-    def seen(self, change: Change) -> None:
-        """Another replica's claim or its end (the follower passes every training change it applies)."""
+    def seen(self, change: Change, age: float = 0.0) -> None:
+        """Another replica's claim or its end (the follower passes every training change it applies); ``age``: how
+        long ago the claim was made, for one read back from the log (:meth:`prime`)."""
         with self._lock:
             if change.kind == TRAINING_STARTED:
-                self._open[change.key] = (change.origin, change.at, time.monotonic())
+                self._open[change.key] = (change.origin, change.at, time.monotonic() - age)
             elif change.kind == TRAINING_ENDED:
                 self._open.pop(change.key, None)
+
+    def prime(self, store: GraphStore, through: int) -> int:
+        """Read back the claims other replicas made before this one started following the log (through version
+        ``through``, its starting mark), so a replica started while another trains does not train beside it. The
+        retained log is read from its start; claims older than the lease are left out. Returns the open claims."""
+        ttl = self.state.settings.training_lease_seconds
+        version = store.pruned_through()
+        while version < through:
+            changes = store.changes_since(version, limit=READ_LIMIT)
+            if not changes:
+                break
+            for change in changes:
+                if change.version > through:
+                    break
+                if change.kind in (TRAINING_STARTED, TRAINING_ENDED) and change.origin != self.state.replica_id:
+                    age = max(time.time() - _epoch(change.at), 0.0)
+                    if change.kind == TRAINING_ENDED or age < ttl:
+                        self.seen(change, age)
+            version = changes[-1].version
+        with self._lock:
+            return len(self._open)
 
     def claim(self) -> str:
         """Claim the training for this replica (its id), or raise ``TrainingRunningError`` naming the replica that
@@ -83,6 +106,14 @@ class TrainingLease:
             self.state.get_store().record_change(self.registry.change(TRAINING_ENDED, tid))
         except (GraphStoreError, GraphRouterError) as exc:
             log.warning("training %s: its end not written (%s); its claim lapses after the lease", tid, exc)
+
+
+def _epoch(at: str) -> float:
+    """Seconds since the epoch of a change's ``at`` (``graph_store.changes.now``'s format); now if unreadable."""
+    try:
+        return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def _busy(replica: str, at: str) -> str:

@@ -314,6 +314,10 @@ def test_replicas_train_one_at_a_time(
         assert r.status_code == 409 and f"replica {a_id} is training" in r.json()["detail"], r.text
         assert b_app.state.follower.poll() >= 1  # now it knows the claim from its follower too
         assert b.post("/v1/train", headers=AUTH).status_code == 409
+        late_app = _replica(store, world, ckpt, **tiny)  # started while A trains: it reads A's claim back at start
+        with TestClient(late_app) as late:
+            r = late.post("/v1/train", headers=AUTH)
+            assert r.status_code == 409 and f"replica {a_id} is training" in r.json()["detail"], r.text
         release.set()
         assert a_app.state.trainer.wait(120).status == "succeeded"
         b_app.state.follower.poll()  # A's checkpoint and the claim's end
