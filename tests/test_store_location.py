@@ -152,3 +152,66 @@ def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> N
                 assert took < 2 * bound + 1, f"{method} {path} took {took:.1f} s for its 503"
     finally:
         store.close()
+
+
+class _FreezableProxy:
+    """A TCP relay in front of the Bolt server that can stop passing bytes, as a server that holds its connections
+    open but does not answer (stopped with SIGSTOP, swapping) looks to a client."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._target = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.01)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+
+def test_a_ping_to_a_server_that_stops_answering_fails_within_the_bound(bolt_server) -> None:  # type: ignore[no-untyped-def]
+    port = int(bolt_server.uri.rsplit(":", 1)[1])
+    proxy = _FreezableProxy(port)
+    location = f"bolt://{bolt_server.user}:{bolt_server.password}@127.0.0.1:{proxy.port}/{bolt_server.database}"
+    with open_store(f"{location}?timeout=1") as store:
+        store.ping()  # connected, through the relay
+        proxy.frozen.set()
+        try:  # (before, this ping waited for as long as the server did not answer)
+            with pytest.raises(StoreUnavailableError, match="did not answer a ping within 1 s"):
+                store.ping()
+            with pytest.raises(StoreUnavailableError, match="did not answer a ping"):  # the same stuck ping
+                store.ping()
+        finally:
+            proxy.frozen.clear()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # answered again once the server does
+            try:
+                store.ping()
+                break
+            except StoreUnavailableError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the store did not answer again after the server did")
+    proxy.listener.close()

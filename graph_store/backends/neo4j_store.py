@@ -93,6 +93,10 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
         self._constraints_lock = threading.Lock()
         self._timeout = store_timeout(timeout)  # the fail-fast window after an outage error
         self._down_until = 0.0
+        self._ping_lock = threading.Lock()
+        self._ping_thread: threading.Thread | None = None
+        self._ping_result: list[BaseException | None] = []
+        self._ping_started = 0.0
         self._location = redact(location) if location else None
         self._where = self._location or "the driver's address"
         self._secret = ""  # a password to scrub from error messages (set by from_env)
@@ -449,8 +453,35 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
         with self._session() as session:
             return session.execute_read(work)
 
-    @translate_errors
     def _ping(self) -> None:
+        """Ask the server, within the store's timeout: a server that holds the connection open but does not answer
+        (stopped, or swapping) would otherwise hold the caller (``/ready``) for as long as it is stuck; the driver
+        bounds connecting, not reading. One ping at a time waits on the server; callers share it, and once it has
+        hung for the timeout they fail at once until it returns."""
+        with self._ping_lock:
+            running = self._ping_thread
+            if running is None or not running.is_alive():
+                result: list[BaseException | None] = []
+                running = threading.Thread(target=self._ping_now, args=(result,), name="neo4j-ping", daemon=True)
+                self._ping_thread, self._ping_result, self._ping_started = running, result, time.monotonic()
+                running.start()
+            result, started = self._ping_result, self._ping_started
+        running.join(max(started + self._timeout - time.monotonic(), 0.0))  # a ping already stuck: at once
+        if running.is_alive():
+            self._down_until = time.monotonic() + self._timeout
+            raise StoreUnavailableError(f"Neo4j at {self._where} did not answer a ping within {self._timeout:g} s")
+        if result and result[0] is not None:
+            raise result[0]
+
+    def _ping_now(self, result: list[BaseException | None]) -> None:
+        try:
+            self._ping_once()
+            result.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            result.append(exc)
+
+    @translate_errors
+    def _ping_once(self) -> None:
         with self._session() as session:
             session.run(cypher.PING).consume()
 
