@@ -205,6 +205,9 @@ class OnnxEncoder:
         return out
 
 
+STORE_EVERY = 1024  # texts embedded between two writes of the cache
+
+
 def length_batches(texts: list[str], batch_size: int, spread: float = 1.3) -> list[np.ndarray]:
     """Indices of ``texts`` in batches of similar lengths (longest first): a batch is padded to its longest text and
     attention grows faster than linearly with it, so one long text in a batch of short ones made a 16-text batch
@@ -286,11 +289,20 @@ class Embedder:
             found = self._lookup(set(keys))
             todo = list(dict.fromkeys(k for k in keys if k not in found))
             if todo:
+                from tqdm import tqdm
+
                 first_text = {k: t for k, t in zip(keys, texts, strict=True)}
-                vecs = self._load().encode([first_text[k] for k in todo], self.batch_size, progress)
-                new = dict(zip(todo, vecs, strict=True))
-                self._store(new)
-                found.update(new)
+                encoder = self._load()
+                # stored chunk by chunk: an interrupted first embedding of thousands of texts keeps what it did
+                bar = tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress or len(todo) < 2)
+                with bar:
+                    for start in range(0, len(todo), STORE_EVERY):
+                        chunk = todo[start : start + STORE_EVERY]
+                        vecs = encoder.encode([first_text[k] for k in chunk], self.batch_size, False)
+                        new = dict(zip(chunk, vecs, strict=True))
+                        self._store(new)
+                        found.update(new)
+                        bar.update(len(chunk))
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys])

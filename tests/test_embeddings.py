@@ -49,6 +49,28 @@ def test_each_text_is_embedded_once_across_runs_and_memory_is_bounded(tmp_path: 
     assert model2.seen == ["something new"]
 
 
+def test_an_interrupted_embedding_keeps_the_chunks_it_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphrouter import embeddings
+
+    monkeypatch.setattr(embeddings, "STORE_EVERY", 4)
+    first, model = _embedder(tmp_path / "cache.sqlite")
+    real = model.encode
+
+    def stopped_in_the_third_chunk(texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if len(model.seen) >= 8:
+            raise KeyboardInterrupt  # Ctrl-C
+        return real(texts, batch_size, progress)
+
+    model.encode = stopped_in_the_third_chunk  # type: ignore[method-assign]
+    texts = [f"text {i}" for i in range(10)]
+    with pytest.raises(KeyboardInterrupt):
+        first.embed(texts)
+    first.close()
+    second, model2 = _embedder(tmp_path / "cache.sqlite")
+    second.embed(texts)
+    assert model2.seen == texts[8:]  # the two chunks done before the interruption were kept
+
+
 def test_onnx_encoder_agrees_with_sentence_transformers_and_exports_once(tmp_path: Path) -> None:
     texts = [
         "What is the capital of France?",
