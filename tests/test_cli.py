@@ -135,7 +135,9 @@ def test_serve_refuses_a_store_location_no_open_could_use(
 ) -> None:
     from api import cli as api_cli
 
-    monkeypatch.setenv("GRAPHROUTER_STORE", "")  # serve sets it: restored after the test
+    for key in ("GRAPHROUTER_STORE", "GRAPHROUTER_EMBEDDING_BACKEND", "GRAPHROUTER_LOAD_IN_BACKGROUND"):
+        monkeypatch.setenv(key, "")  # serve sets these: recorded here so that they are restored after the test
+        monkeypatch.delenv(key)
     monkeypatch.setattr("api.server.run_server", lambda *a, **k: pytest.fail("the server was started"))
     with pytest.raises(SystemExit) as end:
         api_cli.main(["--store", location, "serve"])
