@@ -168,8 +168,11 @@ class Follower:
     def resync(self) -> None:
         """Rebuild this replica's scorer from the store, as at start-up, and follow the log from the version read
         before (so nothing written meanwhile is missed; what is applied again is harmless)."""
-        version = self.state.get_store().latest_version()
+        store = self.state.get_store()
+        version = store.latest_version()
         self._apply.resync()
+        if self._apply.lease is not None:  # the training claims among the changes it missed
+            self._apply.lease.prime(store, version)
         self.version = version
         self.resyncs += 1
 

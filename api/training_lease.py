@@ -6,12 +6,16 @@ follower passed them here (:meth:`TrainingLease.seen`) with their ends. If any o
 earlier than its own, it withdraws (writes ``training.ended``) and ``POST /v1/train`` answers 409 naming that
 replica. Since the log orders every write, two replicas claiming at once both see both claims and agree on the
 winner. A claim whose end never comes (its replica died while training) stops blocking after
-``GRAPHROUTER_TRAINING_LEASE_SECONDS``.
+``GRAPHROUTER_TRAINING_LEASE_SECONDS``, or at once on the host it was made on (each claim names its host and process).
+A replica reads the open claims back from the log when it starts (:meth:`TrainingLease.prime`): one started while
+another trains does not train beside it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
     from api.registry import CandidateRegistry
 
 log = logging.getLogger("api")
+HOST = socket.gethostname()  # with the process id, in each claim: a dead process's claim on this host does not block
+PROCESS = uuid.uuid4().hex  # this process's incarnation (a restarted container's PID 1 is another one)
 READ_LIMIT = 10_000  # changes read back at a claim: those since the follower's last poll, a few seconds' worth
 
 
@@ -40,7 +46,7 @@ class TrainingLease:
         self.registry = registry
         self.state = registry.state
         self.follower: Any = None  # this replica's change-log follower (api/replication.py), set in the lifespan
-        self._open: dict[str, tuple[str, str, float]] = {}  # training id → (replica, started at, seen at)
+        self._open: dict[str, tuple[str, str, float, Change]] = {}  # training id → (replica, at, seen at, claim)
         self._lock = threading.Lock()
 
     def seen(self, change: Change, age: float = 0.0) -> None:
@@ -48,7 +54,7 @@ class TrainingLease:
         long ago the claim was made, for one read back from the log (:meth:`prime`)."""
         with self._lock:
             if change.kind == TRAINING_STARTED:
-                self._open[change.key] = (change.origin, change.at, time.monotonic() - age)
+                self._open[change.key] = (change.origin, change.at, time.monotonic() - age, change)
             elif change.kind == TRAINING_ENDED:
                 self._open.pop(change.key, None)
 
@@ -78,18 +84,19 @@ class TrainingLease:
         holds it."""
         ttl = self.state.settings.training_lease_seconds
         with self._lock:
-            live = [v for v in self._open.values() if time.monotonic() - v[2] < ttl]
+            live = [v for v in self._open.values() if time.monotonic() - v[2] < ttl and _alive(v[3])]
         if live:
-            replica, at, _ = min(live, key=lambda v: v[1])
+            replica, at, _, _ = min(live, key=lambda v: v[1])
             raise TrainingRunningError(_busy(replica, at))
         store = self.state.get_store()
         applied = self.follower.version if self.follower is not None else None  # the last version it applied
         since = applied if applied is not None else store.latest_version()
         tid = f"{self.state.replica_id}-{uuid.uuid4().hex[:8]}"
-        store.record_change(self.registry.change(TRAINING_STARTED, tid))
+        me = {"host": HOST, "pid": os.getpid(), "process": PROCESS}
+        store.record_change(self.registry.change(TRAINING_STARTED, tid, me))
         claims: dict[str, Change] = {}
         for change in store.changes_since(since, limit=READ_LIMIT):
-            if change.kind == TRAINING_STARTED:
+            if change.kind == TRAINING_STARTED and (change.key == tid or _alive(change)):
                 claims[change.key] = change
             elif change.kind == TRAINING_ENDED:
                 claims.pop(change.key, None)
@@ -106,6 +113,25 @@ class TrainingLease:
             self.state.get_store().record_change(self.registry.change(TRAINING_ENDED, tid))
         except (GraphStoreError, GraphRouterError) as exc:
             log.warning("training %s: its end not written (%s); its claim lapses after the lease", tid, exc)
+
+
+def _alive(claim: Change) -> bool:
+    """Whether the process that made a training claim may still run: a claim made on this host by a process that
+    is gone (its replica was killed or restarted: a new replica id each start), or by an earlier process with this
+    one's id (PID 1 of a restarted container), does not block; another host's cannot be checked here and lapses
+    after the lease."""
+    host, pid = claim.payload.get("host"), claim.payload.get("pid")
+    if host != HOST or not isinstance(pid, int) or isinstance(pid, bool):
+        return True
+    if pid == os.getpid():  # this process (another app in it, as in the tests), or an earlier one with its id
+        return claim.payload.get("process") == PROCESS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's
+        return True
+    return True
 
 
 def _epoch(at: str) -> float:

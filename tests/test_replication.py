@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import Settings
 from graph_store import GraphBatch, GraphStore
-from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES, TRAINING_ENDED, TRAINING_STARTED
+from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES, TRAINING_ENDED, TRAINING_STARTED, Change
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
 from tests.test_api_train import TINY_GNN, _store_outcomes, hold_world_build
@@ -325,3 +325,17 @@ def test_replicas_train_one_at_a_time(
         assert b_app.state.trainer.wait(120).status == "succeeded"
     kinds = [c.kind for c in store.changes_since(store.pruned_through(), limit=10_000)]
     assert kinds.count(TRAINING_STARTED) == kinds.count(TRAINING_ENDED) == 3  # B's withdrawn claim included
+
+    # a replica killed while training left its claim open: its restart on that host is not blocked by it
+    import subprocess
+    import sys
+
+    from api.training_lease import HOST
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {"host": HOST, "pid": int(gone.stdout), "process": "an earlier one"}
+    store.record_change(Change(TRAINING_STARTED, "dead-training", dead, origin="a-killed-replica"))
+    restarted = _replica(store, world, ckpt, **tiny)
+    with TestClient(restarted) as client:
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        assert restarted.state.trainer.wait(120).status == "succeeded"
