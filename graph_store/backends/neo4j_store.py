@@ -21,6 +21,7 @@ else the server rejects :class:`GraphStoreError`.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
@@ -62,6 +63,7 @@ DEFAULT_BATCH_SIZE = 5000
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
+log = logging.getLogger("graph_store")
 VERSION_RACE_ATTEMPTS = 8  # tries of a logged write whose change version another writer took at the same moment
 
 
@@ -180,11 +182,22 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
                 for statement in (*cypher.CREATE_CONSTRAINTS, *cypher.CHANGE_CONSTRAINTS, *cypher.CREATE_INDEXES):
                     try:
                         session.run(statement).consume()
-                    except neo4j_errors.ClientError as exc:
+                    except neo4j_errors.Neo4jError as exc:
                         # Another client creating the same constraint at the same moment can make IF NOT EXISTS
                         # report the equivalent rule instead of skipping it; the constraint exists either way.
-                        if "EquivalentSchemaRuleAlreadyExists" not in (exc.code or ""):
+                        if "EquivalentSchemaRuleAlreadyExists" in (exc.code or ""):
+                            continue
+                        if statement not in cypher.CHANGE_CONSTRAINTS:
                             raise
+                        # a log written before these constraints may hold the duplicates they forbid (the race
+                        # they close): the store stays usable, and says how to mend it
+                        log.warning(
+                            "the change log's constraint could not be created (%s): its Change or ChangeCounter "
+                            "nodes hold duplicates from before it (replicas racing on a new database); until the "
+                            "extra ChangeCounter nodes (keep the highest value) and repeated Change versions are "
+                            "deleted, two changes may share a version",
+                            self._scrub(str(exc.code or exc)),
+                        )
                 try:
                     session.run(cypher.INIT_CHANGE_COUNTER, counter=cypher.COUNTER_NAME).consume()
                 except neo4j_errors.ConstraintError:
