@@ -9,6 +9,7 @@ replicas follow it as they follow each other's changes (api/replication.py).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -344,7 +345,7 @@ def import_outcomes(
     agents = {a.key for a in store.list_nodes(AGENT)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
-    prepared.batch.llms = list(llms or [])
+    prepared.batch.llms = keep_upstreams(store, list(llms or []))
     if not update:
         refuse_changes(store, prepared.batch, path)
     return write_logged(store, prepared.batch)
@@ -353,10 +354,25 @@ def import_outcomes(
 def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:
     """Import a catalogue of LLMs: new ones are added, those stored with the same data left as they are; one stored
     with other data is refused unless ``update`` (then replaced)."""
-    batch = GraphBatch(llms=read_llm_catalogue(path))
+    batch = GraphBatch(llms=keep_upstreams(store, read_llm_catalogue(path)))
     if not update:
         refuse_changes(store, batch, path)
     return write_logged(store, batch)
+
+
+def keep_upstreams(store: GraphStore, llms: list[LLMNode]) -> list[LLMNode]:
+    """The catalogue's LLMs, each with the upstream (how the proxy calls it) of the stored LLM of its name, which
+    a catalogue does not give: importing a catalogue again would otherwise erase it."""
+    stored = store.get_nodes(LLM, (m.name for m in llms))
+    out = []
+    for m in llms:
+        old = stored.get(m.name)
+        if isinstance(old, LLMNode) and old.base_url is not None and m.base_url is None:
+            m = dataclasses.replace(
+                m, base_url=old.base_url, upstream_model=old.upstream_model, api_key_env=old.api_key_env
+            )
+        out.append(m)
+    return out
 
 
 def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from datetime import UTC, datetime
@@ -280,7 +281,10 @@ def test_an_import_that_would_change_stored_data_is_refused_unless_update(
 ) -> None:
     import_llms(embedded, catalogue)
     import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", ROWS))
-    import_llms(embedded, catalogue)  # the same data again: harmless
+    big = embedded.get_node(LLM, "big")
+    embedded.upsert([dataclasses.replace(big, base_url="http://127.0.0.1:9/v1", api_key_env="BIG_KEY")])  # PATCH
+    import_llms(embedded, catalogue)  # the same data again: harmless, and the upstream a catalogue lacks is kept
+    assert embedded.get_node(LLM, "big").base_url == "http://127.0.0.1:9/v1"
     import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
     before = embedded.counts()
     q = query_id("What is 2+2?")
