@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import status
 
 from api.models import ModelCard, ModelList
-from api.types import ROUTER_MODEL
 from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
+from graphrouter.ingest import ROUTER_MODEL
 from graphrouter.rewards import SCENARIOS
 
 

@@ -58,7 +58,6 @@ from api.models import RouteRequest
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
 from api.state import ServiceState
-from api.types import ROUTER_MODEL
 from api.upstream import (
     HEADER_PREFIX,
     ROUTING_FIELDS,
@@ -76,6 +75,7 @@ from api.upstream import (
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
+from graphrouter.ingest import ROUTER_MODEL
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from graph_store.changes import utc_second
 from graph_store.errors import InvalidInputError
 from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
+from graphrouter.ingest import reserved_name
 from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
 
@@ -107,15 +108,9 @@ Name = Annotated[
     BeforeValidator(_unicode),
 ]
 """An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
-ROUTER_MODEL = "graphrouter"  # the proxy's model name that means "route" (and graphrouter:<scenario>)
-
-
 def _not_the_router(value: str) -> str:
-    if value == ROUTER_MODEL or value.startswith(ROUTER_MODEL + ":"):
-        raise ValueError(
-            f"{value!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
-            "give the LLM another name"
-        )
+    if why := reserved_name(value):
+        raise ValueError(why)
     return value
 
 

@@ -238,6 +238,8 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     from graphrouter import ingest
     from graphrouter.errors import GraphRouterError
 
+    if why := ingest.reserved_name(args.name):
+        raise GraphRouterError(why)
     llm = LLMNode(args.name, args.description, args.input_price, args.output_price, args.size_b)
     if store.has_node(LLM, llm.name) and store.get_node(LLM, llm.name) != llm and not args.update:
         raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")

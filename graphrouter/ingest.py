@@ -196,6 +196,8 @@ def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
                     raise InvalidInputError(f"missing {price} (USD per 1M tokens)")
             if any(m.name == name for m in llms):
                 raise InvalidInputError("the catalogue names it twice")
+            if isinstance(name, str) and (why := reserved_name(name)):
+                raise InvalidInputError(why)
             llms.append(_llm_from_mapping(name, d))
         except InvalidInputError as exc:
             errors.append(f"{where}: {exc}")
@@ -358,6 +360,19 @@ def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> di
     if not update:
         refuse_changes(store, batch, path)
     return write_logged(store, batch)
+
+
+ROUTER_MODEL = "graphrouter"  # the proxy's model name that asks it to route (and graphrouter:<scenario>)
+
+
+def reserved_name(name: str) -> str | None:
+    """Why an LLM may not take ``name`` (the proxy reads it as a request to route), or None if it may."""
+    if name == ROUTER_MODEL or name.startswith(ROUTER_MODEL + ":"):
+        return (
+            f"{name!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
+            "give the LLM another name"
+        )
+    return None
 
 
 def keep_upstreams(store: GraphStore, llms: list[LLMNode]) -> list[LLMNode]:
