@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.checkpoint:
         os.environ["GRAPHROUTER_CHECKPOINT"] = str(args.checkpoint)
     os.environ["GRAPHROUTER_EMBEDDING_BACKEND"] = args.embedding_backend
+    os.environ["GRAPHROUTER_EMBEDDING_CACHE"] = str(args.embedding_cache)  # its default is that setting's value
     os.environ.setdefault("GRAPHROUTER_LOAD_IN_BACKGROUND", "1")  # the port opens at once; /ready reports progress
     settings = load_settings(Settings)
     workers = args.workers if args.workers is not None else _env_workers()

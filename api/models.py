@@ -360,7 +360,7 @@ class ObservedOutcome(Strict):
     effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="observed effect in [0, 1]")
     cost: Cost = Field(description="observed cost, USD (at most 1,000)")
     source: ShortText = "api"
-    observed_at: Timestamp | None = Field(None, description="ISO-8601; default: when it is received")
+    observed_at: Timestamp = Field(None, description="ISO-8601; default (or empty): when it is received")
 
     @model_validator(mode="after")
     def _query_given(self) -> ObservedOutcome:

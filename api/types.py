@@ -125,8 +125,14 @@ QueryId = Annotated[
 """A stored query's id: no control characters or line breaks."""
 Description = text(20_000)
 ShortText = text(200)
-Timestamp = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"}), AfterValidator(_utc)]
-"""An ISO-8601 time (without a zone: UTC), stored as UTC to the second (``graph_store.changes.utc_second``)."""
+Timestamp = Annotated[
+    str | None,
+    Field(max_length=64, json_schema_extra={"format": "date-time"}),
+    BeforeValidator(lambda v: None if v == "" else v),
+    AfterValidator(lambda v: None if v is None else _utc(v)),
+]
+"""An ISO-8601 time (without a zone: UTC), stored as UTC to the second (``graph_store.changes.utc_second``); empty or
+null: not given."""
 Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
 Scenario = Literal[tuple([*SCENARIOS, *SCENARIO_ALIASES])]  # type: ignore[valid-type]

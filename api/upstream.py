@@ -79,7 +79,7 @@ async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
-    if "stream" in body and not isinstance(body["stream"], bool):
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):  # null: not streamed, as OpenAI
         raise client_error(status.HTTP_400_BAD_REQUEST, f"stream: must be true or false, got {body['stream']!r}")
     return body
 

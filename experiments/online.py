@@ -146,7 +146,10 @@ def newcomer(world: World, train: np.ndarray, choice: str) -> str:
         if choice not in data.candidates:
             raise SystemExit(f"--new-llm: no LLM named {choice!r} in the store")
         return choice
-    u = utility(data.effect[train], data.cost_norm()[train], SCENARIOS[choice.removeprefix("top:")])
+    scenario = choice.removeprefix("top:")
+    if scenario not in SCENARIOS:
+        raise SystemExit(f"--new-llm top:<scenario>: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    u = utility(data.effect[train], data.cost_norm()[train], SCENARIOS[scenario])
     task = data.query_task[train]
     picks = np.array([np.nanargmax(np.nanmean(u[task == t], axis=0)) if (task == t).any() else 0 for t in task])
     return data.candidates[int(np.bincount(picks, minlength=data.n_candidates).argmax())]

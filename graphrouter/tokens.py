@@ -41,6 +41,9 @@ def count_tokens(texts: Sequence[str]) -> list[int]:
     counts = []
     for text, e in zip(texts, encodings, strict=True):
         n = len(e.ids)
+        if unknown not in e.ids:  # the usual case: nothing to recount
+            counts.append(n)
+            continue
         for token, (start, end) in zip(e.ids, e.offsets, strict=True):
             if token == unknown:
                 n += max(-(-len(text[start:end].encode("utf-8", "surrogatepass")) // UNKNOWN_BYTES_PER_TOKEN), 1) - 1

@@ -251,6 +251,8 @@ def test_outcomes_are_validated_in_full_then_written_at_once(
         r = post([{**new_query, "observed_at": "2026-11-30T13:30:00.5+01:00"}])
         assert r.status_code == 200, r.text
         assert store.outcomes(LLM, target="llm-2")[0].observed_at == "2026-11-30T12:30:00Z"
+        assert post([{**new_query, "observed_at": ""}]).status_code == 200  # empty: not given, stamped now
+        assert store.outcomes(LLM, target="llm-2")[0].observed_at.startswith("20")
 
 
 def test_metrics(make_app: AppMaker) -> None:

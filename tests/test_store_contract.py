@@ -701,20 +701,13 @@ def test_fresh_clients_racing_to_their_first_write_share_one_change_log(backend:
     else:
         import uuid
 
-        import httpx
         import neo4j
 
         from graph_store.backends.neo4j_store import Neo4jStore
 
         server = request.getfixturevalue("bolt_server")
         database = f"fresh{uuid.uuid4().hex[:8]}"
-        created = httpx.post(  # ArcadeDB's server command, over its HTTP port
-            f"http://127.0.0.1:{server.http_port}/api/v1/server",
-            json={"command": f"create database {database}"},
-            auth=(server.user, server.password),
-            timeout=30,
-        )
-        assert created.status_code == 200, created.text
+        _arcadedb_command(server, f"create database {database}")
 
         def opener() -> GraphStore:
             driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.user, server.password))
@@ -743,25 +736,20 @@ def test_fresh_clients_racing_to_their_first_write_share_one_change_log(backend:
     finally:
         for s in stores:
             s.close()
+        if backend == "neo4j":
+            _arcadedb_command(server, f"drop database {database}")
 
 
 def test_a_neo4j_log_with_duplicates_from_before_its_constraints_stays_writable(request, caplog) -> None:  # type: ignore[no-untyped-def]
     import uuid
 
-    import httpx
     import neo4j
 
     from graph_store.backends.neo4j_store import Neo4jStore
 
     server = request.getfixturevalue("bolt_server")
     database = f"dup{uuid.uuid4().hex[:8]}"
-    created = httpx.post(
-        f"http://127.0.0.1:{server.http_port}/api/v1/server",
-        json={"command": f"create database {database}"},
-        auth=(server.user, server.password),
-        timeout=30,
-    )
-    assert created.status_code == 200, created.text
+    _arcadedb_command(server, f"create database {database}")
     driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.user, server.password))
     # what the race left before the constraints existed: two counters, a version logged twice
     driver.execute_query(
@@ -770,7 +758,24 @@ def test_a_neo4j_log_with_duplicates_from_before_its_constraints_stays_writable(
         "(:Change {version: 1, kind: 'task.registered', key: 'b', payload: '{}', origin: 'r2', at: ''})",
         database_=database,
     )
-    with caplog.at_level("WARNING", logger="graph_store"), Neo4jStore(driver, database=database, owns_driver=True) as s:
-        s.write(GraphBatch(tasks=[Task("t", "")]), change=Change(TASK_REGISTERED, "t"))  # not refused
-        assert s.has_node(TASK, "t")
-    assert "the change log's constraint could not be created" in caplog.text
+    try:
+        store = Neo4jStore(driver, database=database, owns_driver=True)
+        with caplog.at_level("WARNING", logger="graph_store"), store:
+            store.write(GraphBatch(tasks=[Task("t", "")]), change=Change(TASK_REGISTERED, "t"))  # not refused
+            assert store.has_node(TASK, "t")
+        assert "the change log's constraint could not be created" in caplog.text
+    finally:
+        _arcadedb_command(server, f"drop database {database}")
+
+
+def _arcadedb_command(server, command: str) -> None:  # type: ignore[no-untyped-def]
+    """An ArcadeDB server command (create or drop a database), over its HTTP port."""
+    import httpx
+
+    r = httpx.post(
+        f"http://127.0.0.1:{server.http_port}/api/v1/server",
+        json={"command": command},
+        auth=(server.user, server.password),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text

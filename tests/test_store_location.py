@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -189,13 +190,16 @@ class _FreezableProxy:
                 dst.sendall(data)
         except OSError:
             pass
+        finally:  # one side closed: close both, so the other pipe's thread ends too
+            for s in (src, dst):
+                s.close()
 
 
 def test_a_ping_to_a_server_that_stops_answering_fails_within_the_bound(bolt_server) -> None:  # type: ignore[no-untyped-def]
     port = int(bolt_server.uri.rsplit(":", 1)[1])
     proxy = _FreezableProxy(port)
     location = f"bolt://{bolt_server.user}:{bolt_server.password}@127.0.0.1:{proxy.port}/{bolt_server.database}"
-    with open_store(f"{location}?timeout=1") as store:
+    with contextlib.closing(proxy.listener), open_store(f"{location}?timeout=1") as store:
         store.ping()  # connected, through the relay
         proxy.frozen.set()
         try:  # (before, this ping waited for as long as the server did not answer)
@@ -214,4 +218,3 @@ def test_a_ping_to_a_server_that_stops_answering_fails_within_the_bound(bolt_ser
                 time.sleep(0.2)
         else:
             pytest.fail("the store did not answer again after the server did")
-    proxy.listener.close()
