@@ -8,14 +8,20 @@ a prune interrupted half-way leaves only records no read returns; the next prune
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import neo4j
+from neo4j import exceptions as neo4j_errors
 
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends.neo4j_translate import translate_errors
 from graph_store.changes import Change, from_row, now
 from graph_store.errors import GraphStoreError
+
+VERSION_RACE_ATTEMPTS = 8  # tries of a logged write whose change version another writer took at the same moment
 
 
 class Neo4jChangeLog:
@@ -26,6 +32,22 @@ class Neo4jChangeLog:
 
         def _session(self) -> neo4j.Session: ...
         def _read(self, statement: str, **params: Any) -> list[neo4j.Record]: ...
+
+    def _execute_logged(self, work: Callable[[neo4j.ManagedTransaction], Any]) -> Any:
+        """``work`` in one write transaction, run again if its change record lost its version to another writer's.
+        Neo4j orders writers on the counter's lock; a server that checks the version's uniqueness before it sees the
+        two updates of the counter conflict (ArcadeDB, when fresh clients race to their first writes) refuses one
+        with a constraint error, which is a lost race, not a bad write: the next attempt takes the next version."""
+        for attempt in range(VERSION_RACE_ATTEMPTS):
+            try:
+                with self._session() as session:
+                    return session.execute_write(work)
+            except neo4j_errors.ConstraintError as exc:
+                lost_race = cypher.CHANGE in str(exc) and "version" in str(exc)
+                if not lost_race or attempt == VERSION_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1) * (1 + random.random()))  # staggered: not in step again
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _log(tx: neo4j.ManagedTransaction, change: Change | None) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from neo4j import exceptions as neo4j_errors
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends import neo4j_rows
 from graph_store.backends.neo4j_changelog import Neo4jChangeLog
+from graph_store.backends.neo4j_ping import Neo4jPing
 from graph_store.backends.neo4j_translate import translate_errors
 from graph_store.base import EdgeRows, GraphStore, NodeRows
 from graph_store.changes import Change
@@ -64,10 +64,9 @@ DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 log = logging.getLogger("graph_store")
-VERSION_RACE_ATTEMPTS = 8  # tries of a logged write whose change version another writer took at the same moment
 
 
-class Neo4jStore(Neo4jChangeLog, GraphStore):
+class Neo4jStore(Neo4jChangeLog, Neo4jPing, GraphStore):
     """The graph of record in Neo4j 5 (or anything speaking its Bolt protocol and Cypher, e.g. ArcadeDB)."""
 
     backend = "neo4j"
@@ -95,10 +94,7 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
         self._constraints_lock = threading.Lock()
         self._timeout = store_timeout(timeout)  # the fail-fast window after an outage error
         self._down_until = 0.0
-        self._ping_lock = threading.Lock()
-        self._ping_thread: threading.Thread | None = None
-        self._ping_result: list[BaseException | None] = []
-        self._ping_started = 0.0
+        self._init_ping()
         self._location = redact(location) if location else None
         self._where = self._location or "the driver's address"
         self._secret = ""  # a password to scrub from error messages (set by from_env)
@@ -314,22 +310,6 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
             self._ensure_constraints()
         return self._execute_logged(work)
 
-    def _execute_logged(self, work: Callable[[neo4j.ManagedTransaction], Any]) -> Any:
-        """``work`` in one write transaction, run again if its change record lost its version to another writer's.
-        Neo4j orders writers on the counter's lock; a server that checks the version's uniqueness before it sees the
-        two updates of the counter conflict (ArcadeDB, when fresh clients race to their first writes) refuses one
-        with a constraint error, which is a lost race, not a bad write: the next attempt takes the next version."""
-        for attempt in range(VERSION_RACE_ATTEMPTS):
-            try:
-                with self._session() as session:
-                    return session.execute_write(work)
-            except neo4j_errors.ConstraintError as exc:
-                lost_race = cypher.CHANGE in str(exc) and "version" in str(exc)
-                if not lost_race or attempt == VERSION_RACE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.005 * (attempt + 1) * (1 + random.random()))  # staggered: not in step again
-        raise AssertionError("unreachable")
-
     @translate_errors
     def _clear(self) -> None:
         def work(tx: neo4j.ManagedTransaction, statement: str) -> int:
@@ -465,38 +445,6 @@ class Neo4jStore(Neo4jChangeLog, GraphStore):
 
         with self._session() as session:
             return session.execute_read(work)
-
-    def _ping(self) -> None:
-        """Ask the server, within the store's timeout: a server that holds the connection open but does not answer
-        (stopped, or swapping) would otherwise hold the caller (``/ready``) for as long as it is stuck; the driver
-        bounds connecting, not reading. One ping at a time waits on the server; callers share it, and once it has
-        hung for the timeout they fail at once until it returns."""
-        with self._ping_lock:
-            running = self._ping_thread
-            if running is None or not running.is_alive():
-                result: list[BaseException | None] = []
-                running = threading.Thread(target=self._ping_now, args=(result,), name="neo4j-ping", daemon=True)
-                self._ping_thread, self._ping_result, self._ping_started = running, result, time.monotonic()
-                running.start()
-            result, started = self._ping_result, self._ping_started
-        running.join(max(started + self._timeout - time.monotonic(), 0.0))  # a ping already stuck: at once
-        if running.is_alive():
-            self._down_until = time.monotonic() + self._timeout
-            raise StoreUnavailableError(f"Neo4j at {self._where} did not answer a ping within {self._timeout:g} s")
-        if result and result[0] is not None:
-            raise result[0]
-
-    def _ping_now(self, result: list[BaseException | None]) -> None:
-        try:
-            self._ping_once()
-            result.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-            result.append(exc)
-
-    @translate_errors
-    def _ping_once(self) -> None:
-        with self._session() as session:
-            session.run(cypher.PING).consume()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
