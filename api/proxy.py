@@ -258,7 +258,11 @@ class ChatProxy(ProxyRecords):
         try:
             req = RouteRequest(query=text, k=1, **fields)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            where = {"query": "messages (the last user message)"}  # the chat body's own name for what was routed
+            detail = "; ".join(
+                f"{where.get('.'.join(map(str, e['loc'])), '.'.join(map(str, e['loc'])))}: {e['msg']}"
+                for e in exc.errors()
+            )
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
         except TypeError as exc:
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

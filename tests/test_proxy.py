@@ -374,18 +374,20 @@ def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service
         set_upstream(client, "llm-0", upstream.url("ok-0"))
         head = '{"model": "llm-0", "messages": [{"role": "user", "content": "hi"}]'
         cases = [
-            (head + ', "temperature": NaN}', "NaN is not a JSON number"),
-            (head + ', "temperature": -Infinity}', "-Infinity is not a JSON number"),
-            (head + ', "max_tokens": 1e999}', "1e999 is out of range for a JSON number"),
-            (head + ', "stream": "yes"}', "stream: must be true or false, got 'yes'"),
-            (head + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+            (head + ', "temperature": NaN}', 400, "NaN is not a JSON number"),
+            (head + ', "temperature": -Infinity}', 400, "-Infinity is not a JSON number"),
+            (head + ', "max_tokens": 1e999}', 400, "1e999 is out of range for a JSON number"),
+            (head + ', "stream": "yes"}', 400, "stream: must be true or false, got 'yes'"),
+            (head + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "nested too deeply"),
+            # named by the chat body's own field, not by /v1/route's
+            ('{"model": "llm-0", "messages": [{"role": "user", "content": "a \\u0000 b"}]}', 422, "messages (the last"),
         ]
         before = len(upstream.modes())
-        for raw, message in cases:
+        for raw, code, message in cases:
             r = client.post(
                 "/v1/chat/completions", content=raw, headers={**PROXY_AUTH, "content-type": "application/json"}
             )
-            assert r.status_code == 400 and message in r.json()["detail"], (raw[:80], r.text[:300])
+            assert r.status_code == code and message in r.json()["detail"], (raw[:80], r.text[:300])
         assert len(upstream.modes()) == before  # no upstream was called
 
 
