@@ -103,7 +103,11 @@ def read_rows(path: str | Path) -> list[Row]:
                 if not reader.fieldnames:
                     raise DataFileError(path, "empty CSV file (no header row)")
                 _check_columns(path, reader.fieldnames)
-                return [(reader.line_num, _csv_values(row)) for row in reader]
+                rows, starts = [], reader.line_num + 1  # a quoted cell may span lines: a record's first line
+                for row in reader:
+                    rows.append((starts, _csv_values(row)))
+                    starts = reader.line_num + 1
+                return rows
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataFileError(path, f"malformed CSV: {exc}") from None
     import pyarrow.parquet as pq

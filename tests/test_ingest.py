@@ -115,6 +115,16 @@ def test_a_bad_row_is_rejected_with_its_line_and_nothing_is_written(
     assert embedded.counts() == before
 
 
+def test_a_csv_error_names_the_first_line_of_a_record_that_spans_lines(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path
+) -> None:
+    import_llms(embedded, catalogue)
+    path = tmp_path / "rows.csv"
+    path.write_text('query,task,llm,effect,cost\nq1,math,big,1,0\n"a question\nover three\nlines",math,big,2,0\n')
+    with pytest.raises(DataFileError, match="line 3: effect must be in"):  # where the record starts, not line 5
+        import_outcomes(embedded, path)
+
+
 def test_malformed_files_name_the_file_and_the_line(embedded: GraphStore, tmp_path: Path) -> None:
     bad = tmp_path / "rows.jsonl"
     bad.write_text('{"query": "ok"}\n{not json\n')
