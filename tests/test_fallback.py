@@ -68,6 +68,12 @@ def test_apply_replaces_only_falling_back_tasks_and_trained_candidates_without_f
     out = fb.apply(pred, task, ("b", "a", "new"), frozenset({"a"}))  # a has outcomes since training: its fit
     assert out is pred or np.array_equal(out, pred)
     assert task_table(np.array([[1.0, np.nan], [0.0, np.nan]]), np.array([0, 0]), 1).tolist()[0][0] == 0.5
+    # an agent registered since training (not in the table) runs on "a": routed like it, as it takes a's outcomes
+    pred4 = np.full((3, 4), 0.5)
+    out = fb.apply(pred4, task, ("b", "a", "new", "agent-on-a"), frozenset(), backing={3: 1})
+    np.testing.assert_array_equal(out[1], [0.5, 0.3, 0.5, 0.3])
+    out = fb.apply(pred4, task, ("b", "a", "new", "agent-on-a"), frozenset({"agent-on-a"}), backing={3: 1})
+    assert out[1, 3] == 0.5  # with outcomes of its own: its own prediction
 
 
 def test_the_router_serves_its_fallback_on_every_path_and_in_the_checkpoint(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ predicted by one or two members, not by the whole ensemble that serves.
 The decision and the table (fitted on all training queries) travel with the router, so the checkpoint and every
 serving path (the numpy ego path, the PyTorch reference, the full graph) apply it the same way
 (:meth:`Fallback.apply`). A candidate registered after training, or one with outcomes since training (fitted by
-:mod:`~graphrouter.routers.gnn.fit`), keeps the GNN's prediction.
+:mod:`~graphrouter.routers.gnn.fit`), keeps the GNN's prediction; an agent with no outcomes of its own takes its
+LLM's.
 """
 
 from __future__ import annotations
@@ -71,16 +72,33 @@ class Fallback:
         shown = ", ".join(f"{v.task} (+{v.gain:.4f} ± {v.se:.4f}, n={v.n})" for v in fired)
         return f"{len(fired)} of {len(self.verdicts)} tasks fall back to the per-task table: {shown}"
 
-    def apply(self, effect: np.ndarray, task: np.ndarray, names: Sequence[str], keep: frozenset[str]) -> np.ndarray:
+    def apply(
+        self,
+        effect: np.ndarray,
+        task: np.ndarray,
+        names: Sequence[str],
+        keep: frozenset[str],
+        backing: dict[int, int] | None = None,
+    ) -> np.ndarray:
         """``effect`` (B, C) over the candidates ``names`` with the table's values for queries of falling-back
-        tasks (``task`` (B,)); candidates in ``keep`` (or not trained) keep theirs. Returns a new array or
-        ``effect`` itself when nothing applies."""
+        tasks (``task`` (B,)); candidates in ``keep`` (or not trained) keep theirs. ``backing`` (agent column → its
+        LLM's column): an agent the table does not hold, with no outcomes of its own (not in ``keep``), takes its
+        LLM's values, as it takes its LLM's outcomes and fit. Returns a new array or ``effect`` itself when nothing
+        applies."""
         task = np.asarray(task, dtype=np.int64)
         rows = np.flatnonzero(self.tasks[task]) if len(task) else np.zeros(0, np.int64)
         if not len(rows):
             return effect
         index = {n: j for j, n in enumerate(self.candidates)}
         cols = [(c, index[n]) for c, n in enumerate(names) if n in index and n not in keep]
+        for agent, llm in (backing or {}).items():
+            if (
+                names[agent] not in index
+                and names[agent] not in keep
+                and names[llm] in index
+                and names[llm] not in keep
+            ):
+                cols.append((agent, index[names[llm]]))
         if not cols:
             return effect
         out = np.array(effect, dtype=np.float64, copy=True)

@@ -207,7 +207,8 @@ class GnnRouter(CandidateList, Router):
         candidates without outcomes since training only); every serving path calls it last."""
         if self.fallback is None:
             return effect
-        return self.fallback.apply(effect, task, self._candidates, frozenset(self._fresh))
+        backing = dict(self._cache.candidates.backing)
+        return self.fallback.apply(effect, task, self._candidates, frozenset(self._fresh), backing)
 
     # -- the fit from outcomes --
     @property
