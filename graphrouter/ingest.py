@@ -206,9 +206,7 @@ def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
         except InvalidInputError as exc:
             errors.append(f"{where}: {exc}")
     if errors:  # every bad entry (the first few) at once, as for outcome rows
-        shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
-        more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more)" if len(errors) > MAX_REPORTED_ERRORS else ""
-        raise DataFileError(path, f"{len(errors)} bad LLM(s), nothing was imported: {shown}{more}")
+        raise DataFileError(path, f"{len(errors)} bad LLM(s), nothing was imported: {_first_few(errors)}")
     if not llms:
         raise DataFileError(path, "no LLMs in the catalogue")
     return llms
@@ -236,6 +234,14 @@ def _num(row: dict[str, Any], field: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInputError(f"{field} must be a finite number, got {row[field]!r}")
     return float(value)
+
+
+def _first_few(problems: list[str], noun: str = "") -> str:
+    """The first :data:`MAX_REPORTED_ERRORS` problems, and how many more (``noun``: what they are, e.g. bad rows)."""
+    more = len(problems) - MAX_REPORTED_ERRORS
+    return "; ".join(problems[:MAX_REPORTED_ERRORS]) + (
+        f" (and {more} more{' ' + noun if noun else ''})" if more > 0 else ""
+    )
 
 
 def _observed_at(value: Any) -> str:
@@ -328,9 +334,7 @@ def build_outcome_batch(
         except InvalidInputError as exc:
             errors.append(f"{_where(line)}: {exc}")
     if errors:
-        shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
-        more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more bad rows)" if len(errors) > MAX_REPORTED_ERRORS else ""
-        raise DataFileError(path, f"{len(errors)} bad row(s), nothing was imported: {shown}{more}")
+        raise DataFileError(path, f"{len(errors)} bad row(s), nothing was imported: {_first_few(errors, 'bad rows')}")
     if not outcomes:
         raise DataFileError(path, "no outcome rows")
     batch = GraphBatch(tasks=list(tasks.values()), queries=list(queries.values()), outcomes=list(outcomes.values()))
@@ -346,23 +350,25 @@ def import_outcomes(
 ) -> dict[str, int]:
     """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch). A stored query or LLM
     that it would change is refused unless ``update`` (:func:`refuse_changes`)."""
-    catalogue = {m.name: m for m in store.list_nodes(LLM)}  # type: ignore[misc]
-    catalogue.update({m.name: m for m in llms or []})
+    stored = {m.name: m for m in store.list_nodes(LLM) if isinstance(m, LLMNode)}
+    catalogue = {**stored, **{m.name: m for m in llms or []}}
     agents = {a.key for a in store.list_nodes(AGENT)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
-    prepared.batch.llms = keep_upstreams(store, list(llms or []))
+    prepared.batch.llms = keep_upstreams(stored, list(llms or []))
     if not update:
-        refuse_changes(store, prepared.batch, path)
+        refuse_changes(store, prepared.batch, path, stored)
     return write_logged(store, prepared.batch)
 
 
 def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:
     """Import a catalogue of LLMs: new ones are added, those stored with the same data left as they are; one stored
     with other data is refused unless ``update`` (then replaced)."""
-    batch = GraphBatch(llms=keep_upstreams(store, read_llm_catalogue(path)))
+    llms = read_llm_catalogue(path)
+    stored = store.get_nodes(LLM, (m.name for m in llms))
+    batch = GraphBatch(llms=keep_upstreams(stored, llms))
     if not update:
-        refuse_changes(store, batch, path)
+        refuse_changes(store, batch, path, stored)
     return write_logged(store, batch)
 
 
@@ -379,10 +385,9 @@ def reserved_name(name: str) -> str | None:
     return None
 
 
-def keep_upstreams(store: GraphStore, llms: list[LLMNode]) -> list[LLMNode]:
-    """The catalogue's LLMs, each with the upstream (how the proxy calls it) of the stored LLM of its name, which
-    a catalogue does not give: importing a catalogue again would otherwise erase it."""
-    stored = store.get_nodes(LLM, (m.name for m in llms))
+def keep_upstreams(stored: dict[str, Any], llms: list[LLMNode]) -> list[LLMNode]:
+    """The catalogue's LLMs, each with the upstream (how the proxy calls it) of the ``stored`` LLM of its name (by
+    name), which a catalogue does not give: importing a catalogue again would otherwise erase it."""
     out = []
     for m in llms:
         old = stored.get(m.name)
@@ -394,12 +399,12 @@ def keep_upstreams(store: GraphStore, llms: list[LLMNode]) -> list[LLMNode]:
     return out
 
 
-def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path) -> None:
+def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, stored_llms: dict[str, Any]) -> None:
     """A :class:`DataFileError` if the batch would replace stored data with other data: an LLM's description, prices
-    or size, or a query's text or task (other LLMs' outcomes on that query would then be about another question).
-    Importing the same data again is harmless; ``--update`` replaces on purpose."""
+    or size (``stored_llms``: the stored LLMs of the batch's names), or a query's text or task (other LLMs' outcomes
+    on that query would then be about another question). Importing the same data again is harmless; ``--update``
+    replaces on purpose."""
     changed: list[str] = []
-    stored_llms = store.get_nodes(LLM, (m.name for m in batch.llms))
     for m in batch.llms:
         old = stored_llms.get(m.name)
         if isinstance(old, LLMNode) and _llm_data(old) != _llm_data(m):
@@ -411,12 +416,10 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path) -> No
             what = "task" if old.text == q.text else "text"
             changed.append(f"query {q.id!r} is stored with another {what}")
     if changed:
-        shown = "; ".join(changed[:MAX_REPORTED_ERRORS])
-        more = f" (and {len(changed) - MAX_REPORTED_ERRORS} more)" if len(changed) > MAX_REPORTED_ERRORS else ""
         raise DataFileError(
             path,
-            f"{len(changed)} stored node(s) would change, nothing was imported: {shown}{more}. Give the rows their "
-            "own query_id, or import with --update to replace what is stored",
+            f"{len(changed)} stored node(s) would change, nothing was imported: {_first_few(changed)}. Give the rows "
+            "their own query_id, or import with --update to replace what is stored",
         )
 
 
