@@ -46,7 +46,7 @@ class TrainingLease:
         self.registry = registry
         self.state = registry.state
         self.follower: Any = None  # this replica's change-log follower (api/replication.py), set in the lifespan
-        self._open: dict[str, tuple[str, str, float, Change]] = {}  # training id → (replica, at, seen at, claim)
+        self._open: dict[str, tuple[float, Change]] = {}  # training id → (when seen, monotonic; the claim)
         self._lock = threading.Lock()
 
     def seen(self, change: Change, age: float = 0.0) -> None:
@@ -54,7 +54,7 @@ class TrainingLease:
         long ago the claim was made, for one read back from the log (:meth:`prime`)."""
         with self._lock:
             if change.kind == TRAINING_STARTED:
-                self._open[change.key] = (change.origin, change.at, time.monotonic() - age, change)
+                self._open[change.key] = (time.monotonic() - age, change)
             elif change.kind == TRAINING_ENDED:
                 self._open.pop(change.key, None)
 
@@ -84,10 +84,10 @@ class TrainingLease:
         holds it."""
         ttl = self.state.settings.training_lease_seconds
         with self._lock:
-            live = [v for v in self._open.values() if time.monotonic() - v[2] < ttl and _alive(v[3])]
+            live = [c for seen, c in self._open.values() if time.monotonic() - seen < ttl and _alive(c)]
         if live:
-            replica, at, _, _ = min(live, key=lambda v: v[1])
-            raise TrainingRunningError(_busy(replica, at))
+            first = min(live, key=lambda c: c.at)
+            raise TrainingRunningError(_busy(first.origin, first.at))
         store = self.state.get_store()
         applied = self.follower.version if self.follower is not None else None  # the last version it applied
         since = applied if applied is not None else store.latest_version()
