@@ -308,12 +308,11 @@ class ChangeApplier:
         scorer = self._reload()
         if scorer.checkpoint.version == current.checkpoint.version:
             log.warning(
-                "replica %s published checkpoint %s, but %s still holds %s: do the replicas share one checkpoint "
-                "path (GRAPHROUTER_CHECKPOINT)? serving %s",
+                "replica %s published checkpoint %s, but %s still holds %s, which this replica keeps serving: do "
+                "the replicas share one checkpoint path (GRAPHROUTER_CHECKPOINT)?",
                 change.origin,
                 change.key,
                 self.state.settings.checkpoint,
-                current.checkpoint.version,
                 current.checkpoint.version,
             )
             return
