@@ -9,13 +9,13 @@ query the store does not have yet, its id ``query_id`` if given, else the hash o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from fastapi import HTTPException, status
 
 from api.models import ObservedOutcome
 from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, InvalidInputError, Outcome, Query
+from graph_store.changes import now as utc_now
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -56,7 +56,7 @@ def _query_id(row: ObservedOutcome) -> str | None:
 
 def outcome_batch(rows: Sequence[ObservedOutcome], store: GraphStore, max_query_chars: int) -> GraphBatch:
     """The new queries and the outcomes of ``rows``, each row checked (raises the 4xx saying what is wrong)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = utc_now()
     look = _Lookups(store, rows)
     new_queries: dict[str, Query] = {}
     outcomes: list[Outcome] = []

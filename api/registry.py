@@ -58,6 +58,7 @@ from graph_store.changes import (
     LLM_REGISTERED,
     Change,
 )
+from graph_store.changes import now as utc_now
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, load_scorer
 from graphrouter.scorer import Scorer
@@ -99,7 +100,7 @@ def _upstream(node: LLMNode) -> tuple[str | None, str | None, str | None] | None
 
 def stamped_outcomes(name: str, kind: str, rows: list | None) -> list[Outcome]:
     """The outcome edges of a registration body (each with ``query_id``, ``effect``, ``cost``), stamped now."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = utc_now()
     return [Outcome(o.query_id, name, o.effect, o.cost, kind=kind, source="api", observed_at=now) for o in rows or []]
 
 

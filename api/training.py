@@ -41,6 +41,7 @@ from api.state import ServiceState
 from api.training_lease import TrainingLease, TrainingRunningError
 from graph_store import ANSWERED_BY, HANDLED_BY
 from graph_store.changes import CHECKPOINT
+from graph_store.changes import now as utc_now
 from graphrouter.embeddings import DEFAULT_MODEL
 from graphrouter.errors import GraphRouterError
 from graphrouter.loading import make_embedder
@@ -86,10 +87,6 @@ def release_memory() -> None:
             ctypes.CDLL(name).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
             pass
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ class Trainer:
                 status=RUNNING,
                 router=router.name,
                 params=dict(self.state.settings.train_params),
-                started_at=_now(),
+                started_at=utc_now(),
             )
             self._thread = threading.Thread(
                 target=self._run, args=(router, claim), name="graphrouter-train", daemon=True
@@ -156,7 +153,7 @@ class Trainer:
 
     def _finish(self, **changes: Any) -> None:
         with self._lock:
-            self._status = replace(self._status, finished_at=_now(), **changes)
+            self._status = replace(self._status, finished_at=utc_now(), **changes)
 
     def _run(self, router: Router, claim: str | None = None) -> None:
         try:
