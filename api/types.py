@@ -108,6 +108,8 @@ Name = Annotated[
     BeforeValidator(_unicode),
 ]
 """An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
+
+
 def _not_the_router(value: str) -> str:
     if why := reserved_name(value):
         raise ValueError(why)

@@ -665,23 +665,33 @@ def test_pruning_through_another_handle_is_seen_by_a_reader(open_store_fn) -> No
         assert reader.pruned_through() == versions[1]
 
 
-def test_concurrent_changes_get_distinct_versions(open_store_fn) -> None:  # type: ignore[no-untyped-def]
-    stores = [open_store_fn() for _ in range(3)]  # separate handles, as separate replicas would have
-    base = stores[0].latest_version()
+def _each_in_a_thread(stores: list[GraphStore], work) -> list[BaseException]:  # type: ignore[no-untyped-def]
+    """Run ``work(store, i)`` for each store in a thread of its own, all at once; the errors they raised."""
     errors: list[BaseException] = []
 
-    def writer(s: GraphStore, w: int) -> None:
+    def run(s: GraphStore, i: int) -> None:
         try:
-            for i in range(8):
-                s.write(GraphBatch(tasks=[Task(f"t{w}-{i}", "")]), change=Change(TASK_REGISTERED, f"t{w}-{i}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+            work(s, i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(s, w)) for w, s in enumerate(stores)]
+    threads = [threading.Thread(target=run, args=(s, i)) for i, s in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return errors
+
+
+def test_concurrent_changes_get_distinct_versions(open_store_fn) -> None:  # type: ignore[no-untyped-def]
+    stores = [open_store_fn() for _ in range(3)]  # separate handles, as separate replicas would have
+    base = stores[0].latest_version()
+
+    def writer(s: GraphStore, w: int) -> None:
+        for i in range(8):
+            s.write(GraphBatch(tasks=[Task(f"t{w}-{i}", "")]), change=Change(TASK_REGISTERED, f"t{w}-{i}"))
+
+    errors = _each_in_a_thread(stores, writer)
     try:
         assert not errors, errors
         got = stores[0].changes_since(base)
@@ -714,20 +724,13 @@ def test_fresh_clients_racing_to_their_first_write_share_one_change_log(backend:
             return Neo4jStore(driver, database=database, owns_driver=True)
 
     stores = [opener() for _ in range(6)]
-    barrier, errors = threading.Barrier(6), []
+    barrier = threading.Barrier(6)
 
     def first_write(s: GraphStore, w: int) -> None:
         barrier.wait()
-        try:
-            s.write(GraphBatch(tasks=[Task(f"t{w}", "")]), change=Change(TASK_REGISTERED, f"t{w}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        s.write(GraphBatch(tasks=[Task(f"t{w}", "")]), change=Change(TASK_REGISTERED, f"t{w}"))
 
-    threads = [threading.Thread(target=first_write, args=(s, w)) for w, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _each_in_a_thread(stores, first_write)
     try:
         assert not errors, errors
         got = stores[0].changes_since(0)
