@@ -34,6 +34,7 @@ from neo4j import exceptions as neo4j_errors
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends import neo4j_rows
 from graph_store.backends.neo4j_changelog import Neo4jChangeLog
+from graph_store.backends.neo4j_pending import Neo4jPending
 from graph_store.backends.neo4j_ping import Neo4jPing
 from graph_store.backends.neo4j_translate import translate_errors
 from graph_store.base import EdgeRows, GraphStore, NodeRows
@@ -50,7 +51,6 @@ from graph_store.schema import (
     GraphBatch,
     NodeRecord,
     Outcome,
-    PendingOutcome,
     node_from_props,
     node_props,
 )
@@ -66,7 +66,7 @@ DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 log = logging.getLogger("graph_store")
 
 
-class Neo4jStore(Neo4jChangeLog, Neo4jPing, GraphStore):
+class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
     """The graph of record in Neo4j 5 (or anything speaking its Bolt protocol and Cypher, e.g. ArcadeDB)."""
 
     backend = "neo4j"
@@ -369,52 +369,6 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPing, GraphStore):
             )
             for r in records
         ]
-
-    @translate_errors
-    def _get_pending(self, response_id: str) -> PendingOutcome | None:
-        for kind in OUTCOME_REL:
-            records = self._read(cypher.GET_PENDING[kind], response_id=response_id)
-            if records:
-                r = records[0]
-                return PendingOutcome(
-                    response_id,
-                    r["query_id"],
-                    r["target"],
-                    r["cost"],
-                    kind=kind,  # type: ignore[arg-type]
-                    source=r["source"] or "",
-                    observed_at=r["observed_at"] or "",
-                )
-        return None
-
-    @translate_errors
-    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
-        def work(tx: neo4j.ManagedTransaction) -> int:
-            record = tx.run(
-                cypher.COMPLETE_PENDING[outcome.kind],
-                response_id=response_id,
-                effect=outcome.effect,
-                cost=outcome.cost,
-                source=outcome.source,
-                observed_at=outcome.observed_at,
-            ).single(strict=True)
-            return int(record["completed"])
-
-        with self._session() as session:
-            return session.execute_write(work) > 0
-
-    @translate_errors
-    def _prune_pending(self, before: str) -> int:
-        def work(tx: neo4j.ManagedTransaction) -> int:
-            return int(
-                tx.run(cypher.PRUNE_PENDING, before=before, batch=self._batch_size).single(strict=True)["deleted"]
-            )
-
-        removed = 0
-        with self._session() as session:  # in batches: a first expiry may face a long backlog
-            while n := session.execute_write(work):
-                removed += n
-        return removed
 
     @translate_errors
     def _counts(self) -> dict[str, int]:
