@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import status
 
-from api.models import ModelCard, ModelList
+from api.proxy_models import ModelCard, ModelList
 from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
 from graphrouter.ingest import ROUTER_MODEL

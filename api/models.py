@@ -391,35 +391,6 @@ class OutcomesWritten(BaseModel):
     pending_retrain: int = Field(description="outcomes the scorer will use only after the next training")
 
 
-# ---- the proxy ----------------------------------------------------------------------------------------------
-class ModelCard(BaseModel):
-    """OpenAI's model object: what ``GET /v1/models`` lists for OpenAI clients that ask which models exist."""
-
-    id: str = Field(description="'graphrouter' (routes; ':<scenario>' for a scenario) or a callable LLM's name")
-    object: Literal["model"] = "model"
-    created: int = Field(0, description="0: the service does not know when a model was made")
-    owned_by: str = Field(description="'graphrouter' for the router, 'upstream' for an LLM it forwards to")
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class FeedbackIn(Strict):
-    id: str = Field(min_length=1, max_length=200, description="the chat completion's id (its `id` field)")
-    effect: float = Field(ge=0, le=1, allow_inf_nan=False, description="how good the answer was, in [0, 1]")
-
-
-class FeedbackOut(BaseModel):
-    id: str
-    query_id: str
-    candidate: str
-    effect: float
-    cost: float = Field(description="USD, from the upstream's usage and the candidate's prices")
-    applied_to_scorer: bool = Field(description="the serving scorer uses it now (else: from the next training)")
-
-
 # ---- training -----------------------------------------------------------------------------------------------
 class TrainStatusOut(BaseModel):
     status: Literal["idle", "running", "succeeded", "failed"]

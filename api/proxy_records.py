@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from api.models import FeedbackIn, FeedbackOut
+from api.proxy_models import FeedbackIn, FeedbackOut
 from api.upstream import Attempt, Plan, usage_tokens
 from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputError, PendingOutcome, Query
 from graph_store import query_id as text_id

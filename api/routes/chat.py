@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from api import model_list
 from api.deps import FeedbackAuth, ProxyAuth, ProxyDep, SettingsDep, StoreDep
-from api.models import FeedbackIn, FeedbackOut, ModelCard, ModelList
+from api.proxy_models import FeedbackIn, FeedbackOut, ModelCard, ModelList
 from api.upstream import read_body
 
 router = APIRouter(prefix="/v1", tags=["proxy"])
