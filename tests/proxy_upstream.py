@@ -5,6 +5,9 @@
   ``stream: true``, three chunks ``0.25 s`` apart (``Hello``, `` from``, `` <mode>``), then a usage-only chunk if
   ``stream_options.include_usage``, then ``[DONE]``;
 - ``fast``: as ``ok`` without the pauses between chunks (the benchmark);
+- ``gated-<anything>``: as ``ok``, but after the first chunk it waits (up to 10 s) until the test sets
+  ``Upstream.gate``, and records in ``Upstream.gate_opened`` whether the test did: a test that opens the gate when
+  the first chunk reaches it shows that chunks are passed on as they come, with no clock involved;
 - ``fail500``: a 500; ``bad400``: a 400 with an OpenAI error body; ``echo400``: a 400 echoing the Authorization
   header it got (a careless upstream); ``slow``: answers after 2 s.
 
@@ -44,6 +47,8 @@ def free_port() -> int:
 class Upstream:
     root: str
     seen: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+    gate_opened: list[bool] = field(default_factory=list)
 
     def url(self, mode: str) -> str:
         return f"{self.root}/{mode}/v1"
@@ -72,7 +77,7 @@ def upstream_app(upstream: Upstream) -> Starlette:
             await asyncio.sleep(2.0)
         rid = f"chatcmpl-{mode}-{next(ids)}" if mode != "sameid" else "chatcmpl-1"  # sameid: a server reusing ids
         if body.get("stream"):
-            return StreamingResponse(_chunks(rid, mode, body), media_type="text/event-stream")
+            return StreamingResponse(_chunks(upstream, rid, mode, body), media_type="text/event-stream")
         return JSONResponse(
             {
                 "id": rid,
@@ -93,7 +98,7 @@ def upstream_app(upstream: Upstream) -> Starlette:
     return Starlette(routes=[Route("/{mode}/v1/chat/completions", chat, methods=["POST"])])
 
 
-async def _chunks(rid: str, mode: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _chunks(upstream: Upstream, rid: str, mode: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
     pause = 0.0 if mode == "fast" else CHUNK_PAUSE_S
     base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model")}
     words = ["Hello", " from", f" {mode}"]
@@ -102,7 +107,9 @@ async def _chunks(rid: str, mode: str, body: dict[str, Any]) -> AsyncIterator[by
         last = i == len(words) - 1
         choice = {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
         yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
-        if not last and pause:
+        if i == 0 and mode.startswith("gated"):
+            upstream.gate_opened.append(await asyncio.to_thread(upstream.gate.wait, 10.0))
+        elif not last and pause:
             await asyncio.sleep(pause)
     if (body.get("stream_options") or {}).get("include_usage"):
         yield f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode()

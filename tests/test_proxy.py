@@ -19,7 +19,7 @@ from api.settings import Settings
 from graph_store import LLM, QUERY, GraphStore, LLMNode, NodeNotFoundError, PendingOutcome, query_id
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.world import World
-from tests.proxy_upstream import CHUNK_PAUSE_S, USAGE, Upstream, running_upstream, serve_in_thread
+from tests.proxy_upstream import USAGE, Upstream, running_upstream, serve_in_thread
 from tests.test_api import fitted, populate  # noqa: F401 - the module-scoped checkpoint fixture
 from tests.test_scorer import HashEmbedder
 
@@ -259,28 +259,28 @@ def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
 ) -> None:
     with service() as client:
         for i in range(5):
-            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"))
+            set_upstream(client, f"llm-{i}", upstream.url(f"gated-{i}"))
         top = ranking(client)[0]["name"]
         body = {"model": "graphrouter", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
-        arrivals: list[tuple[float, str]] = []
-        start = time.monotonic()
+        data: list[str] = []
+        upstream.gate.clear()
         with client.stream("POST", "/v1/chat/completions", json=body, headers=PROXY_AUTH) as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             assert r.headers["x-graphrouter-model"] == top
             streamed_id = r.headers["x-graphrouter-response-id"]  # known before the first chunk
             for line in r.iter_lines():
                 if line.startswith("data: "):
-                    arrivals.append((time.monotonic() - start, line[6:]))
+                    data.append(line[6:])
+                    upstream.gate.set()  # the upstream holds its next chunks until the first one got here
         import json
 
-        data = [d for _, d in arrivals]
+        # chunk by chunk: the first arrived while the upstream was still holding the next ones back
+        assert upstream.gate_opened == [True]
         assert data[-1] == "[DONE]"
         chunks = [json.loads(d) for d in data[:-1]]
         assert len(chunks) == 3  # the usage-only chunk the proxy asked for is not passed on
-        assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == f"Hello from ok-{top.split('-')[1]}"
+        assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == f"Hello from gated-{top.split('-')[1]}"
         assert all(c["model"] == top for c in chunks) and {c["id"] for c in chunks} == {streamed_id}
-        # chunk by chunk: the first arrived while the upstream was still pausing before the next ones
-        assert arrivals[2][0] - arrivals[0][0] > 1.5 * CHUNK_PAUSE_S
         assert upstream.seen[-1][2]["stream_options"] == {"include_usage": True}
         node = store.get_node(LLM, top)
         assert pending(store, chunks[0]["id"]).cost == pytest.approx(expected_cost(node))  # type: ignore[arg-type]

