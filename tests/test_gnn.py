@@ -98,6 +98,18 @@ def test_agents_and_new_outcomes_of_a_registered_llm(star_world) -> None:  # typ
     assert np.abs(effect[:, 6] - effect[:, 5]).mean() < 0.06, effect.mean(0)
     assert np.abs(effect[:, 7] - effect[:, 4]).mean() < 0.06, effect.mean(0)
     assert np.abs(effect[:, 6] - effect[:, 7]).mean() > 0.2, effect.mean(0)
+    # an agent's own outcomes lift it above its LLM only as far as their number shows: one success where its LLM
+    # failed moves its prediction, not its routing; sixty of them make it win over its LLM
+    failed = [int(i) for i in train[120:] if without.data.effect[i, 4] == 0][:60]
+    gnn.add_outcomes("agent-on-llm4", {failed[0]: 1.0})
+    gnn.wait_exact(60)
+    lifted, u = gnn.predict_effect(q), gnn.utility(q, PERF)
+    assert (lifted[:, 7] > lifted[:, 4] + 0.02).mean() > 0.5, (lifted[:, 7] - lifted[:, 4]).mean()
+    assert (u[:, 7] <= u[:, 4] + 1e-6).all()
+    gnn.add_outcomes("agent-on-llm4", {i: 1.0 for i in failed[1:]})
+    gnn.wait_exact(60)
+    u = gnn.utility(q, PERF)
+    assert (u[:, 7] > u[:, 4]).mean() > 0.9
     with pytest.raises(ValueError, match="backs the agent"):
         gnn.remove_candidate("star")
     with pytest.raises(ValueError, match="must be backed by an LLM"):
