@@ -79,19 +79,9 @@ def node_payload(node: Candidate) -> dict[str, Any]:
 
 
 def same_registration(a: Candidate | None, b: Candidate) -> bool:
-    """Same registration data (the stored embedding, if any, is not part of what a client sends). An LLM's upstream
-    is not part of it either: how to call a model does not change how it routes; PATCH changes it."""
-    if isinstance(a, LLMNode) and isinstance(b, LLMNode):
-        return (a.name, a.description, a.input_price, a.output_price, a.size_b) == (
-            b.name,
-            b.description,
-            b.input_price,
-            b.output_price,
-            b.size_b,
-        )
-    if isinstance(a, Agent) and isinstance(b, Agent):
-        return (a.name, a.llm, a.description, a.strategy) == (b.name, b.llm, b.description, b.strategy)
-    return False
+    """Same registration data (:attr:`~graph_store.schema.LLMNode.registration`): same kind, same fields a client
+    sends; an LLM's upstream is not part of it (PATCH changes it)."""
+    return type(a) is type(b) and a is not None and a.registration == b.registration
 
 
 def _upstream(node: LLMNode) -> tuple[str | None, str | None, str | None] | None:

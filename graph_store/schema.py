@@ -227,6 +227,12 @@ class LLMNode:
     def key(self) -> str:
         return self.name
 
+    @property
+    def registration(self) -> tuple[Any, ...]:
+        """What a client registers and routing depends on: not the stored embedding (derived from the
+        description), nor the upstream (how to call a model does not change how it routes)."""
+        return (self.name, self.description, self.input_price, self.output_price, self.size_b)
+
 
 @dataclass(frozen=True)
 class Agent:
@@ -246,6 +252,11 @@ class Agent:
     @property
     def key(self) -> str:
         return self.name
+
+    @property
+    def registration(self) -> tuple[Any, ...]:
+        """What a client registers (not the stored embedding, derived from the description)."""
+        return (self.name, self.llm, self.description, self.strategy)
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,7 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
     changed: list[str] = []
     for m in batch.llms:
         old = stored_llms.get(m.name)
-        if isinstance(old, LLMNode) and _llm_data(old) != _llm_data(m):
+        if isinstance(old, LLMNode) and old.registration != m.registration:
             changed.append(f"LLM {m.name!r} is stored with other data (description, prices or size)")
     stored_queries = store.get_nodes(QUERY, (q.id for q in batch.queries))
     for q in batch.queries:
@@ -421,10 +421,6 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
             f"{len(changed)} stored node(s) would change, nothing was imported: {_first_few(changed)}. Give the rows "
             "their own query_id, or import with --update to replace what is stored",
         )
-
-
-def _llm_data(m: LLMNode) -> tuple[Any, ...]:
-    return (m.description, m.input_price, m.output_price, m.size_b)
 
 
 def write_logged(store: GraphStore, batch: GraphBatch) -> dict[str, int]:
