@@ -102,9 +102,9 @@ def test_the_follower_thread_polls_at_the_interval(store: GraphStore, fitted: tu
     b_app = _replica(store, world, paths["gnn"], sync_interval=0.05)
     with TestClient(a_app) as a, TestClient(b_app) as b:
         assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # liveness only: followed every 0.05 s, so at once unless it is broken
         while "llm-new" not in _names(b):
-            assert time.monotonic() < deadline, "not followed within 5 s"
+            assert time.monotonic() < deadline, "not followed within 30 s"
             time.sleep(0.05)
 
 
