@@ -56,6 +56,7 @@ from graph_store.changes import (
     now,
 )
 from graphrouter.errors import GraphRouterError
+from graphrouter.loading import changed_since_training
 from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
@@ -283,6 +284,19 @@ class ChangeApplier:
         carries them; a larger import's are stored for the next training)."""
         payload = change.payload
         registered: set[str] = set()
+        scorer = self.state.scorer
+        if scorer is not None:  # candidates the import may have given other data (--update): the store's replace them
+            named = set(payload.get("llms", [])) | set(payload.get("agents", []))
+            trained = set(scorer.router.world.data.candidates)
+            changed = changed_since_training(scorer, store, only=named)
+            changed += [n for n in sorted(named - trained - set(changed)) if scorer.routable(n)]  # registered since
+            changed.sort(key=lambda n: scorer.kinds[scorer.candidates.index(n)] != LLM)
+            kinds = {name: scorer.kinds[scorer.candidates.index(name)] for name in changed}
+            for name in reversed(changed):  # agents first: an LLM backing one cannot be dropped
+                self.registry.exclude_candidate(name, None)
+            for name in changed:
+                self._registration(store, kinds[name], name)
+                registered.add(name)
         for kind, names in ((LLM, payload.get("llms", [])), (AGENT, payload.get("agents", []))):
             for name in names:
                 if self.state.scorer is not None and not self.state.scorer.routable(name):

@@ -65,11 +65,12 @@ def load_scorer(
 
 @dataclass
 class Attached:
-    """What :func:`attach_scorer` did: candidates excluded from routing (gone from the store, but their router
-    cannot drop them), store candidates this router cannot add without retraining, and trained tasks no longer in
-    the store."""
+    """What :func:`attach_scorer` did: candidates excluded from routing (gone from the store, or changed there, but
+    their router cannot drop them), trained candidates whose stored data changed since training, store candidates
+    this router cannot add without retraining, and trained tasks no longer in the store."""
 
     excluded: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deleted_tasks: set[str] = field(default_factory=set)
@@ -85,16 +86,51 @@ def attach_scorer(
     if len(missing) == len(scorer.candidates):
         raise CheckpointError(f"none of the candidates of {source} is in the store; retrain")
     out = Attached()
+    out.changed = changed_since_training(scorer, store)
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
+    for name in reversed(out.changed):  # the store's data replaces the trained one: registered below as new
+        if not scorer.exclude(name, store.get_node(scorer.kinds[scorer.candidates.index(name)], name)):
+            out.excluded.append(name)
     out.added, out.skipped = sync_with_store(scorer, store, progress)
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
+    if out.changed:
+        log.warning(
+            "changed in the store since training (prices, description, size or an agent's LLM), routed as newly "
+            "registered with the store's data and outcomes until a retrain: %s",
+            ", ".join(out.changed),
+        )
     if out.excluded:
-        log.warning("candidates no longer in the store, not routed to: %s", ", ".join(out.excluded))
+        log.warning("not in the store as trained, not routed to until a retrain: %s", ", ".join(out.excluded))
     if out.skipped:
         log.warning("not routable by the %r router until retrained: %s", scorer.router.name, ", ".join(out.skipped))
     return out
+
+
+def changed_since_training(scorer: Scorer, store: GraphStore, only: set[str] | None = None) -> list[str]:
+    """The scorer's trained candidates that the store now holds with other data than the checkpoint was trained
+    on: an LLM's description, prices or size (``register-llm --update``, an import with ``--update``, or deleted and
+    registered again), an agent's description or LLM, and the agents of a changed LLM (an LLM backing an agent
+    cannot be dropped alone). LLMs first, then agents. ``only``: compare only these (their agents still follow)."""
+    data = scorer.router.world.data
+    trained = {name: c for c, name in enumerate(data.candidates) if name in set(scorer.candidates)}
+    stored = store.get_nodes(LLM, [n for n in trained if data.candidate_kind[trained[n]] == LLM])
+    stored |= store.get_nodes(AGENT, [n for n in trained if data.candidate_kind[trained[n]] == AGENT])
+    backing = data.backing()
+    changed: set[str] = set()
+    for name, c in trained.items():
+        node = stored.get(name) if only is None or name in only else None
+        if isinstance(node, LLMNode):
+            size = float(data.candidate_size_b[c])
+            was = (data.candidate_text[c], *map(float, data.candidate_prices[c]), None if size != size else size)
+            changed |= {name} if was != (node.description, node.input_price, node.output_price, node.size_b) else set()
+        elif isinstance(node, Agent):
+            llm = data.candidates[backing[c]] if c in backing else None
+            changed |= {name} if (data.candidate_text[c], llm) != (node.description, node.llm) else set()
+    changed |= {data.candidates[a] for a, llm in backing.items() if data.candidates[llm] in changed}
+    changed &= set(trained)
+    return sorted(changed, key=lambda n: (data.candidate_kind[trained[n]] != LLM, trained[n]))
 
 
 def sync_with_store(

@@ -45,3 +45,24 @@ def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monke
             assert ready.status_code == 200 and ready.json()["candidates"] == 5 + 30, ready.text
             r = client.post("/v1/route", json={"query": "task-1 something", "k": 3})
             assert r.status_code == 200, r.text
+
+
+def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_a_restart(tmp_path: Path) -> None:
+    """``register-llm --update`` (or delete and register again) on a trained LLM: a service started afterwards prices
+    and fits it from the store, not from the checkpoint's copy (it used to keep the trained prices and outcomes)."""
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    body = {"query": "task-1 something", "k": 1, "candidates": ["llm-1"], "scenario": "performance_first"}
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            before = client.post("/v1/route", json=body).json()["candidates"][0]
+        store.upsert([LLMNode("llm-1", "model 1, upgraded", 5.0, 5.0)])  # what register-llm --update writes
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            after = client.post("/v1/route", json=body).json()["candidates"][0]
+            assert client.get("/ready").json()["candidates"] == 5
+            untouched = client.post("/v1/route", json={**body, "candidates": ["llm-2"]}).json()["candidates"][0]
+    assert after["cost"] > 5 * before["cost"], (before, after)  # 0.575 → 5.0 USD per 1M tokens
+    # routed as newly registered (no outcomes of its own in the store): the uncertainty penalty of a new candidate
+    assert before["effect"] - before["utility"] < 0.1 < after["effect"] - after["utility"]
+    assert untouched["effect"] - untouched["utility"] < 0.1

@@ -145,6 +145,22 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=None, source="probe", update=False), store)
         assert follower.poll() == 1 and seen == [("llm-imported", {q.key: 0.75})]
 
+        # a catalogue import with --update that reprices a trained LLM: routed with the store's prices at once
+        body = {"query": "task-1 something", "k": 1, "candidates": ["llm-2"]}
+        before = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
+        catalogue.write_text(json.dumps({"llm-2": {"feature": "model 2", "input_price": 9.0, "output_price": 9.0}}))
+        cmd_import(argparse.Namespace(what="llms", file=catalogue, update=True), store)
+        assert follower.poll() == 1
+        after = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
+        assert after > 5 * before, (before, after)
+        body["candidates"] = ["llm-imported"]  # and one registered since training
+        before = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
+        catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", "input_price": 9.0, "output_price": 9.0}}))
+        cmd_import(argparse.Namespace(what="llms", file=catalogue, update=True), store)
+        assert follower.poll() == 1
+        after = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
+        assert after > 5 * before, (before, after)
+
 
 _PRICES = {"input_price": 0.2, "output_price": 0.4}
 
