@@ -169,7 +169,8 @@ def main() -> None:
         [
             "# Post one outcome → the next answer changed",
             "",
-            f"`python experiments/bench_online.py --size {args.size} --posts {args.posts} --threads {args.threads}"
+            f"`python experiments/bench_online.py --store <dcrouter store> --size {args.size} --posts {args.posts} "
+            f"--threads {args.threads}"
             f"{f' --max-episodes {args.max_episodes}' if args.max_episodes else ''}`: "
             f"the GNN (1 member, fitted on dcrouter's {world.data.n_queries:,} queries in {fit_s:.0f}s) reattached to "
             f"a stored graph of {args.size:,} queries in {reattach_s:.0f}s; in-process service (TestClient), "

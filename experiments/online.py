@@ -385,9 +385,9 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
     lines = [
         f"# Online replay on {tag}: partial feedback, {new_name} registered mid-stream from its description",
         "",
-        f"`python experiments/online.py --dataset {tag} --seeds {args.seeds} --stream {args.stream} --register-at "
-        f"{reg} --scenarios {args.scenarios} --gnn-seeds {args.gnn_seeds} --explore-share {args.explore_share} "
-        f"--threads {args.threads}{extra}`",
+        f"`python experiments/online.py --dataset {tag} --store <store> --seeds {args.seeds} --stream {args.stream} "
+        f"--register-at {reg} --scenarios {args.scenarios} --gnn-seeds {args.gnn_seeds} "
+        f"--explore-share {args.explore_share} --threads {args.threads}{extra}`",
         "",
         f"Queries with every outcome known, split once: {n_train} to train on, {n_val} to choose the online "
         f"learner's priors on, {n_pool} in the pool each seed draws a stream of {args.stream} from (random order); "

@@ -72,7 +72,7 @@ def main() -> None:
     lines = [
         f"# {new_name} on {args.dataset}: per-task levels after one replay stream (seed {args.seed})",
         "",
-        f"`python experiments/online_task_levels.py --dataset {args.dataset} --seed {args.seed}`",
+        f"`python experiments/online_task_levels.py --dataset {args.dataset} --store <store> --seed {args.seed}`",
         "",
         f"One stream of {STREAM} pool queries in Performance First ({new_name} registered from its description before "
         f"query {REGISTER_AT}, online updates and exploration, share 0.1), then on {HELD} other pool queries: per "

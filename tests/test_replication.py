@@ -155,7 +155,9 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         assert after > 5 * before, (before, after)
         body["candidates"] = ["llm-imported"]  # and one registered since training
         before = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
-        catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", "input_price": 9.0, "output_price": 9.0}}))
+        catalogue.write_text(
+            json.dumps({"llm-imported": {"feature": "an imported model", "input_price": 9.0, "output_price": 9.0}})
+        )
         cmd_import(argparse.Namespace(what="llms", file=catalogue, update=True), store)
         assert follower.poll() == 1
         after = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
