@@ -5,7 +5,7 @@ it), the store write and its undo, the scorer update, and deletions. LLM and age
 
 1. under the lock, refuse what cannot be (a name taken by the other kind, an agent's unknown LLM, other data under
    a registered name, a deleted candidate the scorer still holds with other data);
-2. an idempotent re-registration (the same data) only stores the outcomes it carries;
+2. an idempotent re-registration (the same data) takes the outcomes it carries as POST /v1/outcomes does;
 3. write the node and its outcomes to the store in one atomic write;
 4. make it routable: the scorer (its router, the one owner of the candidate list) adds it without retraining; if it
    refuses, the store write is undone (it was new: this removes exactly what was written), so store and scorer
@@ -245,8 +245,8 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                         f"{WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
                         f"{_PATH[kind]}/{node.name} first to replace it",
                     )
-                if outcomes:  # stored for the next training; the scorer keeps what it was registered with
-                    self._write(store, GraphBatch(outcomes=outcomes))
+                if outcomes:  # as POST /v1/outcomes: logged for the replicas, learned by the scorer at once
+                    self.record_outcomes(store, GraphBatch(outcomes=outcomes))
                 note = None
                 if isinstance(node, LLMNode) and _upstream(node) not in (None, _upstream(existing)):  # type: ignore[arg-type]
                     note = f"already registered; its upstream was not changed: PATCH /v1/llms/{node.name} to change it"

@@ -219,16 +219,25 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
 
         again = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)
         assert again.status_code == 200 and again.json()["created"] is False, again.text
+        # the same registration with more outcomes: they are learned at once and logged, as POST /v1/outcomes does
+        ask = {"query": "task-1 hi", "task": "task-1", "k": 1, "candidates": ["llm-new"]}
+        before = client.post("/v1/route", json=ask).json()["candidates"][0]["effect"]
+        version = store.latest_version()
+        worse = [{"query_id": f"q{i}", "effect": 0.0, "cost": 0.0001} for i in range(1, 120, 4)]
+        again = client.post("/v1/llms", json={**NEW_LLM, "outcomes": worse}, headers=AUTH)
+        assert again.status_code == 200 and again.json()["outcomes_written"] == 30, again.text
+        assert client.post("/v1/route", json=ask).json()["candidates"][0]["effect"] < before - 0.05
+        assert [c.kind for c in store.changes_since(version)] == ["outcomes"]
         other = client.post("/v1/llms", json={**NEW_LLM, "input_price": 9.0}, headers=AUTH)
         assert other.status_code == 409 and "already registered with other data" in other.json()["detail"]
 
         r = client.get("/v1/llms/llm-new")
-        assert r.status_code == 200 and r.json()["outcomes"] == 30 and r.json()["routable"] is True, r.text
+        assert r.status_code == 200 and r.json()["outcomes"] == 60 and r.json()["routable"] is True, r.text
         listed = client.get("/v1/llms").json()
         assert listed["count"] == 6 and [m["name"] for m in listed["data"]][-1] == "llm-new"
 
         r = client.delete("/v1/llms/llm-new", headers=AUTH)
-        assert r.status_code == 200 and r.json() == {"name": "llm-new", "deleted": True, "outcomes_deleted": 30}, r.text
+        assert r.status_code == 200 and r.json() == {"name": "llm-new", "deleted": True, "outcomes_deleted": 60}, r.text
         assert not store.has_node("LLM", "llm-new") and not store.outcomes("LLM", target="llm-new")
         assert client.get("/v1/llms/llm-new").status_code == 404
         r = client.post("/v1/route", json={"query": "task-0 hi", "k": 6})  # at most k: the 5 left
