@@ -26,6 +26,9 @@ from graphrouter.route_request import MAX_QUERY_CHARS, RouteRequest, check_reque
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
 
+# relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
+BUDGET_TOLERANCE = 1e-9
+
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
     from graphrouter.routers.base import Scores
@@ -405,7 +408,7 @@ class Scorer:
         router = self.router
         effect, cost, utility = scores.effect[row], scores.cost[row], scores.utility[row]
         if budget is not None:
-            affordable = pool[cost[pool] <= budget]
+            affordable = pool[cost[pool] <= budget * (1 + BUDGET_TOLERANCE)]  # a cost as the answer shows it fits
             if len(affordable) == 0:
                 raise GraphRouterError(
                     f"no candidate fits the budget of {budget:g} USD; the cheapest costs {cost[pool].min():.3g} USD"
