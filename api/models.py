@@ -34,6 +34,7 @@ from api.types import (
     Timestamp,
 )
 from graph_store import Agent, InvalidInputError, LLMNode, Task
+from graphrouter.rewards import MAX_WEIGHT
 from graphrouter.scorer import significant
 
 
@@ -67,8 +68,10 @@ class ValidationErrorOut(ErrorOut):
 
 # ---- routing ------------------------------------------------------------------------------------------------
 class Weights(Strict):
-    w_effect: float = Field(ge=0, allow_inf_nan=False, description="weight of predicted effect (quality)")
-    w_cost: float = Field(ge=0, allow_inf_nan=False, description="weight of normalised predicted cost")
+    w_effect: float = Field(
+        ge=0, le=MAX_WEIGHT, allow_inf_nan=False, description="weight of predicted effect (quality)"
+    )
+    w_cost: float = Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False, description="weight of normalised predicted cost")
 
 
 class RouteRequest(Strict):

@@ -221,6 +221,8 @@ def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
         raise GraphRouterError(f"no LLM or agent named {args.name!r} in the store; register it first")
     if not 1 <= args.k <= 500:
         raise GraphRouterError(f"--k must be between 1 and 500, got {args.k}")
+    if not 0 <= args.seed <= 2**31 - 1:
+        raise GraphRouterError(f"--seed must be from 0 to {2**31 - 1}, got {args.seed}")
     scorer = _load_scorer(args, store)
     answered = [o.query_id for o in store.outcomes(kind, target=args.name)]
     probes = scorer.probes(args.name, args.k, args.seed, answered)

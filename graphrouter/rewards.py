@@ -21,6 +21,9 @@ SCENARIOS: dict[str, tuple[float, float]] = {
 SCENARIO_ALIASES = {"performance": "performance_first", "perf": "performance_first", "cost": "cost_first"}
 
 
+MAX_WEIGHT = 1e6  # utilities stay finite (1.7e308 overflowed to null); only the weights' ratio ranks
+
+
 def scenario_weights(scenario: str | None = None, weights: tuple[float, float] | None = None) -> tuple[float, float]:
     """(w_effect, w_cost) from a scenario name or explicit weights (not both); balance by default."""
     if scenario is not None and weights is not None:
@@ -29,8 +32,13 @@ def scenario_weights(scenario: str | None = None, weights: tuple[float, float] |
         if len(weights) != 2:
             raise GraphRouterError(f"weights must be (w_effect, w_cost), got {weights!r}")
         for name, w in zip(("w_effect", "w_cost"), weights, strict=True):
-            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-                raise GraphRouterError(f"{name} must be a finite number >= 0, got {w!r}")
+            if (
+                isinstance(w, bool)
+                or not isinstance(w, int | float)
+                or not math.isfinite(w)
+                or not 0 <= w <= MAX_WEIGHT
+            ):
+                raise GraphRouterError(f"{name} must be a number from 0 to {MAX_WEIGHT:.0f}, got {w!r}")
         if weights[0] == 0 and weights[1] == 0:
             raise GraphRouterError("w_effect and w_cost cannot both be 0")
         return float(weights[0]), float(weights[1])

@@ -28,6 +28,7 @@ from graphrouter.world import UNKNOWN_TASK, QueryFeatures
 
 # relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
 BUDGET_TOLERANCE = 1e-9
+MAX_SEED = 2**31 - 1  # a probe set's seed, as GET /v1/llms/{name}/probes takes it
 
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
@@ -312,6 +313,8 @@ class Scorer:
         router, or the query ids ``answered``) are skipped. Deterministic for a given graph and ``seed``."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise GraphRouterError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
         router = self.router
         data = router.world.data
         pool = np.asarray(getattr(router, "train_idx", np.arange(data.n_queries)))

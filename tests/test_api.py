@@ -156,6 +156,7 @@ BAD_ROUTES: list[tuple[dict[str, Any] | str, int, str]] = [
     ({"query": "q", "weights": {"w_effect": 1, "w_cost": -0.5}}, 422, "weights.w_cost: Input should be greater"),
     ({"query": "q", "weights": {"w_effect": 1}}, 422, "weights.w_cost: Field required"),
     ({"query": "q", "weights": {"w_effect": 0, "w_cost": 0}}, 400, "cannot both be 0"),
+    ({"query": "q", "weights": {"w_effect": 1.7e308, "w_cost": 1}}, 422, "weights.w_effect: Input should be less than"),
     ({"query": "q", "scenario": "fastest"}, 422, "scenario: Input should be 'performance_first', 'balance'"),
     ({"query": "q", "scenario": "balance", "weights": {"w_effect": 1, "w_cost": 0}}, 400, "not both"),
     ({"query": "q", "candidates": ["llm-0", "gpt-9"]}, 400, "unknown candidate(s) ['gpt-9']"),

@@ -85,6 +85,11 @@ def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # t
     assert cli.main(["--store", str(path), "probes", "ghost"]) == 2
     assert "no LLM or agent named 'ghost'" in capsys.readouterr().err
     assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "0"]) == 2
+    capsys.readouterr()
+    assert cli.main(["--store", str(path), "probes", "llm-new", "--seed", "-1"]) == 2  # was a numpy traceback
+    assert "--seed must be from 0 to 2147483647, got -1" in capsys.readouterr().err
+    with pytest.raises(GraphRouterError, match="seed must be an integer from 0"):
+        scorer.probes("llm-new", 3, seed=2**40)
 
 
 def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
