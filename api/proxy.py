@@ -76,6 +76,7 @@ from api.upstream import (
 )
 from graph_store import LLM, LLMNode
 from graphrouter.ingest import ROUTER_MODEL
+from graphrouter.rewards import SCENARIOS
 from graphrouter.scorer import RouteResult
 
 log = logging.getLogger("api.proxy")
@@ -184,6 +185,11 @@ class ChatProxy(ProxyRecords):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
             if scenario is not None and "scenario" in fields:
                 raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")
+            if scenario is not None and scenario not in SCENARIOS:
+                ids = ", ".join(f"{ROUTER_MODEL}:{s}" for s in SCENARIOS)
+                raise client_error(
+                    status.HTTP_400_BAD_REQUEST, f"model: unknown {model!r}; use {ROUTER_MODEL}, {ids} or an LLM's name"
+                )
             fields = {**fields, "scenario": scenario or fields.get("scenario")}
             if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))

@@ -242,6 +242,8 @@ def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
         assert all(f"llm-{i} (no upstream configured" in r.json()["detail"] for i in range(5))
         r = chat(client, "no-such-model")
         assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
+        r = chat(client, "graphrouter:fastest")  # was a 422 about the body's "scenario"
+        assert r.status_code == 400 and r.json()["detail"].startswith("model: unknown 'graphrouter:fastest'; use")
 
         # the router skips what it cannot call: no upstream, or a key variable unset on the server
         order = [c["name"] for c in ranking(client)]
