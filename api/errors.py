@@ -22,6 +22,7 @@ instead of FastAPI's own validation-error schema, which the service never sends.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -156,9 +157,20 @@ def is_openai_path(path: str) -> bool:
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
+# a message's "field: problem" prefix: "outcomes[3].query_id", "messages (the last user message)"
+_FIELD = re.compile(r"^[A-Za-z_][\w.\[\]]*(?: \([^)]*\))?$")
+
+
 def error_body(request: Request, code: int, detail: Any) -> dict[str, object]:
-    """``{"detail": …}``, and on the OpenAI-compatible endpoints OpenAI's error object beside it."""
+    """``{"detail": …}``, and on the OpenAI-compatible endpoints OpenAI's error object beside it. A 422 raised by a
+    handler also gets the ``errors`` list a body that fails validation has: its field is the message's ``field:``
+    prefix (``body`` when it has none)."""
     body: dict[str, object] = {"detail": detail}
+    if code == status.HTTP_422_UNPROCESSABLE_CONTENT and isinstance(detail, str):
+        field, sep, problem = detail.partition(": ")
+        if not (sep and _FIELD.match(field)):
+            field, problem = "body", detail
+        body["errors"] = [{"field": field, "problem": problem, "type": "value_error"}]
     if is_openai_path(request.url.path):
         body["error"] = openai_error(code, str(detail))
     return body

@@ -181,6 +181,9 @@ def test_bad_route_requests_get_a_4xx_naming_the_problem(make_app: AppMaker) -> 
             assert r.status_code == code, (shown, r.text)
             assert message in r.json()["detail"], (shown, r.text)
             assert "x" * 1000 not in r.text  # an oversized query is not echoed back
+            if code == 422:  # every 422, raised by validation or by a handler, lists its fields
+                field = message.split(":")[0]
+                assert [e["field"] for e in r.json()["errors"]] == [field], (shown, r.text)
         assert client.get("/ready").status_code == 200  # nothing above broke the service
 
 
