@@ -72,7 +72,8 @@ class RegistryTasks:
             if n:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
-                    f"task {name!r} has {n:,} stored queries; deleting it would leave them without a task",
+                    f"task {name!r} has {n:,} stored quer{'y' if n == 1 else 'ies'}: a task is deleted only when "
+                    "no stored query belongs to it (queries are kept: they are the router's neighbours and outcomes)",
                 )
             store.delete_node(TASK, name, change=self.change(TASK_DELETED, name))
             self.task_deleted(name)

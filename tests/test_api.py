@@ -511,6 +511,8 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
 
         for url in ("/v1/llms/ghost/probes", "/v1/agents/ghost/probes", "/v1/agents/llm-0/probes"):
             assert client.get(url).status_code == 404, url
+        r = client.get("/v1/agents/llm-0/probes")  # the other kind's path is named
+        assert r.json()["detail"].endswith("it is an LLM: GET /v1/llms/llm-0/probes"), r.text
         for k in (0, 501, "x"):
             assert client.get("/v1/llms/llm-new/probes", params={"k": k}).status_code == 422, k
         assert client.get("/v1/llms/llm-new").json()["name"] == "llm-new"  # the detail route still works

@@ -8,12 +8,13 @@ next request. Unknown name: 404; no scorer loaded: 503; ``k`` outside 1..500: 42
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query, status
 
 from api.models import ProbeOut, ProbeSet
-from graph_store import GraphStore
+from graph_store import AGENT, LLM, GraphStore
 from graphrouter.scorer import Scorer
 
 MAX_PROBES = 500
@@ -26,6 +27,12 @@ SeedParam = Annotated[
 
 def probe_set(kind: str, name: str, k: int, seed: int, store: GraphStore, scorer: Scorer) -> ProbeSet:
     """The probe set of the stored ``kind`` node ``name`` (NodeNotFoundError → 404)."""
+    other, path = (AGENT, "agents") if kind == LLM else (LLM, "llms")
+    if not store.has_node(kind, name) and store.has_node(other, name):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no {kind} named {name!r}; it is an {other}: GET /v1/{path}/{urllib.parse.quote(name, safe='')}/probes",
+        )
     store.get_node(kind, name)  # 404 if unknown
     answered = [o.query_id for o in store.outcomes(kind, target=name)]
     probes = scorer.probes(name, k, seed, answered)
