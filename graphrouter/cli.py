@@ -91,6 +91,10 @@ def cmd_export(args: argparse.Namespace, store: GraphStore) -> None:
     if limit is None and args.format == "html":
         limit = 200  # a picture of every query is unreadable; say --max-queries to change it
     out = args.output or Path(f"graph.{'json' if args.format == 'json' else args.format}")
+    if not out.parent.is_dir():  # a mistyped path is not a new folder
+        from graphrouter.errors import GraphRouterError
+
+        raise GraphRouterError(f"-o {out}: the folder {out.parent} does not exist; create it first")
     path = write_export(store.snapshot(), args.format, out, max_queries=limit)
     sample = f" (first {limit} queries)" if limit is not None else ""
     print(f"wrote {path}{sample}")

@@ -63,6 +63,10 @@ def test_export_formats(imported: Path, tmp_path: Path) -> None:
     assert page.startswith("<!doctype html>") and "ANSWERED_BY" in page
     assert 'src="http' not in page  # self-contained: no script fetched from the network
 
+    typo = tmp_path / "no-such-dir" / "g.json"  # a mistyped folder is refused, not created
+    assert main(["--store", str(imported), "export", "--format", "json", "-o", str(typo)]) == 2
+    assert not typo.parent.exists()
+
 
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "graph.db"
