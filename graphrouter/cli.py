@@ -179,12 +179,28 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
 
 
 def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
-    scorer = _load_scorer(args, store)
+    from graph_store import TASK
+    from graphrouter.errors import GraphRouterError
+    from graphrouter.rewards import scenario_weights
+
+    # what needs no model is checked before loading it (seconds)
     weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
     if weights is not None and None in weights:
-        from graphrouter.errors import GraphRouterError
-
         raise GraphRouterError("give both --w-effect and --w-cost")
+    scenario_weights(None if weights else args.scenario, weights)
+    if args.k < 1:
+        raise GraphRouterError(f"--k must be at least 1, got {args.k}")
+    if args.budget is not None and not args.budget > 0:
+        raise GraphRouterError(f"--budget must be > 0 USD, got {args.budget}")
+    candidates = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
+    if candidates == []:
+        raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
+    scorer = _load_scorer(args, store)
+    if args.task is not None and args.task not in scorer.tasks and store.has_node(TASK, args.task):
+        raise GraphRouterError(
+            f"task {args.task!r} was registered after the checkpoint was trained; retrain (graphrouter train) to "
+            "route with it, or leave out --task to have it inferred"
+        )
     result = scorer.top_k(
         args.query,
         task=args.task,
@@ -192,7 +208,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         scenario=None if weights else args.scenario,
         weights=weights,
         budget=args.budget,
-        candidates=args.candidates.split(",") if args.candidates else None,
+        candidates=candidates,
     )
     if args.json:
         from dataclasses import asdict
@@ -328,8 +344,8 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
 
     rt = sub.add_parser("route", help="top-k candidates for a query")
     rt.add_argument("query")
-    rt.add_argument("--k", type=int, default=3)
-    rt.add_argument("--scenario", default="balance", help="performance_first, balance or cost_first")
+    rt.add_argument("--k", type=int, default=3, help="how many candidates to list (default 3)")
+    rt.add_argument("--scenario", default="balance", help="performance_first, balance (default) or cost_first")
     rt.add_argument("--w-effect", type=float, default=None, help="explicit weights instead of a scenario")
     rt.add_argument("--w-cost", type=float, default=None)
     rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")

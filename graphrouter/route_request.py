@@ -79,7 +79,7 @@ def candidate_pool(names: Sequence[str], excluded: Collection[str], candidates: 
     unknown = [c for c in candidates if c not in index]
     if unknown:
         known = list(index)
-        more = f", … ({len(known)} in all; GET /v1/llms lists them)" if len(known) > 20 else ""
+        more = f", … ({len(known)} in all)" if len(known) > 20 else ""
         shown = ", ".join(known[:20]) + more
         raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
     if not candidates:

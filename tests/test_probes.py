@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from graph_store import GraphBatch, LLMNode
+from graph_store import GraphBatch, LLMNode, Task
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter import cli
 from graphrouter.checkpoint import Checkpoint
@@ -104,6 +104,17 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert len(out["candidates"]) == 3 and out["explored"] is False
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
+
+    # as the API answers: an empty filter, and a task registered after training (not "unknown task")
+    assert cli.main(["--store", str(path), "route", "q", "--candidates", ""]) == 2
+    assert "--candidates is empty" in capsys.readouterr().err
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(tasks=[Task("late-task")]))
+    assert cli.main(["--store", str(path), "route", "q", "--task", "late-task"]) == 2
+    assert "'late-task' was registered after the checkpoint was trained" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: pytest.fail("loaded for a bad argument"))
+    for bad in (["--k", "0"], ["--budget", "0"], ["--w-effect", "1", "--w-cost", "-1"], ["--scenario", "fast"]):
+        assert cli.main(["--store", str(path), "route", "q", *bad]) == 2, bad
 
 
 def test_cli_routes_around_an_llm_deleted_since_training(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
