@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
@@ -153,6 +154,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route: Any = scope.get("route")
+            route: Any = scope.get("route") or _plain_route(scope)
             template = getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
             self.metrics.observe(scope.get("method", "?"), template, status[0], time.perf_counter() - start)
+
+
+def _plain_route(scope: Scope) -> Any:
+    """The app's own Starlette routes (``/docs``, ``/redoc``, ``/openapi.json``) do not put themselves in the scope as
+    FastAPI's do: the one matching the request, or None (a 404)."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        if isinstance(route, Route) and route.matches(scope)[0] == Match.FULL:
+            return route
+    return None

@@ -262,12 +262,14 @@ def test_metrics(make_app: AppMaker) -> None:
         assert client.get("/v1/llms/nope").status_code == 404
         assert client.get("/v1/llms/also-nope").status_code == 404
         assert client.get("/no/such/path").status_code == 404
+        assert client.get("/openapi.json").status_code == 200  # the app's own Starlette route: by its path
         r = client.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
         text = r.text
     assert 'graphrouter_http_requests_total{method="POST",route="/v1/route",status="200"} 3.0' in text
     assert 'graphrouter_http_requests_total{method="GET",route="/v1/llms/{name}",status="404"} 2.0' in text
     assert 'route="<unmatched>",status="404"} 1.0' in text
+    assert 'graphrouter_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in text
     assert "nope" not in text and "/no/such/path" not in text  # templates, never raw paths
     assert re.search(
         r'graphrouter_http_request_duration_seconds_bucket\{le="\+Inf",method="POST",route="/v1/route",status="200"\}'
