@@ -61,6 +61,7 @@ from graph_store.changes import (
 from graph_store.changes import now as utc_now
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, load_scorer
+from graphrouter.outcome_feed import learn_stored
 from graphrouter.scorer import Scorer
 
 Candidate = LLMNode | Agent
@@ -408,8 +409,8 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         over the service's exploration budget and what the serving scorer learned online from outcomes after mark
         ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it). With
         no serving scorer (the service's start), or ``relearn`` (a resync, which may have missed some), it also
-        learns again the stored outcomes of the candidates it refits (:meth:`learn_stored`), in place of those carried
-        over (the store has what they learned, and only the current incarnation of a name's)."""
+        learns again the stored outcomes of the candidates it refits (``outcome_feed.learn_stored``), in place of
+        those carried over (the store has what they learned, and only the current incarnation of a name's)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)
@@ -420,7 +421,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
                     for name in scorer.relearned():  # registered again meanwhile is another model of the same name
                         scorer.online.forget(name)
-                self.learn_stored(scorer, store)
+                learn_stored(scorer, store)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached

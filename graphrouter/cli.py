@@ -156,6 +156,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
 
 def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     from graphrouter.loading import attach_scorer, load_scorer
+    from graphrouter.outcome_feed import learn_stored
 
     scorer = load_scorer(
         args.checkpoint,
@@ -166,6 +167,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     )
     trained = set(scorer.candidates)
     attached = attach_scorer(scorer, store, str(args.checkpoint))
+    learn_stored(scorer, store)  # what a service started now would have learned: the same answers
     gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
     if gone:
         print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)

@@ -196,6 +196,38 @@ def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMa
             assert again == pytest.approx(learned, abs=1e-4), (again, learned)  # (float32 batches differ)
 
 
+def test_graphrouter_route_answers_as_a_service_started_now(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The CLI relearns a new LLM's stored outcomes as a starting service does, so both give the same answer (it
+    routed the new LLM from its description alone)."""
+    import json
+
+    from graph_store.backends.embedded import EmbeddedStore
+    from graphrouter import cli, loading
+    from tests.routing_world import fit_api_checkpoints, make_api_app, populate
+
+    world = make_world(per_task=30)
+    ckpt = fit_api_checkpoints(world, tmp_path)["gnn"]
+    path, text = tmp_path / "graph.db", "task-3 which river flows through Paris"
+    new = {"name": "llm-new", "description": "a small model", "input_price": 0.1, "output_price": 0.1}
+    rows = [{"query": f"task-3 question {i}", "task": "task-3", "candidate": "llm-new", "effect": 1.0, "cost": 0.001}
+            for i in range(6)]  # fmt: skip
+    with EmbeddedStore(path) as store:
+        populate(store, world)
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=ckpt)) as client:
+            assert client.post("/v1/llms", json=new, headers=AUTH).status_code == 201
+            assert client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH).status_code == 200
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=ckpt)) as client:  # a service started now
+            r = client.post("/v1/route", json={"query": text, "k": 6, "scenario": "performance_first"})
+            served = {c["name"]: c["effect"] for c in r.json()["candidates"]}
+    embedder = HashEmbedder(world)
+    embedder.dim = 0  # type: ignore[attr-defined] # what load_scorer touches to load a real model at once
+    monkeypatch.setattr(loading, "make_embedder", lambda *args, **kw: embedder)
+    args = ["--store", str(path), "route", text, "--k", "6", "--scenario", "performance_first", "--checkpoint"]
+    assert cli.main([*args, str(ckpt), "--json"]) == 0
+    routed = {c["name"]: c["effect"] for c in json.loads(capsys.readouterr().out)["candidates"]}
+    assert routed == pytest.approx(served, abs=1e-4)
+
+
 def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> None:  # type: ignore[no-untyped-def]
     world, router = gnn_world
     scorer = _scorer(world, router)

@@ -1,0 +1,94 @@
+"""Stored or posted outcomes fed to a scorer, per routable candidate: the one path the service (every outcome it
+takes, and a start's relearning) and the CLI (``graphrouter route`` relearns as a starting service does) share.
+
+Each candidate's rows (query id → effect, → cost) go to :meth:`Scorer.add_outcomes` with the text and task of the
+queries its router was not trained on (from the batch just written, else from the store), so it learns them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
+from graphrouter.errors import GraphRouterError
+from graphrouter.online import REFIT_ROWS
+from graphrouter.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+RELEARN_ROWS = REFIT_ROWS  # per candidate, the most recent stored outcomes a start learns again
+
+ByCandidate = dict[str, tuple[dict[str, float], dict[str, float]]]
+
+
+def outcome_rows(outcomes: list[Outcome]) -> list[list[Any]]:
+    """Outcomes as a change's payload rows: [query_id, target, effect, cost]."""
+    return [[o.query_id, o.target, o.effect, o.cost] for o in outcomes]
+
+
+def gather(
+    scorer: Scorer, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]], store: GraphStore
+) -> tuple[ByCandidate, dict[str, tuple[str, str]]]:
+    """Outcome rows per routable candidate of ``scorer`` (query id → effect, → cost), and the (text, task) of
+    their queries its router was not trained on (from ``new_queries``, else ``store``)."""
+    by_candidate: ByCandidate = {}
+    for query, target, effect, cost in rows:
+        if scorer.routable(target):
+            effects, costs = by_candidate.setdefault(target, ({}, {}))
+            effects[query], costs[query] = effect, cost
+    ids = list(dict.fromkeys(q for effects, _ in by_candidate.values() for q in effects))
+    return by_candidate, query_texts(store, scorer, new_queries, ids)
+
+
+def give(scorer: Scorer, by_candidate: ByCandidate, queries: dict[str, tuple[str, str]]) -> int:
+    """Pass :func:`gather`'s outcomes to ``scorer`` (the caller holds the serving lock if it serves); how many
+    effects it took."""
+    applied = 0
+    for name, (effects, costs) in by_candidate.items():
+        try:
+            applied += scorer.add_outcomes(name, effects, costs, queries=queries)
+        except NotImplementedError:  # this router learns outcomes only by retraining
+            return 0
+        except GraphRouterError as exc:  # stored all the same; the next training uses them
+            log.warning("outcomes of %s not passed to the scorer: %s", name, exc)
+    return applied
+
+
+def query_texts(
+    store: GraphStore, scorer: Scorer, new: dict[str, tuple[str, str]], ids: list[str]
+) -> dict[str, tuple[str, str]]:
+    """(text, task) of those queries ``ids`` that the scorer's router was not trained on: from ``new`` (the batch
+    just written), else from the store (a query added by an earlier post or by another replica)."""
+    unknown = scorer.unknown_queries(ids)
+    stored = store.get_nodes(QUERY, [qid for qid in unknown if qid not in new])  # one read, not one per query
+    out = {qid: new[qid] for qid in unknown if qid in new}
+    out.update({qid: (node.text, node.task) for qid, node in stored.items() if isinstance(node, Query)})
+    return out
+
+
+def learn_stored(scorer: Scorer, store: GraphStore) -> int:
+    """Give a freshly loaded scorer (not yet serving) what a running service had learned online of the candidates
+    it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes), from their stored
+    outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each, by ``observed_at``): a restart
+    used to forget a new LLM's refit from its outcomes and its quiz's counts until the next training. An unavailable
+    store raises; other failures are logged, and 0 is returned."""
+    names = scorer.relearned()
+    if not names:
+        return 0
+    try:
+        stored = [o for name, kind in names.items() for o in store.outcomes(kind, target=name)]
+        per: dict[str, list[Outcome]] = {}
+        for o in sorted(scorer.unlearned(stored), key=lambda o: o.observed_at):
+            per.setdefault(o.target, []).append(o)
+        todo = [o for mine in per.values() for o in mine[-RELEARN_ROWS:]]  # its refit reads its most recent
+        if not todo:
+            return 0
+        applied = give(scorer, *gather(scorer, outcome_rows(todo), {}, store))
+    except StoreUnavailableError:
+        raise  # the load fails and is retried, as without outcomes to learn
+    except (GraphStoreError, GraphRouterError) as exc:
+        log.warning("stored outcomes not learned again at start: %s", exc)
+        return 0
+    log.info("learned %d stored outcome(s) of %d candidate(s) the router refits", applied, len(names))
+    return applied
