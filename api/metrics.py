@@ -4,7 +4,8 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
 - ``graphrouter_http_requests_total{method, route, status}`` and
   ``graphrouter_http_request_duration_seconds{method, route, status}``: ``route`` is the route's path template as in
   OpenAPI (``/v1/llms/{name}``), never the raw path, so names and ids do not explode the label set; requests that
-  match no route are counted under ``<unmatched>``;
+  match no route are counted under ``<unmatched>`` (a request refused by a middleware, 413 or 429, under the route
+  it was for);
 - ``graphrouter_routing_decisions_total{candidate, kind}``: the top-1 candidate of every route answer;
 - ``graphrouter_proxy_calls_total{candidate, result}``: upstream calls of the chat proxy by candidate and result
   (ok, failed: connection/timeout/5xx, upstream_4xx); never a URL, header or key;
@@ -160,8 +161,9 @@ class MetricsMiddleware:
 
 
 def _plain_route(scope: Scope) -> Any:
-    """The app's own Starlette routes (``/docs``, ``/redoc``, ``/openapi.json``) do not put themselves in the scope as
-    FastAPI's do: the one matching the request, or None (a 404)."""
+    """The route matching a request that no route put in the scope: the app's own Starlette routes (``/docs``,
+    ``/redoc``, ``/openapi.json``), and any route whose request an outer middleware answered before it ran (a 413 or
+    a 429 is counted under its route's path); None when nothing matches (a 404)."""
     app = scope.get("app")
     for route in getattr(getattr(app, "router", None), "routes", ()):
         if isinstance(route, Route) and route.matches(scope)[0] == Match.FULL:

@@ -60,8 +60,8 @@ class ProxyErrorOut(ErrorOut):
 
 
 class ValidationErrorOut(ErrorOut):
-    """A 422: ``detail`` joins the problems; ``errors`` lists them when the request did not validate (it is absent
-    when a well-formed request was refused, e.g. an outcome naming an unknown candidate)."""
+    """A 422: ``detail`` joins the problems; ``errors`` lists them, one per invalid field (a request refused by its
+    handler, e.g. an outcome naming an unknown candidate, has one entry: the field its message names, or ``body``)."""
 
     errors: list[FieldError] | None = Field(None, description="one per invalid field")
 

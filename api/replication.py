@@ -56,7 +56,8 @@ from graph_store.changes import (
     now,
 )
 from graphrouter.errors import GraphRouterError
-from graphrouter.loading import changed_since_training
+from graphrouter.loading import can_replace
+from graphrouter.outcome_feed import learn_stored
 from graphrouter.scorer import Scorer
 
 log = logging.getLogger("api")
@@ -285,18 +286,20 @@ class ChangeApplier:
         payload = change.payload
         registered: set[str] = set()
         scorer = self.state.scorer
-        if scorer is not None:  # candidates the import may have given other data (--update): the store's replace them
-            named = set(payload.get("llms", [])) | set(payload.get("agents", []))
-            trained = set(scorer.router.world.data.candidates)
-            changed = changed_since_training(scorer, store, only=named)
-            changed += [n for n in sorted(named - trained - set(changed)) if scorer.routable(n)]  # registered since
-            changed.sort(key=lambda n: scorer.kinds[scorer.candidates.index(n)] != LLM)
-            kinds = {name: scorer.kinds[scorer.candidates.index(name)] for name in changed}
-            for name in reversed(changed):  # agents first: an LLM backing one cannot be dropped
+        updated = [n for n in payload.get("updated", []) if scorer is not None and n in scorer.candidates]
+        if scorer is not None and updated and can_replace(scorer):  # --update gave them other data: the store's
+            riders = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in set(updated)]
+            replaced = [n for n in scorer.candidates if n in set(updated) | set(riders)]  # LLMs first, then agents
+            kinds = dict(zip(scorer.candidates, scorer.kinds, strict=True))
+            for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped
                 self.registry.exclude_candidate(name, None)
-            for name in changed:
+            for name in replaced:
                 self._registration(store, kinds[name], name)
-                registered.add(name)
+            with self.state.lock.write():  # what they had learned online, from the store
+                learn_stored(scorer, store, only=set(replaced))
+            registered.update(replaced)
+        elif updated:
+            log.warning("import %d changed %s; routed with the old data here until a retrain", change.version, updated)
         for kind, names in ((LLM, payload.get("llms", [])), (AGENT, payload.get("agents", []))):
             for name in names:
                 if self.state.scorer is not None and not self.state.scorer.routable(name):

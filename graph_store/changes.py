@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,8 +36,9 @@ TASK_REGISTERED, TASK_DELETED = "task.registered", "task.deleted"
 OUTCOMES = "outcomes"
 CHECKPOINT = "checkpoint"
 # A bulk import (``graphrouter import …``, ``register-llm``): one change per imported batch, its payload naming the
-# ``llms``, ``agents`` and ``tasks`` written, the number of ``outcomes``, and their ``rows`` [query_id, target,
-# effect, cost] unless there are more than MAX_LOGGED_IMPORT_ROWS of them (then only stored, for the next training).
+# ``llms``, ``agents`` and ``tasks`` written, those of them whose stored registration data it ``updated``, the number
+# of ``outcomes``, and their ``rows`` [query_id, target, effect, cost] unless there are more than
+# MAX_LOGGED_IMPORT_ROWS of them (then only stored, for the next training).
 IMPORTED = "import"
 MAX_LOGGED_IMPORT_ROWS = 10_000
 # A replica's training: claimed when it starts, released when it ends (``key``: the training's id); replicas train
@@ -96,13 +98,15 @@ def check_change(change: object) -> Change:
     return change
 
 
-def import_change(batch: GraphBatch, origin: str = "graphrouter-import") -> Change:
-    """The one change record of an imported batch (kind ``import``; see :data:`IMPORTED` for its payload)."""
+def import_change(batch: GraphBatch, origin: str = "graphrouter-import", updated: Sequence[str] = ()) -> Change:
+    """The one change record of an imported batch (kind ``import``; see :data:`IMPORTED` for its payload);
+    ``updated``: the stored LLMs and agents whose registration data it changes."""
     payload: dict[str, Any] = {
         "llms": sorted({n.key for n in batch.llms}),
         "agents": sorted({n.key for n in batch.agents}),
         "tasks": sorted({n.key for n in batch.tasks}),
         "outcomes": len(batch.outcomes),
+        "updated": sorted(set(updated)),
     }
     if len(batch.outcomes) <= MAX_LOGGED_IMPORT_ROWS:
         payload["rows"] = [[o.query_id, o.target, o.effect, o.cost] for o in batch.outcomes]

@@ -237,14 +237,15 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
 def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import AGENT, LLM
     from graphrouter.errors import GraphRouterError
+    from graphrouter.probes import MAX_SEED
 
     kind = LLM if store.has_node(LLM, args.name) else AGENT if store.has_node(AGENT, args.name) else None
     if kind is None:
         raise GraphRouterError(f"no LLM or agent named {args.name!r} in the store; register it first")
     if not 1 <= args.k <= 500:
         raise GraphRouterError(f"--k must be between 1 and 500, got {args.k}")
-    if not 0 <= args.seed <= 2**31 - 1:
-        raise GraphRouterError(f"--seed must be from 0 to {2**31 - 1}, got {args.seed}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise GraphRouterError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     scorer = _load_scorer(args, store)
     answered = [o.query_id for o in store.outcomes(kind, target=args.name)]
     probes = scorer.probes(args.name, args.k, args.seed, answered)
@@ -265,7 +266,8 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     if why := ingest.reserved_name(args.name):
         raise GraphRouterError(why)
     llm = LLMNode(args.name, args.description, args.input_price, args.output_price, args.size_b)
-    if store.has_node(LLM, llm.name) and store.get_node(LLM, llm.name) != llm and not args.update:
+    old = store.get_nodes(LLM, [llm.name]).get(llm.name)
+    if isinstance(old, LLMNode) and old.registration != llm.registration and not args.update:
         raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")
     if args.outcomes:
         written = ingest.import_outcomes(store, args.outcomes, llms=[llm], update=args.update)

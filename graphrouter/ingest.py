@@ -424,5 +424,14 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
 
 
 def write_logged(store: GraphStore, batch: GraphBatch) -> dict[str, int]:
-    """Write an imported batch atomically with its one change record, for running replicas to follow."""
-    return store.write(batch, change=import_change(batch))
+    """Write an imported batch atomically with its one change record, for running replicas to follow. The record
+    names the stored LLMs and agents whose registration data the batch changes (``--update``): replicas replace
+    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams."""
+    stored = store.get_nodes(LLM, [m.name for m in batch.llms]) | store.get_nodes(AGENT, [a.name for a in batch.agents])
+    batch.llms = keep_upstreams(stored, list(batch.llms))
+    updated = [
+        n.name
+        for n in (*batch.llms, *batch.agents)
+        if (old := stored.get(n.name)) is not None and type(old) is type(n) and old.registration != n.registration
+    ]
+    return store.write(batch, change=import_change(batch, updated=updated))

@@ -86,13 +86,21 @@ def attach_scorer(
     if len(missing) == len(scorer.candidates):
         raise CheckpointError(f"none of the candidates of {source} is in the store; retrain")
     out = Attached()
-    out.changed = changed_since_training(scorer, store)
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
-    for name in reversed(out.changed):  # the store's data replaces the trained one: registered below as new
-        if not scorer.exclude(name, store.get_node(scorer.kinds[scorer.candidates.index(name)], name)):
-            out.excluded.append(name)
+    changed = changed_since_training(scorer, store)
+    if changed and not can_replace(scorer):
+        log.warning(
+            "changed in the store since training, routed with the checkpoint's data until a retrain (the %r router "
+            "cannot replace a candidate): %s",
+            scorer.router.name,
+            ", ".join(changed),
+        )
+    elif changed:
+        out.changed = changed
+        for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
+            scorer.remove_candidate(name)
     out.added, out.skipped = sync_with_store(scorer, store, progress)
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.changed:
@@ -108,29 +116,43 @@ def attach_scorer(
     return out
 
 
-def changed_since_training(scorer: Scorer, store: GraphStore, only: set[str] | None = None) -> list[str]:
-    """The scorer's trained candidates that the store now holds with other data than the checkpoint was trained
-    on: an LLM's description, prices or size (``register-llm --update``, an import with ``--update``, or deleted and
-    registered again), an agent's description or LLM, and the agents of a changed LLM (an LLM backing an agent
-    cannot be dropped alone). LLMs first, then agents. ``only``: compare only these (their agents still follow)."""
+def can_replace(scorer: Scorer) -> bool:
+    """Whether ``scorer``'s router can drop a candidate and register it again without retraining."""
+    from graphrouter.routers.base import Router
+
+    router = type(scorer.router)
+    adds = router.register_candidate is not Router.register_candidate
+    return adds and router.remove_candidate is not Router.remove_candidate
+
+
+def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
+    """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data
+    than the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import
+    with ``--update``, or deleted and registered again), an agent's description or LLM; then every agent the scorer
+    routes (trained or registered since) that runs on a changed LLM, since an LLM backing an agent cannot be dropped
+    alone. LLMs first, then agents."""
     data = scorer.router.world.data
-    trained = {name: c for c, name in enumerate(data.candidates) if name in set(scorer.candidates)}
+    candidates = set(scorer.candidates)
+    trained = {name: c for c, name in enumerate(data.candidates) if name in candidates}
     stored = store.get_nodes(LLM, [n for n in trained if data.candidate_kind[trained[n]] == LLM])
     stored |= store.get_nodes(AGENT, [n for n in trained if data.candidate_kind[trained[n]] == AGENT])
-    backing = data.backing()
-    changed: set[str] = set()
+    backing = data.backing() if len(data.candidate_backing) else None  # None: a checkpoint from before agents' LLMs
+    changed: list[str] = []
     for name, c in trained.items():
-        node = stored.get(name) if only is None or name in only else None
+        node = stored.get(name)
         if isinstance(node, LLMNode):
             size = float(data.candidate_size_b[c])
             was = (data.candidate_text[c], *map(float, data.candidate_prices[c]), None if size != size else size)
-            changed |= {name} if was != (node.description, node.input_price, node.output_price, node.size_b) else set()
+            if was != (node.description, node.input_price, node.output_price, node.size_b):
+                changed.append(name)
         elif isinstance(node, Agent):
-            llm = data.candidates[backing[c]] if c in backing else None
-            changed |= {name} if (data.candidate_text[c], llm) != (node.description, node.llm) else set()
-    changed |= {data.candidates[a] for a, llm in backing.items() if data.candidates[llm] in changed}
-    changed &= set(trained)
-    return sorted(changed, key=lambda n: (data.candidate_kind[trained[n]] != LLM, trained[n]))
+            llm = node.llm if backing is None else data.candidates[backing[c]] if c in backing else None
+            if (data.candidate_text[c], llm) != (node.description, node.llm):
+                changed.append(name)
+    llms = {n for n in changed if isinstance(stored.get(n), LLMNode)}
+    riders = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in llms and a.key in candidates]
+    kinds = dict(zip(scorer.candidates, scorer.kinds, strict=True))
+    return sorted(dict.fromkeys([*changed, *riders]), key=lambda n: (kinds[n] != LLM, scorer.candidates.index(n)))
 
 
 def sync_with_store(

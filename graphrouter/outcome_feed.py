@@ -67,13 +67,14 @@ def query_texts(
     return out
 
 
-def learn_stored(scorer: Scorer, store: GraphStore) -> int:
+def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None) -> int:
     """Give a freshly loaded scorer (not yet serving) what a running service had learned online of the candidates
     it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes), from their stored
     outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each, by ``observed_at``): a restart
     used to forget a new LLM's refit from its outcomes and its quiz's counts until the next training. An unavailable
-    store raises; other failures are logged, and 0 is returned."""
-    names = scorer.relearned()
+    store raises; other failures are logged, and 0 is returned. ``only``: these candidates only (others replaced
+    while serving: the rest have learned theirs already)."""
+    names = {n: kind for n, kind in scorer.relearned().items() if only is None or n in only}
     if not names:
         return 0
     try:

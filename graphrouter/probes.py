@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_SEED = 2**31 - 1  # a probe set's seed: numpy's and GET /v1/llms/{name}/probes's range
+
 
 @dataclass(frozen=True)
 class Probe:

@@ -20,6 +20,8 @@ from graphrouter.rewards import scenario_weights
 from graphrouter.world import UNKNOWN_TASK
 
 MAX_QUERY_CHARS = 20_000
+# relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
+BUDGET_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)

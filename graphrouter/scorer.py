@@ -21,14 +21,10 @@ from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.exploration import Explorer
 from graphrouter.online import OnlineLearner
-from graphrouter.probes import Probe, design_probes
-from graphrouter.route_request import MAX_QUERY_CHARS, RouteRequest, check_request
+from graphrouter.probes import MAX_SEED, Probe, design_probes
+from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures
-
-# relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
-BUDGET_TOLERANCE = 1e-9
-MAX_SEED = 2**31 - 1  # a probe set's seed, as GET /v1/llms/{name}/probes takes it
 
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 import api.registry
 from graph_store import GraphBatch, LLMNode
 from graph_store.backends.embedded import EmbeddedStore
-from tests.routing_world import fit_api_checkpoints, make_api_app, make_world, populate
+from tests.routing_world import AUTH, fit_api_checkpoints, make_api_app, make_world, populate
 
 
 def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,10 +57,14 @@ def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_
         populate(store, world)
         with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
             before = client.post("/v1/route", json=body).json()["candidates"][0]
+            agent = {"name": "ag", "llm": "llm-1", "description": "ReAct on llm-1"}
+            assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
         store.upsert([LLMNode("llm-1", "model 1, upgraded", 5.0, 5.0)])  # what register-llm --update writes
         with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
             after = client.post("/v1/route", json=body).json()["candidates"][0]
-            assert client.get("/ready").json()["candidates"] == 5
+            assert client.get("/ready").json()["candidates"] == 6
+            on_it = client.post("/v1/route", json={**body, "candidates": ["ag"]}).json()["candidates"][0]
+            assert on_it["cost"] == after["cost"]  # the agent runs on the repriced LLM
             untouched = client.post("/v1/route", json={**body, "candidates": ["llm-2"]}).json()["candidates"][0]
     assert after["cost"] > 5 * before["cost"], (before, after)  # 0.575 → 5.0 USD per 1M tokens
     # routed as newly registered (no outcomes of its own in the store): the uncertainty penalty of a new candidate

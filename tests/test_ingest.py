@@ -272,7 +272,14 @@ def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", ROWS))
     llms, outcomes = embedded.changes_since(0)
     assert llms.kind == outcomes.kind == changes.IMPORTED and llms.origin == "graphrouter-import"
-    assert llms.payload == {"llms": ["big", "small"], "agents": [], "tasks": [], "outcomes": 0, "rows": []}
+    assert llms.payload == {
+        "llms": ["big", "small"],
+        "agents": [],
+        "tasks": [],
+        "outcomes": 0,
+        "rows": [],
+        "updated": [],
+    }
     assert outcomes.payload["tasks"] == ["math", "poetry"] and outcomes.payload["outcomes"] == 3
     assert sorted(r[1] for r in outcomes.payload["rows"]) == ["big", "small", "small"]
     bad = [dict(r) for r in ROWS]
@@ -284,6 +291,13 @@ def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
     (large,) = embedded.changes_since(outcomes.version)
     assert large.payload["outcomes"] == 3 and "rows" not in large.payload
+    # the record names the stored LLMs whose data an --update import changed (replicas replace those only)
+    import_llms(embedded, catalogue)
+    assert embedded.changes_since(large.version)[-1].payload["updated"] == []
+    changed = {**CATALOGUE, "small": {**CATALOGUE["small"], "input_price": 0.5}}
+    catalogue.write_text(json.dumps(changed))
+    import_llms(embedded, catalogue, update=True)
+    assert embedded.changes_since(large.version)[-1].payload["updated"] == ["small"]
 
 
 def test_an_import_that_would_change_stored_data_is_refused_unless_update(

@@ -145,16 +145,31 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=None, source="probe", update=False), store)
         assert follower.poll() == 1 and seen == [("llm-imported", {q.key: 0.75})]
 
-        # a catalogue import with --update that reprices a trained LLM: routed with the store's prices at once
-        body = {"query": "task-1 something", "k": 1, "candidates": ["llm-2"]}
+        # a catalogue import with --update that reprices a trained LLM: routed with the store's prices at once, and
+        # so is the agent that runs on it (registered since training)
+        agent = {"name": "ag", "llm": "llm-2", "description": "ReAct on llm-2"}
+        assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
+        body = {"query": "task-1 something", "k": 2, "candidates": ["llm-2", "ag"]}
         before = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
         catalogue.write_text(json.dumps({"llm-2": {"feature": "model 2", "input_price": 9.0, "output_price": 9.0}}))
         cmd_import(argparse.Namespace(what="llms", file=catalogue, update=True), store)
         assert follower.poll() == 1
-        after = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
-        assert after > 5 * before, (before, after)
-        body["candidates"] = ["llm-imported"]  # and one registered since training
-        before = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]["cost"]
+        costs = {c["name"]: c["cost"] for c in client.post("/v1/route", json=body, headers=AUTH).json()["candidates"]}
+        assert set(costs) == {"llm-2", "ag"} and min(costs.values()) > 5 * before, (before, costs)
+
+        # and one registered since training; a re-import of the same data changes nothing there (what it learned
+        # online from an outcome on a new query included)
+        body = {"query": "task-1 something", "k": 1, "candidates": ["llm-imported"]}
+        new_q = {"query": "task-1 a brand new question", "task": "task-1", "candidate": "llm-imported", "effect": 1.0}
+        assert (
+            client.post("/v1/outcomes", json={"outcomes": [{**new_q, "cost": 0.01}]}, headers=AUTH).status_code == 200
+        )
+        learned = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]
+        catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", **_PRICES}}))
+        cmd_import(argparse.Namespace(what="llms", file=catalogue, update=False), store)
+        assert follower.poll() == 1
+        assert client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0] == learned
+        before = learned["cost"]
         catalogue.write_text(
             json.dumps({"llm-imported": {"feature": "an imported model", "input_price": 9.0, "output_price": 9.0}})
         )

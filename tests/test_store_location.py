@@ -102,7 +102,7 @@ def test_credentials_in_the_location_log_in(bolt_server) -> None:  # type: ignor
         assert SECRET not in str(err.value)
 
 
-def test_an_outage_gives_store_unavailable_within_the_bound(tmp_path: Path) -> None:
+def test_an_outage_gives_store_unavailable_then_fails_fast_without_hanging(tmp_path: Path) -> None:
     """A throw-away server: write, stop it, then reads and writes must fail promptly with StoreUnavailableError."""
     from tests._arcadedb import arcadedb_bolt_server
 

@@ -15,13 +15,14 @@ from fastapi import HTTPException, Query, status
 
 from api.models import ProbeOut, ProbeSet
 from graph_store import AGENT, LLM, GraphStore
+from graphrouter.probes import MAX_SEED
 from graphrouter.scorer import Scorer
 
 MAX_PROBES = 500
 KParam = Annotated[int, Query(ge=1, le=MAX_PROBES, description="how many probes")]
 SeedParam = Annotated[
     int,
-    Query(ge=0, le=2**31 - 1, description="seed of the random sample within each task (same graph and seed: same set)"),
+    Query(ge=0, le=MAX_SEED, description="seed of the random sample within each task (same graph and seed: same set)"),
 ]
 
 

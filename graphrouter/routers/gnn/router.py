@@ -147,6 +147,7 @@ class GnnRouter(CandidateList, Router):
         """A consistent copy with exact caches (pickling and deepcopy), taken under the serving lock."""
         with self._cache.lock:
             state = dict(self.__dict__)
+            state.pop("_own_cache", None)  # derived per snapshot of the candidates; not saved
             state["cost_model"] = copy.copy(self.cost_model)
             state["members"] = list(self.members)
             state["_cache"] = self._cache.exact_copy()
@@ -335,12 +336,11 @@ class GnnRouter(CandidateList, Router):
         with its *own* outcomes would pay, ``margin / (1 + own)^power``: it is routed like its LLM until its
         outcomes show more than that, and bad news (a prediction below its LLM's) counts at once."""
         u = super().combine(q, effect, cost_norm, weights)
-        backing = self._cache.candidates.backing
-        if not backing or self.uncertainty_margin <= 0 or max(max(backing), *backing.values()) >= effect.shape[1]:
+        cands = self._cache.candidates  # one snapshot: its columns are those of ``effect`` unless a change landed
+        if not cands.backing or self.uncertainty_margin <= 0 or len(cands.features) != effect.shape[1]:
             return u
-        agents = np.fromiter(backing, np.int64, len(backing))
-        llms = np.array([backing[a] for a in agents.tolist()], np.int64)
-        own = np.isfinite(self._cache.candidates.effect[:, agents]).sum(0).astype(float)
+        agents, llms, own = self._agents_own_outcomes(cands)
+        own = own.copy()
         if self.online is not None:
             own += self.online.counts(self.candidates)[agents]
         unearned = self.uncertainty_margin / (1.0 + own) ** self.uncertainty_power
@@ -348,6 +348,17 @@ class GnnRouter(CandidateList, Router):
         u = u.copy()
         u[:, agents] -= weights[0] * lift
         return u
+
+    def _agents_own_outcomes(self, cands: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The agent columns of ``cands``, their LLMs' columns, and the stored outcomes of each agent's own (not
+        inherited); computed once per snapshot of the candidates (a scan of every stored query)."""
+        cached = getattr(self, "_own_cache", None)
+        if cached is None or cached[0] is not cands:
+            agents = np.fromiter(cands.backing, np.int64, len(cands.backing))
+            llms = np.array([cands.backing[a] for a in agents.tolist()], np.int64)
+            own = np.isfinite(cands.effect[:, agents]).sum(0).astype(float)
+            cached = self._own_cache = (cands, agents, llms, own)
+        return cached[1], cached[2], cached[3]
 
     def reattach(self, world: World) -> None:
         """Serve over another stored graph without retraining: every query of ``world`` becomes a stored query
