@@ -272,6 +272,25 @@ def test_the_fit_from_outcomes_follows_a_trained_candidate_that_changed(star_wor
     np.testing.assert_allclose(copied.predict_effect(q), after, atol=1e-6)
 
 
+def test_a_trained_candidate_moves_on_evidence_of_a_change_not_on_one_outcome(star_world) -> None:  # type: ignore[no-untyped-def]
+    """Its training outcomes say what it does: re-posting them changes nothing, one outcome against them moves it a
+    little (it moved a trained dcrouter LLM's share from 11% to 75% when fitted like a new candidate's), and many
+    that agree on a change move it all the way (the test above)."""
+    train, test = split(star_world)
+    gnn = GnnRouter(**FAST).fit(star_world, train)
+    q = star_world.features(test[:40])
+    before = gnn.predict_effect(q)
+    llm = 2
+    name, known = star_world.data.candidates[llm], star_world.data.effect[train, llm]
+    gnn.add_outcomes(name, {int(i): float(e) for i, e in zip(train[:30], known[:30], strict=True)})
+    assert gnn.wait_exact(60)
+    np.testing.assert_allclose(gnn.predict_effect(q), before, atol=1e-6)  # known already: not news
+    failed = int(train[np.flatnonzero(known == 0)[0]])
+    gnn.add_outcomes(name, {failed: 1.0})  # one success where it failed
+    assert gnn.wait_exact(60)
+    assert np.abs(gnn.predict_effect(q)[:, llm] - before[:, llm]).mean() < 0.02
+
+
 def test_fit_offsets_shrinks_few_outcomes_and_follows_many() -> None:
     from graphrouter.routers.gnn.fit import FitPrior, fit_offsets
 

@@ -152,10 +152,14 @@ class CandidateList:
             if name not in self.candidates:
                 raise UnknownCandidateError(f"{name!r} is not a candidate")
             rows, effects = self._positions(outcomes, strict=False)  # checked before anything changes
+            used = len(rows)
             self.cost_model.observe(self.candidates.index(name), costs or {}, self.world.query_tokens)
             if len(rows):
                 now = self._cache.candidates
                 col = self.candidates.index(name)
+                same = now.effect[rows, col] == effects  # known already (re-posted): not news, nothing to refit
+                rows, effects = rows[~same], effects[~same]
+            if len(rows):
                 effect = now.effect.copy()  # never mutated in place: a background refresh may be reading it
                 effect[rows, col] = effects
                 cands = Candidates(now.features, effect, dict(now.backing))
@@ -163,7 +167,7 @@ class CandidateList:
                 self._note_fresh(name, rows)
                 serving = self._cache.patched(cands, columns)
                 self._cache.commit(cands, serving, columns, reshaped=False, refit_only=True)
-            return len(rows)
+            return used
 
     def _positions(self, outcomes: dict[int, float], strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Stored positions and effects of ``outcomes`` (world query index → effect); with ``strict=False``

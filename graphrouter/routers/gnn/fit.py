@@ -14,12 +14,17 @@ arrived since training (all of a registered candidate's, the new ones of a train
 on at most (1 + tasks) parameters: microseconds per candidate; the cost is one batched ego-path pass over the fresh
 outcome rows. With no fresh outcome the offsets are 0 and the GNN's own prediction stands.
 
-The fit is *paired* (:attr:`FitPrior.peers`): its peers are the 5 trained LLMs whose outcomes agree most with this one's
-over its outcome rows; on each row, their mean residual (observed − predicted) there is added to its base first, so a
-row that is harder or easier than the GNN predicts for everyone moves no offset. Unpaired, a probe set chosen where the
-strong candidates disagree (hard rows that strong models still get right more often than predicted) made the new LLM
-look better than it is (nemotron on dcrouter, 20 designed probes: predicted 0.68, true 0.56;
-experiments/results/new_llm_why_dcrouter.md).
+A *trained* candidate's offsets are the model average of "it changed" and "it did not"
+(:func:`~graphrouter.logit_fit.fit_change`): its training outcomes already say what it does, so a few outcomes leave
+it about where it was, and many that agree on a change (an upgrade) move it; re-posted outcomes it already had are
+not fresh at all.
+
+The fit of a new candidate is *paired* (:attr:`FitPrior.peers`): its peers are the 5 trained LLMs whose outcomes
+agree most with this one's over its outcome rows; on each row, their mean residual (observed − predicted) there is
+added to its base first, so a row that is harder or easier than the GNN predicts for everyone moves no offset.
+Unpaired, a probe set chosen where the strong candidates disagree (hard rows that strong models still get right more
+often than predicted) made the new LLM look better than it is (nemotron on dcrouter, 20 designed probes: predicted
+0.68, true 0.56; experiments/results/new_llm_why_dcrouter.md).
 
 The table of offsets (candidates × tasks) travels with the compiled ego path it was fitted for
 (:attr:`~graphrouter.routers.gnn.ego.EgoPath.offsets`), so the numpy request path and the PyTorch reference apply
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrouter.logit_fit import FitPrior, fit_offsets, fit_resemblance
+from graphrouter.logit_fit import FitPrior, fit_change, fit_offsets, fit_resemblance
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import pad_neighbours
@@ -128,8 +133,11 @@ def fit_correction(
             cols.append(c)
             own.append(w_own)
             mix.append(w)
-        else:
-            offsets[c] = fit_offsets(own_base, y, t, n_tasks, prior)
+        else:  # a trained candidate (its training outcomes are its prior), or nothing to resemble
+            if c in trained:  # against its own calibrated prediction: a peer-shifted base makes one row a surprise
+                offsets[c] = fit_change(logits[i, c], y, t, n_tasks, prior)
+            else:
+                offsets[c] = fit_offsets(own_base, y, t, n_tasks, prior)
     if not cols:
         return Correction(offsets.astype(np.float32), peer_cols=pairable)
     return Correction(
