@@ -265,10 +265,12 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 self.change(_REGISTERED[kind], node.name),
             )
             note = self.add_to_scorer(scorer, store, kind, node, backing, outcomes)
-            if note is None and kind == LLM and not node.description.strip() and not outcomes:
+            penalised = scorer is not None and scorer.router.penalty((1.0, 0.0)) is not None
+            if note is None and kind == LLM and not outcomes and penalised:
+                known = "its description only" if node.description.strip() else "no description and no outcomes"
                 note = (
-                    "no description and no outcomes: the router knows nothing of its skill and ranks it low until "
-                    f"outcomes come (GET /v1/llms/{urllib.parse.quote(node.name)}/probes, then POST /v1/outcomes)"
+                    f"routable from {known}: until outcomes show its skill, the uncertainty penalty ranks it below "
+                    f"the known LLMs (GET /v1/llms/{urllib.parse.quote(node.name)}/probes, then POST /v1/outcomes)"
                 )
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
 

@@ -112,6 +112,9 @@ def test_agents_register_route_inspect_delete(
         r = client.post("/v1/llms", json={"name": "bare", "input_price": 1, "output_price": 1}, headers=AUTH)
         assert r.status_code == 201 and r.json()["routable"] is True, r.text
         assert "no description and no outcomes" in r.json()["note"] and "/v1/llms/bare/probes" in r.json()["note"]
+        described = {"name": "described", "description": "a model", "input_price": 1, "output_price": 1}
+        r = client.post("/v1/llms", json=described, headers=AUTH)  # told that it ranks low until outcomes come
+        assert r.status_code == 201 and "routable from its description only" in r.json()["note"], r.text
 
         # back with other data: routable again (the GNN dropped the old one)
         r = client.post("/v1/agents", json={**AGENT_BODY, "llm": "llm-2", "strategy": "CoT"}, headers=AUTH)
