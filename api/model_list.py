@@ -11,14 +11,14 @@ from fastapi import status
 from api.proxy_models import ModelCard, ModelList
 from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
-from graphrouter.ingest import ROUTER_MODEL
+from graphrouter.ingest import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 
 
 def models(store: GraphStore) -> ModelList:
     cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
     cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
-    usable = [n for n in callable_llms(store) if not (n == ROUTER_MODEL or n.startswith(ROUTER_MODEL + ":"))]
+    usable = [n for n in callable_llms(store) if not is_router_model(n)]
     return ModelList(data=cards + [ModelCard(id=n, owned_by="upstream") for n in usable])
 
 

@@ -75,7 +75,7 @@ from api.upstream import (
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
-from graphrouter.ingest import ROUTER_MODEL
+from graphrouter.ingest import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 from graphrouter.scorer import RouteResult
 
@@ -181,7 +181,7 @@ class ChatProxy(ProxyRecords):
     def _plan(self, model: str, text: str, fields: dict[str, Any]) -> Plan:
         """Rank (or look up) the candidates and their upstreams: one thread-pool hop for scorer and store."""
         store = self.state.get_store()
-        if model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
+        if is_router_model(model):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
             if scenario is not None and "scenario" in fields:
                 raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")

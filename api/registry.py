@@ -15,8 +15,8 @@ Retrained or reloaded scorers are installed through :meth:`CandidateRegistry.ins
 registration slips in between reading the store and swapping the scorer in.
 
 Replicas: every store write here carries a change record (graph_store.changes) naming this replica as its origin,
-written in the same transaction. Other replicas (api/replication.py) read it and call :meth:`CandidateRegistry.apply`,
-which changes their scorer through the same methods a local change uses, without writing the store again.
+written in the same transaction. Other replicas read it (api/replication.py: ``ChangeApplier.apply``), which changes
+their scorer through this registry's methods, the same a local change uses, without writing the store again.
 
 Posted outcomes reach the serving scorer through the registry's outcome methods, in api/registry_outcomes.py;
 tasks are registered and deleted by its task methods, in api/registry_tasks.py.

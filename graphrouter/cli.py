@@ -237,13 +237,13 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
 def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import AGENT, LLM
     from graphrouter.errors import GraphRouterError
-    from graphrouter.probes import MAX_SEED
+    from graphrouter.probes import MAX_PROBES, MAX_SEED
 
     kind = LLM if store.has_node(LLM, args.name) else AGENT if store.has_node(AGENT, args.name) else None
     if kind is None:
         raise GraphRouterError(f"no LLM or agent named {args.name!r} in the store; register it first")
-    if not 1 <= args.k <= 500:
-        raise GraphRouterError(f"--k must be between 1 and 500, got {args.k}")
+    if not 1 <= args.k <= MAX_PROBES:
+        raise GraphRouterError(f"--k must be between 1 and {MAX_PROBES}, got {args.k}")
     if not 0 <= args.seed <= MAX_SEED:
         raise GraphRouterError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     scorer = _load_scorer(args, store)

@@ -375,9 +375,14 @@ def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> di
 ROUTER_MODEL = "graphrouter"  # the proxy's model name that asks it to route (and graphrouter:<scenario>)
 
 
+def is_router_model(name: str) -> bool:
+    """Whether the proxy reads model ``name`` as a request to route (``graphrouter`` or ``graphrouter:<anything>``)."""
+    return name == ROUTER_MODEL or name.startswith(ROUTER_MODEL + ":")
+
+
 def reserved_name(name: str) -> str | None:
     """Why an LLM may not take ``name`` (the proxy reads it as a request to route), or None if it may."""
-    if name == ROUTER_MODEL or name.startswith(ROUTER_MODEL + ":"):
+    if is_router_model(name):
         return (
             f"{name!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
             "give the LLM another name"

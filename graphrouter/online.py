@@ -1,11 +1,12 @@
 """Learning from live traffic without retraining: online corrections of a router's effect predictions
 (:class:`OnlineLearner`); the exploration that feeds them is :mod:`graphrouter.exploration`.
 
-**Corrections.** Every outcome posted for a candidate — trained or registered since, on a stored query or a new one
-— is kept as (query embedding, task, candidate, observed effect, residual), where the residual is the observed
-effect minus the router's own (uncorrected) prediction for that candidate on that query at the time. A request's
-prediction for candidate ``c`` on a query of task ``t`` is then corrected by a hierarchical shrinkage estimate of the
-residual (Gaussian posterior means with prior strengths counted in outcomes, each level one :func:`shrink`)::
+**Corrections.** Every outcome posted for a candidate — trained or registered since, on a query its router was not
+trained on (a router that takes outcomes on its training queries, the GNN, takes those itself) — is kept as (query
+embedding, task, candidate, observed effect, residual), where the residual is the observed effect minus the router's
+own (uncorrected) prediction for that candidate on that query at the time. A request's prediction for candidate
+``c`` on a query of task ``t`` is then corrected by a hierarchical shrinkage estimate of the residual (Gaussian
+posterior means with prior strengths counted in outcomes, each level one :func:`shrink`)::
 
     g  = Σ_c r / (n_c + κ_candidate)                          the candidate's mean residual, shrunk to 0
     τ  = (Σ_{c,t} r + κ_task · g) / (n_{c,t} + κ_task)        its mean residual on the task, shrunk to g

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_SEED = 2**31 - 1  # a probe set's seed: numpy's and GET /v1/llms/{name}/probes's range
+MAX_PROBES = 500  # the most probes one request (API or CLI) asks for
 
 
 @dataclass(frozen=True)

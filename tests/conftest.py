@@ -1,8 +1,8 @@
 """Shared fixtures: every graph_store backend, for real.
 
-``store_location`` is parametrised over the backends: an embedded file in a temp folder, and the Neo4j backend
-against an ArcadeDB Bolt server that starts once per session (tests/_arcadedb.py). Nothing is skipped: if the
-Bolt server cannot start, the Neo4j tests fail.
+``open_store_fn`` (and ``store``) is parametrised over ``BACKENDS``: an embedded file in a temp folder, and the
+Neo4j backend against an ArcadeDB Bolt server that starts once per session (tests/_arcadedb.py). Nothing is skipped:
+if the Bolt server cannot start, the Neo4j tests fail.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ stored with another text or task is a 409) and then written in one atomic store 
 Writing an outcome for a (query, candidate) pair again updates it.
 
 Then the serving scorer learns every effect of the candidates it routes to at once, without retraining
-(:meth:`graphrouter.scorer.Scorer.add_outcomes`): on a stored query it was trained on the GNN also updates its graph,
-and on any query — stored or new — the outcome corrects that candidate's predictions and the query becomes a
-neighbour for later requests (:mod:`graphrouter.online`); the observed costs of candidates registered since training
+(:meth:`graphrouter.scorer.Scorer.add_outcomes`): on a stored query it was trained on, the GNN updates its graph and
+refits that candidate's offsets (graphrouter/routers/gnn/fit.py); on any other query — stored or new — the outcome
+corrects that candidate's predictions and the query becomes a neighbour for later requests
+(:mod:`graphrouter.online`); the observed costs of candidates registered since training
 set their cost multiplier. The answer says how many were applied now (``applied_to_scorer``) and how many wait for
 the next training (``pending_retrain``: outcomes on candidates the scorer does not route to). Every written outcome
 is in the store, so the next training uses all of them, and the retrained scorer keeps only the corrections of

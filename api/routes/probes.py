@@ -15,10 +15,9 @@ from fastapi import HTTPException, Query, status
 
 from api.models import ProbeOut, ProbeSet
 from graph_store import AGENT, LLM, GraphStore
-from graphrouter.probes import MAX_SEED
+from graphrouter.probes import MAX_PROBES, MAX_SEED
 from graphrouter.scorer import Scorer
 
-MAX_PROBES = 500
 KParam = Annotated[int, Query(ge=1, le=MAX_PROBES, description="how many probes")]
 SeedParam = Annotated[
     int,

@@ -1,9 +1,11 @@
 """Top-k candidates for a query: ``POST /v1/route`` and ``POST /v1/route/batch``.
 
-Validation happens in two places, both answered with a message naming the field: the request model (422: missing
-or malformed fields, wrong JSON types, k < 1, NaN or negative weights, an unknown scenario, a text that is not valid
-Unicode, ...) and the scorer (400: no candidate left to route to, an unknown task or candidate, no candidate within
-the budget). A task registered after the checkpoint was trained is a 400 saying to retrain (or to omit the task);
+Validation happens in three steps, each answered with a message naming the field: the request model (422: missing or
+malformed fields, wrong JSON types, k < 1, NaN, negative or huge weights, an unknown scenario, a text that is not
+valid Unicode, ...), the service state (400: a task deleted, or registered after training) and the scorer's one
+validator, graphrouter/route_request.py (400: no candidate left to route to, an unknown task or candidate, no
+candidate within the budget).
+A task registered after the checkpoint was trained is a 400 saying to retrain (or to omit the task);
 it is not mapped to an inferred one behind the client's back. The top-1 candidate of every answer is counted in
 ``/metrics``.
 The endpoints are ``async``: the checks run on the event loop and the routing itself (embedding, GNN) in one hop to

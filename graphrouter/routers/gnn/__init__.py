@@ -11,6 +11,10 @@ The package, one concern per module:
 * :mod:`~graphrouter.routers.gnn.serving`: the serving cache, its lock and its background refresh;
 * :mod:`~graphrouter.routers.gnn.ego`: the request path compiled to numpy;
 * :mod:`~graphrouter.routers.gnn.reference`: reference predictors for tests and benchmarks;
+* :mod:`~graphrouter.routers.gnn.fit`: the fast fit from outcomes (a candidate's offsets, fitted to its fresh ones);
+* :mod:`~graphrouter.routers.gnn.correction`: the fitted offsets and model-average weights a serving state applies;
+* :mod:`~graphrouter.routers.gnn.fallback`: the validation-selected per-task fallback to the per-task table;
+* :mod:`~graphrouter.routers.gnn.candidate_list`: registering, removing and observing candidates without retraining;
 * :mod:`~graphrouter.routers.gnn.router`: :class:`GnnRouter` itself (registered as ``"gnn"``).
 """
 
