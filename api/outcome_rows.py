@@ -59,6 +59,7 @@ def outcome_batch(rows: Sequence[ObservedOutcome], store: GraphStore, max_query_
     now = utc_now()
     look = _Lookups(store, rows)
     new_queries: dict[str, Query] = {}
+    first_row: dict[str, int] = {}  # the row that brought each new query
     outcomes: list[Outcome] = []
     seen: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
@@ -76,9 +77,16 @@ def outcome_batch(rows: Sequence[ObservedOutcome], store: GraphStore, max_query_
                 query = Query(row.query, row.task, id=row.query_id or "")
             except InvalidInputError as exc:
                 raise _unprocessable(f"{at}.query: {exc}") from None
-            stored = new_queries.get(query.id) or look.query(query.id)
+            earlier = new_queries.get(query.id)
+            if earlier is not None and (earlier.text, earlier.task) != (query.text, query.task):
+                raise _unprocessable(
+                    f"{at}.query: the same query id as outcomes[{first_row[query.id]}] ({query.id!r}) with another "
+                    "text or task; give one of them its own query_id"
+                )
+            stored = earlier or look.query(query.id)
             if stored is None:
                 new_queries[query.id] = query
+                first_row[query.id] = i
             elif (stored.text, stored.task) != (query.text, query.task):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,

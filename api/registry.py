@@ -335,15 +335,19 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         backing: LLMNode | None,
         outcomes: list[Outcome],
         undo: bool = True,
+        with_costs: bool = True,
     ) -> str | None:
         """Make a candidate just written to the store routable; a note when it is not routable yet. If the scorer
-        refuses it and ``undo``, the store write is undone (a replica applying another's change does not undo)."""
+        refuses it and ``undo``, the store write is undone (a replica applying another's change does not undo).
+        ``with_costs=False``: its outcomes' costs do not set its cost multiplier (they were billed at prices it no
+        longer has)."""
         state = self.state
         if scorer is None:
             return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
         if isinstance(node, Agent) and not state.routable(node.llm):
             return f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
         effects, costs = outcome_values(outcomes)
+        costs = costs if with_costs else {}
         try:
             with state.lock.write():
                 if not scorer.restore(node.name):  # not a re-registration of a deleted one with the same data

@@ -189,6 +189,10 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
     if weights is not None and None in weights:
         raise GraphRouterError("give both --w-effect and --w-cost")
+    if weights is not None and args.scenario is not None:
+        raise GraphRouterError("give --scenario or --w-effect/--w-cost, not both")
+    if not args.query.strip():
+        raise GraphRouterError("the query is empty")
     scenario_weights(None if weights else args.scenario, weights)
     if args.k < 1:
         raise GraphRouterError(f"--k must be at least 1, got {args.k}")
@@ -349,7 +353,7 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rt = sub.add_parser("route", help="top-k candidates for a query")
     rt.add_argument("query")
     rt.add_argument("--k", type=int, default=3, help="how many candidates to list (default 3)")
-    rt.add_argument("--scenario", default="balance", help="performance_first, balance (default) or cost_first")
+    rt.add_argument("--scenario", default=None, help="performance_first, balance (default) or cost_first")
     rt.add_argument("--w-effect", type=float, default=None, help="explicit weights instead of a scenario")
     rt.add_argument("--w-cost", type=float, default=None)
     rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")

@@ -101,7 +101,7 @@ def attach_scorer(
         out.changed = changed
         for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
             scorer.remove_candidate(name)
-    out.added, out.skipped = sync_with_store(scorer, store, progress)
+    out.added, out.skipped = sync_with_store(scorer, store, progress, stale_costs=set(out.changed))
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.changed:
         log.warning(
@@ -156,11 +156,16 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
 
 
 def sync_with_store(
-    scorer: Scorer, store: GraphStore, progress: Callable[[int, int], None] | None = None, chunk: int = SYNC_CHUNK
+    scorer: Scorer,
+    store: GraphStore,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = SYNC_CHUNK,
+    stale_costs: set[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Register every LLM, then every agent, in the store that ``scorer``'s checkpoint does not know: their
     outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
-    time (one change of the router each). ``progress(done, total)`` is called after each chunk.
+    time (one change of the router each). ``progress(done, total)`` is called after each chunk. ``stale_costs``:
+    candidates whose stored costs were billed at other prices than they have now (they set no cost multiplier).
 
     Returns (registered names, names skipped because this router cannot add candidates without retraining, or
     because an agent's backing LLM is not a candidate).
@@ -201,9 +206,8 @@ def sync_with_store(
         specs = []
         for (node, backing), emb in zip(part, embs, strict=True):
             rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
-            effects, costs = scorer.router.training_rows(
-                {o.query_id: o.effect for o in rows}, {o.query_id: o.cost for o in rows}
-            )
+            billed = {} if node.key in (stale_costs or set()) else {o.query_id: o.cost for o in rows}
+            effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             price = node if backing is None else backing
             specs.append(
                 NewCandidate(

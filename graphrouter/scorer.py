@@ -410,7 +410,7 @@ class Scorer:
             affordable = pool[cost[pool] <= budget * (1 + BUDGET_TOLERANCE)]  # a cost as the answer shows it fits
             if len(affordable) == 0:
                 raise GraphRouterError(
-                    f"no candidate fits the budget of {budget:g} USD; the cheapest costs {cost[pool].min():.3g} USD"
+                    f"no candidate fits the budget of {budget:.12g} USD; the cheapest costs {cost[pool].min():.12g} USD"
                 )
             pool = affordable
         order = pool[np.argsort(-utility[pool], kind="stable")]

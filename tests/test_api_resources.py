@@ -212,6 +212,11 @@ def test_outcomes_are_validated_in_full_then_written_at_once(
             ([ok, {**ok, "query_id": "q-nope"}], 422, "outcomes[1].query_id: no stored query 'q-nope'"),
             ([ok, ok], 422, "outcomes[1]: the same query and candidate as outcomes[0]"),
             ([new_query, {**new_query, "task": "cooking"}], 422, "outcomes[1].task: no task named 'cooking'"),
+            (
+                [new_query, {**new_query, "task": "task-2", "candidate": "llm-1"}],
+                422,
+                "outcomes[1].query: the same query id as outcomes[0]",
+            ),
             ([{**new_query, "task": None}], 422, "outcomes[0]: Value error, task is required with query"),
             ([{**ok, "task": "task-0"}], 422, "outcomes[0]: Value error, task is only taken with query"),
             ([{**new_query, "query_id": "q1"}], 409, "outcomes[0].query: query 'q1' is already stored with another"),

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.registry
-from graph_store import GraphBatch, LLMNode
+from graph_store import GraphBatch, LLMNode, Outcome
 from graph_store.backends.embedded import EmbeddedStore
 from tests.routing_world import AUTH, fit_api_checkpoints, make_api_app, make_world, populate
 
@@ -55,6 +55,11 @@ def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_
     body = {"query": "task-1 something", "k": 1, "candidates": ["llm-1"], "scenario": "performance_first"}
     with EmbeddedStore(tmp_path / "graph.db") as store:
         populate(store, world)
+        billed = [  # its stored outcomes, billed at the price it had: they must not undo the new price
+            Outcome(world.data.query_keys[i], "llm-1", float(world.data.effect[i, 1]), float(world.data.cost[i, 1]))
+            for i in range(40)
+        ]
+        store.write(GraphBatch(outcomes=billed))
         with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
             before = client.post("/v1/route", json=body).json()["candidates"][0]
             agent = {"name": "ag", "llm": "llm-1", "description": "ReAct on llm-1"}

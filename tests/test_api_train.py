@@ -91,9 +91,12 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert r.status_code == 400 and "retrain (POST /v1/train)" in r.json()["detail"], r.text
 
         assert client.post("/v1/train").status_code == 401
-        r = client.post("/v1/train", headers=AUTH)
-        assert r.status_code == 202 and r.json()["status"] == "running" and r.json()["started_at"], r.text
+        r = client.post("/v1/train", json={"params": {"seeds": [0]}}, headers=AUTH)  # the server's, not a body's
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "params", r.text
+        assert client.post("/v1/train", json={}, headers=AUTH).status_code == 202  # an empty body is no body
         assert snapshot_taken.wait(60)
+        r = client.get("/v1/train")
+        assert r.json()["status"] == "running" and r.json()["started_at"], r.text
         r = client.post("/v1/train", headers=AUTH)
         assert r.status_code == 409 and "already running" in r.json()["detail"], r.text
         assert client.get("/v1/train").json()["status"] == "running"

@@ -74,6 +74,11 @@ def test_apply_replaces_only_falling_back_tasks_and_trained_candidates_without_f
     np.testing.assert_array_equal(out[1], [0.5, 0.3, 0.5, 0.3])
     out = fb.apply(pred4, task, ("b", "a", "new", "agent-on-a"), frozenset({"agent-on-a"}), backing={3: 1})
     assert out[1, 3] == 0.5  # with outcomes of its own: its own prediction
+    # a trained candidate's fit from outcomes since training moves its table values as it moves its predictions
+    shift = np.zeros((3, 2))
+    shift[1, 1] = np.log(0.6 / 0.4) - np.log(0.3 / 0.7)  # a: logit(0.3) → logit(0.6) on task 1
+    out = fb.apply(pred, task, ("b", "a", "new"), frozenset(), shift=shift)
+    np.testing.assert_allclose(out[1], [0.5, 0.6, 0.5])
 
 
 def test_the_router_serves_its_fallback_on_every_path_and_in_the_checkpoint(tmp_path: Path) -> None:
@@ -94,6 +99,16 @@ def test_the_router_serves_its_fallback_on_every_path_and_in_the_checkpoint(tmp_
     np.testing.assert_allclose(fast[~on], plain[~on])
     assert not np.allclose(fast[on], plain[on])
     gnn.fallback = forced
+    # one outcome since training does not switch a trained candidate's fallback off (it moved a dcrouter LLM's
+    # share by 8 to 11 points, all on the one falling-back task): its table values move only by its fit
+    name, row = world.data.candidates[1], int(train[0])
+    gnn.add_outcomes(name, {row: 1.0 - float(world.data.effect[row, 1])})
+    assert gnn.wait_exact(60)
+    moved = gnn.predict_effect(q)
+    assert np.abs(moved[on, 1] - fast[on, 1]).max() < 0.05 < np.abs(plain[on, 1] - fast[on, 1]).max()
+    np.testing.assert_allclose(moved, gnn.predict_effect_reference(q), atol=1e-5)
+    gnn.add_outcomes(name, {row: float(world.data.effect[row, 1])})  # back as trained
+    assert gnn.wait_exact(60)
     save_checkpoint(gnn, "hash-test", tmp_path / "c.pt")
     loaded = load_checkpoint(tmp_path / "c.pt").router
     assert loaded.fallback.fired == [] and loaded.fallback.tasks.tolist() == [True, False, True, False]

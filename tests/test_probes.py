@@ -113,8 +113,11 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert cli.main(["--store", str(path), "route", "q", "--task", "late-task"]) == 2
     assert "'late-task' was registered after the checkpoint was trained" in capsys.readouterr().err
     monkeypatch.setattr(cli, "_load_scorer", lambda args, store: pytest.fail("loaded for a bad argument"))
-    for bad in (["--k", "0"], ["--budget", "0"], ["--w-effect", "1", "--w-cost", "-1"], ["--scenario", "fast"]):
+    both = ["--scenario", "balance", "--w-effect", "1", "--w-cost", "0"]
+    for bad in (["--k", "0"], ["--budget", "0"], ["--w-effect", "1", "--w-cost", "-1"], ["--scenario", "fast"], both):
         assert cli.main(["--store", str(path), "route", "q", *bad]) == 2, bad
+    assert cli.main(["--store", str(path), "route", "  "]) == 2
+    assert "the query is empty" in capsys.readouterr().err
 
 
 def test_cli_routes_around_an_llm_deleted_since_training(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

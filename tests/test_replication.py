@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from graph_store import GraphBatch, GraphStore
+from graph_store import GraphBatch, GraphStore, Outcome
 from graph_store.changes import IMPORTED, LLM_REGISTERED, OUTCOMES, TRAINING_ENDED, TRAINING_STARTED, Change
 from graphrouter.world import World
 from tests.test_api import AUTH, KEY, NEW_LLM, fitted, store  # noqa: F401 - fixtures
@@ -147,6 +147,11 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
 
         # a catalogue import with --update that reprices a trained LLM: routed with the store's prices at once, and
         # so is the agent that runs on it (registered since training)
+        billed = [  # llm-2's stored outcomes, billed at the price it had: they must not undo the new price
+            Outcome(world.data.query_keys[i], "llm-2", float(world.data.effect[i, 2]), float(world.data.cost[i, 2]))
+            for i in range(40)
+        ]
+        store.write(GraphBatch(outcomes=billed))
         agent = {"name": "ag", "llm": "llm-2", "description": "ReAct on llm-2"}
         assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
         body = {"query": "task-1 something", "k": 2, "candidates": ["llm-2", "ag"]}

@@ -6,12 +6,15 @@ one runs is a 409; the store being down is a 503.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, status
 
 from api.deps import StateDep, TrainerDep, WriteAuth
 from api.models import TrainStatusOut
 from api.state import ServiceState
 from api.training import TrainConfigError, Trainer
+from api.types import Strict
 
 router = APIRouter(prefix="/v1/train", tags=["train"])
 
@@ -34,6 +37,11 @@ def _out(state: ServiceState, trainer: Trainer) -> TrainStatusOut:
     )
 
 
+class NoBody(Strict):
+    """``POST /v1/train`` takes no fields: the router and its parameters are the server's
+    (``GRAPHROUTER_TRAIN_ROUTER``, ``GRAPHROUTER_TRAIN_PARAMS``); a body that names any is a 422, not ignored."""
+
+
 @router.post(
     "",
     response_model=TrainStatusOut,
@@ -46,7 +54,9 @@ def _out(state: ServiceState, trainer: Trainer) -> TrainStatusOut:
         503: {"description": "the store is unavailable"},
     },
 )
-def start_training(state: StateDep, trainer: TrainerDep, _auth: WriteAuth) -> TrainStatusOut:
+def start_training(
+    state: StateDep, trainer: TrainerDep, _auth: WriteAuth, body: Annotated[NoBody | None, Body()] = None
+) -> TrainStatusOut:
     try:
         trainer.start()
     except TrainConfigError as exc:  # not the client's fault: the server is misconfigured

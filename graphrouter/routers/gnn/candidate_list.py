@@ -36,6 +36,7 @@ class CandidateList:
     _candidates: tuple[str, ...]
     _kinds: tuple[str, ...]
     _fresh: dict[str, np.ndarray]
+    _trained: tuple[str, ...]
     _nodes: QueryNodes
     cost_model: CostModel
     world: World
@@ -145,6 +146,8 @@ class CandidateList:
             self._candidates = self._candidates[:col] + self._candidates[col + 1 :]
             self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
             self._fresh = {k: v for k, v in self._fresh.items() if k != name}
+            # registered again under this name, it is a new candidate (its trained column is gone)
+            self._trained = tuple(n for n in self._trained if n != name)
             self._cache.commit(cands, serving, [], reshaped=True, refit_only=True, removed=col)
 
     def add_outcomes(self, name: str, outcomes: dict[int, float], costs: dict[int, float] | None = None) -> int:
@@ -164,7 +167,9 @@ class CandidateList:
                 effect[rows, col] = effects
                 cands = Candidates(now.features, effect, dict(now.backing))
                 columns = [col] + [a for a, llm in now.backing.items() if llm == col]
-                self._note_fresh(name, rows)
+                trained = self._trained_values(name, rows)  # back to what it was trained on: news no more
+                self._note_fresh(name, rows[~(trained == effects)])
+                self._forget_fresh(name, rows[trained == effects])
                 serving = self._cache.patched(cands, columns)
                 self._cache.commit(cands, serving, columns, reshaped=False, refit_only=True)
             return used
@@ -185,6 +190,21 @@ class CandidateList:
             rows.append(pos[idx])
             effects.append(float(eff))
         return np.asarray(rows, dtype=np.int64), np.asarray(effects, dtype=np.float64)
+
+    def _trained_values(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) the effects a trained candidate ``name`` was trained with on stored positions ``rows`` (NaN
+        where it had none, and for a candidate registered since training)."""
+        if name not in self._trained:
+            return np.full(len(rows), np.nan)
+        return np.asarray(self.world.data.effect[self.train_idx[rows], self.world.data.candidates.index(name)])
+
+    def _forget_fresh(self, name: str, rows: np.ndarray) -> None:
+        """``name``'s outcomes on ``rows`` are what it was trained on again: not fresh any more."""
+        old = self._fresh.get(name)
+        if old is None or not len(rows):
+            return
+        left = old[~np.isin(old, rows)]
+        self._fresh = {k: v for k, v in self._fresh.items() if k != name} | ({name: left} if len(left) else {})
 
     def _note_fresh(self, name: str, rows: np.ndarray) -> None:
         """Record that ``name``'s outcomes on stored positions ``rows`` arrived since training (most recent last)."""

@@ -79,12 +79,14 @@ class Fallback:
         names: Sequence[str],
         keep: frozenset[str],
         backing: dict[int, int] | None = None,
+        shift: np.ndarray | None = None,
     ) -> np.ndarray:
         """``effect`` (B, C) over the candidates ``names`` with the table's values for queries of falling-back
         tasks (``task`` (B,)); candidates in ``keep`` (or not trained) keep theirs. ``backing`` (agent column → its
         LLM's column): an agent the table does not hold, with no outcomes of its own (not in ``keep``), takes its
-        LLM's values, as it takes its LLM's outcomes and fit. Returns a new array or ``effect`` itself when nothing
-        applies."""
+        LLM's values, as it takes its LLM's outcomes and fit. ``shift`` (C, T): logit offsets the fit from outcomes
+        gave each column (a trained candidate's outcomes since training), added to its table values as they are to
+        its own predictions. Returns a new array or ``effect`` itself when nothing applies."""
         task = np.asarray(task, dtype=np.int64)
         rows = np.flatnonzero(self.tasks[task]) if len(task) else np.zeros(0, np.int64)
         if not len(rows):
@@ -104,6 +106,10 @@ class Fallback:
         out = np.array(effect, dtype=np.float64, copy=True)
         c_out, c_tab = (np.array(x) for x in zip(*cols, strict=True))
         values = self.table[task[rows]][:, c_tab]
+        if shift is not None and shift[c_out].any():
+            moved = np.clip(values, 0.02, 0.98)
+            moved = 1.0 / (1.0 + (1.0 - moved) / moved * np.exp(-shift[c_out][:, task[rows]].T))
+            values = np.where(shift[c_out][:, task[rows]].T != 0, moved, values)
         block = out[np.ix_(rows, c_out)]
         out[np.ix_(rows, c_out)] = np.where(np.isfinite(values), values, block)
         return out

@@ -205,11 +205,17 @@ class GnnRouter(CandidateList, Router):
 
     def apply_fallback(self, effect: np.ndarray, task: np.ndarray) -> np.ndarray:
         """``effect`` with the per-task table's predictions for queries of the tasks that fall back (trained
-        candidates without outcomes since training only); every serving path calls it last."""
+        candidates, moved by their fit from outcomes since training as their own predictions are); every serving path
+        calls it last."""
         if self.fallback is None:
             return effect
         backing = dict(self._cache.candidates.backing)
-        return self.fallback.apply(effect, task, self._candidates, frozenset(self._fresh), backing)
+        correction = self._cache.serving[1].correction
+        shift = None if correction is None else correction.offsets
+        trained = frozenset(self._trained)
+        # registered since training (or again, after their trained column was removed): their own fit stands
+        keep = (frozenset(self._fresh) | frozenset(self.fallback.candidates)) - trained
+        return self.fallback.apply(effect, task, self._candidates, keep, backing, shift)
 
     # -- the fit from outcomes --
     @property
