@@ -291,12 +291,12 @@ class ChangeApplier:
             riders = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in set(updated)]
             replaced = [n for n in scorer.candidates if n in set(updated) | set(riders)]  # LLMs first, then agents
             kinds = dict(zip(scorer.candidates, scorer.kinds, strict=True))
-            for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped
-                self.registry.exclude_candidate(name, None)
-            for name in replaced:  # its stored costs were billed at the prices it had: they set no multiplier
-                self._registration(store, kinds[name], name, with_costs=False)
-            with self.state.lock.write():  # what they had learned online, from the store
-                learn_stored(scorer, store, only=set(replaced))
+            with self.state.lock.write():  # one step for routing: no request finds them gone in between
+                for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped
+                    self.registry.exclude_candidate(name, None)
+                for name in replaced:  # its stored costs were billed at the prices it had: they set no multiplier
+                    self._registration(store, kinds[name], name, with_costs=False)
+                learn_stored(scorer, store, only=set(replaced))  # what they had learned online, from the store
             registered.update(replaced)
         elif updated:
             log.warning("import %d changed %s; routed with the old data here until a retrain", change.version, updated)

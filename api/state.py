@@ -38,13 +38,16 @@ log = logging.getLogger("api")
 
 
 class RWLock:
-    """Many readers or one writer; a waiting writer blocks new readers, so registration is not starved."""
+    """Many readers or one writer; a waiting writer blocks new readers, so registration is not starved. The writer may
+    take the write lock again (a change made of several steps, each of which locks, holds it across them all)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._owner: int | None = None
+        self._depth = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
@@ -62,18 +65,24 @@ class RWLock:
 
     @contextmanager
     def write(self) -> Iterator[None]:
+        me = threading.get_ident()
         with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
+            if self._writer and self._owner == me:  # taken again by its holder
+                self._depth += 1
+            else:
+                self._writers_waiting += 1
+                while self._writer or self._readers:
+                    self._cond.wait()
+                self._writers_waiting -= 1
+                self._writer, self._owner, self._depth = True, me, 1
         try:
             yield
         finally:
             with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+                self._depth -= 1
+                if not self._depth:
+                    self._writer, self._owner = False, None
+                    self._cond.notify_all()
 
 
 def limit_torch_threads(n: int | None) -> int | None:

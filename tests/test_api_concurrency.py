@@ -81,3 +81,27 @@ def test_routes_stay_consistent_while_candidates_and_checkpoints_change(tmp_path
                     t.join(30)
             assert n >= 5 and answers[0] > 20, (n, answers)
             assert not bad, bad[:5]
+
+
+def test_the_routing_lock_lets_its_writer_take_it_again_and_readers_wait_for_the_outer_release() -> None:
+    """A change of several steps that each lock (a replica replacing a candidate: drop it, register it again) holds
+    the write lock across them, so no route finds the candidate gone in between."""
+    from api.state import RWLock
+
+    lock, seen = RWLock(), []
+    inner_done, reader_in = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with lock.read():
+            seen.append(inner_done.is_set())
+            reader_in.set()
+
+    with lock.write():
+        with lock.write():  # the same thread again: no deadlock
+            thread = threading.Thread(target=reader)
+            thread.start()
+            assert not reader_in.wait(0.2)  # the reader waits
+        assert not reader_in.wait(0.2)  # still: the outer write holds it
+        inner_done.set()
+    thread.join(10)
+    assert seen == [True]
