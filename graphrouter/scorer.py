@@ -264,7 +264,7 @@ class Scorer:
         router = self.router
         if router.learns_online:
             return {}
-        trained = set(router.world.data.candidates)
+        trained = router.trained_names()
         counts = router.trained_counts()
         return {
             name: kind

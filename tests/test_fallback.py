@@ -79,6 +79,10 @@ def test_apply_replaces_only_falling_back_tasks_and_trained_candidates_without_f
     shift[1, 1] = np.log(0.6 / 0.4) - np.log(0.3 / 0.7)  # a: logit(0.3) → logit(0.6) on task 1
     out = fb.apply(pred, task, ("b", "a", "new"), frozenset(), shift=shift)
     np.testing.assert_allclose(out[1], [0.5, 0.6, 0.5])
+    sure = Fallback(np.array([False, True]), ("a", "b"), np.array([[0.1, 0.2], [1.0, 0.99]]), ())
+    shift[1, 1] = 1e-3  # a tiny shift leaves a table value of 1 where it is (clipping it moved it below b's 0.99)
+    out = sure.apply(pred, task, ("b", "a", "new"), frozenset(), shift=shift)
+    assert out[1, 1] > 0.9999 and out[1, 0] == 0.99
 
 
 def test_the_router_serves_its_fallback_on_every_path_and_in_the_checkpoint(tmp_path: Path) -> None:

@@ -241,6 +241,13 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
         Outcome("brand-new", "not-a-candidate", 1.0, 0.001),
     ]
     assert scorer.relearned() == {"llm-new": "LLM"}  # the one the online learner refits (no outcome behind it)
+    import copy
+
+    replaced = copy.deepcopy(scorer)  # a trained LLM registered again (repriced): new, so its outcomes are relearned
+    llm0 = LLMNode(data.candidates[0], "repriced", 5.0, 5.0)
+    replaced.remove_candidate(llm0.name)
+    replaced.register_llm(llm0, {trained_q: 1.0})  # with outcomes behind it, as a replacement has
+    assert replaced.relearned() == {"llm-new": "LLM", llm0.name: "LLM"}
     assert [(o.query_id, o.target) for o in scorer.unlearned(outcomes)] == [("brand-new", "llm-new")]
     bandit = _scorer(world, ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries)))
     bandit.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))

@@ -102,6 +102,10 @@ class Router(ABC):
         """(C,) utility subtracted from each candidate whatever the query (e.g. for uncertainty); none by default."""
         return None
 
+    def trained_names(self) -> frozenset[str]:
+        """The candidates this router was trained with and still holds as trained (its training world's)."""
+        return frozenset(self.world.data.candidates)
+
     def trained_counts(self) -> np.ndarray:
         """(C,) outcomes behind each candidate's prediction at training (or registration): its observed training
         outcomes. Inductive routers whose candidates change override this."""

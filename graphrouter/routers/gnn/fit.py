@@ -122,22 +122,22 @@ def fit_correction(
     for c, r in fresh.items():
         i = np.array([where[x] for x in r.tolist()])
         y, t = obs.effect[r, c], task[i]
+        if c in trained:  # against its own calibrated prediction: a peer-shifted base makes one row a surprise
+            offsets[c] = fit_change(logits[i, c], y, t, n_tasks, prior)
+            continue
         own_base, other_bases = logits[i, c], logits[i][:, src]
         peers = pairable[pairable != c]  # the same whichever other columns are refitted
         if len(peers):
             peer_p = 1.0 / (1.0 + np.exp(-logits[i][:, peers]))
             res = peer_residual(y, obs.effect[r][:, peers], obs.visible[r][:, peers], peer_p, prior.peers)
             own_base, other_bases = shifted(own_base, res), shifted(other_bases, res[:, None])
-        if len(src) and c not in trained:
+        if len(src):
             w_own, w, offsets[c] = fit_resemblance(own_base, other_bases, y, t, n_tasks, prior)
             cols.append(c)
             own.append(w_own)
             mix.append(w)
-        else:  # a trained candidate (its training outcomes are its prior), or nothing to resemble
-            if c in trained:  # against its own calibrated prediction: a peer-shifted base makes one row a surprise
-                offsets[c] = fit_change(logits[i, c], y, t, n_tasks, prior)
-            else:
-                offsets[c] = fit_offsets(own_base, y, t, n_tasks, prior)
+        else:  # nothing to resemble
+            offsets[c] = fit_offsets(own_base, y, t, n_tasks, prior)
     if not cols:
         return Correction(offsets.astype(np.float32), peer_cols=pairable)
     return Correction(

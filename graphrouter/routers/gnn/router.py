@@ -330,6 +330,9 @@ class GnnRouter(CandidateList, Router):
     def trained_counts(self) -> np.ndarray:
         return np.asarray(self._cache.observed.count, dtype=float)  # an agent counts the outcomes it inherits
 
+    def trained_names(self) -> frozenset[str]:
+        return frozenset(self._trained)  # a name removed and registered again is new
+
     def combine(
         self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
     ) -> np.ndarray:
