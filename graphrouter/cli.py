@@ -270,13 +270,13 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     if why := ingest.reserved_name(args.name):
         raise GraphRouterError(why)
     llm = LLMNode(args.name, args.description, args.input_price, args.output_price, args.size_b)
-    old = store.get_nodes(LLM, [llm.name]).get(llm.name)
-    if isinstance(old, LLMNode) and old.registration != llm.registration and not args.update:
+    batch, stored = GraphBatch(llms=[llm]), store.get_nodes(LLM, [llm.name])
+    if ingest.reregistered(stored, batch) and not args.update:
         raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")
     if args.outcomes:
         written = ingest.import_outcomes(store, args.outcomes, llms=[llm], update=args.update)
     else:
-        written = ingest.write_logged(store, GraphBatch(llms=[llm]))
+        written = ingest.write_logged(store, batch, stored)
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
 
 

@@ -355,10 +355,10 @@ def import_outcomes(
     agents = {a.key for a in store.list_nodes(AGENT)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
-    prepared.batch.llms = keep_upstreams(stored, list(llms or []))
+    prepared.batch.llms = list(llms or [])
     if not update:
         refuse_changes(store, prepared.batch, path, stored)
-    return write_logged(store, prepared.batch)
+    return write_logged(store, prepared.batch, stored)
 
 
 def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:
@@ -366,10 +366,10 @@ def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> di
     with other data is refused unless ``update`` (then replaced)."""
     llms = read_llm_catalogue(path)
     stored = store.get_nodes(LLM, (m.name for m in llms))
-    batch = GraphBatch(llms=keep_upstreams(stored, llms))
+    batch = GraphBatch(llms=llms)
     if not update:
         refuse_changes(store, batch, path, stored)
-    return write_logged(store, batch)
+    return write_logged(store, batch, stored)
 
 
 ROUTER_MODEL = "graphrouter"  # the proxy's model name that asks it to route (and graphrouter:<scenario>)
@@ -409,11 +409,9 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
     or size (``stored_llms``: the stored LLMs of the batch's names), or a query's text or task (other LLMs' outcomes
     on that query would then be about another question). Importing the same data again is harmless; ``--update``
     replaces on purpose."""
-    changed: list[str] = []
-    for m in batch.llms:
-        old = stored_llms.get(m.name)
-        if isinstance(old, LLMNode) and old.registration != m.registration:
-            changed.append(f"LLM {m.name!r} is stored with other data (description, prices or size)")
+    changed = [
+        f"LLM {n!r} is stored with other data (description, prices or size)" for n in reregistered(stored_llms, batch)
+    ]
     stored_queries = store.get_nodes(QUERY, (q.id for q in batch.queries))
     for q in batch.queries:
         old = stored_queries.get(q.id)
@@ -428,15 +426,23 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
         )
 
 
-def write_logged(store: GraphStore, batch: GraphBatch) -> dict[str, int]:
-    """Write an imported batch atomically with its one change record, for running replicas to follow. The record
-    names the stored LLMs and agents whose registration data the batch changes (``--update``): replicas replace
-    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams."""
-    stored = store.get_nodes(LLM, [m.name for m in batch.llms]) | store.get_nodes(AGENT, [a.name for a in batch.agents])
-    batch.llms = keep_upstreams(stored, list(batch.llms))
-    updated = [
+def reregistered(stored: dict[str, Any], batch: GraphBatch) -> list[str]:
+    """The LLMs and agents of ``batch`` that ``stored`` (name → stored node) holds with other registration data."""
+    return [
         n.name
         for n in (*batch.llms, *batch.agents)
         if (old := stored.get(n.name)) is not None and type(old) is type(n) and old.registration != n.registration
     ]
-    return store.write(batch, change=import_change(batch, updated=updated))
+
+
+def write_logged(store: GraphStore, batch: GraphBatch, stored: dict[str, Any] | None = None) -> dict[str, int]:
+    """Write an imported batch atomically with its one change record, for running replicas to follow. The record
+    names the stored LLMs and agents whose registration data the batch changes (``--update``): replicas replace
+    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams. ``stored``: the stored
+    nodes of the batch's names (name → node), if the caller has read them already."""
+    if stored is None:
+        stored = store.get_nodes(LLM, [m.name for m in batch.llms]) | store.get_nodes(
+            AGENT, [a.name for a in batch.agents]
+        )
+    batch.llms = keep_upstreams(stored, list(batch.llms))
+    return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)))
