@@ -56,7 +56,7 @@ from graph_store.changes import (
     now,
 )
 from graphrouter.errors import GraphRouterError
-from graphrouter.loading import can_replace
+from graphrouter.loading import can_replace, with_riders
 from graphrouter.outcome_feed import learn_stored
 from graphrouter.scorer import Scorer
 
@@ -288,8 +288,7 @@ class ChangeApplier:
         scorer = self.state.scorer
         updated = [n for n in payload.get("updated", []) if scorer is not None and n in scorer.candidates]
         if scorer is not None and updated and can_replace(scorer):  # --update gave them other data: the store's
-            riders = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in set(updated)]
-            replaced = [n for n in scorer.candidates if n in set(updated) | set(riders)]  # LLMs first, then agents
+            replaced = with_riders(scorer, store, updated)
             kinds = dict(zip(scorer.candidates, scorer.kinds, strict=True))
             with self.state.lock.write():  # one step for routing: no request finds them gone in between
                 for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped

@@ -9,7 +9,7 @@ and agents it does not know are registered without retraining where the router c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,17 +142,25 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
         node = stored.get(name)
         if isinstance(node, LLMNode):
             size = float(data.candidate_size_b[c])
-            was = (data.candidate_text[c], *map(float, data.candidate_prices[c]), None if size != size else size)
-            if was != (node.description, node.input_price, node.output_price, node.size_b):
+            prices = map(float, data.candidate_prices[c])
+            was = LLMNode(name, data.candidate_text[c], *prices, None if size != size else size)  # type: ignore[misc]
+            if was.registration != node.registration:
                 changed.append(name)
         elif isinstance(node, Agent):
             llm = node.llm if backing is None else data.candidates[backing[c]] if c in backing else None
             if (data.candidate_text[c], llm) != (node.description, node.llm):
                 changed.append(name)
-    llms = {n for n in changed if isinstance(stored.get(n), LLMNode)}
-    riders = [a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in llms and a.key in candidates]
+    return with_riders(scorer, store, changed)
+
+
+def with_riders(scorer: Scorer, store: GraphStore, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that ``scorer`` routes, and every agent it routes that runs on one of them (an LLM backing
+    an agent cannot be dropped alone): LLMs first, then agents, each in candidate order."""
+    candidates = set(scorer.candidates)
+    named = {n for n in names if n in candidates}
+    riders = {a.key for a in store.list_nodes(AGENT) if isinstance(a, Agent) and a.llm in named and a.key in candidates}
     kinds = dict(zip(scorer.candidates, scorer.kinds, strict=True))
-    return sorted(dict.fromkeys([*changed, *riders]), key=lambda n: (kinds[n] != LLM, scorer.candidates.index(n)))
+    return sorted(named | riders, key=lambda n: (kinds[n] != LLM, scorer.candidates.index(n)))
 
 
 def sync_with_store(
