@@ -167,9 +167,9 @@ class CandidateList:
                 effect[rows, col] = effects
                 cands = Candidates(now.features, effect, dict(now.backing))
                 columns = [col] + [a for a, llm in now.backing.items() if llm == col]
-                trained = self._trained_values(name, rows)  # back to what it was trained on: news no more
-                self._note_fresh(name, rows[~(trained == effects)])
-                self._forget_fresh(name, rows[trained == effects])
+                back = self._trained_values(name, rows) == effects  # back to what it was trained on: news no more
+                self._note_fresh(name, rows[~back])
+                self._forget_fresh(name, rows[back])
                 serving = self._cache.patched(cands, columns)
                 self._cache.commit(cands, serving, columns, reshaped=False, refit_only=True)
             return used

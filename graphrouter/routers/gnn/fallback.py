@@ -107,9 +107,8 @@ class Fallback:
         c_out, c_tab = (np.array(x) for x in zip(*cols, strict=True))
         values = self.table[task[rows]][:, c_tab]
         if shift is not None and shift[c_out].any():  # moved by what the shift does at the (clipped) value
-            at = np.clip(values, 0.02, 0.98)
-            moved = 1.0 / (1.0 + (1.0 - at) / at * np.exp(-shift[c_out][:, task[rows]].T))
-            values = np.clip(values + (moved - at), 0.0, 1.0)
+            at, s = np.clip(values, 0.02, 0.98), shift[c_out][:, task[rows]].T  # (rows, cols)
+            values = np.clip(values + (1.0 / (1.0 + (1.0 - at) / at * np.exp(-s)) - at), 0.0, 1.0)
         block = out[np.ix_(rows, c_out)]
         out[np.ix_(rows, c_out)] = np.where(np.isfinite(values), values, block)
         return out
