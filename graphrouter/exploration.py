@@ -6,8 +6,8 @@ requests) and draws a Thompson sample of each candidate's effect, ``N(effect, σ
 behind its prediction; the scorer routes to the sample's best candidate (among those the request allows) when that
 differs from the argmax and the budget still has room. A candidate that is not known (new since training) is first
 quizzed: until it has :attr:`Explorer.quiz` outcomes, and :attr:`Explorer.task_quiz` on the query's task, an exploring
-request goes to it (where a perfect answer could pay for its cost), so its first outcomes come from random queries,
-not only from those its prediction already favours.
+request goes to it (where a perfect answer, then the best its outcomes on the task allow, could pay for its cost),
+so its first outcomes come from random queries, not only from those its prediction already favours.
 """
 
 from __future__ import annotations
@@ -20,6 +20,18 @@ import numpy as np
 from graphrouter.locked_state import LockedState
 
 TASK_QUIZ = 7  # per task, the outcomes a new candidate is quizzed for (derived in Explorer.sample's docstring)
+QUIZ_Z = 3.09  # one-sided 99.9%: a quiz on a task stops once its outcomes there are this sure it cannot win
+
+
+def upper_level(total: np.ndarray, n: np.ndarray, z: float = QUIZ_Z) -> np.ndarray:
+    """Wilson upper bound on a candidate's mean effect from ``n`` outcomes summing to ``total`` (effects in [0, 1]; a
+    0/1 mean's bound, which a spread-out effect in [0, 1] does not exceed); 1 where ``n`` is 0."""
+    n = np.asarray(n, dtype=float)
+    safe = np.maximum(n, 1.0)
+    p = np.clip(np.asarray(total, dtype=float) / safe, 0.0, 1.0)
+    z2 = z * z
+    top = (p + z2 / (2 * safe) + z * np.sqrt(p * (1 - p) / safe + z2 / (4 * safe * safe))) / (1 + z2 / safe)
+    return np.where(n > 0, np.minimum(top, 1.0), 1.0)
 
 
 class Explorer(LockedState):
@@ -77,6 +89,7 @@ class Explorer(LockedState):
         trained: np.ndarray | None = None,
         seen: np.ndarray | None = None,
         task_seen: np.ndarray | None = None,
+        task_hits: np.ndarray | None = None,
     ) -> int | None:
         """The best candidate of ``pool`` under one Thompson sample of the effects (C,), each ``N(effect, σ² / (1 +
         n))`` with ``n`` the outcomes behind its prediction (``counts``), clipped to [0, 1] (effects are: a sample above
@@ -109,17 +122,28 @@ class Explorer(LockedState):
         ~500 outcomes in all) was too small for the sample ever to try them again, and its share of the last 500 queries
         was 0.20 against the retrained router's 0.34. 7: the outcomes after which a task's own mean (a 0/1 mean's
         standard deviation 0.5 / √n) is surer than the refit's prior on a task's offset (about 0.2 in effect: 1.0 in
-        logit at an effect near 0.7), 0.5² / 0.2² ≈ 6.25."""
+        logit at an effect near 0.7), 0.5² / 0.2² ≈ 6.25.
+
+        **Until its outcomes say it cannot win.** ``task_hits`` (C,): the summed effects of those ``task_seen``
+        outcomes. A quiz on a task asks whether the candidate could win there at its level on that task: at first a
+        perfect answer, then the Wilson upper bound (:func:`upper_level`, 99.9% one-sided) of its outcomes there, so
+        a candidate that failed all of 30 quizzes on a task (bound 0.24) is no longer sent 20 more, and a dear one
+        that Balance would need near-perfect is let go after about 15. The bound is on its mean on the task, not on
+        each query: the sample (below) still tries it where its refitted prediction is high."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)
         known = np.zeros(len(pool), bool) if trained is None else np.asarray(trained)[pool] >= self.known_at
         if seen is not None and self.quiz > 0:  # quiz = 0 turns the per-task quiz off too
-            # only where a perfect answer could pay for its cost: no quiz can teach a choice this scenario never makes
+            # only where its top (a perfect answer at first) could pay for its cost: no quiz can teach a choice this
+            # scenario never makes
             # (a two-sigma top instead of 1 stopped PF quizzes too early on dcrouter's replay: nemotron's share
             # 0.38 ± 0.16 against 0.54 ± 0.03)
             best = float(np.max(weights[0] * effect[pool] - weights[1] * cost_norm[pool]))
-            could_win = weights[0] - weights[1] * cost_norm[pool] > best
+            top = np.ones(len(pool))
+            if task_seen is not None and task_hits is not None:
+                top = upper_level(np.asarray(task_hits)[pool], np.asarray(task_seen)[pool])
+            could_win = weights[0] * top - weights[1] * cost_norm[pool] > best
             short = np.asarray(seen)[pool] < self.quiz
             if task_seen is not None and trained is not None:  # per task: only a candidate the learner refits
                 short |= (np.asarray(task_seen)[pool] < self.task_quiz) & (np.asarray(trained)[pool] <= 0)

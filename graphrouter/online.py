@@ -244,10 +244,21 @@ class OnlineLearner(LockedState):
     def counts(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> np.ndarray:
         """(C,) outcomes learned online per candidate, in the given column order; with ``task``, only those on
         queries of that task (index)."""
+        return self.tally(candidates, task)[0]
+
+    def tally(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) outcomes learned online per candidate and (C,) the sum of their observed effects, in the given column
+        order; with ``task``, only those on queries of that task (index)."""
         with self._lock:
-            cand = self._cand[: self._n] if task is None else self._cand[: self._n][self._task[: self._n] == task]
-            per = np.bincount(cand, minlength=len(self._names))
-            return np.array([per[self._name_id[c]] if c in self._name_id else 0 for c in candidates], dtype=float)
+            rows = slice(0, self._n) if task is None else np.flatnonzero(self._task[: self._n] == task)
+            cand, effect = self._cand[rows], self._effect[rows]
+            per = np.bincount(cand, minlength=len(self._names)).astype(float)
+            total = np.bincount(cand, weights=effect, minlength=len(self._names))
+            cols = [self._name_id.get(c, -1) for c in candidates]
+            return (
+                np.array([per[i] if i >= 0 else 0.0 for i in cols]),
+                np.array([total[i] if i >= 0 else 0.0 for i in cols]),
+            )
 
     def correction(
         self,

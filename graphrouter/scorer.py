@@ -419,10 +419,12 @@ class Scorer:
         if explore and len(order) > 1:
             counts, trained = router.outcome_counts(), router.trained_counts()
             seen = trained + self.online.counts(self.candidates)
-            task_seen = None  # only a candidate registered from its description is quizzed per task
-            if self.explorer.task_quiz > 0 and (trained[pool] <= 0).any():
-                task_seen = self.online.counts(self.candidates, int(scores.task[row]))
-            pick = self.explorer.sample(effect, scores.cost_norm[row], w, counts, pool, trained, seen, task_seen)
+            task_seen = task_hits = None  # what a quiz on this task asks: only a candidate not yet known is quizzed
+            if self.explorer.quiz > 0 and (trained[pool] < self.explorer.known_at).any():
+                task_seen, task_hits = self.online.tally(self.candidates, int(scores.task[row]))
+            pick = self.explorer.sample(
+                effect, scores.cost_norm[row], w, counts, pool, trained, seen, task_seen, task_hits
+            )
             extra = 0.0 if pick is None else float(cost[pick] - cost[order[0]])
             if pick is not None and pick != order[0] and self.explorer.try_spend(extra):
                 order, explored = np.r_[pick, order[order != pick]], True
