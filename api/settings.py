@@ -166,8 +166,9 @@ class Settings(BaseSettings):
         ge=0,
         description="an exploring request goes to a candidate with fewer than 50 outcomes behind its prediction "
         "(one new since training; picked at random) until it has this many outcomes in all (and, if registered from "
-        "its description only, GRAPHROUTER_EXPLORE_TASK_QUIZ on the query's task), where a perfect answer could pay "
-        "for its cost; 0: off, the per-task quiz too",
+        "its description only, GRAPHROUTER_EXPLORE_TASK_QUIZ on the query's task), where a perfect answer (once it "
+        "has outcomes on the task, their mean's 99.9% upper bound) could pay for its cost; 0: off, the per-task quiz "
+        "too",
     )
     explore_task_quiz: int = Field(
         TASK_QUIZ,

@@ -16,22 +16,25 @@ import math
 import threading
 
 import numpy as np
+from scipy.special import betaincinv
 
 from graphrouter.locked_state import LockedState
 
 TASK_QUIZ = 7  # per task, the outcomes a new candidate is quizzed for (derived in Explorer.sample's docstring)
-QUIZ_Z = 3.09  # one-sided 99.9%: a quiz on a task stops once its outcomes there are this sure it cannot win
+QUIZ_ALPHA = 1e-3  # a quiz on a task stops once its outcomes there are 99.9% sure it cannot win
 
 
-def upper_level(total: np.ndarray, n: np.ndarray, z: float = QUIZ_Z) -> np.ndarray:
-    """Wilson upper bound on a candidate's mean effect from ``n`` outcomes summing to ``total`` (effects in [0, 1]; a
-    0/1 mean's bound, which a spread-out effect in [0, 1] does not exceed); 1 where ``n`` is 0."""
+def upper_level(total: np.ndarray, n: np.ndarray, alpha: float = QUIZ_ALPHA) -> np.ndarray:
+    """Exact (Clopper–Pearson) one-sided upper bound, at confidence 1 − ``alpha``, on a candidate's mean effect from
+    ``n`` outcomes summing to ``total`` (effects in [0, 1], counted as successes); 1 where ``n`` is 0. Exact, not
+    Wilson's: Wilson's 99.9% bound after one failure is 0.905 (exact 0.999), so one unlucky outcome would end a quiz
+    wherever the best known candidate is predicted above 0.9 (an operator audit saw it)."""
     n = np.asarray(n, dtype=float)
-    safe = np.maximum(n, 1.0)
-    p = np.clip(np.asarray(total, dtype=float) / safe, 0.0, 1.0)
-    z2 = z * z
-    top = (p + z2 / (2 * safe) + z * np.sqrt(p * (1 - p) / safe + z2 / (4 * safe * safe))) / (1 + z2 / safe)
-    return np.where(n > 0, np.minimum(top, 1.0), 1.0)
+    x = np.clip(np.asarray(total, dtype=float), 0.0, np.maximum(n, 0.0))
+    short = x < n  # some outcome below 1: a bound below 1
+    top = np.ones(np.broadcast(x, n).shape)
+    top[short] = betaincinv(x[short] + 1.0, n[short] - x[short], 1.0 - alpha)
+    return top
 
 
 class Explorer(LockedState):
@@ -126,9 +129,10 @@ class Explorer(LockedState):
 
         **Until its outcomes say it cannot win.** ``task_hits`` (C,): the summed effects of those ``task_seen``
         outcomes. A quiz on a task asks whether the candidate could win there at its level on that task: at first a
-        perfect answer, then the Wilson upper bound (:func:`upper_level`, 99.9% one-sided) of its outcomes there, so
-        a candidate that failed all of 30 quizzes on a task (bound 0.24) is no longer sent 20 more, and a dear one
-        that Balance would need near-perfect is let go after about 15. The bound is on its mean on the task, not on
+        perfect answer, then the exact upper bound (:func:`upper_level`, 99.9% one-sided) of its mean there, so a
+        candidate that failed its first 7 quizzes on a task (bound 0.63) is not quizzed there again where the best
+        known candidate is predicted above that, nor after 30 failures (bound 0.21) where it is predicted above 0.21;
+        how many failures it takes depends on what it would have to beat. The bound is on its mean on the task, not on
         each query: the sample (below) still tries it where its refitted prediction is high."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
