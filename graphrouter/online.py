@@ -246,6 +246,16 @@ class OnlineLearner(LockedState):
         queries of that task (index)."""
         return self.tally(candidates, task)[0]
 
+    def task_counts(self, candidates: tuple[str, ...] | list[str], n_tasks: int) -> np.ndarray:
+        """(T, C) outcomes learned online per task index and candidate (outcomes of an unknown task left out)."""
+        with self._lock:
+            task, cand = self._task[: self._n], self._cand[: self._n]
+            keep = (task >= 0) & (task < n_tasks)
+            width = max(len(self._names), 1)
+            per = np.bincount(task[keep] * width + cand[keep], minlength=n_tasks * width).reshape(n_tasks, width)
+            cols = np.array([self._name_id.get(c, -1) for c in candidates], dtype=np.int64)
+            return np.where(cols[None, :] >= 0, per[:, np.maximum(cols, 0)], 0).astype(float)
+
     def tally(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(C,) outcomes learned online per candidate and (C,) the sum of their observed effects, in the given column
         order; with ``task``, only those on queries of that task (index)."""

@@ -129,6 +129,30 @@ def test_agents_and_new_outcomes_of_a_registered_llm(star_world) -> None:  # typ
         gnn.remove_candidate("star")
 
 
+def test_outcomes_on_one_task_lower_the_penalty_elsewhere_only_by_the_task_share(star_world) -> None:  # type: ignore[no-untyped-def]
+    train, test = split(star_world)
+    without = star_world.select_candidates(np.arange(5))
+    gnn = GnnRouter(**FAST).fit(without, train)
+    task = star_world.data.query_task
+    on_zero = [int(i) for i in train if task[i] == 0][:20]  # every outcome of the star on task 0
+    observed = {i: float(star_world.data.effect[i, -1]) for i in on_zero}
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, observed)
+    q = without.features(test)
+    assert gnn.penalty(PERF).shape == (6,)  # no tasks given: one penalty per candidate, every outcome alike
+    assert gnn.penalty(PERF, q.task).shape == (6,)  # the default share 1: the same
+    gnn.uncertainty_task_share = 0.0  # outcomes on other tasks do not count on a query's task
+    pen = gnn.penalty(PERF, q.task)
+    assert pen.shape == (len(test), 6)
+    zero = task[test] == 0
+    assert pen[zero, 5] == pytest.approx(1 / np.sqrt(21)) and pen[~zero, 5] == pytest.approx(1.0)
+    choice = gnn.choose(q, PERF)
+    assert (choice[~zero] != 5).all() and np.mean(choice[zero] == 5) > 0.5, np.bincount(choice)
+    gnn.uncertainty_task_share = 0.25
+    assert gnn.penalty(PERF, q.task)[~zero, 5] == pytest.approx(1 / np.sqrt(1 + 0.25 * 20))
+    with pytest.raises(ValueError, match="uncertainty_task_share"):
+        GnnRouter(uncertainty_task_share=1.5)
+
+
 def test_deterministic_under_a_seed_and_checkpoint_round_trip(tmp_path: Path) -> None:
     world = make_world(seed=2)
     train, test = split(world)

@@ -95,11 +95,12 @@ class Router(ABC):
         """(n, C) utility from this pass's predictions (tasks filled in): ``w_effect · effect − w_cost · cost_norm``
         minus :meth:`penalty`. Routers whose utility is not built from the predicted effect override this."""
         u = utility(effect, cost_norm, weights)
-        penalty = self.penalty(weights)
-        return u if penalty is None else u - penalty[None, :]
+        penalty = self.penalty(weights, q.task)
+        return u if penalty is None else u - (penalty if penalty.ndim == 2 else penalty[None, :])
 
-    def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
-        """(C,) utility subtracted from each candidate whatever the query (e.g. for uncertainty); none by default."""
+    def penalty(self, weights: tuple[float, float], task: np.ndarray | None = None) -> np.ndarray | None:
+        """Utility subtracted from each candidate (e.g. for uncertainty): (C,) whatever the query, or (n, C) for
+        queries of tasks ``task`` (n,) where it depends on the task; none by default."""
         return None
 
     def trained_names(self) -> frozenset[str]:

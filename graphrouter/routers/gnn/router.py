@@ -83,6 +83,7 @@ class GnnRouter(CandidateList, Router):
         p_inferred_task: float = 0.5,
         uncertainty_margin: float = 1.0,
         uncertainty_power: float = 0.5,
+        uncertainty_task_share: float = 1.0,
         fit_global_sd: float = 1.5,
         fit_task_sd: float = 1.0,
         fit_own: float = FitPrior.own,
@@ -106,6 +107,7 @@ class GnnRouter(CandidateList, Router):
             p_new=(p_new, 0 <= p_new <= 1, "in [0, 1]"),
             p_inferred_task=(p_inferred_task, 0 <= p_inferred_task <= 1, "in [0, 1]"),
             uncertainty_margin=(uncertainty_margin, uncertainty_margin >= 0, "at least 0"),
+            uncertainty_task_share=(uncertainty_task_share, 0 <= uncertainty_task_share <= 1, "in [0, 1]"),
             fit_global_sd=(fit_global_sd, fit_global_sd > 0, "above 0"),
             fit_task_sd=(fit_task_sd, fit_task_sd > 0, "above 0"),
         )
@@ -124,6 +126,8 @@ class GnnRouter(CandidateList, Router):
         # against at most 50%) takes ≥ 80% of traffic after 20 outcomes (priors of sd 0.5 did 0.0009 better on
         # validation but left the star at 46%).
         self.uncertainty_margin, self.uncertainty_power = uncertainty_margin, uncertainty_power
+        # on a query's task, a candidate's outcomes on other tasks count this much in its penalty (1: all alike)
+        self.uncertainty_task_share = uncertainty_task_share
         # the priors of the per-candidate fit from outcomes (gnn.fit): logit-scale sd of its global and per-task
         # offsets
         self.fit_global_sd, self.fit_task_sd = fit_global_sd, fit_task_sd
@@ -157,6 +161,7 @@ class GnnRouter(CandidateList, Router):
         state.setdefault("_fresh", {})
         state.setdefault("_trained", tuple(state["world"].data.candidates))
         state.setdefault("uncertainty_power", 0.5)
+        state.setdefault("uncertainty_task_share", 1.0)  # pickled before per-task penalties: every outcome alike
         state.setdefault("fit_global_sd", FitPrior.global_sd)
         state.setdefault("fit_task_sd", FitPrior.task_sd)
         state.setdefault("fit_own", FitPrior.own)
@@ -321,11 +326,27 @@ class GnnRouter(CandidateList, Router):
         """Block until the serving caches are exact again after the last change (True), or ``timeout`` s passed."""
         return self._cache.wait_exact(timeout)
 
-    def penalty(self, weights: tuple[float, float]) -> np.ndarray | None:
+    def penalty(self, weights: tuple[float, float], task: np.ndarray | None = None) -> np.ndarray | None:
+        """``w_effect · margin / (1 + n)^power`` with ``n`` a candidate's outcomes (:meth:`outcome_counts`); for
+        queries of tasks ``task``, its outcomes on other tasks count :attr:`uncertainty_task_share` each."""
         if self.uncertainty_margin <= 0:
             return None
         n_observed = self.outcome_counts()  # visible outcomes per candidate (and those learned online)
+        if task is not None and self.uncertainty_task_share < 1:
+            task = np.asarray(task)
+            known = (task >= 0)[:, None]  # a query of no known task: every outcome counts alike
+            on_task = np.where(known, self.task_outcome_counts()[np.maximum(task, 0)], n_observed[None, :])
+            n_observed = on_task + self.uncertainty_task_share * np.maximum(n_observed[None, :] - on_task, 0.0)
         return weights[0] * self.uncertainty_margin / (1.0 + n_observed) ** self.uncertainty_power
+
+    def task_outcome_counts(self) -> np.ndarray:
+        """(T, C) :meth:`outcome_counts` per task."""
+        n = np.asarray(self._cache.observed.task_count, dtype=float)
+        if self.online is None:
+            return n
+        p = self.online.priors
+        fresh = p.freshness(self.trained_counts())
+        return n + fresh[None, :] * p.penalty_weight * self.online.task_counts(self.candidates, n.shape[0])
 
     def trained_counts(self) -> np.ndarray:
         return np.asarray(self._cache.observed.count, dtype=float)  # an agent counts the outcomes it inherits
