@@ -134,7 +134,7 @@ def tune_priors(
     diff = best[2] - none[2]
     se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
     chosen = best[1] if diff.mean() > z * se else none[1]
-    shown = [(e, p) for e, p, _ in results[:3]] + [(none[0], none[1])]
+    shown = [(e, p) for e, p, _ in results]  # every grid point, best first
     return chosen, shown, (float(diff.mean()), se)
 
 
@@ -409,7 +409,11 @@ def write_report(args, runs, best, new_name, new_col, priors, tuning, fit_s, tot
         f"Online learner priors for trained candidates (chosen on the validation queries by the mean reward of "
         f"routing them under the same partial-feedback protocol, known LLMs only; the best point only if it beats "
         f"the '≈ no correction' point by more than 2 standard errors: best − none = {gain:+.4f} ± {gain_se:.4f}): "
-        f"`{priors}`; best and the '≈ no correction' point (κ = 1e4): " + "; ".join(f"{e:.4f} ({p})" for e, p in shown),
+        f"`{priors}`; every grid point, best first (κ = 1e4: ≈ no correction; the service's default is "
+        f"{Priors().candidate:g}/{Priors().task:g}/{Priors().neighbours:g}): "
+        + "; ".join(
+            f"{e:.4f} (candidate {p.candidate:g}, task {p.task:g}, neighbours {p.neighbours:g})" for e, p in shown
+        ),
         "",
     ]
     fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4), squeeze=False)
