@@ -28,6 +28,7 @@ MODES = ("given", "inferred")
 REGISTRATION_CONSTANTS = (
     "uncertainty_margin",
     "uncertainty_power",
+    "uncertainty_task_share",
     "fit_global_sd",
     "fit_task_sd",
     "fit_own",

@@ -29,8 +29,8 @@ def upper_level(total: np.ndarray, n: np.ndarray, alpha: float = QUIZ_ALPHA) -> 
     ``n`` outcomes summing to ``total`` (effects in [0, 1], counted as successes); 1 where ``n`` is 0. Exact, not
     Wilson's: Wilson's 99.9% bound after one failure is 0.905 (exact 0.999), so one unlucky outcome would end a quiz
     wherever the best known candidate is predicted above 0.9 (an operator audit saw it)."""
-    n = np.asarray(n, dtype=float)
-    x = np.clip(np.asarray(total, dtype=float), 0.0, np.maximum(n, 0.0))
+    total, n = np.broadcast_arrays(np.asarray(total, dtype=float), np.asarray(n, dtype=float))
+    x = np.clip(total, 0.0, np.maximum(n, 0.0))
     short = x < n  # some outcome below 1: a bound below 1
     top = np.ones(np.broadcast(x, n).shape)
     top[short] = betaincinv(x[short] + 1.0, n[short] - x[short], 1.0 - alpha)
@@ -133,7 +133,11 @@ class Explorer(LockedState):
         candidate that failed its first 7 quizzes on a task (bound 0.63) is not quizzed there again where the best
         known candidate is predicted above that, nor after 30 failures (bound 0.21) where it is predicted above 0.21;
         how many failures it takes depends on what it would have to beat. The bound is on its mean on the task, not on
-        each query: the sample (below) still tries it where its refitted prediction is high."""
+        each query: the sample (below) still tries it where its refitted prediction is high. It counts every outcome
+        learned online on the task, not only the quiz's random ones, so outcomes from queries the sample or the
+        argmax chose (biased, e.g. towards hard queries) count too; at 99.9% it takes many of them to end a quiz.
+        It applies to every candidate not yet known (trained or registered with fewer than ``known_at``
+        outcomes), with or without the per-task quiz."""
         with self._lock:
             z = self._rng.standard_normal(len(pool))
         n = np.maximum(counts[pool], 0.0)

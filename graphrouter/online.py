@@ -57,9 +57,12 @@ class Priors:
     """Prior strengths (in outcomes) of the correction and its neighbour kernel. The defaults for a trained candidate
     are the best point of ``experiments/online.py``'s grid on dcrouter's validation queries (routing them under
     partial feedback, known LLMs only, mean reward over Performance First and Balance): 0.4544 against 0.4506 with
-    no correction (κ = 1e4); on MMLU-Pro's 0.5391 against 0.5411, the best there. Stronger corrections lost reward
-    on both: 30/30/3, the defaults until an operator audit saw a trained LLM's predictions move by 0.1 from live
-    outcomes, scored 0.4415 and 0.5338 (every grid point's score: ``experiments/results/online_<dataset>.md``)."""
+    no correction (κ = 1e4), a gain below the replay's own 2-standard-error rule; on MMLU-Pro no correction is best
+    (0.5411) and this point scores 0.5391. The defaults until an operator audit saw a trained LLM's predictions move
+    by 0.1 from live outcomes, 30/30/3, scored 0.4415 and 0.5338 (every grid point's score:
+    ``experiments/results/online_<dataset>.md``). ``candidate`` and ``task`` also set, through :meth:`freshness`,
+    the priors of a candidate registered with a few outcomes (at 20 of them: 89 and 32 outcomes, 12 and 12 under the
+    old defaults), so such a candidate now moves more slowly with live outcomes; no benchmark measures that path."""
 
     candidate: float = 300.0
     task: float = 100.0

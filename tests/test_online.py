@@ -496,6 +496,31 @@ def test_the_scorer_quizzes_a_new_llm_until_its_outcomes_arrive(gnn_world) -> No
     assert scorer.explorer.explorations <= scorer.explorer.requests
 
 
+def test_the_scorer_ends_a_quiz_on_a_task_where_the_posted_outcomes_rule_the_new_llm_out(gnn_world) -> None:  # type: ignore[no-untyped-def]
+    world, router = gnn_world
+    scorer = _scorer(world, router)
+    scorer.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
+    scorer.explorer = Explorer(share=1.0, seed=0, quiz=50, task_quiz=0)  # the quiz in all only: 50 outcomes
+    texts = {f"bad-{i}": (f"task-0 question {i}", "task-0") for i in range(30)}
+    scorer.add_outcomes("llm-new", dict.fromkeys(texts, 0.0), None, texts)  # 30 failures, all on task-0
+    t0 = scorer.router.world.data.task_names.index("task-0")
+    assert scorer.online.tally(["llm-new"], t0)[0].tolist() == [30.0]
+    assert scorer.online.tally(["llm-new"], t0)[1].tolist() == [0.0]
+    per_task = scorer.online.task_counts(["gone", "llm-new"], len(scorer.router.world.data.task_names))
+    assert per_task[t0].tolist() == [0.0, 30.0] and per_task.sum() == 30.0
+
+    def picks(task: str) -> list[str]:
+        return [
+            scorer.top_k(f"{task} another {i}", task=task, k=1, scenario="performance_first", explore=True)
+            .candidates[0]
+            .name
+            for i in range(20)
+        ]
+
+    assert picks("task-1") == ["llm-new"] * 20  # 30 outcomes in all (< 50): quizzed where it has none
+    assert picks("task-0").count("llm-new") < 10  # its 30 failures there (bound 0.21) end its quiz on task-0
+
+
 def test_the_scorer_quizzes_a_new_llm_on_a_task_it_has_no_outcomes_on(gnn_world) -> None:  # type: ignore[no-untyped-def]
     world, router = gnn_world
     scorer = _scorer(world, router)

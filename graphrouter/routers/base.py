@@ -119,8 +119,13 @@ class Router(ABC):
         n = self.trained_counts()
         if self.online is None:
             return n
+        return n + self.online_weight(n) * self.online.counts(self.candidates)
+
+    def online_weight(self, trained: np.ndarray) -> np.ndarray:
+        """(C,) what one outcome learned online counts in :meth:`outcome_counts`, by the outcomes each candidate was
+        trained with (``Priors.freshness`` × ``Priors.penalty_weight``)."""
         p = self.online.priors
-        return n + p.freshness(n) * p.penalty_weight * self.online.counts(self.candidates)
+        return p.freshness(trained) * p.penalty_weight
 
     def utility(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         """(n, C) predicted utility (:meth:`score`'s)."""

@@ -328,7 +328,9 @@ class GnnRouter(CandidateList, Router):
 
     def penalty(self, weights: tuple[float, float], task: np.ndarray | None = None) -> np.ndarray | None:
         """``w_effect · margin / (1 + n)^power`` with ``n`` a candidate's outcomes (:meth:`outcome_counts`); for
-        queries of tasks ``task``, its outcomes on other tasks count :attr:`uncertainty_task_share` each."""
+        queries of tasks ``task``, its outcomes on other tasks count :attr:`uncertainty_task_share` each. Only the
+        routing penalty is per task: exploration's spread, an agent's discount and the fallback's choice at training
+        count every outcome alike."""
         if self.uncertainty_margin <= 0:
             return None
         n_observed = self.outcome_counts()  # visible outcomes per candidate (and those learned online)
@@ -344,9 +346,8 @@ class GnnRouter(CandidateList, Router):
         n = np.asarray(self._cache.observed.task_count, dtype=float)
         if self.online is None:
             return n
-        p = self.online.priors
-        fresh = p.freshness(self.trained_counts())
-        return n + fresh[None, :] * p.penalty_weight * self.online.task_counts(self.candidates, n.shape[0])
+        weight = self.online_weight(self.trained_counts())
+        return n + weight[None, :] * self.online.task_counts(self.candidates, n.shape[0])
 
     def trained_counts(self) -> np.ndarray:
         return np.asarray(self._cache.observed.count, dtype=float)  # an agent counts the outcomes it inherits
