@@ -234,8 +234,17 @@ class LLMRegistered(LLMOut):
     note: str | None = Field(None, description="why it is not routable yet, or what it lacks to be routed well")
 
 
+class LearningOut(BaseModel):
+    """What the running scorer has learned of a candidate (null when it is not routable)."""
+
+    outcomes: int = Field(description="behind its prediction: trained, registered, or posted on stored queries")
+    learned_online: int = Field(description="outcomes learned online since the checkpoint (other queries)")
+    quiz_outcomes_left: int = Field(description="before exploring stops sending it random queries (0: known or done)")
+
+
 class LLMDetail(LLMOut):
     outcomes: int = Field(description="stored outcome edges of it")
+    learning: LearningOut | None = Field(None, description="what the running scorer has learned of it")
 
 
 class LLMList(BaseModel):
@@ -310,6 +319,7 @@ class AgentRegistered(AgentOut):
 
 class AgentDetail(AgentOut):
     outcomes: int = Field(description="stored outcome edges of it (HANDLED_BY)")
+    learning: LearningOut | None = Field(None, description="what the running scorer has learned of it")
 
 
 class AgentList(BaseModel):

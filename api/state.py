@@ -163,6 +163,17 @@ class ServiceState:
     def routable(self, name: str) -> bool:
         return self.scorer is not None and self.scorer.routable(name)
 
+    def learning(self, name: str) -> dict[str, int] | None:
+        """What the scorer has learned of a routable candidate (``LearningOut``'s fields), or None."""
+        with self.lock.read():
+            scorer = self.scorer
+            if scorer is None or not scorer.routable(name):
+                return None
+            trained = float(scorer.router.trained_counts()[list(scorer.candidates).index(name)])
+            online = float(scorer.online.counts([name])[0])
+            left = scorer.explorer.quiz_left(trained, trained + online)
+            return {"outcomes": int(trained), "learned_online": int(online), "quiz_outcomes_left": left}
+
     def check_task(self, task: str, scorer: Scorer) -> None:
         """Refuse, with a message saying what to do, a route's task that the scorer cannot use."""
         if task in self.deleted_tasks:

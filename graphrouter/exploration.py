@@ -166,6 +166,14 @@ class Explorer(LockedState):
         best = int(np.lexsort((raw, u))[-1])  # ties (samples clipped to 1) go to the higher unclipped sample
         return None if known[best] else int(pool[best])
 
+    def quiz_left(self, trained: float, seen: float) -> int:
+        """Quiz outcomes a candidate still lacks in all: 0 once it is known (``trained`` ≥ :attr:`known_at`), with
+        the quiz off, or after :attr:`quiz` outcomes (``seen``: trained, registered and learned online). Its quiz
+        on a task may end sooner, or go on for :attr:`task_quiz` there (:meth:`sample`)."""
+        if self.quiz <= 0 or trained >= self.known_at:
+            return 0
+        return max(0, self.quiz - int(seen))
+
     def try_spend(self, extra_usd: float) -> bool:
         """Take one exploration (with ``extra_usd`` expected extra cost) from the budget if it fits; the request
         itself must already be counted."""

@@ -495,15 +495,22 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
         assert client.get("/v1/llms/llm-new/probes", params={"k": 7}).json() == body  # deterministic
         assert len({p["task"] for p in body["probes"]}) > 1  # spread over tasks
 
+        # what the scorer has learned of it: nothing yet, so its quiz is whole; a trained LLM is known (no quiz)
+        learning = {"outcomes": 0, "learned_online": 0, "quiz_outcomes_left": 50}
+        assert client.get("/v1/llms/llm-new").json()["learning"] == learning
+        assert client.get("/v1/llms/llm-0").json()["learning"]["quiz_outcomes_left"] == 0
         # its outcomes on three of them posted: those are never proposed again
         rows = [{"query_id": p["id"], "candidate": "llm-new", "effect": 1.0, "cost": 1e-4} for p in body["probes"][:3]]
         r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
         assert r.status_code in (200, 201) and r.json()["applied_to_scorer"] == 3, r.text
+        learned = client.get("/v1/llms/llm-new").json()["learning"]
+        assert learned["outcomes"] + learned["learned_online"] == 3 and learned["quiz_outcomes_left"] == 47, learned
         again = client.get("/v1/llms/llm-new/probes", params={"k": 20}).json()["probes"]
         assert len(again) == 20 and not {o["query_id"] for o in rows} & {p["id"] for p in again}
 
         agent = {"name": "agent-x", "description": "ReAct on llm-1", "llm": "llm-1", "strategy": "ReAct"}
         assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
+        assert client.get("/v1/agents/agent-x").json()["learning"]["outcomes"] > 0  # it inherits its LLM's
         r = client.get("/v1/agents/agent-x/probes", params={"k": 3})
         assert r.status_code == 200 and len(r.json()["probes"]) == 3, r.text
         # a trained LLM answered every stored query: nothing left to probe

@@ -88,6 +88,7 @@ def get_agent(name: str, state: StateDep, store: StoreDep) -> AgentDetail:
     return AgentDetail(
         **AgentOut.of(node, _backing(store, node), state.routable(name)).model_dump(),
         outcomes=len(store.outcomes(AGENT, target=name)),
+        learning=state.learning(name),
     )
 
 

@@ -85,7 +85,9 @@ def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
     node = store.get_node(LLM, name)
     assert isinstance(node, LLMNode)
     return LLMDetail(
-        **LLMOut.of(node, state.routable(name)).model_dump(), outcomes=len(store.outcomes(LLM, target=name))
+        **LLMOut.of(node, state.routable(name)).model_dump(),
+        outcomes=len(store.outcomes(LLM, target=name)),
+        learning=state.learning(name),
     )
 
 
