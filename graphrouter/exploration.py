@@ -32,7 +32,7 @@ def upper_level(total: np.ndarray, n: np.ndarray, alpha: float = QUIZ_ALPHA) -> 
     total, n = np.broadcast_arrays(np.asarray(total, dtype=float), np.asarray(n, dtype=float))
     x = np.clip(total, 0.0, np.maximum(n, 0.0))
     short = x < n  # some outcome below 1: a bound below 1
-    top = np.ones(np.broadcast(x, n).shape)
+    top = np.ones(x.shape)
     top[short] = betaincinv(x[short] + 1.0, n[short] - x[short], 1.0 - alpha)
     return top
 

@@ -258,10 +258,9 @@ class OnlineLearner(LockedState):
         with self._lock:
             task, cand = self._task[: self._n], self._cand[: self._n]
             keep = (task >= 0) & (task < n_tasks)
-            width = max(len(self._names), 1)
+            width = self._width()
             per = np.bincount(task[keep] * width + cand[keep], minlength=n_tasks * width).reshape(n_tasks, width)
-            cols = np.array([self._name_id.get(c, -1) for c in candidates], dtype=np.int64)
-            return np.where(cols[None, :] >= 0, per[:, np.maximum(cols, 0)], 0).astype(float)
+            return self._in_order(per, candidates)
 
     def tally(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(C,) outcomes learned online per candidate and (C,) the sum of their observed effects, in the given column
@@ -269,13 +268,18 @@ class OnlineLearner(LockedState):
         with self._lock:
             rows = slice(0, self._n) if task is None else np.flatnonzero(self._task[: self._n] == task)
             cand, effect = self._cand[rows], self._effect[rows]
-            per = np.bincount(cand, minlength=len(self._names)).astype(float)
-            total = np.bincount(cand, weights=effect, minlength=len(self._names))
-            cols = [self._name_id.get(c, -1) for c in candidates]
-            return (
-                np.array([per[i] if i >= 0 else 0.0 for i in cols]),
-                np.array([total[i] if i >= 0 else 0.0 for i in cols]),
-            )
+            per = np.bincount(cand, minlength=self._width())
+            total = np.bincount(cand, weights=effect, minlength=self._width())
+            return self._in_order(per, candidates), self._in_order(total, candidates)
+
+    def _width(self) -> int:
+        """Columns of a per-candidate-id count (at least one, so that it can be indexed; caller holds the lock)."""
+        return max(len(self._names), 1)
+
+    def _in_order(self, per_id: np.ndarray, candidates: tuple[str, ...] | list[str]) -> np.ndarray:
+        """``per_id`` (…, ids) in the given column order, 0 for a name never learned (caller holds the lock)."""
+        cols = np.array([self._name_id.get(c, -1) for c in candidates], dtype=np.int64)
+        return np.where(cols >= 0, per_id[..., np.maximum(cols, 0)], 0).astype(float)
 
     def correction(
         self,
