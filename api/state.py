@@ -169,8 +169,8 @@ class ServiceState:
             scorer = self.scorer
             if scorer is None or not scorer.routable(name):
                 return None
-            trained = float(scorer.router.trained_counts()[list(scorer.candidates).index(name)])
-            online = float(scorer.online.counts([name])[0])
+            col = scorer.candidates.index(name)
+            trained, online = (float(n[col]) for n in scorer.quiz_counts())
             left = scorer.explorer.quiz_left(trained, trained + online)
             return {"outcomes": int(trained), "learned_online": int(online), "quiz_outcomes_left": left}
 

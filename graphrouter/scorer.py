@@ -286,6 +286,11 @@ class Scorer:
         (training,) = self.router.training_rows({o.query_id: o.effect for o in mine})  # world row → value
         return [o for o in mine if rows.get(o.query_id) not in training]
 
+    def quiz_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) outcomes behind each candidate's prediction (trained, registered, or posted on stored queries) and
+        (C,) those learned online since: what exploration's quiz counts."""
+        return self.router.trained_counts(), self.online.counts(self.candidates)
+
     def unknown_queries(self, query_ids: list[str]) -> list[str]:
         """Those of ``query_ids`` that are not stored queries of the router's world (their text is needed to learn
         from their outcomes now)."""
@@ -417,8 +422,8 @@ class Scorer:
         self.explorer.count_request()
         explored, extra = False, 0.0
         if explore and len(order) > 1:
-            counts, trained = router.outcome_counts(), router.trained_counts()
-            seen = trained + self.online.counts(self.candidates)
+            counts, (trained, online) = router.outcome_counts(), self.quiz_counts()
+            seen = trained + online
             task_seen = task_hits = None  # what a quiz on this task asks: only a candidate not yet known is quizzed
             if self.explorer.quiz > 0 and (trained[pool] < self.explorer.known_at).any():
                 task_seen, task_hits = self.online.tally(self.candidates, int(scores.task[row]))
