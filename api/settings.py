@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph_store.factory import default_location
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS  # numpy only at import: no torch
-from graphrouter.exploration import TASK_QUIZ
+from graphrouter.exploration import BURST, TASK_QUIZ
 from graphrouter.paths import DEFAULT_CHECKPOINT
 
 
@@ -161,9 +161,18 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="at most this much extra expected USD per 1,000 routed requests goes to exploring (unset: none)",
     )
+    explore_burst: int = Field(
+        BURST,
+        ge=1,
+        le=1_000_000,
+        description="at most this many routed requests' worth of unused exploration allowance is saved up: after a "
+        "long run of plain routes, at most GRAPHROUTER_EXPLORE_SHARE × this many exploring requests explore in a row "
+        "(and at most this many requests' worth of GRAPHROUTER_EXPLORE_USD_PER_1K is spent at once)",
+    )
     explore_quiz: int = Field(
         50,
         ge=0,
+        le=10_000,
         description="an exploring request goes to a candidate with fewer than 50 outcomes behind its prediction "
         "(one new since training; picked at random) until it has this many outcomes in all (and, if registered from "
         "its description only, GRAPHROUTER_EXPLORE_TASK_QUIZ on the query's task), where a perfect answer (once it "
@@ -173,6 +182,7 @@ class Settings(BaseSettings):
     explore_task_quiz: int = Field(
         TASK_QUIZ,
         ge=0,
+        le=10_000,
         description="a candidate registered from its description only is also quizzed by exploring requests on a "
         "task while it has fewer than this many outcomes learned online on that task (its learned prediction has a "
         "level per task); 0: off, as is every quiz when GRAPHROUTER_EXPLORE_QUIZ is 0",

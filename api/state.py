@@ -131,6 +131,7 @@ class ServiceState:
             settings.explore_usd_per_1k,
             quiz=settings.explore_quiz,
             task_quiz=settings.explore_task_quiz,
+            burst=settings.explore_burst,
         )
         self._load_lock = threading.Lock()
         self._last_store_try = float("-inf")

@@ -20,7 +20,9 @@ from scipy.special import betaincinv
 
 from graphrouter.locked_state import LockedState
 
+BURST = 1000  # requests' worth of unused exploration allowance that can be saved up (Explorer's burst)
 TASK_QUIZ = 7  # per task, the outcomes a new candidate is quizzed for (derived in Explorer.sample's docstring)
+EPS = 1e-9  # allowance sums of float shares (ten of 0.1 make 0.9999999999999999)
 QUIZ_ALPHA = 1e-3  # a quiz on a task stops once its outcomes there are 99.9% sure it cannot win
 
 
@@ -41,8 +43,14 @@ class Explorer(LockedState):
     """The operator's exploration budget and the Thompson sampler. ``share``: at most this fraction of all routed
     requests explores; ``usd_per_1k``: at most this much extra expected cost (the explored pick's predicted cost
     minus the argmax's, when positive) per 1,000 routed requests (None: no cost bound). Both bounds hold at every
-    moment, not only on average. ``known_at``: a candidate trained (or registered) with at least this many outcomes
-    is known, and exploration never picks it over the argmax (see :meth:`sample`). Thread-safe."""
+    moment, not only on average: the allowance accrues with every routed request, exploring or not, and is spent by
+    explorations (a token bucket). ``burst``: at most this many requests' worth of unused allowance is saved up (and
+    at least one exploration's), so after a long run of plain routes the next exploring requests explore about
+    ``share × burst / (1 − share)`` in a row (the saved allowance and their own), then ``share`` of the requests
+    again (without it, 100,000 plain routes would let the next 10,000 exploring requests all explore at a share of
+    0.1); likewise at most ``burst`` requests' worth of USD, so a single exploration dearer than that never fits.
+    ``known_at``: a candidate trained (or registered) with at least this many outcomes is known, and exploration
+    never picks it over the argmax (see :meth:`sample`). Thread-safe."""
 
     def __init__(
         self,
@@ -53,6 +61,7 @@ class Explorer(LockedState):
         known_at: float = 50.0,
         quiz: int = 50,
         task_quiz: int = TASK_QUIZ,
+        burst: int = BURST,
     ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"exploration share must be in [0, 1], got {share!r}")
@@ -64,11 +73,16 @@ class Explorer(LockedState):
             raise ValueError(f"exploration's quiz must be >= 0 outcomes, got {quiz!r}")
         if task_quiz < 0:
             raise ValueError(f"exploration's task_quiz must be >= 0 outcomes, got {task_quiz!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"exploration's burst must be at least 1 request, got {burst!r}")
         self.share, self.usd_per_1k, self.sigma = float(share), usd_per_1k, float(sigma)
+        self.burst = burst
         self.known_at, self.quiz, self.task_quiz = float(known_at), int(quiz), int(task_quiz)
         self.requests = 0
         self.explorations = 0
         self.extra_usd = 0.0
+        self._saved = 0.0  # unused allowance, in explorations (at most _cap())
+        self._saved_usd = 0.0  # unused allowance, in USD
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
 
@@ -76,11 +90,29 @@ class Explorer(LockedState):
         state.setdefault("known_at", 50.0)  # pickled before known candidates were left out
         state.setdefault("quiz", 0)  # pickled before quizzes: as it was
         state.setdefault("task_quiz", 0)  # pickled before per-task quizzes: as it was
+        if "burst" not in state:  # pickled before the burst bound: what its cumulative bound had left, capped
+            state["burst"] = BURST
+            state["_saved"] = state["share"] * state["requests"] - state["explorations"]
+            usd = state["usd_per_1k"]
+            state["_saved_usd"] = 0.0 if usd is None else usd * state["requests"] / 1000.0 - state["extra_usd"]
         super().__setstate__(state)
+        self._saved, self._saved_usd = min(self._saved, self._cap()), min(self._saved_usd, self._cap_usd())
+
+    def _cap(self) -> float:
+        """The most unused allowance saved up, in explorations: ``burst`` requests' worth, and at least one."""
+        return max(self.share * self.burst, 1.0) if self.share > 0 else 0.0
+
+    def _cap_usd(self) -> float:
+        """The most unused USD allowance saved up: ``burst`` requests' worth."""
+        return 0.0 if self.usd_per_1k is None else self.usd_per_1k * self.burst / 1000.0
 
     def count_request(self) -> None:
+        """One more routed request: its share of the allowance (up to the burst's cap)."""
         with self._lock:
             self.requests += 1
+            self._saved = min(self._saved + self.share, self._cap())
+            if self.usd_per_1k is not None:
+                self._saved_usd = min(self._saved_usd + self.usd_per_1k / 1000.0, self._cap_usd())
 
     def sample(
         self,
@@ -175,14 +207,19 @@ class Explorer(LockedState):
         return max(0, self.quiz - int(seen))
 
     def try_spend(self, extra_usd: float) -> bool:
-        """Take one exploration (with ``extra_usd`` expected extra cost) from the budget if it fits; the request
-        itself must already be counted."""
+        """Take one exploration (with ``extra_usd`` expected extra cost) from the allowance if it fits; the request
+        itself must already be counted. Never more than ``share`` of the requests counted so far explore, nor more
+        than ``usd_per_1k`` per 1,000 of them is spent (the allowance accrues at those rates and starts at 0)."""
         extra = max(float(extra_usd), 0.0)
         with self._lock:
-            if self.explorations + 1 > self.share * self.requests:
+            if self._saved < 1.0 - EPS or self.explorations + 1 > self.share * self.requests:
                 return False
-            if self.usd_per_1k is not None and self.extra_usd + extra > self.usd_per_1k * self.requests / 1000.0:
+            if self.usd_per_1k is not None and (
+                extra > self._saved_usd + EPS or self.extra_usd + extra > self.usd_per_1k * self.requests / 1000
+            ):
                 return False
             self.explorations += 1
             self.extra_usd += extra
+            self._saved -= 1.0
+            self._saved_usd -= extra
             return True

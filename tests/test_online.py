@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from api.settings import Settings
 from graph_store import GraphStore, LLMNode, Outcome
@@ -124,6 +125,37 @@ def test_exploration_never_exceeds_its_budget(gnn_world, share: float, usd_per_1
         assert result.candidates[0].name in ("llm-0", "llm-1")
         result = scorer.top_k(f"task-2 r{i}", k=1, explore=True, budget=0.0005)
         assert result.candidates[0].cost <= 0.0005
+
+
+def test_unused_exploration_allowance_is_saved_up_to_the_burst_only() -> None:
+    explorer = Explorer(share=0.1, usd_per_1k=1.0, burst=100)
+    for _ in range(10_000):  # a long run of plain routes
+        explorer.count_request()
+    in_a_row = 0
+    while True:  # then every request explores
+        explorer.count_request()
+        if not explorer.try_spend(0.0001):
+            break
+        in_a_row += 1
+    assert in_a_row == 11  # 100 requests' worth of a 0.1 share, and the 11 requests' own (1,111 without the cap)
+    spent = sum(explorer.count_request() or explorer.try_spend(0.0001) for _ in range(1000))
+    assert spent == 100  # then a tenth of the requests again
+    assert not Explorer(share=1.0, usd_per_1k=1.0, burst=100).try_spend(0.0)  # nothing before a request
+    dear = Explorer(share=1.0, usd_per_1k=1.0, burst=100)
+    for _ in range(10_000):
+        dear.count_request()
+    assert not dear.try_spend(0.11) and dear.try_spend(0.1)  # at most 100 requests' worth of 1 USD per 1,000
+    with pytest.raises(ValueError, match="burst"):
+        Explorer(burst=0)
+    with pytest.raises(ValidationError, match="explore_burst"):
+        Settings(store="unused", explore_burst=0)
+    legacy = Explorer(share=0.1)
+    state = legacy.__getstate__()
+    for key in ("burst", "_saved", "_saved_usd"):
+        del state[key]
+    state.update(requests=50_000, explorations=10)
+    legacy.__setstate__(state)  # pickled before the burst bound
+    assert legacy.burst == 1000 and legacy._saved == pytest.approx(100.0)
 
 
 def test_the_api_explores_on_request_reports_it_and_counts_it(make_app: AppMaker) -> None:
