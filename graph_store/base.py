@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from graph_store.changes import MAX_CHANGES_PER_READ, UTC_SECOND, Change, check_change
+from graph_store.changes import MAX_CHANGES_PER_READ, UTC_SECOND, Change, check_change, now
 from graph_store.errors import ChangeLogTruncatedError, InvalidInputError, NodeNotFoundError
 from graph_store.schema import (
     AGENT,
@@ -230,11 +230,22 @@ class GraphStore(ABC):
             raise NodeNotFoundError(f"no pending outcome for response id {response_id!r}")
         return found
 
-    def outcomes(self, kind: str = LLM, target: str | None = None, query_id: str | None = None) -> list[Outcome]:
-        """Outcome edges to LLMs (``kind='LLM'``) or agents (``kind='Agent'``), optionally filtered."""
+    def outcomes(
+        self,
+        kind: str = LLM,
+        target: str | None = None,
+        query_id: str | None = None,
+        observed_since: str | None = None,
+    ) -> list[Outcome]:
+        """Outcome edges to LLMs (``kind='LLM'``) or agents (``kind='Agent'``), optionally filtered: to one target,
+        one query, or those observed at or after ``observed_since`` (a UTC time as ``Outcome.observed_at``; outcomes
+        without a time are left out then)."""
         if kind not in OUTCOME_REL:
             raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
-        return self._outcomes(kind, target, query_id)
+        timed = isinstance(observed_since, str) and UTC_SECOND.fullmatch(observed_since)
+        if observed_since is not None and not timed:
+            raise InvalidInputError(f"observed_since must be a UTC time as YYYY-MM-DDTHH:MM:SSZ: {observed_since!r}")
+        return self._outcomes(kind, target, query_id, observed_since)
 
     def counts(self) -> dict[str, int]:
         """Node counts by label and edge counts by relationship type (every type present, zeros included)."""
@@ -242,9 +253,13 @@ class GraphStore(ABC):
         return {name: int(got.get(name, 0)) for name in (*NODE_LABELS, *(r for _, r, _ in EDGE_TYPES))}
 
     def snapshot(self) -> GraphSnapshot:
-        """The whole graph as arrays: node keys and features per label, edge indices and attributes per type."""
+        """The whole graph as arrays: node keys and features per label, edge indices and attributes per type, and
+        ``taken_at``, the time it began to be read (what is observed later is not in it)."""
+        taken_at = now()
         node_rows, edge_rows = self._snapshot_rows()
-        return build_snapshot(node_rows, edge_rows)
+        snap = build_snapshot(node_rows, edge_rows)
+        snap.taken_at = taken_at
+        return snap
 
     def ping(self) -> None:
         """Raise :class:`StoreUnavailableError` if the store cannot be reached."""
@@ -284,7 +299,9 @@ class GraphStore(ABC):
         outcome edges it had, or None (writing nothing) if it did not exist."""
 
     @abstractmethod
-    def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]: ...
+    def _outcomes(
+        self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
+    ) -> list[Outcome]: ...
 
     @abstractmethod
     def _counts(self) -> dict[str, int]: ...

@@ -57,6 +57,7 @@ class EdgeTable:
 class GraphSnapshot:
     nodes: dict[str, NodeTable]
     edges: dict[tuple[str, str, str], EdgeTable]
+    taken_at: str = ""  # when the store began to read it (UTC, to the second, as Outcome.observed_at); "": unknown
 
     def counts(self) -> dict[str, int]:
         out = {label: len(t) for label, t in self.nodes.items()}

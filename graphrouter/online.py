@@ -101,7 +101,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _in_snapshot(router: Predictor, keys: list[tuple[str, str] | None]) -> np.ndarray:
+def in_snapshot(router: Predictor, keys: list[tuple[str, str] | None]) -> np.ndarray:
     """(n,) whether each (query id, candidate) is an observed cell of ``router``'s training world (None: not)."""
     data = router.world.data
     rows = {k: i for i, k in enumerate(data.query_keys)}
@@ -405,7 +405,7 @@ class OnlineLearner(LockedState):
             rows = {row: key for key, row in self._key.items()}
             keep = np.flatnonzero(self._seq[: self._n] > since)
             if since < 0:
-                keep = keep[~_in_snapshot(router, [rows.get(int(r)) for r in keep])]
+                keep = keep[~in_snapshot(router, [rows.get(int(r)) for r in keep])]
             names = list(self._names)
             emb, task, cand = self._emb[keep], self._task[keep], self._cand[keep]
             effect, seq = self._effect[keep], self._seq[keep]

@@ -68,17 +68,22 @@ def query_texts(
 
 
 def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None) -> int:
-    """Give a freshly loaded scorer (not yet serving) what a running service had learned online of the candidates
-    it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes), from their stored
-    outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each, by ``observed_at``): a restart
-    used to forget a new LLM's refit from its outcomes and its quiz's counts until the next training. An unavailable
-    store raises; other failures are logged, and 0 is returned. ``only``: these candidates only (others replaced
-    while serving: the rest have learned theirs already)."""
+    """Give a freshly loaded scorer (not yet serving) what a running service had learned online, from the stored
+    outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
+    of the candidates it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes),
+    all of theirs; of its trained candidates (:meth:`Scorer.corrected`), those observed since its training snapshot.
+    A restart used to forget a new LLM's refit and its quiz's counts, and every trained LLM's corrections from live
+    outcomes, until the next training. An unavailable store raises; other failures are logged, and 0 is returned.
+    ``only``: these candidates only (others replaced while serving: the rest have learned theirs already)."""
     names = {n: kind for n, kind in scorer.relearned().items() if only is None or n in only}
-    if not names:
+    trained, since = scorer.corrected()
+    trained = {n: kind for n, kind in trained.items() if only is None or n in only}
+    if not names and not trained:
         return 0
     try:
         stored = [o for name, kind in names.items() for o in store.outcomes(kind, target=name)]
+        for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
+            stored += [o for o in store.outcomes(kind, observed_since=since) if o.target in trained]
         per: dict[str, list[Outcome]] = {}
         for o in sorted(scorer.unlearned(stored), key=lambda o: o.observed_at):
             per.setdefault(o.target, []).append(o)
@@ -91,5 +96,5 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
     except (GraphStoreError, GraphRouterError) as exc:
         log.warning("stored outcomes not learned again at start: %s", exc)
         return 0
-    log.info("learned %d stored outcome(s) of %d candidate(s) the router refits", applied, len(names))
+    log.info("learned %d stored outcome(s) again, of %d candidate(s)", applied, len(per))
     return applied

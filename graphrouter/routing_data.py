@@ -32,9 +32,12 @@ class RoutingData:
     split: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (Q,) "train"/"test"/""
     # (C,) for an agent the column of the LLM it is backed by (Agent -BACKED_BY-> LLM); -1 for LLMs. Empty: none
     candidate_backing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # when the store snapshot these data come from was taken (UTC, to the second); "": unknown (built from arrays)
+    snapshot_at: str = ""
 
     def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing column
         state.setdefault("candidate_backing", np.zeros(0, dtype=np.int64))
+        state.setdefault("snapshot_at", "")  # or before the snapshot's time was kept
         self.__dict__.update(state)
 
     def backing(self) -> dict[int, int]:
@@ -90,6 +93,7 @@ class RoutingData:
             cost=self.cost[:, keep],
             split=self.split,
             candidate_backing=backing,
+            snapshot_at=self.snapshot_at,
         )
 
     def select_queries(self, rows: np.ndarray) -> RoutingData:
@@ -109,6 +113,7 @@ class RoutingData:
             cost=self.cost[rows],
             split=self.split[rows] if len(self.split) else self.split,
             candidate_backing=self.candidate_backing,
+            snapshot_at=self.snapshot_at,
         )
 
     @classmethod
@@ -151,6 +156,7 @@ class RoutingData:
             cost=cost,
             split=_splits_from_keys(queries.keys),
             candidate_backing=backing,
+            snapshot_at=snap.taken_at,
         )
 
 

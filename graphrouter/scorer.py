@@ -20,7 +20,7 @@ from graph_store import LLM, Agent, LLMNode, Outcome
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.exploration import Explorer
-from graphrouter.online import OnlineLearner
+from graphrouter.online import OnlineLearner, in_snapshot
 from graphrouter.probes import MAX_SEED, Probe, design_probes
 from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
@@ -272,19 +272,33 @@ class Scorer:
             if name not in trained or n <= 0
         }
 
+    def corrected(self) -> tuple[dict[str, str], str]:
+        """The trained candidates (name → kind) whose stored outcomes observed since its router's training snapshot
+        a freshly loaded scorer learns again (:meth:`unlearned`: the corrections a running service made from them),
+        and the snapshot's time (UTC, to the second; "" for a checkpoint from before it was kept: none then). None
+        for a router that learns online itself (see :meth:`relearned`)."""
+        router = self.router
+        since = router.world.data.snapshot_at
+        if router.learns_online or not since:
+            return {}, ""
+        refitted = self.relearned()
+        return {n: k for n, k in zip(self.candidates, self.kinds, strict=True) if n not in refitted}, since
+
     def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Those of the stored ``outcomes`` a running service learned online and a freshly loaded scorer has not:
         the :meth:`relearned` candidates' outcomes on queries its router was not trained on (their registration
-        takes those on training queries). Not those of its trained candidates: outcomes on its stored queries are in
-        its graph, and their corrections from outcomes posted since wait for the next training, as a bulk import
-        does."""
-        names = self.relearned()
-        if not names:
-            return []
+        takes those on training queries), and the :meth:`corrected` candidates' outcomes that are not in its
+        training snapshot (on a query it was not trained on, or one whose outcome of theirs it had not seen; one
+        re-posted with another value since is taken to be in it)."""
+        names, (trained, _) = self.relearned(), self.corrected()
         mine = [o for o in outcomes if o.target in names]
         rows = self.router.query_rows()
-        (training,) = self.router.training_rows({o.query_id: o.effect for o in mine})  # world row → value
-        return [o for o in mine if rows.get(o.query_id) not in training]
+        (training,) = self.router.training_rows({o.query_id: o.effect for o in mine}) if mine else ({},)
+        theirs = [o for o in outcomes if o.target in trained]
+        seen = in_snapshot(self.router, [(o.query_id, o.target) for o in theirs])
+        return [o for o in mine if rows.get(o.query_id) not in training] + [
+            o for o, old in zip(theirs, seen, strict=True) if not old
+        ]
 
     def quiz_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(C,) outcomes behind each candidate's prediction (trained, registered, or posted on stored queries) and

@@ -38,6 +38,8 @@ def prepare_served(folder: Path) -> tuple[Path, Path, Path]:
         snap = store.snapshot()
     embedder = Embedder(DEFAULT_MODEL, cache_path=cache)
     world = build_world(snap, embedder)
+    assert world.data.snapshot_at == snap.taken_at != ""  # what a restart learns again is observed since then
+    assert world.data.select_queries(np.arange(3)).snapshot_at == snap.taken_at
     router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(world.data.n_queries))
     save_checkpoint(router, embedder.model_name, checkpoint)
     embedder.close()

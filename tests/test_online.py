@@ -6,6 +6,8 @@ tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +15,7 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 from graph_store import GraphStore, LLMNode, Outcome
-from graphrouter.checkpoint import Checkpoint
+from graphrouter.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from graphrouter.exploration import Explorer, upper_level
 from graphrouter.online import OnlineLearner
 from graphrouter.rewards import SCENARIOS
@@ -226,6 +228,39 @@ def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMa
         with TestClient(make_app("gnn")) as client:
             again = effects(client)
             assert again == pytest.approx(learned, abs=1e-4), (again, learned)  # (float32 batches differ)
+
+
+def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_since_its_snapshot(
+    make_app: AppMaker, fitted: tuple[World, dict[str, Path]], tmp_path: Path
+) -> None:
+    ckpt = load_checkpoint(fitted[1]["gnn"], "hash-test")
+    ckpt.router.world.data.snapshot_at = "2026-01-01T00:00:00Z"  # trained on a store snapshot taken then
+    path = tmp_path / "snapshot.pt"
+    save_checkpoint(ckpt.router, "hash-test", path)
+    query = {"query": "task-1 how far is the moon", "k": 6, "scenario": "performance_first"}
+
+    def effects(client: TestClient) -> dict[str, float]:
+        r = client.post("/v1/route", json=query)
+        assert r.status_code == 200, r.text
+        return {c["name"]: c["effect"] for c in r.json()["candidates"]}
+
+    with TestClient(make_app("gnn", checkpoint=path)) as client:
+        before = effects(client)
+        rows = [{"query": f"task-1 live question {i}", "task": "task-1", "candidate": "llm-1", "effect": 0.0,
+                 "cost": 0.001} for i in range(20)]  # fmt: skip
+        old = [{**row, "candidate": "llm-2", "observed_at": "2025-12-31T23:59:59Z"} for row in rows]
+        r = client.post("/v1/outcomes", json={"outcomes": rows + old}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 40, r.text
+        learned = effects(client)
+        assert learned["llm-1"] < before["llm-1"] - 0.01 and learned["llm-2"] < before["llm-2"] - 0.01
+    with TestClient(make_app("gnn", checkpoint=path)) as client:
+        again = effects(client)
+        assert again["llm-1"] == pytest.approx(learned["llm-1"], abs=1e-4)  # learned again from the store
+        # posted late, but observed (as its client says) before the snapshot: taken to be in it, for the next training
+        assert again["llm-2"] == pytest.approx(before["llm-2"], abs=1e-4)
+        assert {n: again[n] for n in again if n not in ("llm-1", "llm-2")} == pytest.approx(
+            {n: learned[n] for n in learned if n not in ("llm-1", "llm-2")}, abs=1e-4
+        )
 
 
 def test_graphrouter_route_answers_as_a_service_started_now(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from graph_store.changes import (
     LLM_REGISTERED,
     OUTCOMES,
     TASK_REGISTERED,
+    UTC_SECOND,
     Change,
     now,
 )
@@ -94,6 +96,21 @@ def test_outcome_edges_round_trip_exactly(store: GraphStore) -> None:
     )
     q0 = batch.queries[0].id
     assert {o.target for o in store.outcomes(LLM, query_id=q0)} == {"gpt-x", "tiny"}
+
+
+def test_outcomes_observed_since_a_time(store: GraphStore) -> None:
+    batch = small_world()
+    times = ["2026-01-01T23:59:59Z", "2026-01-02T00:00:00Z", "2026-01-03T10:00:00Z"]
+    timed = [replace(o, observed_at=at) for o, at in zip(batch.outcomes, times, strict=False)]
+    store.write(replace(batch, outcomes=timed + batch.outcomes[3:]))  # the rest untimed, but the agent's
+    since = store.outcomes(LLM, observed_since="2026-01-02T00:00:00Z")
+    assert [(o.query_id, o.observed_at) for o in since] == sorted((o.query_id, o.observed_at) for o in timed[1:])
+    assert store.outcomes(LLM, target="tiny", observed_since="2026-01-01T00:00:00Z") == []  # untimed: left out
+    assert store.outcomes(LLM, query_id=timed[2].query_id, observed_since="2026-01-03T10:00:00Z") == [timed[2]]
+    assert [o.target for o in store.outcomes(AGENT, observed_since="2026-01-02T03:04:05Z")] == ["react-bot"]
+    assert store.outcomes(AGENT, observed_since="2026-01-02T03:04:06Z") == []
+    with pytest.raises(InvalidInputError, match="observed_since"):
+        store.outcomes(LLM, observed_since="yesterday")
 
 
 def test_counts_cover_every_type(store: GraphStore) -> None:
@@ -252,6 +269,7 @@ def test_snapshot_arrays_match_what_was_written(store: GraphStore) -> None:
     assert got == {(o.query_id, o.target): (o.effect, o.cost) for o in batch.outcomes if o.kind == LLM}
     backed = snap.edges[(AGENT, "BACKED_BY", LLM)]
     assert llms.keys[int(backed.dst[0])] == "gpt-x"
+    assert UTC_SECOND.fullmatch(snap.taken_at) and snap.taken_at <= now()  # when it began to be read
 
 
 def test_bulk_import_of_100k_outcome_edges(store: GraphStore) -> None:

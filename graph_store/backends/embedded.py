@@ -261,9 +261,14 @@ class EmbeddedStore(GraphStore):
             rows = db.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [_record(label, r) for r in rows]
 
-    def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
+    def _outcomes(
+        self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
+    ) -> list[Outcome]:
         sql = f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM {OUTCOME_TABLE[kind]} WHERE 1=1"
         args: list[str] = []
+        if observed_since is not None:
+            sql += " AND observed_at <> '' AND observed_at >= ?"
+            args.append(observed_since)
         if target is not None:
             sql += " AND target = ?"
             args.append(target)

@@ -253,6 +253,11 @@ ORDER BY query_id, target
 OUTCOMES_ALL: dict[str, str] = {
     kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
 }
+OUTCOMES_SINCE: dict[str, str] = {
+    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE r.observed_at <> '' AND r.observed_at >= $since"
+    f"{_OUTCOME_RETURN[kind]}"
+    for kind, rel in OUTCOME_REL.items()
+}
 OUTCOMES_BY_QUERY: dict[str, str] = {
     kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}"
     for kind, rel in OUTCOME_REL.items()

@@ -348,7 +348,15 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         return [node_from_props(label, record["props"]) for record in records]
 
     @translate_errors
-    def _outcomes(self, kind: str, target: str | None, query_id: str | None) -> list[Outcome]:
+    def _outcomes(
+        self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
+    ) -> list[Outcome]:
+        if observed_since is not None:  # (a scan: it reads what changed since a time, e.g. a training's snapshot)
+            records = self._read(cypher.OUTCOMES_SINCE[kind], since=observed_since)
+            return [
+                o for o in self._outcome_records(kind, records)
+                if (target is None or o.target == target) and (query_id is None or o.query_id == query_id)
+            ]  # fmt: skip
         if query_id is not None and target is not None:
             records = self._read(cypher.OUTCOMES_BY_BOTH[kind], query_id=query_id, target=target)
         elif query_id is not None:
@@ -357,6 +365,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
             records = self._read(cypher.OUTCOMES_BY_TARGET[kind], target=target)
         else:
             records = self._read(cypher.OUTCOMES_ALL[kind])
+        return self._outcome_records(kind, records)
+
+    @staticmethod
+    def _outcome_records(kind: str, records: list[Any]) -> list[Outcome]:
         return [
             Outcome(
                 query_id=r["query_id"],
