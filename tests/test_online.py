@@ -304,7 +304,7 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
     outcomes = [
         Outcome("brand-new", "llm-new", 1.0, 0.001),  # learned online by a running service: kept
         Outcome(trained_q, "llm-new", 1.0, 0.001),  # given to its registration with its training-query outcomes
-        Outcome("brand-new", data.candidates[0], 1.0, 0.001),  # a trained candidate's: for the next training
+        Outcome("brand-new", data.candidates[0], 1.0, 0.001),  # a trained one's: its world has no snapshot time
         Outcome("brand-new", "not-a-candidate", 1.0, 0.001),
     ]
     assert scorer.relearned() == {"llm-new": "LLM"}  # the one the online learner refits (no outcome behind it)
@@ -316,6 +316,12 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
     replaced.register_llm(llm0, {trained_q: 1.0})  # with outcomes behind it, as a replacement has
     assert replaced.relearned() == {"llm-new": "LLM", llm0.name: "LLM"}
     assert [(o.query_id, o.target) for o in scorer.unlearned(outcomes)] == [("brand-new", "llm-new")]
+    snapped = copy.deepcopy(scorer)  # trained on a snapshot whose time it knows: its trained candidates' are relearned
+    snapped.router.world.data.snapshot_at = "2026-01-01T00:00:00Z"
+    assert snapped.corrected() == ({c: "LLM" for c in data.candidates}, "2026-01-01T00:00:00Z")
+    in_it = Outcome(trained_q, data.candidates[0], 0.0, 0.001)  # a cell its world observed: in the snapshot
+    got = snapped.unlearned([*outcomes, in_it])
+    assert [(o.query_id, o.target) for o in got] == [("brand-new", "llm-new"), ("brand-new", data.candidates[0])]
     bandit = _scorer(world, ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries)))
     bandit.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
     assert bandit.relearned() == {} and bandit.unlearned(outcomes) == []  # a bandit learns online itself
