@@ -413,10 +413,12 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
     ) -> Attached:
         """Attach a loaded or retrained scorer to the store and swap it in (no registration in between). It takes
         over the service's exploration budget and what the serving scorer learned online from outcomes after mark
-        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it). With
-        no serving scorer (the service's start), or ``relearn`` (a resync, which may have missed some), it also
-        learns again the stored outcomes of the candidates it refits (``outcome_feed.learn_stored``), in place of
-        those carried over (the store has what they learned, and only the current incarnation of a name's)."""
+        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it), and
+        learns again its trained candidates' stored outcomes observed since its snapshot (``outcome_feed.learn_stored``:
+        what the GNN's graph took during the training, which is not carried over). With no serving scorer (the
+        service's start), or ``relearn`` (a resync, which may have missed some), it also learns again the stored
+        outcomes of the candidates it refits, in place of those carried over (the store has what they learned, and
+        only the current incarnation of a name's)."""
         store = self.state.get_store()
         with self.lock:
             attached = attach_scorer(scorer, store, source, progress)
@@ -428,6 +430,8 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                     for name in scorer.relearned():  # registered again meanwhile is another model of the same name
                         scorer.online.forget(name)
                 learn_stored(scorer, store)
+            elif previous is not scorer:  # a retrained or published checkpoint
+                learn_stored(scorer, store, refitted=False)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached

@@ -340,8 +340,8 @@ class ChangeApplier:
     def resync(self) -> None:
         """Rebuild the scorer from the store, as at start-up: the configured checkpoint loaded again and attached to the
         store (its candidates registered or dropped, deleted tasks refused), taking over what the current one learned
-        online and the stored outcomes of the candidates it refits (those it missed included). For a replica that missed
-        changes (the log was pruned past them)."""
+        online and learning the stored outcomes again (``outcome_feed.learn_stored``: those it missed included). For a
+        replica that missed changes (the log was pruned past them)."""
         current = self.state.scorer
         if current is None:
             self.registry.try_load(force=True)

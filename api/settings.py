@@ -166,8 +166,9 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="at most this many routed requests' worth of unused exploration allowance is saved up: after a "
-        "long run of plain routes, at most GRAPHROUTER_EXPLORE_SHARE × this many exploring requests explore in a row "
-        "(and at most this many requests' worth of GRAPHROUTER_EXPLORE_USD_PER_1K is spent at once)",
+        "long run of plain routes, about SHARE × this / (1 − SHARE) exploring requests explore in a row (111 at the "
+        "defaults; the saved allowance and their own), then SHARE of them again (and at most this many requests' "
+        "worth of GRAPHROUTER_EXPLORE_USD_PER_1K is saved up)",
     )
     explore_quiz: int = Field(
         50,

@@ -5,7 +5,8 @@
 Without ``--neo4j-uri`` the Neo4j backend is measured against an ArcadeDB Bolt server started for the run
 (tests/_arcadedb.py), as in the tests. Each repeat starts from an empty store. Prints a table and writes it to
 experiments/results/bench_store.md. Targets (this 2-core machine): full import < 30 s embedded, < 60 s Bolt;
-snapshot < 2 s.
+snapshot < 2 s. Also timed: the read a starting service makes of the outcomes observed since its checkpoint's
+snapshot (``outcomes(observed_since=…)``, a scan of every outcome edge; none match here).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def neo4j_opener(uri: str | None, tmp: Path) -> Iterator[Callable[[], GraphStore
 
 
 def measure(open_store: Callable[[], GraphStore], data_dir: Path, repeats: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"import_s": [], "reimport_s": [], "snapshot_s": []}
+    out: dict[str, list[float]] = {"import_s": [], "reimport_s": [], "snapshot_s": [], "since_s": []}
     with open_store() as store:
         for _ in range(repeats):
             store.clear()
@@ -67,6 +68,10 @@ def measure(open_store: Callable[[], GraphStore], data_dir: Path, repeats: int) 
                 snap = store.snapshot()
                 out["snapshot_s"].append(time.perf_counter() - t)
             assert len(snap.edges[("Query", "ANSWERED_BY", "LLM")]) == 54972
+            for _ in range(3):  # a start's read of what was observed since its checkpoint's snapshot: none here
+                t = time.perf_counter()
+                assert store.outcomes("LLM", observed_since=snap.taken_at[:4] + "-12-31T23:59:59Z") == []
+                out["since_s"].append(time.perf_counter() - t)
     return out
 
 
@@ -93,16 +98,17 @@ def main() -> None:
         "",
         f"`python experiments/bench_store.py --repeats {args.repeats}` on {platform.node() or 'this machine'}, "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}. Medians over {args.repeats} imports into an empty "
-        f"store (snapshot: median of {3 * args.repeats}). Reading and validating the files alone: {parse_s:.1f} s.",
+        f"store (snapshot and outcomes since: median of {3 * args.repeats}). Reading and validating the files alone: "
+        f"{parse_s:.1f} s.",
         "",
-        "| backend | full import (s) | edges/s | re-import (s) | snapshot (s) |",
-        "|---|---:|---:|---:|---:|",
+        "| backend | full import (s) | edges/s | re-import (s) | snapshot (s) | outcomes since a time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         imp = statistics.median(r["import_s"])
         lines.append(
             f"| {name} | {imp:.1f} | {n_edges / imp:,.0f} | {statistics.median(r['reimport_s']):.1f} | "
-            f"{statistics.median(r['snapshot_s']):.2f} |"
+            f"{statistics.median(r['snapshot_s']):.2f} | {statistics.median(r['since_s']):.3f} |"
         )
     emb, neo = (statistics.median(r["import_s"]) for r in results.values())
     lines += [

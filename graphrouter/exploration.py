@@ -221,5 +221,6 @@ class Explorer(LockedState):
             self.explorations += 1
             self.extra_usd += extra
             self._saved -= 1.0
-            self._saved_usd -= extra
+            if self.usd_per_1k is not None:
+                self._saved_usd -= extra
             return True

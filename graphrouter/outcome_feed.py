@@ -7,10 +7,13 @@ queries its router was not trained on (from the batch just written, else from th
 
 from __future__ import annotations
 
+import calendar
 import logging
+import time
 from typing import Any
 
 from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
+from graph_store.changes import now
 from graphrouter.errors import GraphRouterError
 from graphrouter.online import REFIT_ROWS
 from graphrouter.scorer import Scorer
@@ -18,6 +21,7 @@ from graphrouter.scorer import Scorer
 log = logging.getLogger(__name__)
 
 RELEARN_ROWS = REFIT_ROWS  # per candidate, the most recent stored outcomes a start learns again
+SNAPSHOT_SLACK = 300  # seconds before a training snapshot's time from which a start reads trained candidates' outcomes
 
 ByCandidate = dict[str, tuple[dict[str, float], dict[str, float]]]
 
@@ -67,15 +71,25 @@ def query_texts(
     return out
 
 
-def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None) -> int:
+def before(at: str, seconds: float = SNAPSHOT_SLACK) -> str:
+    """The UTC time (as ``Outcome.observed_at``) ``seconds`` before ``at``."""
+    return now(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) - seconds)
+
+
+def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None, refitted: bool = True) -> int:
     """Give a freshly loaded scorer (not yet serving) what a running service had learned online, from the stored
     outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
     of the candidates it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes),
     all of theirs; of its trained candidates (:meth:`Scorer.corrected`), those observed since its training snapshot.
     A restart used to forget a new LLM's refit and its quiz's counts, and every trained LLM's corrections from live
     outcomes, until the next training. An unavailable store raises; other failures are logged, and 0 is returned.
-    ``only``: these candidates only (others replaced while serving: the rest have learned theirs already)."""
-    names = {n: kind for n, kind in scorer.relearned().items() if only is None or n in only}
+    ``only``: these candidates only (others replaced while serving: the rest have learned theirs already);
+    ``refitted``: False for the trained candidates' only (a retrained scorer, which takes the others over).
+
+    The read starts :data:`SNAPSHOT_SLACK` seconds before the snapshot's time, for outcomes stamped just before it
+    but written after it was read (by another replica, whose clock may also differ a little): those the snapshot
+    holds are skipped (:meth:`Scorer.unlearned`)."""
+    names = {n: kind for n, kind in scorer.relearned().items() if refitted and (only is None or n in only)}
     trained, since = scorer.corrected()
     trained = {n: kind for n, kind in trained.items() if only is None or n in only}
     if not names and not trained:
@@ -83,7 +97,7 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
     try:
         stored = [o for name, kind in names.items() for o in store.outcomes(kind, target=name)]
         for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
-            stored += [o for o in store.outcomes(kind, observed_since=since) if o.target in trained]
+            stored += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
         per: dict[str, list[Outcome]] = {}
         for o in sorted(scorer.unlearned(stored), key=lambda o: o.observed_at):
             per.setdefault(o.target, []).append(o)

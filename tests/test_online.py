@@ -17,6 +17,7 @@ from api.settings import Settings
 from graph_store import GraphStore, LLMNode, Outcome
 from graphrouter.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from graphrouter.exploration import Explorer, upper_level
+from graphrouter.loading import load_scorer
 from graphrouter.online import OnlineLearner
 from graphrouter.rewards import SCENARIOS
 from graphrouter.routers import ROUTERS
@@ -248,15 +249,21 @@ def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_sinc
         before = effects(client)
         rows = [{"query": f"task-1 live question {i}", "task": "task-1", "candidate": "llm-1", "effect": 0.0,
                  "cost": 0.001} for i in range(20)]  # fmt: skip
-        old = [{**row, "candidate": "llm-2", "observed_at": "2025-12-31T23:59:59Z"} for row in rows]
+        old = [{**row, "candidate": "llm-2", "observed_at": "2025-12-31T23:00:00Z"} for row in rows]
         r = client.post("/v1/outcomes", json={"outcomes": rows + old}, headers=AUTH)
         assert r.status_code == 200 and r.json()["applied_to_scorer"] == 40, r.text
         learned = effects(client)
         assert learned["llm-1"] < before["llm-1"] - 0.01 and learned["llm-2"] < before["llm-2"] - 0.01
+        # a checkpoint swapped in (as after a retrain whose snapshot took none of them: nothing carried over) learns
+        # them again from the store too, as a start does
+        app = client.app
+        swapped = load_scorer(path, embedder=HashEmbedder(fitted[0]))
+        app.state.registry.install(swapped, "a swapped checkpoint", outcomes_since=app.state.registry.outcome_mark())
+        assert effects(client) == pytest.approx({**learned, "llm-2": before["llm-2"]}, abs=1e-4)
     with TestClient(make_app("gnn", checkpoint=path)) as client:
         again = effects(client)
         assert again["llm-1"] == pytest.approx(learned["llm-1"], abs=1e-4)  # learned again from the store
-        # posted late, but observed (as its client says) before the snapshot: taken to be in it, for the next training
+        # posted late, but observed (as its client says) an hour before the snapshot: taken to be in it (next training)
         assert again["llm-2"] == pytest.approx(before["llm-2"], abs=1e-4)
         assert {n: again[n] for n in again if n not in ("llm-1", "llm-2")} == pytest.approx(
             {n: learned[n] for n in learned if n not in ("llm-1", "llm-2")}, abs=1e-4
