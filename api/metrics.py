@@ -17,20 +17,28 @@ process, as in the tests, do not collide), and the ASGI middleware that times ev
   ``graphrouter_pending_expired_total``: this replica's follower of the store's change log (the last version it
   applied, its full resyncs, the proxied calls' pending outcomes it dropped for want of feedback), as ``/ready``
   shows them; absent while the service has no follower, the version also before it has read the log.
+
+Several workers (``graphrouter serve --workers N``): each worker is a process with its own counters, so the server
+gives them a shared directory (``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's multiprocess mode; api/server.py)
+and :meth:`Metrics.render` sums every worker's counters and histograms, whichever worker answers the scrape. The
+change-log follower's figures stay those of the worker that answers (each worker is a replica with its own).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set (by api/server.py for workers) before prometheus_client is imported
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -105,7 +113,14 @@ class Metrics:
         self.exploration_cost.inc(max(extra_usd, 0.0))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This app's metrics; with several workers (:data:`MULTIPROC_DIR` set), every worker's counters summed."""
+        shared = os.environ.get(MULTIPROC_DIR)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared)
+        registry.register(_FollowerCollector(self))
+        return generate_latest(registry)
 
 
 class _FollowerCollector(Collector):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from api.metrics import MULTIPROC_DIR
 
 
 class NoDelayConfig(uvicorn.Config):
@@ -27,12 +32,19 @@ def run_server(app: str, workers: int = 1, **options: Any) -> None:
     socket for workers (uvicorn.run's reload and unix-socket branches are not needed by ``graphrouter serve``)."""
     config = NoDelayConfig(app, factory=True, workers=workers, **options)
     server = uvicorn.Server(config)
+    shared = None
+    if config.workers > 1 and not os.environ.get(MULTIPROC_DIR):  # the workers' metrics, summed (api/metrics.py)
+        shared = os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="graphrouter-metrics-")
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            Multiprocess(config, sockets=[config.bind_socket()]).run()  # spawned: they import prometheus_client anew
         else:
             server.run()
     except KeyboardInterrupt:
         pass
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+            del os.environ[MULTIPROC_DIR]
     if config.workers == 1 and not server.started:
         sys.exit(3)  # uvicorn's STARTUP_FAILURE

@@ -107,6 +107,14 @@ def replicas(bolt_server: object, tmp_path: Path) -> Iterator[Replica]:
                 proc.wait(10)
 
 
+def _routes_counted(metrics: str) -> float:
+    """``graphrouter_http_requests_total`` of successful ``POST /v1/route`` requests in a /metrics text."""
+    key = 'graphrouter_http_requests_total{method="POST",route="/v1/route",status="200"} '
+    found = [float(line[len(key) :]) for line in metrics.splitlines() if line.startswith(key)]
+    assert len(found) == 1, metrics
+    return found[0]
+
+
 def _route(client: httpx.Client) -> dict[str, dict[str, float]]:
     """Every routable candidate of one replica (asked for all of them; if one went between the two calls, again)."""
     for _ in range(5):
@@ -222,6 +230,9 @@ def test_serve_with_two_workers_on_the_embedded_store(tmp_path: Path) -> None:
                 assert "llm-new" not in _route(client)
             r = client.post("/v1/llms", json=NEW_LLM, headers=AUTH)  # re-registration is not a wrong 409
             assert r.status_code == 201, r.text
+            # /metrics sums both workers' counters, whichever answers (each counted about half of the routes)
+            routed = [_routes_counted(client.get("/metrics").text) for _ in range(8)]
+            assert routed == [routed[0]] * 8 and routed[0] >= 40, routed
     finally:
         proc.terminate()
         try:
