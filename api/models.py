@@ -119,6 +119,16 @@ class RouteResponse(BaseModel):
     candidates: list[Candidate] = Field(description="best first")
     checkpoint: str = Field(description="version of the checkpoint that answered")
     explored: bool = Field(False, description="the first candidate is an exploration's pick, not the argmax")
+    explored_instead_of: str | None = Field(
+        None, description="when explored: the candidate the argmax would have put first (it follows, if k allows)"
+    )
+    exploration_extra_cost: float = Field(
+        0.0, description="when explored: the pick's predicted cost minus that argmax's (USD; negative if cheaper)"
+    )
+
+    @field_serializer("exploration_extra_cost")
+    def _significant_cost(self, value: float) -> float:
+        return significant(value)
 
 
 class BatchRouteRequest(Strict):

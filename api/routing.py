@@ -92,6 +92,8 @@ def response(result: RouteResult, state: ServiceState) -> RouteResponse:
         ],
         checkpoint=result.checkpoint,
         explored=result.explored,
+        explored_instead_of=result.instead_of,
+        exploration_extra_cost=result.extra_cost,
     )
 
 

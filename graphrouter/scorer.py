@@ -55,6 +55,7 @@ class RouteResult:
     checkpoint: str
     explored: bool = False  # the first candidate is an exploration's pick, not the argmax
     extra_cost: float = 0.0  # its predicted cost minus the argmax's (USD), when explored
+    instead_of: str | None = None  # the argmax it replaced, when explored
 
 
 class Scorer:
@@ -434,7 +435,7 @@ class Scorer:
             pool = affordable
         order = pool[np.argsort(-utility[pool], kind="stable")]
         self.explorer.count_request()
-        explored, extra = False, 0.0
+        explored, extra, argmax = False, 0.0, self.candidates[int(order[0])]
         if explore and len(order) > 1:
             counts, (trained, online) = router.outcome_counts(), self.quiz_counts()
             seen = trained + online
@@ -465,4 +466,5 @@ class Scorer:
             checkpoint=self.checkpoint.version,
             explored=explored,
             extra_cost=extra,
+            instead_of=argmax if explored else None,
         )

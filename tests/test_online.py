@@ -166,9 +166,22 @@ def test_the_api_explores_on_request_reports_it_and_counts_it(make_app: AppMaker
         r = client.post("/v1/llms", json={**test_api.NEW_LLM, "name": "llm-x"}, headers=AUTH)
         assert r.status_code == 201, r.text
         body = {"query": "task-0 hi", "k": 2, "scenario": "balance"}
+        plain = client.post("/v1/route", json=body).json()
+        assert not plain["explored"] and plain["explored_instead_of"] is None and plain["exploration_extra_cost"] == 0
         assert all(not client.post("/v1/route", json=body).json()["explored"] for _ in range(5))
-        explored = [client.post("/v1/route", json={**body, "explore": True}).json()["explored"] for _ in range(30)]
+        answers = [client.post("/v1/route", json={**body, "explore": True}).json() for _ in range(30)]
+        explored = [a["explored"] for a in answers]
         assert any(explored)
+        for a in answers:  # an explored answer names the argmax it replaced, which follows it, and the extra cost
+            first, second = a["candidates"]
+            if a["explored"]:
+                assert (
+                    first["name"] == "llm-x"
+                    and a["explored_instead_of"] == second["name"] == plain["candidates"][0]["name"]
+                )
+                assert a["exploration_extra_cost"] == pytest.approx(first["cost"] - second["cost"])
+            else:
+                assert a["explored_instead_of"] is None and a["exploration_extra_cost"] == 0
         metrics = client.get("/metrics").text
         counted = sum(
             float(line.rsplit(" ", 1)[1])
