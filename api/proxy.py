@@ -211,11 +211,12 @@ class ChatProxy(ProxyRecords):
                     f"no candidate the router ranked can be called: {shown(skipped)}; give an LLM an upstream "
                     "with PATCH /v1/llms/{name}",
                 )
+            explored = result.explored and attempts[0].name == result.candidates[0].name
             if result.candidates:
                 self.state.metrics.decided(attempts[0].name, LLM)
-                if result.explored and attempts[0].name == result.candidates[0].name:
+                if explored:
                     self.state.metrics.explored(attempts[0].name, LLM, result.extra_cost)
-            return Plan(attempts, text, result.task, routed=True)
+            return Plan(attempts, text, result.task, routed=True, explored=explored)
         # a concrete candidate: pass-through
         if not store.has_node(LLM, model):
             raise client_error(

@@ -167,6 +167,7 @@ class Plan:
     task: str | None
     routed: bool
     failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
+    explored: bool = False  # the first attempt is an exploration's pick, not the argmax
 
     def headers(self, chosen: Attempt | None) -> dict[str, str]:
         """The ``x-graphrouter-*`` headers of the answer from ``chosen`` (None: every attempt failed, a 502)."""
@@ -181,6 +182,8 @@ class Plan:
             out[f"{HEADER_PREFIX}task"] = header_safe(self.task)
         if self.failed:
             out[f"{HEADER_PREFIX}failed"] = header_safe("; ".join(self.failed))
+        if self.explored and chosen is not None and chosen is self.attempts[0]:
+            out[f"{HEADER_PREFIX}explored"] = "true"
         return out
 
 

@@ -468,15 +468,19 @@ def test_routed_calls_explore_as_route_does(
         # another new one the proxy cannot call (no upstream): exploring it would spend the budget on a skipped pick
         dark = {**new, "name": "llm-dark"}
         assert client.post("/v1/llms", json=dark, headers=ADMIN_AUTH).json()["routable"] is True
-        models = [chat(client).headers["x-graphrouter-model"] for _ in range(10)]
+        answers = [chat(client) for _ in range(10)]
+        models = [a.headers["x-graphrouter-model"] for a in answers]
+        assert all(a.headers["x-graphrouter-explored"] == "true" for a in answers)
         explored = sum(
             float(line.rsplit(" ", 1)[1])
             for line in client.get("/metrics").text.splitlines()
             if line.startswith("graphrouter_explorations_total{")
         )
         assert models == ["llm-new"] * 10 and explored == 10, (models, explored)  # quizzed, every call
-        quiet = [chat(client, explore=False).headers["x-graphrouter-model"] for _ in range(5)]
+        calm = [chat(client, explore=False) for _ in range(5)]
+        quiet = [a.headers["x-graphrouter-model"] for a in calm]
         assert all(r == quiet[0] for r in quiet)  # no exploration asked: the argmax every time
+        assert not any("x-graphrouter-explored" in a.headers for a in calm)
 
 
 # ---- upstream configuration on the LLMs ----------------------------------------------------------------------
