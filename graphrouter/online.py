@@ -238,6 +238,28 @@ class OnlineLearner(LockedState):
         self._n += 1
         return self._n - 1
 
+    def drop(self, candidate: str, query_ids: list[str]) -> int:
+        """Forget these outcomes of ``candidate`` (its router took them into its own graph since: a retrained GNN
+        whose world holds their queries), so that none is corrected for twice; how many were held."""
+        with self._lock:
+            held = [(q, candidate) for q in query_ids if (q, candidate) in self._key]
+            rows = sorted((self._key.pop(key) for key in held), reverse=True)
+            if not rows:
+                return 0
+            where = {row: key for key, row in self._key.items()}
+            for row in rows:  # the last row moves into the freed one (descending: never a row about to be freed)
+                last = self._n - 1
+                if row != last:
+                    for a in (self._emb, self._task, self._cand, self._effect, self._resid, self._seq, self._others):
+                        a[row] = a[last]
+                    if (key := where.pop(last, None)) is not None:
+                        self._key[key], where[row] = row, key
+                self._n -= 1
+            cid = self._name_id[candidate]
+            self._version[cid] = self._version.get(cid, 0) + 1
+            self._by_cand = {}
+            return len(rows)
+
     def forget(self, name: str) -> None:
         """Drop what was learned about a candidate that is removed (a later one of that name starts afresh)."""
         with self._lock:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graph_store import LLM, Agent, LLMNode, Outcome
+from graph_store.changes import UTC_SECOND
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.exploration import Explorer
@@ -213,6 +214,7 @@ class Scorer:
                 raise GraphRouterError(f"cannot add outcomes of {name!r}: {exc}") from None
         if absorbed:  # the router learned those itself (the GNN's graph): not corrected for a second time
             keys = self.router.query_rows()
+            self.online.drop(name, [i for i in outcomes if keys.get(i) in rows])  # carried over from before
             outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
         ids, q = self._features(outcomes, queries or {})
         if not ids:
@@ -280,7 +282,7 @@ class Scorer:
         for a router that learns online itself (see :meth:`relearned`)."""
         router = self.router
         since = router.world.data.snapshot_at
-        if router.learns_online or not since:
+        if router.learns_online or not UTC_SECOND.fullmatch(since or ""):
             return {}, ""
         refitted = self.relearned()
         return {n: k for n, k in zip(self.candidates, self.kinds, strict=True) if n not in refitted}, since

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from api.settings import Settings
-from graph_store import GraphStore, LLMNode, Outcome
+from graph_store import GraphBatch, GraphStore, LLMNode, Outcome
 from graphrouter.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from graphrouter.exploration import Explorer, upper_level
 from graphrouter.loading import load_scorer
@@ -23,7 +23,7 @@ from graphrouter.rewards import SCENARIOS
 from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.scorer import Scorer
-from graphrouter.world import QueryFeatures, World
+from graphrouter.world import QueryFeatures, World, build_world
 from tests import test_api
 from tests.routing_world import make_world, split
 from tests.test_api import AUTH, AppMaker
@@ -281,6 +281,58 @@ def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_sinc
         assert {n: again[n] for n in again if n not in ("llm-1", "llm-2")} == pytest.approx(
             {n: learned[n] for n in learned if n not in ("llm-1", "llm-2")}, abs=1e-4
         )
+
+
+def test_the_learner_drops_outcomes_its_router_took_and_keeps_the_others_addressable() -> None:
+    learner = OnlineLearner()
+    emb = np.eye(8, dtype=np.float32)[:4]
+    ids = ["q0", "q1", "q2", "q3"]
+    learner.observe("a", ids, emb, np.zeros(4, np.int64), np.array([1.0, 0.0, 1.0, 0.0]), np.full(4, 0.5))
+    learner.observe("b", ids[:2], emb[:2], np.zeros(2, np.int64), np.array([1.0, 1.0]), np.full(2, 0.5))
+    assert learner.drop("a", ["q0", "q2", "q9"]) == 2 and learner.drop("a", ["q0"]) == 0
+    assert len(learner) == 4 and learner.tally(["a", "b"])[0].tolist() == [2.0, 2.0]
+    assert learner.tally(["a", "b"])[1].tolist() == [0.0, 2.0]  # a's two failures are what is left of it
+    learner.observe("b", ["q1"], emb[1:2], np.zeros(1, np.int64), np.array([0.0]), np.full(1, 0.5))  # replaced
+    assert len(learner) == 4 and learner.tally(["a", "b"])[1].tolist() == [0.0, 1.0]
+
+
+def test_a_retrained_checkpoint_swapped_in_counts_an_outcome_posted_during_training_once(
+    make_app: AppMaker, store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path
+) -> None:
+    """An outcome posted while a training runs, on a query the training's snapshot holds (another candidate's
+    outcome put it there), was learned online by the serving scorer and carried over; the retrained GNN takes it into
+    its graph when it is learned again from the store, and then does not also correct for it online."""
+    world = fitted[0]
+    data = world.data
+    store.write(GraphBatch(outcomes=[
+        Outcome(data.query_keys[i], c, float(data.effect[i, j]), 0.001)
+        for i in range(data.n_queries) for j, c in enumerate(data.candidates) if np.isfinite(data.effect[i, j])
+    ]))  # fmt: skip
+    live = {"query": "task-1 a brand new live question", "task": "task-1", "cost": 0.001}
+    routed = {"query": live["query"], "task": "task-1", "k": 5, "scenario": "performance_first"}
+    retrained = tmp_path / "retrained.pt"
+    app = make_app("gnn")
+    with TestClient(app) as client:
+        registry = app.state.registry
+        r = client.post(
+            "/v1/outcomes", json={"outcomes": [{**live, "candidate": "llm-2", "effect": 1.0}]}, headers=AUTH
+        )
+        assert r.status_code == 200, r.text
+        mark, snap = registry.outcome_mark(), store.snapshot()  # a training's snapshot holds the live query now
+        new_world = build_world(snap, HashEmbedder(world))
+        router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8)
+        save_checkpoint(router.fit(new_world, np.arange(new_world.data.n_queries)), "hash-test", retrained)
+        r = client.post(
+            "/v1/outcomes", json={"outcomes": [{**live, "candidate": "llm-1", "effect": 0.0}]}, headers=AUTH
+        )
+        assert r.status_code == 200, r.text  # during the training: learned online (not in the serving world)
+        registry.install(load_scorer(retrained, embedder=HashEmbedder(world)), "retrained", outcomes_since=mark)
+        scorer = registry.state.scorer
+        assert scorer.online.counts(["llm-1", "llm-2"]).tolist() == [0.0, 0.0]  # in its graph, not corrected again
+        swapped = {c["name"]: c["effect"] for c in client.post("/v1/route", json=routed).json()["candidates"]}
+    with TestClient(make_app("gnn", checkpoint=retrained)) as client:  # what a restart on it answers
+        restarted = {c["name"]: c["effect"] for c in client.post("/v1/route", json=routed).json()["candidates"]}
+        assert restarted == pytest.approx(swapped, abs=1e-4)
 
 
 def test_graphrouter_route_answers_as_a_service_started_now(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

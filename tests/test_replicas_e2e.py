@@ -232,7 +232,7 @@ def test_serve_with_two_workers_on_the_embedded_store(tmp_path: Path) -> None:
             assert r.status_code == 201, r.text
             # /metrics sums both workers' counters, whichever answers (each counted about half of the routes)
             routed = [_routes_counted(client.get("/metrics").text) for _ in range(8)]
-            assert routed == [routed[0]] * 8 and routed[0] >= 40, routed
+            assert routed == [40.0] * 8, routed  # the 40 of _route above (a 400 it retried is not a 200)
     finally:
         proc.terminate()
         try:
