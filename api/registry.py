@@ -61,7 +61,7 @@ from graph_store.changes import (
 from graph_store.changes import now as utc_now
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, load_scorer
-from graphrouter.outcome_feed import learn_stored
+from graphrouter.outcome_feed import learn_stored, refitted
 from graphrouter.scorer import Scorer
 
 Candidate = LLMNode | Agent
@@ -427,11 +427,11 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 scorer.carry_over(previous, outcomes_since)
             if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
                 if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
-                    for name in scorer.relearned():  # registered again meanwhile is another model of the same name
+                    for name in refitted(scorer):  # registered again meanwhile is another model of the same name
                         scorer.online.forget(name)
                 learn_stored(scorer, store)
             elif previous is not scorer:  # a retrained or published checkpoint
-                learn_stored(scorer, store, refitted=False)
+                learn_stored(scorer, store, trained_only=True)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached

@@ -21,7 +21,7 @@ shape of the trained candidates it answers like (a description-based prediction 
 dcrouter averaged 0.39 against a true 0.62, too high on hard queries and far too low on easy ones, and no residual level
 could fix both). :meth:`Router.score` applies it in the one request pass; the scorer feeds it
 (:meth:`Scorer.add_outcomes`). Nothing new is persisted: the outcomes are in the store (a restarted service learns them
-again, those observed since the training snapshot for a trained candidate: :meth:`Scorer.unlearned`), and the next
+again, those observed since the training snapshot for a trained candidate: ``outcome_feed.unlearned``), and the next
 full training learns from them;
 :meth:`OnlineLearner.rebased` keeps only the outcomes newer than that training's snapshot, re-based on the new router's
 predictions (no outcome counted twice).

@@ -10,12 +10,13 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
-from graph_store.changes import now
+from graph_store.changes import UTC_SECOND, now
 from graphrouter.errors import GraphRouterError
-from graphrouter.online import REFIT_ROWS
+from graphrouter.online import REFIT_ROWS, in_snapshot
 from graphrouter.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -71,26 +72,74 @@ def query_texts(
     return out
 
 
+def refitted(scorer: Scorer) -> dict[str, str]:
+    """The candidates (name → kind) all of whose stored outcomes a freshly loaded ``scorer`` learns again
+    (:func:`unlearned`): those registered since its training, or trained without a single outcome (the online
+    learner refits both on what they are observed to do). None for a router that learns online itself (a bandit: it
+    would count twice the outcomes the replicas' log replays after a start; what it learned online waits for the next
+    training)."""
+    router = scorer.router
+    if router.learns_online:
+        return {}
+    trained, counts = router.trained_names(), router.trained_counts()
+    return {
+        name: kind
+        for name, kind, n in zip(scorer.candidates, scorer.kinds, counts, strict=True)
+        if name not in trained or n <= 0
+    }
+
+
+def corrected(scorer: Scorer) -> tuple[dict[str, str], str]:
+    """The trained candidates (name → kind) whose stored outcomes observed since the router's training snapshot a
+    freshly loaded ``scorer`` learns again (:func:`unlearned`: the corrections a running service made from them), and
+    the snapshot's time (UTC, to the second; "" for a checkpoint from before it was kept: none then). None for a
+    router that learns online itself (see :func:`refitted`)."""
+    router = scorer.router
+    since = router.world.data.snapshot_at
+    if router.learns_online or not UTC_SECOND.fullmatch(since or ""):
+        return {}, ""
+    names = refitted(scorer)
+    return {n: k for n, k in zip(scorer.candidates, scorer.kinds, strict=True) if n not in names}, since
+
+
+def unlearned(scorer: Scorer, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """Those of the stored ``outcomes`` a running service learned online and a freshly loaded ``scorer`` has not: the
+    :func:`refitted` candidates' outcomes on queries its router was not trained on (their registration takes those
+    on training queries), and the :func:`corrected` candidates' outcomes that are not in its training snapshot (on a
+    query it was not trained on, or one whose outcome of theirs it had not seen; one re-posted with another value
+    since is taken to be in it)."""
+    router = scorer.router
+    names, (trained, _) = refitted(scorer), corrected(scorer)
+    mine = [o for o in outcomes if o.target in names]
+    rows = router.query_rows()
+    (training,) = router.training_rows({o.query_id: o.effect for o in mine}) if mine else ({},)
+    theirs = [o for o in outcomes if o.target in trained]
+    seen = in_snapshot(router, [(o.query_id, o.target) for o in theirs])
+    return [o for o in mine if rows.get(o.query_id) not in training] + [
+        o for o, old in zip(theirs, seen, strict=True) if not old
+    ]
+
+
 def before(at: str, seconds: float = SNAPSHOT_SLACK) -> str:
     """The UTC time (as ``Outcome.observed_at``) ``seconds`` before ``at``."""
     return now(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) - seconds)
 
 
-def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None, refitted: bool = True) -> int:
+def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None, trained_only: bool = False) -> int:
     """Give a freshly loaded scorer (not yet serving) what a running service had learned online, from the stored
-    outcomes (:meth:`Scorer.unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
-    of the candidates it refits (:meth:`Scorer.relearned`: registered since training, or trained without outcomes),
-    all of theirs; of its trained candidates (:meth:`Scorer.corrected`), those observed since its training snapshot.
+    outcomes (:func:`unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
+    of the candidates it refits (:func:`refitted`: registered since training, or trained without outcomes),
+    all of theirs; of its trained candidates (:func:`corrected`), those observed since its training snapshot.
     A restart used to forget a new LLM's refit and its quiz's counts, and every trained LLM's corrections from live
     outcomes, until the next training. An unavailable store raises; other failures are logged, and 0 is returned.
     ``only``: these candidates only (others replaced while serving: the rest have learned theirs already);
-    ``refitted``: False for the trained candidates' only (a retrained scorer, which takes the others over).
+    ``trained_only``: the trained candidates' only (a retrained scorer, which takes the others over).
 
     The read starts :data:`SNAPSHOT_SLACK` seconds before the snapshot's time, for outcomes stamped just before it
     but written after it was read (by another replica, whose clock may also differ a little): those the snapshot
-    holds are skipped (:meth:`Scorer.unlearned`)."""
-    names = {n: kind for n, kind in scorer.relearned().items() if refitted and (only is None or n in only)}
-    trained, since = scorer.corrected()
+    holds are skipped (:func:`unlearned`)."""
+    names = {n: kind for n, kind in refitted(scorer).items() if not trained_only and (only is None or n in only)}
+    trained, since = corrected(scorer)
     trained = {n: kind for n, kind in trained.items() if only is None or n in only}
     if not names and not trained:
         return 0
@@ -99,7 +148,7 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
         for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
             stored += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
         per: dict[str, list[Outcome]] = {}
-        for o in sorted(scorer.unlearned(stored), key=lambda o: o.observed_at):
+        for o in sorted(unlearned(scorer, stored), key=lambda o: o.observed_at):
             per.setdefault(o.target, []).append(o)
         todo = [o for mine in per.values() for o in mine[-RELEARN_ROWS:]]  # its refit reads its most recent
         if not todo:

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graph_store import LLM, Agent, LLMNode, Outcome
-from graph_store.changes import UTC_SECOND
+from graph_store import LLM, Agent, LLMNode
 from graphrouter.embeddings import Embedder
 from graphrouter.errors import GraphRouterError
 from graphrouter.exploration import Explorer
-from graphrouter.online import OnlineLearner, in_snapshot
+from graphrouter.online import OnlineLearner
 from graphrouter.probes import MAX_SEED, Probe, design_probes
 from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
@@ -257,51 +256,6 @@ class Scorer:
         return ids, QueryFeatures(
             np.concatenate(emb).astype(np.float32), np.asarray(task, dtype=np.int64), np.asarray(tokens, dtype=float)
         )
-
-    def relearned(self) -> dict[str, str]:
-        """The candidates (name → kind) whose stored outcomes a freshly loaded scorer learns again
-        (:meth:`unlearned`): those registered since its training, or trained without a single outcome (the online
-        learner refits both on what they are observed to do). None for a router that learns online itself (a
-        bandit: it would count twice the outcomes the replicas' log replays after a start; what it learned online
-        waits for the next training)."""
-        router = self.router
-        if router.learns_online:
-            return {}
-        trained = router.trained_names()
-        counts = router.trained_counts()
-        return {
-            name: kind
-            for name, kind, n in zip(self.candidates, self.kinds, counts, strict=True)
-            if name not in trained or n <= 0
-        }
-
-    def corrected(self) -> tuple[dict[str, str], str]:
-        """The trained candidates (name → kind) whose stored outcomes observed since its router's training snapshot
-        a freshly loaded scorer learns again (:meth:`unlearned`: the corrections a running service made from them),
-        and the snapshot's time (UTC, to the second; "" for a checkpoint from before it was kept: none then). None
-        for a router that learns online itself (see :meth:`relearned`)."""
-        router = self.router
-        since = router.world.data.snapshot_at
-        if router.learns_online or not UTC_SECOND.fullmatch(since or ""):
-            return {}, ""
-        refitted = self.relearned()
-        return {n: k for n, k in zip(self.candidates, self.kinds, strict=True) if n not in refitted}, since
-
-    def unlearned(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Those of the stored ``outcomes`` a running service learned online and a freshly loaded scorer has not:
-        the :meth:`relearned` candidates' outcomes on queries its router was not trained on (their registration
-        takes those on training queries), and the :meth:`corrected` candidates' outcomes that are not in its
-        training snapshot (on a query it was not trained on, or one whose outcome of theirs it had not seen; one
-        re-posted with another value since is taken to be in it)."""
-        names, (trained, _) = self.relearned(), self.corrected()
-        mine = [o for o in outcomes if o.target in names]
-        rows = self.router.query_rows()
-        (training,) = self.router.training_rows({o.query_id: o.effect for o in mine}) if mine else ({},)
-        theirs = [o for o in outcomes if o.target in trained]
-        seen = in_snapshot(self.router, [(o.query_id, o.target) for o in theirs])
-        return [o for o in mine if rows.get(o.query_id) not in training] + [
-            o for o, old in zip(theirs, seen, strict=True) if not old
-        ]
 
     def quiz_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(C,) outcomes behind each candidate's prediction (trained, registered, or posted on stored queries) and

@@ -19,6 +19,7 @@ from graphrouter.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from graphrouter.exploration import Explorer, upper_level
 from graphrouter.loading import load_scorer
 from graphrouter.online import OnlineLearner
+from graphrouter.outcome_feed import corrected, refitted, unlearned
 from graphrouter.rewards import SCENARIOS
 from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
@@ -379,24 +380,24 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
         Outcome("brand-new", data.candidates[0], 1.0, 0.001),  # a trained one's: its world has no snapshot time
         Outcome("brand-new", "not-a-candidate", 1.0, 0.001),
     ]
-    assert scorer.relearned() == {"llm-new": "LLM"}  # the one the online learner refits (no outcome behind it)
+    assert refitted(scorer) == {"llm-new": "LLM"}  # the one the online learner refits (no outcome behind it)
     import copy
 
     replaced = copy.deepcopy(scorer)  # a trained LLM registered again (repriced): new, so its outcomes are relearned
     llm0 = LLMNode(data.candidates[0], "repriced", 5.0, 5.0)
     replaced.remove_candidate(llm0.name)
     replaced.register_llm(llm0, {trained_q: 1.0})  # with outcomes behind it, as a replacement has
-    assert replaced.relearned() == {"llm-new": "LLM", llm0.name: "LLM"}
-    assert [(o.query_id, o.target) for o in scorer.unlearned(outcomes)] == [("brand-new", "llm-new")]
+    assert refitted(replaced) == {"llm-new": "LLM", llm0.name: "LLM"}
+    assert [(o.query_id, o.target) for o in unlearned(scorer, outcomes)] == [("brand-new", "llm-new")]
     snapped = copy.deepcopy(scorer)  # trained on a snapshot whose time it knows: its trained candidates' are relearned
     snapped.router.world.data.snapshot_at = "2026-01-01T00:00:00Z"
-    assert snapped.corrected() == ({c: "LLM" for c in data.candidates}, "2026-01-01T00:00:00Z")
+    assert corrected(snapped) == ({c: "LLM" for c in data.candidates}, "2026-01-01T00:00:00Z")
     in_it = Outcome(trained_q, data.candidates[0], 0.0, 0.001)  # a cell its world observed: in the snapshot
-    got = snapped.unlearned([*outcomes, in_it])
+    got = unlearned(snapped, [*outcomes, in_it])
     assert [(o.query_id, o.target) for o in got] == [("brand-new", "llm-new"), ("brand-new", data.candidates[0])]
     bandit = _scorer(world, ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries)))
     bandit.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
-    assert bandit.relearned() == {} and bandit.unlearned(outcomes) == []  # a bandit learns online itself
+    assert refitted(bandit) == {} and unlearned(bandit, outcomes) == []  # a bandit learns online itself
 
 
 def test_corrections_of_outcomes_in_the_training_snapshot_are_dropped_on_install(gnn_world) -> None:  # type: ignore[no-untyped-def]
