@@ -215,11 +215,14 @@ class OnlineLearner(LockedState):
                 block[:, j] = others[name]
         for i, qid in enumerate(query_ids):
             row = self._key.get((qid, candidate))
+            seq = seqs[i]
             if row is None:
                 row = self._grow()
                 self._key[(qid, candidate)] = row
+            elif self._effect[row] == effect[i]:  # the same outcome again (a replayed change, a relearning): as old
+                seq = self._seq[row]  # as it was, so a training mark taken before it still counts it as seen
             self._emb[row], self._task[row], self._cand[row] = emb[i], task[i], cid
-            self._effect[row], self._resid[row], self._seq[row] = effect[i], resid[i], seqs[i]
+            self._effect[row], self._resid[row], self._seq[row] = effect[i], resid[i], seq
             self._others[row] = block[i]
         self._version[cid] = self._version.get(cid, 0) + 1
         self._by_cand = {}

@@ -7,6 +7,7 @@ tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -295,6 +296,16 @@ def test_the_learner_drops_outcomes_its_router_took_and_keeps_the_others_address
     assert learner.tally(["a", "b"])[1].tolist() == [0.0, 2.0]  # a's two failures are what is left of it
     learner.observe("b", ["q1"], emb[1:2], np.zeros(1, np.int64), np.array([0.0]), np.full(1, 0.5))  # replaced
     assert len(learner) == 4 and learner.tally(["a", "b"])[1].tolist() == [0.0, 1.0]
+    # the same outcome again (a relearning, a replayed change) is no newer than a training mark taken after it
+    mark = learner.seq
+    learner.observe("b", ["q0"], emb[:1], np.zeros(1, np.int64), np.array([1.0]), np.full(1, 0.5))
+    predictor = SimpleNamespace(
+        candidates=("a", "b"), world=SimpleNamespace(data=SimpleNamespace(task_names=["t"])),
+        task_inferer=SimpleNamespace(fill=lambda q: q), predict_effect=lambda q: np.full((len(q.embedding), 2), 0.5),
+    )  # fmt: skip
+    assert len(learner.rebased(predictor, mark, ["t"])) == 0  # nothing newer than the mark to carry over
+    learner.observe("b", ["q0"], emb[:1], np.zeros(1, np.int64), np.array([0.0]), np.full(1, 0.5))  # a new value
+    assert len(learner.rebased(predictor, mark, ["t"])) == 1
 
 
 def test_a_retrained_checkpoint_swapped_in_counts_an_outcome_posted_during_training_once(
