@@ -264,10 +264,12 @@ class EmbeddedStore(GraphStore):
     def _outcomes(
         self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
     ) -> list[Outcome]:
-        sql = f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM {OUTCOME_TABLE[kind]} WHERE 1=1"
+        table = OUTCOME_TABLE[kind]
+        by_time = f" INDEXED BY {table}_observed_at" if observed_since is not None else ""  # not a scan in key order
+        sql = f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM {table}{by_time} WHERE 1=1"
         args: list[str] = []
         if observed_since is not None:
-            sql += " AND observed_at <> '' AND observed_at >= ?"
+            sql += " AND observed_at >= ?"  # (an untimed outcome's "" sorts before every time)
             args.append(observed_since)
         if target is not None:
             sql += " AND target = ?"

@@ -53,6 +53,8 @@ CREATE INDEX IF NOT EXISTS of_task_task ON of_task(task);
 CREATE INDEX IF NOT EXISTS backed_by_llm ON backed_by(llm);
 CREATE INDEX IF NOT EXISTS answered_by_target ON answered_by(target);
 CREATE INDEX IF NOT EXISTS handled_by_target ON handled_by(target);
+CREATE INDEX IF NOT EXISTS answered_by_observed_at ON answered_by(observed_at);
+CREATE INDEX IF NOT EXISTS handled_by_observed_at ON handled_by(observed_at);
 CREATE INDEX IF NOT EXISTS pending_outcome_observed_at ON pending_outcome(observed_at);
 """
 

@@ -148,11 +148,14 @@ RETURN count(*) AS written
 # observed_at]; a response id written again replaces its edge (the old one is deleted first).
 AWAITS_FEEDBACK = "AWAITS_FEEDBACK"
 PENDING_ROW: tuple[str, ...] = ("response_id", "query_id", "target", "cost", "source", "observed_at")
-# Their relationship property indexes (created with the constraints): the feedback's lookup by response id and the
-# expiry's scan by time.
+# Relationship property indexes (created with the constraints): the feedback's lookup by response id and the
+# expiry's scan by time, and outcomes by time (what a start reads of those observed since its training snapshot).
 CREATE_INDEXES: tuple[str, ...] = tuple(
     f"CREATE INDEX awaits_feedback_{prop} IF NOT EXISTS FOR ()-[p:{AWAITS_FEEDBACK}]-() ON (p.{prop})"
     for prop in ("response_id", "observed_at")
+) + tuple(
+    f"CREATE INDEX {rel.lower()}_observed_at IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.observed_at)"
+    for rel in OUTCOME_REL.values()
 )
 DELETE_PENDING = f"""
 UNWIND $ids AS id
@@ -254,7 +257,7 @@ OUTCOMES_ALL: dict[str, str] = {
     kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
 }
 OUTCOMES_SINCE: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE r.observed_at <> '' AND r.observed_at >= $since"
+    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE r.observed_at >= $since"
     f"{_OUTCOME_RETURN[kind]}"
     for kind, rel in OUTCOME_REL.items()
 }
