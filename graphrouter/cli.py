@@ -62,7 +62,7 @@ def cmd_import(args: argparse.Namespace, store: GraphStore) -> None:
 
         progress = StepProgress(total=6, desc="import dcrouter")
         try:
-            written = import_dcrouter(store, args.data_dir, progress)
+            written = import_dcrouter(store, args.data_dir, progress, update=args.update)
         finally:
             progress.close()
     elif args.what == "llms":
@@ -308,6 +308,9 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     imp_sub = imp.add_subparsers(dest="what", required=True, metavar="SOURCE")
     dc = imp_sub.add_parser("dcrouter", help="the LLMRouter dcrouter benchmark (6,108 queries × 9 LLMs)")
     dc.add_argument("--data-dir", type=Path, default=Path("../shared/data/LLMRouter"), help="LLMRouter data folder")
+    dc.add_argument(
+        "--update", action="store_true", help="replace its LLMs stored with other data (without it, they are kept)"
+    )
     out = imp_sub.add_parser("outcomes", help="outcome rows from JSONL, CSV or Parquet")
     out.add_argument("file", type=Path)
     out.add_argument("--llms", type=Path, help="an LLM catalogue to import in the same batch")

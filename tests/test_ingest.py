@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from graph_store import LLM, QUERY, TASK, GraphStore, query_id
+from graph_store import LLM, QUERY, TASK, GraphBatch, GraphStore, query_id
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cost import usd_cost
 from graphrouter.datasets.dcrouter import import_dcrouter
@@ -171,7 +172,7 @@ def test_token_counts_use_the_fixed_offline_tokenizer() -> None:
 
 
 # ---- the real benchmark -----------------------------------------------------------------------------------
-def test_dcrouter_imports_the_real_benchmark(embedded: GraphStore) -> None:
+def test_dcrouter_imports_the_real_benchmark(embedded: GraphStore, caplog: pytest.LogCaptureFixture) -> None:
     written = import_dcrouter(embedded, DCROUTER_DIR)
     assert written == {"tasks": 14, "queries": 6108, "llms": 9, "agents": 0, "outcomes": 54972}
     c = embedded.counts()
@@ -189,6 +190,15 @@ def test_dcrouter_imports_the_real_benchmark(embedded: GraphStore) -> None:
     import_dcrouter(embedded, DCROUTER_DIR)
     assert embedded.counts() == c
     assert len(embedded.list_nodes(TASK)) == 14
+    # an operator's price change survives importing again (make demo), and --update undoes it
+    embedded.write(GraphBatch(llms=[dataclasses.replace(m, input_price=0.5)]))
+    with caplog.at_level(logging.WARNING):
+        written = import_dcrouter(embedded, DCROUTER_DIR)
+    assert written["llms"] == 8 and embedded.get_node(LLM, "gemma-2-9b-it").input_price == 0.5
+    assert "kept as stored" in caplog.text and "gemma-2-9b-it" in caplog.text and "--update" in caplog.text
+    assert embedded.outcomes(LLM, target="gemma-2-9b-it", query_id=q.id) == [edge]  # the dataset's costs
+    assert import_dcrouter(embedded, DCROUTER_DIR, update=True)["llms"] == 9
+    assert embedded.get_node(LLM, "gemma-2-9b-it").input_price == 0.1
 
 
 def copy_dcrouter(tmp_path: Path) -> Path:

@@ -8,14 +8,25 @@ Cost follows GraphRouter: (input tokens × input price + 512 × output price) / 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from graph_store import LLM, TASK, GraphStore, LLMNode
+from graph_store import LLM, TASK, GraphBatch, GraphStore, LLMNode
 from graphrouter.errors import DataFileError
-from graphrouter.ingest import Row, build_outcome_batch, read_json, read_jsonl, read_llm_catalogue, write_logged
+from graphrouter.ingest import (
+    Row,
+    build_outcome_batch,
+    read_json,
+    read_jsonl,
+    read_llm_catalogue,
+    reregistered,
+    write_logged,
+)
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS, count_tokens
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 SCORES = "data/dcrouter_preprocessed/{split}.json"
@@ -98,17 +109,29 @@ def dcrouter_rows(
 
 
 def import_dcrouter(
-    store: GraphStore, data_dir: str | Path = DEFAULT_DATA_DIR, progress: Callable[[str], None] | None = None
+    store: GraphStore,
+    data_dir: str | Path = DEFAULT_DATA_DIR,
+    progress: Callable[[str], None] | None = None,
+    update: bool = False,
 ) -> dict[str, int]:
-    """Import dcrouter atomically: 14 tasks, 6,108 queries, 9 LLMs, 54,972 ANSWERED_BY edges."""
+    """Import dcrouter atomically: 14 tasks, 6,108 queries, 9 LLMs, 54,972 ANSWERED_BY edges. An LLM the store holds
+    with other data (a price changed since, with ``register-llm --update`` or the API) is kept as stored, and named
+    in a warning, unless ``update`` (then the dataset's data replace it): importing again (``make demo``) does not
+    undo an operator's change. Outcome costs are the dataset's (computed with its prices) either way."""
     llms, rows = dcrouter_rows(data_dir, progress)
+    kept = [] if update else reregistered(store.get_nodes(LLM, [m.name for m in llms]), GraphBatch(llms=llms))
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
     catalogue = {m.name: m for m in store.list_nodes(LLM)}  # type: ignore[misc]
     catalogue.update({m.name: m for m in llms})
     if progress:
         progress(f"validating {len(rows):,} outcome rows")
     prepared = build_outcome_batch(rows, data_dir, catalogue, set(), stored_tasks)
-    prepared.batch.llms = llms
+    prepared.batch.llms = [m for m in llms if m.name not in kept]
+    if kept:
+        log.warning(
+            "kept as stored, with other data than dcrouter's: %s (graphrouter import dcrouter --update replaces them)",
+            ", ".join(kept),
+        )
     if progress:
         progress(f"writing {len(prepared.batch):,} records to the {store.backend} store")
     return write_logged(store, prepared.batch)
