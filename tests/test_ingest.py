@@ -196,7 +196,11 @@ def test_dcrouter_imports_the_real_benchmark(embedded: GraphStore, caplog: pytes
         written = import_dcrouter(embedded, DCROUTER_DIR)
     assert written["llms"] == 8 and embedded.get_node(LLM, "gemma-2-9b-it").input_price == 0.5
     assert "kept as stored" in caplog.text and "gemma-2-9b-it" in caplog.text and "--update" in caplog.text
-    assert embedded.outcomes(LLM, target="gemma-2-9b-it", query_id=q.id) == [edge]  # the dataset's costs
+    assert embedded.outcomes(LLM, target="gemma-2-9b-it", query_id=q.id) == [edge]  # as stored
+    embedded.delete_node(LLM, "gemma-2-9b-it")  # another model of that name, registered with its own data
+    embedded.write(GraphBatch(llms=[dataclasses.replace(m, description="another gemma")]))
+    assert import_dcrouter(embedded, DCROUTER_DIR)["outcomes"] == 54972 - 6108  # not the dataset's gemma's outcomes
+    assert embedded.outcomes(LLM, target="gemma-2-9b-it") == []
     assert import_dcrouter(embedded, DCROUTER_DIR, update=True)["llms"] == 9
     assert embedded.get_node(LLM, "gemma-2-9b-it").input_price == 0.1
 

@@ -589,11 +589,11 @@ def test_only_a_candidate_registered_from_its_description_is_refitted_and_old_le
                     np.full(20, 0.3), {"a": pa})  # fmt: skip
     q = QueryFeatures(emb[20:], np.array([0]), np.array([10.0]))
     effect = np.array([[0.9, 0.3]])
-    refitted = learner.adjust(("a", "n"), q, effect, np.array([5000.0, 0.0]))[0, 1]
+    refit_effect = learner.adjust(("a", "n"), q, effect, np.array([5000.0, 0.0]))[0, 1]
     registered = learner.adjust(("a", "n"), q, effect, np.array([5000.0, 20.0]))[0, 1]  # 20 outcomes behind it
     # the latter: residual levels, as before the refit (moved from 0.3 toward the outcomes' mean 0.5, by a prior
     # between the untrained one and a trained candidate's)
-    assert refitted > 0.75 and 0.35 < registered < 0.55
+    assert refit_effect > 0.75 and 0.35 < registered < 0.55
     # a learner pickled before the refit (no predictions of the others kept) loads and falls back to its own logit
     state = learner.__getstate__()
     for key in ("_others", "_other_names", "_version", "_refits"):

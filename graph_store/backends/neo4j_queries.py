@@ -257,8 +257,7 @@ OUTCOMES_ALL: dict[str, str] = {
     kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}){_OUTCOME_RETURN[kind]}" for kind, rel in OUTCOME_REL.items()
 }
 OUTCOMES_SINCE: dict[str, str] = {
-    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE r.observed_at >= $since"
-    f"{_OUTCOME_RETURN[kind]}"
+    kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind}) WHERE r.observed_at >= $since{_OUTCOME_RETURN[kind]}"
     for kind, rel in OUTCOME_REL.items()
 }
 OUTCOMES_BY_QUERY: dict[str, str] = {

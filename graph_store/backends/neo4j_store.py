@@ -351,7 +351,7 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
     def _outcomes(
         self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
     ) -> list[Outcome]:
-        if observed_since is not None:  # (a scan: it reads what changed since a time, e.g. a training's snapshot)
+        if observed_since is not None:  # what changed since a time, e.g. a training's snapshot (indexed by time)
             records = self._read(cypher.OUTCOMES_SINCE[kind], since=observed_since)
             return [
                 o for o in self._outcome_records(kind, records)

@@ -116,8 +116,9 @@ def import_dcrouter(
 ) -> dict[str, int]:
     """Import dcrouter atomically: 14 tasks, 6,108 queries, 9 LLMs, 54,972 ANSWERED_BY edges. An LLM the store holds
     with other data (a price changed since, with ``register-llm --update`` or the API) is kept as stored, and named
-    in a warning, unless ``update`` (then the dataset's data replace it): importing again (``make demo``) does not
-    undo an operator's change. Outcome costs are the dataset's (computed with its prices) either way."""
+    in a warning with its outcomes left as stored (it may be another model of that name, registered again), unless
+    ``update`` (then the dataset's data and outcomes replace it): importing again (``make demo``) does not undo an
+    operator's change. Outcome costs are the dataset's (computed with its prices)."""
     llms, rows = dcrouter_rows(data_dir, progress)
     kept = [] if update else reregistered(store.get_nodes(LLM, [m.name for m in llms]), GraphBatch(llms=llms))
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
@@ -128,6 +129,7 @@ def import_dcrouter(
     prepared = build_outcome_batch(rows, data_dir, catalogue, set(), stored_tasks)
     prepared.batch.llms = [m for m in llms if m.name not in kept]
     if kept:
+        prepared.batch.outcomes = [o for o in prepared.batch.outcomes if o.target not in kept]
         log.warning(
             "kept as stored, with other data than dcrouter's: %s (graphrouter import dcrouter --update replaces them)",
             ", ".join(kept),
