@@ -120,10 +120,10 @@ def import_dcrouter(
     ``update`` (then the dataset's data and outcomes replace it): importing again (``make demo``) does not undo an
     operator's change. Outcome costs are the dataset's (computed with its prices)."""
     llms, rows = dcrouter_rows(data_dir, progress)
-    kept = [] if update else reregistered(store.get_nodes(LLM, [m.name for m in llms]), GraphBatch(llms=llms))
+    stored = {m.key: m for m in store.list_nodes(LLM)}  # read once: for what is kept, the catalogue and the write
+    kept = [] if update else reregistered(stored, GraphBatch(llms=llms))
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
-    catalogue = {m.name: m for m in store.list_nodes(LLM)}  # type: ignore[misc]
-    catalogue.update({m.name: m for m in llms})
+    catalogue = {**stored, **{m.name: m for m in llms}}
     if progress:
         progress(f"validating {len(rows):,} outcome rows")
     prepared = build_outcome_batch(rows, data_dir, catalogue, set(), stored_tasks)
@@ -136,4 +136,4 @@ def import_dcrouter(
         )
     if progress:
         progress(f"writing {len(prepared.batch):,} records to the {store.backend} store")
-    return write_logged(store, prepared.batch)
+    return write_logged(store, prepared.batch, stored)
