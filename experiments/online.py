@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from graph_store import LLM, LLMNode, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.exploration import TASK_QUIZ, Explorer  # noqa: E402
-from graphrouter.online import OnlineLearner, Priors  # noqa: E402
+from graphrouter.online import OnlineLearner  # noqa: E402
+from graphrouter.online_priors import Priors  # noqa: E402
 from graphrouter.rewards import SCENARIOS, utility  # noqa: E402
 from graphrouter.routers import ROUTERS, World  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402

@@ -31,7 +31,7 @@ from online import (  # noqa: E402
 )
 
 from graphrouter.exploration import TASK_QUIZ  # noqa: E402
-from graphrouter.online import Priors  # noqa: E402
+from graphrouter.online_priors import Priors  # noqa: E402
 from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
 
