@@ -17,9 +17,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.candidate_models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, ProbeSet
 from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
-from api.models import AgentDetail, AgentIn, AgentList, AgentOut, AgentRegistered, Deleted, ProbeSet
+from api.models import Deleted
 from api.registry import stamped_outcomes
 from api.routes.probes import KParam, SeedParam, probe_set
 from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphStore, LLMNode

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 
-from api.models import ProbeOut, ProbeSet
+from api.candidate_models import ProbeOut, ProbeSet
 from graph_store import AGENT, LLM, GraphStore
 from graphrouter.probes import MAX_PROBES, MAX_SEED
 from graphrouter.scorer import Scorer
