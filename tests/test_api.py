@@ -501,14 +501,10 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
         assert client.get("/v1/llms/llm-0").json()["learning"]["quiz_outcomes_left"] == 0
         # its outcomes on three of them posted: those are never proposed again
         rows = [{"query_id": p["id"], "candidate": "llm-new", "effect": 1.0, "cost": 1e-4} for p in body["probes"][:3]]
-        service = client.app.state.service  # type: ignore[attr-defined]
-        before = service.scorer
         r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
         assert r.status_code in (200, 201) and r.json()["applied_to_scorer"] == 3, r.text
         learned = client.get("/v1/llms/llm-new").json()["learning"]
-        if not (learned["outcomes"] + learned["learned_online"] == 3 and learned["quiz_outcomes_left"] == 47):
-            seen = _learning_diagnostics(client, before, [o["query_id"] for o in rows])
-            pytest.fail(f"{learned}: {json.dumps(seen)}")
+        assert learned["outcomes"] + learned["learned_online"] == 3 and learned["quiz_outcomes_left"] == 47, learned
         again = client.get("/v1/llms/llm-new/probes", params={"k": 20}).json()["probes"]
         assert len(again) == 20 and not {o["query_id"] for o in rows} & {p["id"] for p in again}
 
@@ -533,31 +529,3 @@ def test_probe_sets_need_a_scorer(store: GraphStore, tmp_path: Path) -> None:
     app = create_app(Settings(store="unused", checkpoint=tmp_path / "none.pt", api_key=KEY), store=store)
     with TestClient(app) as client:
         assert client.get("/v1/llms/llm-0/probes").status_code == 503
-
-
-def _learning_diagnostics(client: TestClient, before: Scorer, query_ids: list[str]) -> dict[str, Any]:
-    """What the service held when a candidate's learned outcomes were not as posted (a CI run once saw 0 of 3 and
-    no run here reproduced it): whether the scorer was replaced, what its router's serving cache holds for those
-    queries, and what the follower did."""
-    service, follower = client.app.state.service, client.app.state.follower  # type: ignore[attr-defined]
-    scorer = service.scorer
-    router = scorer.router
-    out: dict[str, Any] = {
-        "scorer_replaced": scorer is not before,
-        "follower": {"applied": follower.applied, "resyncs": follower.resyncs, "version": follower.version},
-        "online_counts": scorer.online.counts(scorer.candidates).tolist(),
-    }
-    cache = getattr(router, "_cache", None)
-    if cache is not None:
-        col = router.candidates.index("llm-new")
-        pos = {int(i): p for p, i in enumerate(router.train_idx)}
-        rows = [pos.get(router.query_rows().get(q, -1), -1) for q in query_ids]
-        out |= {
-            "cache_version": cache._version,
-            "exact": cache._exact.is_set(),
-            "count": cache.observed.count.tolist(),
-            "effect_in_candidates": [float(cache.candidates.effect[r, col]) if r >= 0 else None for r in rows],
-            "visible": [bool(cache.observed.visible[r, col]) if r >= 0 else None for r in rows],
-            "fresh": {k: v.tolist() for k, v in router._fresh.items()},
-        }
-    return out

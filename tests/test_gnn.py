@@ -4,6 +4,7 @@ retraining, it is deterministic under a seed, and a checkpoint round trip gives 
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,42 @@ def test_a_registration_is_routable_at_once_and_exact_after_the_background_refre
     gnn._refresh()
     np.testing.assert_allclose(gnn.predict_effect(q), streamed, atol=1e-6)
     np.testing.assert_allclose(copied.predict_effect(q), streamed, atol=1e-6)
+
+
+def test_a_refresh_never_shows_requests_a_state_without_the_changes_made_while_it_ran(star_world) -> None:  # type: ignore[no-untyped-def]
+    """A registration starts the exact refresh; outcomes posted while it computes are patched into its result before
+    it is installed. It used to install its result first and patch after: for that moment a request saw the new
+    candidate without the outcomes just posted (a CI run read 0 of 3 through GET /v1/llms/{name})."""
+    train, _ = split(star_world)
+    gnn = GnnRouter(**FAST).fit(star_world.select_candidates(np.arange(5)), train)
+    cache = gnn._cache
+    computing, go, patching, read = (threading.Event() for _ in range(4))
+    compute, patched = cache.compute, cache.patched
+
+    def held_compute(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "gnn-refresh" and not go.is_set():
+            computing.set()  # its snapshot is taken: from before the outcomes
+            go.wait(30)
+        return compute(*args, **kwargs)
+
+    def held_patched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "gnn-refresh" and not read.is_set():
+            patching.set()
+            read.wait(30)
+        return patched(*args, **kwargs)
+
+    cache.compute, cache.patched = held_compute, held_patched  # this instance's, as the refresh thread calls them
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, {})
+    assert computing.wait(30)
+    gnn.add_outcomes("star", {int(i): 1.0 for i in train[:3]})
+    star = gnn.candidates.index("star")
+    assert gnn.trained_counts()[star] == 3
+    go.set()
+    assert patching.wait(30)  # the refresh computed a state without them and is patching them in
+    assert gnn.trained_counts()[star] == 3  # what a request reads meanwhile (it read 0 before)
+    read.set()
+    assert gnn.wait_exact(60) and gnn.trained_counts()[star] == 3
+    del cache.compute, cache.patched
 
 
 def test_a_change_refits_only_the_changed_candidates_until_the_refresh_refits_all(star_world) -> None:  # type: ignore[no-untyped-def]

@@ -123,18 +123,21 @@ class ServingCache:
                 self.refresh()
 
     @torch.no_grad()
-    def patched(self, cands: Candidates, columns: list[int], removed_row: int | None = None) -> Serving:
+    def patched(
+        self, cands: Candidates, columns: list[int], removed_row: int | None = None, base: Serving | None = None
+    ) -> Serving:
         """The serving state for ``cands`` without a pass over the graph: the candidate rows ``columns`` (new, or
         with new outcomes) are computed from the cached states of the nodes that send to them (queries with
         outcomes for them, tasks); ``removed_row`` is dropped; every other node keeps its cached state, which the
         change moves only slightly. The observed aggregates and the ego path are updated for the changed columns
         only (:meth:`Observed.changed`, :meth:`EgoPath.with_candidates`): the work follows the change, not the
-        number of candidates × stored queries. Changes nothing here."""
-        obs_now, ego_now = self.serving
+        number of candidates × stored queries. ``base``: patch that (states, observed, ego path) instead of the
+        installed state. Changes nothing here."""
+        old_states, (obs_now, ego_now) = (self.states, self.serving) if base is None else (base[0], base[1:])
         obs = obs_now.changed(columns, *inherited_columns(cands.effect, cands.backing, columns), removed=removed_row)
         n_cand = len(cands.features)
         states = []
-        for model, old in zip(self.models, self.states, strict=True):
+        for model, old in zip(self.models, old_states, strict=True):
             rows = {c: self._candidate_rows(model, cands, obs, old, c) for c in columns}
             layers = []
             for i, layer in enumerate(old):
@@ -229,8 +232,9 @@ class ServingCache:
                         self._background = None
                         return
                     if shape == self._shape_version:
-                        self._install(*result)  # exact as of the snapshot: newer than what is installed
-                        self._install(*self.patched(self.candidates, sorted(self._dirty)))
+                        # one publication: the snapshot's exact state with the changes since patched in (installing
+                        # the snapshot's first showed requests, for a moment, a state without those changes)
+                        self._install(*self.patched(self.candidates, sorted(self._dirty), base=result))
         except Exception:
             log.exception("background refresh of the GNN caches failed; the next change retries")
             with self.lock:
