@@ -15,7 +15,10 @@ What a record may hold (checked when it is built, so every writer, CLI or API, g
 - outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1];
 - an LLM's upstream (optional, how to call it): ``base_url`` an http(s) URL, ``upstream_model`` a name,
   ``api_key_env`` the *name* of an environment variable (``[A-Z_][A-Z0-9_]*``) holding its key, never the key;
-  ``upstream_model`` and ``api_key_env`` only with a ``base_url``.
+  ``upstream_model`` and ``api_key_env`` only with a ``base_url``;
+- an LLM's ``priced_at``: when its prices last changed in the store (UTC to the second, set by an import that
+  changes them), "" if never: the costs of its outcomes observed before it were billed at other prices, so they do
+  not teach its cost multiplier (``graphrouter.routing_data.RoutingData.billed_now``).
 
 A :class:`PendingOutcome` is a forwarded call whose cost is known and whose effect is not yet (the proxy records it,
 feedback completes it into an :class:`Outcome`). It is kept apart from the outcome edges, so nothing that reads
@@ -201,9 +204,14 @@ class LLMNode:
     base_url: str | None = None  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1
     upstream_model: str | None = None  # the model id the upstream knows it by (default: the name)
     api_key_env: str | None = None  # the name of the environment variable holding its key
+    # when its prices last changed in the store (UTC to the second, as Outcome.observed_at; set by an import with
+    # --update): its outcomes' costs observed before then were billed at other prices. "": never changed
+    priced_at: str = ""
 
     def __post_init__(self) -> None:
         _key(self.name, "LLM.name")
+        object.__setattr__(self, "priced_at", self.priced_at or "")  # a stored NULL (a file from before it)
+        _text(self.priced_at, "LLM.priced_at", allow_empty=True)
         if self.base_url is not None:
             _base_url(self.base_url, "LLM.base_url")
         elif self.upstream_model is not None or self.api_key_env is not None:
@@ -230,7 +238,8 @@ class LLMNode:
     @property
     def registration(self) -> tuple[Any, ...]:
         """What a client registers and routing depends on: not the stored embedding (derived from the
-        description), nor the upstream (how to call a model does not change how it routes)."""
+        description), nor the upstream (how to call a model does not change how it routes), nor when its prices
+        last changed."""
         return (self.name, self.description, self.input_price, self.output_price, self.size_b)
 
 

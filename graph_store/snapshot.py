@@ -19,10 +19,13 @@ NUMERIC_PROPS: dict[str, tuple[str, ...]] = {"LLM": ("input_price", "output_pric
 TEXT_PROPS: dict[str, tuple[str, ...]] = {
     "Task": ("description",),
     "Query": ("text", "task"),
-    "LLM": ("description",),
+    "LLM": ("description", "priced_at"),
     "Agent": ("description", "strategy", "llm"),
 }
-OUTCOME_ATTRS: tuple[str, ...] = ("effect", "cost")
+# Outcome edge attributes: effect and cost, and ``billed_now``: 1 where the cost was observed at (or after) its LLM's
+# ``priced_at`` (an agent's: its LLM's), i.e. billed at the prices the snapshot holds; 0 where it was billed before
+# they changed. (The backends read each edge's ``observed_at`` for it; the snapshot keeps only the flag.)
+OUTCOME_ATTRS: tuple[str, ...] = ("effect", "cost", "billed_now")
 
 
 @dataclass
@@ -43,7 +46,7 @@ class NodeTable:
 class EdgeTable:
     src: np.ndarray  # int64 row indices into the source label's NodeTable
     dst: np.ndarray  # int64 row indices into the destination label's NodeTable
-    attrs: dict[str, np.ndarray] = field(default_factory=dict)  # float64 per edge (effect, cost)
+    attrs: dict[str, np.ndarray] = field(default_factory=dict)  # float64 per edge (OUTCOME_ATTRS)
 
     def __len__(self) -> int:
         return int(self.src.shape[0])
@@ -93,7 +96,26 @@ def build_snapshot(
         dst = np.fromiter((dst_idx[k] for k in dst_keys), dtype=np.int64, count=len(dst_keys))
         order = np.lexsort((dst, src))
         table = EdgeTable(src=src[order], dst=dst[order])
+        if "observed_at" in attrs:
+            attrs = dict(attrs)
+            priced, seen = _priced_at(nodes, dst_label), attrs.pop("observed_at")
+            billed = (
+                [(at or "") >= priced[d] for at, d in zip(seen, dst.tolist(), strict=True)]
+                if any(priced)
+                else np.ones(len(dst))  # no price ever changed (the usual case): no per-edge comparison
+            )
+            attrs["billed_now"] = np.asarray(billed, dtype=np.float64)
         for name, values in attrs.items():
             table.attrs[name] = np.asarray(values, dtype=np.float64)[order]
         edges[etype] = table
     return GraphSnapshot(nodes=nodes, edges=edges)
+
+
+def _priced_at(nodes: dict[str, NodeTable], label: str) -> list[str]:
+    """Per node of ``label`` (LLM or Agent), when the prices it is billed at last changed ("" if never): an LLM's
+    ``priced_at``, an agent's LLM's."""
+    llm_priced = nodes["LLM"].text.get("priced_at", [""] * len(nodes["LLM"]))
+    if label == "LLM":
+        return llm_priced
+    by_name = dict(zip(nodes["LLM"].keys, llm_priced, strict=True))
+    return [by_name.get(llm, "") for llm in nodes[label].text.get("llm", [""] * len(nodes[label]))]

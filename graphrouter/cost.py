@@ -69,6 +69,8 @@ class CostModel:
     def from_world(cls, world: World) -> CostModel:
         model = cls(world.data.candidate_prices, world.data.task_cost_range())
         ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
+        if world.data.billed_now is not None:  # a cost billed at an LLM's old prices says nothing of its new ones
+            ok &= world.data.billed_now
         model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
         return model
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
-from graph_store.changes import import_change, utc_second
+from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
@@ -372,6 +372,7 @@ def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> di
     return write_logged(store, batch, stored)
 
 
+UPSTREAM = ("base_url", "upstream_model", "api_key_env")  # how the proxy calls an LLM: kept by a catalogue without it
 ROUTER_MODEL = "graphrouter"  # the proxy's model name that asks it to route (and graphrouter:<scenario>)
 
 
@@ -390,18 +391,20 @@ def reserved_name(name: str) -> str | None:
     return None
 
 
-def keep_upstreams(stored: dict[str, Any], llms: list[LLMNode]) -> list[LLMNode]:
-    """The catalogue's LLMs, each with the upstream (how the proxy calls it) of the ``stored`` LLM of its name (by
-    name), which a catalogue does not give: importing a catalogue again would otherwise erase it."""
-    out = []
-    for m in llms:
-        old = stored.get(m.name)
-        if isinstance(old, LLMNode) and old.base_url is not None and m.base_url is None:
-            m = dataclasses.replace(
-                m, base_url=old.base_url, upstream_model=old.upstream_model, api_key_env=old.api_key_env
-            )
-        out.append(m)
-    return out
+def keep_stored(stored: dict[str, Any], batch: GraphBatch, at: str) -> None:
+    """Give the batch's LLMs what a catalogue does not from the stored LLM of their name: the upstream (how the
+    proxy calls it) and when its prices last changed (``priced_at``: ``at`` if the batch changes them; its outcome
+    rows of no given time are then taken as observed ``at``, billed at the new prices, as the API stamps them)."""
+    for i, m in enumerate(batch.llms):
+        if isinstance(old := stored.get(m.name), LLMNode):
+            priced = at if (old.input_price, old.output_price) != (m.input_price, m.output_price) else old.priced_at
+            upstream = (old.base_url, old.upstream_model, old.api_key_env) if m.base_url is None else (m.base_url,)
+            batch.llms[i] = dataclasses.replace(m, priced_at=priced, **dict(zip(UPSTREAM, upstream, strict=False)))
+    new = {m.name for m in batch.llms if m.priced_at == at}
+    batch.outcomes = [
+        dataclasses.replace(o, observed_at=at) if o.kind == LLM and o.target in new and not o.observed_at else o
+        for o in batch.outcomes
+    ]
 
 
 def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, stored_llms: dict[str, Any]) -> None:
@@ -438,11 +441,10 @@ def reregistered(stored: dict[str, Any], batch: GraphBatch) -> list[str]:
 def write_logged(store: GraphStore, batch: GraphBatch, stored: dict[str, Any] | None = None) -> dict[str, int]:
     """Write an imported batch atomically with its one change record, for running replicas to follow. The record
     names the stored LLMs and agents whose registration data the batch changes (``--update``): replicas replace
-    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams. ``stored``: the stored
-    nodes of the batch's names (name → node), if the caller has read them already."""
+    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams (:func:`keep_stored`).
+    ``stored``: the stored nodes of the batch's names (name → node), if the caller has read them already."""
     if stored is None:
-        stored = store.get_nodes(LLM, [m.name for m in batch.llms]) | store.get_nodes(
-            AGENT, [a.name for a in batch.agents]
-        )
-    batch.llms = keep_upstreams(stored, list(batch.llms))
+        stored = store.get_nodes(LLM, [m.name for m in batch.llms])
+        stored |= store.get_nodes(AGENT, [a.name for a in batch.agents])
+    keep_stored(stored, batch, now())
     return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)))

@@ -173,7 +173,8 @@ def sync_with_store(
     """Register every LLM, then every agent, in the store that ``scorer``'s checkpoint does not know: their
     outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
     time (one change of the router each). ``progress(done, total)`` is called after each chunk. ``stale_costs``:
-    candidates whose stored costs were billed at other prices than they have now (they set no cost multiplier).
+    candidates whose stored costs were billed at other prices than they have now: only the costs observed since
+    their prices changed (``LLMNode.priced_at``; none if that is not known) set their cost multiplier.
 
     Returns (registered names, names skipped because this router cannot add candidates without retraining, or
     because an agent's backing LLM is not a candidate).
@@ -214,9 +215,11 @@ def sync_with_store(
         specs = []
         for (node, backing), emb in zip(part, embs, strict=True):
             rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
-            billed = {} if node.key in (stale_costs or set()) else {o.query_id: o.cost for o in rows}
-            effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             price = node if backing is None else backing
+            since = price.priced_at  # type: ignore[union-attr]  # costs observed before were billed at other prices
+            stale = node.key in (stale_costs or set()) and not since  # changed, but not when: none is known good
+            billed = {} if stale else {o.query_id: o.cost for o in rows if o.observed_at >= since}
+            effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             specs.append(
                 NewCandidate(
                     node.name,

@@ -34,10 +34,14 @@ class RoutingData:
     candidate_backing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # when the store snapshot these data come from was taken (UTC, to the second); "": unknown (built from arrays)
     snapshot_at: str = ""
+    # (Q, C) False where an observed cost was billed before its LLM's prices last changed (``LLMNode.priced_at``):
+    # it does not teach the cost multiplier. None: every cost was billed at the current prices (the usual case)
+    billed_now: np.ndarray | None = None
 
     def __setstate__(self, state: dict) -> None:  # checkpoints written before agents had a backing column
         state.setdefault("candidate_backing", np.zeros(0, dtype=np.int64))
         state.setdefault("snapshot_at", "")  # or before the snapshot's time was kept
+        state.setdefault("billed_now", None)  # or before prices could change
         self.__dict__.update(state)
 
     def backing(self) -> dict[int, int]:
@@ -94,6 +98,7 @@ class RoutingData:
             split=self.split,
             candidate_backing=backing,
             snapshot_at=self.snapshot_at,
+            billed_now=None if self.billed_now is None else self.billed_now[:, keep],
         )
 
     def select_queries(self, rows: np.ndarray) -> RoutingData:
@@ -114,6 +119,7 @@ class RoutingData:
             split=self.split[rows] if len(self.split) else self.split,
             candidate_backing=self.candidate_backing,
             snapshot_at=self.snapshot_at,
+            billed_now=None if self.billed_now is None else self.billed_now[rows],
         )
 
     @classmethod
@@ -138,10 +144,12 @@ class RoutingData:
         q, c = len(queries), len(candidates)
         effect = np.full((q, c), np.nan)
         cost = np.full((q, c), np.nan)
+        billed = np.ones((q, c), dtype=bool)
         for rel, offset in (("ANSWERED_BY", 0), ("HANDLED_BY", n_llm)):
             e = snap.edges[(QUERY, rel, LLM if rel == "ANSWERED_BY" else AGENT)]
             effect[e.src, e.dst + offset] = e.attrs.get("effect", np.zeros(len(e)))
             cost[e.src, e.dst + offset] = e.attrs.get("cost", np.zeros(len(e)))
+            billed[e.src, e.dst + offset] = e.attrs.get("billed_now", np.ones(len(e))) > 0
         return cls(
             query_keys=list(queries.keys),
             query_text=list(queries.text["text"]),
@@ -157,6 +165,7 @@ class RoutingData:
             split=_splits_from_keys(queries.keys),
             candidate_backing=backing,
             snapshot_at=snap.taken_at,
+            billed_now=None if billed.all() else billed,
         )
 
 

@@ -8,12 +8,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 import api.registry
 from graph_store import GraphBatch, LLMNode, Outcome
 from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.cost import usd_costs
 from tests.routing_world import AUTH, fit_api_checkpoints, make_api_app, make_world, populate
 
 
@@ -75,3 +77,30 @@ def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_
     # routed as newly registered (no outcomes of its own in the store): the uncertainty penalty of a new candidate
     assert before["effect"] - before["utility"] < 0.1 < after["effect"] - after["utility"]
     assert untouched["effect"] - untouched["utility"] < 0.1
+
+
+def test_a_repriced_llm_learns_its_cost_multiplier_from_the_costs_billed_since(tmp_path: Path) -> None:
+    """A trained LLM repriced with a date (``priced_at``, what ``import llms --update`` writes): a service started
+    afterwards ignores its costs billed before the change and learns its multiplier from those billed since (3x
+    what its new prices compute: an upgraded model that answers at length)."""
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    body = {"query": "task-1 something", "k": 1, "candidates": ["llm-1"], "scenario": "performance_first"}
+    data = world.data
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        old = [Outcome(data.query_keys[i], "llm-1", 1.0, 100 * float(data.cost[i, 1])) for i in range(40)]
+        store.write(GraphBatch(outcomes=old))  # billed at its old prices (no time given: before any change)
+        store.upsert([LLMNode("llm-1", "model 1, upgraded", 5.0, 5.0, priced_at="2026-01-01T00:00:00Z")])
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            plain = client.post("/v1/route", json=body).json()["candidates"][0]
+        computed = usd_costs(world.query_tokens[40:60], np.array([[5.0, 5.0]]))[:, 0]  # as the scorer computes them
+        since = [
+            Outcome(data.query_keys[i], "llm-1", 1.0, 3 * float(c), observed_at="2026-02-01T00:00:00Z")
+            for i, c in zip(range(40, 60), computed, strict=True)
+        ]
+        store.write(GraphBatch(outcomes=since))
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            learned = client.post("/v1/route", json=body).json()["candidates"][0]
+    # 20 costs at 3x, a prior of 5; the 40 old ones at 100x would have made it ~60x before and ~9x after
+    assert learned["cost"] == pytest.approx(plain["cost"] * 3 ** (20 / 25), rel=1e-6)

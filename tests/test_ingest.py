@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import logging
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -341,9 +342,31 @@ def test_an_import_that_would_change_stored_data_is_refused_unless_update(
     assert embedded.counts() == before and embedded.get_node(QUERY, q).text == "What is 2+2?"
     assert embedded.get_node(LLM, "big").input_price == 0.9
 
+    assert embedded.get_node(LLM, "big").priced_at == ""  # its prices never changed: every cost billed at them
     import_llms(embedded, changed, update=True)  # on purpose
     import_outcomes(embedded, write_rows(tmp_path / "text.jsonl", other_text), update=True)
     assert embedded.get_node(LLM, "big").input_price == 99.0 and embedded.get_node(QUERY, q).text == "What is 3+3?"
+    # the change of prices is dated (training learns the cost multiplier from costs billed since); the upstream kept
+    repriced = embedded.get_node(LLM, "big")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", repriced.priced_at), repriced
+    assert repriced.base_url == "http://127.0.0.1:9/v1"
+    described = tmp_path / "described.json"  # another description, the same prices: the date stays
+    big_x = {**CATALOGUE["big"], "input_price": 99.0, "description": "x"}
+    described.write_text(json.dumps({**CATALOGUE, "big": big_x}))
+    import_llms(embedded, described, update=True)
+    assert embedded.get_node(LLM, "big").priced_at == repriced.priced_at
+    assert embedded.get_node(LLM, "big").description == "x"
+    # outcomes imported with the catalogue that reprices: those of no given time were billed at the new prices
+    cheaper = [dataclasses.replace(m, input_price=1.0) if m.name == "big" else m for m in read_llm_catalogue(catalogue)]
+    timed = {**ROWS[0], "query": "What is 5+5?", "observed_at": "2026-01-01T00:00:00Z"}
+    import_outcomes(
+        embedded, write_rows(tmp_path / "cheaper.jsonl", [ROWS[0], timed, ROWS[1]]), llms=cheaper, update=True
+    )
+    big, at = embedded.get_node(LLM, "big"), {o.query_id: o.observed_at for o in embedded.outcomes(LLM, target="big")}
+    assert big.input_price == 1.0 and big.priced_at >= repriced.priced_at
+    assert at[query_id("What is 2+2?")] == big.priced_at and at[query_id("What is 5+5?")] == "2026-01-01T00:00:00Z"
+    small = {o.query_id: o.observed_at for o in embedded.outcomes(LLM, target="small")}
+    assert small[query_id("What is 2+2?")] == ""  # not repriced: unknown stays unknown
 
 
 def test_a_file_that_gives_the_same_thing_twice_is_refused(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from graph_store import LLM, GraphBatch, LLMNode, Outcome
+from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cost import CostModel
 from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
 from graphrouter.routers import ROUTERS
-from tests.routing_world import make_world, split
+from graphrouter.world import build_world
+from tests.routing_world import HashEmbedder, make_world, populate, split
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +142,39 @@ def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     model.add_candidate(prices)
     model.observe(len(model.prices) - 1, {i: 1e308 for i in range(400)}, world.query_tokens)
     assert model.multiplier[-1] == pytest.approx(1e3)
+
+
+def test_costs_billed_before_a_price_change_do_not_teach_the_multiplier(tmp_path: Path) -> None:
+    """An LLM's price is cut to a quarter (an import with --update dates it: ``LLMNode.priced_at``). Its costs
+    observed before were billed at the old prices, 4x what the new ones compute: training must not learn a 4x
+    multiplier from them (a retrain would cancel the cut). Costs observed since teach it as before."""
+    world = make_world(seed=4)
+    data = world.data
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        old = [
+            Outcome(k, c, float(data.effect[i, j]), float(data.cost[i, j]), observed_at="2026-01-01T00:00:00Z")
+            for i, k in enumerate(data.query_keys)
+            for j, c in enumerate(data.candidates)
+            if np.isfinite(data.cost[i, j])
+        ]
+        store.write(GraphBatch(outcomes=old))
+        cut = store.get_node(LLM, "llm-1")
+        assert isinstance(cut, LLMNode)
+        store.upsert([replace(cut, input_price=cut.input_price / 4, output_price=cut.output_price / 4,
+                              priced_at="2026-06-01T00:00:00Z")])  # fmt: skip
+        repriced = build_world(store.snapshot(), HashEmbedder(world))
+        stale = CostModel.from_world(repriced)
+        assert stale.multiplier[1] == 1.0  # its 4x costs ignored (the others' reflect this world's token counts)
+        # costs billed at the new prices since (2x what they compute, say): those teach it
+        computed = stale.cost(repriced.query_tokens)[:, 1]
+        keys = [k for i, k in enumerate(data.query_keys) if np.isfinite(data.cost[i, 1])][:20]
+        since = [
+            Outcome(k, "llm-1", 1.0, 2 * float(computed[repriced.data.query_keys.index(k)]),
+                    observed_at="2026-07-01T00:00:00Z")
+            for k in keys
+        ]  # fmt: skip
+        store.write(GraphBatch(outcomes=since))
+        model = CostModel.from_world(build_world(store.snapshot(), HashEmbedder(world)))
+        assert model.multiplier[1] == pytest.approx(2.0 ** (20 / 25), rel=1e-6)
+        np.testing.assert_allclose(np.delete(model.multiplier, 1), np.delete(stale.multiplier, 1))

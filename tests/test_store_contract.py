@@ -11,6 +11,8 @@ import pytest
 
 from graph_store import (
     AGENT,
+    ANSWERED_BY,
+    HANDLED_BY,
     LLM,
     MAX_PAGE_INDEX,
     QUERY,
@@ -450,6 +452,33 @@ def test_an_llm_upstream_round_trips_and_is_optional(store: GraphStore) -> None:
     store.upsert([LLMNode("hosted", "called by the proxy", 0.5, 1.5)])
     assert store.get_node(LLM, "hosted").base_url is None  # type: ignore[union-attr]
     assert store.snapshot().nodes[LLM].keys == sorted(["gpt-x", "tiny", "hosted", "local"])
+
+
+def test_costs_billed_before_an_llms_prices_changed_are_flagged_in_the_snapshot(store: GraphStore) -> None:
+    """``LLMNode.priced_at`` round-trips, and each outcome edge's ``billed_now`` says whether its cost was observed
+    at or after its LLM's (an agent's: its LLM's) prices last changed: what training learns a cost multiplier from."""
+    batch = small_world()
+    q = [x.id for x in batch.queries]
+    batch.outcomes = [o for o in batch.outcomes if o.target != "gpt-x" or o.query_id not in q[:3]] + [
+        Outcome(q[0], "gpt-x", 1.0, 1e-6, observed_at="2026-03-01T00:00:00Z"),  # before the price change
+        Outcome(q[1], "gpt-x", 1.0, 1e-6, observed_at="2026-06-01T00:00:00Z"),  # at it: billed at the new prices
+        Outcome(q[2], "gpt-x", 1.0, 1e-6),  # no time given: unknown, so not taken as billed at them
+    ]
+    store.write(batch)
+    repriced = replace(batch.llms[0], input_price=0.01, priced_at="2026-06-01T00:00:00Z")
+    store.upsert([repriced])
+    assert store.get_node(LLM, "gpt-x") == repriced and store.get_node(LLM, "tiny").priced_at == ""  # type: ignore[union-attr]
+    snap = store.snapshot()
+    assert snap.nodes[LLM].text["priced_at"] == ["2026-06-01T00:00:00Z", ""]  # sorted by key: gpt-x, tiny
+    answered = snap.edges[(QUERY, ANSWERED_BY, LLM)]
+    billed = {
+        (snap.nodes[QUERY].keys[s], snap.nodes[LLM].keys[d]): b
+        for s, d, b in zip(answered.src, answered.dst, answered.attrs["billed_now"], strict=True)
+    }
+    assert [billed[(x, "gpt-x")] for x in q] == [0.0, 1.0] + [0.0] * (len(q) - 2)  # small_world's: no time either
+    assert all(v == 1.0 for (_, llm), v in billed.items() if llm == "tiny")  # never repriced
+    handled = snap.edges[(QUERY, HANDLED_BY, AGENT)]  # react-bot runs on gpt-x; observed 2026-01-02: before
+    assert handled.attrs["billed_now"].tolist() == [0.0]
 
 
 @pytest.mark.parametrize(

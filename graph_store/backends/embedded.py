@@ -336,12 +336,13 @@ class EmbeddedStore(GraphStore):
                 rows = db.execute(f"SELECT {src}, {dst} FROM {table}").fetchall()
                 edges[etype] = ([r[0] for r in rows], [r[1] for r in rows], {})
             for kind, rel in ((LLM, ANSWERED_BY), (AGENT, HANDLED_BY)):
-                rows = db.execute(f"SELECT query_id, target, effect, cost FROM {OUTCOME_TABLE[kind]}").fetchall()
-                cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
+                table = OUTCOME_TABLE[kind]
+                rows = db.execute(f"SELECT query_id, target, effect, cost, observed_at FROM {table}").fetchall()
+                cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
                 edges[(QUERY, rel, kind)] = (
                     list(cols[0]),
                     list(cols[1]),
-                    {"effect": list(cols[2]), "cost": list(cols[3])},
+                    {"effect": list(cols[2]), "cost": list(cols[3]), "observed_at": list(cols[4])},
                 )
         return nodes, edges
 

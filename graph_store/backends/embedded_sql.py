@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS task (name TEXT PRIMARY KEY, description TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS query (id TEXT PRIMARY KEY, text TEXT NOT NULL, task TEXT NOT NULL, embedding BLOB);
 CREATE TABLE IF NOT EXISTS llm (
     name TEXT PRIMARY KEY, description TEXT NOT NULL, input_price REAL NOT NULL, output_price REAL NOT NULL,
-    size_b REAL, embedding BLOB, base_url TEXT, upstream_model TEXT, api_key_env TEXT);
+    size_b REAL, embedding BLOB, base_url TEXT, upstream_model TEXT, api_key_env TEXT, priced_at TEXT);
 CREATE TABLE IF NOT EXISTS agent (
     name TEXT PRIMARY KEY, llm TEXT NOT NULL, description TEXT NOT NULL, strategy TEXT NOT NULL, embedding BLOB);
 CREATE TABLE IF NOT EXISTS of_task (
@@ -64,14 +64,19 @@ COLUMNS = {
     TASK: ("name", "description", "embedding"),
     QUERY: ("id", "text", "task", "embedding"),
     LLM: ("name", "description", "input_price", "output_price", "size_b", "embedding")
-    + ("base_url", "upstream_model", "api_key_env"),
+    + ("base_url", "upstream_model", "api_key_env", "priced_at"),
     AGENT: ("name", "llm", "description", "strategy", "embedding"),
 }
 OUTCOME_TABLE = {LLM: "answered_by", AGENT: "handled_by"}
 REL_TABLE = {OF_TASK: "of_task", BACKED_BY: "backed_by", ANSWERED_BY: "answered_by", HANDLED_BY: "handled_by"}
 OUTCOME_COLUMNS = ("query_id", "target", "effect", "cost", "source", "observed_at")
 # Columns added after the first version of the schema: (table, column, type), added to older files on open.
-ADDED_COLUMNS = (("llm", "base_url", "TEXT"), ("llm", "upstream_model", "TEXT"), ("llm", "api_key_env", "TEXT"))
+ADDED_COLUMNS = (
+    ("llm", "base_url", "TEXT"),
+    ("llm", "upstream_model", "TEXT"),
+    ("llm", "api_key_env", "TEXT"),
+    ("llm", "priced_at", "TEXT"),
+)
 UPSERT_PENDING = (
     "INSERT INTO pending_outcome (response_id, kind, query_id, llm, agent, cost, source, observed_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(response_id) DO UPDATE SET kind = excluded.kind, "

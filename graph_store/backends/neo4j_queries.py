@@ -289,7 +289,11 @@ SNAPSHOT_EDGES: dict[tuple[str, str, str], str] = {
     (src, rel, dst): (
         f"MATCH (s:{src})-[r:{rel}]->(d:{dst}) "
         f"RETURN collect(s.{NODE_KEY[src]}) AS src, collect(d.{NODE_KEY[dst]}) AS dst"
-        + (", collect(r.effect) AS effect, collect(r.cost) AS cost" if rel in (ANSWERED_BY, HANDLED_BY) else "")
+        + (
+            ", collect(r.effect) AS effect, collect(r.cost) AS cost, collect(r.observed_at) AS observed_at"
+            if rel in (ANSWERED_BY, HANDLED_BY)
+            else ""
+        )
     )
     for src, rel, dst in EDGE_TYPES
 }

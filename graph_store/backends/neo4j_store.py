@@ -405,7 +405,7 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
             edges: EdgeRows = {}
             for etype, statement in cypher.SNAPSHOT_EDGES.items():
                 record = tx.run(statement).single(strict=True)
-                attrs = {name: record[name] for name in ("effect", "cost") if name in record.keys()}
+                attrs = {name: record[name] for name in ("effect", "cost", "observed_at") if name in record.keys()}
                 edges[etype] = (record["src"], record["dst"], attrs)
             return nodes, neo4j_rows.drop_edges_to_unseen_nodes(nodes, edges)
 
