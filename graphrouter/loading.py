@@ -174,7 +174,8 @@ def sync_with_store(
     outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
     time (one change of the router each). ``progress(done, total)`` is called after each chunk. ``stale_costs``:
     candidates whose stored costs were billed at other prices than they have now: only the costs observed since
-    their prices changed (``LLMNode.priced_at``; none if that is not known) set their cost multiplier.
+    their prices changed (``LLMNode.priced_at``) set their cost multiplier; none if that is not known, and none for
+    an agent (its stored costs do not say on which LLM they were billed).
 
     Returns (registered names, names skipped because this router cannot add candidates without retraining, or
     because an agent's backing LLM is not a candidate).
@@ -217,7 +218,9 @@ def sync_with_store(
             rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
             price = node if backing is None else backing
             since = price.priced_at  # type: ignore[union-attr]  # costs observed before were billed at other prices
-            stale = node.key in (stale_costs or set()) and not since  # changed, but not when: none is known good
+            # changed, but not when (an LLM without a date; an agent, which may have moved to another LLM): none is
+            # known to be billed as it is now
+            stale = node.key in (stale_costs or set()) and (not since or backing is not None)
             billed = {} if stale else {o.query_id: o.cost for o in rows if o.observed_at >= since}
             effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             specs.append(

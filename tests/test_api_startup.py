@@ -104,3 +104,55 @@ def test_a_repriced_llm_learns_its_cost_multiplier_from_the_costs_billed_since(t
             learned = client.post("/v1/route", json=body).json()["candidates"][0]
     # 20 costs at 3x, a prior of 5; the 40 old ones at 100x would have made it ~60x before and ~9x after
     assert learned["cost"] == pytest.approx(plain["cost"] * 3 ** (20 / 25), rel=1e-6)
+
+
+class _Capture:
+    """What :func:`sync_with_store` asks of a scorer, keeping the candidates it registers (the router is not what
+    is tested here)."""
+
+    candidates: list[str] = []
+
+    def __init__(self) -> None:
+        self.specs: list[Any] = []
+        self.embedder = self
+        self.router = self
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    def training_rows(self, effects: dict[str, float], costs: dict[str, float]) -> tuple[Any, Any]:
+        return effects, costs
+
+    def register_candidates(self, specs: list[Any]) -> None:
+        self.specs.extend(specs)
+
+
+def test_a_changed_agent_keeps_none_of_its_stored_costs_at_a_start(tmp_path: Path) -> None:
+    """A trained agent changed in the store may have moved to another LLM, and its stored costs do not say on which
+    they were billed: a start learns its cost multiplier from none of them, even those after its LLM's price date.
+    A changed LLM keeps the costs billed since its date; an unchanged agent those since its LLM's."""
+    from graph_store import Agent, Query, Task
+    from graphrouter.loading import sync_with_store
+
+    date, before, after = "2026-01-01T00:00:00Z", "2025-06-01T00:00:00Z", "2026-02-01T00:00:00Z"
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        store.write(
+            GraphBatch(
+                tasks=[Task("t")],
+                queries=[Query("old", "t", id="q-old"), Query("new", "t", id="q-new")],
+                llms=[LLMNode("a", "model a", 1.0, 2.0, priced_at=date)],
+                agents=[Agent("ag", "a", "ReAct on a"), Agent("ag2", "a", "ReAct on a, again")],
+                outcomes=[
+                    Outcome(q, name, 1.0, cost, kind="Agent" if name != "a" else "LLM", observed_at=at)
+                    for name in ("a", "ag", "ag2")
+                    for q, cost, at in (("q-old", 9.0, before), ("q-new", 1.0, after))
+                ],
+            )
+        )
+        scorer = _Capture()
+        added, skipped = sync_with_store(scorer, store, stale_costs={"a", "ag"})  # type: ignore[arg-type]
+    assert (sorted(added), skipped) == (["a", "ag", "ag2"], [])
+    costs = {s.name: s.costs for s in scorer.specs}
+    effects = {s.name: s.outcomes for s in scorer.specs}
+    assert costs == {"a": {"q-new": 1.0}, "ag": {}, "ag2": {"q-new": 1.0}}
+    assert all(e == {"q-old": 1.0, "q-new": 1.0} for e in effects.values())  # its effects are kept, whatever changed
