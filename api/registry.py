@@ -60,7 +60,7 @@ from graph_store.changes import (
 )
 from graph_store.changes import now as utc_now
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
-from graphrouter.loading import Attached, attach_scorer, load_scorer
+from graphrouter.loading import Attached, attach_scorer, costs_billed_now, load_scorer
 from graphrouter.outcome_feed import learn_stored, refitted
 from graphrouter.scorer import Scorer
 
@@ -93,11 +93,6 @@ def stamped_outcomes(name: str, kind: str, rows: list | None) -> list[Outcome]:
     """The outcome edges of a registration body (each with ``query_id``, ``effect``, ``cost``), stamped now."""
     now = utc_now()
     return [Outcome(o.query_id, name, o.effect, o.cost, kind=kind, source="api", observed_at=now) for o in rows or []]
-
-
-def outcome_values(outcomes: list[Outcome]) -> tuple[dict[str, float], dict[str, float]]:
-    """Observed effects and costs by query id, as the scorer takes them."""
-    return {o.query_id: o.effect for o in outcomes}, {o.query_id: o.cost for o in outcomes}
 
 
 @dataclass(frozen=True)
@@ -335,19 +330,19 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         backing: LLMNode | None,
         outcomes: list[Outcome],
         undo: bool = True,
-        with_costs: bool = True,
+        changed: bool = False,
     ) -> str | None:
         """Make a candidate just written to the store routable; a note when it is not routable yet. If the scorer
         refuses it and ``undo``, the store write is undone (a replica applying another's change does not undo).
-        ``with_costs=False``: its outcomes' costs do not set its cost multiplier (they were billed at prices it no
-        longer has)."""
+        ``changed``: it replaces the candidate's earlier data, so only its outcomes' costs known to be billed at the
+        prices it has now set its cost multiplier (:func:`graphrouter.loading.costs_billed_now`, as at a start)."""
         state = self.state
         if scorer is None:
             return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
         if isinstance(node, Agent) and not state.routable(node.llm):
             return f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
-        effects, costs = outcome_values(outcomes)
-        costs = costs if with_costs else {}
+        effects = {o.query_id: o.effect for o in outcomes}
+        costs = costs_billed_now(outcomes, backing or node, changed, isinstance(node, Agent))  # type: ignore[arg-type]
         try:
             with state.lock.write():
                 if not scorer.restore(node.name):  # not a re-registration of a deleted one with the same data

@@ -257,7 +257,7 @@ class ChangeApplier:
             else:
                 log.warning("change %d: unknown kind %r, skipped", change.version, change.kind)
 
-    def _registration(self, store: GraphStore, kind: str, name: str, with_costs: bool = True) -> None:
+    def _registration(self, store: GraphStore, kind: str, name: str, changed: bool = False) -> None:
         scorer = self.state.scorer
         if scorer is None or scorer.routable(name):
             return  # a scorer loaded later syncs with the store; a routable one has it already
@@ -274,7 +274,7 @@ class ChangeApplier:
             backing = store.get_node(LLM, node.llm)
             assert isinstance(backing, LLMNode)
         note = self.registry.add_to_scorer(
-            scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False, with_costs=with_costs
+            scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False, changed=changed
         )  # type: ignore[arg-type]
         if note:
             log.info("%s %r from another replica: %s", WHAT[kind], name, note)
@@ -293,8 +293,8 @@ class ChangeApplier:
             with self.state.lock.write():  # one step for routing: no request finds them gone in between
                 for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped
                     self.registry.exclude_candidate(name, None)
-                for name in replaced:  # its stored costs were billed at the prices it had: they set no multiplier
-                    self._registration(store, kinds[name], name, with_costs=False)
+                for name in replaced:  # its costs billed before its prices changed set no multiplier, as at a start
+                    self._registration(store, kinds[name], name, changed=True)
                 learn_stored(scorer, store, only=set(replaced))  # what they had learned online, from the store
             registered.update(replaced)
         elif updated:

@@ -217,11 +217,8 @@ def sync_with_store(
         for (node, backing), emb in zip(part, embs, strict=True):
             rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
             price = node if backing is None else backing
-            since = price.priced_at  # type: ignore[union-attr]  # costs observed before were billed at other prices
-            # changed, but not when (an LLM without a date; an agent, which may have moved to another LLM): none is
-            # known to be billed as it is now
-            stale = node.key in (stale_costs or set()) and (not since or backing is not None)
-            billed = {} if stale else {o.query_id: o.cost for o in rows if o.observed_at >= since}
+            assert isinstance(price, LLMNode)
+            billed = costs_billed_now(rows, price, node.key in (stale_costs or set()), backing is not None)
             effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             specs.append(
                 NewCandidate(
@@ -247,6 +244,16 @@ def sync_with_store(
         if progress is not None:
             progress(len(added), total)
     return added, skipped
+
+
+def costs_billed_now(outcomes: list[Outcome], price: LLMNode, changed: bool, agent: bool) -> dict[str, float]:
+    """The costs of a candidate's stored ``outcomes`` (by query id) billed at the prices it has now, those that may
+    set its cost multiplier: ``price`` is its LLM (an agent's: the one it runs on); those observed since its prices
+    last changed (``priced_at``). ``changed``: its stored data changed since it was last fitted; then none where it
+    is not known when (an LLM whose change has no date; an agent, which may have moved to another LLM)."""
+    if changed and (agent or not price.priced_at):
+        return {}
+    return {o.query_id: o.cost for o in outcomes if o.observed_at >= price.priced_at}
 
 
 def _by_target(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:

@@ -188,6 +188,53 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
 _PRICES = {"input_price": 0.2, "output_price": 0.4}
 
 
+def test_a_replica_applying_a_repricing_import_learns_the_cost_multiplier_a_restart_learns(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``import outcomes --llms … --update`` reprices two trained LLMs alike, with 20 rows for one billed at 3x
+    what its new prices compute (stamped with the import's time): a running replica learns that multiplier from
+    those rows, as a replica started afterwards does, and not from the costs billed at the old prices (it used
+    to learn none, so the two disagreed until a retrain)."""
+    import argparse
+    import json
+
+    import numpy as np
+
+    from graphrouter.cli import cmd_import
+    from graphrouter.cost import usd_costs
+
+    world, paths = fitted
+    data = world.data
+    old = [Outcome(data.query_keys[i], "llm-3", 1.0, 100 * float(data.cost[i, 3])) for i in range(40)]
+    store.write(GraphBatch(outcomes=old))  # billed at its old prices
+    app = _replica(store, world, paths["gnn"])
+    body = {"query": "task-1 something", "k": 2, "candidates": ["llm-2", "llm-3"], "scenario": "performance_first"}
+    catalogue, rows = tmp_path / "llms.json", tmp_path / "outcomes.jsonl"
+    prices = {"input_price": 9.0, "output_price": 9.0}
+    catalogue.write_text(
+        json.dumps({"llm-2": {"feature": "model 2", **prices}, "llm-3": {"feature": "model 3", **prices}})
+    )
+    computed = usd_costs(world.query_tokens[40:60], np.array([[9.0, 9.0]]))[:, 0]  # as the scorer computes them
+    lines = []
+    for i, c in zip(range(40, 60), computed, strict=True):
+        q = store.get_node("Query", data.query_keys[i])
+        lines.append(
+            {"query": q.text, "query_id": q.key, "task": q.task, "llm": "llm-2", "effect": 1.0, "cost": 3 * float(c)}
+        )  # type: ignore[attr-defined]
+    rows.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with TestClient(app) as client:
+        cmd_import(argparse.Namespace(what="outcomes", file=rows, llms=catalogue, source="probe", update=True), store)
+        assert app.state.follower.poll() == 1
+        running = {c["name"]: c["cost"] for c in client.post("/v1/route", json=body).json()["candidates"]}
+    with TestClient(_replica(store, world, paths["gnn"])) as client:
+        restarted = {c["name"]: c["cost"] for c in client.post("/v1/route", json=body).json()["candidates"]}
+    # 20 costs at 3x and a prior of 5 for llm-2; none of llm-3's 40 old ones at 100x
+    assert running["llm-2"] == pytest.approx(running["llm-3"] * 3 ** (20 / 25), rel=1e-6), running
+    assert running == pytest.approx(restarted, rel=1e-6)
+
+
 # ---- retention: pruning, and a replica that fell behind it ------------------------------------------------------
 def test_a_replica_behind_the_pruned_log_resyncs_from_the_store(
     store: GraphStore,  # noqa: F811
