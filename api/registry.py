@@ -330,19 +330,20 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         backing: LLMNode | None,
         outcomes: list[Outcome],
         undo: bool = True,
-        changed: bool = False,
+        undated: bool = False,
     ) -> str | None:
         """Make a candidate just written to the store routable; a note when it is not routable yet. If the scorer
         refuses it and ``undo``, the store write is undone (a replica applying another's change does not undo).
-        ``changed``: it replaces the candidate's earlier data, so only its outcomes' costs known to be billed at the
-        prices it has now set its cost multiplier (:func:`graphrouter.loading.costs_billed_now`, as at a start)."""
+        Only its outcomes' costs billed at the prices it has now set its cost multiplier, as at a start
+        (:func:`graphrouter.loading.costs_billed_now`; ``undated``: none of them, billed at other prices until a time
+        that is not known)."""
         state = self.state
         if scorer is None:
             return f"stored; the scorer is not loaded ({state.scorer_error}), it will be routable once it is"
         if isinstance(node, Agent) and not state.routable(node.llm):
             return f"stored; its LLM {node.llm!r} is not routable, so neither is the agent until a retrain"
         effects = {o.query_id: o.effect for o in outcomes}
-        costs = costs_billed_now(outcomes, backing or node, changed, isinstance(node, Agent))  # type: ignore[arg-type]
+        costs = costs_billed_now(outcomes, backing or node, undated)  # type: ignore[arg-type]
         try:
             with state.lock.write():
                 if not scorer.restore(node.name):  # not a re-registration of a deleted one with the same data

@@ -257,7 +257,7 @@ class ChangeApplier:
             else:
                 log.warning("change %d: unknown kind %r, skipped", change.version, change.kind)
 
-    def _registration(self, store: GraphStore, kind: str, name: str, changed: bool = False) -> None:
+    def _registration(self, store: GraphStore, kind: str, name: str, undated: bool = False) -> None:
         scorer = self.state.scorer
         if scorer is None or scorer.routable(name):
             return  # a scorer loaded later syncs with the store; a routable one has it already
@@ -274,7 +274,7 @@ class ChangeApplier:
             backing = store.get_node(LLM, node.llm)
             assert isinstance(backing, LLMNode)
         note = self.registry.add_to_scorer(
-            scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False, changed=changed
+            scorer, store, kind, node, backing, store.outcomes(kind, target=name), undo=False, undated=undated
         )  # type: ignore[arg-type]
         if note:
             log.info("%s %r from another replica: %s", WHAT[kind], name, note)
@@ -293,8 +293,10 @@ class ChangeApplier:
             with self.state.lock.write():  # one step for routing: no request finds them gone in between
                 for name in reversed(replaced):  # agents first: an LLM backing one cannot be dropped
                     self.registry.exclude_candidate(name, None)
-                for name in replaced:  # its costs billed before its prices changed set no multiplier, as at a start
-                    self._registration(store, kinds[name], name, changed=True)
+                # as at a start, costs billed before its (LLM's) prices changed set no multiplier, and none of an
+                # agent the import changed do (it may have moved to another LLM; its costs do not say)
+                for name in replaced:
+                    self._registration(store, kinds[name], name, undated=name in updated and kinds[name] == AGENT)
                 learn_stored(scorer, store, only=set(replaced))  # what they had learned online, from the store
             registered.update(replaced)
         elif updated:

@@ -89,7 +89,7 @@ def attach_scorer(
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
-    changed = changed_since_training(scorer, store)
+    changed, undated = changed_since_training(scorer, store)
     if changed and not can_replace(scorer):
         log.warning(
             "changed in the store since training, routed with the checkpoint's data until a retrain (the %r router "
@@ -101,7 +101,7 @@ def attach_scorer(
         out.changed = changed
         for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
             scorer.remove_candidate(name)
-    out.added, out.skipped = sync_with_store(scorer, store, progress, stale_costs=set(out.changed))
+    out.added, out.skipped = sync_with_store(scorer, store, progress, undated=undated & set(out.changed))
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.changed:
         log.warning(
@@ -125,12 +125,14 @@ def can_replace(scorer: Scorer) -> bool:
     return adds and router.remove_candidate is not Router.remove_candidate
 
 
-def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
+def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str], set[str]]:
     """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data
     than the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import
     with ``--update``, or deleted and registered again), an agent's description or LLM; then every agent the scorer
     routes (trained or registered since) that runs on a changed LLM, since an LLM backing an agent cannot be dropped
-    alone. LLMs first, then agents."""
+    alone. LLMs first, then agents. Also those of them whose stored costs may have been billed at other prices, from
+    a time that is not known (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from
+    before it) and the agents on it, an agent moved to another LLM."""
     data = scorer.router.world.data
     candidates = set(scorer.candidates)
     trained = {name: c for c, name in enumerate(data.candidates) if name in candidates}
@@ -138,6 +140,7 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
     stored |= store.get_nodes(AGENT, [n for n in trained if data.candidate_kind[trained[n]] == AGENT])
     backing = data.backing() if len(data.candidate_backing) else None  # None: a checkpoint from before agents' LLMs
     changed: list[str] = []
+    undated: set[str] = set()
     for name, c in trained.items():
         node = stored.get(name)
         if isinstance(node, LLMNode):
@@ -146,11 +149,17 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> list[str]:
             was = LLMNode(name, data.candidate_text[c], *prices, None if size != size else size)  # type: ignore[misc]
             if was.registration != node.registration:
                 changed.append(name)
+            if (was.input_price, was.output_price) != (node.input_price, node.output_price) and not node.priced_at:
+                undated.add(name)
         elif isinstance(node, Agent):
             llm = node.llm if backing is None else data.candidates[backing[c]] if c in backing else None
             if (data.candidate_text[c], llm) != (node.description, node.llm):
                 changed.append(name)
-    return with_riders(scorer, store, changed)
+            if llm != node.llm:
+                undated.add(name)
+    changed = with_riders(scorer, store, changed)
+    undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated and a.key in changed}  # billed as it
+    return changed, undated
 
 
 def with_riders(scorer: Scorer, store: GraphStore, names: Iterable[str]) -> list[str]:
@@ -168,14 +177,13 @@ def sync_with_store(
     store: GraphStore,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = SYNC_CHUNK,
-    stale_costs: set[str] | None = None,
+    undated: set[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Register every LLM, then every agent, in the store that ``scorer``'s checkpoint does not know: their
     outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
-    time (one change of the router each). ``progress(done, total)`` is called after each chunk. ``stale_costs``:
-    candidates whose stored costs were billed at other prices than they have now: only the costs observed since
-    their prices changed (``LLMNode.priced_at``) set their cost multiplier; none if that is not known, and none for
-    an agent (its stored costs do not say on which LLM they were billed).
+    time (one change of the router each). ``progress(done, total)`` is called after each chunk. Only the costs
+    billed at a candidate's current prices set its cost multiplier (:func:`costs_billed_now`); ``undated``: those
+    whose stored costs may have been billed at other prices from a time that is not known (none of theirs do).
 
     Returns (registered names, names skipped because this router cannot add candidates without retraining, or
     because an agent's backing LLM is not a candidate).
@@ -218,7 +226,7 @@ def sync_with_store(
             rows = observed[AGENT if backing is not None else LLM].get(node.key, [])
             price = node if backing is None else backing
             assert isinstance(price, LLMNode)
-            billed = costs_billed_now(rows, price, node.key in (stale_costs or set()), backing is not None)
+            billed = costs_billed_now(rows, price, undated=node.key in (undated or set()))
             effects, costs = scorer.router.training_rows({o.query_id: o.effect for o in rows}, billed)
             specs.append(
                 NewCandidate(
@@ -246,12 +254,12 @@ def sync_with_store(
     return added, skipped
 
 
-def costs_billed_now(outcomes: list[Outcome], price: LLMNode, changed: bool, agent: bool) -> dict[str, float]:
+def costs_billed_now(outcomes: list[Outcome], price: LLMNode, undated: bool = False) -> dict[str, float]:
     """The costs of a candidate's stored ``outcomes`` (by query id) billed at the prices it has now, those that may
     set its cost multiplier: ``price`` is its LLM (an agent's: the one it runs on); those observed since its prices
-    last changed (``priced_at``). ``changed``: its stored data changed since it was last fitted; then none where it
-    is not known when (an LLM whose change has no date; an agent, which may have moved to another LLM)."""
-    if changed and (agent or not price.priced_at):
+    last changed (``priced_at``). ``undated``: its costs may have been billed at other prices until a time that is
+    not known (an LLM repriced without a date, an agent moved to another LLM): none."""
+    if undated:
         return {}
     return {o.query_id: o.cost for o in outcomes if o.observed_at >= price.priced_at}
 

@@ -127,32 +127,55 @@ class _Capture:
         self.specs.extend(specs)
 
 
-def test_a_changed_agent_keeps_none_of_its_stored_costs_at_a_start(tmp_path: Path) -> None:
-    """A trained agent changed in the store may have moved to another LLM, and its stored costs do not say on which
-    they were billed: a start learns its cost multiplier from none of them, even those after its LLM's price date.
-    A changed LLM keeps the costs billed since its date; an unchanged agent those since its LLM's."""
+def test_a_start_keeps_the_costs_billed_at_a_candidates_current_prices(tmp_path: Path) -> None:
+    """Which stored costs set a changed trained candidate's cost multiplier at a start: those billed since its
+    (LLM's) prices changed; none where that time is not known, i.e. an LLM repriced without a date (a version from
+    before ``priced_at``) and the agents on it, and an agent moved to another LLM (its costs do not say on which they
+    were billed). An agent replaced only because its LLM changed, or with a new description, keeps those since its
+    LLM's date."""
+    from types import SimpleNamespace
+
     from graph_store import Agent, Query, Task
-    from graphrouter.loading import sync_with_store
+    from graphrouter.loading import changed_since_training, sync_with_store
+    from graphrouter.routing_data import RoutingData
 
     date, before, after = "2026-01-01T00:00:00Z", "2025-06-01T00:00:00Z", "2026-02-01T00:00:00Z"
+    agents = [Agent("ag", "a", "ReAct on a"), Agent("ag2", "a", "ReAct on a, again"), Agent("ag3", "b", "ReAct on b")]
+    names = ["a", "b", "c"] + [g.name for g in agents]
     with EmbeddedStore(tmp_path / "graph.db") as store:
         store.write(
             GraphBatch(
                 tasks=[Task("t")],
                 queries=[Query("old", "t", id="q-old"), Query("new", "t", id="q-new")],
-                llms=[LLMNode("a", "model a", 1.0, 2.0, priced_at=date)],
-                agents=[Agent("ag", "a", "ReAct on a"), Agent("ag2", "a", "ReAct on a, again")],
+                llms=[LLMNode(n, f"model {n}", 1.0, 2.0) for n in "abc"],
+                agents=agents,
                 outcomes=[
-                    Outcome(q, name, 1.0, cost, kind="Agent" if name != "a" else "LLM", observed_at=at)
-                    for name in ("a", "ag", "ag2")
+                    Outcome(q, name, 1.0, cost, kind="Agent" if name.startswith("ag") else "LLM", observed_at=at)
+                    for name in names
                     for q, cost, at in (("q-old", 9.0, before), ("q-new", 1.0, after))
                 ],
             )
         )
+        data = RoutingData.from_snapshot(store.snapshot())  # what a checkpoint trained on this store holds
+        trained = SimpleNamespace(router=SimpleNamespace(world=SimpleNamespace(data=data)))
+        trained.candidates, trained.kinds = list(data.candidates), list(data.candidate_kind)
+        store.upsert(
+            [
+                LLMNode("a", "model a", 3.0, 4.0),  # repriced by an older version: no date
+                LLMNode("b", "model b, upgraded", 1.0, 2.0),  # its description only
+                LLMNode("c", "model c", 3.0, 4.0, priced_at=date),
+                Agent("ag", "c", "ReAct on a"),  # moved to c
+                Agent("ag3", "b", "ReAct on b, improved"),
+                Agent("ag2", "a", "ReAct on a, improved"),  # on a: billed at a's prices, changed when is not known
+            ]
+        )
+        changed, undated = changed_since_training(trained, store)  # type: ignore[arg-type]
+        assert (changed, undated) == (names, {"a", "ag", "ag2"})
         scorer = _Capture()
-        added, skipped = sync_with_store(scorer, store, stale_costs={"a", "ag"})  # type: ignore[arg-type]
-    assert (sorted(added), skipped) == (["a", "ag", "ag2"], [])
+        added, skipped = sync_with_store(scorer, store, undated=undated)  # type: ignore[arg-type]
+    assert (sorted(added), skipped) == (sorted(names), [])
     costs = {s.name: s.costs for s in scorer.specs}
     effects = {s.name: s.outcomes for s in scorer.specs}
-    assert costs == {"a": {"q-new": 1.0}, "ag": {}, "ag2": {"q-new": 1.0}}
+    both, since = {"q-old": 9.0, "q-new": 1.0}, {"q-new": 1.0}
+    assert costs == {"a": {}, "b": both, "c": since, "ag": {}, "ag2": {}, "ag3": both}
     assert all(e == {"q-old": 1.0, "q-new": 1.0} for e in effects.values())  # its effects are kept, whatever changed
