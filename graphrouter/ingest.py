@@ -391,20 +391,20 @@ def reserved_name(name: str) -> str | None:
     return None
 
 
-def keep_stored(stored: dict[str, Any], batch: GraphBatch, at: str) -> None:
+def keep_stored(stored: dict[str, Any], batch: GraphBatch, at: str, agent_llms: dict[str, str] | None = None) -> None:
     """Give the batch's LLMs what a catalogue does not from the stored LLM of their name: the upstream (how the
     proxy calls it) and when its prices last changed (``priced_at``: ``at`` if the batch changes them; its outcome
-    rows of no given time are then taken as observed ``at``, billed at the new prices, as the API stamps them)."""
+    rows of no given time, and those of the agents on it (``agent_llms``: agent → LLM), are then taken as observed
+    ``at``, billed at the new prices, as the API stamps them)."""
     for i, m in enumerate(batch.llms):
         if isinstance(old := stored.get(m.name), LLMNode):
             priced = at if (old.input_price, old.output_price) != (m.input_price, m.output_price) else old.priced_at
             upstream = (old.base_url, old.upstream_model, old.api_key_env) if m.base_url is None else (m.base_url,)
             batch.llms[i] = dataclasses.replace(m, priced_at=priced, **dict(zip(UPSTREAM, upstream, strict=False)))
-    new = {m.name for m in batch.llms if m.priced_at == at}
-    batch.outcomes = [
-        dataclasses.replace(o, observed_at=at) if o.kind == LLM and o.target in new and not o.observed_at else o
-        for o in batch.outcomes
-    ]
+    new, on = {m.name for m in batch.llms if m.priced_at == at}, agent_llms or {}
+    rows = batch.outcomes
+    stamp = [not o.observed_at and (o.target if o.kind == LLM else on.get(o.target)) in new for o in rows]
+    batch.outcomes = [dataclasses.replace(o, observed_at=at) if s else o for o, s in zip(rows, stamp, strict=True)]
 
 
 def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, stored_llms: dict[str, Any]) -> None:
@@ -440,11 +440,11 @@ def reregistered(stored: dict[str, Any], batch: GraphBatch) -> list[str]:
 
 def write_logged(store: GraphStore, batch: GraphBatch, stored: dict[str, Any] | None = None) -> dict[str, int]:
     """Write an imported batch atomically with its one change record, for running replicas to follow. The record
-    names the stored LLMs and agents whose registration data the batch changes (``--update``): replicas replace
-    those, and leave alone the ones it only names again. Stored LLMs keep their upstreams (:func:`keep_stored`).
-    ``stored``: the stored nodes of the batch's names (name → node), if the caller has read them already."""
+    names the stored LLMs and agents whose data the batch changes (``--update``): replicas replace those only. Stored
+    LLMs keep their upstreams (:func:`keep_stored`). ``stored``: the stored nodes of the batch's names, if read."""
     if stored is None:
         stored = store.get_nodes(LLM, [m.name for m in batch.llms])
         stored |= store.get_nodes(AGENT, [a.name for a in batch.agents])
-    keep_stored(stored, batch, now())
+    on = {a.key: a.llm for a in store.list_nodes(AGENT)} if any(o.kind == AGENT for o in batch.outcomes) else {}
+    keep_stored(stored, batch, now(), on | {a.name: a.llm for a in batch.agents})
     return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)))

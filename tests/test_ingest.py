@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from graph_store import LLM, QUERY, TASK, GraphBatch, GraphStore, query_id
+from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphBatch, GraphStore, query_id
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cost import usd_cost
 from graphrouter.datasets.dcrouter import import_dcrouter
@@ -356,15 +356,20 @@ def test_an_import_that_would_change_stored_data_is_refused_unless_update(
     import_llms(embedded, described, update=True)
     assert embedded.get_node(LLM, "big").priced_at == repriced.priced_at
     assert embedded.get_node(LLM, "big").description == "x"
-    # outcomes imported with the catalogue that reprices: those of no given time were billed at the new prices
+    # outcomes imported with the catalogue that reprices: those of no given time were billed at the new prices, the
+    # rows of an agent on it too
     cheaper = [dataclasses.replace(m, input_price=1.0) if m.name == "big" else m for m in read_llm_catalogue(catalogue)]
     timed = {**ROWS[0], "query": "What is 5+5?", "observed_at": "2026-01-01T00:00:00Z"}
+    embedded.upsert([Agent("on-big", "big", "ReAct on big"), Agent("on-small", "small", "ReAct on small")])
+    agents = [{**{k: v for k, v in ROWS[0].items() if k != "llm"}, "agent": a} for a in ("on-big", "on-small")]
     import_outcomes(
-        embedded, write_rows(tmp_path / "cheaper.jsonl", [ROWS[0], timed, ROWS[1]]), llms=cheaper, update=True
+        embedded, write_rows(tmp_path / "cheaper.jsonl", [ROWS[0], timed, ROWS[1], *agents]), llms=cheaper, update=True
     )
     big, at = embedded.get_node(LLM, "big"), {o.query_id: o.observed_at for o in embedded.outcomes(LLM, target="big")}
     assert big.input_price == 1.0 and big.priced_at >= repriced.priced_at
     assert at[query_id("What is 2+2?")] == big.priced_at and at[query_id("What is 5+5?")] == "2026-01-01T00:00:00Z"
+    on = {o.target: o.observed_at for o in embedded.outcomes(AGENT)}
+    assert on == {"on-big": big.priced_at, "on-small": ""}
     small = {o.query_id: o.observed_at for o in embedded.outcomes(LLM, target="small")}
     assert small[query_id("What is 2+2?")] == ""  # not repriced: unknown stays unknown
 
