@@ -101,7 +101,7 @@ def attach_scorer(
         out.changed = changed
         for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
             scorer.remove_candidate(name)
-    out.added, out.skipped = sync_with_store(scorer, store, progress, undated=undated & set(out.changed))
+    out.added, out.skipped = sync_with_store(scorer, store, progress, undated=undated)
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.changed:
         log.warning(
@@ -132,7 +132,7 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     routes (trained or registered since) that runs on a changed LLM, since an LLM backing an agent cannot be dropped
     alone. LLMs first, then agents. Also those of them whose stored costs may have been billed at other prices, from
     a time that is not known (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from
-    before it) and the agents on it, an agent moved to another LLM."""
+    before it) and every stored agent on it, an agent moved to another LLM."""
     data = scorer.router.world.data
     candidates = set(scorer.candidates)
     trained = {name: c for c, name in enumerate(data.candidates) if name in candidates}
@@ -158,7 +158,7 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
             if llm != node.llm:
                 undated.add(name)
     changed = with_riders(scorer, store, changed)
-    undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated and a.key in changed}  # billed as it
+    undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated}  # billed as it, trained or not
     return changed, undated
 
 

@@ -130,7 +130,7 @@ class _Capture:
 def test_a_start_keeps_the_costs_billed_at_a_candidates_current_prices(tmp_path: Path) -> None:
     """Which stored costs set a changed trained candidate's cost multiplier at a start: those billed since its
     (LLM's) prices changed; none where that time is not known, i.e. an LLM repriced without a date (a version from
-    before ``priced_at``) and the agents on it, and an agent moved to another LLM (its costs do not say on which they
+    before ``priced_at``) and every agent on it, and an agent moved to another LLM (its costs do not say on which they
     were billed). An agent replaced only because its LLM changed, or with a new description, keeps those since its
     LLM's date."""
     from types import SimpleNamespace
@@ -141,6 +141,7 @@ def test_a_start_keeps_the_costs_billed_at_a_candidates_current_prices(tmp_path:
 
     date, before, after = "2026-01-01T00:00:00Z", "2025-06-01T00:00:00Z", "2026-02-01T00:00:00Z"
     agents = [Agent("ag", "a", "ReAct on a"), Agent("ag2", "a", "ReAct on a, again"), Agent("ag3", "b", "ReAct on b")]
+    agents.append(Agent("ag5", "c", "ReAct on c"))
     names = ["a", "b", "c"] + [g.name for g in agents]
     with EmbeddedStore(tmp_path / "graph.db") as store:
         store.write(
@@ -167,15 +168,18 @@ def test_a_start_keeps_the_costs_billed_at_a_candidates_current_prices(tmp_path:
                 Agent("ag", "c", "ReAct on a"),  # moved to c
                 Agent("ag3", "b", "ReAct on b, improved"),
                 Agent("ag2", "a", "ReAct on a, improved"),  # on a: billed at a's prices, changed when is not known
+                Agent("ag4", "a", "registered since training, on a"),
             ]
         )
+        store.write(GraphBatch(outcomes=[Outcome("q-old", "ag4", 1.0, 9.0, kind="Agent", observed_at=before)]))
         changed, undated = changed_since_training(trained, store)  # type: ignore[arg-type]
-        assert (changed, undated) == (names, {"a", "ag", "ag2"})
+        assert (changed, undated) == (names, {"a", "ag", "ag2", "ag4"})  # ag5 is replaced as c is, and dated by it
         scorer = _Capture()
         added, skipped = sync_with_store(scorer, store, undated=undated)  # type: ignore[arg-type]
-    assert (sorted(added), skipped) == (sorted(names), [])
+    assert (sorted(added), skipped) == (sorted([*names, "ag4"]), [])
     costs = {s.name: s.costs for s in scorer.specs}
     effects = {s.name: s.outcomes for s in scorer.specs}
     both, since = {"q-old": 9.0, "q-new": 1.0}, {"q-new": 1.0}
-    assert costs == {"a": {}, "b": both, "c": since, "ag": {}, "ag2": {}, "ag3": both}
+    assert costs == {"a": {}, "b": both, "c": since, "ag": {}, "ag2": {}, "ag3": both, "ag4": {}, "ag5": since}
+    assert effects.pop("ag4") == {"q-old": 1.0}
     assert all(e == {"q-old": 1.0, "q-new": 1.0} for e in effects.values())  # its effects are kept, whatever changed
