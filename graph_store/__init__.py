@@ -31,6 +31,7 @@ from graph_store.schema import (
     PendingOutcome,
     Query,
     Task,
+    billed_since,
     query_id,
 )
 from graph_store.snapshot import EdgeTable, GraphSnapshot, NodeTable
@@ -40,5 +41,5 @@ __all__ = [
     "OF_TASK", "QUERY", "TASK", "Agent", "ChangeLogTruncatedError", "ConflictError", "DEFAULT_STORE", "EdgeTable",
     "GraphBatch", "GraphSnapshot", "GraphStore", "GraphStoreError", "InvalidInputError", "LLMNode",
     "NodeNotFoundError", "NodeTable", "Outcome", "PendingOutcome", "Query", "StoreUnavailableError", "Task",
-    "open_store", "query_id",
+    "billed_since", "open_store", "query_id",
 ]  # fmt: skip

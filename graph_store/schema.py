@@ -243,6 +243,12 @@ class LLMNode:
         return (self.name, self.description, self.input_price, self.output_price, self.size_b)
 
 
+def billed_since(observed_at: str | None, priced_at: str) -> bool:
+    """Whether a cost observed at ``observed_at`` (None or "": unknown) was billed at the prices an LLM has had since
+    ``priced_at`` (its ``priced_at``; "": they never changed). Both are UTC to the second, so they compare as text."""
+    return (observed_at or "") >= priced_at
+
+
 @dataclass(frozen=True)
 class Agent:
     name: str

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graph_store.schema import EDGE_TYPES, NODE_LABELS
+from graph_store.schema import EDGE_TYPES, NODE_LABELS, billed_since
 
 # Numeric node properties, returned as float64 arrays with NaN where a node has no value.
 NUMERIC_PROPS: dict[str, tuple[str, ...]] = {"LLM": ("input_price", "output_price", "size_b")}
@@ -100,7 +100,7 @@ def build_snapshot(
             attrs = dict(attrs)
             priced, seen = _priced_at(nodes, dst_label), attrs.pop("observed_at")
             billed = (
-                [(at or "") >= priced[d] for at, d in zip(seen, dst.tolist(), strict=True)]
+                [billed_since(at, priced[d]) for at, d in zip(seen, dst.tolist(), strict=True)]
                 if any(priced)
                 else np.ones(len(dst))  # no price ever changed (the usual case): no per-edge comparison
             )

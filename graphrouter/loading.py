@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome
+from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, billed_since
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
@@ -158,7 +158,8 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
             if llm != node.llm:
                 undated.add(name)
     changed = with_riders(scorer, store, changed)
-    undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated}  # billed as it, trained or not
+    if undated:  # the agents on an undated LLM were billed as it, trained or not (read only then: at every start)
+        undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated}
     return changed, undated
 
 
@@ -261,7 +262,7 @@ def costs_billed_now(outcomes: list[Outcome], price: LLMNode, undated: bool = Fa
     not known (an LLM repriced without a date, an agent moved to another LLM): none."""
     if undated:
         return {}
-    return {o.query_id: o.cost for o in outcomes if o.observed_at >= price.priced_at}
+    return {o.query_id: o.cost for o in outcomes if billed_since(o.observed_at, price.priced_at)}
 
 
 def _by_target(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
