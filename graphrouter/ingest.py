@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph_store import AGENT, LLM, QUERY, TASK, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
+from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
@@ -352,13 +352,13 @@ def import_outcomes(
     that it would change is refused unless ``update`` (:func:`refuse_changes`)."""
     stored = {m.name: m for m in store.list_nodes(LLM) if isinstance(m, LLMNode)}
     catalogue = {**stored, **{m.name: m for m in llms or []}}
-    agents = {a.key for a in store.list_nodes(AGENT)}
+    agents = {a.key: a.llm for a in store.list_nodes(AGENT) if isinstance(a, Agent)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
-    prepared = build_outcome_batch(read_rows(path), path, catalogue, agents, stored_tasks, default_source)
+    prepared = build_outcome_batch(read_rows(path), path, catalogue, set(agents), stored_tasks, default_source)
     prepared.batch.llms = list(llms or [])
     if not update:
         refuse_changes(store, prepared.batch, path, stored)
-    return write_logged(store, prepared.batch, stored)
+    return write_logged(store, prepared.batch, stored, agents)
 
 
 def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:
@@ -438,13 +438,15 @@ def reregistered(stored: dict[str, Any], batch: GraphBatch) -> list[str]:
     ]
 
 
-def write_logged(store: GraphStore, batch: GraphBatch, stored: dict[str, Any] | None = None) -> dict[str, int]:
+def write_logged(
+    store: GraphStore, batch: GraphBatch, stored: dict[str, Any] | None = None, agents: dict[str, str] | None = None
+) -> dict[str, int]:
     """Write an imported batch atomically with its one change record, for running replicas to follow. The record
     names the stored LLMs and agents whose data the batch changes (``--update``): replicas replace those only. Stored
-    LLMs keep their upstreams (:func:`keep_stored`). ``stored``: the stored nodes of the batch's names, if read."""
+    LLMs keep their upstreams (:func:`keep_stored`). ``stored``: the stored nodes of the batch's names, if read;
+    ``agents``: the stored agents' LLMs (name → LLM), needed if the batch has agent outcome rows (import_outcomes)."""
     if stored is None:
         stored = store.get_nodes(LLM, [m.name for m in batch.llms])
         stored |= store.get_nodes(AGENT, [a.name for a in batch.agents])
-    on = {a.key: a.llm for a in store.list_nodes(AGENT)} if any(o.kind == AGENT for o in batch.outcomes) else {}
-    keep_stored(stored, batch, now(), on | {a.name: a.llm for a in batch.agents})
+    keep_stored(stored, batch, now(), {**(agents or {}), **{a.name: a.llm for a in batch.agents}})
     return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)))
