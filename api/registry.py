@@ -60,7 +60,7 @@ from graph_store.changes import (
 )
 from graph_store.changes import now as utc_now
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
-from graphrouter.loading import Attached, attach_scorer, costs_billed_now, load_scorer
+from graphrouter.loading import Attached, attach_scorer, costs_billed_now, load_scorer, repriced_since_training
 from graphrouter.outcome_feed import learn_stored, refitted
 from graphrouter.scorer import Scorer
 
@@ -249,6 +249,10 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing, note)  # type: ignore[arg-type]
             scorer = self.state.scorer
             self._refuse_stale(scorer, node, kind)
+            if isinstance(node, LLMNode) and repriced_since_training(scorer, node):
+                # deleted and registered again at other prices: every cost stored for it from now on is billed at
+                # these, dated as its outcomes are (a start and a retrain then learn its multiplier from them)
+                node = dataclasses.replace(node, priced_at=outcomes[0].observed_at if outcomes else utc_now())
             self._write(
                 store,
                 GraphBatch(llms=[node], outcomes=outcomes)

@@ -19,6 +19,7 @@ from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
 from graphrouter.route_request import MAX_QUERY_CHARS
+from graphrouter.routing_data import RoutingData
 from graphrouter.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,7 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     for name, c in trained.items():
         node = stored.get(name)
         if isinstance(node, LLMNode):
-            size = float(data.candidate_size_b[c])
-            prices = map(float, data.candidate_prices[c])
-            was = LLMNode(name, data.candidate_text[c], *prices, None if size != size else size)  # type: ignore[misc]
+            was = _trained_llm(data, c)
             if was.registration != node.registration:
                 changed.append(name)
             if (was.input_price, was.output_price) != (node.input_price, node.output_price) and not node.priced_at:
@@ -161,6 +160,26 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     if undated:  # the agents on an undated LLM were billed as it, trained or not (read only then: at every start)
         undated |= {a.key for a in store.list_nodes(AGENT) if a.llm in undated}
     return changed, undated
+
+
+def _trained_llm(data: RoutingData, c: int) -> LLMNode:
+    """Candidate ``c`` of a checkpoint's data as the LLM it was trained on (its registration data)."""
+    size = float(data.candidate_size_b[c])
+    prices = map(float, data.candidate_prices[c])
+    return LLMNode(data.candidates[c], data.candidate_text[c], *prices, None if size != size else size)  # type: ignore[misc]
+
+
+def repriced_since_training(scorer: Scorer | None, node: LLMNode) -> bool:
+    """Whether ``scorer``'s checkpoint was trained on an LLM of ``node``'s name at other prices (one deleted and
+    registered again at new ones: its prices date from then)."""
+    if scorer is None:
+        return False
+    data = scorer.router.world.data
+    c = next((i for i, n in enumerate(data.candidates) if n == node.name and data.candidate_kind[i] == LLM), None)
+    if c is None:
+        return False
+    was = _trained_llm(data, c)
+    return (was.input_price, was.output_price) != (node.input_price, node.output_price)
 
 
 def with_riders(scorer: Scorer, store: GraphStore, names: Iterable[str]) -> list[str]:

@@ -106,6 +106,37 @@ def test_a_repriced_llm_learns_its_cost_multiplier_from_the_costs_billed_since(t
     assert learned["cost"] == pytest.approx(plain["cost"] * 3 ** (20 / 25), rel=1e-6)
 
 
+def test_an_llm_deleted_and_registered_again_at_other_prices_keeps_its_costs_at_a_restart(tmp_path: Path) -> None:
+    """DELETE then POST /v1/llms at other prices: every stored cost of it is billed at the new ones, so the
+    registration dates its prices and a restart learns its cost multiplier from them as the running service did
+    (undated, a restart used none of them)."""
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    body = {"query": "task-1 something", "k": 1, "candidates": ["llm-1"], "scenario": "performance_first"}
+    computed = usd_costs(world.query_tokens[:20], np.array([[5.0, 5.0]]))[:, 0]  # as the scorer computes them
+    rows = [
+        {"query_id": world.data.query_keys[i], "effect": 1.0, "cost": 3 * float(c)}
+        for i, c in zip(range(20), computed, strict=True)
+    ]
+    llm = {"name": "llm-1", "description": "model 1, upgraded", "input_price": 5.0, "output_price": 5.0}
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            assert client.delete("/v1/llms/llm-1", headers=AUTH).status_code == 200
+            r = client.post("/v1/llms", json={**llm, "outcomes": rows}, headers=AUTH)
+            assert r.status_code == 201, r.text
+            running = client.post("/v1/route", json=body).json()["candidates"][0]
+        stored = store.get_node("LLM", "llm-1")
+        assert isinstance(stored, LLMNode) and stored.priced_at
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            restarted = client.post("/v1/route", json=body).json()["candidates"][0]
+            plain = {**llm, "name": "llm-plain"}  # the same prices, no outcomes: no multiplier learned
+            assert client.post("/v1/llms", json=plain, headers=AUTH).status_code == 201
+            unlearned = client.post("/v1/route", json={**body, "candidates": ["llm-plain"]}).json()["candidates"][0]
+    assert running["cost"] == pytest.approx(unlearned["cost"] * 3 ** (20 / 25), rel=1e-6)
+    assert restarted["cost"] == pytest.approx(running["cost"], rel=1e-6)
+
+
 class _Capture:
     """What :func:`sync_with_store` asks of a scorer, keeping the candidates it registers (the router is not what
     is tested here)."""
