@@ -11,7 +11,7 @@ from fastapi import status
 from api.proxy_models import ModelCard, ModelList
 from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
-from graphrouter.ingest import ROUTER_MODEL, is_router_model
+from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 
 

@@ -75,7 +75,7 @@ from api.upstream import (
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
-from graphrouter.ingest import ROUTER_MODEL, is_router_model
+from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 from graphrouter.scorer import RouteResult
 

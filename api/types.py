@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from graph_store.changes import utc_second
 from graph_store.errors import InvalidInputError
 from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
-from graphrouter.ingest import reserved_name
+from graphrouter.model_names import reserved_name
 from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
 

@@ -266,8 +266,9 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import LLM, GraphBatch, LLMNode
     from graphrouter import ingest
     from graphrouter.errors import GraphRouterError
+    from graphrouter.model_names import reserved_name
 
-    if why := ingest.reserved_name(args.name):
+    if why := reserved_name(args.name):
         raise GraphRouterError(why)
     llm = LLMNode(args.name, args.description, args.input_price, args.output_price, args.size_b)
     batch, stored = GraphBatch(llms=[llm]), store.get_nodes(LLM, [llm.name])

@@ -23,6 +23,7 @@ from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
 from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
+from graphrouter.model_names import reserved_name
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
 
 OUTCOME_FORMATS = (".jsonl", ".ndjson", ".csv", ".parquet")
@@ -373,22 +374,6 @@ def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> di
 
 
 UPSTREAM = ("base_url", "upstream_model", "api_key_env")  # how the proxy calls an LLM: kept by a catalogue without it
-ROUTER_MODEL = "graphrouter"  # the proxy's model name that asks it to route (and graphrouter:<scenario>)
-
-
-def is_router_model(name: str) -> bool:
-    """Whether the proxy reads model ``name`` as a request to route (``graphrouter`` or ``graphrouter:<anything>``)."""
-    return name == ROUTER_MODEL or name.startswith(ROUTER_MODEL + ":")
-
-
-def reserved_name(name: str) -> str | None:
-    """Why an LLM may not take ``name`` (the proxy reads it as a request to route), or None if it may."""
-    if is_router_model(name):
-        return (
-            f"{name!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
-            "give the LLM another name"
-        )
-    return None
 
 
 def keep_stored(stored: dict[str, Any], batch: GraphBatch, at: str, agent_llms: dict[str, str] | None = None) -> None:
