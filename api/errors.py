@@ -67,7 +67,7 @@ RETRY_AFTER_S = "5"
 _PARAMETER_KINDS = ("query", "path", "header", "cookie")
 
 
-def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "queries", 3, "k")`` → ``queries[3].k``; the body itself is ``body``; ``("query", "limit")`` →
     ``limit (query parameter)``."""
     kind = loc[0] if loc and loc[0] in ("body", *_PARAMETER_KINDS) else None
@@ -113,7 +113,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
                 status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             )
     # the offending input is not echoed back: it may be a 20,000-character query
-    items = [{"field": _field(e["loc"]), "problem": e["msg"], "type": e["type"]} for e in errors]
+    items = [{"field": field_name(e["loc"]), "problem": e["msg"], "type": e["type"]} for e in errors]
     detail = "; ".join(f"{i['field']}: {i['problem']}" for i in items)
     return JSONResponse({"detail": detail, "errors": items}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 

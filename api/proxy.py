@@ -54,6 +54,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api import routing
+from api.errors import field_name
 from api.models import RouteRequest
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
@@ -247,9 +248,9 @@ class ChatProxy(ProxyRecords):
             cached = callable_llms(store)
             self._callable_cache = (time.monotonic(), cached)
         names = [n for n in cached if scorer.routable(n)]
-        if isinstance(asked, list):  # a name the scorer does not know stays, for the route's own 400
+        if isinstance(asked, list):  # a name the scorer does not know (or not a name) stays, for the route's own 4xx
             callable_ = set(names)
-            names = [n for n in asked if n in callable_ or not (isinstance(n, str) and scorer.routable(n))]
+            names = [n for n in asked if not isinstance(n, str) or n in callable_ or not scorer.routable(n)]
         if not names:
             raise client_error(
                 status.HTTP_400_BAD_REQUEST,
@@ -266,10 +267,8 @@ class ChatProxy(ProxyRecords):
             req = RouteRequest(query=text, k=1, **fields)
         except ValidationError as exc:
             where = {"query": "messages (the last user message)"}  # the chat body's own name for what was routed
-            detail = "; ".join(
-                f"{where.get('.'.join(map(str, e['loc'])), '.'.join(map(str, e['loc'])))}: {e['msg']}"
-                for e in exc.errors()
-            )
+            fields = [field_name(("body", *e["loc"])) for e in exc.errors()]  # as a body's: candidates[0]
+            detail = "; ".join(f"{where.get(f, f)}: {e['msg']}" for f, e in zip(fields, exc.errors(), strict=True))
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
         except TypeError as exc:
             raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -79,6 +79,14 @@ async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
+    try:  # forwarded as UTF-8: a lone surrogate escape (e.g. "\\ud800") anywhere in it could not be sent
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise client_error(
+            status.HTTP_400_BAD_REQUEST,
+            "the request body's JSON has a string that is not valid Unicode (a lone surrogate escape such as "
+            "\\ud800); send valid UTF-8 text",
+        ) from None
     if body.get("stream") is not None and not isinstance(body["stream"], bool):  # null: not streamed, as OpenAI
         raise client_error(status.HTTP_400_BAD_REQUEST, f"stream: must be true or false, got {body['stream']!r}")
     return body

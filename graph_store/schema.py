@@ -175,9 +175,15 @@ def _base_url(value: Any, what: str) -> str:
             f"{what} must be an http(s) URL of at most {MAX_URL_CHARS:,} characters without whitespace or control "
             "characters around it"
         )
-    parts = urllib.parse.urlsplit(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port  # parsed on access: out of range or not a number raises here, not at the first call
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} must be a valid http(s) URL, got {value!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInputError(f"{what} must be an http:// or https:// URL with a host, got {value!r}")
+    if port == 0:
+        raise InvalidInputError(f"{what} must name a port from 1 to 65535 (or none), got {value!r}")
     if parts.username or parts.password:
         raise InvalidInputError(f"{what} must not hold credentials; name the key's environment variable in api_key_env")
     return value

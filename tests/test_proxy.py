@@ -383,6 +383,14 @@ def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service
             (head + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "nested too deeply"),
             # named by the chat body's own field, not by /v1/route's
             ('{"model": "llm-0", "messages": [{"role": "user", "content": "a \\u0000 b"}]}', 422, "messages (the last"),
+            # a lone surrogate anywhere (not only in the routed text) could not be forwarded as UTF-8
+            (head[:-1] + ', {"role": "user", "content": "x"}], "user": "\\udc00"}', 400, "not valid Unicode"),
+            (
+                '{"model": "llm-0", "messages": [{"role": "system", "content": "s \\ud800"}, '
+                '{"role": "user", "content": "hi"}]}',
+                400,
+                "not valid Unicode",
+            ),
         ]
         before = len(upstream.modes())
         for raw, code, message in cases:
@@ -481,6 +489,10 @@ def test_routed_calls_explore_as_route_does(
         quiet = [a.headers["x-graphrouter-model"] for a in calm]
         assert all(r == quiet[0] for r in quiet)  # no exploration asked: the argmax every time
         assert not any("x-graphrouter-explored" in a.headers for a in calm)
+        for odd in ([{"a": 1}], [["llm-0"]], [3]):  # not names: the route's own 422, exploring or not
+            for explore in (True, False):
+                r = chat(client, explore=explore, candidates=odd)
+                assert r.status_code == 422 and "candidates[0]" in r.json()["detail"], (odd, explore, r.text)
 
 
 # ---- upstream configuration on the LLMs ----------------------------------------------------------------------
@@ -509,6 +521,8 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         for bad, field in (
             ({"base_url": "ftp://x"}, "base_url"),
             ({"base_url": "http://x/v1", "api_key_env": "sk-live-abc"}, "api_key_env"),
+            ({"base_url": "http://127.0.0.1:99999/v1"}, "base_url"),  # refused here, not a 500 at the first call
+            ({"base_url": "http://127.0.0.1:0/v1"}, "base_url"),
         ):
             for r in (
                 client.patch("/v1/llms/llm-new", json={"upstream": bad}, headers=ADMIN_AUTH),
