@@ -41,46 +41,47 @@ def _check_file(path: Path) -> Path:
     return path
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are all different (``json`` would keep the last of a key given twice)."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _DuplicateKeyError(f"the key {key!r} appears twice in one object")
+            raise ValueError(f"the key {key!r} appears twice in one object")
         out[key] = value
     return out
 
 
+def _parse_json(text: str, path: Path, line: int | None = None) -> Any:
+    """One JSON document (objects with unique keys), with errors that name the file, the line and the problem."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        at = exc.lineno if line is None else line
+        raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=at) from None
+    except RecursionError:
+        raise DataFileError(path, "malformed JSON: nested too deeply", line=line) from None
+    except ValueError as exc:  # a key given twice; an integer of more than 4,300 digits
+        raise DataFileError(path, f"malformed JSON: {exc}", line=line) from None
+
+
 def read_json(path: str | Path) -> Any:
-    """A whole JSON document, with errors that name the file and the position."""
+    """A whole JSON document, with errors that name the file and the position (a UTF-8 BOM is skipped)."""
     path = _check_file(Path(path))
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as exc:
-        raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
-    except _DuplicateKeyError as exc:
-        raise DataFileError(path, str(exc)) from None
+        return _parse_json(path.read_text(encoding="utf-8-sig"), path)
     except UnicodeDecodeError as exc:
         raise DataFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[Row]:
-    """Objects of a JSON Lines file with their line numbers; blank lines are skipped."""
+    """Objects of a JSON Lines file with their line numbers; blank lines are skipped (a UTF-8 BOM too)."""
     path = _check_file(Path(path))
     try:
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             for n, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataFileError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=n) from None
+                obj = _parse_json(line, path, n)
                 if not isinstance(obj, dict):
                     raise DataFileError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
                 yield n, obj
@@ -99,13 +100,17 @@ def read_rows(path: str | Path) -> list[Row]:
         return list(read_jsonl(path))
     if suffix == ".csv":
         try:
-            with path.open(encoding="utf-8", newline="") as f:
+            with path.open(encoding="utf-8-sig", newline="") as f:
                 reader = csv.DictReader(f)
                 if not reader.fieldnames:
                     raise DataFileError(path, "empty CSV file (no header row)")
                 _check_columns(path, reader.fieldnames)
                 rows, starts = [], reader.line_num + 1  # a quoted cell may span lines: a record's first line
+                width = len(reader.fieldnames)
                 for row in reader:
+                    if None in row or None in row.values():  # cells beyond the header's, or too few
+                        cells = width + len(row.get(None) or []) - sum(v is None for v in row.values())
+                        raise DataFileError(path, f"{cells} cell(s) where the header has {width}", line=starts)
                     rows.append((starts, _csv_values(row)))
                     starts = reader.line_num + 1
                 return rows
@@ -124,6 +129,9 @@ def read_rows(path: str | Path) -> list[Row]:
 def _check_columns(path: Path, columns: Sequence[str]) -> None:
     """A table's header has the outcome columns (once, instead of the same error on every row)."""
     have = set(columns)
+    if len(have) < len(columns):
+        twice = sorted({c for c in columns if list(columns).count(c) > 1})
+        raise DataFileError(path, f"the header names {', '.join(repr(c) for c in twice)} more than once")
     missing = [c for c in ("query", "task", "effect") if c not in have]
     missing += [" or ".join(alt) for alt in (("llm", "agent"), ("cost", "input_tokens")) if not have & set(alt)]
     if missing:

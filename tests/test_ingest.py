@@ -140,7 +140,34 @@ def test_malformed_files_name_the_file_and_the_line(embedded: GraphStore, tmp_pa
     broken.write_bytes(b"not parquet at all")
     with pytest.raises(DataFileError, match="malformed Parquet"):
         import_outcomes(embedded, broken)
+    row = '{"query": "q", "task": "t", "llm": "m", "effect": 1, "cost": %s}\n'
+    for text, problem in (  # beyond the JSON parser's limits: a clear error, not its traceback
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000 + "\n", "rows.jsonl:1: malformed JSON: nested too deeply"),
+        (row % ("9" * 5_001), "rows.jsonl:1: malformed JSON: Exceeds the limit"),
+        (row % '1, "effect": 0', "rows.jsonl:1: malformed JSON: the key 'effect' appears twice"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(DataFileError, match=problem):
+            import_outcomes(embedded, bad)
+    table = tmp_path / "rows.csv"
+    for text, problem in (
+        ("query,task,llm,effect,cost,effect\nq,t,m,1,0.001,0\n", "the header names 'effect' more than once"),
+        ("query,task,llm,effect,cost\nq,t,m,1,0.001\nq2,t,m\n", "rows.csv:3: 3 cell\\(s\\) where the header has 5"),
+        ("query,task,llm,effect,cost\nq,t,m,1,0.001,7\n", "rows.csv:2: 6 cell\\(s\\) where the header has 5"),
+    ):
+        table.write_text(text)
+        with pytest.raises(DataFileError, match=problem):
+            import_outcomes(embedded, table)
     assert set(embedded.counts().values()) == {0}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_utf8_bom_is_skipped(embedded: GraphStore, catalogue: Path, tmp_path: Path, suffix: str) -> None:
+    """Files saved by editors that write a byte-order mark import as without it (its first column name intact)."""
+    import_llms(embedded, catalogue)
+    path = write_rows(tmp_path / f"rows{suffix}", ROWS)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert import_outcomes(embedded, path)["outcomes"] == len(ROWS) and embedded.counts()["Task"] == 2
 
 
 def test_llm_catalogues_in_both_formats(tmp_path: Path) -> None:
