@@ -275,7 +275,7 @@ def cmd_register_llm(args: argparse.Namespace, store: GraphStore) -> None:
     if ingest.reregistered(stored, batch) and not args.update:
         raise GraphRouterError(f"LLM {llm.name!r} is already registered with other data; pass --update to replace it")
     if args.outcomes:
-        written = ingest.import_outcomes(store, args.outcomes, llms=[llm], update=args.update)
+        written = ingest.import_outcomes(store, args.outcomes, llms=[llm], update=args.update, of=llm.name)
     else:
         written = ingest.write_logged(store, batch, stored)
     print(f"registered {llm.name} ({written['outcomes']} outcome(s)); routable from the next `graphrouter route`")
@@ -390,7 +390,9 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rg.add_argument("--input-price", type=float, required=True, help="USD per 1M input tokens")
     rg.add_argument("--output-price", type=float, required=True, help="USD per 1M output tokens")
     rg.add_argument("--size-b", type=float, default=None, help="parameters in billions")
-    rg.add_argument("--outcomes", type=Path, default=None, help="observed outcomes of it (import outcomes format)")
+    rg.add_argument(
+        "--outcomes", type=Path, default=None, help="observed outcomes of it (import outcomes format; its rows only)"
+    )
     rg.add_argument("--update", action="store_true", help="replace an LLM of that name")
     rg.set_defaults(func=cmd_register_llm, creates_store=True)
 

@@ -356,14 +356,24 @@ def import_outcomes(
     llms: list[LLMNode] | None = None,
     default_source: str = "",
     update: bool = False,
+    of: str | None = None,
 ) -> dict[str, int]:
     """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch). A stored query or LLM
-    that it would change is refused unless ``update`` (:func:`refuse_changes`)."""
+    that it would change is refused unless ``update`` (:func:`refuse_changes`). ``of``: the file holds this LLM's
+    outcomes only (``register-llm --outcomes``); a row of another is refused."""
+    rows = read_rows(path)
+    if of is not None and (others := [(n, r) for n, r in rows if r.get("llm") != of or "agent" in r]):
+        line, row = others[0]
+        raise DataFileError(
+            path,
+            f"{len(others)} row(s) are not outcomes of {of!r} (line {line}: {row.get('llm', row.get('agent'))!r}); "
+            "give this LLM's rows only, or import the others with `graphrouter import outcomes`",
+        )
     stored = {m.name: m for m in store.list_nodes(LLM) if isinstance(m, LLMNode)}
     catalogue = {**stored, **{m.name: m for m in llms or []}}
     agents = {a.key: a.llm for a in store.list_nodes(AGENT) if isinstance(a, Agent)}
     stored_tasks = {t.key for t in store.list_nodes(TASK)}
-    prepared = build_outcome_batch(read_rows(path), path, catalogue, set(agents), stored_tasks, default_source)
+    prepared = build_outcome_batch(rows, path, catalogue, set(agents), stored_tasks, default_source)
     prepared.batch.llms = list(llms or [])
     if not update:
         refuse_changes(store, prepared.batch, path, stored)
@@ -415,10 +425,12 @@ def refuse_changes(store: GraphStore, batch: GraphBatch, path: str | Path, store
             what = "task" if old.text == q.text else "text"
             changed.append(f"query {q.id!r} is stored with another {what}")
     if changed:
+        queries = any(c.startswith("query") for c in changed)  # the query_id advice is for those only
         raise DataFileError(
             path,
-            f"{len(changed)} stored node(s) would change, nothing was imported: {_first_few(changed)}. Give the rows "
-            "their own query_id, or import with --update to replace what is stored",
+            f"{len(changed)} stored node(s) would change, nothing was imported: {_first_few(changed)}. "
+            + ("Give the rows their own query_id, or import" if queries else "Import")
+            + " with --update to replace what is stored",
         )
 
 

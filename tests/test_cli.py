@@ -81,6 +81,26 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "unsupported store location" in capsys.readouterr().err
 
 
+def test_register_llm_takes_its_own_outcomes_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``register-llm --outcomes FILE`` imports the new LLM's rows; a file with another's is refused whole (it used
+    to be imported, the other LLM's outcomes replaced, and counted as the new one's)."""
+    store = tmp_path / "graph.db"
+    rows = tmp_path / "rows.jsonl"
+    row = {"query": "What is 2+2?", "task": "math", "llm": "new", "effect": 1.0, "cost": 0.001}
+    rows.write_text(json.dumps(row) + "\n" + json.dumps({**row, "query": "What is 3+3?"}) + "\n")
+    register = ["--store", str(store), "register-llm", "new", "--description", "a new model"]
+    register += ["--input-price", "1", "--output-price", "2", "--outcomes", str(rows)]
+    assert main(register) == 0
+    assert "registered new (2 outcome(s))" in capsys.readouterr().out
+    other = {**row, "llm": "other", "query": "What is 3+3?"}
+    rows.write_text(json.dumps({**row, "effect": 0.0}) + "\n" + json.dumps(other) + "\n")  # new's row, then its own
+    assert main([*register[:3], "other", *register[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "1 row(s) are not outcomes of 'other' (line 1: 'new')" in err and "Traceback" not in err
+    with EmbeddedStore(store) as s:
+        assert s.counts()["LLM"] == 1 and {o.effect for o in s.outcomes("LLM")} == {1.0}  # nothing written
+
+
 def test_console_script_runs(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("graphrouter")
     typo = tmp_path / "typo.db"  # a command that only reads does not leave an empty store behind a mistyped --store

@@ -364,8 +364,9 @@ def test_an_import_that_would_change_stored_data_is_refused_unless_update(
             import_outcomes(embedded, write_rows(tmp_path / name, rows))
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps({**CATALOGUE, "big": {**CATALOGUE["big"], "input_price": 99.0}}))
-    with pytest.raises(DataFileError, match="LLM 'big' is stored with other data.*--update"):
+    with pytest.raises(DataFileError, match="LLM 'big' is stored with other data.*--update") as refused:
         import_llms(embedded, changed)
+    assert "query_id" not in str(refused.value)  # that advice is for a query's rows
     assert embedded.counts() == before and embedded.get_node(QUERY, q).text == "What is 2+2?"
     assert embedded.get_node(LLM, "big").input_price == 0.9
 
