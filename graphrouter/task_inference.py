@@ -11,6 +11,8 @@ from graphrouter.world import UNKNOWN_TASK, QueryFeatures, World
 class TaskInferer:
     """Infers a query's task from its embedding: multinomial logistic regression on the stored training queries."""
 
+    _only: int | None = None  # the one task of training data that has a single one (a class attribute for old pickles)
+
     def __init__(self, c: float = 10.0) -> None:
         self.c = c
         self._clf = None
@@ -21,14 +23,22 @@ class TaskInferer:
 
         self.n_tasks = len(world.data.task_names)
         y = world.data.query_task[train_idx]
+        seen = np.unique(y)
+        self._only = int(seen[0]) if len(seen) == 1 else None
+        if self._only is not None:  # nothing to tell apart (a logistic regression needs two classes)
+            self._clf = None
+            return self
         # one BLAS thread: on a small shared machine, oversubscribed OpenBLAS made this fit 40x slower
         with threadpool_limits(limits=1):
             self._clf = LogisticRegression(C=self.c, max_iter=3000).fit(world.query_emb[train_idx], y)
         return self
 
     def proba(self, embedding: np.ndarray) -> np.ndarray:
-        assert self._clf is not None, "TaskInferer.fit() first"
         out = np.zeros((embedding.shape[0], self.n_tasks))
+        if self._only is not None:
+            out[:, self._only] = 1.0
+            return out
+        assert self._clf is not None, "TaskInferer.fit() first"
         clf = self._clf
         if clf.coef_.shape[0] > 1:  # multinomial: the softmax of the linear scores, without sklearn's per-call checks
             z = np.asarray(embedding, dtype=np.float64) @ clf.coef_.T + clf.intercept_

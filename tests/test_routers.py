@@ -59,6 +59,21 @@ def test_inferring_the_task_works_when_tasks_are_separable(rewards) -> None:  # 
         assert inferred >= given - 0.03, (scen, given, inferred)
 
 
+def test_every_router_trains_and_routes_on_data_of_a_single_task() -> None:
+    """A store whose queries are all of one task (a first import, say): training works and a query without its task
+    is given that one (the task inferer's logistic regression needs two classes; it used to raise from sklearn)."""
+    world = make_world(n_tasks=1, per_task=60)
+    train, test = split(world)
+    for name, cls in ROUTERS.items():
+        if name == "gnn":
+            router = cls(max_episodes=5, seeds=(0,)).fit(world, train)
+        else:
+            router = cls().fit(world, train)
+        q = world.features(test, task_given=False)
+        assert router.choose(q, SCENARIOS["balance"]).shape == (len(test),), name
+    assert (router.task_inferer.fill(q).task == 0).all()
+
+
 def test_cost_first_prefers_cheaper_models(world_split) -> None:  # type: ignore[no-untyped-def]
     world, train, test = world_split
     router = ROUTERS["mlp"]().fit(world, train)
