@@ -182,6 +182,23 @@ def openai_error(code: int, message: str) -> dict[str, object]:
     return {"message": message, "type": kind, "param": None, "code": None}
 
 
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 for a body json.loads raised on
+
+
+def _parse_failure(request: Request, cause: BaseException) -> str:
+    """What was wrong with a JSON body that FastAPI could not parse (its own message names no cause)."""
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        return (
+            f"Content-Encoding {request.headers['content-encoding']!r} is not supported: send the JSON body "
+            "uncompressed"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not UTF-8 text ({cause.reason} at byte {cause.start}); send JSON as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the request body's JSON is nested too deeply"
+    return f"malformed JSON in the request body: {cause}"
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's answer to an HTTPException (``{"detail": message}`` with its headers), except a 405: Starlette's
     ``Allow`` names the methods of the first route matching the path only (``/v1/llms/{name:path}`` has two routes,
@@ -189,9 +206,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != status.HTTP_405_METHOD_NOT_ALLOWED:
         headers = getattr(exc, "headers", None)
-        return JSONResponse(
-            error_body(request, exc.status_code, exc.detail), status_code=exc.status_code, headers=headers
-        )
+        detail = exc.detail
+        if detail == _FASTAPI_PARSE_ERROR and exc.__cause__ is not None:
+            detail = _parse_failure(request, exc.__cause__)
+        return JSONResponse(error_body(request, exc.status_code, detail), status_code=exc.status_code, headers=headers)
     path = request.url.path
     allowed = {m for regex, methods in request.app.state.route_methods for m in methods if regex.match(path)}
     allow = ", ".join(sorted(allowed))

@@ -7,6 +7,7 @@ deterministic HashEmbedder standing in for the sentence embedder.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -185,6 +186,22 @@ def test_bad_route_requests_get_a_4xx_naming_the_problem(make_app: AppMaker) -> 
                 field = message.split(":")[0]
                 assert [e["field"] for e in r.json()["errors"]] == [field], (shown, r.text)
         assert client.get("/ready").status_code == 200  # nothing above broke the service
+
+
+def test_a_body_json_cannot_parse_gets_a_400_naming_why(make_app: AppMaker) -> None:
+    """Bodies FastAPI could not parse got its "There was an error parsing the body", naming no cause."""
+    gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    cases: list[tuple[bytes, dict[str, str], str]] = [
+        (b'{"query": "caf\xe9"}', {}, "the request body is not UTF-8 text (invalid continuation byte at byte 14)"),
+        (b'{"query": "q", "k": ' + b"9" * 5_000 + b"}", {}, "malformed JSON in the request body: Exceeds the limit"),
+        (b'{"query": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", {}, "the request body's JSON is nested too deeply"),
+        (gzip.compress(b'{"query": "q"}'), gzipped, "Content-Encoding 'gzip' is not supported"),
+    ]
+    with TestClient(make_app()) as client:
+        for body, headers, message in cases:
+            for path in ("/v1/route", "/v1/llms"):
+                r = client.post(path, content=body, headers={"Content-Type": "application/json", **headers, **AUTH})
+                assert r.status_code == 400 and message in r.json()["detail"], (path, body[:40], r.text)
 
 
 def test_writes_need_the_api_key(make_app: AppMaker, store: GraphStore) -> None:
