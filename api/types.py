@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from graph_store.changes import utc_second
 from graph_store.errors import InvalidInputError
-from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, NAME_RULE
+from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, MAX_QUERY_ID_CHARS, NAME_RULE
 from graphrouter.model_names import reserved_name
 from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
@@ -120,11 +120,11 @@ LLMName = Annotated[Name, AfterValidator(_not_the_router)]
 """A new LLM's name: :data:`Name`, and not one the proxy reads as a request to route."""
 QueryId = Annotated[
     str,
-    Field(min_length=1, json_schema_extra={"pattern": QUERY_ID_PATTERN}),
+    Field(min_length=1, max_length=MAX_QUERY_ID_CHARS, json_schema_extra={"pattern": QUERY_ID_PATTERN}),
     BeforeValidator(_query_id),
     BeforeValidator(_unicode),
 ]
-"""A stored query's id: no control characters or line breaks."""
+"""A stored query's id: no control characters or line breaks, at most ``MAX_QUERY_ID_CHARS``."""
 Description = text(20_000)
 ShortText = text(200)
 Timestamp = Annotated[

@@ -52,6 +52,7 @@ OUTCOME_REL: dict[str, str] = {LLM: ANSWERED_BY, AGENT: HANDLED_BY}
 CandidateKind = Literal["LLM", "Agent"]
 
 MAX_NAME_CHARS = 200  # Task/LLM/Agent names; the longest in the shipped data sets is 31
+MAX_QUERY_ID_CHARS = 512  # a query id given with new data (ids stored before are read whatever their length)
 MAX_PRICE = 10_000.0  # USD per 1M tokens; the dearest LLM in the shipped data sets costs 15
 MAX_COST = 1_000.0  # USD per query (one outcome); the shipped data sets' largest is about 0.013
 # Unicode categories Cc (control characters, exactly these two ranges), Zl and Zp (line/paragraph separators)

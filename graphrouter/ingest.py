@@ -21,6 +21,7 @@ from typing import Any
 from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
+from graph_store.schema import MAX_QUERY_ID_CHARS
 from graphrouter.cost import usd_cost
 from graphrouter.errors import DataFileError
 from graphrouter.model_names import reserved_name
@@ -289,6 +290,9 @@ def build_outcome_batch(
                 raise InvalidInputError("'query' (the query text) is missing or empty")
             if not isinstance(task, str) or not task.strip():
                 raise InvalidInputError("'task' is missing or empty")
+            given_id = str(row.get("query_id") or "")
+            if len(given_id) > MAX_QUERY_ID_CHARS:
+                raise InvalidInputError(f"query_id has {len(given_id):,} characters; the limit is {MAX_QUERY_ID_CHARS}")
             llm, agent = row.get("llm"), row.get("agent")
             if (llm is None) == (agent is None):
                 raise InvalidInputError("give exactly one of 'llm' or 'agent'")
@@ -317,7 +321,7 @@ def build_outcome_batch(
                 cost = usd_cost(
                     in_tok, DEFAULT_OUTPUT_TOKENS if out_tok is None else out_tok, m.input_price, m.output_price
                 )
-            query = Query(text=text, task=task, id=str(row.get("query_id") or ""))
+            query = Query(text=text, task=task, id=given_id)
             seen = queries.get(query.id)
             if seen is not None and seen.task != task:
                 raise InvalidInputError(f"query {query.id} was given task {seen.task!r} earlier and {task!r} here")

@@ -74,6 +74,11 @@ def test_strict_types_in_every_request_body(make_app: Callable[..., FastAPI]) ->
         ("/v1/llms", {"name": "x", "input_price": 0.1, "output_price": False}, "output_price: Input should be a val"),
         ("/v1/llms", {"name": 5, "input_price": 0.1, "output_price": 0.1}, "name: Input should be a valid string"),
         ("/v1/outcomes", {"outcomes": [{"query_id": "q0", "candidate": "llm-0", "effect": "1", "cost": 0}]}, "effect"),
+        (  # not stored, nor echoed back in a 404 of 100k characters
+            "/v1/outcomes",
+            {"outcomes": [{"query_id": "q" * 100_000, "candidate": "llm-0", "effect": 1, "cost": 0}]},
+            "outcomes[0].query_id: String should have at most 512 characters",
+        ),
     ]
     with TestClient(make_app()) as client:
         for path, body, message in cases:

@@ -145,6 +145,7 @@ def test_malformed_files_name_the_file_and_the_line(embedded: GraphStore, tmp_pa
         ('{"a": ' * 100_000 + "1" + "}" * 100_000 + "\n", "rows.jsonl:1: malformed JSON: nested too deeply"),
         (row % ("9" * 5_001), "rows.jsonl:1: malformed JSON: Exceeds the limit"),
         (row % '1, "effect": 0', "rows.jsonl:1: malformed JSON: the key 'effect' appears twice"),
+        (row % '1, "query_id": "%s"' % ("q" * 513), "line 1: query_id has 513 characters; the limit is 512"),
     ):
         bad.write_text(text)
         with pytest.raises(DataFileError, match=problem):
