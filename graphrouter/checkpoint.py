@@ -81,10 +81,10 @@ def save_checkpoint(router: Router, embedding_model: str, path: str | Path = DEF
             pickle.dump(router, f, protocol=5)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename: a crash then leaves the old file or the new, whole
+        tmp.replace(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # gigabytes at scale: not left behind
+        tmp.unlink(missing_ok=True)  # gigabytes at scale: not left behind (a failed rename neither)
         raise
-    tmp.replace(path)
     return ckpt
 
 

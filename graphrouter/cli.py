@@ -108,6 +108,8 @@ def _default_router() -> str:
 
 def _check_writable(path: Path) -> None:
     """A :class:`GraphRouterError` now if a file cannot be written at ``path`` (its folder is created if missing)."""
+    if path.is_dir():
+        raise GraphRouterError(f"cannot write {path}: it is a directory; give a file, e.g. {path / 'checkpoint.pt'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -198,6 +198,21 @@ def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: py
     blocker.write_text("")
     assert main([*store, "train", "--checkpoint", str(blocker / "c.pt")]) == 2
     assert f"error: cannot write {blocker / 'c.pt'}" in capsys.readouterr().err
+    assert main([*store, "train", "--checkpoint", str(tmp_path)]) == 2  # a directory: said before, no .tmp left
+    assert f"error: cannot write {tmp_path}: it is a directory" in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_cannot_be_renamed_into_place_leaves_no_temp_file(tmp_path: Path) -> None:
+    from graphrouter.checkpoint import save_checkpoint
+    from graphrouter.routers import ROUTERS
+    from tests.routing_world import make_world, split
+
+    world = make_world(per_task=20)
+    router = ROUTERS["best_per_task"]().fit(world, split(world)[0])
+    (tmp_path / "c.pt").mkdir()
+    with pytest.raises(OSError):
+        save_checkpoint(router, "model", tmp_path / "c.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
 def test_the_checkpoint_setting_is_the_cli_default_as_for_serve(
