@@ -14,16 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from graph_store import LLM, TASK, GraphBatch, GraphStore, LLMNode
+from graphrouter.data_files import Row, read_json, read_jsonl
 from graphrouter.errors import DataFileError
-from graphrouter.ingest import (
-    Row,
-    build_outcome_batch,
-    read_json,
-    read_jsonl,
-    read_llm_catalogue,
-    reregistered,
-    write_logged,
-)
+from graphrouter.ingest import build_outcome_batch, read_llm_catalogue, reregistered, write_logged
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS, count_tokens
 
 log = logging.getLogger(__name__)
