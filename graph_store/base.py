@@ -247,6 +247,13 @@ class GraphStore(ABC):
             raise InvalidInputError(f"observed_since must be a UTC time as YYYY-MM-DDTHH:MM:SSZ: {observed_since!r}")
         return self._outcomes(kind, target, query_id, observed_since)
 
+    def outcome_counts(self, kind: str = LLM) -> dict[str, int]:
+        """How many outcome edges each LLM (``kind='LLM'``) or agent (``kind='Agent'``) has, by name (those with none
+        are left out): one aggregate read, not the rows."""
+        if kind not in OUTCOME_REL:
+            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        return {str(t): int(n) for t, n in self._outcome_counts(kind).items() if n}
+
     def counts(self) -> dict[str, int]:
         """Node counts by label and edge counts by relationship type (every type present, zeros included)."""
         got = self._counts()
@@ -302,6 +309,9 @@ class GraphStore(ABC):
     def _outcomes(
         self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
     ) -> list[Outcome]: ...
+
+    @abstractmethod
+    def _outcome_counts(self, kind: str) -> dict[str, int]: ...
 
     @abstractmethod
     def _counts(self) -> dict[str, int]: ...

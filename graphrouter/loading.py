@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, billed_since
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
@@ -106,8 +108,8 @@ def attach_scorer(
     out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
     if out.changed:
         log.warning(
-            "changed in the store since training (prices, description, size or an agent's LLM), routed as newly "
-            "registered with the store's data and outcomes until a retrain: %s",
+            "changed in the store since training (prices, description, size, an agent's LLM, or deleted and "
+            "registered again), routed as newly registered with the store's data and outcomes until a retrain: %s",
             ", ".join(out.changed),
         )
     if out.excluded:
@@ -129,7 +131,9 @@ def can_replace(scorer: Scorer) -> bool:
 def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str], set[str]]:
     """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data
     than the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import
-    with ``--update``, or deleted and registered again), an agent's description or LLM; then every agent the scorer
+    with ``--update``, or deleted and registered again), an agent's description or LLM, or fewer outcomes than it
+    was trained with (deleted, which takes its outcomes, and registered again, even with the same data: the
+    checkpoint would route it on the deleted ones); then every agent the scorer
     routes (trained or registered since) that runs on a changed LLM, since an LLM backing an agent cannot be dropped
     alone. LLMs first, then agents. Also those of them whose stored costs may have been billed at other prices, from
     a time that is not known (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from
@@ -142,8 +146,13 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     backing = data.backing() if len(data.candidate_backing) else None  # None: a checkpoint from before agents' LLMs
     changed: list[str] = []
     undated: set[str] = set()
+    kept = {**store.outcome_counts(LLM), **store.outcome_counts(AGENT)}  # names are unique across both kinds
+    trained_with = np.count_nonzero(~np.isnan(data.effect), axis=0)
     for name, c in trained.items():
         node = stored.get(name)
+        if node is not None and kept.get(name, 0) < trained_with[c]:
+            changed.append(name)  # deleted (its outcomes with it) and registered again: what the store holds now
+            continue
         if isinstance(node, LLMNode):
             was = _trained_llm(data, c)
             if was.registration != node.registration:

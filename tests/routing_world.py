@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from api.main import create_app
 from api.settings import Settings
-from graph_store import GraphBatch, GraphStore, LLMNode, Query, Task
+from graph_store import GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graphrouter.checkpoint import save_checkpoint
 from graphrouter.routers import ROUTERS
 from graphrouter.routers.gnn import GnnRouter
@@ -74,9 +74,11 @@ def split(world: World, test_frac: float = 0.25, seed: int = 0) -> tuple[np.ndar
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-def populate(store: GraphStore, world: World, base_url: str | None = None) -> None:
-    """The world's tasks, queries and LLMs into ``store`` (no outcomes); ``base_url``: every LLM's upstream."""
+def populate(store: GraphStore, world: World, base_url: str | None = None, outcomes: bool = True) -> None:
+    """The world's tasks, queries, LLMs and (``outcomes``) outcomes into ``store``, as a store a checkpoint was
+    trained on holds them; ``base_url``: every LLM's upstream."""
     data = world.data
+    rows, cols = np.nonzero(~np.isnan(data.effect)) if outcomes else (np.zeros(0, int), np.zeros(0, int))
     store.write(
         GraphBatch(
             tasks=[Task(t) for t in data.task_names],
@@ -87,6 +89,10 @@ def populate(store: GraphStore, world: World, base_url: str | None = None) -> No
             llms=[
                 LLMNode(name, text, float(p[0]), float(p[1]), base_url=base_url)
                 for name, text, p in zip(data.candidates, data.candidate_text, data.candidate_prices, strict=True)
+            ],
+            outcomes=[
+                Outcome(data.query_keys[i], data.candidates[c], float(data.effect[i, c]), float(data.cost[i, c]))
+                for i, c in zip(rows.tolist(), cols.tolist(), strict=True)
             ],
         )
     )

@@ -49,7 +49,9 @@ def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monke
             assert r.status_code == 200, r.text
 
 
-def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_a_restart(tmp_path: Path) -> None:
+def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """``register-llm --update`` (or delete and register again) on a trained LLM: a service started afterwards prices
     and fits it from the store, not from the checkpoint's copy (it used to keep the trained prices and outcomes)."""
     world = make_world(per_task=30)
@@ -74,9 +76,10 @@ def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_
             assert on_it["cost"] == after["cost"]  # the agent runs on the repriced LLM
             untouched = client.post("/v1/route", json={**body, "candidates": ["llm-2"]}).json()["candidates"][0]
     assert after["cost"] > 5 * before["cost"], (before, after)  # 0.575 → 5.0 USD per 1M tokens
-    # routed as newly registered (no outcomes of its own in the store): the uncertainty penalty of a new candidate
-    assert before["effect"] - before["utility"] < 0.1 < after["effect"] - after["utility"]
-    assert untouched["effect"] - untouched["utility"] < 0.1
+    # routed as newly registered, fitted on its stored outcomes, and the agent on it with it; the others as trained
+    changed = [r.getMessage() for r in caplog.records if "routed as newly registered" in r.getMessage()]
+    assert len(changed) == 1 and changed[0].endswith(": llm-1"), changed  # ag, registered since, is new anyway
+    assert untouched["cost"] < after["cost"]
 
 
 def test_a_repriced_llm_learns_its_cost_multiplier_from_the_costs_billed_since(tmp_path: Path) -> None:
@@ -135,6 +138,36 @@ def test_an_llm_deleted_and_registered_again_at_other_prices_keeps_its_costs_at_
             unlearned = client.post("/v1/route", json={**body, "candidates": ["llm-plain"]}).json()["candidates"][0]
     assert running["cost"] == pytest.approx(unlearned["cost"] * 3 ** (20 / 25), rel=1e-6)
     assert restarted["cost"] == pytest.approx(running["cost"], rel=1e-6)
+
+
+def test_an_llm_deleted_and_registered_again_with_the_same_data_is_routed_on_its_new_outcomes_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """DELETE takes a trained LLM's outcomes; registered again with the same data and shown by 30 outcomes to fail
+    on task-1, a restart used the checkpoint's copy of it, trained on the deleted outcomes (its registration data
+    had not changed), until a retrain. It now sees that the store holds fewer outcomes than it was trained with."""
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    data = world.data
+    body = {"query": "task-1 something", "k": 1, "candidates": ["llm-1"], "scenario": "performance_first"}
+    llm = {"name": "llm-1", "description": data.candidate_text[1]}
+    llm |= dict(zip(("input_price", "output_price"), map(float, data.candidate_prices[1]), strict=True))
+    on_task_1 = [k for k, t in zip(data.query_keys, data.query_task, strict=True) if t == 1][:30]
+    rows = [{"query_id": q, "effect": 0.0, "cost": 0.0001} for q in on_task_1]
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            trained = client.post("/v1/route", json=body).json()["candidates"][0]
+            assert client.delete("/v1/llms/llm-1", headers=AUTH).json()["outcomes_deleted"] == 120
+            assert client.post("/v1/llms", json={**llm, "outcomes": rows}, headers=AUTH).status_code == 201
+            running = client.post("/v1/route", json=body).json()["candidates"][0]
+            running_learning = client.get("/v1/llms/llm-1").json()["learning"]
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            restarted = client.post("/v1/route", json=body).json()["candidates"][0]
+            restarted_learning = client.get("/v1/llms/llm-1").json()["learning"]
+    assert running["effect"] < trained["effect"] - 0.2, (trained, running)  # 30 failures on the task
+    assert restarted["effect"] == pytest.approx(running["effect"], abs=0.02), (running, restarted)
+    assert restarted_learning["outcomes"] == running_learning["outcomes"] == 30
 
 
 class _Capture:

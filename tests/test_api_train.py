@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,19 @@ from graph_store import GraphBatch, GraphStore, Outcome
 from graphrouter.checkpoint import load_checkpoint
 from graphrouter.world import World
 from tests import test_api
-from tests.routing_world import AUTH, KEY, NEW_LLM, HashEmbedder
+from tests.conftest import StoreOpener
+from tests.routing_world import AUTH, KEY, NEW_LLM, HashEmbedder, populate
 
-fitted, store = test_api.fitted, test_api.store  # fixtures of tests/test_api.py
+fitted = test_api.fitted  # a fixture of tests/test_api.py
+
+
+@pytest.fixture
+def store(open_store_fn: StoreOpener, fitted: tuple[World, dict[str, Path]]) -> Iterator[GraphStore]:
+    """tests/test_api.py's store without its outcomes: each test writes what its trainings learn from."""
+    with open_store_fn() as s:
+        populate(s, fitted[0], outcomes=False)
+        yield s
+
 
 TINY_GNN = {"seeds": [0], "max_episodes": 2, "eval_every": 1, "hidden": 8}
 
@@ -46,7 +57,7 @@ def hold_world_build(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, 
 
 
 def _store_outcomes(store: GraphStore, world: World) -> None:
-    """The world's observed outcomes, which tests/test_api.py's store does not hold: what a training learns from."""
+    """The world's observed outcomes, which this file's store does not hold: what a training learns from."""
     data = world.data
     rows, cols = np.nonzero(np.isfinite(data.effect))
     store.write(

@@ -115,6 +115,22 @@ def test_outcomes_observed_since_a_time(store: GraphStore) -> None:
         store.outcomes(LLM, observed_since="yesterday")
 
 
+def test_outcome_counts_per_candidate(store: GraphStore) -> None:
+    assert store.outcome_counts(LLM) == {} and store.outcome_counts(AGENT) == {}
+    batch = small_world()
+    store.write(batch)
+    for kind in (LLM, AGENT):
+        want: dict[str, int] = {}
+        for o in batch.outcomes:
+            if o.kind == kind:
+                want[o.target] = want.get(o.target, 0) + 1
+        assert store.outcome_counts(kind) == want, kind
+    store.delete_node(LLM, "tiny")
+    assert "tiny" not in store.outcome_counts(LLM)
+    with pytest.raises(InvalidInputError, match="kind"):
+        store.outcome_counts("Query")
+
+
 def test_counts_cover_every_type(store: GraphStore) -> None:
     assert store.counts() == dict.fromkeys(
         ["Task", "Query", "LLM", "Agent", "OF_TASK", "ANSWERED_BY", "HANDLED_BY", "BACKED_BY"], 0

@@ -309,6 +309,11 @@ class EmbeddedStore(GraphStore):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
 
+    def _outcome_counts(self, kind: str) -> dict[str, int]:
+        with self._tx() as db:
+            rows = db.execute(f"SELECT target, count(*) FROM {OUTCOME_TABLE[kind]} GROUP BY target").fetchall()
+        return dict(rows)
+
     def _counts(self) -> dict[str, int]:
         with self._tx() as db:
             out = {label: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for label, t in TABLE.items()}

@@ -274,6 +274,11 @@ OUTCOMES_BY_BOTH: dict[str, str] = {
     for kind, rel in OUTCOME_REL.items()
 }
 
+OUTCOME_COUNTS: dict[str, str] = {  # per candidate
+    kind: f"MATCH (:{QUERY})-[r:{rel}]->(c:{kind}) RETURN c.{NODE_KEY[kind]} AS target, count(r) AS n"
+    for kind, rel in OUTCOME_REL.items()
+}
+
 # Counts: one small statement each (ArcadeDB drops the zero row of an empty aggregate inside UNION ALL).
 COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODE_LABELS}
 COUNT_EDGES: dict[str, str] = {

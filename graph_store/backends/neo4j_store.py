@@ -383,6 +383,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         ]
 
     @translate_errors
+    def _outcome_counts(self, kind: str) -> dict[str, int]:
+        return {r["target"]: int(r["n"]) for r in self._read(cypher.OUTCOME_COUNTS[kind])}
+
+    @translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
             out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
