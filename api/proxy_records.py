@@ -19,6 +19,7 @@ from graph_store import LLM, QUERY, GraphBatch, GraphStoreError, InvalidInputErr
 from graph_store import query_id as text_id
 from graph_store.changes import now as utc_now
 from graphrouter.cost import usd_cost
+from graphrouter.outcome_feed import outcome_rows
 
 if TYPE_CHECKING:
     from api.registry import CandidateRegistry
@@ -84,9 +85,9 @@ class ProxyRecords:
         if writing is not None:  # answered moments ago, its record still being written
             writing.wait(timeout=self.settings.proxy_timeout)
         store = self.state.get_store()
-        with self.registry.lock:
-            outcome = store.complete_pending(body.id, body.effect, observed_at=utc_now())
-            applied = self.registry.apply_outcomes([outcome])
+        with self.registry.lock:  # the edge and its change record for the replicas: one transaction, or neither
+            outcome = store.complete_pending(body.id, body.effect, utc_now(), change=self.registry.outcomes_change)
+            applied = self.registry.pass_outcomes(outcome_rows([outcome]))
         return FeedbackOut(
             id=body.id,
             query_id=outcome.query_id,

@@ -2,7 +2,8 @@
 
 Every outcome the service takes — ``POST /v1/outcomes`` (:meth:`RegistryOutcomes.post_outcomes`: checked, then
 written to the store with its change record by :meth:`RegistryOutcomes.record_outcomes`), the proxy's feedback
-(:meth:`RegistryOutcomes.apply_outcomes`: the store already holds the edge, only the change record is written) and
+(``GraphStore.complete_pending`` writes the edge with the change record :meth:`RegistryOutcomes.outcomes_change`
+makes, then :meth:`RegistryOutcomes.pass_outcomes`) and
 other replicas' changes (:meth:`RegistryOutcomes.pass_outcomes`, from api/replication.py) — is passed to the serving
 scorer per routable candidate, with the text and task of the queries its router was not trained on, so the scorer
 learns it at once (:meth:`Scorer.add_outcomes`).
@@ -52,12 +53,10 @@ class RegistryOutcomes:
         store.write(batch, change=self.change(OUTCOMES, payload={"rows": rows}))
         return self.pass_outcomes(rows, {q.id: (q.text, q.task) for q in batch.queries})
 
-    def apply_outcomes(self, outcomes: list[Outcome]) -> int:
-        """Pass outcomes already in the store to the serving scorer, and log them for the other replicas (the
-        proxy's feedback: ``GraphStore.complete_pending`` wrote the edge); how many effects the scorer took."""
-        rows = outcome_rows(outcomes)
-        self.state.get_store().record_change(self.change(OUTCOMES, payload={"rows": rows}))
-        return self.pass_outcomes(rows)
+    def outcomes_change(self, *outcomes: Outcome) -> Change:
+        """The change record of outcomes, for the other replicas to learn them (written with them: the proxy's
+        feedback gives it to ``GraphStore.complete_pending``)."""
+        return self.change(OUTCOMES, payload={"rows": outcome_rows(list(outcomes))})
 
     def pass_outcomes(self, rows: list[list[Any]], new_queries: dict[str, tuple[str, str]] | None = None) -> int:
         """Pass outcome rows [query_id, target, effect, cost] to the serving scorer, per routable candidate, with

@@ -7,7 +7,7 @@ abstract ``_methods`` that each backend implements. Backends may assume their in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -104,13 +104,21 @@ class GraphStore(ABC):
         self.write(batch)
         return len(batch.outcomes)
 
-    def complete_pending(self, response_id: str, effect: float, observed_at: str | None = None) -> Outcome:
+    def complete_pending(
+        self,
+        response_id: str,
+        effect: float,
+        observed_at: str | None = None,
+        change: Callable[[Outcome], Change] | None = None,
+    ) -> Outcome:
         """Turn the pending outcome of ``response_id`` into an outcome edge with ``effect`` (in [0, 1]), atomically:
-        the edge is written and the pending record removed in one transaction. Raises :class:`NodeNotFoundError` if
-        there is no such pending outcome (unknown, already completed, or its query or candidate was deleted)."""
+        the edge is written and the pending record removed in one transaction, with the change record ``change``
+        makes of the outcome, if given. Raises :class:`NodeNotFoundError` if there is no such pending outcome
+        (unknown, already completed, or its query or candidate was deleted)."""
         pending = self.pending_outcome(response_id)
         outcome = pending.complete(effect, observed_at)  # validates the effect
-        if not self._complete_pending(response_id, outcome):
+        record = None if change is None else check_change(change(outcome))
+        if not self._complete_pending(response_id, outcome, record):
             raise NodeNotFoundError(f"no pending outcome for response id {response_id!r} (it was completed meanwhile)")
         return outcome
 
@@ -327,7 +335,7 @@ class GraphStore(ABC):
     def _get_pending(self, response_id: str) -> PendingOutcome | None: ...
 
     @abstractmethod
-    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+    def _complete_pending(self, response_id: str, outcome: Outcome, change: Change | None) -> bool:
         """In one transaction: write ``outcome`` and delete the pending record; False (nothing written) if the
         pending record is gone."""
 

@@ -16,7 +16,16 @@ import pytest
 
 from api.main import create_app
 from api.settings import Settings
-from graph_store import LLM, QUERY, GraphStore, LLMNode, NodeNotFoundError, PendingOutcome, query_id
+from graph_store import (
+    LLM,
+    QUERY,
+    GraphStore,
+    LLMNode,
+    NodeNotFoundError,
+    PendingOutcome,
+    StoreUnavailableError,
+    query_id,
+)
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.world import World
 from tests.proxy_upstream import USAGE, Upstream, running_upstream, serve_in_thread
@@ -160,8 +169,23 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
         assert (query.text, query.task) == (QUESTION, "task-2")  # type: ignore[union-attr]
         assert store.outcomes(LLM, query_id=query.key) == []  # no effect yet: no outcome edge
 
-        # feedback completes it (a proxy key will do; the admin key too)
+        # feedback whose change record cannot be written (the store gone at that moment) writes nothing, so it can be
+        # sent again (the edge used to be written first, on its own, and the retry got a 404)
+        start = store.latest_version()
+
+        def down(*args: Any) -> None:
+            raise StoreUnavailableError("the store is down for a moment")
+
+        store._log = down  # type: ignore[attr-defined]
+        try:
+            r = client.post("/v1/feedback", json={"id": body["id"], "effect": 0.9}, headers=PROXY_AUTH)
+        finally:
+            del store._log  # type: ignore[attr-defined]
+        assert r.status_code == 503 and store.pending_outcome(body["id"]) == record, r.text
+        assert store.outcomes(LLM, query_id=query.key) == []
+        # feedback completes it (a proxy key will do; the admin key too), with the change record for the replicas
         r = client.post("/v1/feedback", json={"id": body["id"], "effect": 0.9}, headers=PROXY_AUTH)
+        assert [c.kind for c in store.changes_since(start)] == ["outcomes"]
         assert r.status_code == 200, r.text
         done = r.json()
         assert done["candidate"] == node.name and done["effect"] == 0.9

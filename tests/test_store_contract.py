@@ -542,6 +542,28 @@ def test_pending_outcomes_are_kept_apart_and_completed_atomically(store: GraphSt
         store.pending_outcome("never-seen")
 
 
+def test_a_pending_outcome_completes_with_its_change_record_in_one_transaction(store: GraphStore) -> None:
+    """The proxy's feedback: the edge and the change record replicas learn it from are written together (the record
+    used to be a second write, which could fail after the edge was in, leaving a retry a 404)."""
+    from graph_store import PendingOutcome
+
+    store.write(small_world())
+    query = Query("a question fed back", "math")
+    store.write(GraphBatch(queries=[query], pending=[PendingOutcome("r-9", query.id, "tiny", 1e-4)]))
+    start = store.latest_version()
+
+    def record(o: Outcome) -> Change:
+        return Change(OUTCOMES, payload={"rows": [[o.query_id, o.target, o.effect, o.cost]]}, origin="r")
+
+    done = store.complete_pending("r-9", 0.5, change=record)
+    logged = store.changes_since(start)
+    assert [(c.kind, c.payload["rows"]) for c in logged] == [(OUTCOMES, [[query.id, "tiny", 0.5, 1e-4]])]
+    assert store.outcomes(LLM, query_id=query.id) == [done]
+    with pytest.raises(NodeNotFoundError):  # completed already: no second edge, no second record
+        store.complete_pending("r-9", 0.5, change=record)
+    assert store.changes_since(start) == logged
+
+
 def test_pending_outcomes_refuse_bad_effects_and_dangling_ends_and_go_with_their_nodes(store: GraphStore) -> None:
     from graph_store import PendingOutcome
 

@@ -286,13 +286,14 @@ class EmbeddedStore(GraphStore):
             row = db.execute(f"{SELECT_PENDING} WHERE response_id = ?", (response_id,)).fetchone()
         return None if row is None else _pending_record(row)
 
-    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+    def _complete_pending(self, response_id: str, outcome: Outcome, change: Change | None) -> bool:
         try:
             with self._tx(write=True) as db:
                 if db.execute("DELETE FROM pending_outcome WHERE response_id = ?", (response_id,)).rowcount == 0:
                     return False
                 o = outcome
                 db.execute(UPSERT_OUTCOME[o.kind], (o.query_id, o.target, o.effect, o.cost, o.source, o.observed_at))
+                self._log(db, change)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
         return True

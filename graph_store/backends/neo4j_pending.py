@@ -7,12 +7,14 @@ whose feedback never came, in batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import neo4j
 
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends.neo4j_translate import translate_errors
+from graph_store.changes import Change
 from graph_store.schema import OUTCOME_REL, Outcome, PendingOutcome
 
 
@@ -24,6 +26,10 @@ class Neo4jPending:
 
         def _session(self) -> neo4j.Session: ...
         def _read(self, statement: str, **params: Any) -> list[neo4j.Record]: ...
+        def _ensure_constraints(self) -> None: ...
+        def _execute_logged(self, work: Callable[[neo4j.ManagedTransaction], Any]) -> Any: ...
+        @staticmethod
+        def _log(tx: neo4j.ManagedTransaction, change: Change | None) -> None: ...
 
     @translate_errors
     def _get_pending(self, response_id: str) -> PendingOutcome | None:
@@ -43,7 +49,7 @@ class Neo4jPending:
         return None
 
     @translate_errors
-    def _complete_pending(self, response_id: str, outcome: Outcome) -> bool:
+    def _complete_pending(self, response_id: str, outcome: Outcome, change: Change | None) -> bool:
         def work(tx: neo4j.ManagedTransaction) -> int:
             record = tx.run(
                 cypher.COMPLETE_PENDING[outcome.kind],
@@ -53,10 +59,14 @@ class Neo4jPending:
                 source=outcome.source,
                 observed_at=outcome.observed_at,
             ).single(strict=True)
-            return int(record["completed"])
+            completed = int(record["completed"])
+            if completed:
+                self._log(tx, change)
+            return completed
 
-        with self._session() as session:
-            return session.execute_write(work) > 0
+        if change is not None:
+            self._ensure_constraints()
+        return self._execute_logged(work) > 0
 
     @translate_errors
     def _prune_pending(self, before: str) -> int:
