@@ -59,15 +59,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def in_snapshot(router: Predictor, keys: list[tuple[str, str] | None]) -> np.ndarray:
-    """(n,) whether each (query id, candidate) is an observed cell of ``router``'s training world (None: not)."""
+def in_snapshot(router: Predictor, keys: list[tuple[str, str] | None], effects: Any = None) -> np.ndarray:
+    """(n,) whether each (query id, candidate) is an observed cell of ``router``'s training world (None: not), with
+    the same effect where ``effects`` (n,) are given: an outcome posted again with another value since is not."""
     data = router.world.data
     rows = {k: i for i, k in enumerate(data.query_keys)}
     column = {c: j for j, c in enumerate(data.candidates)}
     out = np.zeros(len(keys), bool)
     for n, key in enumerate(keys):
         i, j = (None, None) if key is None else (rows.get(key[0]), column.get(key[1]))
-        out[n] = i is not None and j is not None and bool(np.isfinite(data.effect[i, j]))
+        seen = i is not None and j is not None and bool(np.isfinite(data.effect[i, j]))
+        out[n] = seen and (effects is None or float(data.effect[i, j]) == float(effects[n]))
     return out
 
 
@@ -383,12 +385,13 @@ class OnlineLearner(LockedState):
         tasks the kept task indices refer to (the previous router's), mapped by name onto the new router's (a task
         added since training can sort before the others; one the new router lacks is inferred again). Without a
         mark (``since`` < 0: a replica installing a checkpoint another one trained, or resyncing), an outcome whose
-        (query, candidate) the new router's world observed is taken to be in its snapshot, and dropped."""
+        (query, candidate) the new router's world observed with the same effect is taken to be in its snapshot, and
+        dropped."""
         with self._lock:
             rows = {row: key for key, row in self._key.items()}
             keep = np.flatnonzero(self._seq[: self._n] > since)
             if since < 0:
-                keep = keep[~in_snapshot(router, [rows.get(int(r)) for r in keep])]
+                keep = keep[~in_snapshot(router, [rows.get(int(r)) for r in keep], self._effect[keep])]
             names = list(self._names)
             emb, task, cand = self._emb[keep], self._task[keep], self._cand[keep]
             effect, seq = self._effect[keep], self._seq[keep]

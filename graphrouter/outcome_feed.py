@@ -106,15 +106,15 @@ def unlearned(scorer: Scorer, outcomes: Sequence[Outcome]) -> list[Outcome]:
     """Those of the stored ``outcomes`` a running service learned online and a freshly loaded ``scorer`` has not: the
     :func:`refitted` candidates' outcomes on queries its router was not trained on (their registration takes those
     on training queries), and the :func:`corrected` candidates' outcomes that are not in its training snapshot (on a
-    query it was not trained on, or one whose outcome of theirs it had not seen; one re-posted with another value
-    since is taken to be in it)."""
+    query it was not trained on, one whose outcome of theirs it had not seen, or one posted again with another value
+    since)."""
     router = scorer.router
     names, (trained, _) = refitted(scorer), corrected(scorer)
     mine = [o for o in outcomes if o.target in names]
     rows = router.query_rows()
     (training,) = router.training_rows({o.query_id: o.effect for o in mine}) if mine else ({},)
     theirs = [o for o in outcomes if o.target in trained]
-    seen = in_snapshot(router, [(o.query_id, o.target) for o in theirs])
+    seen = in_snapshot(router, [(o.query_id, o.target) for o in theirs], [o.effect for o in theirs])
     return [o for o in mine if rows.get(o.query_id) not in training] + [
         o for o, old in zip(theirs, seen, strict=True) if not old
     ]

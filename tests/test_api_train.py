@@ -122,6 +122,10 @@ def test_background_training_swaps_the_new_checkpoint_in(
         r = client.post("/v1/outcomes", json={"outcomes": [late]}, headers=AUTH)
         assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
         assert len(app.state.service.scorer.online) == 2
+        # and one posted again with another value on a trained query: the snapshot holds the old one
+        flipped = 1.0 - float(world.data.effect[0, 0])
+        again = {"query_id": "q0", "candidate": "llm-0", "effect": flipped, "cost": 0.001}
+        assert client.post("/v1/outcomes", json={"outcomes": [again]}, headers=AUTH).status_code == 200
 
         release.set()
         app.state.trainer.wait(120)
@@ -134,8 +138,13 @@ def test_background_training_swaps_the_new_checkpoint_in(
         assert load_checkpoint(checkpoint).version == new  # written where a restart will read it
         # the bread outcome is in the training snapshot: its correction is dropped (never counted twice); the late
         # one is kept, re-based on the new router's predictions
-        learned = app.state.service.scorer.online
+        scorer = app.state.service.scorer
+        learned = scorer.online
         assert len(learned) == 1 and learned.counts(["llm-0", "llm-1"]).tolist() == [0.0, 1.0]
+        # the one posted again with another value goes into the new router's graph as it went into the old one's:
+        # it serves the store's value, not the snapshot's (which the swap used to bring back until the next training)
+        served = scorer.router.observed_effects()[scorer.router.query_rows()["q0"], scorer.candidates.index("llm-0")]
+        assert served == flipped
         # one exploration budget for the service, whichever scorer serves (its counts go on across the swap)
         assert app.state.service.scorer.explorer is app.state.service.explorer
 

@@ -403,9 +403,13 @@ def test_a_scorer_knows_what_a_running_service_had_learned_online(gnn_world) -> 
     snapped = copy.deepcopy(scorer)  # trained on a snapshot whose time it knows: its trained candidates' are relearned
     snapped.router.world.data.snapshot_at = "2026-01-01T00:00:00Z"
     assert corrected(snapped) == ({c: "LLM" for c in data.candidates}, "2026-01-01T00:00:00Z")
-    in_it = Outcome(trained_q, data.candidates[0], 0.0, 0.001)  # a cell its world observed: in the snapshot
+    was = float(data.effect[int(router.train_idx[0]), 0])
+    in_it = Outcome(trained_q, data.candidates[0], was, 0.001)  # a cell its world observed: in the snapshot
+    changed = Outcome(trained_q, data.candidates[0], 1.0 - was, 0.001)  # posted again with another value: not
     got = unlearned(snapped, [*outcomes, in_it])
     assert [(o.query_id, o.target) for o in got] == [("brand-new", "llm-new"), ("brand-new", data.candidates[0])]
+    got = unlearned(snapped, [*outcomes, changed])
+    assert [(o.query_id, o.target) for o in got][-1] == (trained_q, data.candidates[0])
     bandit = _scorer(world, ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries)))
     bandit.register_llm(LLMNode("llm-new", "an unknown model", 0.0, 0.0))
     assert refitted(bandit) == {} and unlearned(bandit, outcomes) == []  # a bandit learns online itself
