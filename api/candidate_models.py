@@ -18,6 +18,7 @@ from api.types import (
     Strict,
 )
 from graph_store import Agent, InvalidInputError, LLMNode
+from graph_store.schema import port_problem
 
 
 # ---- LLMs ---------------------------------------------------------------------------------------------------
@@ -46,6 +47,8 @@ class UpstreamIn(Strict):
             LLMNode("upstream", base_url=self.base_url, upstream_model=self.model, api_key_env=self.api_key_env)
         except InvalidInputError as exc:
             raise ValueError(str(exc).replace("LLM.upstream_model", "model").replace("LLM.", "")) from None
+        if why := port_problem(self.base_url):  # refused here, not a failure at every call
+            raise ValueError(f"base_url {self.base_url!r}: {why}")
         return self
 
 

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 
 from api.settings import Settings
 from graph_store import LLM, GraphStore, LLMNode
+from graph_store.schema import port_problem
 
 log = logging.getLogger("api.proxy")
 
@@ -47,6 +48,8 @@ def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
         return "an agent: the proxy calls LLMs only"
     if node is None or node.base_url is None:
         return f"no upstream configured; set one with PATCH /v1/llms/{urllib.parse.quote(name)}"
+    if why := port_problem(node.base_url):  # stored before ports were checked
+        return f"its upstream {node.base_url!r} cannot be called: {why}; set another with PATCH /v1/llms/{name}"
     if node.api_key_env is not None and not os.environ.get(node.api_key_env):
         return f"its key's environment variable {node.api_key_env} is not set on the server"
     return None

@@ -178,16 +178,24 @@ def _base_url(value: Any, what: str) -> str:
         )
     try:
         parts = urllib.parse.urlsplit(value)
-        port = parts.port  # parsed on access: out of range or not a number raises here, not at the first call
     except ValueError as exc:
         raise InvalidInputError(f"{what} must be a valid http(s) URL, got {value!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInputError(f"{what} must be an http:// or https:// URL with a host, got {value!r}")
-    if port == 0:
-        raise InvalidInputError(f"{what} must name a port from 1 to 65535 (or none), got {value!r}")
     if parts.username or parts.password:
         raise InvalidInputError(f"{what} must not hold credentials; name the key's environment variable in api_key_env")
     return value
+
+
+def port_problem(base_url: str) -> str | None:
+    """What is wrong with the port of an upstream URL (out of range, not a number, 0), or None. Checked where an
+    upstream is given (the API, catalogues), not on reading a stored LLM: one stored before the check must still load
+    (the proxy then skips it as uncallable)."""
+    try:
+        port = urllib.parse.urlsplit(base_url).port  # parsed on access
+    except ValueError as exc:
+        return f"its port is not valid ({exc})"
+    return "its port must be from 1 to 65535" if port == 0 else None
 
 
 def _env_name(value: Any, what: str) -> str:

@@ -93,8 +93,9 @@ def read_rows(path: str | Path) -> list[Row]:
                 rows, starts = [], reader.line_num + 1  # a quoted cell may span lines: a record's first line
                 width = len(reader.fieldnames)
                 for row in reader:
-                    if None in row or None in row.values():  # cells beyond the header's, or too few
-                        cells = width + len(row.get(None) or []) - sum(v is None for v in row.values())
+                    extra = [c for c in row.pop(None, None) or [] if c.strip()]  # short rows: the rest empty
+                    if extra:  # not a trailing comma: values the header names no column for
+                        cells = width + len(extra)
                         raise DataFileError(path, f"{cells} cell(s) where the header has {width}", line=starts)
                     rows.append((starts, _csv_values(row)))
                     starts = reader.line_num + 1

@@ -242,7 +242,7 @@ def import_outcomes(
     that it would change is refused unless ``update`` (:func:`refuse_changes`). ``of``: the file holds this LLM's
     outcomes only (``register-llm --outcomes``); a row of another is refused."""
     rows = read_rows(path)
-    if of is not None and (others := [(n, r) for n, r in rows if r.get("llm") != of or "agent" in r]):
+    if of is not None and (others := [(n, r) for n, r in rows if r.get("agent") is not None or r.get("llm") != of]):
         line, row = others[0]
         raise DataFileError(
             path,

@@ -150,18 +150,17 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     trained_with = np.count_nonzero(~np.isnan(data.effect), axis=0)
     for name, c in trained.items():
         node = stored.get(name)
-        if node is not None and kept.get(name, 0) < trained_with[c]:
-            changed.append(name)  # deleted (its outcomes with it) and registered again: what the store holds now
-            continue
+        # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now
+        deleted = node is not None and kept.get(name, 0) < trained_with[c]
         if isinstance(node, LLMNode):
             was = _trained_llm(data, c)
-            if was.registration != node.registration:
+            if was.registration != node.registration or deleted:
                 changed.append(name)
             if (was.input_price, was.output_price) != (node.input_price, node.output_price) and not node.priced_at:
                 undated.add(name)
         elif isinstance(node, Agent):
             llm = node.llm if backing is None else data.candidates[backing[c]] if c in backing else None
-            if (data.candidate_text[c], llm) != (node.description, node.llm):
+            if (data.candidate_text[c], llm) != (node.description, node.llm) or deleted:
                 changed.append(name)
             if llm != node.llm:
                 undated.add(name)

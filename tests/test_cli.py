@@ -92,6 +92,9 @@ def test_register_llm_takes_its_own_outcomes_only(tmp_path: Path, capsys: pytest
     register += ["--input-price", "1", "--output-price", "2", "--outcomes", str(rows)]
     assert main(register) == 0
     assert "registered new (2 outcome(s))" in capsys.readouterr().out
+    rows.write_text(json.dumps({**row, "agent": None}) + "\n")  # an agent column left empty: still its row
+    assert main([*register, "--update"]) == 0, capsys.readouterr().err
+    assert "registered new (1 outcome(s))" in capsys.readouterr().out
     other = {**row, "llm": "other", "query": "What is 3+3?"}
     rows.write_text(json.dumps({**row, "effect": 0.0}) + "\n" + json.dumps(other) + "\n")  # new's row, then its own
     assert main([*register[:3], "other", *register[4:]]) == 2

@@ -153,13 +153,22 @@ def test_malformed_files_name_the_file_and_the_line(embedded: GraphStore, tmp_pa
     table = tmp_path / "rows.csv"
     for text, problem in (
         ("query,task,llm,effect,cost,effect\nq,t,m,1,0.001,0\n", "the header names 'effect' more than once"),
-        ("query,task,llm,effect,cost\nq,t,m,1,0.001\nq2,t,m\n", "rows.csv:3: 3 cell\\(s\\) where the header has 5"),
         ("query,task,llm,effect,cost\nq,t,m,1,0.001,7\n", "rows.csv:2: 6 cell\\(s\\) where the header has 5"),
     ):
         table.write_text(text)
         with pytest.raises(DataFileError, match=problem):
             import_outcomes(embedded, table)
     assert set(embedded.counts().values()) == {0}
+
+
+def test_csv_rows_may_leave_off_trailing_optional_cells(embedded: GraphStore, catalogue: Path, tmp_path: Path) -> None:
+    """As spreadsheets write them: a row shorter than the header (its last cells empty), or with a trailing comma."""
+    import_llms(embedded, catalogue)
+    path = tmp_path / "rows.csv"
+    header = "query,task,llm,effect,cost,source\n"
+    path.write_text(header + "What is 2+2?,math,big,1,0.01\nWhat is 3+3?,math,big,1,0.01,s,\n")
+    assert import_outcomes(embedded, path)["outcomes"] == 2
+    assert sorted(o.source for o in embedded.outcomes(LLM)) == ["", "s"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

@@ -556,6 +556,11 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
                 assert "LLM." not in r.json()["detail"]
         assert client.get("/v1/llms/llm-bad").status_code == 404
         assert client.patch("/v1/llms/nope", json={"upstream": None}, headers=ADMIN_AUTH).status_code == 404
+        # one stored before ports were checked still reads (the store is not broken by it); the proxy skips it
+        store.upsert([LLMNode("llm-old", "old", 1.0, 1.0, base_url="http://127.0.0.1:99999/v1")])
+        assert client.get("/v1/llms/llm-old").status_code == 200
+        r = chat(client, "llm-old")
+        assert r.status_code == 400 and "its port is not valid" in r.json()["detail"], r.text
 
 
 def test_with_query_texts_off_the_query_node_holds_a_placeholder(
