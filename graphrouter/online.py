@@ -30,6 +30,7 @@ predictions (no outcome counted twice).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -218,6 +219,23 @@ class OnlineLearner(LockedState):
                         self._key[key], where[row] = row, key
                 self._n -= 1
             cid = self._name_id[candidate]
+            self._version[cid] = self._version.get(cid, 0) + 1
+            self._by_cand = {}
+            return len(rows)
+
+    def repredict(self, candidate: str, predict: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> int:
+        """Measure ``candidate``'s corrections again against its router's predictions now: ``predict(embeddings,
+        tasks)`` → (n,) effects. After the router refitted it from outcomes it took into its own graph (a new LLM's
+        on stored training queries), a correction measured against the prediction before would count the refit's
+        change a second time, and the answer would depend on the order the outcomes came in (a start, which
+        registers it with those outcomes first, gave another). How many rows were measured again."""
+        with self._lock:
+            cid = self._name_id.get(candidate)
+            rows = np.zeros(0, np.int64) if cid is None else np.flatnonzero(self._cand[: self._n] == cid)
+            if not len(rows):
+                return 0
+            predicted = np.asarray(predict(self._emb[rows], self._task[rows]), dtype=np.float64)
+            self._resid[rows] = self._effect[rows] - predicted
             self._version[cid] = self._version.get(cid, 0) + 1
             self._by_cand = {}
             return len(rows)
