@@ -229,16 +229,22 @@ class OnlineLearner(LockedState):
         on stored training queries), a correction measured against the prediction before would count the refit's
         change a second time, and the answer would depend on the order the outcomes came in (a start, which
         registers it with those outcomes first, gave another). How many rows were measured again."""
-        with self._lock:
-            cid = self._name_id.get(candidate)
-            rows = np.zeros(0, np.int64) if cid is None else np.flatnonzero(self._cand[: self._n] == cid)
-            if not len(rows):
-                return 0
-            predicted = np.asarray(predict(self._emb[rows], self._task[rows]), dtype=np.float64)
-            self._resid[rows] = self._effect[rows] - predicted
-            self._version[cid] = self._version.get(cid, 0) + 1
-            self._by_cand = {}
-            return len(rows)
+        for _ in range(3):  # the predictions outside the lock: again if the rows changed meanwhile
+            with self._lock:
+                cid = self._name_id.get(candidate)
+                rows = np.zeros(0, np.int64) if cid is None else np.flatnonzero(self._cand[: self._n] == cid)
+                if cid is None or not len(rows):
+                    return 0
+                version, emb, task = self._version.get(cid, 0), self._emb[rows], self._task[rows]
+            predicted = np.asarray(predict(emb, task), dtype=np.float64)
+            with self._lock:
+                same = self._name_id.get(candidate) == cid and self._version.get(cid, 0) == version
+                if same and np.array_equal(np.flatnonzero(self._cand[: self._n] == cid), rows):  # none moved
+                    self._resid[rows] = self._effect[rows] - predicted
+                    self._version[cid] = version + 1
+                    self._by_cand = {}
+                    return len(rows)
+        return 0
 
     def forget(self, name: str) -> None:
         """Drop what was learned about a candidate that is removed (a later one of that name starts afresh)."""
