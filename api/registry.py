@@ -311,12 +311,15 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         except NodeNotFoundError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
 
-    @staticmethod
-    def _refuse_stale(scorer: Scorer | None, node: Candidate, kind: str) -> None:
+    def _refuse_stale(self, scorer: Scorer | None, node: Candidate, kind: str) -> None:
         """A candidate deleted while the service ran that its router could not drop is still in the scorer with its
-        old data: re-registering it is allowed with that same data only (409 otherwise)."""
+        old data: re-registering it is allowed with that same data only (409 otherwise), unless the router can drop
+        it now (the GNN keeps the last candidate it has: one registered since frees it)."""
         if scorer is None or node.name not in scorer.candidates:
             return
+        with self.state.lock.write():  # dropped now: registered afresh (not with the deleted one's outcomes)
+            if scorer.exclude(node.name, scorer.excluded.get(node.name)):
+                return
         if not same_registration(scorer.excluded.get(node.name), node):
             remedy = "restart the service (or retrain)" if kind == LLM else "retrain (POST /v1/train)"
             raise HTTPException(

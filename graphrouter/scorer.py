@@ -179,6 +179,7 @@ class Scorer:
         except (NotImplementedError, GraphRouterError):
             self._excluded[name] = node
             return False
+        self._excluded.pop(name, None)  # kept out before, dropped now (another candidate took its place)
         return True
 
     def add_outcomes(

@@ -295,6 +295,23 @@ def test_register_route_conflict_delete(make_app: AppMaker, store: GraphStore) -
         assert "llm-new" in names and "llm-0" not in names
 
 
+def test_the_gnns_last_llm_deleted_can_come_back_with_other_data_once_another_is_registered(
+    make_app: AppMaker,
+) -> None:
+    """The GNN keeps the last candidate it has when it is deleted (kept out of routes); once another LLM is
+    registered it can drop it, so registering it again with other data is no longer the 409 "restart the service"."""
+    with TestClient(make_app("gnn")) as client:
+        for i in range(5):
+            assert client.delete(f"/v1/llms/llm-{i}", headers=AUTH).status_code == 200
+        assert client.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        back = {"name": "llm-4", "description": "model 4, v2", "input_price": 0.3, "output_price": 0.3}
+        r = client.post("/v1/llms", json=back, headers=AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is True, r.text
+        names = [c["name"] for c in client.post("/v1/route", json={"query": "task-0 hi", "k": 5}).json()["candidates"]]
+        assert sorted(names) == ["llm-4", "llm-new"]
+        assert client.get("/v1/llms/llm-4").json()["learning"]["outcomes"] == 0  # not the deleted one's
+
+
 def test_a_router_that_cannot_drop_candidates_filters_deleted_ones(
     make_app: AppMaker, store: GraphStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
