@@ -165,7 +165,7 @@ class ProbeSet(BaseModel):
 
 # ---- agents -------------------------------------------------------------------------------------------------
 class AgentIn(Strict):
-    name: Name
+    name: LLMName
     llm: Name = Field(description="the registered LLM it runs on (BACKED_BY); it is priced as that LLM")
     description: Description = ""
     strategy: ShortText = Field("", description="framework or strategy: ReAct, CoT, tool use, ...")

@@ -113,11 +113,15 @@ Name = Annotated[
 def _not_the_router(value: str) -> str:
     if why := reserved_name(value):
         raise ValueError(why)
+    if value.endswith("/probes"):  # GET /v1/llms/x/probes is the probe set of x
+        base = value[: -len("/probes")]
+        raise ValueError(f"{value!r} is reserved: a GET of it would read as the probe set of {base!r}")
     return value
 
 
 LLMName = Annotated[Name, AfterValidator(_not_the_router)]
-"""A new LLM's name: :data:`Name`, and not one the proxy reads as a request to route."""
+"""A new LLM's or agent's name: :data:`Name`, not one the proxy reads as a request to route, and not one ending in
+``/probes`` (its GET would read as another's probe set)."""
 QueryId = Annotated[
     str,
     Field(min_length=1, max_length=MAX_QUERY_ID_CHARS, json_schema_extra={"pattern": QUERY_ID_PATTERN}),

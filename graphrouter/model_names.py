@@ -11,10 +11,10 @@ def is_router_model(name: str) -> bool:
 
 
 def reserved_name(name: str) -> str | None:
-    """Why an LLM may not take ``name`` (the proxy reads it as a request to route), or None if it may."""
+    """Why an LLM (or agent) may not take ``name`` (the proxy reads it as a request to route), or None if it may."""
     if is_router_model(name):
         return (
             f"{name!r} is reserved: model {ROUTER_MODEL!r} (or {ROUTER_MODEL}:<scenario>) asks the proxy to route; "
-            "give the LLM another name"
+            "choose another name"
         )
     return None

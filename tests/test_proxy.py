@@ -532,8 +532,11 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         r = client.post("/v1/llms", json={**new, "upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200 and r.json()["upstream"]["base_url"] == up["base_url"]
         assert "PATCH /v1/llms/llm-new" in r.json()["note"]
-        for reserved in ("graphrouter", "graphrouter:balance"):  # the proxy's names for routing
+        for reserved in ("graphrouter", "graphrouter:balance", "x/probes"):  # the proxy's names for routing; a GET's
             r = client.post("/v1/llms", json={**new, "name": reserved}, headers=ADMIN_AUTH)
+            assert r.status_code == 422 and f"'{reserved}' is reserved" in r.json()["detail"], r.text
+            agent = {"name": reserved, "llm": "llm-new"}  # agents share the candidates' names
+            r = client.post("/v1/agents", json=agent, headers=ADMIN_AUTH)
             assert r.status_code == 422 and f"'{reserved}' is reserved" in r.json()["detail"], r.text
         r = client.patch("/v1/llms/llm-new", json={"upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200
