@@ -169,12 +169,14 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         assert (
             client.post("/v1/outcomes", json={"outcomes": [{**new_q, "cost": 0.01}]}, headers=AUTH).status_code == 200
         )
+        assert app.state.service.scorer.router.wait_exact(30)  # the GNN's exact state after the outcome, not between
         learned = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]
         catalogue.write_text(json.dumps({"llm-imported": {"feature": "an imported model", **_PRICES}}))
         cmd_import(argparse.Namespace(what="llms", file=catalogue, update=False), store)
         assert follower.poll() == 1
+        assert app.state.service.scorer.router.wait_exact(30)
         again = client.post("/v1/route", json=body, headers=AUTH).json()["candidates"][0]
-        assert again["effect"] == pytest.approx(learned["effect"], abs=1e-3)  # (the exact refresh may land between)
+        assert again["effect"] == pytest.approx(learned["effect"], abs=1e-3)
         before = learned["cost"]
         catalogue.write_text(
             json.dumps({"llm-imported": {"feature": "an imported model", "input_price": 9.0, "output_price": 9.0}})
