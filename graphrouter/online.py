@@ -30,7 +30,6 @@ predictions (no outcome counted twice).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,6 +51,12 @@ class Predictor(Protocol):
     task_inferer: Any
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray: ...
+
+
+def remembered(router: Predictor, embedding: np.ndarray, task: np.ndarray) -> QueryFeatures:
+    """The features of queries the learner remembers (embeddings and task indices, -1 where unknown: inferred by
+    ``router``), to predict their effects again."""
+    return router.task_inferer.fill(QueryFeatures(embedding, task, np.zeros(len(task))))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -223,12 +228,13 @@ class OnlineLearner(LockedState):
             self._by_cand = {}
             return len(rows)
 
-    def repredict(self, candidate: str, predict: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> int:
-        """Measure ``candidate``'s corrections again against its router's predictions now: ``predict(embeddings,
-        tasks)`` → (n,) effects. After the router refitted it from outcomes it took into its own graph (a new LLM's
-        on stored training queries), a correction measured against the prediction before would count the refit's
-        change a second time, and the answer would depend on the order the outcomes came in (a start, which
-        registers it with those outcomes first, gave another). How many rows were measured again."""
+    def repredict(self, candidate: str, router: Predictor) -> int:
+        """Measure ``candidate``'s corrections again against ``router``'s (uncorrected) predictions now. After the
+        router refitted it from outcomes it took into its own graph (a new LLM's on stored training queries), a
+        correction measured against the prediction before would count the refit's change a second time, and the
+        answer would depend on the order the outcomes came in (a start, which registers it with those outcomes
+        first, gave another). How many rows were measured again."""
+        col = list(router.candidates).index(candidate)
         for _ in range(3):  # the predictions outside the lock: again if the rows changed meanwhile
             with self._lock:
                 cid = self._name_id.get(candidate)
@@ -236,7 +242,7 @@ class OnlineLearner(LockedState):
                 if cid is None or not len(rows):
                     return 0
                 version, emb, task = self._version.get(cid, 0), self._emb[rows], self._task[rows]
-            predicted = np.asarray(predict(emb, task), dtype=np.float64)
+            predicted = np.asarray(router.predict_effect(remembered(router, emb, task))[:, col], dtype=np.float64)
             with self._lock:
                 same = self._name_id.get(candidate) == cid and self._version.get(cid, 0) == version
                 if same and np.array_equal(np.flatnonzero(self._cand[: self._n] == cid), rows):  # none moved
@@ -430,7 +436,7 @@ class OnlineLearner(LockedState):
             lookup = np.array([index.get(t, -1) for t in task_names] + [-1], dtype=np.int64)
             task = lookup[np.where((task >= 0) & (task < len(task_names)), task, len(task_names))]
         task = np.where(task < len(new_tasks), task, -1)
-        q = router.task_inferer.fill(QueryFeatures(emb, task, np.zeros(len(keep))))
+        q = remembered(router, emb, task)
         pred = router.predict_effect(q)
         cols = {c: i for i, c in enumerate(router.candidates)}
         for j, name in enumerate(names):

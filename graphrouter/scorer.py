@@ -10,7 +10,7 @@ A request is validated first, by :func:`graphrouter.route_request.check_request`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -216,7 +216,7 @@ class Scorer:
             keys = self.router.query_rows()
             self.online.drop(name, [i for i in outcomes if keys.get(i) in rows])  # carried over from before
             outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
-            self.online.repredict(name, self._predictor(name))  # its prediction moved: its corrections with it
+            self.online.repredict(name, self.router)  # its prediction moved: its corrections with it
         ids, q = self._features(outcomes, queries or {})
         if not ids:
             return absorbed
@@ -233,16 +233,6 @@ class Scorer:
         predicted = router.predict_effect(q)  # uncorrected; every candidate's: the bases of a refit
         others = {c: predicted[:, k] for k, c in enumerate(router.candidates) if k != col}
         return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted[:, col], others)
-
-    def _predictor(self, name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """``(embeddings, tasks) → (n,)``: the router's uncorrected effect predictions for candidate ``name``."""
-        router, col = self.router, self.candidates.index(name)
-
-        def predict(embedding: np.ndarray, task: np.ndarray) -> np.ndarray:
-            q = router.task_inferer.fill(QueryFeatures(embedding, task, np.zeros(len(task))))
-            return router.predict_effect(q)[:, col]
-
-        return predict
 
     def _features(
         self, outcomes: dict[str, float], queries: dict[str, tuple[str, str]]
