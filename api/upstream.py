@@ -46,10 +46,11 @@ def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
     """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, or its key unset."""
     if kind != LLM:
         return "an agent: the proxy calls LLMs only"
+    patch = f"PATCH /v1/llms/{urllib.parse.quote(name)}"
     if node is None or node.base_url is None:
-        return f"no upstream configured; set one with PATCH /v1/llms/{urllib.parse.quote(name)}"
+        return f"no upstream configured; set one with {patch}"
     if why := port_problem(node.base_url):  # stored before ports were checked
-        return f"its upstream {node.base_url!r} cannot be called: {why}; set another with PATCH /v1/llms/{name}"
+        return f"its upstream {node.base_url!r} cannot be called: {why}; set another with {patch}"
     if node.api_key_env is not None and not os.environ.get(node.api_key_env):
         return f"its key's environment variable {node.api_key_env} is not set on the server"
     return None

@@ -189,8 +189,8 @@ def _base_url(value: Any, what: str) -> str:
 
 def port_problem(base_url: str) -> str | None:
     """What is wrong with the port of an upstream URL (out of range, not a number, 0), or None. Checked where an
-    upstream is given (the API, catalogues), not on reading a stored LLM: one stored before the check must still load
-    (the proxy then skips it as uncallable)."""
+    upstream is given (the API's upstream bodies), not on reading a stored LLM: one stored before the check must
+    still load (the proxy then skips it as uncallable)."""
     try:
         port = urllib.parse.urlsplit(base_url).port  # parsed on access
     except ValueError as exc:
