@@ -135,4 +135,4 @@ def _present(row: dict[str, Any]) -> dict[str, Any]:
 
 def _csv_values(row: dict[str, Any]) -> dict[str, Any]:
     """CSV cells are strings; empty cells are missing values, numbers are parsed where a number is expected."""
-    return {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+    return {k: v for k, v in row.items() if v not in (None, "")}
