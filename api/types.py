@@ -113,9 +113,6 @@ Name = Annotated[
 def _not_the_router(value: str) -> str:
     if why := reserved_name(value):
         raise ValueError(why)
-    if value.endswith("/probes"):  # GET /v1/llms/x/probes is the probe set of x
-        base = value[: -len("/probes")]
-        raise ValueError(f"{value!r} is reserved: a GET of it would read as the probe set of {base!r}")
     return value
 
 

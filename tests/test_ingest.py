@@ -436,9 +436,10 @@ def test_a_file_that_gives_the_same_thing_twice_is_refused(
     with pytest.raises(DataFileError, match=r"2 bad LLM\(s\).*line 1: LLM 'a': missing output_price.*line 2: LLM 'b'"):
         import_llms(embedded, two_bad)  # every bad line at once, as for outcome rows
     reserved = tmp_path / "reserved.jsonl"
-    reserved.write_text(json.dumps({"name": "graphrouter:balance", **CATALOGUE["big"]}) + "\n")
-    with pytest.raises(DataFileError, match="'graphrouter:balance' is reserved"):
-        import_llms(embedded, reserved)  # the proxy's name for routing, as POST /v1/llms refuses it
+    for name in ("graphrouter:balance", "big/probes"):  # the proxy's name for routing; a GET's probe set of big
+        reserved.write_text(json.dumps({"name": name, **CATALOGUE["big"]}) + "\n")
+        with pytest.raises(DataFileError, match=f"'{name}' is reserved"):
+            import_llms(embedded, reserved)  # as POST /v1/llms refuses it
     keyed_twice = tmp_path / "default_llm.json"
     keyed_twice.write_text('{"m": {"input_price": 1, "output_price": 1}, "m": {"input_price": 2, "output_price": 2}}')
     with pytest.raises(DataFileError, match="the key 'm' appears twice"):
