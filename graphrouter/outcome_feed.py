@@ -10,8 +10,11 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
 from graph_store.changes import UTC_SECOND, now
@@ -125,6 +128,22 @@ def before(at: str, seconds: float = SNAPSHOT_SLACK) -> str:
     return now(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) - seconds)
 
 
+def _uncounted(scorer: Scorer, store: GraphStore, trained: dict[str, str], recent: list[Outcome]) -> list[str]:
+    """Those of the ``trained`` candidates (name → kind) the store holds more outcomes of than their training
+    snapshot and the ``recent`` ones (observed since it, not in it) account for: outcomes imported without an
+    ``observed_at``, or dated well before the snapshot but written after it (a backfill), which the read by time
+    cannot find. Counted per kind in one store call each, so a start reads a candidate's outcomes whole only then."""
+    data = scorer.router.world.data
+    column = {name: j for j, name in enumerate(data.candidates)}
+    in_world = np.count_nonzero(np.isfinite(data.effect), axis=0)
+    seen = in_snapshot(scorer.router, [(o.query_id, o.target) for o in recent])
+    new = Counter(o.target for o, old in zip(recent, seen, strict=True) if not old)
+    counts: dict[str, int] = {}
+    for kind in sorted(set(trained.values())):
+        counts |= store.outcome_counts(kind)
+    return [n for n in trained if n in column and counts.get(n, 0) > in_world[column[n]] + new[n]]
+
+
 def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None, trained_only: bool = False) -> int:
     """Give a freshly loaded scorer (not yet serving) what a running service had learned online, from the stored
     outcomes (:func:`unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
@@ -137,7 +156,8 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
 
     The read starts :data:`SNAPSHOT_SLACK` seconds before the snapshot's time, for outcomes stamped just before it
     but written after it was read (by another replica, whose clock may also differ a little): those the snapshot
-    holds are skipped (:func:`unlearned`)."""
+    holds are skipped (:func:`unlearned`). A trained candidate the store holds outcomes of that this read cannot find
+    (imported without a time, or backfilled with an older one: :func:`_uncounted`) has its outcomes read whole."""
     names = {n: kind for n, kind in refitted(scorer).items() if not trained_only and (only is None or n in only)}
     trained, since = corrected(scorer)
     trained = {n: kind for n, kind in trained.items() if only is None or n in only}
@@ -145,8 +165,12 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
         return 0
     try:
         stored = [o for name, kind in names.items() for o in store.outcomes(kind, target=name)]
+        recent: list[Outcome] = []
         for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
-            stored += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
+            recent += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
+        whole = _uncounted(scorer, store, trained, recent)
+        stored += [o for o in recent if o.target not in whole]
+        stored += [o for name in whole for o in store.outcomes(trained[name], target=name)]
         per: dict[str, list[Outcome]] = {}
         for o in sorted(unlearned(scorer, stored), key=lambda o: o.observed_at):
             per.setdefault(o.target, []).append(o)
