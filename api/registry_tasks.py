@@ -3,7 +3,8 @@ with every other graph write the scorer must follow.
 
 A task registered after the serving checkpoint was trained is stored at once (the next training learns it); a task
 deleted while the checkpoint still knows it is refused as a route's task from then on (``ServiceState.deleted_tasks``,
-read by :meth:`~api.state.ServiceState.check_task`). Deleting a task that stored queries belong to is refused (409):
+read by :meth:`~api.state.ServiceState.check_task`), and still after it is registered again with another description
+(until a retrain). Deleting a task that stored queries belong to is refused (409):
 the store would keep them pointing at a task that no longer exists. The store has no query-by-task index in its
 interface, so counting a task's queries scans the stored queries page by page.
 """
@@ -60,7 +61,7 @@ class RegistryTasks:
                     )
                 return False
             store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name))
-            self.task_registered(node.name)  # back again: the checkpoint still knows it
+            self.task_registered(node.name, node.description)  # back again: the checkpoint may still know it
             return True
 
     def delete_task(self, name: str) -> None:
@@ -78,9 +79,18 @@ class RegistryTasks:
             store.delete_node(TASK, name, change=self.change(TASK_DELETED, name))
             self.task_deleted(name)
 
-    def task_registered(self, name: str) -> None:
-        """A task (re-)registered: a route may name it again if the checkpoint knows it."""
-        if name in self.state.deleted_tasks:
+    def task_registered(self, name: str, description: str | None = None) -> None:
+        """A task (re-)registered (``description``: its, else read from the store): a route may name it again if
+        the checkpoint knows it with that description (with another, what it learned is about another task)."""
+        scorer = self.state.scorer
+        if name not in self.state.deleted_tasks or scorer is None:
+            return
+        if description is None:
+            node = self.state.get_store().get_nodes(TASK, [name]).get(name)
+            if not isinstance(node, Task):  # deleted again since
+                return
+            description = node.description
+        if not scorer.redescribed({name: description}):
             with self.state.lock.write():
                 self.state.deleted_tasks.discard(name)
 

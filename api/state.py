@@ -10,7 +10,8 @@ retrained scorer change it under the exclusive lock, so a route answer never see
 half-swapped scorer. Who is a candidate is the scorer's router's to say
 (``Scorer.candidates``, ``Scorer.routable``); loading a scorer and changing its candidates is the registration
 service's (:mod:`api.registry`). A task deleted while its checkpoint still knows it is kept in ``deleted_tasks`` and
-refused as a route's ``task``.
+refused as a route's ``task``, until it is registered again as the checkpoint knew it (with another description, it is
+refused until a retrain).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class ServiceState:
         self.metrics = metrics if metrics is not None else Metrics()
         self.store_error: str | None = None
         self.scorer_error: str | None = None
-        self.deleted_tasks: set[str] = set()  # deleted, but the scorer was trained with them: refused
+        self.deleted_tasks: set[str] = set()  # the scorer's, deleted (or registered again otherwise): refused
         self.lock = RWLock()  # shared: routing; exclusive: changing the scorer or its candidates
         # this replica's id, the origin of the change records it writes (so that it does not apply them twice)
         self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -177,14 +178,20 @@ class ServiceState:
 
     def check_task(self, task: str, scorer: Scorer) -> None:
         """Refuse, with a message saying what to do, a route's task that the scorer cannot use."""
-        if task in self.deleted_tasks:
-            raise GraphRouterError(f"task: {task!r} was deleted; omit task to have it inferred")
-        if task in scorer.tasks:
+        if task in scorer.tasks and task not in self.deleted_tasks:
             return
         try:
             stored = self.store is not None and self.store.has_node(TASK, task)
         except GraphStoreError:  # the store being down is not this request's problem: say "unknown task"
             stored = False
+        if task in self.deleted_tasks and stored:
+            raise GraphRouterError(
+                f"task: {task!r} was registered again with another description since checkpoint "
+                f"{scorer.checkpoint.version} was trained; retrain (POST /v1/train) to route with it, or omit task to "
+                "have it inferred"
+            )
+        if task in self.deleted_tasks:
+            raise GraphRouterError(f"task: {task!r} was deleted; omit task to have it inferred")
         if stored:
             raise GraphRouterError(
                 f"task: {task!r} was registered after checkpoint {scorer.checkpoint.version} was trained; retrain "

@@ -183,7 +183,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
 
 
 def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
-    from graph_store import TASK
+    from graph_store import TASK, Task
     from graphrouter.errors import GraphRouterError
     from graphrouter.rewards import scenario_weights
 
@@ -204,9 +204,15 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     if candidates == []:
         raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
     scorer = _load_scorer(args, store)
-    if args.task is not None and args.task not in scorer.tasks and store.has_node(TASK, args.task):
+    stored = store.get_nodes(TASK, [] if args.task is None else [args.task]).get(args.task or "")
+    if isinstance(stored, Task) and (
+        args.task not in scorer.tasks or scorer.redescribed({stored.name: stored.description})
+    ):
+        when = (
+            "registered after" if args.task not in scorer.tasks else "registered again with another description since"
+        )
         raise GraphRouterError(
-            f"task {args.task!r} was registered after the checkpoint was trained; retrain (graphrouter train) to "
+            f"task {args.task!r} was {when} the checkpoint was trained; retrain (graphrouter train) to "
             "route with it, or leave out --task to have it inferred"
         )
     result = scorer.top_k(

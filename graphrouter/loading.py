@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, billed_since
+from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, Task, billed_since
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
@@ -70,7 +70,8 @@ def load_scorer(
 class Attached:
     """What :func:`attach_scorer` did: candidates excluded from routing (gone from the store, or changed there, but
     their router cannot drop them), trained candidates whose stored data changed since training, store candidates
-    this router cannot add without retraining, and trained tasks no longer in the store."""
+    this router cannot add without retraining, and trained tasks no longer in the store as trained (deleted, or
+    deleted and registered again with another description)."""
 
     excluded: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
@@ -105,7 +106,8 @@ def attach_scorer(
         for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
             scorer.remove_candidate(name)
     out.added, out.skipped = sync_with_store(scorer, store, progress, undated=undated)
-    out.deleted_tasks = set(scorer.tasks) - {t.key for t in store.list_nodes(TASK)}
+    tasks = {t.name: t.description for t in store.list_nodes(TASK) if isinstance(t, Task)}
+    out.deleted_tasks = (set(scorer.tasks) - set(tasks)) | scorer.redescribed(tasks)
     if out.changed:
         log.warning(
             "changed in the store since training (prices, description, size, an agent's LLM, or deleted and "

@@ -24,7 +24,9 @@ from graphrouter.online import OnlineLearner
 from graphrouter.probes import MAX_SEED, Probe, design_probes
 from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRequest, check_request
 from graphrouter.tokens import count_tokens
-from graphrouter.world import UNKNOWN_TASK, QueryFeatures
+from graphrouter.world import UNKNOWN_TASK, QueryFeatures, task_text
+
+SAME_TEXT_COSINE = 0.999  # two embeddings of one text agree to float rounding (a near-identical edit is taken as it)
 
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
@@ -309,6 +311,20 @@ class Scorer:
     def tasks(self) -> list[str]:
         """The tasks this checkpoint was trained with (``top_k(task=…)`` accepts only these)."""
         return list(self._task_index)
+
+    def redescribed(self, tasks: dict[str, str]) -> set[str]:
+        """Those of ``tasks`` (name → description, as stored) this checkpoint was trained with under another
+        description (deleted and registered again): what it learned of them is about another task. Compared by
+        their text embeddings (one call), which a retraining would embed the same way."""
+        known = [name for name in tasks if name in self._task_index]
+        if not known:
+            return set()
+        emb = self.embedder.embed([task_text(name, tasks[name]) for name in known])
+        trained = np.asarray(self.router.world.task_emb)[[self._task_index[name] for name in known]]
+        cosine = (emb * trained).sum(1) / np.maximum(
+            np.linalg.norm(emb, axis=1) * np.linalg.norm(trained, axis=1), 1e-12
+        )
+        return {name for name, c in zip(known, cosine, strict=True) if c < SAME_TEXT_COSINE}
 
     # ---- routing --------------------------------------------------------------------------------------------
     def top_k(

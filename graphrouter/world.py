@@ -74,6 +74,11 @@ class QueryFeatures:
         return QueryFeatures(self.embedding, task, self.tokens, self.index)
 
 
+def task_text(name: str, description: str) -> str:
+    """The text a task is embedded from (its name, and its description if it has one)."""
+    return f"{name}: {description}" if description else name
+
+
 def candidate_texts(data: RoutingData) -> list[str]:
     return [f"{name}: {desc}" for name, desc in zip(data.candidates, data.candidate_text, strict=True)]
 
@@ -82,7 +87,7 @@ def build_world(snapshot: GraphSnapshot, embedder: Embedder, progress: bool = Fa
     """Embeds every query, candidate description and task (from the embedding cache where possible)."""
     data = RoutingData.from_snapshot(snapshot)
     tasks = snapshot.nodes[TASK]
-    task_texts = [f"{n}: {d}" if d else n for n, d in zip(tasks.keys, tasks.text["description"], strict=True)]
+    task_texts = [task_text(n, d) for n, d in zip(tasks.keys, tasks.text["description"], strict=True)]
     return World(
         data=data,
         query_emb=embedder.embed(data.query_text, progress=progress),

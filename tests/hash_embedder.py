@@ -4,6 +4,7 @@ process that serves with it must not pay for importing torch where the service i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,10 +23,13 @@ class HashEmbedder:
         """(len(texts), d) vectors; ``progress`` is accepted as the real embedder's (``build_world`` passes it)."""
         out = []
         for t in texts:
+            if t.startswith("task-") and t[5:].isdigit() and int(t[5:]) < len(self.world.task_emb):
+                out.append(self.world.task_emb[int(t[5:])] / np.linalg.norm(self.world.task_emb[int(t[5:])]))
+                continue  # a task's own name (as build_world embeds it): its direction
             rng = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
             v = rng.normal(size=self.world.query_emb.shape[1]) * 0.3
-            if t.startswith("task-"):
-                v += self.world.task_emb[int(t.split()[0].split("-")[1])]
+            if m := re.match(r"task-(\d+)", t):
+                v += self.world.task_emb[int(m.group(1))]
             out.append(v / np.linalg.norm(v))
         return np.asarray(out, dtype=np.float32)
 

@@ -325,3 +325,16 @@ def test_a_trained_task_without_queries_can_be_deleted_and_is_refused_from_then_
         # registered again: routable with it at once, since the checkpoint knows it
         assert client.post("/v1/tasks", json={"name": "task-3"}, headers=AUTH).json()["trained"] is True
         assert client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"}).status_code == 200
+        # registered again with another description: what the checkpoint learned of it is about another task
+        assert client.delete("/v1/tasks/task-3", headers=AUTH).status_code == 200
+        other = {"name": "task-3", "description": "recipes and cooking times"}
+        assert client.post("/v1/tasks", json=other, headers=AUTH).json()["trained"] is False
+        r = client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"})
+        assert r.status_code == 400 and "registered again with another description" in r.json()["detail"], r.text
+    with TestClient(make_app()) as client:  # and after a restart
+        assert client.get("/v1/tasks/task-3").json()["trained"] is False
+        r = client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"})
+        assert r.status_code == 400 and "registered again with another description" in r.json()["detail"], r.text
+        assert client.delete("/v1/tasks/task-3", headers=AUTH).status_code == 200  # as it was trained: routable
+        assert client.post("/v1/tasks", json={"name": "task-3"}, headers=AUTH).json()["trained"] is True
+        assert client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"}).status_code == 200

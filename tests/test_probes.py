@@ -112,6 +112,11 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
         store.write(GraphBatch(tasks=[Task("late-task")]))
     assert cli.main(["--store", str(path), "route", "q", "--task", "late-task"]) == 2
     assert "'late-task' was registered after the checkpoint was trained" in capsys.readouterr().err
+    with EmbeddedStore(path) as store:  # as if deleted and registered again with another description
+        store.write(GraphBatch(tasks=[Task("task-0", "recipes and cooking times")]))
+    assert cli.main(["--store", str(path), "route", "q", "--task", "task-0"]) == 2
+    assert "'task-0' was registered again with another description since the checkpoint" in capsys.readouterr().err
+    assert cli.main(["--store", str(path), "route", "q", "--task", "task-1"]) == 0  # as trained
     monkeypatch.setattr(cli, "_load_scorer", lambda args, store: pytest.fail("loaded for a bad argument"))
     both = ["--scenario", "balance", "--w-effect", "1", "--w-cost", "0"]
     for bad in (["--k", "0"], ["--budget", "0"], ["--w-effect", "1", "--w-cost", "-1"], ["--scenario", "fast"], both):
