@@ -406,7 +406,28 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
 
     for add in extra_commands:
         add(sub)
+    _global_options_after_the_command(parser, sub, imp_sub)
     return parser
+
+
+def _global_options_after_the_command(parser: argparse.ArgumentParser, *subs: argparse._SubParsersAction) -> None:
+    """``--store``, ``--embedding-backend`` and ``--embedding-cache`` belong before the command, but a user writes
+    ``graphrouter train --embedding-cache FILE`` too: each command accepts them as well (given there, they win)."""
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    for sub in subs:
+        for command in sub.choices.values():
+            if command._subparsers is not None:  # ``import``: its sources take them
+                continue
+            for action in options:
+                command.add_argument(
+                    *action.option_strings,
+                    dest=action.dest,
+                    choices=action.choices,
+                    type=action.type,
+                    default=argparse.SUPPRESS,
+                    metavar=action.metavar,
+                    help=argparse.SUPPRESS,  # listed once, by ``graphrouter --help``
+                )
 
 
 def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand] = ()) -> int:

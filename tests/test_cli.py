@@ -38,6 +38,20 @@ def test_stats_prints_counts_by_type(imported: Path, capsys: pytest.CaptureFixtu
     }
     assert main(["--store", str(imported), "stats"]) == 0
     assert "ANSWERED_BY" in capsys.readouterr().out
+    assert main(["stats", "--json", "--store", str(imported)]) == 0  # the global options after the command too
+    assert json.loads(capsys.readouterr().out)["counts"]["Query"] == 6108
+
+
+def test_the_global_options_go_before_or_after_the_command() -> None:
+    from graphrouter.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["--embedding-cache", "c.sqlite", "train"], ["train", "--embedding-cache", "c.sqlite"]):
+        assert parser.parse_args(argv).embedding_cache == Path("c.sqlite"), argv
+    after = parser.parse_args(["--store", "a.db", "import", "outcomes", "o.jsonl", "--store", "b.db"])
+    assert after.store_location == "b.db"  # given after the command, it wins
+    assert parser.parse_args(["route", "q", "--embedding-backend", "torch"]).embedding_backend == "torch"
+    assert parser.parse_args(["route", "q"]).embedding_backend in ("onnx", "torch")  # the default, not suppressed
 
 
 def test_export_formats(imported: Path, tmp_path: Path) -> None:
