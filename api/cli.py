@@ -113,7 +113,12 @@ def add_serve(sub: Any) -> None:
     sv = sub.add_parser("serve", help="run the REST service (uvicorn; 127.0.0.1:8000 by default)")
     sv.add_argument("--host", default=None, help="address to listen on (default GRAPHROUTER_HOST, else 127.0.0.1)")
     sv.add_argument("--port", type=int, default=None, help="port (default GRAPHROUTER_PORT, else 8000)")
-    sv.add_argument("--checkpoint", type=Path, default=None, help=f"checkpoint file (default {DEFAULT_CHECKPOINT})")
+    sv.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"checkpoint file (default GRAPHROUTER_CHECKPOINT, else {DEFAULT_CHECKPOINT})",
+    )
     sv.add_argument("--log-level", default="info")
     sv.add_argument(
         "--workers",

@@ -40,16 +40,17 @@ log = logging.getLogger("api")
 DESCRIPTION = """\
 Recommends which LLMs (or agents) should answer a query, trading predicted quality (effect) against cost.
 
-Reads are open (`GET` anything, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`, `/v1/agents`,
-`/v1/tasks`, `POST /v1/outcomes`, `POST /v1/train`) need `Authorization: Bearer <key>`, the key being the server's
-`GRAPHROUTER_API_KEY`; with none configured, writes are refused. Errors are `{"detail": message}`, with a 4xx
+Reads are open (`GET` anything but `/v1/models`, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`,
+`/v1/agents`, `/v1/tasks`, `PATCH /v1/llms/{name}`, `POST /v1/outcomes`, `POST /v1/train`) need
+`Authorization: Bearer <key>`, the key being the server's `GRAPHROUTER_API_KEY`; with none configured, writes are
+refused. Errors are `{"detail": message}`, with a 4xx
 naming the field and the problem for bad input (422: `{"detail": message, "errors": [...]}`), 413 for a body over
 `GRAPHROUTER_MAX_BODY_BYTES`, 429 (with `Retry-After`) over `GRAPHROUTER_RATE_LIMIT` when it is set, and 503 while the
 store or the checkpoint is unavailable.
 
 `POST /v1/chat/completions` is an OpenAI-compatible proxy (`model: "graphrouter"` routes, a candidate's name passes
-through) and `POST /v1/feedback` completes the outcome of one of its calls; both take a proxy key
-(`GRAPHROUTER_PROXY_KEY`) instead.
+through) and `POST /v1/feedback` completes the outcome of one of its calls; they and `GET /v1/models` take a proxy
+key (`GRAPHROUTER_PROXY_KEY`) instead (feedback also takes the admin key).
 """
 
 
