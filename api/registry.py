@@ -432,9 +432,9 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
                     for name in refitted(scorer):  # registered again meanwhile is another model of the same name
                         scorer.online.forget(name)
-                learn_stored(scorer, store)
+                learn_stored(scorer, store, counts=attached.outcome_counts)
             elif previous is not scorer:  # a retrained or published checkpoint
-                learn_stored(scorer, store, trained_only=True)
+                learn_stored(scorer, store, trained_only=True, counts=attached.outcome_counts)
             scorer.explorer = self.state.explorer
             self.state.install(scorer, attached.deleted_tasks)
         return attached

@@ -169,7 +169,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     )
     trained = set(scorer.candidates)
     attached = attach_scorer(scorer, store, str(args.checkpoint))
-    learn_stored(scorer, store)  # what a service started now would have learned: the same answers
+    learn_stored(scorer, store, counts=attached.outcome_counts)  # as a service started now would: the same answers
     gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
     if gone:
         print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)

@@ -78,6 +78,7 @@ class Attached:
     added: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deleted_tasks: set[str] = field(default_factory=set)
+    outcome_counts: dict[str, int] = field(default_factory=dict)  # the store's, per candidate (both kinds)
 
 
 def attach_scorer(
@@ -93,7 +94,8 @@ def attach_scorer(
     for name in reversed(missing):  # agents (after the LLMs) first: a router refuses to drop an LLM backing one
         if not scorer.exclude(name):
             out.excluded.append(name)
-    changed, undated = changed_since_training(scorer, store)
+    out.outcome_counts = stored_outcome_counts(store)
+    changed, undated = changed_since_training(scorer, store, out.outcome_counts)
     if changed and not can_replace(scorer):
         log.warning(
             "changed in the store since training, routed with the checkpoint's data until a retrain (the %r router "
@@ -130,15 +132,24 @@ def can_replace(scorer: Scorer) -> bool:
     return adds and router.remove_candidate is not Router.remove_candidate
 
 
-def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str], set[str]]:
+def stored_outcome_counts(store: GraphStore) -> dict[str, int]:
+    """How many outcomes the store holds of each LLM and agent (names are unique across both kinds): one aggregate
+    per kind."""
+    return {**store.outcome_counts(LLM), **store.outcome_counts(AGENT)}
+
+
+def changed_since_training(
+    scorer: Scorer, store: GraphStore, counts: dict[str, int] | None = None
+) -> tuple[list[str], set[str]]:
     """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data
     than the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import
     with ``--update``, or deleted and registered again), an agent's description or LLM, or fewer outcomes than it
     was trained with (deleted, which takes its outcomes, and registered again, even with the same data: the
-    checkpoint would route it on the deleted ones); then every agent the scorer
-    routes (trained or registered since) that runs on a changed LLM, since an LLM backing an agent cannot be dropped
-    alone. LLMs first, then agents. Also those of them whose stored costs may have been billed at other prices, from
-    a time that is not known (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from
+    checkpoint would route it on the deleted ones); then every agent the scorer routes (trained or registered since)
+    that runs on a changed LLM, since an LLM backing an agent cannot be dropped alone. LLMs first, then agents.
+    ``counts``: :func:`stored_outcome_counts`, if read already. Also those of them whose stored costs may have been
+    billed at other prices, from a time that is not known (:func:`costs_billed_now`): an LLM repriced without a
+    ``priced_at`` (by a version from
     before it) and every stored agent on it, an agent moved to another LLM."""
     data = scorer.router.world.data
     candidates = set(scorer.candidates)
@@ -148,7 +159,7 @@ def changed_since_training(scorer: Scorer, store: GraphStore) -> tuple[list[str]
     backing = data.backing() if len(data.candidate_backing) else None  # None: a checkpoint from before agents' LLMs
     changed: list[str] = []
     undated: set[str] = set()
-    kept = {**store.outcome_counts(LLM), **store.outcome_counts(AGENT)}  # names are unique across both kinds
+    kept = stored_outcome_counts(store) if counts is None else counts
     trained_with = np.count_nonzero(~np.isnan(data.effect), axis=0)
     for name, c in trained.items():
         node = stored.get(name)

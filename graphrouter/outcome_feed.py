@@ -128,23 +128,27 @@ def before(at: str, seconds: float = SNAPSHOT_SLACK) -> str:
     return now(calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) - seconds)
 
 
-def _uncounted(scorer: Scorer, store: GraphStore, trained: dict[str, str], recent: list[Outcome]) -> list[str]:
+def _uncounted(scorer: Scorer, trained: dict[str, str], recent: list[Outcome], counts: dict[str, int]) -> list[str]:
     """Those of the ``trained`` candidates (name → kind) the store holds more outcomes of than their training
     snapshot and the ``recent`` ones (observed since it, not in it) account for: outcomes imported without an
     ``observed_at``, or dated well before the snapshot but written after it (a backfill), which the read by time
-    cannot find. Counted per kind in one store call each, so a start reads a candidate's outcomes whole only then."""
+    cannot find. ``counts``: the store's outcomes per candidate (``loading.stored_outcome_counts``), so a start reads
+    a candidate's outcomes whole only then."""
     data = scorer.router.world.data
     column = {name: j for j, name in enumerate(data.candidates)}
     in_world = np.count_nonzero(np.isfinite(data.effect), axis=0)
     seen = in_snapshot(scorer.router, [(o.query_id, o.target) for o in recent])
     new = Counter(o.target for o, old in zip(recent, seen, strict=True) if not old)
-    counts: dict[str, int] = {}
-    for kind in sorted(set(trained.values())):
-        counts |= store.outcome_counts(kind)
     return [n for n in trained if n in column and counts.get(n, 0) > in_world[column[n]] + new[n]]
 
 
-def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None, trained_only: bool = False) -> int:
+def learn_stored(
+    scorer: Scorer,
+    store: GraphStore,
+    only: set[str] | None = None,
+    trained_only: bool = False,
+    counts: dict[str, int] | None = None,
+) -> int:
     """Give a freshly loaded scorer (not yet serving) what a running service had learned online, from the stored
     outcomes (:func:`unlearned`; the most recent :data:`RELEARN_ROWS` of each candidate, by ``observed_at``):
     of the candidates it refits (:func:`refitted`: registered since training, or trained without outcomes),
@@ -152,7 +156,8 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
     A restart used to forget a new LLM's refit and its quiz's counts, and every trained LLM's corrections from live
     outcomes, until the next training. An unavailable store raises; other failures are logged, and 0 is returned.
     ``only``: these candidates only (others replaced while serving: the rest have learned theirs already);
-    ``trained_only``: the trained candidates' only (a retrained scorer, which takes the others over).
+    ``trained_only``: the trained candidates' only (a retrained scorer, which takes the others over); ``counts``: the
+    store's outcomes per candidate, if read already (``Attached.outcome_counts``).
 
     The read starts :data:`SNAPSHOT_SLACK` seconds before the snapshot's time, for outcomes stamped just before it
     but written after it was read (by another replica, whose clock may also differ a little): those the snapshot
@@ -168,7 +173,9 @@ def learn_stored(scorer: Scorer, store: GraphStore, only: set[str] | None = None
         recent: list[Outcome] = []
         for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
             recent += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
-        whole = _uncounted(scorer, store, trained, recent)
+        if counts is None and trained:
+            counts = {n: c for kind in sorted(set(trained.values())) for n, c in store.outcome_counts(kind).items()}
+        whole = _uncounted(scorer, trained, recent, counts or {})
         stored += [o for o in recent if o.target not in whole]
         stored += [o for name in whole for o in store.outcomes(trained[name], target=name)]
         per: dict[str, list[Outcome]] = {}
