@@ -40,7 +40,7 @@ log = logging.getLogger("api")
 DESCRIPTION = """\
 Recommends which LLMs (or agents) should answer a query, trading predicted quality (effect) against cost.
 
-Reads are open (`GET` anything but `/v1/models`, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`,
+Reads are open (`GET` anything but `/v1/models*`, and `POST /v1/route`). Writes (`POST`/`DELETE` on `/v1/llms`,
 `/v1/agents`, `/v1/tasks`, `PATCH /v1/llms/{name}`, `POST /v1/outcomes`, `POST /v1/train`) need
 `Authorization: Bearer <key>`, the key being the server's `GRAPHROUTER_API_KEY`; with none configured, writes are
 refused. Errors are `{"detail": message}`, with a 4xx

@@ -157,7 +157,9 @@ class TaskIn(Strict):
 class TaskOut(BaseModel):
     name: str
     description: str
-    trained: bool = Field(description="the serving checkpoint knows it: /v1/route accepts task=<name>")
+    trained: bool = Field(
+        description="the serving checkpoint knows it, with this description: /v1/route accepts task=<name>"
+    )
 
     @classmethod
     def of(cls, node: Task, trained: bool) -> TaskOut:

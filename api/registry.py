@@ -436,7 +436,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
             elif previous is not scorer:  # a retrained or published checkpoint
                 learn_stored(scorer, store, trained_only=True, counts=attached.outcome_counts)
             scorer.explorer = self.state.explorer
-            self.state.install(scorer, attached.deleted_tasks)
+            self.state.install(scorer, attached.deleted_tasks, attached.redescribed_tasks)
         return attached
 
     # ---- replicas -----------------------------------------------------------------------------------------

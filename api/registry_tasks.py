@@ -60,8 +60,9 @@ class RegistryTasks:
                         status.HTTP_409_CONFLICT, f"task {node.name!r} is already registered with another description"
                     )
                 return False
+            redescribed = self._redescribed(node.name, node.description)  # before the write: it embeds a text
             store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name))
-            self.task_registered(node.name, node.description)  # back again: the checkpoint may still know it
+            self._back(node.name, redescribed)  # back again: the checkpoint may still know it
             return True
 
     def delete_task(self, name: str) -> None:
@@ -79,20 +80,29 @@ class RegistryTasks:
             store.delete_node(TASK, name, change=self.change(TASK_DELETED, name))
             self.task_deleted(name)
 
-    def task_registered(self, name: str, description: str | None = None) -> None:
-        """A task (re-)registered (``description``: its, else read from the store): a route may name it again if
-        the checkpoint knows it with that description (with another, what it learned is about another task)."""
-        scorer = self.state.scorer
-        if name not in self.state.deleted_tasks or scorer is None:
+    def task_registered(self, name: str) -> None:
+        """A task (re-)registered by another replica or an import: a route may name it again if the checkpoint knows
+        it with the description the store now holds (with another, what it learned is about another task)."""
+        if name not in self.state.deleted_tasks:
             return
-        if description is None:
-            node = self.state.get_store().get_nodes(TASK, [name]).get(name)
-            if not isinstance(node, Task):  # deleted again since
-                return
-            description = node.description
-        if not scorer.redescribed({name: description}):
+        node = self.state.get_store().get_nodes(TASK, [name]).get(name)
+        if isinstance(node, Task):  # else deleted again since
+            self._back(name, self._redescribed(name, node.description))
+
+    def _redescribed(self, name: str, description: str) -> bool:
+        """Whether the serving checkpoint was trained with task ``name`` under another description."""
+        scorer = self.state.scorer
+        return scorer is not None and name in self.state.deleted_tasks and bool(scorer.redescribed({name: description}))
+
+    def _back(self, name: str, redescribed: bool) -> None:
+        """Task ``name`` stored again: routable with it if the checkpoint knows it as stored, else refused with why."""
+        if name in self.state.deleted_tasks:
             with self.state.lock.write():
-                self.state.deleted_tasks.discard(name)
+                if redescribed:
+                    self.state.redescribed_tasks.add(name)
+                else:
+                    self.state.deleted_tasks.discard(name)
+                    self.state.redescribed_tasks.discard(name)
 
     def task_deleted(self, name: str) -> None:
         """A task deleted while the checkpoint still knows it: refused as a route's task from now on."""
@@ -100,3 +110,4 @@ class RegistryTasks:
         if scorer is not None and name in scorer.tasks:
             with self.state.lock.write():
                 self.state.deleted_tasks.add(name)
+                self.state.redescribed_tasks.discard(name)

@@ -123,6 +123,7 @@ class ServiceState:
         self.store_error: str | None = None
         self.scorer_error: str | None = None
         self.deleted_tasks: set[str] = set()  # the scorer's, deleted (or registered again otherwise): refused
+        self.redescribed_tasks: set[str] = set()  # of those, stored again with another description
         self.lock = RWLock()  # shared: routing; exclusive: changing the scorer or its candidates
         # this replica's id, the origin of the change records it writes (so that it does not apply them twice)
         self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -178,13 +179,7 @@ class ServiceState:
 
     def check_task(self, task: str, scorer: Scorer) -> None:
         """Refuse, with a message saying what to do, a route's task that the scorer cannot use."""
-        if task in scorer.tasks and task not in self.deleted_tasks:
-            return
-        try:
-            stored = self.store is not None and self.store.has_node(TASK, task)
-        except GraphStoreError:  # the store being down is not this request's problem: say "unknown task"
-            stored = False
-        if task in self.deleted_tasks and stored:
+        if task in self.redescribed_tasks:
             raise GraphRouterError(
                 f"task: {task!r} was registered again with another description since checkpoint "
                 f"{scorer.checkpoint.version} was trained; retrain (POST /v1/train) to route with it, or omit task to "
@@ -192,17 +187,24 @@ class ServiceState:
             )
         if task in self.deleted_tasks:
             raise GraphRouterError(f"task: {task!r} was deleted; omit task to have it inferred")
+        if task in scorer.tasks:
+            return
+        try:
+            stored = self.store is not None and self.store.has_node(TASK, task)
+        except GraphStoreError:  # the store being down is not this request's problem: say "unknown task"
+            stored = False
         if stored:
             raise GraphRouterError(
                 f"task: {task!r} was registered after checkpoint {scorer.checkpoint.version} was trained; retrain "
                 "(POST /v1/train) to route with it, or omit task to have it inferred"
             )
 
-    def install(self, scorer: Scorer, deleted_tasks: set[str]) -> None:
+    def install(self, scorer: Scorer, deleted_tasks: set[str], redescribed_tasks: set[str] | None = None) -> None:
         """Swap a scorer in atomically (routing sees the old one or the new one, never a mix)."""
         with self.lock.write():
             self.scorer, self.scorer_error = scorer, None
             self.deleted_tasks = set(deleted_tasks)
+            self.redescribed_tasks = set(redescribed_tasks or ())
 
     def due(self, last: float, force: bool = False) -> bool:
         return force or time.monotonic() - last >= self.retry_interval

@@ -204,7 +204,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     if candidates == []:
         raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
     scorer = _load_scorer(args, store)
-    stored = store.get_nodes(TASK, [] if args.task is None else [args.task]).get(args.task or "")
+    stored = store.get_nodes(TASK, [args.task]).get(args.task) if args.task is not None else None
     if isinstance(stored, Task) and (
         args.task not in scorer.tasks or scorer.redescribed({stored.name: stored.description})
     ):
@@ -412,12 +412,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
 
 def _global_options_after_the_command(parser: argparse.ArgumentParser, *subs: argparse._SubParsersAction) -> None:
     """``--store``, ``--embedding-backend`` and ``--embedding-cache`` belong before the command, but a user writes
-    ``graphrouter train --embedding-cache FILE`` too: each command accepts them as well (given there, they win)."""
+    ``graphrouter train --embedding-cache FILE`` too: each command (and ``import``'s sources) accepts them as well
+    (given there, they win)."""
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert all(type(a) is argparse._StoreAction for a in options), "copy only options that take a value"
     for sub in subs:
         for command in sub.choices.values():
-            if command._subparsers is not None:  # ``import``: its sources take them
-                continue
             for action in options:
                 command.add_argument(
                     *action.option_strings,

@@ -78,6 +78,7 @@ class Attached:
     added: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deleted_tasks: set[str] = field(default_factory=set)
+    redescribed_tasks: set[str] = field(default_factory=set)  # of those, stored again with another description
     outcome_counts: dict[str, int] = field(default_factory=dict)  # the store's, per candidate (both kinds)
 
 
@@ -109,7 +110,8 @@ def attach_scorer(
             scorer.remove_candidate(name)
     out.added, out.skipped = sync_with_store(scorer, store, progress, undated=undated)
     tasks = {t.name: t.description for t in store.list_nodes(TASK) if isinstance(t, Task)}
-    out.deleted_tasks = (set(scorer.tasks) - set(tasks)) | scorer.redescribed(tasks)
+    out.redescribed_tasks = scorer.redescribed(tasks)
+    out.deleted_tasks = (set(scorer.tasks) - set(tasks)) | out.redescribed_tasks
     if out.changed:
         log.warning(
             "changed in the store since training (prices, description, size, an agent's LLM, or deleted and "

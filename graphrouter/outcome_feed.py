@@ -176,6 +176,8 @@ def learn_stored(
         if counts is None and trained:
             counts = {n: c for kind in sorted(set(trained.values())) for n, c in store.outcome_counts(kind).items()}
         whole = _uncounted(scorer, trained, recent, counts or {})
+        if whole:
+            log.info("outcomes of %s read whole: the store holds more than their snapshot and recent ones", whole)
         stored += [o for o in recent if o.target not in whole]
         stored += [o for name in whole for o in store.outcomes(trained[name], target=name)]
         per: dict[str, list[Outcome]] = {}

@@ -26,11 +26,11 @@ from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRe
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures, task_text
 
-SAME_TEXT_COSINE = 0.999  # two embeddings of one text agree to float rounding (a near-identical edit is taken as it)
-
 if TYPE_CHECKING:
     from graphrouter.checkpoint import Checkpoint
     from graphrouter.routers.base import Scores
+
+SAME_TEXT_COSINE = 0.999  # two embeddings of one text agree to float rounding (a near-identical edit is taken as it)
 
 
 def significant(value: float) -> float:

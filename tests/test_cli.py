@@ -50,6 +50,7 @@ def test_the_global_options_go_before_or_after_the_command() -> None:
         assert parser.parse_args(argv).embedding_cache == Path("c.sqlite"), argv
     after = parser.parse_args(["--store", "a.db", "import", "outcomes", "o.jsonl", "--store", "b.db"])
     assert after.store_location == "b.db"  # given after the command, it wins
+    assert parser.parse_args(["import", "--store", "c.db", "outcomes", "o.jsonl"]).store_location == "c.db"
     assert parser.parse_args(["route", "q", "--embedding-backend", "torch"]).embedding_backend == "torch"
     assert parser.parse_args(["route", "q"]).embedding_backend in ("onnx", "torch")  # the default, not suppressed
 

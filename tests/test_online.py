@@ -6,6 +6,7 @@ tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -247,8 +248,19 @@ def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMa
 
 
 def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_since_its_snapshot(
-    make_app: AppMaker, store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path
+    make_app: AppMaker,
+    store: GraphStore,
+    fitted: tuple[World, dict[str, Path]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="graphrouter.outcome_feed")
+
+    def read_whole() -> list[str]:  # the candidates a start (or swap) read whole, since the last call
+        out = [str(r.args) for r in caplog.records if "read whole" in r.getMessage()]
+        caplog.clear()
+        return out
+
     ckpt = load_checkpoint(fitted[1]["gnn"], "hash-test")
     ckpt.router.world.data.snapshot_at = "2026-01-01T00:00:00Z"  # trained on a store snapshot taken then
     path = tmp_path / "snapshot.pt"
@@ -262,6 +274,7 @@ def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_sinc
 
     with TestClient(make_app("gnn", checkpoint=path)) as client:
         before = effects(client)
+        assert read_whole() == []  # a start with nothing new since the snapshot reads nothing whole
         rows = [{"query": f"task-1 live question {i}", "task": "task-1", "candidate": "llm-1", "effect": 0.0,
                  "cost": 0.001} for i in range(20)]  # fmt: skip
         old = [{**row, "candidate": "llm-2", "observed_at": "2025-12-31T23:00:00Z"} for row in rows]
@@ -277,6 +290,7 @@ def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_sinc
         # llm-2's, posted late but observed (as its client says) an hour before the snapshot, too: the store holds
         # more of its outcomes than the snapshot did, so they are read whole
         assert effects(client) == pytest.approx(learned, abs=1e-4)
+        assert read_whole() == ["(['llm-2'],)"]  # llm-1's were found by their time
     with TestClient(make_app("gnn", checkpoint=path)) as client:
         assert effects(client) == pytest.approx(learned, abs=1e-4)  # learned again from the store
     # imported while the service was down, without an observed_at (as `graphrouter import outcomes` stores rows
@@ -287,6 +301,7 @@ def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_sinc
     with TestClient(make_app("gnn", checkpoint=path)) as client:
         again = effects(client)
         assert again["llm-3"] < learned["llm-3"] - 0.01, (again, learned)
+        assert read_whole()[-1] == "(['llm-2', 'llm-3'],)"
         assert {n: again[n] for n in again if n != "llm-3"} == pytest.approx(
             {n: learned[n] for n in learned if n != "llm-3"}, abs=1e-4
         )

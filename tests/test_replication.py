@@ -82,6 +82,35 @@ def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[Wo
             assert "llm-new" not in _names(b)
 
 
+def test_a_trained_task_deleted_and_registered_again_through_a_replica(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    world, paths = fitted
+    data = world.data
+    for key, t in zip(data.query_keys, data.query_task, strict=True):
+        if t == 3:  # a trained task without stored queries can be deleted
+            store.delete_node("Query", key)
+    # (a router that replaces no candidate: the GNN's would take every LLM, now short of its trained outcomes, as
+    # deleted and registered again)
+    a_app, b_app = _replica(store, world, paths["knn_task"]), _replica(store, world, paths["knn_task"])
+    routed = {"query": "task-3 q", "task": "task-3"}
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        follow_b = b_app.state.follower
+        assert a.delete("/v1/tasks/task-3", headers=AUTH).status_code == 200
+        assert follow_b.poll() == 1
+        r = b.post("/v1/route", json=routed)
+        assert r.status_code == 400 and "was deleted" in r.json()["detail"], r.text
+        other = {"name": "task-3", "description": "recipes and cooking times"}
+        assert a.post("/v1/tasks", json=other, headers=AUTH).json()["trained"] is False
+        assert follow_b.poll() == 1 and b.get("/v1/tasks/task-3").json()["trained"] is False
+        r = b.post("/v1/route", json=routed)
+        assert r.status_code == 400 and "registered again with another description" in r.json()["detail"], r.text
+        assert a.delete("/v1/tasks/task-3", headers=AUTH).status_code == 200
+        assert a.post("/v1/tasks", json={"name": "task-3"}, headers=AUTH).json()["trained"] is True  # as trained
+        assert follow_b.poll() == 2 and b.post("/v1/route", json=routed).status_code == 200
+
+
 def test_a_replica_started_later_catches_up_from_the_store(
     store: GraphStore,  # noqa: F811
     fitted: tuple[World, dict[str, Path]],  # noqa: F811
