@@ -364,7 +364,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                 f"stored; the {scorer.router.name!r} router cannot add a candidate without retraining: "
                 "retrain (POST /v1/train) to route to it"
             )
-        except GraphRouterError:
+        except Exception:  # refused, or failed: nothing of it stays stored (its request answers the error)
             if undo:
                 store.delete_node(kind, node.name, change=self.change(_DELETED[kind], node.name, node_payload(node)))
             raise

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from graph_store import GraphStore, GraphStoreError, open_store
 from graph_store.factory import default_location
+from graph_store.location import redact
 from graphrouter.embeddings import DEFAULT_CACHE
 from graphrouter.errors import GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
@@ -76,9 +77,9 @@ def cmd_import(args: argparse.Namespace, store: GraphStore) -> None:
 def cmd_stats(args: argparse.Namespace, store: GraphStore) -> None:
     counts = store.counts()
     if args.json:
-        print(json.dumps({"store": args.store_location, "backend": store.backend, "counts": counts}, indent=2))
+        print(json.dumps({"store": redact(args.store_location), "backend": store.backend, "counts": counts}, indent=2))
         return
-    print(f"store: {args.store_location} ({store.backend})")
+    print(f"store: {redact(args.store_location)} ({store.backend})")
     width = max(len(k) for k in counts)
     for name, n in counts.items():
         print(f"  {name:<{width}}  {n:>10,}")

@@ -14,6 +14,7 @@ request without starving the other work on a 2-core machine. ``torch`` needs no 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -27,7 +28,12 @@ import numpy as np
 from graphrouter.errors import GraphRouterError, InvalidTextError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+log = logging.getLogger(__name__)
+
 DEFAULT_CACHE = Path(".graphrouter/embeddings.sqlite")
+# how long a cache write waits for another process's (writes are short); then it is dropped, the vector kept in
+# memory: a process holding the file's lock must not stall every route that embeds (they queue on the embedder)
+CACHE_BUSY_SECONDS = 0.25
 _BUNDLED = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -255,15 +261,21 @@ class Embedder:
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()  # most recently used last, at most memory_size
         self.memory_size = memory_size
         self._db: sqlite3.Connection | None = None
+        self._cache_broken = False  # the file failed: warned once, until it answers again
         if cache_path is not None:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None, timeout=5)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per routed query (WAL stays consistent)
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS embedding (model TEXT, text_hash TEXT, vector BLOB, "
-                "PRIMARY KEY (model, text_hash)) WITHOUT ROWID"
-            )
+            try:
+                self._db = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None, timeout=5)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per routed query (WAL consistent)
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS embedding (model TEXT, text_hash TEXT, vector BLOB, "
+                    "PRIMARY KEY (model, text_hash)) WITHOUT ROWID"
+                )
+                self._db.execute(f"PRAGMA busy_timeout = {int(CACHE_BUSY_SECONDS * 1000)}")  # set up: writes wait less
+            except sqlite3.Error as exc:  # corrupt, unreadable, locked: embed without it (it is only a cache)
+                self._cache_failed(exc, f"opening {cache_path}")
+                self._db = None
 
     @property
     def dim(self) -> int:
@@ -316,15 +328,25 @@ class Embedder:
             self._memory.move_to_end(k)
         missing = [k for k in keys if k not in found]
         if self._db is not None and missing:
-            for i in range(0, len(missing), 500):
-                chunk = missing[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT text_hash, vector FROM embedding WHERE model = ? AND text_hash IN ({marks})"
-                rows = self._db.execute(sql, (self.model_name, *chunk)).fetchall()
-                for k, blob in rows:
-                    found[k] = np.frombuffer(blob, dtype=np.float32)
+            try:
+                for i in range(0, len(missing), 500):
+                    chunk = missing[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    sql = f"SELECT text_hash, vector FROM embedding WHERE model = ? AND text_hash IN ({marks})"
+                    rows = self._db.execute(sql, (self.model_name, *chunk)).fetchall()
+                    for k, blob in rows:
+                        found[k] = np.frombuffer(blob, dtype=np.float32)
+            except sqlite3.Error as exc:  # what it did not find is embedded again
+                self._cache_failed(exc, "reading")
             self._remember({k: found[k] for k in missing if k in found})
         return found
+
+    def _cache_failed(self, exc: sqlite3.Error, doing: str) -> None:
+        """The cache file failed (corrupt, read-only, disk full): embedding goes on without it, warned once until
+        it works again."""
+        if not self._cache_broken:
+            log.warning("embedding cache failed (%s: %s); embedding without it until it works again", doing, exc)
+        self._cache_broken = True
 
     def _remember(self, new: dict[str, np.ndarray]) -> None:
         """Keep the most recently used ``memory_size`` vectors in memory (a long-running service sees every
@@ -347,10 +369,16 @@ class Embedder:
                     "INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)",
                     [(self.model_name, k, v.astype(np.float32).tobytes()) for k, v in new.items()],
                 )
-            except sqlite3.OperationalError:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._cache_failed(exc, "writing")
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
                 return
-            self._db.execute("COMMIT")
+            self._cache_broken = False
 
     def close(self) -> None:
         if self._db is not None:

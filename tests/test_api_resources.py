@@ -338,3 +338,19 @@ def test_a_trained_task_without_queries_can_be_deleted_and_is_refused_from_then_
         assert client.delete("/v1/tasks/task-3", headers=AUTH).status_code == 200  # as it was trained: routable
         assert client.post("/v1/tasks", json={"name": "task-3"}, headers=AUTH).json()["trained"] is True
         assert client.post("/v1/route", json={"query": "task-3 q", "task": "task-3"}).status_code == 200
+
+
+def test_a_registration_the_scorer_fails_on_leaves_nothing_stored(make_app: AppMaker, store: GraphStore) -> None:
+    app = make_app("gnn")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        scorer = app.state.service.scorer
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("the embedder's disk failed")
+
+        scorer.register_llm = broken  # type: ignore[method-assign]
+        new = {"name": "llm-new", "description": "a model", "input_price": 0.1, "output_price": 0.1}
+        assert client.post("/v1/llms", json=new, headers=AUTH).status_code == 500
+        assert not store.has_node("LLM", "llm-new")  # undone: not stored but unroutable until a restart
+        del scorer.register_llm
+        assert client.post("/v1/llms", json=new, headers=AUTH).json()["routable"] is True

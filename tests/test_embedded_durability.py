@@ -94,3 +94,26 @@ def test_a_store_from_before_the_change_log_opens_and_starts_one(tmp_path) -> No
         assert store.latest_version() == 0 and store.changes_since(0) == []
         store.write(GraphBatch(tasks=[Task("t", "")]), change=Change(TASK_REGISTERED, "t"))
         assert [c.key for c in store.changes_since(0)] == ["t"] and store.latest_version() == 1
+
+
+def test_a_store_that_cannot_write_is_unavailable_for_every_write_not_a_crash(tmp_path: Path) -> None:
+    import sqlite3
+
+    from graph_store import GraphBatch, LLMNode, StoreUnavailableError
+
+    path = tmp_path / "graph.db"
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(llms=[LLMNode("m", "a model", 1.0, 1.0)]))
+        store._conn.execute("PRAGMA busy_timeout=50")  # (30 s otherwise)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            with pytest.raises(StoreUnavailableError, match="database is locked"):
+                store.delete_node(LLM, "m")  # was a raw sqlite3.OperationalError (a 500 in the API)
+            with pytest.raises(StoreUnavailableError, match="database is locked"):
+                store.write(GraphBatch(llms=[LLMNode("n", "another", 1.0, 1.0)]))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert store.has_node(LLM, "m") and not store.has_node(LLM, "n")
+        assert store.delete_node(LLM, "m") >= 0 and not store.has_node(LLM, "m")  # works again once it is free

@@ -123,3 +123,25 @@ def test_a_text_that_is_not_valid_unicode_is_a_clear_error_not_a_crash_in_the_ca
         emb.embed(["fine", "abc \ud800 def"])
     assert model.seen == []  # refused before anything was embedded or cached
     assert emb.embed(["fine"]).shape == (1, 2)  # and the embedder goes on
+
+
+def test_a_broken_cache_file_is_embedded_around_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "cache.sqlite"
+    emb, model = _embedder(path)
+    emb.embed(["cached"])
+    emb.close()
+    with open(path, "r+b") as f:  # corrupt every page after the first
+        size = f.seek(0, 2)
+        for page in range(4096, size, 4096):
+            f.seek(page)
+            f.write(os.urandom(512))
+    path.with_name("cache.sqlite-wal").unlink(missing_ok=True)
+    emb, model = _embedder(path)  # opening may or may not notice; reading and writing will
+    out = emb.embed(["cached", "new text"])
+    assert out.shape == (2, 2) and set(model.seen) <= {"cached", "new text"}
+    assert emb.embed(["new text"]).shape == (1, 2)  # kept in memory
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(os.urandom(8192))  # not a database at all: refused at open, embedded without it
+    emb, model = _embedder(garbage)
+    assert emb.embed(["a", "b"]).shape == (2, 2) and model.seen == ["a", "b"]
+    assert "embedding cache failed" in caplog.text

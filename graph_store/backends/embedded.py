@@ -151,14 +151,20 @@ class EmbeddedStore(GraphStore):
         with self._lock:
             if self._closed:
                 raise StoreUnavailableError(f"the embedded store {self.path} is closed")
-            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield self._conn
+                except BaseException:
+                    if self._conn.in_transaction:  # SQLite may have rolled back already (a full disk): keep its error
+                        self._conn.execute("ROLLBACK")
+                    raise
+                else:
+                    self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # locked, read-only, disk full or I/O error: any call, a 503
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
