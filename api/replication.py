@@ -126,6 +126,8 @@ class Follower:
         tick = min(i for i in (self.interval, self.prune_interval) if i > 0)
         while not self._stop.wait(tick):
             steps = [self.poll] if self.interval > 0 else []
+            if self._apply.lease is not None:
+                steps.append(self._apply.lease.retry_releases)  # a claim an outage left open (usually none)
             if self.prune_interval > 0 and time.monotonic() - self._last_prune >= self.prune_interval:
                 self._last_prune = time.monotonic()
                 steps += [self.prune, self.expire_pending]

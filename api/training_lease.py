@@ -47,6 +47,7 @@ class TrainingLease:
         self.state = registry.state
         self.follower: Any = None  # this replica's change-log follower (api/replication.py), set in the lifespan
         self._open: dict[str, tuple[float, Change]] = {}  # training id → (when seen, monotonic; the claim)
+        self._unreleased: set[str] = set()  # this replica's claims whose end the store did not take: retried
         self._lock = threading.Lock()
 
     def seen(self, change: Change, age: float = 0.0) -> None:
@@ -89,6 +90,7 @@ class TrainingLease:
             first = min(live, key=lambda c: c.at)
             raise TrainingRunningError(_busy(first.origin, first.at))
         store = self.state.get_store()
+        self.retry_releases()  # an earlier claim of this replica that an outage left open
         applied = self.follower.version if self.follower is not None else None  # the last version it applied
         since = applied if applied is not None else store.latest_version()
         tid = f"{self.state.replica_id}-{uuid.uuid4().hex[:8]}"
@@ -107,12 +109,26 @@ class TrainingLease:
         return tid
 
     def release(self, tid: str) -> None:
-        """End this replica's claim (its training finished, failed, or withdrew); a store error is only logged (the
-        claim then lapses after the lease)."""
+        """End this replica's claim (its training finished, failed, or withdrew); if the store cannot take it (an
+        outage), it is logged and retried by :meth:`retry_releases` (else other replicas wait out the lease)."""
         try:
             self.state.get_store().record_change(self.registry.change(TRAINING_ENDED, tid))
         except (GraphStoreError, GraphRouterError) as exc:
-            log.warning("training %s: its end not written (%s); its claim lapses after the lease", tid, exc)
+            log.warning("training %s: its end not written (%s); retried while the store answers", tid, exc)
+            with self._lock:
+                self._unreleased.add(tid)
+
+    def retry_releases(self) -> int:
+        """Write the ends of this replica's claims that an outage kept out of the store (the follower's tick, and
+        before a claim); how many were written. A store error propagates: the next tick tries again."""
+        with self._lock:
+            todo = sorted(self._unreleased)
+        for tid in todo:
+            self.state.get_store().record_change(self.registry.change(TRAINING_ENDED, tid))
+            with self._lock:
+                self._unreleased.discard(tid)
+            log.info("training %s: its end written after the store came back", tid)
+        return len(todo)
 
 
 def _alive(claim: Change) -> bool:

@@ -456,3 +456,35 @@ def test_replicas_train_one_at_a_time(
     with TestClient(restarted) as client:
         assert client.post("/v1/train", headers=AUTH).status_code == 202
         assert restarted.state.trainer.wait(120).status == "succeeded"
+
+
+def test_a_claims_end_an_outage_kept_out_is_written_once_the_store_answers(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else other replicas would take the training as running for the whole lease (an hour by default)."""
+    from graph_store import StoreUnavailableError
+
+    world, paths = fitted
+    app = _replica(store, world, paths["gnn"])
+
+    def ended() -> list[str]:
+        return [c.key for c in store.changes_since(store.pruned_through(), limit=10_000) if c.kind == TRAINING_ENDED]
+
+    with TestClient(app):
+        lease = app.state.trainer.lease
+        tid = lease.claim()
+        real = store.record_change
+
+        def down(change: Change) -> None:
+            raise StoreUnavailableError("the store is down")
+
+        monkeypatch.setattr(store, "record_change", down)
+        lease.release(tid)  # logged, not raised: the training's outcome is reported all the same
+        with pytest.raises(StoreUnavailableError):
+            lease.retry_releases()  # still down: the follower's next tick tries again
+        monkeypatch.setattr(store, "record_change", real)
+        assert tid not in ended()
+        assert lease.retry_releases() == 1 and tid in ended()
+        assert lease.retry_releases() == 0
