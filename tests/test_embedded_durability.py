@@ -117,3 +117,18 @@ def test_a_store_that_cannot_write_is_unavailable_for_every_write_not_a_crash(tm
             other.close()
         assert store.has_node(LLM, "m") and not store.has_node(LLM, "n")
         assert store.delete_node(LLM, "m") >= 0 and not store.has_node(LLM, "m")  # works again once it is free
+
+
+def test_a_store_file_removed_or_replaced_while_open_is_unavailable_not_written_blind(tmp_path: Path) -> None:
+    from graph_store import GraphBatch, LLMNode, StoreUnavailableError
+
+    path = tmp_path / "graph.db"
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(llms=[LLMNode("m", "a model", 1.0, 1.0)]))
+        path.rename(tmp_path / "moved.db")  # (an operator's rm, or a backup restored over it by mv)
+        with pytest.raises(StoreUnavailableError, match="removed or replaced since it was opened"):
+            store.write(GraphBatch(llms=[LLMNode("n", "another", 1.0, 1.0)]))  # was acknowledged, then lost
+        with pytest.raises(StoreUnavailableError, match="removed or replaced"):
+            store.ping()  # /ready says so
+        (tmp_path / "moved.db").rename(path)  # put back: the same file, usable again
+        assert store.has_node(LLM, "m") and not store.has_node(LLM, "n")

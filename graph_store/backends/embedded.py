@@ -18,6 +18,7 @@ it is opened, and new tables (``pending_outcome``) are created if missing.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -135,6 +136,8 @@ class EmbeddedStore(GraphStore):
             )
         self._lock = threading.RLock()
         self._closed = False
+        self._where = self.path.resolve()
+        self._identity = self._file_identity()  # the file opened: removed or replaced later, a call says so
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r})"
@@ -146,11 +149,23 @@ class EmbeddedStore(GraphStore):
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     # ---- plumbing -----------------------------------------------------------------------------------------
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._where)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
                 raise StoreUnavailableError(f"the embedded store {self.path} is closed")
+            if self._file_identity() != self._identity:  # else writes land in a file no later open finds
+                raise StoreUnavailableError(
+                    f"the embedded store {self.path} was removed or replaced since it was opened; restart to open "
+                    "what is there now"
+                )
             try:
                 self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
