@@ -1,10 +1,10 @@
 """Retraining in the background: ``POST /v1/train`` starts it, ``GET /v1/train`` reports on it.
 
-One training at a time, in a daemon thread, the way ``graphrouter train`` does it (cli.cmd_train): a snapshot of
-the store → ``build_world`` → ``ROUTERS[name](**params).fit`` on every query → ``save_checkpoint`` (written to a
-temp file and renamed, so a restart never reads half a checkpoint). The router and its constructor arguments are
-``GRAPHROUTER_TRAIN_ROUTER`` and ``GRAPHROUTER_TRAIN_PARAMS`` (JSON). Then, holding the registry lock (no
-registration can slip in between), the new scorer is synced with the store — candidates registered or deleted
+One training at a time, in a daemon thread, the way ``graphrouter train`` does it (``cli_checkpoint.cmd_train``):
+a snapshot of the store → ``build_world`` → ``ROUTERS[name](**params).fit`` on every query → ``save_checkpoint``
+(written to a temp file and renamed, so a restart never reads half a checkpoint). The router and its constructor
+arguments are ``GRAPHROUTER_TRAIN_ROUTER`` and ``GRAPHROUTER_TRAIN_PARAMS`` (JSON). Then, holding the registry lock
+(no registration can slip in between), the new scorer is synced with the store — candidates registered or deleted
 while it trained are added or dropped — and swapped in under the state's exclusive lock: a route answer comes
 wholly from the old checkpoint or wholly from the new one.
 

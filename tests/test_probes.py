@@ -10,7 +10,7 @@ import pytest
 
 from graph_store import GraphBatch, LLMNode, Task
 from graph_store.backends.embedded import EmbeddedStore
-from graphrouter import cli
+from graphrouter import cli, cli_checkpoint
 from graphrouter.checkpoint import Checkpoint
 from graphrouter.errors import GraphRouterError
 from graphrouter.probes import design_probes, random_probes, task_quota
@@ -76,7 +76,7 @@ def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # t
     with EmbeddedStore(path) as store:
         populate(store, scorer.router.world)
         store.write(GraphBatch(llms=[LLMNode("llm-new", "a new model", 0.1, 0.1)]))
-    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: scorer)
+    monkeypatch.setattr(cli_checkpoint, "_load_scorer", lambda args, store: scorer)
     assert cli.main(["--store", str(path), "probes", "llm-new", "--k", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 4 and set(out[0]) == {"id", "text", "task"}
@@ -96,7 +96,7 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     path = tmp_path / "graph.db"
     with EmbeddedStore(path) as store:
         populate(store, scorer.router.world)
-    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: scorer)
+    monkeypatch.setattr(cli_checkpoint, "_load_scorer", lambda args, store: scorer)
     args = ["--store", str(path), "route", "task-1 a question", "--w-effect", "0.8", "--w-cost", "0.2", "--json"]
     assert cli.main(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -117,7 +117,7 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert cli.main(["--store", str(path), "route", "q", "--task", "task-0"]) == 2
     assert "'task-0' was registered again with another description since the checkpoint" in capsys.readouterr().err
     assert cli.main(["--store", str(path), "route", "q", "--task", "task-1"]) == 0  # as trained
-    monkeypatch.setattr(cli, "_load_scorer", lambda args, store: pytest.fail("loaded for a bad argument"))
+    monkeypatch.setattr(cli_checkpoint, "_load_scorer", lambda args, store: pytest.fail("loaded for a bad argument"))
     both = ["--scenario", "balance", "--w-effect", "1", "--w-cost", "0"]
     for bad in (["--k", "0"], ["--budget", "0"], ["--w-effect", "1", "--w-cost", "-1"], ["--scenario", "fast"], both):
         assert cli.main(["--store", str(path), "route", "q", *bad]) == 2, bad

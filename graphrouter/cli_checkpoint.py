@@ -1,0 +1,187 @@
+"""The ``graphrouter`` commands that work with a checkpoint: ``train`` writes one, ``route`` and ``probes`` load one
+and answer as a service started now would (:mod:`graphrouter.cli` parses the command line and runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from graph_store import GraphStore
+from graphrouter.errors import GraphRouterError
+
+if TYPE_CHECKING:
+    from graphrouter.scorer import Scorer
+
+
+def default_router() -> str:
+    from graphrouter.routers import ROUTERS
+
+    return "gnn" if "gnn" in ROUTERS else "best_per_task"
+
+
+def _check_writable(path: Path) -> None:
+    """A :class:`GraphRouterError` now if a file cannot be written at ``path`` (its folder is created if missing)."""
+    if path.is_dir():
+        raise GraphRouterError(f"cannot write {path}: it is a directory; give a file, e.g. {path / 'checkpoint.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise GraphRouterError(f"cannot write {path}: permission denied (give --checkpoint, or GRAPHROUTER_CHECKPOINT)")
+
+
+def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
+    import time
+
+    import numpy as np
+    import torch
+
+    from graphrouter.checkpoint import save_checkpoint
+    from graphrouter.embeddings import Embedder
+    from graphrouter.errors import GraphRouterError
+    from graphrouter.routers import build_router
+    from graphrouter.world import build_world
+
+    if args.threads < 1:
+        raise GraphRouterError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    name = args.router or default_router()
+    try:
+        params = json.loads(args.params)
+    except ValueError as exc:
+        raise GraphRouterError(f"--params do not fit the {name!r} router: {exc}") from None
+    unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
+    _check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
+    snap = store.snapshot()
+    if len(snap.nodes["Query"]) == 0:
+        raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
+    t0 = time.perf_counter()
+    embedder = Embedder(args.embedding_model, cache_path=args.embedding_cache, backend=args.embedding_backend)
+    world = build_world(snap, embedder, progress=sys.stderr.isatty())
+    print(
+        f"world: {world.data.n_queries:,} queries, {world.data.n_candidates} candidates "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+    t1 = time.perf_counter()
+    router = unfitted.fit(world, np.arange(world.data.n_queries))
+    ckpt = save_checkpoint(router, embedder.model_name, args.checkpoint)
+    print(f"trained {name} in {time.perf_counter() - t1:.0f} s; checkpoint {ckpt.version} → {args.checkpoint}")
+
+
+def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
+    from graphrouter.loading import attach_scorer, load_scorer
+    from graphrouter.outcome_feed import learn_stored
+
+    scorer = load_scorer(
+        args.checkpoint,
+        args.embedding_model,
+        strict_store=store,
+        cache_path=args.embedding_cache,
+        backend=args.embedding_backend,
+    )
+    trained = set(scorer.candidates)
+    attached = attach_scorer(scorer, store, str(args.checkpoint))
+    learn_stored(scorer, store, counts=attached.outcome_counts)  # as a service started now would: the same answers
+    gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
+    if gone:
+        print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)
+    skipped = attached.skipped
+    if skipped:
+        print(
+            f"note: {', '.join(skipped)} not routable by the {scorer.router.name!r} router until retrained",
+            file=sys.stderr,
+        )
+    return scorer
+
+
+def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
+    from graph_store import TASK, Task
+    from graphrouter.errors import GraphRouterError
+    from graphrouter.rewards import scenario_weights
+
+    # what needs no model is checked before loading it (seconds)
+    weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
+    if weights is not None and None in weights:
+        raise GraphRouterError("give both --w-effect and --w-cost")
+    if weights is not None and args.scenario is not None:
+        raise GraphRouterError("give --scenario or --w-effect/--w-cost, not both")
+    if not args.query.strip():
+        raise GraphRouterError("the query is empty")
+    scenario_weights(None if weights else args.scenario, weights)
+    if args.k < 1:
+        raise GraphRouterError(f"--k must be at least 1, got {args.k}")
+    if args.budget is not None and not args.budget > 0:
+        raise GraphRouterError(f"--budget must be > 0 USD, got {args.budget}")
+    candidates = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
+    if candidates == []:
+        raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
+    scorer = _load_scorer(args, store)
+    stored = store.get_nodes(TASK, [args.task]).get(args.task) if args.task is not None else None
+    if isinstance(stored, Task) and (
+        args.task not in scorer.tasks or scorer.redescribed({stored.name: stored.description})
+    ):
+        when = (
+            "registered after" if args.task not in scorer.tasks else "registered again with another description since"
+        )
+        raise GraphRouterError(
+            f"task {args.task!r} was {when} the checkpoint was trained; retrain (graphrouter train) to "
+            "route with it, or leave out --task to have it inferred"
+        )
+    result = scorer.top_k(
+        args.query,
+        task=args.task,
+        k=args.k,
+        scenario=None if weights else args.scenario,
+        weights=weights,
+        budget=args.budget,
+        candidates=candidates,
+    )
+    if args.json:
+        from dataclasses import asdict
+
+        from graphrouter.scorer import significant
+
+        out = asdict(result)  # in the shape of POST /v1/route's answer
+        out["weights"] = dict(zip(("w_effect", "w_cost"), result.weights, strict=True))
+        del out["extra_cost"]
+        for c in out["candidates"]:  # as the API gives them: 12 significant digits
+            c.update({f: significant(c[f]) for f in ("effect", "cost", "utility")})
+        print(json.dumps(out, indent=2))
+        return
+    how = "inferred" if result.task_inferred else "given"
+    print(
+        f"task: {result.task} ({how}); weights effect={result.weights[0]:g} cost={result.weights[1]:g}; "
+        f"checkpoint {result.checkpoint}"
+    )
+    print(f"  {'#':>2}  {'candidate':<34} {'effect':>7} {'cost (USD)':>12} {'utility':>8}")
+    for i, r in enumerate(result.candidates, 1):
+        print(f"  {i:>2}  {r.name:<34} {r.effect:>7.3f} {r.cost:>12.3g} {r.utility:>8.3f}")
+
+
+def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
+    from graph_store import AGENT, LLM
+    from graphrouter.errors import GraphRouterError
+    from graphrouter.probes import MAX_PROBES, MAX_SEED
+
+    kind = LLM if store.has_node(LLM, args.name) else AGENT if store.has_node(AGENT, args.name) else None
+    if kind is None:
+        raise GraphRouterError(f"no LLM or agent named {args.name!r} in the store; register it first")
+    if not 1 <= args.k <= MAX_PROBES:
+        raise GraphRouterError(f"--k must be between 1 and {MAX_PROBES}, got {args.k}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise GraphRouterError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
+    scorer = _load_scorer(args, store)
+    answered = [o.query_id for o in store.outcomes(kind, target=args.name)]
+    probes = scorer.probes(args.name, args.k, args.seed, answered)
+    if args.json:
+        print(json.dumps([{"id": p.id, "text": p.text, "task": p.task} for p in probes], indent=2))
+        return
+    print(f"{len(probes)} probe(s) for {args.name}: run it on these, then import its outcomes on them")
+    for p in probes:
+        text = " ".join(p.text.split())
+        print(f"  {p.id:<24} {p.task:<28} {text[:70] + ('…' if len(text) > 70 else '')}")
