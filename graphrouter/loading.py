@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, Task, billed_since
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
@@ -162,7 +160,7 @@ def changed_since_training(
     changed: list[str] = []
     undated: set[str] = set()
     kept = stored_outcome_counts(store) if counts is None else counts
-    trained_with = np.count_nonzero(~np.isnan(data.effect), axis=0)
+    trained_with = data.observed_counts()
     for name, c in trained.items():
         node = stored.get(name)
         # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now

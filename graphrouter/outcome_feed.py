@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
 from graph_store.changes import UTC_SECOND, now
 from graphrouter.errors import GraphRouterError
+from graphrouter.loading import stored_outcome_counts
 from graphrouter.online import REFIT_ROWS, in_snapshot
 from graphrouter.scorer import Scorer
 
@@ -136,7 +135,7 @@ def _uncounted(scorer: Scorer, trained: dict[str, str], recent: list[Outcome], c
     a candidate's outcomes whole only then."""
     data = scorer.router.world.data
     column = {name: j for j, name in enumerate(data.candidates)}
-    in_world = np.count_nonzero(np.isfinite(data.effect), axis=0)
+    in_world = data.observed_counts()
     seen = in_snapshot(scorer.router, [(o.query_id, o.target) for o in recent])
     new = Counter(o.target for o, old in zip(recent, seen, strict=True) if not old)
     return [n for n in trained if n in column and counts.get(n, 0) > in_world[column[n]] + new[n]]
@@ -174,7 +173,7 @@ def learn_stored(
         for kind in sorted(set(trained.values())):  # one read per kind, of what changed since the snapshot
             recent += [o for o in store.outcomes(kind, observed_since=before(since)) if o.target in trained]
         if counts is None and trained:
-            counts = {n: c for kind in sorted(set(trained.values())) for n, c in store.outcome_counts(kind).items()}
+            counts = stored_outcome_counts(store)
         whole = _uncounted(scorer, trained, recent, counts or {})
         if whole:
             log.info("outcomes of %s read whole: the store holds more than their snapshot and recent ones", whole)

@@ -48,6 +48,10 @@ class RoutingData:
         """Agent column → the column of its LLM, for agents whose LLM is a candidate."""
         return {int(a): int(b) for a, b in enumerate(self.candidate_backing) if b >= 0}
 
+    def observed_counts(self) -> np.ndarray:
+        """(C,) how many outcomes of each candidate the matrices hold (over every query: the snapshot's)."""
+        return np.count_nonzero(np.isfinite(self.effect), axis=0)
+
     @property
     def n_queries(self) -> int:
         return len(self.query_keys)
