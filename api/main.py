@@ -93,6 +93,7 @@ def create_app(
             if getattr(app.state, "batcher", None) is not None:
                 await run_in_threadpool(app.state.batcher.close)
                 app.state.batcher = None
+            await run_in_threadpool(app.state.trainer.shutdown)  # its claim ended while the store is open
             await run_in_threadpool(follower.stop)
             app_metrics.follow(None)  # not kept (with the state it holds) until a next start
             await upstreams.aclose()

@@ -15,7 +15,8 @@ priority: niced, it got almost no CPU while 8 clients routed on 2 cores, and did
 (issue 12); at equal priority it shares the cores and routing keeps its own share.
 It embeds with its own embedder instance (same model, same cache file), because the
 embedder holds a lock while it encodes: the request path must not wait behind thousands of training texts.
-A failed training leaves the serving scorer and the checkpoint file as they were; ``GET /v1/train`` says why.
+A failed training leaves the serving scorer and the checkpoint file as they were; ``GET /v1/train`` says why. A
+service that stops while it trains abandons the training (:meth:`Trainer.shutdown`).
 Publishing: the checkpoint path is shared by every replica; once the file is in place, a ``checkpoint`` change
 record names its version, and each other replica loads and swaps it in (api/replication.py).
 """
@@ -45,6 +46,7 @@ from graph_store.changes import now as utc_now
 from graphrouter.embeddings import DEFAULT_MODEL
 from graphrouter.errors import GraphRouterError
 from graphrouter.loading import make_embedder
+from graphrouter.paths import check_writable
 from graphrouter.scorer import Scorer
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ IDLE, RUNNING, SUCCEEDED, FAILED = "idle", "running", "succeeded", "failed"
 
 
 class TrainConfigError(GraphRouterError):
-    """GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS do not make a router (a server misconfiguration)."""
+    """GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS do not make a router, or GRAPHROUTER_CHECKPOINT cannot be
+    written (a server misconfiguration)."""
 
 
 def train_router_from(settings: Settings) -> Router:
@@ -112,6 +115,8 @@ class Trainer:
         self.lease = lease  # replicas train one at a time (None: this replica alone decides)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._claim: str | None = None  # the running training's claim on the lease, ended once (by it or shutdown)
+        self._abandoned = False  # the service shut down while it ran: it publishes nothing
         settings = state.settings
         self._status = TrainStatus(router=settings.train_router, params=dict(settings.train_params))
 
@@ -130,17 +135,20 @@ class Trainer:
                     f"a training is already running (started {self._status.started_at}); GET /v1/train for its status"
                 )
             router = self.make_router()
+            try:  # where the checkpoint goes: not found out after the fitting
+                check_writable(self.state.settings.checkpoint, "set GRAPHROUTER_CHECKPOINT to a writable path")
+            except GraphRouterError as exc:
+                raise TrainConfigError(str(exc)) from None
             self.state.get_store().ping()
             claim = self.lease.claim() if self.lease is not None else None  # 409 if another replica trains
+            self._claim, self._abandoned = claim, False
             self._status = TrainStatus(
                 status=RUNNING,
                 router=router.name,
                 params=dict(self.state.settings.train_params),
                 started_at=utc_now(),
             )
-            self._thread = threading.Thread(
-                target=self._run, args=(router, claim), name="graphrouter-train", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, args=(router,), name="graphrouter-train", daemon=True)
             self._thread.start()
             return self._status
 
@@ -151,24 +159,48 @@ class Trainer:
             thread.join(timeout)
         return self._status
 
+    def shutdown(self) -> None:
+        """The service is stopping (its lifespan's end, before the store closes): a running training is abandoned
+        (reported as failed; it publishes no checkpoint) and its claim ended now, so that other replicas do not take
+        it as running for the whole lease. Its thread, a daemon, ends with the process."""
+        with self._lock:
+            if self._status.status != RUNNING:
+                return
+            self._abandoned = True
+            self._status = replace(
+                self._status, status=FAILED, finished_at=utc_now(), error="abandoned: the service shut down"
+            )
+        log.warning("the service is shutting down: the running training is abandoned")
+        self.state.metrics.training_runs.labels(result=FAILED).inc()
+        self._release()
+
+    def _release(self) -> None:
+        """End the running training's claim, once (the training's end and a shutdown may both ask)."""
+        with self._lock:
+            claim, self._claim = self._claim, None
+        if claim is not None and self.lease is not None:
+            self.lease.release(claim)
+
     def _finish(self, **changes: Any) -> None:
         with self._lock:
-            self._status = replace(self._status, finished_at=utc_now(), **changes)
+            if not self._abandoned:  # else shutdown() reported it
+                self._status = replace(self._status, finished_at=utc_now(), **changes)
 
-    def _run(self, router: Router, claim: str | None = None) -> None:
+    def _run(self, router: Router) -> None:
         try:
             self._run_training(router)
         finally:
-            if claim is not None and self.lease is not None:
-                self.lease.release(claim)
+            self._release()
 
     def _run_training(self, router: Router) -> None:
         t0 = time.perf_counter()
         try:
             version, n_queries, n_candidates = self._train(router)
         except Exception as exc:  # reported by GET /v1/train; the serving scorer is untouched
-            log.exception("training failed")
             release_memory()
+            if self._abandoned:
+                return
+            log.exception("training failed")
             self.state.metrics.training_runs.labels(result=FAILED).inc()
             self._finish(status=FAILED, seconds=round(time.perf_counter() - t0, 3), error=_message(exc))
             return
@@ -200,6 +232,8 @@ class Trainer:
             world = graphrouter.world.build_world(snap, embedder)
             with threadpool_limits(limits=settings.torch_threads or None):
                 router.fit(world, np.arange(world.data.n_queries))
+            if self._abandoned:  # the service shut down meanwhile: its store may be closed, nothing is published
+                raise GraphRouterError("abandoned: the service shut down")
             ckpt = save_checkpoint(router, embedder.model_name, settings.checkpoint)
         finally:
             if own_embedder:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graph_store import GraphStore
-from graphrouter.errors import GraphRouterError
+from graphrouter.paths import check_writable
 
 if TYPE_CHECKING:
     from graphrouter.scorer import Scorer
@@ -21,18 +19,6 @@ def default_router() -> str:
     from graphrouter.routers import ROUTERS
 
     return "gnn" if "gnn" in ROUTERS else "best_per_task"
-
-
-def _check_writable(path: Path) -> None:
-    """A :class:`GraphRouterError` now if a file cannot be written at ``path`` (its folder is created if missing)."""
-    if path.is_dir():
-        raise GraphRouterError(f"cannot write {path}: it is a directory; give a file, e.g. {path / 'checkpoint.pt'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise GraphRouterError(f"cannot write {path}: permission denied (give --checkpoint, or GRAPHROUTER_CHECKPOINT)")
 
 
 def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
@@ -56,7 +42,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     except ValueError as exc:
         raise GraphRouterError(f"--params do not fit the {name!r} router: {exc}") from None
     unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
-    _check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
+    check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
     snap = store.snapshot()
     if len(snap.nodes["Query"]) == 0:
         raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")

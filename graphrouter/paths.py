@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from graphrouter.errors import GraphRouterError
 
 DEFAULT_DIR = Path(".graphrouter")
 DEFAULT_CHECKPOINT = DEFAULT_DIR / "checkpoint.pt"
+
+
+def check_writable(path: Path, how: str = "give --checkpoint, or GRAPHROUTER_CHECKPOINT") -> None:
+    """A :class:`GraphRouterError` now if a file cannot be written at ``path`` (its folder is created if missing), so
+    that a training does not find it out after fitting; ``how``: how the user names another path."""
+    if path.is_dir():
+        raise GraphRouterError(f"cannot write {path}: it is a directory; give a file, e.g. {path / 'checkpoint.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc} ({how})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise GraphRouterError(f"cannot write {path}: permission denied ({how})")

@@ -214,3 +214,54 @@ def test_a_service_without_a_checkpoint_trains_one_and_becomes_ready(
         r = client.post("/v1/route", json={"query": "task-2 hi", "k": 2})
         assert r.status_code == 200 and r.json()["task"] == "task-2", r.text
     assert load_checkpoint(checkpoint, "hash-test").version == done["checkpoint"]
+
+
+def test_a_training_running_when_the_service_stops_is_abandoned_and_its_claim_ended(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else other replicas would take it as running for the whole lease (an hour by default), and it would publish
+    into a store the service has closed (SIGTERM during a training)."""
+    from graph_store.changes import CHECKPOINT, TRAINING_ENDED, TRAINING_STARTED
+
+    world, paths = fitted
+    checkpoint = tmp_path / "serving.pt"
+    shutil.copy(paths["gnn"], checkpoint)
+    before = checkpoint.read_bytes()
+    started, release = hold_world_build(monkeypatch)
+    _store_outcomes(store, world)
+    app = _app(store, world, checkpoint, train_router="gnn", train_params=TINY_GNN)
+
+    def logged(kind: str) -> list[str]:
+        return [c.key for c in store.changes_since(store.pruned_through(), limit=10_000) if c.kind == kind]
+
+    with TestClient(app) as client:
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        assert started.wait(60)
+        assert logged(TRAINING_STARTED) and not logged(TRAINING_ENDED)
+    trainer = app.state.trainer
+    assert trainer.status.status == "failed" and trainer.status.error == "abandoned: the service shut down"
+    assert logged(TRAINING_ENDED) == logged(TRAINING_STARTED)  # ended at the shutdown, the training still held
+    release.set()  # it goes on to its end: nothing published, its claim not ended twice
+    trainer.wait(120)
+    assert trainer.status.error == "abandoned: the service shut down"
+    assert checkpoint.read_bytes() == before and not logged(CHECKPOINT)
+    assert len(logged(TRAINING_ENDED)) == 1
+
+
+def test_a_training_whose_checkpoint_cannot_be_written_is_refused_before_it_fits(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path
+) -> None:
+    world, _ = fitted
+    _store_outcomes(store, world)
+    folder = tmp_path / "ckpt"
+    folder.write_text("a file where the checkpoint's folder should be")  # (chmod does not stop root: CI runs as it)
+    checkpoint = folder / "serving.pt"
+    app = _app(store, world, checkpoint, train_router="knn_task", embedding_model="hash-test")
+    with TestClient(app) as client:
+        r = client.post("/v1/train", headers=AUTH)
+        assert r.status_code == 500 and f"cannot write {checkpoint}: " in r.json()["detail"], r.text
+        assert "GRAPHROUTER_CHECKPOINT" in r.json()["detail"] and client.get("/v1/train").json()["status"] == "idle"
+        folder.unlink()
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        assert app.state.trainer.wait(60).status == "succeeded"
+    assert checkpoint.is_file()

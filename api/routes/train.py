@@ -50,7 +50,10 @@ class NoBody(Strict):
     responses={
         401: {"description": "missing or wrong API key, or no key configured"},
         409: {"description": "a training is already running"},
-        500: {"description": "the server's GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS are wrong"},
+        500: {
+            "description": "the server's GRAPHROUTER_TRAIN_ROUTER / GRAPHROUTER_TRAIN_PARAMS are wrong, or its "
+            "GRAPHROUTER_CHECKPOINT cannot be written"
+        },
         503: {"description": "the store is unavailable"},
     },
 )
