@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _fail(str(exc))
     if workers > 1 and settings.sync_interval <= 0:
         _fail("--workers > 1 needs the workers to follow each other's changes: set GRAPHROUTER_SYNC_INTERVAL above 0")
+    _check_store_is_there(settings.store, settings.checkpoint)
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
@@ -72,6 +73,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_config=log_config,
         workers=workers,
     )
+
+
+def _check_store_is_there(location: str, checkpoint: Path) -> None:
+    """Refuse to serve a checkpoint from an embedded store file that does not exist: the service would create an
+    empty one and route nothing (a mistyped --store or GRAPHROUTER_STORE). Without a checkpoint, an empty store is a
+    start (register, import, then POST /v1/train), and is created."""
+    from graph_store.factory import embedded_path
+
+    path = embedded_path(location)
+    if path is not None and not path.exists() and checkpoint.exists():
+        _fail(
+            f"no store at {path}, and the checkpoint {checkpoint} was trained on one: check --store (or "
+            "GRAPHROUTER_STORE); serving would start on a new, empty store. To start afresh, import the data first "
+            "(graphrouter import …), or move the checkpoint away"
+        )
 
 
 def load_settings(settings_class: type[Any]) -> Any:

@@ -44,6 +44,11 @@ def check_location(location: str) -> None:
         )
 
 
+def embedded_path(location: str) -> Path | None:
+    """The file of an embedded store location (``embedded://`` prefix optional); None for a Neo4j one."""
+    return None if location.startswith(NEO4J_SCHEMES) else Path(location.removeprefix("embedded://"))
+
+
 def default_location() -> str:
     """``GRAPHROUTER_STORE`` if set, else ``NEO4J_URI`` if set, else the embedded file ``.graphrouter/graph.db``."""
     return os.environ.get("GRAPHROUTER_STORE") or os.environ.get("NEO4J_URI") or DEFAULT_STORE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,33 @@ def test_serve_refuses_a_store_location_no_open_could_use(
         api_cli.main(["--store", location, "serve"])
     err = capsys.readouterr().err
     assert end.value.code == 2 and message in err and "secret" not in err, err
+
+
+def test_serve_refuses_a_checkpoint_without_its_store_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --store would otherwise start an empty store beside the checkpoint and route nothing; with no
+    checkpoint, an empty store is how a service starts from nothing (register, import, POST /v1/train)."""
+    from api import cli as api_cli
+
+    for key in ("GRAPHROUTER_STORE", "GRAPHROUTER_EMBEDDING_BACKEND", "GRAPHROUTER_LOAD_IN_BACKGROUND"):
+        monkeypatch.setenv(key, "")  # serve sets these: recorded here so that they are restored after the test
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GRAPHROUTER_CHECKPOINT", "")
+    served: list[str] = []
+    monkeypatch.setattr("api.server.run_server", lambda *a, **k: served.append(os.environ["GRAPHROUTER_STORE"]))
+    checkpoint, store = tmp_path / "checkpoint.pt", tmp_path / "typo.db"
+    checkpoint.write_bytes(b"a checkpoint")
+    with pytest.raises(SystemExit) as end:
+        api_cli.main(["--store", str(store), "serve", "--checkpoint", str(checkpoint)])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and f"error: no store at {store}, and the checkpoint {checkpoint}" in err, err
+    assert not store.exists() and not served
+    api_cli.main(["--store", f"embedded://{store}", "serve", "--checkpoint", str(tmp_path / "none.pt")])
+    assert served == [f"embedded://{store}"]
+    store.touch()
+    api_cli.main(["--store", str(store), "serve", "--checkpoint", str(checkpoint)])
+    assert served[-1] == str(store)
 
 
 def test_serve_refuses_a_bad_timeout_in_the_bolt_location(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
