@@ -40,7 +40,7 @@ from api.registry import CandidateRegistry
 from api.settings import Settings
 from api.state import ServiceState
 from api.training_lease import TrainingLease, TrainingRunningError
-from graph_store import ANSWERED_BY, HANDLED_BY
+from graph_store import QUERY
 from graph_store.changes import CHECKPOINT
 from graph_store.changes import now as utc_now
 from graphrouter.embeddings import DEFAULT_MODEL
@@ -221,12 +221,8 @@ class Trainer:
         store = state.get_store()
         with self.registry.lock:  # the outcomes learned online so far are exactly those in the snapshot
             mark, snap = self.registry.outcome_mark(), store.snapshot()
-        if len(snap.nodes["Query"]) == 0 or not any(
-            len(snap.edges[key]) for key in snap.edges if key[1] in (ANSWERED_BY, HANDLED_BY)
-        ):
-            raise GraphRouterError(
-                "the store has no outcomes to learn from; import some (graphrouter import …) or POST /v1/outcomes"
-            )
+        graphrouter.world.check_learnable(snap)
+        router.check_enough(len(snap.nodes[QUERY]))
         embedder, own_embedder = self._embedder()
         try:
             world = graphrouter.world.build_world(snap, embedder)

@@ -27,11 +27,12 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     import numpy as np
     import torch
 
+    from graph_store import QUERY
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.embeddings import Embedder
     from graphrouter.errors import GraphRouterError
     from graphrouter.routers import build_router
-    from graphrouter.world import build_world
+    from graphrouter.world import build_world, check_learnable
 
     if args.threads < 1:
         raise GraphRouterError(f"--threads must be at least 1, got {args.threads}")
@@ -44,8 +45,8 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
     check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
     snap = store.snapshot()
-    if len(snap.nodes["Query"]) == 0:
-        raise GraphRouterError("the store has no queries to learn from; import some first (graphrouter import …)")
+    check_learnable(snap)
+    unfitted.check_enough(len(snap.nodes[QUERY]))
     t0 = time.perf_counter()
     embedder = Embedder(args.embedding_model, cache_path=args.embedding_cache, backend=args.embedding_backend)
     world = build_world(snap, embedder, progress=sys.stderr.isatty())

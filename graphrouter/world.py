@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graph_store import TASK, GraphSnapshot
+from graph_store import ANSWERED_BY, HANDLED_BY, QUERY, TASK, GraphSnapshot
+from graphrouter.errors import GraphRouterError
 from graphrouter.routing_data import RoutingData
 from graphrouter.tokens import count_tokens
 
@@ -81,6 +82,19 @@ def task_text(name: str, description: str) -> str:
 
 def candidate_texts(data: RoutingData) -> list[str]:
     return [f"{name}: {desc}" for name, desc in zip(data.candidates, data.candidate_text, strict=True)]
+
+
+def check_learnable(snapshot: GraphSnapshot) -> None:
+    """A :class:`GraphRouterError` if a store's snapshot has nothing a router could learn from: no query, or no
+    outcome (``graphrouter train`` and ``POST /v1/train`` ask it before embedding anything)."""
+    if len(snapshot.nodes[QUERY]) == 0:
+        raise GraphRouterError(
+            "the store has no queries to learn from; import some (graphrouter import …) or POST /v1/outcomes"
+        )
+    if not any(len(snapshot.edges[key]) for key in snapshot.edges if key[1] in (ANSWERED_BY, HANDLED_BY)):
+        raise GraphRouterError(
+            "the store has no outcomes to learn from; import some (graphrouter import …) or POST /v1/outcomes"
+        )
 
 
 def build_world(snapshot: GraphSnapshot, embedder: Embedder, progress: bool = False) -> World:

@@ -248,6 +248,27 @@ def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: py
     assert f"error: cannot write {tmp_path}: it is a directory" in capsys.readouterr().err
 
 
+def test_train_says_when_a_store_is_too_small_to_learn_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before embedding anything, in one line: a store with no outcome, or fewer queries than the router needs
+    (the GNN's neighbour count and the MLP's validation split gave tracebacks)."""
+    from graph_store import GraphBatch, LLMNode, Outcome, Query, Task
+
+    ckpt, db = tmp_path / "c.pt", tmp_path / "g.db"
+    queries = [Query(f"question {i}", "math", f"q{i}") for i in range(5)]
+    with EmbeddedStore(db) as store:
+        store.write(GraphBatch(tasks=[Task("math")], queries=queries, llms=[LLMNode("a", "an LLM", 1.0, 1.0)]))
+    args = ["--store", str(db), "train", "--checkpoint", str(ckpt)]
+    assert main(args) == 2
+    assert "error: the store has no outcomes to learn from; import some" in capsys.readouterr().err
+    with EmbeddedStore(db) as store:
+        store.write(GraphBatch(outcomes=[Outcome(q.id, "a", 1.0, 0.001) for q in queries]))
+    for router, need in (("gnn", 12), ("mlp", 7)):
+        assert main([*args, "--router", router]) == 2
+        err = capsys.readouterr().err
+        assert f"error: the '{router}' router needs at least {need} training queries, got 5" in err, err
+    assert not ckpt.exists()
+
+
 def test_a_checkpoint_that_cannot_be_renamed_into_place_leaves_no_temp_file(tmp_path: Path) -> None:
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.routers import ROUTERS

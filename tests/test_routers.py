@@ -193,3 +193,19 @@ def test_costs_billed_before_a_price_change_do_not_teach_the_multiplier(tmp_path
         model = CostModel.from_world(build_world(store.snapshot(), HashEmbedder(world)))
         assert model.multiplier[1] == pytest.approx(2.0 ** (20 / 25), rel=1e-6)
         np.testing.assert_allclose(np.delete(model.multiplier, 1), np.delete(stale.multiplier, 1))
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_every_router_learns_from_as_few_queries_as_it_says_and_refuses_fewer_clearly(world_split, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A small store gave tracebacks (the GNN's neighbour count, the MLP's empty validation split): now each router
+    says how many training queries it needs, trainers ask it before embedding, and fit refuses fewer in one line."""
+    world, train, test = world_split
+    router = ROUTERS[name]()
+    need = router.min_queries()
+    assert need >= 1
+    fitted = router.fit(world, train[:need])
+    q = world.features(test[:5], task_given=False)
+    assert np.isfinite(fitted.utility(q, SCENARIOS["balance"])).all()
+    if need > 1:
+        with pytest.raises(GraphRouterError, match=rf"the '{name}' router needs at least {need} training queries, got"):
+            ROUTERS[name]().fit(world, train[: need - 1])

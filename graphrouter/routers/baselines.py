@@ -10,12 +10,22 @@ from graphrouter.rewards import utility
 from graphrouter.routers.base import Router, register
 from graphrouter.world import QueryFeatures, World
 
+VAL_FRAC = 0.15  # the share of the training queries an inner validation split holds out
 
-def inner_split(train_idx: np.ndarray, frac: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+
+def inner_split(train_idx: np.ndarray, frac: float = VAL_FRAC, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A validation split drawn from inside the training queries (never from the evaluated ones)."""
     perm = np.random.default_rng(seed).permutation(train_idx)
     n_val = int(len(perm) * frac)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def inner_split_min(fit_on: int = 1, frac: float = VAL_FRAC) -> int:
+    """The fewest training queries whose :func:`inner_split` holds out at least one and keeps ``fit_on`` to fit on."""
+    n = max(fit_on, 1)
+    while int(n * frac) < 1 or n - int(n * frac) < fit_on:
+        n += 1
+    return n
 
 
 @register
@@ -130,7 +140,7 @@ class KnnRouter(Router):
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         inner, val = inner_split(train_idx)
         best, chosen = np.inf, self.candidate_ks[0]  # kept if validation has no outcome to compare with
-        for k in self.candidate_ks:
+        for k in self.candidate_ks if len(val) else ():
             self.k, self._base = k, inner
             pred = self.predict_effect(self.task_inferer.fill(world.features(val)))
             err = float(np.nanmean((pred - world.data.effect[val]) ** 2))
@@ -178,6 +188,9 @@ class _TorchEffectRouter(Router):
 
     def _net(self, n_in: int, n_out: int) -> torch.nn.Module:
         raise NotImplementedError
+
+    def min_queries(self) -> int:
+        return inner_split_min()  # early stopping needs a validation query
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         torch.manual_seed(self.seed)

@@ -26,6 +26,7 @@ import numpy as np
 from graph_store import AGENT, LLM
 from graphrouter.neighbours import NeighbourIndex
 from graphrouter.routers.base import Router, register
+from graphrouter.routers.baselines import inner_split_min
 from graphrouter.routers.gnn.candidate_list import CandidateList
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
@@ -179,6 +180,9 @@ class GnnRouter(CandidateList, Router):
         self._kinds = tuple(self._kinds)
 
     # -- training --
+    def min_queries(self) -> int:
+        return inner_split_min(self.k_sim + 1)  # each member's fitting queries need k_sim neighbours among them
+
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         data = world.data
         self._candidates = tuple(data.candidates)

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from graphrouter.routers.baselines import inner_split
+from graphrouter.routers.baselines import VAL_FRAC, inner_split
 from graphrouter.routers.gnn.graph import (
     Candidates,
     QueryNodes,
@@ -194,7 +194,7 @@ def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     emb, effect = data.nodes.emb, data.cands.effect
-    pool, val = inner_split(np.arange(len(effect)), 0.15, seed)
+    pool, val = inner_split(np.arange(len(effect)), VAL_FRAC, seed)
 
     # the validation graph: pool stored, validation queries cold; also fixes the model's metadata and sizes
     val_nb = (*stored_neighbours(emb, pool, recipe.k_sim), *nearest_stored(emb, emb[val], pool, recipe.k_pair))
