@@ -68,7 +68,14 @@ def cmd_import(args: argparse.Namespace, store: GraphStore) -> None:
         written = ingest.import_llms(store, args.file, update=args.update)
     else:
         llms = ingest.read_llm_catalogue(args.llms) if args.llms else None
-        written = ingest.import_outcomes(store, args.file, llms=llms, default_source=args.source, update=args.update)
+        steps = ingest.IMPORT_STEPS - (1 if args.update else 0)
+        progress = StepProgress(total=steps, desc=f"import {Path(args.file).name}")
+        try:
+            written = ingest.import_outcomes(
+                store, args.file, llms=llms, default_source=args.source, update=args.update, progress=progress
+            )
+        finally:
+            progress.close()
     _print_counts(written)
 
 

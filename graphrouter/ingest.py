@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from graphrouter.data_files import Row, read_json, read_jsonl, read_rows
 from graphrouter.errors import DataFileError
 from graphrouter.model_names import reserved_name
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
+
+IMPORT_STEPS = 4  # the steps import_outcomes tells its progress of (3 with update: nothing to compare)
 
 MAX_REPORTED_ERRORS = 5
 
@@ -237,10 +239,14 @@ def import_outcomes(
     default_source: str = "",
     update: bool = False,
     of: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Import an outcomes file (and optionally a catalogue of LLMs in the same atomic batch). A stored query or LLM
     that it would change is refused unless ``update`` (:func:`refuse_changes`). ``of``: the file holds this LLM's
-    outcomes only (``register-llm --outcomes``); a row of another is refused."""
+    outcomes only (``register-llm --outcomes``); a row of another is refused. ``progress``: told each of its
+    :data:`IMPORT_STEPS` steps as it starts."""
+    say = progress or (lambda _message: None)
+    say(f"reading {Path(path).name}")
     rows = read_rows(path)
     if of is not None and (others := [(n, r) for n, r in rows if r.get("agent") is not None or r.get("llm") != of]):
         line, row = others[0]
@@ -249,6 +255,7 @@ def import_outcomes(
             f"{len(others)} row(s) are not outcomes of {of!r} (line {line}: {row.get('llm', row.get('agent'))!r}); "
             "give this LLM's rows only, or import the others with `graphrouter import outcomes`",
         )
+    say(f"validating {len(rows):,} rows")
     stored = {m.name: m for m in store.list_nodes(LLM) if isinstance(m, LLMNode)}
     catalogue = {**stored, **{m.name: m for m in llms or []}}
     agents = {a.key: a.llm for a in store.list_nodes(AGENT) if isinstance(a, Agent)}
@@ -256,7 +263,9 @@ def import_outcomes(
     prepared = build_outcome_batch(rows, path, catalogue, set(agents), stored_tasks, default_source)
     prepared.batch.llms = list(llms or [])
     if not update:
+        say("comparing with the stored queries and LLMs")
         refuse_changes(store, prepared.batch, path, stored)
+    say(f"writing {len(prepared.batch):,} records (one transaction)")
     return write_logged(store, prepared.batch, stored, agents)
 
 

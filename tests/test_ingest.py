@@ -64,8 +64,15 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_outcomes_import_in_every_format(embedded: GraphStore, catalogue: Path, tmp_path: Path, suffix: str) -> None:
     import_llms(embedded, catalogue)
-    written = import_outcomes(embedded, write_rows(tmp_path / f"rows{suffix}", ROWS))
+    steps: list[str] = []  # the CLI's progress bar (MMLU-Pro's 369,624 rows take ~20 s)
+    written = import_outcomes(embedded, write_rows(tmp_path / f"rows{suffix}", ROWS), progress=steps.append)
     assert written["outcomes"] == 3 and written["queries"] == 2
+    assert steps == [
+        f"reading rows{suffix}",
+        "validating 3 rows",
+        "comparing with the stored queries and LLMs",
+        "writing 7 records (one transaction)",
+    ]
     c = embedded.counts()
     assert (c["Task"], c["Query"], c["LLM"], c["ANSWERED_BY"], c["OF_TASK"]) == (2, 2, 2, 3, 2)
     q = query_id("What is 2+2?")
