@@ -53,6 +53,16 @@ def test_gnn_learns_the_world_clearly_better_than_random() -> None:
     assert got["gnn"] > got["random"] + 0.15, got
 
 
+def test_fewer_episodes_than_eval_every_still_keep_the_trained_weights() -> None:
+    """The last episode is evaluated too: with max_episodes below eval_every (10) no validation ran and the
+    starting weights were served (an audit saw 0.976 predicted where every outcome was 0)."""
+    world = make_world(per_task=30)
+    train, _ = split(world)
+    gnn = GnnRouter(seeds=(0,), max_episodes=5, eval_every=10).fit(world, train)
+    member = gnn.members[0]
+    assert member.episodes == 5 and np.isfinite(member.best_val), member.best_val
+
+
 def test_a_new_strong_llm_is_routed_to_without_retraining(star_world) -> None:  # type: ignore[no-untyped-def]
     train, test = split(star_world)
     without = star_world.select_candidates(np.arange(5))

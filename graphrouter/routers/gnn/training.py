@@ -189,8 +189,8 @@ def evaluate(model: HeteroRouterGNN, graph: HeteroData, rows: np.ndarray, pair: 
 
 
 def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
-    """Train one member: episodes until ``max_episodes`` or ``patience`` evaluations without improvement; the
-    weights of the best validation loss are kept. Shows a progress bar per seed on a terminal."""
+    """Train one member: episodes until ``max_episodes`` or ``patience`` evaluations without improvement (every
+    ``eval_every`` episodes and at the last); the weights of the best validation loss are kept. Shows a progress bar per seed on a terminal."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     emb, effect = data.nodes.emb, data.cands.effect
@@ -221,8 +221,8 @@ def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
     for ep in bar:
         train_loss = train(model, optimizer, sample, effect)
         episodes = ep
-        if ep % recipe.eval_every:
-            continue
+        if ep % recipe.eval_every and ep < recipe.max_episodes:  # the last episode is evaluated too: with fewer
+            continue  # than eval_every episodes the starting weights were kept, an untrained model served
         loss = evaluate(model, val_graph, val, val_pair_t, val_y, val_w)
         if loss < best - 1e-4:
             best, best_state, bad = loss, copy.deepcopy(model.state_dict()), 0
