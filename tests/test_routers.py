@@ -209,3 +209,25 @@ def test_every_router_learns_from_as_few_queries_as_it_says_and_refuses_fewer_cl
     if need > 1:
         with pytest.raises(GraphRouterError, match=rf"the '{name}' router needs at least {need} training queries, got"):
             ROUTERS[name]().fit(world, train[: need - 1])
+
+
+@pytest.mark.parametrize("name", ["best_single", "best_per_task", "knn", "knn_task", "mlp", "mf"])
+def test_a_candidate_without_outcomes_is_ranked_last_by_the_baselines_not_nan(name: str) -> None:
+    """best_per_task gave NaN (which argmax picks, and JSON cannot hold), mlp/mf an untrained guess that ranked it
+    above candidates with outcomes. The GNN routes such a candidate from its description instead (tests/test_gnn.py),
+    and the bandits (linucb, epsilon_greedy) try an arm they know nothing of on purpose."""
+    world = make_world(per_task=40)
+    world.data.effect[:, 4] = np.nan  # the dearest LLM: no outcome at all
+    world.data.cost[:, 4] = np.nan
+    world.data.effect[:, 1] = np.nan  # one with outcomes only outside task 0... except that its column is cheap
+    train, test = split(world)
+    world.data.effect[train[world.data.query_task[train] != 0], 1] = 1.0  # ... and perfect on the other tasks
+    router = ROUTERS[name]().fit(world, train)
+    q = world.features(test, task_given=True)
+    for scenario, weights in SCENARIOS.items():
+        u = router.utility(q, weights)
+        assert np.isfinite(u).all(), (name, scenario)
+        assert (router.choose(q, weights) != 4).all(), (name, scenario)
+        others = np.delete(u, 4, axis=1).min(axis=1)
+        assert (u[:, 4] <= others).all(), (name, scenario)  # ranked last
+    assert np.isfinite(router.predict_effect(router.task_inferer.fill(q))).all()

@@ -71,9 +71,17 @@ class _TrainUtilityRouter(Router):
         self._effect = world.data.effect[train_idx]
         self._task = world.data.query_task[train_idx]
 
-    def _mean_utility(self, weights: tuple[float, float], rows: np.ndarray) -> np.ndarray:
+    def _mean_utility(
+        self, weights: tuple[float, float], rows: np.ndarray, fallback: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each candidate's mean observed utility on ``rows``; where it has no outcome there, ``fallback`` (its mean
+        on every training query), else the lowest utility there is, an effect of 0 at the dearest cost: a candidate
+        with no outcome at all is ranked last (it used to be NaN, which argmax picks and JSON cannot hold)."""
         u = utility(self._effect[rows], self._cost_norm[rows], weights)
-        return np.nanmean(u, axis=0) if rows.any() else np.zeros(u.shape[1])
+        seen = np.isfinite(u).any(axis=0)
+        out = np.full(u.shape[1], -weights[1]) if fallback is None else fallback.copy()
+        out[seen] = np.nanmean(u[:, seen], axis=0)
+        return out
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         return self._table(q, (1.0, 0.0))
@@ -89,7 +97,9 @@ class _TrainUtilityRouter(Router):
                 self._mean_utility(weights, np.ones(len(self._task), bool)), (len(q), self._effect.shape[1])
             )
         q = self.task_inferer.fill(q)
-        table = np.stack([self._mean_utility(weights, self._task == t) for t in range(len(self.world.data.task_names))])
+        overall = self._mean_utility(weights, np.ones(len(self._task), bool))
+        tasks = range(len(self.world.data.task_names))
+        table = np.stack([self._mean_utility(weights, self._task == t, overall) for t in tasks])
         return table[q.task]
 
 
@@ -218,10 +228,15 @@ class _TorchEffectRouter(Router):
                 break
         self.net.load_state_dict(state)
         self.net.eval()
+        self._unseen = ~np.isfinite(data.effect[train_idx]).any(axis=0)  # columns the net never learned
 
     @torch.no_grad()
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
-        return torch.sigmoid(self.net(self._x(q.embedding, q.task))).numpy()
+        effect = torch.sigmoid(self.net(self._x(q.embedding, q.task))).numpy()
+        unseen = getattr(self, "_unseen", None)  # (checkpoints from before it: none)
+        if unseen is not None and len(unseen) == effect.shape[1] and unseen.any():
+            effect[:, unseen] = 0.0  # no outcome to learn from: ranked last, as the other baselines do
+        return effect
 
 
 @register

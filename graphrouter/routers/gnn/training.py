@@ -190,7 +190,8 @@ def evaluate(model: HeteroRouterGNN, graph: HeteroData, rows: np.ndarray, pair: 
 
 def fit_member(data: TrainingSet, recipe: Recipe, seed: int) -> Member:
     """Train one member: episodes until ``max_episodes`` or ``patience`` evaluations without improvement (every
-    ``eval_every`` episodes and at the last); the weights of the best validation loss are kept. Shows a progress bar per seed on a terminal."""
+    ``eval_every`` episodes and at the last); the weights of the best validation loss are kept. Shows a progress
+    bar per seed on a terminal."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     emb, effect = data.nodes.emb, data.cands.effect
