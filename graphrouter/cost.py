@@ -36,6 +36,28 @@ def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.exp(np.clip(log_sum / count, -bound, bound))
 
 
+def covering_range(observed: np.ndarray, cost: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
+    """(T, 2) the observed min–max cost per task (``observed``, from ``cost`` (Q, C)), widened to the candidates'
+    ``predicted`` costs (Q, C) on the task's queries where the observed costs leave a candidate out (none of its
+    outcomes there) or span nothing (all equal, e.g. all 0); predicted alone where none is observed. Else a candidate
+    outside the range got a normalised cost far below 0 or above 1 and its cost swamped its effect (an audit saw
+    utilities of 2 to 3), and with every cost 0 the cost was divided by 1 USD, so cost_first picked the dearest. A
+    task whose outcomes cover every candidate with a spread keeps its observed range (the benchmarks' every task)."""
+    out = np.array(observed, dtype=np.float64, copy=True)
+    task = world.data.query_task
+    for t in range(len(out)):
+        rows = task == t
+        if not rows.any():
+            continue
+        seen = np.isfinite(cost[rows])
+        lo, hi = out[t]
+        if seen.any(axis=0).all() and hi > lo:
+            continue
+        p_lo, p_hi = float(np.min(predicted[rows])), float(np.max(predicted[rows]))
+        out[t] = (min(lo, p_lo), max(hi, p_hi)) if seen.any() else (p_lo, p_hi)
+    return out
+
+
 class CostModel:
     """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
     ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
@@ -72,6 +94,7 @@ class CostModel:
         if world.data.billed_now is not None:  # a cost billed at an LLM's old prices says nothing of its new ones
             ok &= world.data.billed_now
         model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
+        model.task_range = covering_range(model.task_range, world.data.cost, model.cost(world.query_tokens), world)
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:

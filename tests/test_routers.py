@@ -134,6 +134,31 @@ def test_cost_multiplier_is_learned_from_observed_costs() -> None:
     np.testing.assert_allclose(model.cost(world.query_tokens)[:, 1], plain[:, 1] * model.multiplier[1])
 
 
+def test_the_cost_range_covers_every_candidate_where_the_outcomes_do_not() -> None:
+    """A task's normalised cost stays about [0, 1] for every candidate: with every observed cost 0 the cost was
+    divided by 1 USD (cost_first picked the dearest), and a candidate with no outcome on a task outside its observed
+    range got a normalised cost of -3 (utilities of 2 to 3). Where the outcomes cover every candidate with a spread,
+    the range is the observed one, as the benchmarks' reward normalises."""
+    world = make_world(seed=4)
+    data = world.data
+    full = CostModel.from_world(world)
+    np.testing.assert_array_equal(full.task_range, data.task_cost_range())
+    cheap = data.candidate_prices.argmin(axis=0)[0]
+    sparse = make_world(seed=4)
+    sparse.data.cost[sparse.data.query_task == 1, cheap] = np.nan  # the cheapest: no outcome on task 1
+    sparse.data.effect[sparse.data.query_task == 1, cheap] = np.nan
+    free = make_world(seed=4)
+    free.data.cost[:] = 0.0  # costs not recorded
+    for w in (sparse, free):
+        model = CostModel.from_world(w)
+        norm = model.normalise(model.cost(w.query_tokens), w.data.query_task)
+        assert norm.min() >= -1e-9 and norm.max() <= 1 + 1e-9
+        dearest = data.candidate_prices.argmax(axis=0)[0]
+        assert (norm[:, dearest] > norm[:, cheap]).all()
+    untouched = CostModel.from_world(sparse).task_range
+    np.testing.assert_array_equal(np.delete(untouched, 1, axis=0), np.delete(full.task_range, 1, axis=0))
+
+
 def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     """Observed costs teach a candidate added since fitting its multiplier (a query observed again replaces its
     cost); a fitted candidate's multiplier waits for the next fit; removing a column keeps the others' learning."""
