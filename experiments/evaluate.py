@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--probe-draws must be 1 to 10 (draw seeds are 100 apart, each withheld LLM's 1000 apart)")
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.dataset):
+        p.error(f"--dataset names the result files: letters, digits, '.', '_' and '-' only, got {args.dataset!r}")
     if args.import_llms and not args.import_outcomes:
         p.error("--import-llms is the catalogue of --import-outcomes: give both (or --store for an imported store)")
     if args.protocol == "cv" and args.routers != "all":
@@ -117,6 +120,16 @@ def main(argv: list[str] | None = None) -> None:
         run(args, argv)
     except (GraphRouterError, GraphStoreError) as exc:
         fail(str(exc))
+
+
+def check_fold_sizes(routers: list[str], smallest: int) -> None:
+    """Before any fitting: a one-line failure if a router needs more training queries than the smallest fold has."""
+    short = [f"{r} needs {n}" for r in routers if (n := ROUTERS[r]().min_queries()) > smallest]
+    if short:
+        fail(
+            f"the smallest training fold has {smallest} queries, and {', '.join(short)}: use fewer --folds, a store "
+            "with more queries, or --routers without them"
+        )
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> None:
@@ -140,6 +153,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if args.protocol == "cv":
         routers = list(ROUTERS) if args.routers == "all" else args.routers.split(",")
         folds = splits(world, args.split, args.folds)
+        check_fold_sizes(routers, min(len(train) for train, _ in folds))
         label = f"cv{args.folds}" if args.split == "cv" else args.split
         lines = run_cv(
             args.dataset, world, folds, routers, label, lambda train: fit_gnn(world, train, args, "all"), args.out

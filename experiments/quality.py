@@ -38,7 +38,7 @@ class Reliability:
     count: np.ndarray = field(default_factory=lambda: np.zeros(N_BINS, dtype=np.int64))
 
     def add(self, pred: np.ndarray, observed: np.ndarray) -> None:
-        mask = np.isfinite(observed)
+        mask = np.isfinite(observed) & np.isfinite(pred)
         p, y = np.clip(pred[mask], 0.0, 1.0), observed[mask]
         b = np.minimum((p * N_BINS).astype(int), N_BINS - 1)
         self.pred += np.bincount(b, p, N_BINS)

@@ -60,3 +60,24 @@ def test_the_runner_ends_a_bad_import_in_one_line_and_leaves_no_store(tmp_path, 
         with pytest.raises(SystemExit) as end:
             main([*base, *args])
         assert end.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_runner_refuses_what_would_fail_late_before_any_fitting(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    """A --dataset with a '/' failed at the last write (every fit lost), and a fold too small for the GNN after ten
+    routers were fitted."""
+    from experiments.evaluate import main
+
+    llms = tmp_path / "llms.jsonl"
+    llms.write_text('{"name": "a", "description": "x", "input_price": 1, "output_price": 1}\n')
+    rows = tmp_path / "outcomes.csv"
+    rows.write_text("query,task,llm,effect,cost\n" + "".join(f"question {i},t,a,{i % 2},0.1\n" for i in range(20)))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as end:
+        main(["--dataset", "my/set", "--store", str(tmp_path / "x.db"), "--out", str(out), "cv"])
+    assert end.value.code == 2 and "--dataset names the result files" in capsys.readouterr().err
+    base = ["--dataset", "mine", "--store", str(tmp_path / "mine.db"), "--out", str(out), "--folds", "2"]
+    with pytest.raises(SystemExit) as end:
+        main([*base, "--import-llms", str(llms), "--import-outcomes", str(rows), "cv"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and "the smallest training fold has 10 queries, and" in err and "gnn needs 12" in err
+    assert not out.exists() or not any(out.iterdir())
