@@ -7,6 +7,7 @@ LLMs and agents are kept, plus the first ``max_queries`` queries (by key) and th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,25 @@ def to_networkx(snapshot: GraphSnapshot, max_queries: int | None = None) -> nx.D
     return g
 
 
+# what XML 1.0 cannot hold, even escaped (control characters, lone surrogates, U+FFFE/U+FFFF); a stored text may
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(g: nx.DiGraph) -> nx.DiGraph:
+    """``g`` with the characters XML cannot hold replaced by U+FFFD in its text attributes (a query text with a
+    control character made the GraphML file unreadable; the JSON export keeps them). Keys cannot hold them."""
+
+    def clean(value: Any) -> Any:
+        return NOT_XML.sub("\ufffd", value) if isinstance(value, str) else value
+
+    if not any(NOT_XML.search(v) for _, a in g.nodes(data=True) for v in a.values() if isinstance(v, str)):
+        return g
+    out = g.copy()
+    for _, a in out.nodes(data=True):
+        a.update({k: clean(v) for k, v in a.items()})
+    return out
+
+
 def write_export(snapshot: GraphSnapshot, fmt: str, path: str | Path, max_queries: int | None = None) -> Path:
     """Write the graph (or a bounded sample) in ``fmt`` (graphml, json or html) to ``path``."""
     if fmt not in EXPORT_FORMATS:
@@ -70,7 +90,7 @@ def write_export(snapshot: GraphSnapshot, fmt: str, path: str | Path, max_querie
     path.parent.mkdir(parents=True, exist_ok=True)
     g = to_networkx(snapshot, max_queries)
     if fmt == "graphml":
-        nx.write_graphml(g, path)
+        nx.write_graphml(_xml_safe(g), path)
     elif fmt == "json":
         path.write_text(json.dumps(nx.node_link_data(g, edges="edges"), ensure_ascii=False), encoding="utf-8")
     else:

@@ -188,6 +188,19 @@ def test_serve_refuses_a_store_location_no_open_could_use(
     assert end.value.code == 2 and message in err and "secret" not in err, err
 
 
+def test_a_text_with_characters_xml_cannot_hold_still_exports_readable_graphml(tmp_path: Path) -> None:
+    from graph_store import GraphBatch, Query, Task
+
+    db, out = tmp_path / "g.db", tmp_path / "g.graphml"
+    text = "line two \x01 ctrl \ufffe x"
+    with EmbeddedStore(db) as store:
+        store.write(GraphBatch(tasks=[Task("t", "a \x02 task")], queries=[Query(text, "t", "q")]))
+    assert main(["--store", str(db), "export", "--format", "graphml", "-o", str(out)]) == 0
+    g = nx.read_graphml(out)  # was: not well-formed (invalid token)
+    assert g.nodes["Query:q"]["text"] == "line two \ufffd ctrl \ufffd x"
+    assert g.nodes["Task:t"]["description"] == "a \ufffd task" and g.has_edge("Query:q", "Task:t")
+
+
 def test_serve_refuses_a_checkpoint_without_its_store_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
