@@ -282,6 +282,9 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
     except (GraphStoreError, GraphRouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `graphrouter probes … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as exc:  # a file the command writes or reads (a checkpoint, an export) and the system refused
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_USAGE

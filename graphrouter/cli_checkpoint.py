@@ -81,13 +81,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
     if gone:
         print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)
-    skipped = attached.skipped
-    if skipped:
-        print(
-            f"note: {', '.join(skipped)} not routable by the {scorer.router.name!r} router until retrained",
-            file=sys.stderr,
-        )
-    return scorer
+    return scorer  # (candidates the router cannot add are logged by attach_scorer: a warning on stderr)
 
 
 def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
@@ -171,6 +165,10 @@ def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
     probes = scorer.probes(args.name, args.k, args.seed, answered)
     if args.json:
         print(json.dumps([{"id": p.id, "text": p.text, "task": p.task} for p in probes], indent=2))
+        return
+    if not probes:
+        held = f"it has an outcome on every stored query the router holds ({len(answered):,})"
+        print(f"no probes for {args.name}: {held}")
         return
     print(f"{len(probes)} probe(s) for {args.name}: run it on these, then import its outcomes on them")
     for p in probes:

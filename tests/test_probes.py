@@ -88,6 +88,19 @@ def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # t
     capsys.readouterr()
     assert cli.main(["--store", str(path), "probes", "llm-new", "--seed", "-1"]) == 2  # was a numpy traceback
     assert "--seed must be from 0 to 2147483647, got -1" in capsys.readouterr().err
+    assert cli.main(["--store", str(path), "probes", "llm-0", "--k", "3"]) == 0  # it answered every stored query
+    assert "no probes for llm-0: it has an outcome on every stored query" in capsys.readouterr().out  # was "0 probe(s)"
+
+    def closed_pipe(*args: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_probes", closed_pipe)
+    monkeypatch.setattr(cli.sys, "stdout", open(tmp_path / "out.txt", "w"))  # noqa: SIM115 - closed by the test
+    try:
+        assert cli.main(["--store", str(path), "probes", "llm-new"]) == 141  # `… | head`: not "error: Broken pipe"
+    finally:
+        cli.sys.stdout.close()
+    assert capsys.readouterr().err == ""
     with pytest.raises(GraphRouterError, match="seed must be an integer from 0"):
         scorer.probes("llm-new", 3, seed=2**40)
 
