@@ -121,10 +121,15 @@ def _check_columns(path: Path, columns: Sequence[str]) -> None:
     missing = [c for c in ("query", "task", "effect") if c not in have]
     missing += [" or ".join(alt) for alt in (("llm", "agent"), ("cost", "input_tokens")) if not have & set(alt)]
     if missing:
+        hint = ""
+        if any(c != c.strip() for c in columns):
+            hint = " (column names with spaces around them: remove the spaces)"
+        elif len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+            hint = " (one column: the file looks separated by something other than commas; CSV here is comma-separated)"
         raise DataFileError(
             path,
             f"no {', '.join(repr(m) for m in missing)} column{'s' if len(missing) > 1 else ''}; the header has "
-            f"{', '.join(columns)}",
+            f"{', '.join(repr(c) for c in columns)}{hint}",
         )
 
 

@@ -66,6 +66,8 @@ def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
     and optional ``size_b``/``size``. Prices are USD per 1M tokens."""
     path = Path(path)
     entries: list[tuple[int | None, Any, dict[str, Any]]] = []
+    if path.suffix.lower() in (".csv", ".parquet", ".tsv", ".xlsx"):
+        raise DataFileError(path, f"an LLM catalogue is JSON (an object or a list) or JSONL, not {path.suffix}")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         entries = [(n, row.get("name"), row) for n, row in read_jsonl(path)]
     else:

@@ -322,6 +322,19 @@ def test_a_missing_column_is_one_header_error(
     assert "bad row" not in str(err.value) and embedded.counts()["Query"] == 0
 
 
+def test_a_header_error_says_what_is_wrong_with_the_header(embedded: GraphStore, tmp_path: Path) -> None:
+    spaced, semis, catalogue = tmp_path / "spaced.csv", tmp_path / "semis.csv", tmp_path / "llms.csv"
+    spaced.write_text("query, task, llm, effect, cost\nq,t,m,1,0.001\n")
+    semis.write_text("query;task;llm;effect;cost\nq;t;m;1;0.001\n")
+    catalogue.write_text("name,description,input_price,output_price\nm,x,1,1\n")
+    with pytest.raises(DataFileError, match=r"the header has 'query', ' task'.*spaces around them: remove the spaces"):
+        import_outcomes(embedded, spaced)
+    with pytest.raises(DataFileError, match=r"looks separated by something other than commas"):
+        import_outcomes(embedded, semis)
+    with pytest.raises(DataFileError, match=r"an LLM catalogue is JSON \(an object or a list\) or JSONL, not .csv"):
+        import_llms(embedded, catalogue)  # was "malformed JSON"
+
+
 def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     embedded: GraphStore, catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
