@@ -175,6 +175,9 @@ def targets(scores: dict, names: list[str], label: str) -> list[str]:
                 if (label, n, mode, "performance_first") in scores
             }
             for n in ("gnn", "best_per_task"):
+                if n in perf and "best_single" in perf and perf[TOP5] <= perf["best_single"]:
+                    lines.append("  - no gap to close: the best single LLM is as good as the oracle over the top 5")
+                    break
                 if n in perf and "best_single" in perf:
                     gap = oracle_gap_closed(perf[n], perf["best_single"], perf[TOP5])
                     lines.append(
