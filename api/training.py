@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("api")
 
 IDLE, RUNNING, SUCCEEDED, FAILED = "idle", "running", "succeeded", "failed"
+PUBLISH_WAIT_S = 60.0  # how long a shutdown waits for a fitted training to publish its checkpoint
 
 
 class TrainConfigError(GraphRouterError):
@@ -117,6 +118,7 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self._claim: str | None = None  # the running training's claim on the lease, ended once (by it or shutdown)
         self._abandoned = False  # the service shut down while it ran: it publishes nothing
+        self._publishing = False  # it has fitted and publishes: a shutdown waits for it
         settings = state.settings
         self._status = TrainStatus(router=settings.train_router, params=dict(settings.train_params))
 
@@ -141,7 +143,7 @@ class Trainer:
                 raise TrainConfigError(str(exc)) from None
             self.state.get_store().ping()
             claim = self.lease.claim() if self.lease is not None else None  # 409 if another replica trains
-            self._claim, self._abandoned = claim, False
+            self._claim, self._abandoned, self._publishing = claim, False, False
             self._status = TrainStatus(
                 status=RUNNING,
                 router=router.name,
@@ -162,14 +164,22 @@ class Trainer:
     def shutdown(self) -> None:
         """The service is stopping (its lifespan's end, before the store closes): a running training is abandoned
         (reported as failed; it publishes no checkpoint) and its claim ended now, so that other replicas do not take
-        it as running for the whole lease. Its thread, a daemon, ends with the process."""
+        it as running for the whole lease. Its thread, a daemon, ends with the process. One that has fitted and is
+        publishing (checkpoint file, change record, swap) is waited for instead, up to :data:`PUBLISH_WAIT_S`: else
+        the file could be replaced with no change record, or after its claim ended."""
         with self._lock:
             if self._status.status != RUNNING:
                 return
-            self._abandoned = True
-            self._status = replace(
-                self._status, status=FAILED, finished_at=utc_now(), error="abandoned: the service shut down"
-            )
+            publishing = self._publishing
+            if not publishing:
+                self._abandoned = True
+                self._status = replace(
+                    self._status, status=FAILED, finished_at=utc_now(), error="abandoned: the service shut down"
+                )
+        if publishing:  # fitted and being published: let it finish (file, change record, swap) while the store is open
+            log.info("the service is shutting down: the training publishes its checkpoint first")
+            self.wait(PUBLISH_WAIT_S)
+            return
         log.warning("the service is shutting down: the running training is abandoned")
         self.state.metrics.training_runs.labels(result=FAILED).inc()
         self._release()
@@ -228,8 +238,10 @@ class Trainer:
             world = graphrouter.world.build_world(snap, embedder)
             with threadpool_limits(limits=settings.torch_threads or None):
                 router.fit(world, np.arange(world.data.n_queries))
-            if self._abandoned:  # the service shut down meanwhile: its store may be closed, nothing is published
-                raise GraphRouterError("abandoned: the service shut down")
+            with self._lock:  # from here on a shutdown waits for the publishing instead of abandoning it
+                if self._abandoned:  # the service shut down meanwhile: its store may be closed, nothing is published
+                    raise GraphRouterError("abandoned: the service shut down")
+                self._publishing = True
             ckpt = save_checkpoint(router, embedder.model_name, settings.checkpoint)
         finally:
             if own_embedder:

@@ -265,3 +265,37 @@ def test_a_training_whose_checkpoint_cannot_be_written_is_refused_before_it_fits
         assert client.post("/v1/train", headers=AUTH).status_code == 202
         assert app.state.trainer.wait(60).status == "succeeded"
     assert checkpoint.is_file()
+
+
+def test_a_training_publishing_when_the_service_stops_is_waited_for_not_cut_off(
+    store: GraphStore, fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fitted and writing its checkpoint when the service stops: abandoning it then would leave the shared file
+    replaced with no change record for the other replicas (or published after its claim ended)."""
+    import graphrouter.checkpoint
+    from graph_store.changes import CHECKPOINT, TRAINING_ENDED
+
+    world, paths = fitted
+    checkpoint = tmp_path / "serving.pt"
+    shutil.copy(paths["knn_task"], checkpoint)
+    saving, release = threading.Event(), threading.Event()
+    real_save = graphrouter.checkpoint.save_checkpoint
+
+    def slow_save(*args: Any, **kwargs: Any) -> Any:
+        saving.set()
+        assert release.wait(60)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(graphrouter.checkpoint, "save_checkpoint", slow_save)
+    _store_outcomes(store, world)
+    app = _app(store, world, checkpoint, train_router="knn_task")
+    with TestClient(app) as client:
+        assert client.post("/v1/train", headers=AUTH).status_code == 202
+        assert saving.wait(60)
+        threading.Timer(0.5, release.set).start()  # the save ends while the lifespan's shutdown waits for it
+    status = app.state.trainer.status
+    assert status.status == "succeeded" and status.error is None, status
+    logged = store.changes_since(store.pruned_through(), limit=10_000)
+    assert [c.key for c in logged if c.kind == CHECKPOINT] == [status.checkpoint]
+    assert len([c for c in logged if c.kind == TRAINING_ENDED]) == 1
+    assert load_checkpoint(checkpoint, "hash-test").version == status.checkpoint
