@@ -54,12 +54,18 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
         f"world: {world.data.n_queries:,} queries, {world.data.n_candidates} candidates "
         f"({time.perf_counter() - t0:.0f} s)"
     )
-    seen = np.isfinite(world.data.effect).any(axis=0)
-    if unseen := [c for c, s in zip(world.data.candidates, seen, strict=True) if not s]:
-        how = "routes it from its description" if name == "gnn" else "ranks it last (no outcome to learn from)"
-        print(f"note: no outcomes of {', '.join(unseen)}: the {name!r} router {how}", file=sys.stderr)
     t1 = time.perf_counter()
     router = unfitted.fit(world, np.arange(world.data.n_queries))
+    seen = np.isfinite(world.data.effect).any(axis=0)
+    if unseen := [c for c, s in zip(world.data.candidates, seen, strict=True) if not s]:
+        how = (
+            "routes them from their descriptions"
+            if name == "gnn"
+            else "ranks them last"
+            if router.unseen is not None
+            else "has nothing of theirs to learn from"
+        )
+        print(f"note: no outcomes of {', '.join(unseen)}: the {name!r} router {how}", file=sys.stderr)
     ckpt = save_checkpoint(router, embedder.model_name, args.checkpoint)
     print(f"trained {name} in {time.perf_counter() - t1:.0f} s; checkpoint {ckpt.version} → {args.checkpoint}")
 

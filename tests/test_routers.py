@@ -239,20 +239,20 @@ def test_every_router_learns_from_as_few_queries_as_it_says_and_refuses_fewer_cl
 @pytest.mark.parametrize("name", ["best_single", "best_per_task", "knn", "knn_task", "mlp", "mf"])
 def test_a_candidate_without_outcomes_is_ranked_last_by_the_baselines_not_nan(name: str) -> None:
     """best_per_task gave NaN (which argmax picks, and JSON cannot hold), mlp/mf an untrained guess that ranked it
-    above candidates with outcomes. The GNN routes such a candidate from its description instead (tests/test_gnn.py),
-    and the bandits (linucb, epsilon_greedy) try an arm they know nothing of on purpose."""
+    above candidates with outcomes, and an effect of 0 alone still let a cheap one win where cost counts, or tie
+    where every other candidate fails. The GNN routes such a candidate from its description instead
+    (tests/test_gnn.py), and the bandits (linucb, epsilon_greedy) try an arm they know nothing of on purpose."""
     world = make_world(per_task=40)
-    world.data.effect[:, 4] = np.nan  # the dearest LLM: no outcome at all
-    world.data.cost[:, 4] = np.nan
-    world.data.effect[:, 1] = np.nan  # one with outcomes only outside task 0... except that its column is cheap
-    train, test = split(world)
-    world.data.effect[train[world.data.query_task[train] != 0], 1] = 1.0  # ... and perfect on the other tasks
+    data = world.data
+    cheap = int(data.candidate_prices[:, 0].argmin())
+    data.effect[:, cheap] = data.cost[:, cheap] = np.nan  # the cheapest LLM: no outcome at all
+    data.effect[data.query_task == 0] = np.where(np.isnan(data.effect[data.query_task == 0]), np.nan, 0.0)
+    train, test = split(world)  # (on task 0 every other LLM fails: a tie with "no outcome" would be a coin toss)
     router = ROUTERS[name]().fit(world, train)
     q = world.features(test, task_given=True)
     for scenario, weights in SCENARIOS.items():
         u = router.utility(q, weights)
         assert np.isfinite(u).all(), (name, scenario)
-        assert (router.choose(q, weights) != 4).all(), (name, scenario)
-        others = np.delete(u, 4, axis=1).min(axis=1)
-        assert (u[:, 4] <= others).all(), (name, scenario)  # ranked last
+        assert (router.choose(q, weights) != cheap).all(), (name, scenario)
+        assert (u[:, cheap] < np.delete(u, cheap, axis=1).min(axis=1)).all(), (name, scenario)  # strictly last
     assert np.isfinite(router.predict_effect(router.task_inferer.fill(q))).all()

@@ -61,6 +61,8 @@ class Router(ABC):
     learns_online: ClassVar[bool] = False
     # corrections learned online from posted outcomes (set by the scorer; None: predictions as trained)
     online: OnlineLearner | None = None
+    # (C,) the candidates a baseline has no training outcome of, ranked last (rank_unseen_last); None: none
+    unseen: np.ndarray | None = None
 
     def min_queries(self) -> int:
         """The fewest training queries this router can learn from (1 unless it holds some out to validate on)."""
@@ -111,7 +113,17 @@ class Router(ABC):
         minus :meth:`penalty`. Routers whose utility is not built from the predicted effect override this."""
         u = utility(effect, cost_norm, weights)
         penalty = self.penalty(weights, q.task)
-        return u if penalty is None else u - (penalty if penalty.ndim == 2 else penalty[None, :])
+        return self.rank_unseen_last(u if penalty is None else u - (penalty if penalty.ndim == 2 else penalty[None, :]))
+
+    def rank_unseen_last(self, u: np.ndarray) -> np.ndarray:
+        """``u`` (n, C) with the candidates of :attr:`unseen` 1 below the lowest of the others in each row: a router
+        with no outcome of them to learn from ranks them last, whatever their cost (the same array if none)."""
+        unseen = self.unseen
+        if unseen is None or len(unseen) != u.shape[1] or not unseen.any() or unseen.all():
+            return u
+        u = np.array(u, dtype=np.float64, copy=True)
+        u[:, unseen] = u[:, ~unseen].min(axis=1, keepdims=True) - 1.0
+        return u
 
     def penalty(self, weights: tuple[float, float], task: np.ndarray | None = None) -> np.ndarray | None:
         """Utility subtracted from each candidate (e.g. for uncertainty): (C,) whatever the query, or (n, C) for

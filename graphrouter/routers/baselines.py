@@ -70,13 +70,14 @@ class _TrainUtilityRouter(Router):
         self._cost_norm = world.data.cost_norm()[train_idx]
         self._effect = world.data.effect[train_idx]
         self._task = world.data.query_task[train_idx]
+        self.unseen = ~np.isfinite(self._effect).any(axis=0)
 
     def _mean_utility(
         self, weights: tuple[float, float], rows: np.ndarray, fallback: np.ndarray | None = None
     ) -> np.ndarray:
         """Each candidate's mean observed utility on ``rows``; where it has no outcome there, ``fallback`` (its mean
-        on every training query), else the lowest utility there is, an effect of 0 at the dearest cost: a candidate
-        with no outcome at all is ranked last (it used to be NaN, which argmax picks and JSON cannot hold)."""
+        on every training query), else an effect of 0 at the dearest cost, and :meth:`rank_unseen_last` ranks one
+        with no outcome at all last (it used to be NaN, which argmax picks and JSON cannot hold)."""
         u = utility(self._effect[rows], self._cost_norm[rows], weights)
         seen = np.isfinite(u).any(axis=0)
         out = np.full(u.shape[1], -weights[1]) if fallback is None else fallback.copy()
@@ -89,7 +90,7 @@ class _TrainUtilityRouter(Router):
     def combine(
         self, q: QueryFeatures, effect: np.ndarray, cost_norm: np.ndarray, weights: tuple[float, float]
     ) -> np.ndarray:
-        return self._table(q, weights)
+        return self.rank_unseen_last(self._table(q, weights))
 
     def _table(self, q: QueryFeatures, weights: tuple[float, float]) -> np.ndarray:
         if not self.per_task:
@@ -157,6 +158,7 @@ class KnnRouter(Router):
             if err < best:
                 best, chosen = err, k
         self.k, self._base = chosen, train_idx
+        self.unseen = ~np.isfinite(world.data.effect[train_idx]).any(axis=0)
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         data = self.world.data
@@ -228,14 +230,14 @@ class _TorchEffectRouter(Router):
                 break
         self.net.load_state_dict(state)
         self.net.eval()
-        self._unseen = ~np.isfinite(data.effect[train_idx]).any(axis=0)  # columns the net never learned
+        self.unseen = ~np.isfinite(data.effect[train_idx]).any(axis=0)  # columns the net never learned
 
     @torch.no_grad()
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         effect = torch.sigmoid(self.net(self._x(q.embedding, q.task))).numpy()
-        unseen = getattr(self, "_unseen", None)  # (checkpoints from before it: none)
+        unseen = self.unseen
         if unseen is not None and len(unseen) == effect.shape[1] and unseen.any():
-            effect[:, unseen] = 0.0  # no outcome to learn from: ranked last, as the other baselines do
+            effect[:, unseen] = 0.0  # no outcome to learn from: not the net's untrained guess (ranked last)
         return effect
 
 
