@@ -37,24 +37,27 @@ def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
 
 
 def covering_range(observed: np.ndarray, cost: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
-    """(T, 2) the observed min–max cost per task (``observed``, from ``cost`` (Q, C)), widened to the candidates'
-    ``predicted`` costs (Q, C) on the task's queries where the observed costs leave a candidate out (none of its
-    outcomes there) or span nothing (all equal, e.g. all 0); predicted alone where none is observed. Else a candidate
-    outside the range got a normalised cost far below 0 or above 1 and its cost swamped its effect (an audit saw
-    utilities of 2 to 3), and with every cost 0 the cost was divided by 1 USD, so cost_first picked the dearest. A
-    task whose outcomes cover every candidate with a spread keeps its observed range (the benchmarks' every task)."""
+    """(T, 2) the min–max cost per task the reward's normalisation would have if every candidate had answered the
+    task's queries: ``observed`` (T, 2), from ``cost`` (Q, C), widened to the ``predicted`` costs (Q, C) of the
+    candidates with no outcome on the task; the predicted costs of all where the observed ones span nothing (all
+    equal, e.g. recorded as 0, or none). Without it a candidate outside a range observed on others got a normalised
+    cost of -3 and its cost swamped its effect (an audit saw utilities of 2 to 3), and with every cost 0 the cost was
+    divided by 1 USD, so cost_first picked the dearest LLM. A task whose outcomes cover every candidate with a spread
+    (the benchmarks' every task) keeps its observed range."""
     out = np.array(observed, dtype=np.float64, copy=True)
     task = world.data.query_task
     for t in range(len(out)):
         rows = task == t
         if not rows.any():
             continue
-        seen = np.isfinite(cost[rows])
         lo, hi = out[t]
-        if seen.any(axis=0).all() and hi > lo:
-            continue
-        p_lo, p_hi = float(np.min(predicted[rows])), float(np.max(predicted[rows]))
-        out[t] = (min(lo, p_lo), max(hi, p_hi)) if seen.any() else (p_lo, p_hi)
+        missing = ~np.isfinite(cost[rows]).any(axis=0)
+        if hi > lo and np.isfinite(cost[rows]).any():
+            if missing.any():
+                block = predicted[rows][:, missing]
+                out[t] = min(lo, float(block.min())), max(hi, float(block.max()))
+        elif (p_hi := float(np.max(predicted[rows]))) > (p_lo := float(np.min(predicted[rows]))):
+            out[t] = p_lo, p_hi
     return out
 
 

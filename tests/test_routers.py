@@ -135,28 +135,32 @@ def test_cost_multiplier_is_learned_from_observed_costs() -> None:
 
 
 def test_the_cost_range_covers_every_candidate_where_the_outcomes_do_not() -> None:
-    """A task's normalised cost stays about [0, 1] for every candidate: with every observed cost 0 the cost was
-    divided by 1 USD (cost_first picked the dearest), and a candidate with no outcome on a task outside its observed
-    range got a normalised cost of -3 (utilities of 2 to 3). Where the outcomes cover every candidate with a spread,
-    the range is the observed one, as the benchmarks' reward normalises."""
+    """The range a task would have if every candidate had answered it: a candidate with no outcome on a task, outside
+    the range observed on the others, got a normalised cost of -3 (utilities of 2 to 3); with every observed cost 0
+    the cost was divided by 1 USD (cost_first picked the dearest). Where the outcomes cover every candidate with a
+    spread, nothing changes (the benchmarks' reward normalises so)."""
     world = make_world(seed=4)
     data = world.data
     full = CostModel.from_world(world)
     np.testing.assert_array_equal(full.task_range, data.task_cost_range())
-    cheap = data.candidate_prices.argmin(axis=0)[0]
+    plain = full.normalise(full.cost(world.query_tokens), data.query_task)
+    cheap, dearest = int(data.candidate_prices[:, 0].argmin()), int(data.candidate_prices[:, 0].argmax())
+
     sparse = make_world(seed=4)
-    sparse.data.cost[sparse.data.query_task == 1, cheap] = np.nan  # the cheapest: no outcome on task 1
-    sparse.data.effect[sparse.data.query_task == 1, cheap] = np.nan
+    on_1 = sparse.data.query_task == 1
+    sparse.data.cost[on_1, cheap] = sparse.data.effect[on_1, cheap] = np.nan  # the cheapest: none on task 1
+    model = CostModel.from_world(sparse)
+    predicted = model.cost(sparse.query_tokens)
+    norm = model.normalise(predicted, sparse.data.query_task)
+    assert model.task_range[1, 0] == predicted[on_1, cheap].min() < sparse.data.task_cost_range()[1, 0]
+    assert norm[on_1, cheap].min() == 0.0  # was far below 0
+    np.testing.assert_array_equal(norm[~on_1], plain[~on_1])  # the other tasks as before
+
     free = make_world(seed=4)
     free.data.cost[:] = 0.0  # costs not recorded
-    for w in (sparse, free):
-        model = CostModel.from_world(w)
-        norm = model.normalise(model.cost(w.query_tokens), w.data.query_task)
-        assert norm.min() >= -1e-9 and norm.max() <= 1 + 1e-9
-        dearest = data.candidate_prices.argmax(axis=0)[0]
-        assert (norm[:, dearest] > norm[:, cheap]).all()
-    untouched = CostModel.from_world(sparse).task_range
-    np.testing.assert_array_equal(np.delete(untouched, 1, axis=0), np.delete(full.task_range, 1, axis=0))
+    model = CostModel.from_world(free)
+    norm = model.normalise(model.cost(free.query_tokens), free.data.query_task)
+    assert norm.min() >= -1e-9 and norm.max() <= 1 + 1e-9 and (norm[:, dearest] > norm[:, cheap]).all()
 
 
 def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
