@@ -40,7 +40,6 @@ from api.registry import CandidateRegistry
 from api.settings import Settings
 from api.state import ServiceState
 from api.training_lease import TrainingLease, TrainingRunningError
-from graph_store import QUERY
 from graph_store.changes import CHECKPOINT
 from graph_store.changes import now as utc_now
 from graphrouter.embeddings import DEFAULT_MODEL
@@ -231,8 +230,7 @@ class Trainer:
         store = state.get_store()
         with self.registry.lock:  # the outcomes learned online so far are exactly those in the snapshot
             mark, snap = self.registry.outcome_mark(), store.snapshot()
-        graphrouter.world.check_learnable(snap)
-        router.check_enough(len(snap.nodes[QUERY]))
+        router.check_enough(graphrouter.world.check_learnable(snap))
         embedder, own_embedder = self._embedder()
         try:
             world = graphrouter.world.build_world(snap, embedder)

@@ -27,7 +27,6 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     import numpy as np
     import torch
 
-    from graph_store import QUERY
     from graphrouter.checkpoint import save_checkpoint
     from graphrouter.embeddings import Embedder
     from graphrouter.errors import GraphRouterError
@@ -45,8 +44,7 @@ def cmd_train(args: argparse.Namespace, store: GraphStore) -> None:
     unfitted = build_router(name, params, params_setting="--params")  # checked before the (long) embedding
     check_writable(args.checkpoint)  # and where the checkpoint goes: not found out after the training
     snap = store.snapshot()
-    check_learnable(snap)
-    unfitted.check_enough(len(snap.nodes[QUERY]))
+    unfitted.check_enough(check_learnable(snap))
     t0 = time.perf_counter()
     embedder = Embedder(args.embedding_model, cache_path=args.embedding_cache, backend=args.embedding_backend)
     world = build_world(snap, embedder, progress=sys.stderr.isatty())

@@ -84,17 +84,22 @@ def candidate_texts(data: RoutingData) -> list[str]:
     return [f"{name}: {desc}" for name, desc in zip(data.candidates, data.candidate_text, strict=True)]
 
 
-def check_learnable(snapshot: GraphSnapshot) -> None:
-    """A :class:`GraphRouterError` if a store's snapshot has nothing a router could learn from: no query, or no
-    outcome (``graphrouter train`` and ``POST /v1/train`` ask it before embedding anything)."""
+def check_learnable(snapshot: GraphSnapshot) -> int:
+    """How many stored queries have an outcome (what a router learns from; a query the proxy stored with a pending
+    outcome only has none), or a :class:`GraphRouterError` if none has: ``graphrouter train`` and ``POST /v1/train``
+    ask it before embedding anything, then :meth:`Router.check_enough
+    <graphrouter.routers.base.Router.check_enough>` with the count."""
     if len(snapshot.nodes[QUERY]) == 0:
         raise GraphRouterError(
             "the store has no queries to learn from; import some (graphrouter import …) or POST /v1/outcomes"
         )
-    if not any(len(snapshot.edges[key]) for key in snapshot.edges if key[1] in (ANSWERED_BY, HANDLED_BY)):
+    src = [snapshot.edges[key].src for key in snapshot.edges if key[1] in (ANSWERED_BY, HANDLED_BY)]
+    answered = len(np.unique(np.concatenate(src))) if src else 0
+    if answered == 0:
         raise GraphRouterError(
             "the store has no outcomes to learn from; import some (graphrouter import …) or POST /v1/outcomes"
         )
+    return answered
 
 
 def build_world(snapshot: GraphSnapshot, embedder: Embedder, progress: bool = False) -> World:

@@ -278,7 +278,7 @@ def test_train_says_when_a_store_is_too_small_to_learn_from(tmp_path: Path, caps
     for router, need in (("gnn", 12), ("mlp", 7)):
         assert main([*args, "--router", router]) == 2
         err = capsys.readouterr().err
-        assert f"error: the '{router}' router needs at least {need} training queries, got 5" in err, err
+        assert f"error: the '{router}' router needs at least {need} training queries with outcomes, got 5" in err, err
     assert not ckpt.exists()
 
 

@@ -236,8 +236,13 @@ def test_every_router_learns_from_as_few_queries_as_it_says_and_refuses_fewer_cl
     q = world.features(test[:5], task_given=False)
     assert np.isfinite(fitted.utility(q, SCENARIOS["balance"])).all()
     if need > 1:
-        with pytest.raises(GraphRouterError, match=rf"the '{name}' router needs at least {need} training queries, got"):
+        refused = rf"the '{name}' router needs at least {need} training queries with outcomes, got {need - 1}"
+        with pytest.raises(GraphRouterError, match=refused):
             ROUTERS[name]().fit(world, train[: need - 1])
+        pending = replace(world, data=replace(world.data, effect=world.data.effect.copy()))
+        pending.data.effect[train[0]] = np.nan  # a query stored with no outcome (the proxy's, pending) is not one
+        with pytest.raises(GraphRouterError, match=refused):
+            ROUTERS[name]().fit(pending, train[:need])
 
 
 @pytest.mark.parametrize("name", ["best_single", "best_per_task", "knn", "knn_task", "mlp", "mf"])

@@ -69,18 +69,18 @@ class Router(ABC):
         return 1
 
     def check_enough(self, n_queries: int) -> None:
-        """A :class:`GraphRouterError` if ``n_queries`` training queries are fewer than this router learns from
-        (:meth:`min_queries`); trainers ask it before embedding a store's queries, :meth:`fit` in any case."""
+        """A :class:`GraphRouterError` if ``n_queries`` training queries with an outcome are fewer than this router
+        learns from (:meth:`min_queries`); trainers ask it before embedding a store's queries, :meth:`fit` always."""
         if n_queries < (need := self.min_queries()):
             raise GraphRouterError(
-                f"the {self.name!r} router needs at least {need:,} training queries, got {n_queries:,}; import more "
-                "outcomes, or train a router that learns from fewer (e.g. best_per_task or knn_task, from 1)"
+                f"the {self.name!r} router needs at least {need:,} training queries with outcomes, got {n_queries:,}; "
+                "import more outcomes, or train a router that learns from fewer (e.g. best_per_task or knn_task: 1)"
             )
 
     def fit(self, world: World, train_idx: np.ndarray) -> Router:
         """Learn from the training queries' outcomes (and nothing else of theirs); a :class:`GraphRouterError` if
         there are fewer than :meth:`min_queries` of them."""
-        self.check_enough(len(train_idx))
+        self.check_enough(int(np.isfinite(world.data.effect[np.asarray(train_idx)]).any(axis=1).sum()))
         self.world = world
         self.train_idx = np.asarray(train_idx)
         self.cost_model = CostModel.from_world(world)
