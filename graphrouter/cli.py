@@ -282,8 +282,14 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
     except (GraphStoreError, GraphRouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # `graphrouter probes … | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+    except BrokenPipeError as exc:
+        if exc.filename is not None:  # a file the command writes (an export to a FIFO): an error like any other
+            print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+            return EXIT_USAGE
+        try:  # `graphrouter probes … | head`: the reader has what it wanted; no second error when Python flushes
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor
+            pass
         return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as exc:  # a file the command writes or reads (a checkpoint, an export) and the system refused
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

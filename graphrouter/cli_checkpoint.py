@@ -82,7 +82,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     trained = set(scorer.candidates)
     attached = attach_scorer(scorer, store, str(args.checkpoint))
     learn_stored(scorer, store, counts=attached.outcome_counts)  # as a service started now would: the same answers
-    gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
+    gone = sorted(trained - set(scorer.candidates))  # dropped (those kept out of routing are logged by the loader)
     if gone:
         print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)
     return scorer  # (candidates the router cannot add are logged by attach_scorer: a warning on stderr)
@@ -171,8 +171,7 @@ def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
         print(json.dumps([{"id": p.id, "text": p.text, "task": p.task} for p in probes], indent=2))
         return
     if not probes:
-        held = f"it has an outcome on every stored query the router holds ({len(answered):,})"
-        print(f"no probes for {args.name}: {held}")
+        print(f"no probes for {args.name}: it has an outcome on every stored query the router holds")
         return
     print(f"{len(probes)} probe(s) for {args.name}: run it on these, then import its outcomes on them")
     for p in probes:

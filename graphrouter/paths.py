@@ -20,5 +20,5 @@ def check_writable(path: Path, how: str = "give --checkpoint, or GRAPHROUTER_CHE
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc} ({how})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not os.access(path.parent, os.W_OK):  # (the file itself is replaced by a rename: its own mode does not count)
         raise GraphRouterError(f"cannot write {path}: permission denied ({how})")
