@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -275,6 +276,7 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
         return 0
     args.store_location = args.store_location or default_location()
     func: Callable[[argparse.Namespace, GraphStore], None] = args.func
+    notes = _notes_to_stderr()
     try:
         # only the commands that write create a missing store file: a mistyped --store is an error for the others
         with open_store(args.store_location, create=getattr(args, "creates_store", False)) as store:
@@ -297,7 +299,19 @@ def main(argv: Sequence[str] | None = None, extra_commands: Sequence[AddCommand]
     except KeyboardInterrupt:
         print("interrupted; every write is all or nothing (graphrouter stats shows what is stored)", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("graphrouter").removeHandler(notes)
     return 0
+
+
+def _notes_to_stderr() -> logging.Handler:
+    """The library's warnings (a candidate kept out of routing, an embedding cache that fails) as ``note:`` lines on
+    stderr, for the length of a command."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("graphrouter").addHandler(handler)
+    return handler
 
 
 if __name__ == "__main__":

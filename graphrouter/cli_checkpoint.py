@@ -82,7 +82,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
     trained = set(scorer.candidates)
     attached = attach_scorer(scorer, store, str(args.checkpoint))
     learn_stored(scorer, store, counts=attached.outcome_counts)  # as a service started now would: the same answers
-    gone = sorted((trained - set(scorer.candidates)) | set(attached.excluded))  # dropped, or kept out of routing
+    gone = sorted(trained - set(scorer.candidates))  # dropped (those kept out of routing: the loader's note)
     if gone:
         print(f"note: {', '.join(gone)} deleted from the store since training, not routed to", file=sys.stderr)
     return scorer  # (candidates the router cannot add are logged by attach_scorer: a warning on stderr)
