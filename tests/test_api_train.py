@@ -41,19 +41,23 @@ def store(open_store_fn: StoreOpener, fitted: tuple[World, dict[str, Path]]) -> 
 TINY_GNN = {"seeds": [0], "max_episodes": 2, "eval_every": 1, "hidden": 8}
 
 
-def hold_world_build(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Trainings stop at their world build (the store's snapshot is taken) until ``release`` is set: (that moment,
-    release)."""
+def hold_call(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> tuple[threading.Event, threading.Event]:
+    """Calls of ``module.name`` wait until ``release`` is set: (the moment one starts, release)."""
     started, release = threading.Event(), threading.Event()
-    real_build_world = graphrouter.world.build_world
+    real = getattr(module, name)
 
-    def held(*args: Any, **kwargs: Any) -> World:
+    def held(*args: Any, **kwargs: Any) -> Any:
         started.set()
         assert release.wait(60)
-        return real_build_world(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(graphrouter.world, "build_world", held)
+    monkeypatch.setattr(module, name, held)
     return started, release
+
+
+def hold_world_build(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Trainings stop at their world build (the store's snapshot is taken) until ``release`` is set."""
+    return hold_call(monkeypatch, graphrouter.world, "build_world")
 
 
 def _store_outcomes(store: GraphStore, world: World) -> None:
@@ -278,15 +282,7 @@ def test_a_training_publishing_when_the_service_stops_is_waited_for_not_cut_off(
     world, paths = fitted
     checkpoint = tmp_path / "serving.pt"
     shutil.copy(paths["knn_task"], checkpoint)
-    saving, release = threading.Event(), threading.Event()
-    real_save = graphrouter.checkpoint.save_checkpoint
-
-    def slow_save(*args: Any, **kwargs: Any) -> Any:
-        saving.set()
-        assert release.wait(60)
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(graphrouter.checkpoint, "save_checkpoint", slow_save)
+    saving, release = hold_call(monkeypatch, graphrouter.checkpoint, "save_checkpoint")
     _store_outcomes(store, world)
     app = _app(store, world, checkpoint, train_router="knn_task")
     with TestClient(app) as client:
