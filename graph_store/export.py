@@ -69,14 +69,16 @@ NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def _xml_safe(g: nx.DiGraph) -> nx.DiGraph:
     """``g`` with the characters XML cannot hold replaced by U+FFFD in its text attributes (a query text with a
-    control character made the GraphML file unreadable; the JSON export keeps them). Keys cannot hold them."""
+    control character made the GraphML file unreadable; the JSON export keeps them), and in node ids (a key may hold
+    U+FFFE)."""
 
     def clean(value: Any) -> Any:
         return NOT_XML.sub("\ufffd", value) if isinstance(value, str) else value
 
-    if not any(NOT_XML.search(v) for _, a in g.nodes(data=True) for v in a.values() if isinstance(v, str)):
+    texts = (v for n, a in g.nodes(data=True) for v in (n, *a.values()) if isinstance(v, str))
+    if not any(NOT_XML.search(v) for v in texts):
         return g
-    out = g.copy()
+    out = nx.relabel_nodes(g, {n: clean(n) for n in g.nodes if NOT_XML.search(n)}, copy=True)
     for _, a in out.nodes(data=True):
         a.update({k: clean(v) for k, v in a.items()})
     return out

@@ -194,11 +194,14 @@ def test_a_text_with_characters_xml_cannot_hold_still_exports_readable_graphml(t
     db, out = tmp_path / "g.db", tmp_path / "g.graphml"
     text = "line two \x01 ctrl \ufffe x"
     with EmbeddedStore(db) as store:
-        store.write(GraphBatch(tasks=[Task("t", "a \x02 task")], queries=[Query(text, "t", "q")]))
+        store.write(
+            GraphBatch(tasks=[Task("t", "a \x02 task")], queries=[Query(text, "t", "q"), Query("x", "t", "q\ufffe")])
+        )
     assert main(["--store", str(db), "export", "--format", "graphml", "-o", str(out)]) == 0
     g = nx.read_graphml(out)  # was: not well-formed (invalid token)
     assert g.nodes["Query:q"]["text"] == "line two \ufffd ctrl \ufffd x"
     assert g.nodes["Task:t"]["description"] == "a \ufffd task" and g.has_edge("Query:q", "Task:t")
+    assert g.nodes["Query:q\ufffd"]["text"] == "x"  # a key may hold U+FFFE
 
 
 def test_serve_refuses_a_checkpoint_without_its_store_file(
