@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.metrics import Metrics
@@ -216,7 +217,9 @@ class ServiceState:
             self._last_store_try = time.monotonic()
             store = None
             try:
-                store = open_store(self.settings.store)
+                # an embedded file is created only for a service with no checkpoint yet (a start from nothing): one
+                # missing beside a checkpoint is a mistyped location, not a store to serve empty
+                store = open_store(self.settings.store, create=not Path(self.settings.checkpoint).exists())
                 store.ping()
             except (GraphStoreError, OSError) as exc:  # down, or misconfigured: /ready says which
                 if store is not None:

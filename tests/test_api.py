@@ -473,6 +473,24 @@ def test_recovers_when_the_store_comes_back(
         assert r.status_code == 200 and len(r.json()["candidates"]) == 3, r.text
 
 
+def test_a_missing_store_file_beside_a_checkpoint_is_not_served_empty(
+    fitted: tuple[World, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped GRAPHROUTER_STORE (uvicorn run directly: `graphrouter serve` refuses it at once) created an empty
+    store and routed nothing; now /ready says there is none, and the service takes the file once it is there."""
+    world, paths = fitted
+    monkeypatch.setattr(ServiceState, "retry_interval", 0.0)
+    path = tmp_path / "graph.db"
+    settings = Settings(store=str(path), checkpoint=paths["knn_task"], embedding_cache=None, api_key=KEY)
+    with TestClient(create_app(settings, embedder=HashEmbedder(world))) as client:
+        r = client.get("/ready")
+        assert r.status_code == 503 and f"no store at {path}" in r.json()["store"], r.text
+        assert not path.exists()
+        with EmbeddedStore(path) as s:
+            populate(s, world)
+        assert client.get("/ready").status_code == 200
+
+
 def test_openapi_lists_the_routes(make_app: AppMaker) -> None:
     with TestClient(make_app()) as client:
         paths = client.get("/openapi.json").json()["paths"]
