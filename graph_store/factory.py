@@ -72,7 +72,8 @@ def open_store(location: str | os.PathLike[str] | None = None, create: bool = Tr
         return Neo4jStore.from_env(uri=loc)
     from graph_store.backends.embedded import EmbeddedStore
 
-    path = Path(loc.removeprefix("embedded://"))
+    path = embedded_path(loc)
+    assert path is not None  # (a Neo4j location returned above)
     if not create and not path.exists():
         raise StoreUnavailableError(
             f"no store at {path}; import data first (graphrouter import dcrouter, or make demo)"

@@ -36,23 +36,23 @@ def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.exp(np.clip(log_sum / count, -bound, bound))
 
 
-def covering_range(observed: np.ndarray, cost: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
+def covering_range(observed: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
     """(T, 2) the min–max cost per task the reward's normalisation would have if every candidate had answered the
-    task's queries: ``observed`` (T, 2), from ``cost`` (Q, C), widened to the ``predicted`` costs (Q, C) of the
+    task's queries: ``observed`` (T, 2), from the world's costs, widened to the ``predicted`` costs (Q, C) of the
     candidates with no outcome on the task; the predicted costs of all where the observed ones span nothing (all
     equal, e.g. recorded as 0, or none). Without it a candidate outside a range observed on others got a normalised
     cost of -3 and its cost swamped its effect (an audit saw utilities of 2 to 3), and with every cost 0 the cost was
     divided by 1 USD, so cost_first picked the dearest LLM. A task whose outcomes cover every candidate with a spread
     (the benchmarks' every task) keeps its observed range."""
     out = np.array(observed, dtype=np.float64, copy=True)
-    task = world.data.query_task
+    task, cost = world.data.query_task, world.data.cost
     for t in range(len(out)):
         rows = task == t
         if not rows.any():
             continue
         lo, hi = out[t]
-        missing = ~np.isfinite(cost[rows]).any(axis=0)
-        if hi > lo and np.isfinite(cost[rows]).any():
+        if hi > lo:  # (a spread: some cost observed)
+            missing = ~np.isfinite(cost[rows]).any(axis=0)
             if missing.any():
                 block = predicted[rows][:, missing]
                 out[t] = min(lo, float(block.min())), max(hi, float(block.max()))
@@ -97,7 +97,7 @@ class CostModel:
         if world.data.billed_now is not None:  # a cost billed at an LLM's old prices says nothing of its new ones
             ok &= world.data.billed_now
         model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
-        model.task_range = covering_range(model.task_range, world.data.cost, model.cost(world.query_tokens), world)
+        model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:

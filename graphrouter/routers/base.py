@@ -61,7 +61,9 @@ class Router(ABC):
     learns_online: ClassVar[bool] = False
     # corrections learned online from posted outcomes (set by the scorer; None: predictions as trained)
     online: OnlineLearner | None = None
-    # (C,) the candidates a baseline has no training outcome of, ranked last (rank_unseen_last); None: none
+    # a router that has nothing to rank a candidate without training outcomes by ranks it last (the baselines)
+    ranks_unseen_last: ClassVar[bool] = False
+    # (C,) those candidates, set by fit where ranks_unseen_last (rank_unseen_last); None: none
     unseen: np.ndarray | None = None
 
     def min_queries(self) -> int:
@@ -80,7 +82,10 @@ class Router(ABC):
     def fit(self, world: World, train_idx: np.ndarray) -> Router:
         """Learn from the training queries' outcomes (and nothing else of theirs); a :class:`GraphRouterError` if
         there are fewer than :meth:`min_queries` of them."""
-        self.check_enough(int(np.isfinite(world.data.effect[np.asarray(train_idx)]).any(axis=1).sum()))
+        observed = np.isfinite(world.data.effect[np.asarray(train_idx)])
+        self.check_enough(int(observed.any(axis=1).sum()))
+        if self.ranks_unseen_last:
+            self.unseen = ~observed.any(axis=0)
         self.world = world
         self.train_idx = np.asarray(train_idx)
         self.cost_model = CostModel.from_world(world)

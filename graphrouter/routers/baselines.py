@@ -65,12 +65,12 @@ class _TrainUtilityRouter(Router):
     """Routes by the mean *observed* utility on training queries (of all of them, or of the query's task)."""
 
     per_task = False
+    ranks_unseen_last = True
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         self._cost_norm = world.data.cost_norm()[train_idx]
         self._effect = world.data.effect[train_idx]
         self._task = world.data.query_task[train_idx]
-        self.unseen = ~np.isfinite(self._effect).any(axis=0)
 
     def _mean_utility(
         self, weights: tuple[float, float], rows: np.ndarray, fallback: np.ndarray | None = None
@@ -144,6 +144,7 @@ class KnnRouter(Router):
     """Similarity-weighted mean effect of the k nearest training queries; k chosen on an inner validation split."""
 
     name = "knn"
+    ranks_unseen_last = True
     within_task = False
     candidate_ks = (5, 10, 20, 50, 100)
     temperature = 0.1
@@ -158,7 +159,6 @@ class KnnRouter(Router):
             if err < best:
                 best, chosen = err, k
         self.k, self._base = chosen, train_idx
-        self.unseen = ~np.isfinite(world.data.effect[train_idx]).any(axis=0)
 
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
         data = self.world.data
@@ -189,6 +189,7 @@ class _TorchEffectRouter(Router):
     """A small network from (query embedding, task one-hot) to every candidate's effect, BCE, early stopping."""
 
     epochs, lr, batch_size, patience = 200, 1e-3, 128, 10
+    ranks_unseen_last = True  # (its columns without outcomes are the net's untrained guess)
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -230,7 +231,6 @@ class _TorchEffectRouter(Router):
                 break
         self.net.load_state_dict(state)
         self.net.eval()
-        self.unseen = ~np.isfinite(data.effect[train_idx]).any(axis=0)  # columns the net never learned
 
     @torch.no_grad()
     def predict_effect(self, q: QueryFeatures) -> np.ndarray:
