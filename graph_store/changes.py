@@ -38,9 +38,11 @@ CHECKPOINT = "checkpoint"
 # A bulk import (``graphrouter import …``, ``register-llm``): one change per imported batch, its payload naming the
 # ``llms``, ``agents`` and ``tasks`` written, those of them whose stored registration data it ``updated``, the number
 # of ``outcomes``, and their ``rows`` [query_id, target, effect, cost] unless there are more than
-# MAX_LOGGED_IMPORT_ROWS of them (then only stored, for the next training).
+# MAX_LOGGED_IMPORT_ROWS of them or they take more than MAX_LOGGED_IMPORT_BYTES as JSON (long query ids): then they
+# are only stored, for the next training.
 IMPORTED = "import"
 MAX_LOGGED_IMPORT_ROWS = 10_000
+MAX_LOGGED_IMPORT_BYTES = 4 * 1024 * 1024
 # A replica's training: claimed when it starts, released when it ends (``key``: the training's id); replicas train
 # one at a time, the earliest open claim winning (api/training_lease.py).
 TRAINING_STARTED, TRAINING_ENDED = "training.started", "training.ended"
@@ -58,7 +60,9 @@ CHANGE_KINDS = (
     TRAINING_ENDED,
 )
 MAX_CHANGE_KEY_CHARS = 1000
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+# A change's payload as UTF-8 JSON: half of the largest Bolt message ArcadeDB accepts (16 MiB), which it refuses by
+# never answering.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 MAX_CHANGES_PER_READ = 10_000
 
 
@@ -74,7 +78,7 @@ class Change:
     at: str = ""
 
     def payload_json(self) -> str:
-        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True)
+        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def check_change(change: object) -> Change:
@@ -94,7 +98,9 @@ def check_change(change: object) -> Change:
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"change payload must be JSON: {exc}") from None
     if size > MAX_PAYLOAD_BYTES:
-        raise InvalidInputError(f"change payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}")
+        raise InvalidInputError(
+            f"change payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}: send its rows in smaller batches"
+        )
     return change
 
 
@@ -109,7 +115,9 @@ def import_change(batch: GraphBatch, origin: str = "graphrouter-import", updated
         "updated": sorted(set(updated)),
     }
     if len(batch.outcomes) <= MAX_LOGGED_IMPORT_ROWS:
-        payload["rows"] = [[o.query_id, o.target, o.effect, o.cost] for o in batch.outcomes]
+        rows = [[o.query_id, o.target, o.effect, o.cost] for o in batch.outcomes]
+        if len(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()) <= MAX_LOGGED_IMPORT_BYTES:
+            payload["rows"] = rows
     return Change(IMPORTED, payload=payload, origin=origin)
 
 

@@ -6,7 +6,8 @@ again updates the edge. ``OF_TASK`` follows from ``Query.task`` and ``BACKED_BY`
 
 What a record may hold (checked when it is built, so every writer, CLI or API, gets the same answer):
 
-- every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``) and no NUL;
+- every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``), no NUL, and at most
+  ``MAX_TEXT_CHARS`` (1,000,000) characters, so that every row fits one Bolt message on any backend;
 - names (Task/LLM/Agent names and the references to them): at most ``MAX_NAME_CHARS`` (200) characters, no
   leading or trailing whitespace, no control characters or line/paragraph separators (Unicode categories Cc, Zl,
   Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
@@ -60,6 +61,7 @@ _BAD_KEY_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 MAX_URL_CHARS = 2_000
+MAX_TEXT_CHARS = 1_000_000  # any string: 4 MB of UTF-8 at most, well inside a Bolt message (16 MiB on ArcadeDB)
 NAME_RULE = f"at most {MAX_NAME_CHARS} characters, no leading/trailing whitespace, no control characters or line breaks"
 
 
@@ -75,6 +77,8 @@ def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
         raise InvalidInputError(f"{what} must not be empty")
     if "\x00" in value:
         raise InvalidInputError(f"{what} must not contain NUL characters")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"{what} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
     bad = _LONE_SURROGATE.search(value)
     if bad:
         raise InvalidInputError(
@@ -117,7 +121,7 @@ def _number(value: Any, what: str, *, lo: float | None = None, hi: float | None 
         raise InvalidInputError(f"{what} must be >= {lo}, got {value!r}")
     if hi is not None and v > hi:
         raise InvalidInputError(f"{what} must be <= {hi:,}{unit}, got {value!r}")
-    return v
+    return v + 0.0  # -0.0 is stored as 0.0 on every backend (SQLite REAL drops its sign, Bolt keeps it)
 
 
 def _embedding(value: Any, what: str) -> tuple[float, ...] | None:

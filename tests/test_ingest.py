@@ -363,6 +363,17 @@ def test_each_import_leaves_one_change_record_and_a_refused_one_none(
     import_outcomes(embedded, write_rows(tmp_path / "again.jsonl", ROWS))
     (large,) = embedded.changes_since(outcomes.version)
     assert large.payload["outcomes"] == 3 and "rows" not in large.payload
+    monkeypatch.undo()
+    # rows within the count but long (query ids of up to 512 characters): counted, not carried, and the import is not
+    # refused for its record's size (10,000 rows with long emoji ids made a 60 MB record that no store would take)
+    long_ids = [{**r, "query_id": f"{i}-" + "😀" * 400} for i, r in enumerate(ROWS)]
+    monkeypatch.setattr(changes, "MAX_LOGGED_IMPORT_BYTES", 4_000)
+    monkeypatch.setattr(changes, "MAX_PAYLOAD_BYTES", 5_000)
+    import_outcomes(embedded, write_rows(tmp_path / "long.jsonl", long_ids))
+    (large,) = embedded.changes_since(large.version)
+    assert large.payload["outcomes"] == 3 and "rows" not in large.payload
+    assert embedded.counts()["Query"] == 5
+    monkeypatch.undo()
     # the record names the stored LLMs whose data an --update import changed (replicas replace those only)
     import_llms(embedded, catalogue)
     assert embedded.changes_since(large.version)[-1].payload["updated"] == []

@@ -34,13 +34,14 @@ from graph_store.changes import (
     CHECKPOINT,
     LLM_DELETED,
     LLM_REGISTERED,
+    MAX_PAYLOAD_BYTES,
     OUTCOMES,
     TASK_REGISTERED,
     UTC_SECOND,
     Change,
     now,
 )
-from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE
+from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, MAX_TEXT_CHARS
 
 NASTY = [
     "Ünïcödé — 日本語のクエリ 🚀",
@@ -424,6 +425,36 @@ def test_texts_with_lone_surrogates_are_refused_naming_the_field(store: GraphSto
     ok = "line one\nline two\ttabbed 🚀"  # texts (not names) may hold newlines, tabs and astral characters
     store.write(GraphBatch(tasks=[Task("t", ok)], queries=[Query(ok, "t")]))
     assert store.get_node(QUERY, Query(ok, "t").id).text == ok
+
+
+def test_the_largest_text_and_change_record_allowed_are_stored_whole_and_larger_ones_refused(store: GraphStore) -> None:
+    """Every row and change record the schema allows fits one Bolt message (ArcadeDB never answers a message over
+    16 MiB: an 18 MB text, or a change record just under the old 16 MiB limit, hung the client)."""
+    text = "🚀" * (MAX_TEXT_CHARS - 1) + "?"  # 4 MB of UTF-8
+    store.write(GraphBatch(tasks=[Task("t")], queries=[Query(text, "t", id="big")]))
+    assert store.get_node(QUERY, "big").text == text
+    with pytest.raises(InvalidInputError, match=r"^Query\.text is 1,000,001 characters long; the limit is 1,000,000"):
+        Query(text + "!", "t")
+    with pytest.raises(InvalidInputError, match=r"^LLM\.description is 1,000,001 characters long"):
+        LLMNode("m", description=text + "!")
+    start = store.latest_version()
+    envelope = len(Change(OUTCOMES, payload={"rows": ""}).payload_json().encode())
+    filler = "🚀" * ((MAX_PAYLOAD_BYTES - envelope) // 4)  # the payload as UTF-8, just under the limit
+    store.write(GraphBatch(llms=[LLMNode("m")]), change=Change(OUTCOMES, payload={"rows": filler}, origin="r"))
+    (logged,) = store.changes_since(start)
+    assert logged.payload == {"rows": filler}
+    with pytest.raises(InvalidInputError, match="change payload is .* bytes; the limit is .*smaller batches"):
+        store.write(GraphBatch(llms=[LLMNode("m2")]), change=Change(OUTCOMES, payload={"rows": filler + "🚀🚀"}))
+    assert not store.has_node(LLM, "m2")
+
+
+def test_a_negative_zero_is_stored_as_zero(store: GraphStore) -> None:
+    """-0.0 came back as -0.0 over Bolt and as 0.0 from the embedded file."""
+    store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m", input_price=-0.0)], queries=[Query("q", "t", id="q")]))
+    store.add_outcomes([Outcome("q", "m", effect=-0.0, cost=-0.0)])
+    (outcome,) = store.outcomes(LLM)
+    for value in (outcome.effect, outcome.cost, store.get_node(LLM, "m").input_price):
+        assert value == 0.0 and str(value) == "0.0"
 
 
 def test_prices_and_costs_must_be_finite_and_sane(store: GraphStore) -> None:

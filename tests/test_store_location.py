@@ -216,3 +216,33 @@ def test_a_ping_to_a_server_that_stops_answering_fails_within_the_bound(bolt_ser
                 time.sleep(0.2)
         else:
             pytest.fail("the store did not answer again after the server did")
+
+
+def test_a_server_that_answers_but_is_not_serving_is_unavailable_not_an_error(
+    bolt_server, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """ArcadeDB stopped in-process keeps its port and refuses every request with a Bolt state error: that is the
+    store being unavailable (a 503 and fail-fast), not a bad request (it was a 500 on every read and write)."""
+    import neo4j
+    from neo4j import exceptions as neo4j_errors
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        # what the driver raises for the server's FAILURE answer (hydrated as the driver does it)
+        raise neo4j_errors.Neo4jError._hydrate_neo4j(
+            code="Neo.ClientError.Request.Invalid", message="BEGIN not expected in state: AUTHENTICATION"
+        )
+
+    location = f"bolt://{bolt_server.user}:{bolt_server.password}@{bolt_server.uri.removeprefix('bolt://')}"
+    with open_store(f"{location}/{bolt_server.database}?timeout=5") as store:
+        store.ping()
+        with monkeypatch.context() as m:
+            m.setattr(neo4j.Session, "execute_read", refuse)
+            m.setattr(neo4j.Session, "execute_write", refuse)
+            with pytest.raises(StoreUnavailableError, match="not serving requests: BEGIN not expected in state"):
+                store.get_node(LLM, "m")
+            with pytest.raises(StoreUnavailableError, match="not trying again"):  # then it fails fast
+                store.write(GraphBatch(llms=[LLMNode("n")]))
+        store.ping()  # a ping always asks: serving again
+        store.write(GraphBatch(llms=[LLMNode("n")]))
+        assert store.has_node(LLM, "n")
+        store.delete_node(LLM, "n")

@@ -1,7 +1,9 @@
 """Translating the Neo4j driver's and server's errors into graph_store errors, for :mod:`neo4j_store`'s methods.
 
-An unreachable server is :class:`StoreUnavailableError` (and the store then fails fast for its timeout), a constraint
-violation :class:`ConflictError`, anything else the server rejects :class:`GraphStoreError`; passwords are scrubbed.
+An unreachable server is :class:`StoreUnavailableError` (and the store then fails fast for its timeout), as is one
+that answers but is not serving (a Bolt request "not expected in state": ArcadeDB stopped but still holding its port);
+a constraint violation :class:`ConflictError`, anything else the server rejects :class:`GraphStoreError`; passwords
+are scrubbed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 # Of those, the ones meaning the server (not one transaction) is out of reach: the store then fails fast a while.
 _OUTAGE: tuple[type[BaseException], ...] = (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, OSError)
+
+
+def _not_serving(exc: neo4j_errors.Neo4jError) -> bool:
+    """The server refused a request for the state of its connection, not for the request itself."""
+    return (exc.code or "").startswith("Neo.ClientError.Request.") and "not expected in state" in (exc.message or "")
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +62,11 @@ def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
         except neo4j_errors.ConstraintError as exc:
             raise ConflictError(self._scrub(f"Neo4j constraint violated: {exc}")) from exc
         except neo4j_errors.Neo4jError as exc:
+            if _not_serving(exc):
+                self._down_until = time.monotonic() + self._timeout
+                raise StoreUnavailableError(
+                    self._scrub(f"Neo4j at {self._where} is not serving requests: {exc.message}")
+                ) from exc
             raise GraphStoreError(self._scrub(f"Neo4j error {exc.code}: {exc.message}")) from exc
         except neo4j_errors.DriverError as exc:
             if "closed" in str(exc).lower():
