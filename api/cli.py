@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _fail(str(exc))
     if workers > 1 and settings.sync_interval <= 0:
         _fail("--workers > 1 needs the workers to follow each other's changes: set GRAPHROUTER_SYNC_INTERVAL above 0")
-    _check_store_is_there(settings.store, settings.checkpoint)
+    _check_store_is_there(settings)
     # uvicorn's logging config knows only its own loggers: give the service's ("api") the same handler and level
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": args.log_level.upper(), "propagate": False}
@@ -75,16 +75,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
 
 
-def _check_store_is_there(location: str, checkpoint: Path) -> None:
-    """Refuse to serve a checkpoint from an embedded store file that does not exist: the service would create an
-    empty one and route nothing (a mistyped --store or GRAPHROUTER_STORE). Without a checkpoint, an empty store is a
-    start (register, import, then POST /v1/train), and is created."""
+def _check_store_is_there(settings: Any) -> None:
+    """Refuse, before the port opens, to serve a checkpoint from an embedded store file that does not exist (the
+    app would answer /ready 503 until it is there: ``Settings.store_may_be_created``). Without a checkpoint, an empty
+    store is a start (register, import, then POST /v1/train), and is created."""
     from graph_store.factory import embedded_path
 
-    path = embedded_path(location)
-    if path is not None and not path.exists() and checkpoint.exists():
+    path = embedded_path(settings.store)
+    if path is not None and not path.exists() and not settings.store_may_be_created:
         _fail(
-            f"no store at {path}, and the checkpoint {checkpoint} was trained on one: check --store (or "
+            f"no store at {path}, and the checkpoint {settings.checkpoint} was trained on one: check --store (or "
             "GRAPHROUTER_STORE); serving would start on a new, empty store. To start afresh, import the data first "
             "(graphrouter import …), or move the checkpoint away"
         )

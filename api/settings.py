@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         """The rate limit's bucket size: ``rate_burst``, else one second's worth of requests (at least 1)."""
         return self.rate_burst or max(1, math.ceil(self.rate_limit or 1))
 
+    @property
+    def store_may_be_created(self) -> bool:
+        """Whether a missing embedded store file may be created: only for a service with no checkpoint yet (a start
+        from nothing). One missing beside a checkpoint is a mistyped location, not a store to serve empty."""
+        return not self.checkpoint.exists()
+
     @field_validator("api_key", "proxy_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.metrics import Metrics
@@ -217,9 +216,7 @@ class ServiceState:
             self._last_store_try = time.monotonic()
             store = None
             try:
-                # an embedded file is created only for a service with no checkpoint yet (a start from nothing): one
-                # missing beside a checkpoint is a mistyped location, not a store to serve empty
-                store = open_store(self.settings.store, create=not Path(self.settings.checkpoint).exists())
+                store = open_store(self.settings.store, create=self.settings.store_may_be_created)
                 store.ping()
             except (GraphStoreError, OSError) as exc:  # down, or misconfigured: /ready says which
                 if store is not None:
