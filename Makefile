@@ -7,6 +7,7 @@ DATA_DIR ?= ../shared/data/LLMRouter
 CHECKPOINT ?= .graphrouter/checkpoint.pt
 # the key writes need (POST /v1/llms, ...); the demo binds 127.0.0.1 only. Set your own: make demo GRAPHROUTER_API_KEY=…
 GRAPHROUTER_API_KEY ?= demo-key
+PORT ?= $(or $(GRAPHROUTER_PORT),8000)
 
 .PHONY: setup demo test lint bench-store bench-scorer bench-api experiments clean
 
@@ -20,13 +21,13 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# import the real data (idempotent), train once (a checkpoint already there is reused), then serve on :8000
+# import the real data (idempotent), train once (a checkpoint already there is reused), then serve on :$(PORT)
 demo: setup
 	$(BIN)/graphrouter import dcrouter --data-dir $(DATA_DIR)
 	$(BIN)/graphrouter stats
 	test -f $(CHECKPOINT) || $(BIN)/graphrouter train --checkpoint $(CHECKPOINT)
-	@echo "serving on http://127.0.0.1:8000 (OpenAPI docs: /docs); writes need: Authorization: Bearer $(GRAPHROUTER_API_KEY)"
-	GRAPHROUTER_API_KEY='$(GRAPHROUTER_API_KEY)' $(BIN)/graphrouter serve --checkpoint $(CHECKPOINT)
+	@echo "serving on http://127.0.0.1:$(PORT) (OpenAPI docs: /docs); writes need: Authorization: Bearer $(GRAPHROUTER_API_KEY)"
+	GRAPHROUTER_API_KEY='$(GRAPHROUTER_API_KEY)' $(BIN)/graphrouter serve --checkpoint $(CHECKPOINT) --port $(PORT)
 
 test: setup
 	$(BIN)/ruff check .
