@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 from graphrouter.errors import GraphRouterError
@@ -20,5 +20,10 @@ def check_writable(path: Path, how: str = "give --checkpoint, or GRAPHROUTER_CHE
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc} ({how})") from None
-    if not os.access(path.parent, os.W_OK):  # (the file itself is replaced by a rename: its own mode does not count)
-        raise GraphRouterError(f"cannot write {path}: permission denied ({how})")
+    # a file is really created beside it (the checkpoint is written to a temporary file, then renamed over it: the
+    # old file's own mode does not count); os.access would say yes to root on a read-only or virtual file system
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".write-check"):
+            pass
+    except OSError as exc:
+        raise GraphRouterError(f"cannot write {path}: {exc.strerror or exc} ({how})") from None

@@ -262,6 +262,12 @@ def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: py
     assert f"error: cannot write {blocker / 'c.pt'}" in capsys.readouterr().err
     assert main([*store, "train", "--checkpoint", str(tmp_path)]) == 2  # a directory: said before, no .tmp left
     assert f"error: cannot write {tmp_path}: it is a directory" in capsys.readouterr().err
+    # a folder that is there but takes no new file (a virtual file system): os.access said yes to root (CI) and the
+    # training ran, to fail at its end
+    if Path("/proc").is_dir():
+        assert main([*store, "train", "--checkpoint", "/proc/c.pt"]) == 2
+        assert "error: cannot write /proc/c.pt: " in capsys.readouterr().err
+    assert not list(tmp_path.glob("**/*.write-check"))  # the probe leaves nothing behind
 
 
 def test_train_says_when_a_store_is_too_small_to_learn_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
