@@ -9,6 +9,7 @@ replicas follow it as they follow each other's changes (api/replication.py).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -25,6 +26,8 @@ from graphrouter.data_files import Row, read_json, read_jsonl, read_rows
 from graphrouter.errors import DataFileError
 from graphrouter.model_names import reserved_name
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
+
+log = logging.getLogger(__name__)
 
 IMPORT_STEPS = 4  # the steps import_outcomes tells its progress of (3 with update: nothing to compare)
 
@@ -268,7 +271,18 @@ def import_outcomes(
         say("comparing with the stored queries and LLMs")
         refuse_changes(store, prepared.batch, path, stored)
     say(f"writing {len(prepared.batch):,} records (one transaction)")
-    return write_logged(store, prepared.batch, stored, agents)
+    written = write_logged(store, prepared.batch, stored, agents)
+    if stored_tasks and prepared.batch.tasks:  # the API refuses an unknown task; a file brings its own, or a typo
+        new = sorted(t.name for t in prepared.batch.tasks)
+        log.warning(
+            "%d new task(s), beside the %d stored: %s%s (a misspelt task is a new one: check the file if you did not "
+            "mean to add it)",
+            len(new),
+            len(stored_tasks),
+            ", ".join(map(repr, new[:MAX_REPORTED_ERRORS])),
+            " …" if len(new) > MAX_REPORTED_ERRORS else "",
+        )
+    return written
 
 
 def import_llms(store: GraphStore, path: str | Path, update: bool = False) -> dict[str, int]:

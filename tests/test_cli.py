@@ -120,6 +120,34 @@ def test_register_llm_takes_its_own_outcomes_only(tmp_path: Path, capsys: pytest
         assert s.counts()["LLM"] == 1 and {o.effect for o in s.outcomes("LLM")} == {1.0}  # nothing written
 
 
+def test_an_import_that_adds_a_task_beside_stored_ones_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API refuses an outcome on an unknown task; an import adds it (a data set brings its tasks), so a misspelt
+    task became a new one without a word (audit)."""
+    store = tmp_path / "graph.db"
+    rows = tmp_path / "rows.jsonl"
+    row = {"query": "What is 2+2?", "task": "math", "llm": "m", "effect": 1.0, "cost": 0.001}
+    rows.write_text(json.dumps(row) + "\n")
+    register = [
+        "--store",
+        str(store),
+        "register-llm",
+        "m",
+        "--description",
+        "d",
+        "--input-price",
+        "1",
+        "--output-price",
+        "2",
+    ]
+    assert main([*register, "--outcomes", str(rows)]) == 0
+    assert "new task" not in capsys.readouterr().err  # the first tasks of an empty store are no surprise
+    rows.write_text(json.dumps({**row, "query": "What is 3+3?", "task": "mathz"}) + "\n")
+    assert main(["--store", str(store), "import", "outcomes", str(rows)]) == 0
+    assert "note: 1 new task(s), beside the 1 stored: 'mathz' (a misspelt task" in capsys.readouterr().err
+
+
 def test_console_script_runs(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("graphrouter")
     typo = tmp_path / "typo.db"  # a command that only reads does not leave an empty store behind a mistyped --store
