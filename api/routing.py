@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from api.models import Candidate, RouteRequest, RouteResponse, Weights
+from api.models import RouteRequest, RouteResponse
 from api.settings import Settings
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError
@@ -82,19 +82,7 @@ def response(result: RouteResult, state: ServiceState) -> RouteResponse:
         state.metrics.decided(result.candidates[0].name, result.candidates[0].kind)
     if result.explored:
         state.metrics.explored(result.candidates[0].name, result.candidates[0].kind, result.extra_cost)
-    return RouteResponse(
-        task=result.task,
-        task_inferred=result.task_inferred,
-        weights=Weights(w_effect=result.weights[0], w_cost=result.weights[1]),
-        candidates=[
-            Candidate(name=c.name, kind=c.kind, effect=c.effect, cost=c.cost, utility=c.utility)
-            for c in result.candidates
-        ],
-        checkpoint=result.checkpoint,
-        explored=result.explored,
-        explored_instead_of=result.instead_of,
-        exploration_extra_cost=result.extra_cost,
-    )
+    return RouteResponse.model_validate(result.answer())
 
 
 def _log_request(req: RouteRequest) -> None:

@@ -131,16 +131,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         candidates=candidates,
     )
     if args.json:
-        from dataclasses import asdict
-
-        from graphrouter.scorer import significant
-
-        out = asdict(result)  # in the shape of POST /v1/route's answer
-        out["weights"] = dict(zip(("w_effect", "w_cost"), result.weights, strict=True))
-        del out["extra_cost"]
-        for c in out["candidates"]:  # as the API gives them: 12 significant digits
-            c.update({f: significant(c[f]) for f in ("effect", "cost", "utility")})
-        print(json.dumps(out, indent=2))
+        print(json.dumps(result.answer(), indent=2))  # POST /v1/route's answer
         return
     how = "inferred" if result.task_inferred else "given"
     print(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,29 @@ class RouteResult:
     explored: bool = False  # the first candidate is an exploration's pick, not the argmax
     extra_cost: float = 0.0  # its predicted cost minus the argmax's (USD), when explored
     instead_of: str | None = None  # the argmax it replaced, when explored
+
+    def answer(self) -> dict[str, Any]:
+        """The answer as clients get it (``POST /v1/route``'s fields, ``graphrouter route --json``), figures to 12
+        significant digits."""
+        return {
+            "task": self.task,
+            "task_inferred": self.task_inferred,
+            "weights": {"w_effect": self.weights[0], "w_cost": self.weights[1]},
+            "candidates": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "effect": significant(c.effect),
+                    "cost": significant(c.cost),
+                    "utility": significant(c.utility),
+                }
+                for c in self.candidates
+            ],
+            "checkpoint": self.checkpoint,
+            "explored": self.explored,
+            "explored_instead_of": self.instead_of,
+            "exploration_extra_cost": significant(self.extra_cost),
+        }
 
 
 class Scorer:

@@ -113,7 +113,12 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     args = ["--store", str(path), "route", "task-1 a question", "--w-effect", "0.8", "--w-cost", "0.2", "--json"]
     assert cli.main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["weights"] == {"w_effect": 0.8, "w_cost": 0.2} and "extra_cost" not in out
+    assert out["weights"] == {"w_effect": 0.8, "w_cost": 0.2}
+    # the same fields as POST /v1/route's answer (the CLI said "instead_of" and left out the exploration's cost)
+    from api.models import RouteResponse
+
+    assert set(out) == set(RouteResponse.model_fields)
+    assert RouteResponse.model_validate(out).model_dump(mode="json") == out
     assert len(out["candidates"]) == 3 and out["explored"] is False
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
