@@ -27,10 +27,10 @@ MAX_WEIGHT = 1e6  # utilities stay finite (1.7e308 overflowed to null); only the
 def scenario_weights(scenario: str | None = None, weights: tuple[float, float] | None = None) -> tuple[float, float]:
     """(w_effect, w_cost) from a scenario name or explicit weights (not both); balance by default."""
     if scenario is not None and weights is not None:
-        raise GraphRouterError("give a scenario or explicit weights, not both")
+        raise GraphRouterError("scenario: give a scenario or explicit weights, not both")
     if weights is not None:
         if len(weights) != 2:
-            raise GraphRouterError(f"weights must be (w_effect, w_cost), got {weights!r}")
+            raise GraphRouterError(f"weights: must be (w_effect, w_cost), got {weights!r}")
         for name, w in zip(("w_effect", "w_cost"), weights, strict=True):
             if (
                 isinstance(w, bool)
@@ -38,14 +38,14 @@ def scenario_weights(scenario: str | None = None, weights: tuple[float, float] |
                 or not math.isfinite(w)
                 or not 0 <= w <= MAX_WEIGHT
             ):
-                raise GraphRouterError(f"{name} must be a number from 0 to {MAX_WEIGHT:.0f}, got {w!r}")
+                raise GraphRouterError(f"weights.{name}: must be a number from 0 to {MAX_WEIGHT:.0f}, got {w!r}")
         if weights[0] == 0 and weights[1] == 0:
-            raise GraphRouterError("w_effect and w_cost cannot both be 0")
+            raise GraphRouterError("weights: w_effect and w_cost cannot both be 0")
         return float(weights[0]), float(weights[1])
     name = (scenario or "balance").strip().lower().replace("-", "_").replace(" ", "_")
     name = SCENARIO_ALIASES.get(name, name)
     if name not in SCENARIOS:
-        raise GraphRouterError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+        raise GraphRouterError(f"scenario: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
     return SCENARIOS[name]
 
 

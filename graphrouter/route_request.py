@@ -50,7 +50,7 @@ def check_request(
     pool), or GraphRouterError saying what is wrong."""
     query_text, k, budget = req.query, req.k, req.budget
     if not isinstance(query_text, str) or not query_text.strip():
-        raise GraphRouterError("query must be a non-empty string")
+        raise GraphRouterError("query: must be a non-empty string")
     check_text(query_text, "query")  # before the embedder, the tokenizer, or any cache sees it
     if len(query_text) > max_query_chars:
         raise QueryTooLongError(
@@ -62,11 +62,11 @@ def check_request(
     if not len(pool):
         raise GraphRouterError("no candidate to route to: every LLM and agent was removed; register one first")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+        raise GraphRouterError(f"k: must be a positive integer, got {k!r}")
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
     ):
-        raise GraphRouterError(f"budget must be a positive number of USD per query, got {budget!r}")
+        raise GraphRouterError(f"budget: must be a positive number of USD per query, got {budget!r}")
     return task_row(task_index, req.task), w, pool
 
 
@@ -83,9 +83,9 @@ def candidate_pool(names: Sequence[str], excluded: Collection[str], candidates: 
         known = list(index)
         more = f", … ({len(known)} in all)" if len(known) > 20 else ""
         shown = ", ".join(known[:20]) + more
-        raise GraphRouterError(f"unknown candidate(s) {unknown[:20]}; known: {shown}")
+        raise GraphRouterError(f"candidates: unknown candidate(s) {unknown[:20]}; known: {shown}")
     if not candidates:
-        raise GraphRouterError("the candidate filter is empty")
+        raise GraphRouterError("candidates: the filter is empty; omit it to route among every candidate")
     return np.array(sorted({index[c] for c in candidates}), dtype=np.intp)
 
 
@@ -94,5 +94,5 @@ def task_row(task_index: Mapping[str, int], task: str | None) -> int:
     if task is None:
         return UNKNOWN_TASK
     if task not in task_index:
-        raise GraphRouterError(f"unknown task {task!r}; known: {', '.join(task_index)} (or omit it)")
+        raise GraphRouterError(f"task: unknown task {task!r}; known: {', '.join(task_index)} (or omit it)")
     return task_index[task]

@@ -427,7 +427,8 @@ class Scorer:
             affordable = pool[cost[pool] <= budget * (1 + BUDGET_TOLERANCE)]  # a cost as the answer shows it fits
             if len(affordable) == 0:
                 raise GraphRouterError(
-                    f"no candidate fits the budget of {budget:.12g} USD; the cheapest costs {cost[pool].min():.12g} USD"
+                    f"budget: no candidate fits the budget of {budget:.12g} USD; the cheapest costs "
+                    f"{cost[pool].min():.12g} USD"
                 )
             pool = affordable
         order = pool[np.argsort(-utility[pool], kind="stable")]

@@ -98,9 +98,9 @@ def test_cost_norm_is_within_each_task_range(world_split) -> None:  # type: igno
     ("kwargs", "message"),
     [
         ({"scenario": "speed"}, "unknown scenario 'speed'"),
-        ({"weights": (float("nan"), 0.5)}, "w_effect must be a number from 0 to 1000000"),
-        ({"weights": (0.5, -1.0)}, "w_cost must be a number from 0 to 1000000"),
-        ({"weights": (0.5, 1.7e308)}, "w_cost must be a number from 0 to 1000000"),
+        ({"weights": (float("nan"), 0.5)}, "weights.w_effect: must be a number from 0 to 1000000"),
+        ({"weights": (0.5, -1.0)}, "weights.w_cost: must be a number from 0 to 1000000"),
+        ({"weights": (0.5, 1.7e308)}, "weights.w_cost: must be a number from 0 to 1000000"),
         ({"weights": (0.0, 0.0)}, "cannot both be 0"),
         ({"scenario": "balance", "weights": (1.0, 0.0)}, "not both"),
     ],

@@ -89,16 +89,16 @@ def test_filters_budget_and_given_task(fitted) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"query_text": "  "}, "query must be a non-empty string"),
+        ({"query_text": "  "}, "query: must be a non-empty string"),
         ({"query_text": "abc \ud800 def"}, r"query must be valid Unicode: it holds a lone surrogate '\\ud800'"),
-        ({"k": 0}, "k must be a positive integer"),
-        ({"weights": (float("nan"), 1.0)}, "w_effect must be a number from 0 to 1000000, got nan"),
-        ({"weights": (-1.0, 1.0)}, "w_effect must be a number from 0 to 1000000"),
+        ({"k": 0}, "k: must be a positive integer"),
+        ({"weights": (float("nan"), 1.0)}, "weights.w_effect: must be a number from 0 to 1000000, got nan"),
+        ({"weights": (-1.0, 1.0)}, "weights.w_effect: must be a number from 0 to 1000000"),
         ({"scenario": "fastest"}, "unknown scenario"),
         ({"candidates": ["llm-0", "gpt-9"]}, r"unknown candidate\(s\) \['gpt-9'\]"),
         ({"task": "cooking"}, "unknown task 'cooking'"),
         ({"budget": 1e-9}, "no candidate fits the budget"),
-        ({"budget": -1}, "budget must be a positive number"),
+        ({"budget": -1}, "budget: must be a positive number"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(fitted, kwargs: dict, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
@@ -29,6 +30,8 @@ from api.deps import BatcherDep, ScorerDep, SettingsDep, StateDep
 from api.models import BatchRouteRequest, BatchRouteResponse, RouteRequest, RouteResponse
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError, QueryTooLongError
+
+_FIELD_FIRST = re.compile(r"^[a-z_]+(?:\.[a-z_]+)*: ")  # a message that names its field first
 
 router = APIRouter(prefix="/v1/route", tags=["route"])
 
@@ -73,6 +76,6 @@ def _route_all(req: BatchRouteRequest, state: ServiceState, scorer: Any) -> Batc
         except (GraphRouterError, QueryTooLongError) as exc:
             if type(exc) not in (GraphRouterError, QueryTooLongError):  # e.g. no scorer: not this item's fault
                 raise
-            sep = "." if isinstance(exc, QueryTooLongError) else ": "  # its message starts with the field: query
+            sep = "." if _FIELD_FIRST.match(str(exc)) else ": "  # "task: unknown…" → "queries[1].task: unknown…"
             raise type(exc)(f"queries[{i}]{sep}{exc}") from None
     return BatchRouteResponse(results=results)
