@@ -192,10 +192,17 @@ def _parse_failure(request: Request, cause: BaseException) -> str:
             f"Content-Encoding {request.headers['content-encoding']!r} is not supported: send the JSON body "
             "uncompressed"
         )
+    return json_failure(cause)
+
+
+def json_failure(cause: BaseException) -> str:
+    """What was wrong with a request body ``json.loads`` raised ``cause`` on (the service's and the proxy's)."""
     if isinstance(cause, UnicodeDecodeError):
         return f"the request body is not UTF-8 text ({cause.reason} at byte {cause.start}); send JSON as UTF-8"
     if isinstance(cause, RecursionError):
         return "the request body's JSON is nested too deeply"
+    if "integer string conversion" in str(cause):  # Python's own limit, whose message tells the server what to do
+        return "the request body's JSON holds an integer of more than 4,300 digits; no field takes one"
     return f"malformed JSON in the request body: {cause}"
 
 

@@ -20,6 +20,7 @@ import httpx
 from fastapi import HTTPException, Request, status
 from fastapi.responses import Response
 
+from api.errors import json_failure
 from api.settings import Settings
 from graph_store import LLM, GraphStore, LLMNode
 from graph_store.schema import port_problem
@@ -77,10 +78,8 @@ async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
         chunks.append(chunk)
     try:
         body = json.loads(b"".join(chunks), parse_constant=_not_a_number, parse_float=_finite)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise client_error(status.HTTP_400_BAD_REQUEST, f"malformed JSON in the request body: {exc}") from None
-    except RecursionError:
-        raise client_error(status.HTTP_400_BAD_REQUEST, "the request body's JSON is nested too deeply") from None
+    except (ValueError, RecursionError) as exc:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise client_error(status.HTTP_400_BAD_REQUEST, json_failure(exc)) from None
     if not isinstance(body, dict):
         raise client_error(status.HTTP_400_BAD_REQUEST, "the request body must be a JSON object")
     try:  # forwarded as UTF-8: a lone surrogate escape (e.g. "\\ud800") anywhere in it could not be sent

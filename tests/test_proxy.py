@@ -405,6 +405,7 @@ def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service
             (head + ', "max_tokens": 1e999}', 400, "1e999 is out of range for a JSON number"),
             (head + ', "stream": "yes"}', 400, "stream: must be true or false, got 'yes'"),
             (head + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "nested too deeply"),
+            (head + ', "max_tokens": ' + "9" * 5_000 + "}", 400, "an integer of more than 4,300 digits"),
             # named by the chat body's own field, not by /v1/route's
             ('{"model": "llm-0", "messages": [{"role": "user", "content": "a \\u0000 b"}]}', 422, "messages (the last"),
             # a lone surrogate anywhere (not only in the routed text) could not be forwarded as UTF-8
