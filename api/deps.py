@@ -1,6 +1,7 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth. The
-objects behind them are built once, in the app's lifespan."""
+RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth; and
+``strict_query``, which the service's own routers take for every operation. The objects behind them are built once,
+in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +28,31 @@ from graphrouter.scorer import Scorer
 # Dependencies that only read an attribute are ``async def``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, a thread hop per dependency per request. The ones that may block (opening the store, loading the scorer)
 # hop only on that slow path.
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def strict_query(request: Request) -> None:
+    """Query parameters are as strict as bodies: one the operation does not take (``?n=2`` for ``?k=2``) is a 422
+    naming it, not ignored. (Not on the OpenAI-compatible paths, where clients may add their own, e.g. api-version.)"""
+    route = request.scope.get("route")
+    if not request.query_params or route is None:
+        return
+    known = _query_names(route.dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        takes = f"this operation takes {', '.join(sorted(known))}" if known else "this operation takes none"
+        raise RequestValidationError(
+            [
+                {"type": "extra_forbidden", "loc": ("query", name), "msg": f"unknown query parameter; {takes}"}
+                for name in unknown
+            ]
+        )
 
 
 async def get_state(request: Request) -> ServiceState:

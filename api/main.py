@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api.batching import MicroBatcher
+from api.deps import strict_query
 from api.errors import index_route_methods, install_error_handlers, install_openapi
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
@@ -110,7 +111,9 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     modules = (health, route, chat, llms, agents, tasks, outcomes, train, graph, metrics)
-    for module in modules:
-        app.include_router(module.router)
+    for module in modules:  # the service's own operations refuse unknown query parameters; the proxy's and the
+        # probes' (/health, /ready, /metrics) let them be, for clients and monitors that add their own
+        strict = [] if module in (chat, health, metrics) else [Depends(strict_query)]
+        app.include_router(module.router, dependencies=strict)
     index_route_methods(app, [r for module in modules for r in module.router.routes])
     return app

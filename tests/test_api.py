@@ -192,6 +192,27 @@ def test_bad_route_requests_get_a_4xx_naming_the_problem(make_app: AppMaker) -> 
         assert client.get("/ready").status_code == 200  # nothing above broke the service
 
 
+def test_query_parameters_are_as_strict_as_bodies(make_app: AppMaker) -> None:
+    """An unknown query parameter was ignored: ?n=2 on the probes answered 20 probes, the default k (audit)."""
+    with TestClient(make_app()) as client:
+        for path, params, unknown, takes in [
+            ("/v1/llms/llm-0/probes", {"n": 2}, ["n"], "k, seed"),
+            ("/v1/llms", {"limit": 2, "ofset": 1, "x": 0}, ["ofset", "x"], "limit, offset"),
+            ("/v1/tasks", {"page": 2}, ["page"], "limit, offset"),
+            ("/v1/graph/stats", {"verbose": 1}, ["verbose"], "none"),
+        ]:
+            r = client.get(path, params=params, headers=AUTH)
+            assert r.status_code == 422, (path, r.text)
+            errors = r.json()["errors"]
+            assert [e["field"] for e in errors] == [f"{name} (query parameter)" for name in unknown], r.text
+            assert all(f"unknown query parameter; this operation takes {takes}" in e["problem"] for e in errors)
+            assert r.json()["detail"].startswith(f"{unknown[0]} (query parameter): unknown query parameter")
+        r = client.get("/v1/llms/llm-0/probes", params={"k": 2, "seed": 1})  # the parameters it takes still work
+        assert r.status_code == 200 and r.json()["k"] == 2, r.text
+        assert len(client.get("/v1/llms", params={"limit": 2}).json()["data"]) == 2
+        assert client.get("/ready", params={"probe": "lb"}).status_code == 200  # monitors may add their own
+
+
 def test_a_body_json_cannot_parse_gets_a_400_naming_why(make_app: AppMaker) -> None:
     """Bodies FastAPI could not parse got its "There was an error parsing the body", naming no cause."""
     gzipped = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
