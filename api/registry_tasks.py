@@ -57,7 +57,9 @@ class RegistryTasks:
                 assert isinstance(existing, Task)
                 if existing.description != node.description:
                     raise HTTPException(
-                        status.HTTP_409_CONFLICT, f"task {node.name!r} is already registered with another description"
+                        status.HTTP_409_CONFLICT,
+                        f"task {node.name!r} is already registered with another description: give this one another "
+                        f"name, or DELETE /v1/tasks/{node.name} first (only while no stored query belongs to it)",
                     )
                 return False
             redescribed = self._redescribed(node.name, node.description)  # before the write: it embeds a text

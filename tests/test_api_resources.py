@@ -157,6 +157,9 @@ def test_tasks(make_app: AppMaker, store: GraphStore) -> None:
         assert again.status_code == 200 and again.json()["created"] is False, again.text
         other = client.post("/v1/tasks", json={"name": "cooking", "description": "food"}, headers=AUTH)
         assert other.status_code == 409 and "another description" in other.json()["detail"], other.text
+        assert "DELETE /v1/tasks/cooking first" in other.json()["detail"]  # and how to go on
+        for path in ("/v1/tasks", "/v1/llms", "/v1/agents"):  # with a trailing slash: the list, not "no … named ''"
+            assert client.get(f"{path}/").json() == client.get(path).json(), path
 
         # a task the checkpoint was not trained with: a clear 400, not a silent inference
         r = client.post("/v1/route", json={"query": "how do I bake bread", "task": "cooking"})

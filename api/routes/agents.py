@@ -57,6 +57,7 @@ def register_agent(body: AgentIn, response: Response, registry: RegistryDep, _au
 
 
 @router.get("", response_model=AgentList, summary="list the stored agents, by name")
+@router.get("/", response_model=AgentList, include_in_schema=False)  # not "no agent named ''"
 def list_agents(
     state: StateDep,
     store: StoreDep,

@@ -57,6 +57,7 @@ def register_llm(body: LLMIn, response: Response, registry: RegistryDep, _auth: 
 
 
 @router.get("", response_model=LLMList, summary="list the stored LLMs, by name")
+@router.get("/", response_model=LLMList, include_in_schema=False)  # not "no LLM named ''"
 def list_llms(
     state: StateDep,
     store: StoreDep,
