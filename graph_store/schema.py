@@ -6,8 +6,9 @@ again updates the edge. ``OF_TASK`` follows from ``Query.task`` and ``BACKED_BY`
 
 What a record may hold (checked when it is built, so every writer, CLI or API, gets the same answer):
 
-- every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``), no NUL, and at most
-  ``MAX_TEXT_CHARS`` (1,000,000) characters, so that every row fits one Bolt message on any backend;
+- every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``) and no NUL; and, to be
+  written, at most ``MAX_TEXT_CHARS`` (1,000,000) characters, so that every row fits one Bolt message on any backend
+  (:func:`check_sizes`, called by ``GraphStore.write``: a longer text an earlier version stored is still read);
 - names (Task/LLM/Agent names and the references to them): at most ``MAX_NAME_CHARS`` (200) characters, no
   leading or trailing whitespace, no control characters or line/paragraph separators (Unicode categories Cc, Zl,
   Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
@@ -32,7 +33,7 @@ import hashlib
 import math
 import re
 import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from graph_store.errors import InvalidInputError
@@ -77,8 +78,6 @@ def _text(value: Any, what: str, *, allow_empty: bool = False) -> str:
         raise InvalidInputError(f"{what} must not be empty")
     if "\x00" in value:
         raise InvalidInputError(f"{what} must not contain NUL characters")
-    if len(value) > MAX_TEXT_CHARS:
-        raise InvalidInputError(f"{what} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
     bad = _LONE_SURROGATE.search(value)
     if bad:
         raise InvalidInputError(
@@ -374,6 +373,18 @@ def node_props(node: NodeRecord) -> dict[str, Any]:
     if "embedding" in props:
         props["embedding"] = list(props["embedding"])
     return props
+
+
+def check_sizes(record: NodeRecord | Outcome | PendingOutcome) -> None:
+    """:class:`InvalidInputError` if a string of ``record`` is longer than ``MAX_TEXT_CHARS``, naming it."""
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            kind = LLM if isinstance(record, LLMNode) else type(record).__name__
+            key = record.query_id if isinstance(record, Outcome | PendingOutcome) else record.key
+            raise InvalidInputError(
+                f"{kind}.{f.name} of {key[:80]!r} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS:,}"
+            )
 
 
 def node_from_props(label: str, props: dict[str, Any]) -> NodeRecord:

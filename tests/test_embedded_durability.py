@@ -96,6 +96,25 @@ def test_a_store_from_before_the_change_log_opens_and_starts_one(tmp_path) -> No
         assert [c.key for c in store.changes_since(0)] == ["t"] and store.latest_version() == 1
 
 
+def test_a_text_longer_than_writes_take_that_an_earlier_version_stored_is_still_read(tmp_path: Path) -> None:
+    """The 1,000,000-character limit is on writes (a row must fit one Bolt message): a store holding a longer text,
+    which earlier versions accepted, still opens, lists and snapshots."""
+    import sqlite3
+
+    from graph_store import QUERY, GraphBatch, Query, Task
+    from graph_store.schema import MAX_TEXT_CHARS
+
+    path = tmp_path / "old.db"
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(tasks=[Task("t")], queries=[Query("short", "t", id="q")]))
+    long = "x" * (MAX_TEXT_CHARS + 1)
+    with sqlite3.connect(path) as db:  # as an earlier version wrote it
+        db.execute("UPDATE query SET text = ? WHERE id = 'q'", (long,))
+    with EmbeddedStore(path) as store:
+        assert store.get_node(QUERY, "q").text == long
+        assert [n.key for n in store.list_nodes(QUERY)] == ["q"] and len(store.snapshot().nodes[QUERY].keys) == 1
+
+
 def test_a_store_that_cannot_write_is_unavailable_for_every_write_not_a_crash(tmp_path: Path) -> None:
     import sqlite3
 

@@ -433,10 +433,17 @@ def test_the_largest_text_and_change_record_allowed_are_stored_whole_and_larger_
     text = "🚀" * (MAX_TEXT_CHARS - 1) + "?"  # 4 MB of UTF-8
     store.write(GraphBatch(tasks=[Task("t")], queries=[Query(text, "t", id="big")]))
     assert store.get_node(QUERY, "big").text == text
-    with pytest.raises(InvalidInputError, match=r"^Query\.text is 1,000,001 characters long; the limit is 1,000,000"):
-        Query(text + "!", "t")
-    with pytest.raises(InvalidInputError, match=r"^LLM\.description is 1,000,001 characters long"):
-        LLMNode("m", description=text + "!")
+    for batch, refusal in [
+        (GraphBatch(queries=[Query(text + "!", "t", id="q2")]), "Query.text of 'q2' is 1,000,001 characters long"),
+        (GraphBatch(llms=[LLMNode("m2", description=text + "!")]), "LLM.description of 'm2' is 1,000,001 characters"),
+        (
+            GraphBatch(llms=[LLMNode("m2")], outcomes=[Outcome("big", "m2", effect=1.0, cost=0.0, source=text + "!")]),
+            "Outcome.source of 'big' is 1,000,001 characters long; the limit is 1,000,000",
+        ),
+    ]:
+        with pytest.raises(InvalidInputError, match=re.escape(refusal)):
+            store.write(batch)
+    assert not store.has_node(LLM, "m2") and not store.has_node(QUERY, "q2")
     start = store.latest_version()
     envelope = len(Change(OUTCOMES, payload={"rows": ""}).payload_json().encode())
     filler = "🚀" * ((MAX_PAYLOAD_BYTES - envelope) // 4)  # the payload as UTF-8, just under the limit
