@@ -161,16 +161,21 @@ _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not
 _FIELD = re.compile(r"^[A-Za-z_][\w.\[\]]*(?: \([^)]*\))?$")
 
 
+def message_field(message: str) -> str | None:
+    """The field a refusal's message names first (``"task: unknown task …"`` → ``task``), or None."""
+    field, sep, _ = message.partition(": ")
+    return field if sep and _FIELD.match(field) else None
+
+
 def error_body(request: Request, code: int, detail: Any) -> dict[str, object]:
     """``{"detail": …}``, and on the OpenAI-compatible endpoints OpenAI's error object beside it. A 422 raised by a
     handler also gets the ``errors`` list a body that fails validation has: its field is the message's ``field:``
     prefix (``body`` when it has none)."""
     body: dict[str, object] = {"detail": detail}
     if code == status.HTTP_422_UNPROCESSABLE_CONTENT and isinstance(detail, str):
-        field, sep, problem = detail.partition(": ")
-        if not (sep and _FIELD.match(field)):
-            field, problem = "body", detail
-        body["errors"] = [{"field": field, "problem": problem, "type": "value_error"}]
+        field = message_field(detail)
+        problem = detail if field is None else detail[len(field) + 2 :]
+        body["errors"] = [{"field": field or "body", "problem": problem, "type": "value_error"}]
     if is_openai_path(request.url.path):
         body["error"] = openai_error(code, str(detail))
     return body

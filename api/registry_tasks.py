@@ -12,6 +12,7 @@ interface, so counting a task's queries scans the stored queries page by page.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import HTTPException, status
 
@@ -59,7 +60,8 @@ class RegistryTasks:
                     raise HTTPException(
                         status.HTTP_409_CONFLICT,
                         f"task {node.name!r} is already registered with another description: give this one another "
-                        f"name, or DELETE /v1/tasks/{node.name} first (only while no stored query belongs to it)",
+                        f"name, or DELETE /v1/tasks/{quote(node.name, safe='')} first (only while no stored query "
+                        "belongs to it)",
                     )
                 return False
             redescribed = self._redescribed(node.name, node.description)  # before the write: it embeds a text

@@ -78,7 +78,14 @@ class Change:
     at: str = ""
 
     def payload_json(self) -> str:
-        return json.dumps(self.payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        """The payload as stored: UTF-8 JSON, or escaped to ASCII where a text cannot be UTF-8 (a file path of
+        undecodable bytes holds lone surrogates)."""
+        text = json.dumps(self.payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.payload, separators=(",", ":"), sort_keys=True)
+        return text
 
 
 def check_change(change: object) -> Change:
@@ -99,7 +106,8 @@ def check_change(change: object) -> Change:
         raise InvalidInputError(f"change payload must be JSON: {exc}") from None
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInputError(
-            f"change payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}: send its rows in smaller batches"
+            f"change payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}: split what it records (the rows "
+            "of a request or an import) into smaller batches"
         )
     return change
 

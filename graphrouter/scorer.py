@@ -311,9 +311,9 @@ class Scorer:
         (registered or not yet): see :mod:`graphrouter.probes`. Queries it answered (its outcomes known to the
         router, or the query ids ``answered``) are skipped. Deterministic for a given graph and ``seed``."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise GraphRouterError(f"k must be a positive integer, got {k!r}")
+            raise GraphRouterError(f"k: must be a positive integer, got {k!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise GraphRouterError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+            raise GraphRouterError(f"seed: must be an integer from 0 to {MAX_SEED}, got {seed!r}")
         router = self.router
         data = router.world.data
         pool = np.asarray(getattr(router, "train_idx", np.arange(data.n_queries)))

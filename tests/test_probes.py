@@ -101,7 +101,7 @@ def test_cli_probes(scorer: Scorer, tmp_path, monkeypatch, capsys) -> None:  # t
     finally:
         cli.sys.stdout.close()
     assert capsys.readouterr().err == ""
-    with pytest.raises(GraphRouterError, match="seed must be an integer from 0"):
+    with pytest.raises(GraphRouterError, match="seed: must be an integer from 0"):
         scorer.probes("llm-new", 3, seed=2**40)
 
 
@@ -122,6 +122,13 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert len(out["candidates"]) == 3 and out["explored"] is False
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
+    for flags, said in [  # named by the CLI's flags, not the API's fields
+        (["--w-effect", "-1", "--w-cost", "1"], "error: --w-effect must be a number from 0 to 1000000, got -1"),
+        (["--w-effect", "0", "--w-cost", "0"], "error: --w-effect and --w-cost cannot both be 0"),
+        (["--scenario", "fastest"], "error: --scenario: unknown scenario 'fastest'; use one of"),
+    ]:
+        assert cli.main(["--store", str(path), "route", "q", *flags]) == 2
+        assert said in capsys.readouterr().err
 
     # as the API answers: an empty filter, and a task registered after training (not "unknown task")
     assert cli.main(["--store", str(path), "route", "q", "--candidates", ""]) == 2

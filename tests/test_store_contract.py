@@ -453,6 +453,12 @@ def test_the_largest_text_and_change_record_allowed_are_stored_whole_and_larger_
     with pytest.raises(InvalidInputError, match="change payload is .* bytes; the limit is .*smaller batches"):
         store.write(GraphBatch(llms=[LLMNode("m2")]), change=Change(OUTCOMES, payload={"rows": filler + "🚀🚀"}))
     assert not store.has_node(LLM, "m2")
+    # a checkpoint path of bytes that are not UTF-8 (Linux file names may be) holds lone surrogates: still recorded
+    import os
+
+    path = os.fsdecode(b"/srv/ckpt-\xff.pt")
+    store.write(GraphBatch(), change=Change(CHECKPOINT, "v2", {"path": path}))
+    assert store.changes_since(logged.version)[-1].payload == {"path": path}
 
 
 def test_a_negative_zero_is_stored_as_zero(store: GraphStore) -> None:

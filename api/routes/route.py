@@ -19,7 +19,6 @@ answers.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
@@ -27,11 +26,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api import routing
 from api.deps import BatcherDep, ScorerDep, SettingsDep, StateDep
+from api.errors import message_field
 from api.models import BatchRouteRequest, BatchRouteResponse, RouteRequest, RouteResponse
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError, QueryTooLongError
-
-_FIELD_FIRST = re.compile(r"^[a-z_]+(?:\.[a-z_]+)*: ")  # a message that names its field first
 
 router = APIRouter(prefix="/v1/route", tags=["route"])
 
@@ -76,6 +74,6 @@ def _route_all(req: BatchRouteRequest, state: ServiceState, scorer: Any) -> Batc
         except (GraphRouterError, QueryTooLongError) as exc:
             if type(exc) not in (GraphRouterError, QueryTooLongError):  # e.g. no scorer: not this item's fault
                 raise
-            sep = "." if _FIELD_FIRST.match(str(exc)) else ": "  # "task: unknown…" → "queries[1].task: unknown…"
+            sep = "." if message_field(str(exc)) else ": "  # "task: unknown…" → "queries[1].task: unknown…"
             raise type(exc)(f"queries[{i}]{sep}{exc}") from None
     return BatchRouteResponse(results=results)
