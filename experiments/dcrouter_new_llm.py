@@ -31,5 +31,9 @@ DCROUTER_LLMS = (
 )
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__.strip())
+        print("\nevaluate.py's options (this wrapper gives --dataset, new-llm and the --withhold sets itself):\n")
+        main(["--help"])
     withhold = [arg for name in DCROUTER_LLMS for arg in ("--withhold", name)]
     main(["--dataset", "dcrouter", *sys.argv[1:], "new-llm", *withhold])

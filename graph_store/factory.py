@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,6 +13,7 @@ from graph_store.location import parse_bolt_location, redact, store_timeout
 
 DEFAULT_STORE = ".graphrouter/graph.db"
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+_MISTYPED_SCHEME = re.compile(r"(?i)(bolt|neo4j)(\+s|\+ssc)?(:|/)")  # bolt//host, bolt:host, neo4j:/host
 
 
 def check_location(location: str) -> None:
@@ -38,6 +40,11 @@ def check_location(location: str) -> None:
                 f"store location {redact(loc)!r}: unknown parameter(s) {', '.join(extra)}; a bolt:// location takes "
                 "only ?timeout=SECONDS (routing context is for neo4j://)"
             )
+    elif _MISTYPED_SCHEME.match(loc) and "://" not in loc:
+        raise InvalidInputError(
+            f"store location {redact(loc)!r} looks like a mistyped Neo4j URI: write bolt://HOST:PORT or neo4j://…; "
+            f"for a file of that name, write embedded://{loc}"
+        )
     elif "://" in loc and not loc.startswith("embedded://"):
         raise InvalidInputError(
             f"unsupported store location {redact(loc)!r}: use a file path, embedded://PATH, bolt://HOST:PORT or neo4j://…"

@@ -95,6 +95,12 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "line 1: LLM 'ghost' is not in the catalogue" in capsys.readouterr().err
     assert main(["--store", "ftp://somewhere", "stats"]) == 2
     assert "unsupported store location" in capsys.readouterr().err
+    for typo in ("bolt//127.0.0.1:7687", "bolt:127.0.0.1:7687", "Neo4j:/db.example"):  # a writer made a file of it
+        llms = tmp_path / "llms.jsonl"
+        llms.write_text(json.dumps({"name": "m", "description": "d", "input_price": 1, "output_price": 1}) + "\n")
+        assert main(["--store", typo, "import", "llms", str(llms)]) == 2
+        assert "looks like a mistyped Neo4j URI: write bolt://HOST:PORT" in capsys.readouterr().err
+    assert not any(p.name.lower().startswith(("bolt", "neo4j")) for p in Path.cwd().iterdir())
 
 
 def test_register_llm_takes_its_own_outcomes_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

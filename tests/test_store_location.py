@@ -246,3 +246,20 @@ def test_a_server_that_answers_but_is_not_serving_is_unavailable_not_an_error(
         store.write(GraphBatch(llms=[LLMNode("n")]))
         assert store.has_node(LLM, "n")
         store.delete_node(LLM, "n")
+
+
+def test_the_cli_on_an_unreachable_server_says_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The driver's retry warnings ("Transaction failed and will be retried in 1.0s (Couldn't connect …") reached
+    stderr unformatted, and its error spanned two lines."""
+    import socket
+
+    from graphrouter.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["--store", f"bolt://u:{SECRET}@127.0.0.1:{port}/db?timeout=1", "stats"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Neo4j at bolt://u:***@127.0.0.1"), captured.err
+    assert "is unavailable" in lines[0] and SECRET not in captured.err and captured.out == ""

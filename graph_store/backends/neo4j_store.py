@@ -148,7 +148,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         return f"Neo4jStore({where}database={self._database!r}, batch_size={self._batch_size})"
 
     def _scrub(self, message: str) -> str:
-        return message.replace(self._secret, REDACTED) if self._secret else message
+        """The message without the password, on one line (the driver's span several)."""
+        if self._secret:  # first: a password may hold the whitespace that joining the lines changes
+            message = message.replace(self._secret, REDACTED)
+        return " ".join(message.split())
 
     def _fail_fast(self) -> None:
         left = self._down_until - time.monotonic()
