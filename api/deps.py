@@ -37,6 +37,10 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+def _needs_write_key(dependant: Dependant) -> bool:
+    return dependant.call is require_write_key or any(_needs_write_key(sub) for sub in dependant.dependencies)
+
+
 async def strict_query(request: Request) -> None:
     """Query parameters are as strict as bodies: one the operation does not take (``?n=2`` for ``?k=2``) is a 422
     naming it, not ignored. (Not on the OpenAI-compatible paths, where clients may add their own, e.g. api-version.)"""
@@ -46,6 +50,8 @@ async def strict_query(request: Request) -> None:
     known = _query_names(route.dependant)
     unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
     if unknown:
+        if _needs_write_key(route.dependant):  # a client without the key learns it needs one, not the parameters
+            await require_write_key(request.app.state.service.settings, await _bearer(request))
         takes = f"this operation takes {', '.join(sorted(known))}" if known else "this operation takes none"
         raise RequestValidationError(
             [

@@ -210,6 +210,10 @@ def test_query_parameters_are_as_strict_as_bodies(make_app: AppMaker) -> None:
         r = client.get("/v1/llms/llm-0/probes", params={"k": 2, "seed": 1})  # the parameters it takes still work
         assert r.status_code == 200 and r.json()["k"] == 2, r.text
         assert len(client.get("/v1/llms", params={"limit": 2}).json()["data"]) == 2
+        # a write without the key is told so first, as without the parameter
+        r = client.post("/v1/llms", params={"x": 1}, json=NEW_LLM)
+        assert r.status_code == 401 and "missing 'Authorization: Bearer" in r.json()["detail"], r.text
+        assert client.post("/v1/llms", params={"x": 1}, json=NEW_LLM, headers=AUTH).status_code == 422
         for path in ("/health", "/ready", "/metrics"):  # monitors may add their own
             assert client.get(path, params={"probe": "lb"}).status_code == 200, path
         # so may OpenAI clients (Azure's send api-version): the proxy's paths get to their own checks (here the key)
