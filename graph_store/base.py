@@ -24,8 +24,8 @@ from graph_store.schema import (
     NodeRecord,
     Outcome,
     PendingOutcome,
+    check_for_write,
     check_label,
-    check_sizes,
     node_label,
 )
 from graph_store.snapshot import GraphSnapshot, build_snapshot
@@ -70,15 +70,15 @@ class GraphStore(ABC):
             for node in batch.nodes(label):
                 if node_label(node) != label:
                     raise InvalidInputError(f"a {node_label(node)} node was put in the batch's {label} list")
-                check_sizes(node)
+                check_for_write(node)
         for o in batch.outcomes:
             if not isinstance(o, Outcome):
                 raise InvalidInputError(f"outcomes must be Outcome records, got {type(o).__name__}")
-            check_sizes(o)
+            check_for_write(o)
         for p in batch.pending:
             if not isinstance(p, PendingOutcome):
                 raise InvalidInputError(f"pending must be PendingOutcome records, got {type(p).__name__}")
-            check_sizes(p)
+            check_for_write(p)
         if change is not None:
             check_change(change)
         if len(batch) or change is not None:

@@ -8,10 +8,11 @@ What a record may hold (checked when it is built, so every writer, CLI or API, g
 
 - every string: valid Unicode that encodes as UTF-8 (no lone surrogates such as ``"\ud800"``) and no NUL; and, to be
   written, at most ``MAX_TEXT_CHARS`` (1,000,000) characters, so that every row fits one Bolt message on any backend
-  (:func:`check_sizes`, called by ``GraphStore.write``: a longer text an earlier version stored is still read);
+  (:func:`check_for_write`, called by ``GraphStore.write``: a longer text an earlier version stored is still read);
 - names (Task/LLM/Agent names and the references to them): at most ``MAX_NAME_CHARS`` (200) characters, no
   leading or trailing whitespace, no control characters or line/paragraph separators (Unicode categories Cc, Zl,
   Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
+  written, in Unicode NFC form (``check_for_write``: one name, one spelling);
 - query ids: the same character rule as names (no control characters or separators), any length;
 - prices (``input_price``, ``output_price``): finite, 0 to ``MAX_PRICE`` (10,000) USD per 1M tokens;
 - outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1];
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import unicodedata
 import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -375,15 +377,35 @@ def node_props(node: NodeRecord) -> dict[str, Any]:
     return props
 
 
-def check_sizes(record: NodeRecord | Outcome | PendingOutcome) -> None:
-    """:class:`InvalidInputError` if a string of ``record`` is longer than ``MAX_TEXT_CHARS``, naming it."""
+# The fields of each record that hold a Task/LLM/Agent name (its own or a reference to one).
+_NAME_FIELDS: dict[type, tuple[str, ...]] = {
+    Task: ("name",),
+    Query: ("task",),
+    LLMNode: ("name",),
+    Agent: ("name", "llm"),
+    Outcome: ("target",),
+    PendingOutcome: ("target",),
+}
+
+
+def check_for_write(record: NodeRecord | Outcome | PendingOutcome) -> None:
+    """What a record must also be to be written (what an earlier version stored is read as it is):
+    :class:`InvalidInputError` if a string of ``record`` is longer than ``MAX_TEXT_CHARS``, or a name in it is not
+    in Unicode NFC form (``"cafe\u0301"`` and ``"café"`` look the same, and would be two LLMs)."""
+    kind = LLM if isinstance(record, LLMNode) else type(record).__name__
     for f in fields(record):
         value = getattr(record, f.name)
         if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            kind = LLM if isinstance(record, LLMNode) else type(record).__name__
             key = record.query_id if isinstance(record, Outcome | PendingOutcome) else record.key
             raise InvalidInputError(
                 f"{kind}.{f.name} of {key[:80]!r} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS:,}"
+            )
+    for name in _NAME_FIELDS.get(type(record), ()):
+        value = getattr(record, name)
+        if not value.isascii() and not unicodedata.is_normalized("NFC", value):
+            raise InvalidInputError(
+                f"{kind}.{name} {value!r} is not in Unicode NFC form (it has decomposed characters, as some systems "
+                f"write them): write it as {unicodedata.normalize('NFC', value)!r}, which looks the same"
             )
 
 

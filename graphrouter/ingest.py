@@ -20,7 +20,7 @@ from typing import Any
 from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
-from graph_store.schema import MAX_QUERY_ID_CHARS, check_sizes
+from graph_store.schema import MAX_QUERY_ID_CHARS, check_for_write
 from graphrouter.cost import usd_cost
 from graphrouter.data_files import Row, read_json, read_jsonl, read_rows
 from graphrouter.errors import DataFileError
@@ -205,7 +205,7 @@ def build_outcome_batch(
                     in_tok, DEFAULT_OUTPUT_TOKENS if out_tok is None else out_tok, m.input_price, m.output_price
                 )
             query = Query(text=text, task=task, id=given_id)
-            check_sizes(query)  # (the store checks it too, naming no line)
+            check_for_write(query)  # (the store checks it too, naming no line)
             seen = queries.get(query.id)
             if seen is not None and seen.task != task:
                 raise InvalidInputError(f"query {query.id} was given task {seen.task!r} earlier and {task!r} here")

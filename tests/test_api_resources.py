@@ -357,3 +357,19 @@ def test_a_registration_the_scorer_fails_on_leaves_nothing_stored(make_app: AppM
         assert not store.has_node("LLM", "llm-new")  # undone: not stored but unroutable until a restart
         del scorer.register_llm
         assert client.post("/v1/llms", json=new, headers=AUTH).json()["routable"] is True
+
+
+def test_a_name_in_another_unicode_spelling_is_refused_and_changes_nothing(
+    make_app: AppMaker, store: GraphStore
+) -> None:
+    nfd = "cafe\u0301-7b"
+    with TestClient(make_app("gnn")) as client:
+        before = client.get("/v1/llms", params={"limit": 1000}).json()
+        r = client.post("/v1/llms", json={"name": nfd, "input_price": 1, "output_price": 1}, headers=AUTH)
+        assert r.status_code == 400 and "not in Unicode NFC form" in r.text and "'café-7b'" in r.text, r.text
+        assert client.get("/v1/llms", params={"limit": 1000}).json() == before
+        r = client.post("/v1/route", json={"query": "q", "candidates": [nfd]})
+        assert r.status_code == 400 and "unknown candidate" in r.json()["detail"], r.text
+        r = client.post("/v1/tasks", json={"name": nfd}, headers=AUTH)
+        assert r.status_code == 400 and "not in Unicode NFC form" in r.text, r.text
+        assert client.get("/ready").status_code == 200

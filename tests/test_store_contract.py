@@ -461,6 +461,23 @@ def test_the_largest_text_and_change_record_allowed_are_stored_whole_and_larger_
     assert store.changes_since(logged.version)[-1].payload == {"path": path}
 
 
+def test_names_are_written_in_one_unicode_spelling(store: GraphStore) -> None:
+    """"café" typed and "cafe" + a combining accent (as some systems write file names) look the same and were two
+    LLMs; a name not in NFC form is refused, saying the form to use."""
+    nfd = "cafe\u0301-7b"
+    for batch, field in [
+        (GraphBatch(llms=[LLMNode(nfd)]), "LLM.name"),
+        (GraphBatch(tasks=[Task(nfd)]), "Task.name"),
+        (GraphBatch(queries=[Query("q", nfd)]), "Query.task"),
+        (GraphBatch(agents=[Agent("a", nfd)]), "Agent.llm"),
+        (GraphBatch(outcomes=[Outcome("q", nfd, effect=1.0, cost=0.0)]), "Outcome.target"),
+    ]:
+        with pytest.raises(InvalidInputError, match=f"^{re.escape(field)} .* is not in Unicode NFC form.*'café-7b'"):
+            store.write(batch)
+    store.write(GraphBatch(llms=[LLMNode("café-7b", description="cafe\u0301: texts keep their spelling")]))
+    assert [n.key for n in store.list_nodes(LLM)] == ["café-7b"]
+
+
 def test_a_negative_zero_is_stored_as_zero(store: GraphStore) -> None:
     """-0.0 came back as -0.0 over Bolt and as 0.0 from the embedded file."""
     store.write(GraphBatch(tasks=[Task("t")], llms=[LLMNode("m", input_price=-0.0)], queries=[Query("q", "t", id="q")]))
