@@ -462,7 +462,7 @@ def test_the_largest_text_and_change_record_allowed_are_stored_whole_and_larger_
 
 
 def test_names_are_written_in_one_unicode_spelling(store: GraphStore) -> None:
-    """"café" typed and "cafe" + a combining accent (as some systems write file names) look the same and were two
+    """ "café" typed and "cafe" + a combining accent (as some systems write file names) look the same and were two
     LLMs; a name not in NFC form is refused, saying the form to use."""
     nfd = "cafe\u0301-7b"
     for batch, field in [
