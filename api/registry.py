@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ from graph_store.changes import (
     Change,
 )
 from graph_store.changes import now as utc_now
+from graph_store.schema import NodeRecord
 from graphrouter.errors import GraphRouterError, ScorerUnavailableError
 from graphrouter.loading import Attached, attach_scorer, costs_billed_now, load_scorer, repriced_since_training
 from graphrouter.outcome_feed import learn_stored, refitted
@@ -262,6 +263,7 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                     outcomes=outcomes,  # type: ignore[list-item]
                 ),
                 self.change(_REGISTERED[kind], node.name),
+                new=[node],  # a 409 if another replica or a CLI import registered it since the check above
             )
             note = self.add_to_scorer(scorer, store, kind, node, backing, outcomes)
             penalised = scorer is not None and scorer.router.penalty((1.0, 0.0)) is not None
@@ -304,10 +306,12 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         return llm
 
     @staticmethod
-    def _write(store: GraphStore, batch: GraphBatch, change: Change | None = None) -> None:
+    def _write(
+        store: GraphStore, batch: GraphBatch, change: Change | None = None, new: Sequence[NodeRecord] = ()
+    ) -> None:
         """One atomic store write; an outcome naming a query the store does not have is the client's 422."""
         try:
-            store.write(batch, change=change)
+            store.write(batch, change=change, new=new)
         except NodeNotFoundError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"outcomes: {exc}") from None
 

@@ -65,7 +65,7 @@ class RegistryTasks:
                     )
                 return False
             redescribed = self._redescribed(node.name, node.description)  # before the write: it embeds a text
-            store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name))
+            store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name), new=[node])
             self._back(node.name, redescribed)  # back again: the checkpoint may still know it
             return True
 

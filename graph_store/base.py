@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from graph_store.changes import MAX_CHANGES_PER_READ, UTC_SECOND, Change, check_change, now
-from graph_store.errors import ChangeLogTruncatedError, InvalidInputError, NodeNotFoundError
+from graph_store.errors import ChangeLogTruncatedError, ConflictError, InvalidInputError, NodeNotFoundError
 from graph_store.schema import (
     AGENT,
     EDGE_TYPES,
@@ -47,14 +47,29 @@ def _page_index(value: object, name: str, *, none_ok: bool = False) -> None:
         raise InvalidInputError(f"{name} must be an integer from 0 to {MAX_PAGE_INDEX:,}{also}, got {value!r}")
 
 
+def claimed_meanwhile(nodes: list[tuple[str, str]]) -> ConflictError:
+    """The error of a write one of whose new ``nodes`` (label, key) another writer stored since it looked (see
+    ``GraphStore.write``)."""
+    named = ", ".join(f"{label} {key!r}" for label, key in nodes[:5]) + (" …" if len(nodes) > 5 else "")
+    return ConflictError(
+        f"{named if len(nodes) == 1 else 'one of ' + named} was registered by another writer while this one was "
+        "checking it; nothing was written: try again (the same data then succeeds, other data is refused as for any "
+        "stored name)"
+    )
+
+
 class GraphStore(ABC):
     """The graph of record: tasks, queries, LLMs, agents and the outcomes between them."""
 
     backend: str = "abstract"
 
     # ---- writes -------------------------------------------------------------------------------------------
-    def write(self, batch: GraphBatch, change: Change | None = None) -> dict[str, int]:
+    def write(self, batch: GraphBatch, change: Change | None = None, new: Iterable[NodeRecord] = ()) -> dict[str, int]:
         """Write a batch atomically: every node and edge in it lands, or (on any error) none does.
+
+        ``new``: nodes of the batch its writer found absent (a registration that compared before it wrote): if one is
+        stored when the transaction writes (another writer's, since), :class:`ConflictError` and nothing is written,
+        so that of two writers registering one name with different data, one is told instead of both succeeding.
 
         With a ``change``, its record is appended to the change log in the same transaction (see
         :mod:`graph_store.changes`); an empty batch with a change writes the record alone.
@@ -81,8 +96,12 @@ class GraphStore(ABC):
             check_for_write(p)
         if change is not None:
             check_change(change)
+        claimed = sorted({(node_label(n), n.key) for n in new})
+        written = {(label, n.key) for label in NODE_LABELS for n in batch.nodes(label)}
+        if stray := [key for key in claimed if key not in written]:
+            raise InvalidInputError(f"new names nodes the batch does not write: {stray[:5]}")
         if len(batch) or change is not None:
-            self._write(batch, change)
+            self._write(batch, change, claimed)
         return {
             "tasks": len(batch.tasks),
             "queries": len(batch.queries),
@@ -298,9 +317,10 @@ class GraphStore(ABC):
 
     # ---- what a backend implements ------------------------------------------------------------------------
     @abstractmethod
-    def _write(self, batch: GraphBatch, change: Change | None) -> None:
+    def _write(self, batch: GraphBatch, change: Change | None, new: list[tuple[str, str]]) -> None:
         """Write the batch, and the change record if any, in one transaction; raise NodeNotFoundError (and roll
-        back) on a dangling reference."""
+        back) on a dangling reference, ConflictError (and roll back) if a node of ``new`` (label, key) is stored
+        when the transaction writes it (checked under the transaction's write lock, so race-free)."""
 
     @abstractmethod
     def _get_node(self, label: str, key: str) -> NodeRecord | None: ...

@@ -360,4 +360,6 @@ def write_logged(
         stored = store.get_nodes(LLM, [m.name for m in batch.llms])
         stored |= store.get_nodes(AGENT, [a.name for a in batch.agents])
     keep_stored(stored, batch, now(), {**(agents or {}), **{a.name: a.llm for a in batch.agents}})
-    return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)))
+    # those it found absent: if another writer registers one meanwhile (perhaps with other data), this one is refused
+    new = [n for n in (*batch.llms, *batch.agents) if n.name not in stored]
+    return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)), new=new)

@@ -373,3 +373,29 @@ def test_a_name_in_another_unicode_spelling_is_refused_and_changes_nothing(
         r = client.post("/v1/tasks", json={"name": nfd}, headers=AUTH)
         assert r.status_code == 400 and "not in Unicode NFC form" in r.text, r.text
         assert client.get("/ready").status_code == 200
+
+
+def test_a_registration_racing_another_writer_is_a_409_not_two_winners(
+    make_app: AppMaker, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica (or a CLI import) registered the name between this registration's check and its write: both
+    succeeded, the last writer's data kept, and each replica routed with its own. Now the later write is a 409."""
+    from api.registry import CandidateRegistry
+    from graph_store import LLM, GraphBatch, LLMNode
+
+    theirs = LLMNode("raced", description="theirs", input_price=2.0, output_price=2.0)
+    refuse_stale = CandidateRegistry._refuse_stale
+
+    def another_writer_meanwhile(self, scorer, node, kind):  # type: ignore[no-untyped-def]
+        store.write(GraphBatch(llms=[theirs]))  # after the check found no 'raced', before the write
+        return refuse_stale(self, scorer, node, kind)
+
+    monkeypatch.setattr(CandidateRegistry, "_refuse_stale", another_writer_meanwhile)
+    with TestClient(make_app("gnn")) as client:
+        body = {"name": "raced", "description": "mine", "input_price": 1, "output_price": 1}
+        r = client.post("/v1/llms", json=body, headers=AUTH)
+        assert r.status_code == 409 and "'raced' was registered by another writer" in r.json()["detail"], r.text
+        assert store.get_node(LLM, "raced") == theirs
+        monkeypatch.undo()
+        r = client.post("/v1/llms", json=body, headers=AUTH)  # trying again: refused as for any stored name
+        assert r.status_code == 409 and "already registered with other data" in r.json()["detail"], r.text

@@ -476,3 +476,28 @@ def test_a_file_that_gives_the_same_thing_twice_is_refused(
     with pytest.raises(DataFileError, match="the key 'm' appears twice"):
         import_llms(embedded, keyed_twice)
     assert embedded.counts()["ANSWERED_BY"] == 0 and {m.key for m in embedded.list_nodes(LLM)} == {"big", "small"}
+
+
+def test_an_import_racing_another_writer_of_a_new_llm_is_refused_whole(
+    embedded: GraphStore, catalogue: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two imports (or an import and a registration) of one new LLM with different data both succeeded, the last
+    writer's kept, without --update: the comparison with the store came before the write."""
+    from graph_store import ConflictError, LLMNode
+    from graphrouter import ingest
+
+    theirs = LLMNode("big", description="theirs", input_price=5.0, output_price=5.0)
+    keep_stored = ingest.keep_stored
+
+    def another_writer_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        embedded.write(GraphBatch(llms=[theirs]))  # after the import compared, before it writes
+        return keep_stored(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "keep_stored", another_writer_meanwhile)
+    with pytest.raises(ConflictError, match="LLM 'big' was registered by another writer .*try again"):
+        import_llms(embedded, catalogue)
+    assert embedded.get_node(LLM, "big") == theirs and not embedded.has_node(LLM, "small")  # nothing of it written
+    assert embedded.changes_since(0) == []
+    monkeypatch.undo()
+    with pytest.raises(DataFileError, match="'big'.*--update"):  # trying again: refused as any other data is
+        import_llms(embedded, catalogue)

@@ -19,6 +19,7 @@ from graph_store import (
     TASK,
     Agent,
     ChangeLogTruncatedError,
+    ConflictError,
     GraphBatch,
     GraphStore,
     InvalidInputError,
@@ -476,6 +477,32 @@ def test_names_are_written_in_one_unicode_spelling(store: GraphStore) -> None:
             store.write(batch)
     store.write(GraphBatch(llms=[LLMNode("café-7b", description="cafe\u0301: texts keep their spelling")]))
     assert [n.key for n in store.list_nodes(LLM)] == ["café-7b"]
+
+
+def test_a_new_node_stored_by_another_writer_meanwhile_is_a_conflict_and_nothing_is_written(store: GraphStore) -> None:
+    """Two registrations of one name with different data both succeeded (each compared before it wrote, the last
+    writer's data kept): a write says which nodes it found absent, and the store refuses it if one is there now."""
+    store.write(GraphBatch(tasks=[Task("t")], queries=[Query("q", "t", id="q")]))
+    mine = LLMNode("m", description="mine", input_price=1.0, output_price=1.0)
+    theirs = LLMNode("m", description="theirs", input_price=2.0, output_price=2.0)
+    start = store.latest_version()
+    store.write(GraphBatch(llms=[theirs]), new=[theirs])  # the other writer, between this one's check and its write
+    mine_batch = GraphBatch(llms=[mine], outcomes=[Outcome("q", "m", effect=1.0, cost=0.0)])
+    with pytest.raises(ConflictError, match="LLM 'm' was registered by another writer .* nothing was written"):
+        store.write(mine_batch, change=Change(LLM_REGISTERED, "m"), new=[mine])
+    assert store.get_node(LLM, "m") == theirs and store.outcomes(LLM) == []
+    assert store.changes_since(start) == []
+    for label, node in ((TASK, Task("t")), (AGENT, Agent("a", "m"))):  # every label
+        if label == AGENT:
+            store.write(GraphBatch(agents=[node]))
+        with pytest.raises(ConflictError, match=f"{label} .* was registered by another writer"):
+            store.write(GraphBatch(**{"tasks" if label == TASK else "agents": [node]}), new=[node])
+    fresh = LLMNode("n")  # absent: written as usual, and a plain write of a stored node still replaces it
+    store.write(GraphBatch(llms=[fresh]), new=[fresh])
+    store.write(GraphBatch(llms=[mine]))
+    assert store.get_node(LLM, "n") == fresh and store.get_node(LLM, "m") == mine
+    with pytest.raises(InvalidInputError, match="new names nodes the batch does not write"):
+        store.write(GraphBatch(), new=[LLMNode("x")])
 
 
 def test_a_negative_zero_is_stored_as_zero(store: GraphStore) -> None:

@@ -55,7 +55,7 @@ from graph_store.backends.embedded_sql import (
     UPSERT_OUTCOME,
     UPSERT_PENDING,
 )
-from graph_store.base import EdgeRows, GraphStore, NodeRows
+from graph_store.base import EdgeRows, GraphStore, NodeRows, claimed_meanwhile
 from graph_store.changes import Change, from_row, now
 from graph_store.errors import InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graph_store.schema import (
@@ -193,9 +193,12 @@ class EmbeddedStore(GraphStore):
         if change is not None:
             db.execute(INSERT_CHANGE, (change.kind, change.key, change.payload_json(), change.origin, now()))
 
-    def _write(self, batch: GraphBatch, change: Change | None) -> None:
+    def _write(self, batch: GraphBatch, change: Change | None, new: list[tuple[str, str]]) -> None:
         try:
-            with self._tx(write=True) as db:
+            with self._tx(write=True) as db:  # BEGIN IMMEDIATE: no other writer until it ends
+                for label, key in new:
+                    if db.execute(f"SELECT 1 FROM {TABLE[label]} WHERE {KEY[label]} = ?", (key,)).fetchone():
+                        raise claimed_meanwhile([(label, key)])
                 for label in (TASK, LLM, QUERY, AGENT):
                     nodes = batch.nodes(label)
                     if nodes:

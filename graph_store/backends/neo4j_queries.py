@@ -228,6 +228,11 @@ LIST_NODES: dict[str, str] = {
 }
 LIST_NODES_LIMIT: dict[str, str] = {label: f"{LIST_NODES[label]} LIMIT $limit" for label in NODE_LABELS}
 
+# A node its writer found absent, created first in the write's transaction (the upsert then sets its properties): if
+# another writer stored it since, the key's uniqueness constraint refuses it, and if one is storing it now, waits for
+# that one to end (GraphStore.write's ``new``).
+CLAIM_NODE: dict[str, str] = {label: f"CREATE (:{label} {{{NODE_KEY[label]}: $key}})" for label in NODE_LABELS}
+
 DELETE_NODE: dict[str, str] = {
     label: f"MATCH (n:{label} {{{NODE_KEY[label]}: $key}}) DETACH DELETE n RETURN count(*) AS deleted"
     for label in NODE_LABELS

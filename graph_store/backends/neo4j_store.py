@@ -37,7 +37,7 @@ from graph_store.backends.neo4j_changelog import Neo4jChangeLog
 from graph_store.backends.neo4j_pending import Neo4jPending
 from graph_store.backends.neo4j_ping import Neo4jPing
 from graph_store.backends.neo4j_translate import translate_errors
-from graph_store.base import EdgeRows, GraphStore, NodeRows
+from graph_store.base import EdgeRows, GraphStore, NodeRows, claimed_meanwhile
 from graph_store.changes import Change
 from graph_store.errors import GraphStoreError, InvalidInputError, NodeNotFoundError, StoreUnavailableError
 from graph_store.location import DEFAULT_TIMEOUT_S, REDACTED, TIMEOUT_ENV, parse_bolt_location, redact, store_timeout
@@ -205,7 +205,7 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
 
     # ---- writes ---------------------------------------------------------------------------------------------
     @translate_errors
-    def _write(self, batch: GraphBatch, change: Change | None) -> None:
+    def _write(self, batch: GraphBatch, change: Change | None, new: list[tuple[str, str]]) -> None:
         self._ensure_constraints()
         tasks = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.tasks)]
         llms = [{"key": n.key, "props": node_props(n)} for n in neo4j_rows.last_by_key(batch.llms)]
@@ -221,6 +221,11 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
             pending[p.kind][p.response_id] = [p.response_id, p.query_id, p.target, p.cost, p.source, p.observed_at]
 
         def work(tx: neo4j.ManagedTransaction) -> None:
+            for label, key in new:
+                try:
+                    tx.run(cypher.CLAIM_NODE[label], key=key).consume()
+                except neo4j_errors.ConstraintError:  # (Neo4j says so here; ArcadeDB at the commit, below)
+                    raise claimed_meanwhile([(label, key)]) from None
             self._run_rows(tx, cypher.UPSERT_TASKS, tasks)
             self._run_rows(tx, cypher.UPSERT_LLMS, llms)
             self._run_rows(
@@ -248,7 +253,13 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
                 )
             self._log(tx, change)
 
-        self._execute_logged(work)
+        try:
+            self._execute_logged(work)
+        except neo4j_errors.ConstraintError as exc:
+            # the upserts MERGE: only a claimed node can break a node key's uniqueness (not the change log's version)
+            if not new or cypher.CHANGE in str(exc):
+                raise
+            raise claimed_meanwhile(new) from None
 
     def _run_rows(
         self,
