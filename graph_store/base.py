@@ -27,6 +27,7 @@ from graph_store.schema import (
     check_for_write,
     check_label,
     node_label,
+    non_nfc_name,
 )
 from graph_store.snapshot import GraphSnapshot, build_snapshot
 
@@ -96,6 +97,10 @@ class GraphStore(ABC):
             check_for_write(p)
         if change is not None:
             check_change(change)
+        for label in NODE_LABELS:
+            for node in batch.nodes(label):
+                if (refusal := non_nfc_name(node)) and not self.has_node(label, node.key):
+                    raise InvalidInputError(refusal)
         claimed = sorted({(node_label(n), n.key) for n in new})
         written = {(label, n.key) for label in NODE_LABELS for n in batch.nodes(label)}
         if stray := [key for key in claimed if key not in written]:

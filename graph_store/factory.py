@@ -13,7 +13,7 @@ from graph_store.location import parse_bolt_location, redact, store_timeout
 
 DEFAULT_STORE = ".graphrouter/graph.db"
 NEO4J_SCHEMES = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
-_MISTYPED_SCHEME = re.compile(r"(?i)(bolt|neo4j)(\+s|\+ssc)?(:|/)")  # bolt//host, bolt:host, neo4j:/host
+_MISTYPED_SCHEME = re.compile(r"(?i)(bolt|neo4j)(\+s|\+ssc)?(:|//)")  # bolt//host, bolt:host (not bolt/graph.db)
 
 
 def check_location(location: str) -> None:

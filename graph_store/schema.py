@@ -12,7 +12,7 @@ What a record may hold (checked when it is built, so every writer, CLI or API, g
 - names (Task/LLM/Agent names and the references to them): at most ``MAX_NAME_CHARS`` (200) characters, no
   leading or trailing whitespace, no control characters or line/paragraph separators (Unicode categories Cc, Zl,
   Zp); anything else is allowed (spaces, punctuation, quotes, any script: ``LLaMA-3 (8b)``, ``gpt-4o-2024-05-13``);
-  written, in Unicode NFC form (``check_for_write``: one name, one spelling);
+  a new one in Unicode NFC form (``non_nfc_name``: one name, one spelling);
 - query ids: the same character rule as names (no control characters or separators), any length;
 - prices (``input_price``, ``output_price``): finite, 0 to ``MAX_PRICE`` (10,000) USD per 1M tokens;
 - outcome ``cost``: finite, 0 to ``MAX_COST`` (1,000) USD per query; ``effect`` in [0, 1];
@@ -377,36 +377,31 @@ def node_props(node: NodeRecord) -> dict[str, Any]:
     return props
 
 
-# The fields of each record that hold a Task/LLM/Agent name (its own or a reference to one).
-_NAME_FIELDS: dict[type, tuple[str, ...]] = {
-    Task: ("name",),
-    Query: ("task",),
-    LLMNode: ("name",),
-    Agent: ("name", "llm"),
-    Outcome: ("target",),
-    PendingOutcome: ("target",),
-}
-
-
 def check_for_write(record: NodeRecord | Outcome | PendingOutcome) -> None:
     """What a record must also be to be written (what an earlier version stored is read as it is):
-    :class:`InvalidInputError` if a string of ``record`` is longer than ``MAX_TEXT_CHARS``, or a name in it is not
-    in Unicode NFC form (``"cafe\u0301"`` and ``"café"`` look the same, and would be two LLMs)."""
-    kind = LLM if isinstance(record, LLMNode) else type(record).__name__
+    :class:`InvalidInputError` if a string of ``record`` is longer than ``MAX_TEXT_CHARS``."""
     for f in fields(record):
         value = getattr(record, f.name)
         if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            kind = LLM if isinstance(record, LLMNode) else type(record).__name__
             key = record.query_id if isinstance(record, Outcome | PendingOutcome) else record.key
             raise InvalidInputError(
                 f"{kind}.{f.name} of {key[:80]!r} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS:,}"
             )
-    for name in _NAME_FIELDS.get(type(record), ()):
-        value = getattr(record, name)
-        if not value.isascii() and not unicodedata.is_normalized("NFC", value):
-            raise InvalidInputError(
-                f"{kind}.{name} {value!r} is not in Unicode NFC form (it has decomposed characters, as some systems "
-                f"write them): write it as {unicodedata.normalize('NFC', value)!r}, which looks the same"
-            )
+
+
+def non_nfc_name(node: NodeRecord) -> str | None:
+    """The refusal of a Task/LLM/Agent whose name is not in Unicode NFC form (``"cafe\u0301"`` and ``"café"`` look
+    the same, and would be two LLMs), None if it is (or is a query). ``GraphStore.write`` refuses such a node unless it
+    is stored already (written by an earlier version: it can still be updated)."""
+    name = node.key
+    if isinstance(node, Query) or name.isascii() or unicodedata.is_normalized("NFC", name):
+        return None
+    kind = LLM if isinstance(node, LLMNode) else type(node).__name__
+    return (
+        f"{kind}.name {ascii(name)} is not in Unicode NFC form (it has decomposed characters, as some systems write "
+        f"them): write it as {unicodedata.normalize('NFC', name)!r}, each accented letter one character"
+    )
 
 
 def node_from_props(label: str, props: dict[str, Any]) -> NodeRecord:

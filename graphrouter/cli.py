@@ -308,7 +308,9 @@ def _notes_to_stderr() -> logging.Handler:
     """The library's warnings (a candidate kept out of routing, an embedding cache that fails) as ``note:`` lines on
     stderr, for the length of a command. The Neo4j driver's own (each retry of a transaction) are not shown: an
     unreachable server is one ``error:`` line."""
-    logging.getLogger("neo4j").addHandler(logging.NullHandler())
+    driver = logging.getLogger("neo4j")
+    if not driver.handlers:
+        driver.addHandler(logging.NullHandler())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("note: %(message)s"))
     handler.setLevel(logging.WARNING)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -92,7 +91,7 @@ def _load_scorer(args: argparse.Namespace, store: GraphStore) -> Scorer:
 def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import TASK, Task
     from graphrouter.errors import GraphRouterError
-    from graphrouter.rewards import MAX_WEIGHT, scenario_weights
+    from graphrouter.rewards import CLI_FLAGS, scenario_weights
 
     # what needs no model is checked before loading it (seconds)
     weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
@@ -102,15 +101,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         raise GraphRouterError("give --scenario or --w-effect/--w-cost, not both")
     if not args.query.strip():
         raise GraphRouterError("the query is empty")
-    for flag, w in (("--w-effect", args.w_effect), ("--w-cost", args.w_cost)) if weights else ():
-        if not math.isfinite(w) or not 0 <= w <= MAX_WEIGHT:
-            raise GraphRouterError(f"{flag} must be a number from 0 to {MAX_WEIGHT:.0f}, got {w:g}")
-    if weights == (0, 0):
-        raise GraphRouterError("--w-effect and --w-cost cannot both be 0")
-    try:
-        scenario_weights(None if weights else args.scenario, weights)
-    except GraphRouterError as exc:  # an unknown scenario: named by its flag, not the API's field
-        raise GraphRouterError(f"--{exc}") from None
+    scenario_weights(None if weights else args.scenario, weights, names=CLI_FLAGS)
     if args.k < 1:
         raise GraphRouterError(f"--k must be at least 1, got {args.k}")
     if args.budget is not None and not args.budget > 0:

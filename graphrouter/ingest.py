@@ -20,7 +20,7 @@ from typing import Any
 from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphBatch, GraphStore, LLMNode, Outcome, Query, Task
 from graph_store.changes import import_change, now, utc_second
 from graph_store.errors import InvalidInputError
-from graph_store.schema import MAX_QUERY_ID_CHARS, check_for_write
+from graph_store.schema import MAX_QUERY_ID_CHARS, check_for_write, non_nfc_name
 from graphrouter.cost import usd_cost
 from graphrouter.data_files import Row, read_json, read_jsonl, read_rows
 from graphrouter.errors import DataFileError
@@ -54,13 +54,15 @@ def parse_size_b(value: Any) -> float | None:
 
 def _llm_from_mapping(name: Any, d: dict[str, Any]) -> LLMNode:
     size = d.get("size_b", d.get("size"))
-    return LLMNode(
+    node = LLMNode(
         name=name,
         description=d.get("description", d.get("feature", "")),
         input_price=d.get("input_price", 0.0),
         output_price=d.get("output_price", 0.0),
         size_b=parse_size_b(size),
     )
+    check_for_write(node)  # (the store checks it too, naming no line)
+    return node
 
 
 def read_llm_catalogue(path: str | Path) -> list[LLMNode]:
@@ -218,6 +220,8 @@ def build_outcome_batch(
             first_line[(query.id, kind, target)] = line
             queries[query.id] = query
             if task not in stored_tasks and task not in tasks:
+                if why := non_nfc_name(Task(name=task)):  # (the store refuses it too, naming no line)
+                    raise InvalidInputError(why)
                 tasks[task] = Task(name=task)
             outcomes[(query.id, kind, target)] = Outcome(
                 query_id=query.id,
@@ -361,5 +365,6 @@ def write_logged(
         stored |= store.get_nodes(AGENT, [a.name for a in batch.agents])
     keep_stored(stored, batch, now(), {**(agents or {}), **{a.name: a.llm for a in batch.agents}})
     # those it found absent: if another writer registers one meanwhile (perhaps with other data), this one is refused
-    new = [n for n in (*batch.llms, *batch.agents) if n.name not in stored]
+    # (its tasks are new by construction: a stored one is never in it, so its description is kept)
+    new = [*batch.tasks, *(n for n in (*batch.llms, *batch.agents) if n.name not in stored)]
     return store.write(batch, change=import_change(batch, updated=reregistered(stored, batch)), new=new)

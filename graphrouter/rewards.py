@@ -24,13 +24,21 @@ SCENARIO_ALIASES = {"performance": "performance_first", "perf": "performance_fir
 MAX_WEIGHT = 1e6  # utilities stay finite (1.7e308 overflowed to null); only the weights' ratio ranks
 
 
-def scenario_weights(scenario: str | None = None, weights: tuple[float, float] | None = None) -> tuple[float, float]:
-    """(w_effect, w_cost) from a scenario name or explicit weights (not both); balance by default."""
+# How a refusal names what was given: the API's fields, or the CLI's flags (``graphrouter route``).
+API_FIELDS = {"scenario": "scenario", "weights": "weights", "w_effect": "weights.w_effect", "w_cost": "weights.w_cost"}
+CLI_FLAGS = {"scenario": "--scenario", "weights": "--w-effect/--w-cost", "w_effect": "--w-effect", "w_cost": "--w-cost"}
+
+
+def scenario_weights(
+    scenario: str | None = None, weights: tuple[float, float] | None = None, names: dict[str, str] = API_FIELDS
+) -> tuple[float, float]:
+    """(w_effect, w_cost) from a scenario name or explicit weights (not both); balance by default. A refusal starts
+    with what was wrong as ``names`` call it."""
     if scenario is not None and weights is not None:
-        raise GraphRouterError("scenario: give a scenario or explicit weights, not both")
+        raise GraphRouterError(f"{names['scenario']}: give a scenario or explicit weights, not both")
     if weights is not None:
         if len(weights) != 2:
-            raise GraphRouterError(f"weights: must be (w_effect, w_cost), got {weights!r}")
+            raise GraphRouterError(f"{names['weights']}: must be (w_effect, w_cost), got {weights!r}")
         for name, w in zip(("w_effect", "w_cost"), weights, strict=True):
             if (
                 isinstance(w, bool)
@@ -38,14 +46,14 @@ def scenario_weights(scenario: str | None = None, weights: tuple[float, float] |
                 or not math.isfinite(w)
                 or not 0 <= w <= MAX_WEIGHT
             ):
-                raise GraphRouterError(f"weights.{name}: must be a number from 0 to {MAX_WEIGHT:.0f}, got {w!r}")
+                raise GraphRouterError(f"{names[name]}: must be a number from 0 to {MAX_WEIGHT:.0f}, got {w!r}")
         if weights[0] == 0 and weights[1] == 0:
-            raise GraphRouterError("weights: w_effect and w_cost cannot both be 0")
+            raise GraphRouterError(f"{names['weights']}: w_effect and w_cost cannot both be 0")
         return float(weights[0]), float(weights[1])
     name = (scenario or "balance").strip().lower().replace("-", "_").replace(" ", "_")
     name = SCENARIO_ALIASES.get(name, name)
     if name not in SCENARIOS:
-        raise GraphRouterError(f"scenario: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+        raise GraphRouterError(f"{names['scenario']}: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
     return SCENARIOS[name]
 
 

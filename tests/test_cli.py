@@ -84,7 +84,9 @@ def test_export_formats(imported: Path, tmp_path: Path) -> None:
     assert not typo.parent.exists()
 
 
-def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "graph.db"
     assert main(["--store", str(store), "import", "dcrouter", "--data-dir", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
@@ -101,6 +103,9 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
         assert main(["--store", typo, "import", "llms", str(llms)]) == 2
         assert "looks like a mistyped Neo4j URI: write bolt://HOST:PORT" in capsys.readouterr().err
     assert not any(p.name.lower().startswith(("bolt", "neo4j")) for p in Path.cwd().iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["--store", "neo4j/graph.db", "import", "llms", str(llms)]) == 0  # a folder of that name is fine
+    assert (tmp_path / "neo4j" / "graph.db").exists()
 
 
 def test_register_llm_takes_its_own_outcomes_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,6 +306,7 @@ def test_train_checks_its_params_before_the_long_work(tmp_path: Path, capsys: py
     if Path("/proc").is_dir():
         assert main([*store, "train", "--checkpoint", "/proc/c.pt"]) == 2
         assert "error: cannot write /proc/c.pt: " in capsys.readouterr().err
+    assert not list(tmp_path.glob("**/*.write-check"))  # the probe file is removed
 
 
 def test_train_says_when_a_store_is_too_small_to_learn_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,6 +115,24 @@ def test_a_text_longer_than_writes_take_that_an_earlier_version_stored_is_still_
         assert [n.key for n in store.list_nodes(QUERY)] == ["q"] and len(store.snapshot().nodes[QUERY].keys) == 1
 
 
+def test_a_name_an_earlier_version_stored_in_another_unicode_spelling_can_still_be_written_to(tmp_path: Path) -> None:
+    """New names are written in NFC; one stored before that rule (decomposed) keeps working: updated, answered."""
+    import sqlite3
+
+    from graph_store import GraphBatch, LLMNode, Outcome, Query, Task
+
+    nfd = "cafe\u0301-7b"
+    path = tmp_path / "old.db"
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(tasks=[Task("t")], queries=[Query("q", "t", id="q")], llms=[LLMNode("x")]))
+    with sqlite3.connect(path) as db:  # as an earlier version wrote it
+        db.execute("UPDATE llm SET name = ? WHERE name = 'x'", (nfd,))
+    with EmbeddedStore(path) as store:
+        store.write(GraphBatch(llms=[LLMNode(nfd, description="updated")]))
+        store.add_outcomes([Outcome("q", nfd, effect=1.0, cost=0.0)])
+        assert store.get_node(LLM, nfd).description == "updated" and len(store.outcomes(LLM, target=nfd)) == 1
+
+
 def test_a_store_that_cannot_write_is_unavailable_for_every_write_not_a_crash(tmp_path: Path) -> None:
     import sqlite3
 

@@ -501,3 +501,39 @@ def test_an_import_racing_another_writer_of_a_new_llm_is_refused_whole(
     monkeypatch.undo()
     with pytest.raises(DataFileError, match="'big'.*--update"):  # trying again: refused as any other data is
         import_llms(embedded, catalogue)
+
+
+def test_an_import_racing_a_registration_of_one_of_its_new_tasks_is_refused(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task the import found absent and the API registered (with a description) before the import wrote: the
+    import's empty-description upsert replaced it (review)."""
+    from graph_store import ConflictError, Task
+    from graphrouter import ingest
+
+    import_llms(embedded, catalogue)
+    keep_stored = ingest.keep_stored
+
+    def registered_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        embedded.write(GraphBatch(tasks=[Task("math", "arithmetic, registered through the API")]))
+        return keep_stored(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "keep_stored", registered_meanwhile)
+    with pytest.raises(ConflictError, match="Task 'math' was registered by another writer"):
+        import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", ROWS))
+    assert embedded.get_node(TASK, "math").description == "arithmetic, registered through the API"
+    assert embedded.counts()["Query"] == 0
+
+
+def test_import_errors_name_the_line_of_a_name_in_another_unicode_spelling(
+    embedded: GraphStore, catalogue: Path, tmp_path: Path
+) -> None:
+    import_llms(embedded, catalogue)
+    rows = [dict(r) for r in ROWS]
+    rows[2]["task"] = "poe\u0301m"
+    with pytest.raises(DataFileError, match=r"line 3: Task.name 'poe\\u0301m' is not in Unicode NFC form"):
+        import_outcomes(embedded, write_rows(tmp_path / "rows.jsonl", rows))
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"huge": {**CATALOGUE["big"], "feature": "x" * 1_000_001}}))
+    with pytest.raises(DataFileError, match=r"LLM 'huge': LLM.description of 'huge' is 1,000,001 characters long"):
+        import_llms(embedded, big)

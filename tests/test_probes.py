@@ -123,8 +123,8 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
     for flags, said in [  # named by the CLI's flags, not the API's fields
-        (["--w-effect", "-1", "--w-cost", "1"], "error: --w-effect must be a number from 0 to 1000000, got -1"),
-        (["--w-effect", "0", "--w-cost", "0"], "error: --w-effect and --w-cost cannot both be 0"),
+        (["--w-effect", "-1", "--w-cost", "1"], "error: --w-effect: must be a number from 0 to 1000000, got -1"),
+        (["--w-effect", "0", "--w-cost", "0"], "error: --w-effect/--w-cost: w_effect and w_cost cannot both be 0"),
         (["--scenario", "fastest"], "error: --scenario: unknown scenario 'fastest'; use one of"),
     ]:
         assert cli.main(["--store", str(path), "route", "q", *flags]) == 2

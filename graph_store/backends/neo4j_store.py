@@ -255,11 +255,13 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
 
         try:
             self._execute_logged(work)
-        except neo4j_errors.ConstraintError as exc:
-            # the upserts MERGE: only a claimed node can break a node key's uniqueness (not the change log's version)
-            if not new or cypher.CHANGE in str(exc):
+        except neo4j_errors.ConstraintError:
+            # a claimed node that is there now was another writer's (this transaction rolled back); else it was
+            # another constraint (a concurrent MERGE of a query, say): reported as such
+            taken = [(label, key) for label, key in new if self._get_node(label, key) is not None]
+            if not taken:
                 raise
-            raise claimed_meanwhile(new) from None
+            raise claimed_meanwhile(taken) from None
 
     def _run_rows(
         self,
