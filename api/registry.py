@@ -43,6 +43,7 @@ from graph_store import (
     LLM,
     QUERY,
     Agent,
+    ConflictError,
     GraphBatch,
     GraphStore,
     GraphStoreError,
@@ -234,37 +235,30 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                     status.HTTP_409_CONFLICT,
                     f"name: {node.name!r} is an {WHAT[other]}; an {WHAT[kind]} needs a name of its own",
                 )
-            if store.has_node(kind, node.name):
-                existing = store.get_node(kind, node.name)
-                if not same_registration(existing, node):  # type: ignore[arg-type]
-                    raise HTTPException(
-                        status.HTTP_409_CONFLICT,
-                        f"{WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
-                        f"{_PATH[kind]}/{node.name} first to replace it",
-                    )
-                if outcomes:  # as POST /v1/outcomes: logged for the replicas, learned by the scorer at once
-                    self.record_outcomes(store, GraphBatch(outcomes=outcomes))
-                note = None
-                if isinstance(node, LLMNode) and _upstream(node) not in (None, _upstream(existing)):  # type: ignore[arg-type]
-                    note = f"already registered; its upstream was not changed: PATCH /v1/llms/{node.name} to change it"
-                return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing, note)  # type: ignore[arg-type]
+            if (done := self._registered_already(store, kind, node, outcomes, backing)) is not None:
+                return done
             scorer = self.state.scorer
             self._refuse_stale(scorer, node, kind)
             if isinstance(node, LLMNode) and repriced_since_training(scorer, node):
                 # deleted and registered again at other prices: every cost stored for it from now on is billed at
                 # these, dated as its outcomes are (a start and a retrain then learn its multiplier from them)
                 node = dataclasses.replace(node, priced_at=outcomes[0].observed_at if outcomes else utc_now())
-            self._write(
-                store,
-                GraphBatch(llms=[node], outcomes=outcomes)
-                if kind == LLM
-                else GraphBatch(
-                    agents=[node],
-                    outcomes=outcomes,  # type: ignore[list-item]
-                ),
-                self.change(_REGISTERED[kind], node.name),
-                new=[node],  # a 409 if another replica or a CLI import registered it since the check above
-            )
+            try:
+                self._write(
+                    store,
+                    GraphBatch(llms=[node], outcomes=outcomes)
+                    if kind == LLM
+                    else GraphBatch(
+                        agents=[node],
+                        outcomes=outcomes,  # type: ignore[list-item]
+                    ),
+                    self.change(_REGISTERED[kind], node.name),
+                    new=[node],  # refused if another replica or a CLI import registered it since the check above
+                )
+            except ConflictError:  # with the same data, that is this registration done (as above); other data: 409
+                if (done := self._registered_already(store, kind, node, outcomes, backing)) is not None:
+                    return done
+                raise
             note = self.add_to_scorer(scorer, store, kind, node, backing, outcomes)
             penalised = scorer is not None and scorer.router.penalty((1.0, 0.0)) is not None
             if note is None and kind == LLM and not outcomes and penalised:
@@ -274,6 +268,27 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
                     f"the known LLMs (GET /v1/llms/{urllib.parse.quote(node.name)}/probes, then POST /v1/outcomes)"
                 )
         return Registration(node, True, self.state.routable(node.name), len(outcomes), backing, note)
+
+    def _registered_already(
+        self, store: GraphStore, kind: str, node: Candidate, outcomes: list[Outcome], backing: LLMNode | None
+    ) -> Registration | None:
+        """None if no candidate of the name is stored; else, if stored with the same data, the idempotent answer
+        (its outcomes recorded, as POST /v1/outcomes would), and a 409 if with other data."""
+        existing = store.get_nodes(kind, [node.name]).get(node.name)
+        if existing is None:
+            return None
+        if not same_registration(existing, node):  # type: ignore[arg-type]
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"{WHAT[kind]} {node.name!r} is already registered with other data; DELETE "
+                f"{_PATH[kind]}/{node.name} first to replace it",
+            )
+        if outcomes:  # as POST /v1/outcomes: logged for the replicas, learned by the scorer at once
+            self.record_outcomes(store, GraphBatch(outcomes=outcomes))
+        note = None
+        if isinstance(node, LLMNode) and _upstream(node) not in (None, _upstream(existing)):  # type: ignore[arg-type]
+            note = f"already registered; its upstream was not changed: PATCH /v1/llms/{node.name} to change it"
+        return Registration(existing, False, self.state.routable(node.name), len(outcomes), backing, note)  # type: ignore[arg-type]
 
     @staticmethod
     def _check_outcomes(store: GraphStore, outcomes: list[Outcome]) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, status
 
-from graph_store import QUERY, TASK, GraphBatch, GraphStore, Task
+from graph_store import QUERY, TASK, ConflictError, GraphBatch, GraphStore, Task
 from graph_store import Query as QueryNode
 from graph_store.changes import TASK_DELETED, TASK_REGISTERED, Change
 
@@ -53,21 +53,33 @@ class RegistryTasks:
         another one."""
         store = self.state.get_store()
         with self.lock:
-            if store.has_node(TASK, node.name):
-                existing = store.get_node(TASK, node.name)
-                assert isinstance(existing, Task)
-                if existing.description != node.description:
-                    raise HTTPException(
-                        status.HTTP_409_CONFLICT,
-                        f"task {node.name!r} is already registered with another description: give this one another "
-                        f"name, or DELETE /v1/tasks/{quote(node.name, safe='')} first (only while no stored query "
-                        "belongs to it)",
-                    )
+            if self._task_stored(store, node):
                 return False
             redescribed = self._redescribed(node.name, node.description)  # before the write: it embeds a text
-            store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name), new=[node])
+            try:
+                store.write(GraphBatch(tasks=[node]), change=self.change(TASK_REGISTERED, node.name), new=[node])
+            except ConflictError:  # registered by another writer since the check: the same description is done
+                if self._task_stored(store, node):
+                    return False
+                raise
             self._back(node.name, redescribed)  # back again: the checkpoint may still know it
             return True
+
+    @staticmethod
+    def _task_stored(store: GraphStore, node: Task) -> bool:
+        """Whether the task is stored with this description; a 409 if with another one."""
+        existing = store.get_nodes(TASK, [node.name]).get(node.name)
+        if existing is None:
+            return False
+        assert isinstance(existing, Task)
+        if existing.description != node.description:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"task {node.name!r} is already registered with another description: give this one another "
+                f"name, or DELETE /v1/tasks/{quote(node.name, safe='')} first (only while no stored query "
+                "belongs to it)",
+            )
+        return True
 
     def delete_task(self, name: str) -> None:
         """Delete a task no stored query belongs to (404 if none, 409 if queries do)."""

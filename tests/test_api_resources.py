@@ -393,9 +393,36 @@ def test_a_registration_racing_another_writer_is_a_409_not_two_winners(
     monkeypatch.setattr(CandidateRegistry, "_refuse_stale", another_writer_meanwhile)
     with TestClient(make_app("gnn")) as client:
         body = {"name": "raced", "description": "mine", "input_price": 1, "output_price": 1}
-        r = client.post("/v1/llms", json=body, headers=AUTH)
-        assert r.status_code == 409 and "'raced' was registered by another writer" in r.json()["detail"], r.text
+        r = client.post("/v1/llms", json=body, headers=AUTH)  # refused as for a name stored before the request
+        assert r.status_code == 409 and "'raced' is already registered with other data" in r.json()["detail"], r.text
         assert store.get_node(LLM, "raced") == theirs
-        monkeypatch.undo()
-        r = client.post("/v1/llms", json=body, headers=AUTH)  # trying again: refused as for any stored name
-        assert r.status_code == 409 and "already registered with other data" in r.json()["detail"], r.text
+
+
+def test_a_registration_racing_another_writer_with_the_same_data_is_the_idempotent_answer(
+    make_app: AppMaker, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment that registers one LLM (or task) through several replicas at once: the one that loses the race
+    to the same data answers as a repeated registration does (200, created false), not a 409."""
+    from api.registry import CandidateRegistry
+    from api.registry_tasks import RegistryTasks
+    from graph_store import GraphBatch, LLMNode, Task
+
+    same = LLMNode("twin", description="the same", input_price=1.0, output_price=1.0)
+    refuse_stale, redescribed = CandidateRegistry._refuse_stale, RegistryTasks._redescribed
+
+    def llm_meanwhile(self, scorer, node, kind):  # type: ignore[no-untyped-def]
+        store.write(GraphBatch(llms=[same]))
+        return refuse_stale(self, scorer, node, kind)
+
+    def task_meanwhile(self, name, description):  # type: ignore[no-untyped-def]
+        store.write(GraphBatch(tasks=[Task(name, description)]))
+        return redescribed(self, name, description)
+
+    monkeypatch.setattr(CandidateRegistry, "_refuse_stale", llm_meanwhile)
+    monkeypatch.setattr(RegistryTasks, "_redescribed", task_meanwhile)
+    with TestClient(make_app("gnn")) as client:
+        body = {"name": "twin", "description": "the same", "input_price": 1, "output_price": 1}
+        r = client.post("/v1/llms", json=body, headers=AUTH)
+        assert r.status_code == 200 and r.json()["created"] is False, r.text
+        r = client.post("/v1/tasks", json={"name": "baking", "description": "bread"}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["created"] is False, r.text
