@@ -32,7 +32,7 @@ from api.types import (
 )
 from graph_store import Task
 from graphrouter.rewards import MAX_WEIGHT
-from graphrouter.scorer import significant
+from graphrouter.route_result import significant
 
 
 # ---- errors -------------------------------------------------------------------------------------------------

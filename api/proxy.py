@@ -78,7 +78,7 @@ from api.upstream import (
 from graph_store import LLM, LLMNode
 from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
-from graphrouter.scorer import RouteResult
+from graphrouter.route_result import RouteResult
 
 log = logging.getLogger("api.proxy")
 CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (a full LLM read)

@@ -20,7 +20,7 @@ from api.settings import Settings
 from api.state import ServiceState
 from graphrouter.errors import GraphRouterError
 from graphrouter.route_request import RouteRequest as ScorerRequest
-from graphrouter.scorer import RouteResult
+from graphrouter.route_result import RouteResult
 
 log = logging.getLogger("api")
 

@@ -11,8 +11,7 @@ A request is validated first, by :func:`graphrouter.route_request.check_request`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from graphrouter.exploration import Explorer
 from graphrouter.online import OnlineLearner
 from graphrouter.probes import MAX_SEED, Probe, design_probes
 from graphrouter.route_request import BUDGET_TOLERANCE, MAX_QUERY_CHARS, RouteRequest, check_request
+from graphrouter.route_result import Recommendation, RouteResult
 from graphrouter.tokens import count_tokens
 from graphrouter.world import UNKNOWN_TASK, QueryFeatures, task_text
 
@@ -31,56 +31,6 @@ if TYPE_CHECKING:
     from graphrouter.routers.base import Scores
 
 SAME_TEXT_COSINE = 0.999  # two embeddings of one text agree to float rounding (a near-identical edit is taken as it)
-
-
-def significant(value: float) -> float:
-    """A figure of an answer to 12 significant digits: a price × tokens product shows as 0.0001033, not
-    0.00010330000000000002 (the API's and the CLI's answers)."""
-    return float(f"{value:.12g}")
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    name: str
-    kind: str  # "LLM" or "Agent"
-    effect: float  # predicted, in [0, 1]
-    cost: float  # predicted USD for this query
-    utility: float
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    task: str
-    task_inferred: bool
-    weights: tuple[float, float]
-    candidates: list[Recommendation]
-    checkpoint: str
-    explored: bool = False  # the first candidate is an exploration's pick, not the argmax
-    extra_cost: float = 0.0  # its predicted cost minus the argmax's (USD), when explored
-    instead_of: str | None = None  # the argmax it replaced, when explored
-
-    def answer(self) -> dict[str, Any]:
-        """The answer as clients get it (``POST /v1/route``'s fields, ``graphrouter route --json``), figures to 12
-        significant digits."""
-        return {
-            "task": self.task,
-            "task_inferred": self.task_inferred,
-            "weights": {"w_effect": self.weights[0], "w_cost": self.weights[1]},
-            "candidates": [
-                {
-                    "name": c.name,
-                    "kind": c.kind,
-                    "effect": significant(c.effect),
-                    "cost": significant(c.cost),
-                    "utility": significant(c.utility),
-                }
-                for c in self.candidates
-            ],
-            "checkpoint": self.checkpoint,
-            "explored": self.explored,
-            "explored_instead_of": self.instead_of,
-            "exploration_extra_cost": significant(self.extra_cost),
-        }
 
 
 class Scorer:
