@@ -87,6 +87,8 @@ class GraphStore(ABC):
                 if node_label(node) != label:
                     raise InvalidInputError(f"a {node_label(node)} node was put in the batch's {label} list")
                 check_for_write(node)
+                if (refusal := non_nfc_name(node)) and not self.has_node(label, node.key):
+                    raise InvalidInputError(refusal)
         for o in batch.outcomes:
             if not isinstance(o, Outcome):
                 raise InvalidInputError(f"outcomes must be Outcome records, got {type(o).__name__}")
@@ -97,14 +99,11 @@ class GraphStore(ABC):
             check_for_write(p)
         if change is not None:
             check_change(change)
-        for label in NODE_LABELS:
-            for node in batch.nodes(label):
-                if (refusal := non_nfc_name(node)) and not self.has_node(label, node.key):
-                    raise InvalidInputError(refusal)
         claimed = sorted({(node_label(n), n.key) for n in new})
-        written = {(label, n.key) for label in NODE_LABELS for n in batch.nodes(label)}
-        if stray := [key for key in claimed if key not in written]:
-            raise InvalidInputError(f"new names nodes the batch does not write: {stray[:5]}")
+        if claimed:
+            written = {(label, n.key) for label in NODE_LABELS for n in batch.nodes(label)}
+            if stray := [key for key in claimed if key not in written]:
+                raise InvalidInputError(f"new names nodes the batch does not write: {stray[:5]}")
         if len(batch) or change is not None:
             self._write(batch, change, claimed)
         return {

@@ -220,9 +220,10 @@ def build_outcome_batch(
             first_line[(query.id, kind, target)] = line
             queries[query.id] = query
             if task not in stored_tasks and task not in tasks:
-                if why := non_nfc_name(Task(name=task)):  # (the store refuses it too, naming no line)
+                new_task = Task(name=task)
+                if why := non_nfc_name(new_task):  # (the store refuses it too, naming no line)
                     raise InvalidInputError(why)
-                tasks[task] = Task(name=task)
+                tasks[task] = new_task
             outcomes[(query.id, kind, target)] = Outcome(
                 query_id=query.id,
                 target=target,
