@@ -19,7 +19,8 @@ written in the same transaction. Other replicas read it (api/replication.py: ``C
 their scorer through this registry's methods, the same a local change uses, without writing the store again.
 
 Posted outcomes reach the serving scorer through the registry's outcome methods, in api/registry_outcomes.py;
-tasks are registered and deleted by its task methods, in api/registry_tasks.py.
+tasks are registered and deleted by its task methods, in api/registry_tasks.py; the serving scorer is loaded and
+installed by its loading methods, in api/registry_loading.py.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, status
 
+from api.registry_loading import RegistryLoading
 from api.registry_outcomes import RegistryOutcomes
 from api.registry_tasks import RegistryTasks
 from api.state import ServiceState
@@ -46,11 +47,9 @@ from graph_store import (
     ConflictError,
     GraphBatch,
     GraphStore,
-    GraphStoreError,
     LLMNode,
     NodeNotFoundError,
     Outcome,
-    StoreUnavailableError,
 )
 from graph_store.changes import (
     AGENT_DELETED,
@@ -61,9 +60,7 @@ from graph_store.changes import (
 )
 from graph_store.changes import now as utc_now
 from graph_store.schema import NodeRecord
-from graphrouter.errors import GraphRouterError, ScorerUnavailableError
-from graphrouter.loading import Attached, attach_scorer, costs_billed_now, load_scorer, repriced_since_training
-from graphrouter.outcome_feed import learn_stored, refitted
+from graphrouter.loading import costs_billed_now, repriced_since_training
 from graphrouter.scorer import Scorer
 
 Candidate = LLMNode | Agent
@@ -115,112 +112,13 @@ class Registration:
         return {"created": self.created, "outcomes_written": self.outcomes_written, "note": self.note}
 
 
-class CandidateRegistry(RegistryOutcomes, RegistryTasks):
+class CandidateRegistry(RegistryLoading, RegistryOutcomes, RegistryTasks):
     """Registers and deletes LLMs and agents in the store and the serving scorer, atomically for a client."""
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
         self.lock = threading.Lock()  # serialises graph writes: check, write the store, update the scorer
-        self._load_lock = threading.Lock()
-        self._last_load = float("-inf")
-        self._loading: str | None = None  # what the background load is doing, while it runs
-        self._loader: threading.Thread | None = None
-
-    @property
-    def loading(self) -> str | None:
-        """While the scorer loads in the background: what it is doing (e.g. "loading: 300 of 1,000 candidates
-        registered"); None otherwise."""
-        return self._loading
-
-    # ---- the serving scorer -------------------------------------------------------------------------------
-    def start(self, background: bool = False) -> None:
-        """Load the checkpoint's scorer (or attach the injected one) at the service's start; with ``background``,
-        in a thread, so the port opens at once: meanwhile ``/ready`` reports progress and the routes that need the
-        scorer answer 503 with Retry-After."""
-        state = self.state
-        if state.scorer is None and background:
-            self._loading = "loading: the checkpoint"
-            self._loader = threading.Thread(target=self._load_in_background, name="scorer-load", daemon=True)
-            self._loader.start()
-        elif state.scorer is None:
-            self.try_load(force=True)
-        elif state.injected_scorer and state.store is not None:
-            try:
-                self.install(state.scorer, "the given scorer")
-            except (GraphStoreError, GraphRouterError) as exc:  # served as given; /ready and the routes still work
-                log.warning("the given scorer could not be synced with the store: %s", exc)
-
-    def _load_in_background(self) -> None:
-        try:
-            self.try_load(force=True)
-        except Exception:  # reported by /ready; a request retries the load later
-            log.exception("loading the scorer failed")
-        finally:
-            self._loading = None
-
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until a background load ended (True), or ``timeout`` s passed (tests, benchmarks)."""
-        loader = self._loader
-        if loader is not None:
-            loader.join(timeout)
-        return self._loading is None
-
-    def _progress(self, done: int, total: int) -> None:
-        self._loading = f"loading: {done:,} of {total:,} candidates registered"
-
-    def get_scorer(self) -> Scorer:
-        """The serving scorer, loading it if it is not (at most every ``retry_interval`` s); 503 if it cannot be.
-        Never waits for a background load: while it runs, a 503 saying how far it got."""
-        loading = self._loading
-        if self.state.scorer is None and loading is not None:
-            raise ScorerUnavailableError(f"the scorer is {loading}; retry shortly")
-        if self.state.scorer is None:
-            self.try_load()
-        return self.state.require_scorer()
-
-    def load_configured(self, embedder: Any = None) -> Scorer:
-        """The checkpoint's scorer as the settings configure it (``embedder``: an already loaded one to reuse)."""
-        settings = self.state.settings
-        return load_scorer(
-            settings.checkpoint,
-            settings.embedding_model,
-            embedder,
-            cache_path=settings.embedding_cache,
-            backend=settings.embedding_backend,
-            threads=settings.embedding_threads,
-            max_query_chars=settings.max_query_chars,
-        )
-
-    def try_load(self, force: bool = False) -> None:
-        state = self.state
-        with self._load_lock:
-            if state.scorer is not None or not state.due(self._last_load, force):
-                return
-            self._last_load = time.monotonic()
-            try:
-                state.get_store()
-            except StoreUnavailableError as exc:
-                state.scorer_error = f"the graph store is unavailable ({exc})"
-                return
-            settings = state.settings
-            try:
-                scorer = self.load_configured(state.embedder)
-                self._loading = self._loading and "loading: registering the store's candidates"
-                self.install(scorer, str(settings.checkpoint), progress=self._progress if self._loading else None)
-            except GraphRouterError as exc:  # CheckpointError, a bad embedding model
-                state.scorer_error = str(exc)
-                log.warning("scorer not loaded: %s", exc)
-                return
-            except StoreUnavailableError as exc:
-                state.scorer_error = f"the graph store is unavailable ({exc})"
-                log.warning("scorer not loaded: %s", exc)
-                return
-            log.info(
-                "scorer loaded: checkpoint %s (%s router), %d candidates",
-                scorer.checkpoint.version,
-                scorer.router.name,
-                len(scorer.routable_candidates),
-            )
+        self._init_loading()
 
     # ---- registering --------------------------------------------------------------------------------------
     def register(self, node: Candidate, outcomes: list[Outcome]) -> Registration:
@@ -423,40 +321,6 @@ class CandidateRegistry(RegistryOutcomes, RegistryTasks):
         if scorer is not None and name in scorer.candidates:
             with self.state.lock.write():
                 scorer.exclude(name, node)
-
-    # ---- installing a scorer ------------------------------------------------------------------------------
-    def install(
-        self,
-        scorer: Scorer,
-        source: str,
-        progress: Callable[[int, int], None] | None = None,
-        outcomes_since: int | None = None,
-        relearn: bool = False,
-    ) -> Attached:
-        """Attach a loaded or retrained scorer to the store and swap it in (no registration in between). It takes
-        over the service's exploration budget and what the serving scorer learned online from outcomes after mark
-        ``outcomes_since`` (:meth:`outcome_mark`, taken with a retraining's snapshot: the older ones are in it), and
-        learns again its trained candidates' stored outcomes observed since its snapshot (``outcome_feed.learn_stored``:
-        what the GNN's graph took during the training, which is not carried over). With no serving scorer (the
-        service's start), or ``relearn`` (a resync, which may have missed some), it also learns again the stored
-        outcomes of the candidates it refits, in place of those carried over (the store has what they learned, and
-        only the current incarnation of a name's)."""
-        store = self.state.get_store()
-        with self.lock:
-            attached = attach_scorer(scorer, store, source, progress)
-            previous = self.state.scorer
-            if previous is not None and previous is not scorer:
-                scorer.carry_over(previous, outcomes_since)
-            if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
-                if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
-                    for name in refitted(scorer):  # registered again meanwhile is another model of the same name
-                        scorer.online.forget(name)
-                learn_stored(scorer, store, counts=attached.outcome_counts)
-            elif previous is not scorer:  # a retrained or published checkpoint
-                learn_stored(scorer, store, trained_only=True, counts=attached.outcome_counts)
-            scorer.explorer = self.state.explorer
-            self.state.install(scorer, attached.deleted_tasks, attached.redescribed_tasks)
-        return attached
 
     # ---- replicas -----------------------------------------------------------------------------------------
     def change(self, kind: str, key: str = "", payload: dict[str, Any] | None = None) -> Change:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import api.registry
+import api.registry_loading
 from graph_store import GraphBatch, LLMNode, Outcome
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cost import usd_costs
@@ -23,13 +23,13 @@ def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monke
     world = make_world(per_task=30)
     checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
     release = threading.Event()
-    real_load = api.registry.load_scorer
+    real_load = api.registry_loading.load_scorer
 
     def held_load(*args: Any, **kwargs: Any) -> Any:
         assert release.wait(60)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(api.registry, "load_scorer", held_load)
+    monkeypatch.setattr(api.registry_loading, "load_scorer", held_load)
     with EmbeddedStore(tmp_path / "graph.db") as store:
         populate(store, world)
         store.write(GraphBatch(llms=[LLMNode(f"late-{i}", f"model {i}", 0.1, 0.2) for i in range(30)]))
