@@ -5,8 +5,7 @@ A task registered after the serving checkpoint was trained is stored at once (th
 deleted while the checkpoint still knows it is refused as a route's task from then on (``ServiceState.deleted_tasks``,
 read by :meth:`~api.state.ServiceState.check_task`), and still after it is registered again with another description
 (until a retrain). Deleting a task that stored queries belong to is refused (409):
-the store would keep them pointing at a task that no longer exists. The store has no query-by-task index in its
-interface, so counting a task's queries scans the stored queries page by page.
+the store would keep them pointing at a task that no longer exists (``GraphStore.queries_in_task`` counts them).
 """
 
 from __future__ import annotations
@@ -16,27 +15,13 @@ from urllib.parse import quote
 
 from fastapi import HTTPException, status
 
-from graph_store import QUERY, TASK, ConflictError, GraphBatch, GraphStore, Task
-from graph_store import Query as QueryNode
+from graph_store import TASK, ConflictError, GraphBatch, GraphStore, Task
 from graph_store.changes import TASK_DELETED, TASK_REGISTERED, Change
 
 if TYPE_CHECKING:
     import threading
 
     from api.state import ServiceState
-
-_PAGE = 5_000
-
-
-def queries_of_task(store: GraphStore, task: str) -> int:
-    """How many stored queries belong to ``task`` (a scan: the store interface has no index by task)."""
-    n, offset = 0, 0
-    while True:
-        page = store.list_nodes(QUERY, limit=_PAGE, offset=offset)
-        n += sum(1 for q in page if isinstance(q, QueryNode) and q.task == task)
-        if len(page) < _PAGE:
-            return n
-        offset += _PAGE
 
 
 class RegistryTasks:
@@ -86,7 +71,7 @@ class RegistryTasks:
         store = self.state.get_store()
         with self.lock:  # no query can be added to it between the count and the delete
             store.get_node(TASK, name)
-            n = queries_of_task(store, name)
+            n = store.queries_in_task(name)
             if n:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,

@@ -289,6 +289,13 @@ class GraphStore(ABC):
             raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
         return {str(t): int(n) for t, n in self._outcome_counts(kind).items() if n}
 
+    def queries_in_task(self, task: str) -> int:
+        """How many stored queries belong to ``task`` (0 if it has none or is not stored): one aggregate read over its
+        ``OF_TASK`` edges, not the queries."""
+        if not isinstance(task, str):
+            raise InvalidInputError(f"task must be a string, got {type(task).__name__}")
+        return int(self._queries_in_task(task))
+
     def counts(self) -> dict[str, int]:
         """Node counts by label and edge counts by relationship type (every type present, zeros included)."""
         got = self._counts()
@@ -348,6 +355,9 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _outcome_counts(self, kind: str) -> dict[str, int]: ...
+
+    @abstractmethod
+    def _queries_in_task(self, task: str) -> int: ...
 
     @abstractmethod
     def _counts(self) -> dict[str, int]: ...

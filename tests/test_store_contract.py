@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from dataclasses import replace
@@ -131,6 +132,22 @@ def test_outcome_counts_per_candidate(store: GraphStore) -> None:
     assert "tiny" not in store.outcome_counts(LLM)
     with pytest.raises(InvalidInputError, match="kind"):
         store.outcome_counts("Query")
+
+
+def test_queries_in_task_counts_a_tasks_queries_and_follows_a_query_that_moves(store: GraphStore) -> None:
+    assert store.queries_in_task("math") == 0
+    batch = small_world()
+    store.write(batch)
+    by_task = {t.name: sum(q.task == t.name for q in batch.queries) for t in batch.tasks}
+    assert by_task["math"] and by_task["code"]  # the test means something on both
+    assert {t: store.queries_in_task(t) for t in by_task} == by_task
+    moved = dataclasses.replace(batch.queries[0], task="math" if batch.queries[0].task == "code" else "code")
+    store.write(GraphBatch(queries=[moved]))
+    assert store.queries_in_task(moved.task) == by_task[moved.task] + 1
+    assert store.queries_in_task(batch.queries[0].task) == by_task[batch.queries[0].task] - 1
+    assert store.queries_in_task("no such task") == 0
+    with pytest.raises(InvalidInputError, match="task must be a string"):
+        store.queries_in_task(3)  # type: ignore[arg-type]
 
 
 def test_counts_cover_every_type(store: GraphStore) -> None:

@@ -22,7 +22,6 @@ from fastapi import APIRouter, Query, Response, status
 from api.deps import RegistryDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES
 from api.models import Deleted, TaskDetail, TaskIn, TaskList, TaskOut, TaskRegistered
-from api.registry_tasks import queries_of_task
 from api.state import ServiceState
 from graph_store import MAX_PAGE_INDEX, TASK, Task
 
@@ -80,7 +79,7 @@ def list_tasks(
 def get_task(name: str, state: StateDep, store: StoreDep) -> TaskDetail:
     node = store.get_node(TASK, name)
     assert isinstance(node, Task)
-    return TaskDetail(**TaskOut.of(node, _trained(state, name)).model_dump(), queries=queries_of_task(store, name))
+    return TaskDetail(**TaskOut.of(node, _trained(state, name)).model_dump(), queries=store.queries_in_task(name))
 
 
 @router.delete(

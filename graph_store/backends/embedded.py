@@ -33,6 +33,7 @@ from graph_store.backends.embedded_sql import (
     CHANGES_SINCE,
     COLUMNS,
     COUNT_OUTCOMES_OF,
+    COUNT_QUERIES_IN_TASK,
     DELETE_PRUNED,
     FIRST_VERSION_SINCE,
     INSERT_CHANGE,
@@ -338,6 +339,10 @@ class EmbeddedStore(GraphStore):
         with self._tx() as db:
             rows = db.execute(f"SELECT target, count(*) FROM {OUTCOME_TABLE[kind]} GROUP BY target").fetchall()
         return dict(rows)
+
+    def _queries_in_task(self, task: str) -> int:
+        with self._tx() as db:
+            return db.execute(COUNT_QUERIES_IN_TASK, (task,)).fetchone()[0]
 
     def _counts(self) -> dict[str, int]:
         with self._tx() as db:

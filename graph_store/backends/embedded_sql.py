@@ -106,6 +106,7 @@ def _upsert_sql(table: str, cols: tuple[str, ...], key: str | tuple[str, ...]) -
 
 UPSERT_NODE = {label: _upsert_sql(TABLE[label], COLUMNS[label], KEY[label]) for label in TABLE}
 UPSERT_OF_TASK = _upsert_sql("of_task", ("query_id", "task"), "query_id")
+COUNT_QUERIES_IN_TASK = "SELECT count(*) FROM of_task WHERE task = ?"  # of_task_task's index
 UPSERT_BACKED_BY = _upsert_sql("backed_by", ("agent", "llm"), "agent")
 UPSERT_OUTCOME = {
     kind: _upsert_sql(table, OUTCOME_COLUMNS, ("query_id", "target")) for kind, table in OUTCOME_TABLE.items()

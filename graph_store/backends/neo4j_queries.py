@@ -284,6 +284,10 @@ OUTCOME_COUNTS: dict[str, str] = {  # per candidate
     for kind, rel in OUTCOME_REL.items()
 }
 
+COUNT_QUERIES_IN_TASK = (  # from the task's key index, over its OF_TASK edges
+    f"MATCH (q:{QUERY})-[:{OF_TASK}]->(t:{TASK} {{{NODE_KEY[TASK]}: $task}}) RETURN count(q) AS n"
+)
+
 # Counts: one small statement each (ArcadeDB drops the zero row of an empty aggregate inside UNION ALL).
 COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODE_LABELS}
 COUNT_EDGES: dict[str, str] = {

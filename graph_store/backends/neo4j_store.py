@@ -403,6 +403,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         return {r["target"]: int(r["n"]) for r in self._read(cypher.OUTCOME_COUNTS[kind])}
 
     @translate_errors
+    def _queries_in_task(self, task: str) -> int:
+        return int(self._read(cypher.COUNT_QUERIES_IN_TASK, task=task)[0]["n"])
+
+    @translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
             out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
