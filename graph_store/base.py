@@ -282,12 +282,14 @@ class GraphStore(ABC):
             raise InvalidInputError(f"observed_since must be a UTC time as YYYY-MM-DDTHH:MM:SSZ: {observed_since!r}")
         return self._outcomes(kind, target, query_id, observed_since)
 
-    def outcome_counts(self, kind: str = LLM) -> dict[str, int]:
+    def outcome_counts(self, kind: str = LLM, target: str | None = None) -> dict[str, int]:
         """How many outcome edges each LLM (``kind='LLM'``) or agent (``kind='Agent'``) has, by name (those with none
-        are left out): one aggregate read, not the rows."""
+        are left out), or only ``target``'s: one aggregate read, not the rows."""
         if kind not in OUTCOME_REL:
             raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
-        return {str(t): int(n) for t, n in self._outcome_counts(kind).items() if n}
+        if target is not None and not isinstance(target, str):
+            raise InvalidInputError(f"target must be a string or None, got {type(target).__name__}")
+        return {str(t): int(n) for t, n in self._outcome_counts(kind, target).items() if n}
 
     def queries_in_task(self, task: str) -> int:
         """How many stored queries belong to ``task`` (0 if it has none or is not stored): one aggregate read over its
@@ -354,7 +356,7 @@ class GraphStore(ABC):
     ) -> list[Outcome]: ...
 
     @abstractmethod
-    def _outcome_counts(self, kind: str) -> dict[str, int]: ...
+    def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]: ...
 
     @abstractmethod
     def _queries_in_task(self, task: str) -> int: ...

@@ -128,8 +128,12 @@ def test_outcome_counts_per_candidate(store: GraphStore) -> None:
             if o.kind == kind:
                 want[o.target] = want.get(o.target, 0) + 1
         assert store.outcome_counts(kind) == want, kind
+        for name, n in want.items():
+            assert store.outcome_counts(kind, target=name) == {name: n}, (kind, name)
+    assert store.outcome_counts(AGENT, target="gpt-x") == {}  # an LLM's name is not an agent's
     store.delete_node(LLM, "tiny")
     assert "tiny" not in store.outcome_counts(LLM)
+    assert store.outcome_counts(LLM, target="tiny") == {}
     with pytest.raises(InvalidInputError, match="kind"):
         store.outcome_counts("Query")
 

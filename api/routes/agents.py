@@ -89,7 +89,7 @@ def get_agent(name: str, state: StateDep, store: StoreDep) -> AgentDetail:
     assert isinstance(node, Agent)
     return AgentDetail(
         **AgentOut.of(node, _backing(store, node), state.routable(name)).model_dump(),
-        outcomes=len(store.outcomes(AGENT, target=name)),
+        outcomes=store.outcome_counts(AGENT, target=name).get(name, 0),
         learning=state.learning(name),
     )
 

@@ -88,7 +88,7 @@ def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
     assert isinstance(node, LLMNode)
     return LLMDetail(
         **LLMOut.of(node, state.routable(name)).model_dump(),
-        outcomes=len(store.outcomes(LLM, target=name)),
+        outcomes=store.outcome_counts(LLM, target=name).get(name, 0),
         learning=state.learning(name),
     )
 

@@ -335,9 +335,13 @@ class EmbeddedStore(GraphStore):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"embedded store {self.path}: {exc}") from exc
 
-    def _outcome_counts(self, kind: str) -> dict[str, int]:
+    def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]:
+        table = OUTCOME_TABLE[kind]
         with self._tx() as db:
-            rows = db.execute(f"SELECT target, count(*) FROM {OUTCOME_TABLE[kind]} GROUP BY target").fetchall()
+            if target is None:
+                rows = db.execute(f"SELECT target, count(*) FROM {table} GROUP BY target").fetchall()
+            else:  # the target index
+                rows = db.execute(f"SELECT target, count(*) FROM {table} WHERE target = ? GROUP BY target", (target,))
         return dict(rows)
 
     def _queries_in_task(self, task: str) -> int:

@@ -283,6 +283,11 @@ OUTCOME_COUNTS: dict[str, str] = {  # per candidate
     kind: f"MATCH (:{QUERY})-[r:{rel}]->(c:{kind}) RETURN c.{NODE_KEY[kind]} AS target, count(r) AS n"
     for kind, rel in OUTCOME_REL.items()
 }
+OUTCOME_COUNTS_OF: dict[str, str] = {  # one candidate's, from its key index
+    kind: f"MATCH (:{QUERY})-[r:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}) "
+    f"RETURN c.{NODE_KEY[kind]} AS target, count(r) AS n"
+    for kind, rel in OUTCOME_REL.items()
+}
 
 COUNT_QUERIES_IN_TASK = (  # from the task's key index, over its OF_TASK edges
     f"MATCH (q:{QUERY})-[:{OF_TASK}]->(t:{TASK} {{{NODE_KEY[TASK]}: $task}}) RETURN count(q) AS n"

@@ -399,8 +399,12 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         ]
 
     @translate_errors
-    def _outcome_counts(self, kind: str) -> dict[str, int]:
-        return {r["target"]: int(r["n"]) for r in self._read(cypher.OUTCOME_COUNTS[kind])}
+    def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]:
+        if target is None:
+            records = self._read(cypher.OUTCOME_COUNTS[kind])
+        else:
+            records = self._read(cypher.OUTCOME_COUNTS_OF[kind], target=target)
+        return {r["target"]: int(r["n"]) for r in records}
 
     @translate_errors
     def _queries_in_task(self, task: str) -> int:
