@@ -107,10 +107,16 @@ class LLMOut(BaseModel):
     output_price: float
     size_b: float | None
     routable: bool = Field(description="the scorer routes to it now")
-    upstream: UpstreamOut | None = Field(None, description="how the proxy calls it (null: it cannot be proxied)")
+    proxied: bool = Field(description="it has an upstream: POST /v1/chat/completions can call it")
+    upstream: UpstreamOut | None = Field(
+        None,
+        description="how the proxy calls it, shown to callers that send the API key (null: it has no upstream, or "
+        "the request did not carry the key: an upstream's address and key variable are the operator's)",
+    )
 
     @classmethod
-    def of(cls, node: LLMNode, routable: bool) -> LLMOut:
+    def of(cls, node: LLMNode, routable: bool, operator: bool) -> LLMOut:
+        """``operator``: the request carries the API key, so the upstream is shown."""
         return cls(
             name=node.name,
             description=node.description,
@@ -118,7 +124,8 @@ class LLMOut(BaseModel):
             output_price=node.output_price,
             size_b=node.size_b,
             routable=routable,
-            upstream=UpstreamOut.of(node),
+            proxied=node.base_url is not None,
+            upstream=UpstreamOut.of(node) if operator else None,
         )
 
 

@@ -1,5 +1,6 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, ProxyDep, ProxyAuth, FeedbackAuth; and
+RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, WriteKeySent, ProxyDep, ProxyAuth,
+FeedbackAuth; and
 ``strict_query``, which the service's own routers take for every operation. The objects behind them are built once,
 in the app's lifespan."""
 
@@ -151,6 +152,22 @@ async def require_write_key(
 
 
 WriteAuth = Annotated[None, Depends(require_write_key)]
+
+
+async def write_key_sent(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> bool:
+    """Whether an open read comes with the API key, so it may show the operator's details (an LLM's upstream). No
+    key, or another one (a gateway's, a proxy key), is a plain open read, not an error."""
+    key = settings.api_key
+    return (
+        key is not None
+        and credentials is not None
+        and secrets.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode())
+    )
+
+
+WriteKeySent = Annotated[bool, Depends(write_key_sent)]
 
 
 async def get_proxy(request: Request) -> ChatProxy:

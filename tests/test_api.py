@@ -207,7 +207,9 @@ def test_query_parameters_are_as_strict_as_bodies(make_app: AppMaker) -> None:
             assert [e["field"] for e in errors] == [f"{name} (query parameter)" for name in unknown], r.text
             assert all(f"unknown query parameter; this operation takes {takes}" in e["problem"] for e in errors)
             assert r.json()["detail"].startswith(f"{unknown[0]} (query parameter): unknown query parameter")
-        r = client.get("/v1/llms/llm-0/probes", params={"k": 2, "seed": 1})  # the parameters it takes still work
+        r = client.get(
+            "/v1/llms/llm-0/probes", params={"k": 2, "seed": 1}, headers=AUTH
+        )  # the parameters it takes still work
         assert r.status_code == 200 and r.json()["k"] == 2, r.text
         assert len(client.get("/v1/llms", params={"limit": 2}).json()["data"]) == 2
         # a write without the key is told so first, as without the parameter
@@ -573,12 +575,17 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
     k out of range 422."""
     with TestClient(make_app("gnn")) as client:
         assert client.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
-        r = client.get("/v1/llms/llm-new/probes", params={"k": 7})
+        # stored queries include the texts of proxied calls: an open read must not give them away (security audit)
+        for headers in ({}, {"Authorization": "Bearer not-the-key"}):
+            r = client.get("/v1/llms/llm-new/probes", params={"k": 7}, headers=headers)
+            assert r.status_code == 401 and "probes" not in r.json(), r.text
+            assert client.get("/v1/agents/llm-new/probes", headers=headers).status_code == 401
+        r = client.get("/v1/llms/llm-new/probes", params={"k": 7}, headers=AUTH)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["name"] == "llm-new" and body["k"] == 7 and len(body["probes"]) == 7
         assert set(body["probes"][0]) == {"id", "text", "task"}
-        assert client.get("/v1/llms/llm-new/probes", params={"k": 7}).json() == body  # deterministic
+        assert client.get("/v1/llms/llm-new/probes", params={"k": 7}, headers=AUTH).json() == body  # deterministic
         assert len({p["task"] for p in body["probes"]}) > 1  # spread over tasks
 
         # what the scorer has learned of it: nothing yet, so its quiz is whole; a trained LLM is known (no quiz)
@@ -591,27 +598,27 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
         assert r.status_code in (200, 201) and r.json()["applied_to_scorer"] == 3, r.text
         learned = client.get("/v1/llms/llm-new").json()["learning"]
         assert learned["outcomes"] + learned["learned_online"] == 3 and learned["quiz_outcomes_left"] == 47, learned
-        again = client.get("/v1/llms/llm-new/probes", params={"k": 20}).json()["probes"]
+        again = client.get("/v1/llms/llm-new/probes", params={"k": 20}, headers=AUTH).json()["probes"]
         assert len(again) == 20 and not {o["query_id"] for o in rows} & {p["id"] for p in again}
 
         agent = {"name": "agent-x", "description": "ReAct on llm-1", "llm": "llm-1", "strategy": "ReAct"}
         assert client.post("/v1/agents", json=agent, headers=AUTH).status_code == 201
         assert client.get("/v1/agents/agent-x").json()["learning"]["outcomes"] > 0  # it inherits its LLM's
-        r = client.get("/v1/agents/agent-x/probes", params={"k": 3})
+        r = client.get("/v1/agents/agent-x/probes", params={"k": 3}, headers=AUTH)
         assert r.status_code == 200 and len(r.json()["probes"]) == 3, r.text
         # a trained LLM answered every stored query: nothing left to probe
-        assert client.get("/v1/llms/llm-0/probes").json()["probes"] == []
+        assert client.get("/v1/llms/llm-0/probes", headers=AUTH).json()["probes"] == []
 
         for url in ("/v1/llms/ghost/probes", "/v1/agents/ghost/probes", "/v1/agents/llm-0/probes"):
-            assert client.get(url).status_code == 404, url
-        r = client.get("/v1/agents/llm-0/probes")  # the other kind's path is named
+            assert client.get(url, headers=AUTH).status_code == 404, url
+        r = client.get("/v1/agents/llm-0/probes", headers=AUTH)  # the other kind's path is named
         assert r.json()["detail"].endswith("it is an LLM: GET /v1/llms/llm-0/probes"), r.text
         for k in (0, 501, "x"):
-            assert client.get("/v1/llms/llm-new/probes", params={"k": k}).status_code == 422, k
+            assert client.get("/v1/llms/llm-new/probes", params={"k": k}, headers=AUTH).status_code == 422, k
         assert client.get("/v1/llms/llm-new").json()["name"] == "llm-new"  # the detail route still works
 
 
 def test_probe_sets_need_a_scorer(store: GraphStore, tmp_path: Path) -> None:
     app = create_app(Settings(store="unused", checkpoint=tmp_path / "none.pt", api_key=KEY), store=store)
     with TestClient(app) as client:
-        assert client.get("/v1/llms/llm-0/probes").status_code == 503
+        assert client.get("/v1/llms/llm-0/probes", headers=AUTH).status_code == 503

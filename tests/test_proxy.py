@@ -473,11 +473,11 @@ def test_the_upstream_key_never_shows_in_answers_logs_or_metrics(
         assert echoed.status_code == 401 and "***" in echoed.text  # a careless upstream echoing it: masked
         seen.append(echoed.text)
         assert upstream.seen[-1][1]["authorization"] == f"Bearer {SECRET}"  # it was sent, upstream only
-        listing = client.get("/v1/llms").json()["data"]
+        listing = client.get("/v1/llms", headers=ADMIN_AUTH).json()["data"]
         seen.append(str(listing))
         shown = next(x for x in listing if x["name"] == order[0])["upstream"]
         assert shown["api_key_env"] == KEY_ENV and shown["api_key_set"] is True
-        seen.append(client.get(f"/v1/llms/{order[0]}").text)
+        seen.append(client.get(f"/v1/llms/{order[0]}", headers=ADMIN_AUTH).text)
         seen.append(client.get("/metrics").text)
         seen.append(client.get("/openapi.json").text)
     assert 'graphrouter_proxy_calls_total{candidate="' in seen[-2]
@@ -542,10 +542,19 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         r = client.patch("/v1/llms/llm-new", json={"upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200
         assert r.json()["upstream"] == {**other, "model": "llm-new", "api_key_env": None, "api_key_set": None}
-        assert client.get("/v1/llms/llm-new").json()["upstream"]["base_url"] == other["base_url"]
-        assert client.get("/v1/llms/llm-new").json()["routable"] is False  # knn_task: upstream changes nothing
+        got = client.get("/v1/llms/llm-new", headers=ADMIN_AUTH).json()
+        assert got["upstream"]["base_url"] == other["base_url"] and got["proxied"] is True
+        assert got["routable"] is False  # knn_task: upstream changes nothing
+        # an upstream's address and key variable are the operator's (security audit): an open read, or one with
+        # another bearer (a proxy key), sees only that there is one
+        for headers in ({}, PROXY_AUTH):
+            for got in (
+                client.get("/v1/llms/llm-new", headers=headers).json(),
+                client.get("/v1/llms").json()["data"][-1],
+            ):
+                assert got["name"] == "llm-new" and got["proxied"] is True and got["upstream"] is None, got
         r = client.patch("/v1/llms/llm-new", json={"upstream": None}, headers=ADMIN_AUTH)
-        assert r.status_code == 200 and r.json()["upstream"] is None
+        assert r.status_code == 200 and r.json()["upstream"] is None and r.json()["proxied"] is False
         for bad, field in (
             ({"base_url": "ftp://x"}, "base_url"),
             ({"base_url": "http://x/v1", "api_key_env": "sk-live-abc"}, "api_key_env"),

@@ -75,10 +75,13 @@ def list_agents(
 @router.get(
     "/{name:path}/probes",
     response_model=ProbeSet,
-    summary="the stored queries to run this agent on: their outcomes tell the router most about it",
-    responses={404: {"description": "no such agent"}, 503: {"description": "no scorer loaded"}},
+    summary="the stored queries to run this agent on: their outcomes tell the router most about it (needs the key: "
+    "stored queries include the texts of proxied calls)",
+    responses={**_AUTH, 404: {"description": "no such agent"}, 503: {"description": "no scorer loaded"}},
 )
-def get_agent_probes(name: str, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0) -> ProbeSet:
+def get_agent_probes(
+    name: str, _auth: WriteAuth, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0
+) -> ProbeSet:
     # declared before the catch-all GET /{name:path}, so that .../probes is matched here
     return probe_set(AGENT, name, k, seed, store, scorer)
 

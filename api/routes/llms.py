@@ -14,7 +14,8 @@ Candidate names are shared by LLMs and agents, so an LLM cannot take an agent's 
 An LLM may carry an ``upstream`` (an OpenAI-compatible ``base_url``, the upstream ``model`` id, and the NAME of the
 server's environment variable holding its key, ``api_key_env``), which ``POST /v1/chat/completions`` uses to call it.
 It is set at registration or with ``PATCH /v1/llms/{name}`` (``{"upstream": {...}}`` or ``{"upstream": null}``), and
-shown on GET with ``api_key_set`` (whether that variable is set on the server), never the key. It is not part of
+shown on GET with ``api_key_set`` (whether that variable is set on the server), never the key, and only to a request
+that carries the API key (an open read sees ``proxied``: whether it has one). It is not part of
 the registration's identity: registering the same routing data again with another upstream is the idempotent 200
 with a note, and leaves the stored upstream as it was (PATCH changes it).
 """
@@ -26,7 +27,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.candidate_models import LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered, ProbeSet
-from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth
+from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth, WriteKeySent
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted
 from api.registry import stamped_outcomes
@@ -53,7 +54,7 @@ def register_llm(body: LLMIn, response: Response, registry: RegistryDep, _auth: 
     done = registry.register(body.node(), stamped_outcomes(body.name, LLM, body.outcomes))
     response.status_code = done.status_code
     assert isinstance(done.node, LLMNode)
-    return LLMRegistered(**LLMOut.of(done.node, done.routable).model_dump(), **done.summary())
+    return LLMRegistered(**LLMOut.of(done.node, done.routable, operator=True).model_dump(), **done.summary())
 
 
 @router.get("", response_model=LLMList, summary="list the stored LLMs, by name")
@@ -63,10 +64,11 @@ def list_llms(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
+    operator: WriteKeySent = False,
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
-        data=[LLMOut.of(n, state.routable(n.key)) for n in nodes if isinstance(n, LLMNode)],
+        data=[LLMOut.of(n, state.routable(n.key), operator) for n in nodes if isinstance(n, LLMNode)],
         count=store.counts()[LLM],
     )
 
@@ -74,20 +76,23 @@ def list_llms(
 @router.get(
     "/{name:path}/probes",
     response_model=ProbeSet,
-    summary="the stored queries to run this LLM on: their outcomes tell the router most about it",
-    responses={404: {"description": "no such LLM"}, 503: {"description": "no scorer loaded"}},
+    summary="the stored queries to run this LLM on: their outcomes tell the router most about it (needs the key: "
+    "stored queries include the texts of proxied calls)",
+    responses={**_AUTH, 404: {"description": "no such LLM"}, 503: {"description": "no scorer loaded"}},
 )
-def get_llm_probes(name: str, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0) -> ProbeSet:
+def get_llm_probes(
+    name: str, _auth: WriteAuth, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0
+) -> ProbeSet:
     # declared before the catch-all GET /{name:path}, so that .../probes is matched here
     return probe_set(LLM, name, k, seed, store, scorer)
 
 
 @router.get("/{name:path}", response_model=LLMDetail, responses={404: {"description": "no such LLM"}})
-def get_llm(name: str, state: StateDep, store: StoreDep) -> LLMDetail:
+def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent = False) -> LLMDetail:
     node = store.get_node(LLM, name)
     assert isinstance(node, LLMNode)
     return LLMDetail(
-        **LLMOut.of(node, state.routable(name)).model_dump(),
+        **LLMOut.of(node, state.routable(name), operator).model_dump(),
         outcomes=store.outcome_counts(LLM, target=name).get(name, 0),
         learning=state.learning(name),
     )
@@ -104,7 +109,7 @@ def patch_llm(name: str, body: LLMPatch, state: StateDep, registry: RegistryDep,
     node = registry.set_upstream(
         name, up.base_url if up else None, up.model if up else None, up.api_key_env if up else None
     )
-    return LLMOut.of(node, state.routable(name))
+    return LLMOut.of(node, state.routable(name), operator=True)
 
 
 @router.delete(

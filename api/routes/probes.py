@@ -3,7 +3,8 @@
 The answer lists the stored training queries whose outcomes would tell the router most about the candidate
 (:mod:`graphrouter.probes`). The onboarding loop: register the model (or not yet), fetch its probes, run the model on
 them, post the outcomes (``POST /v1/outcomes``, or with the registration), and it routes on what they showed from the
-next request. Unknown name: 404; no scorer loaded: 503; ``k`` outside 1..500: 422.
+next request. The API key is needed (401 first): stored queries include the texts of proxied calls. Unknown name: 404;
+no scorer loaded: 503; ``k`` outside 1..500: 422.
 """
 
 from __future__ import annotations
