@@ -38,6 +38,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
+# The method label's values: any other token a client sends (HTTP lets it make one up) is counted as OTHER, so that
+# made-up methods cannot grow the metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set (by api/server.py for workers) before prometheus_client is imported
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -98,7 +102,7 @@ class Metrics:
         self._follower = follower
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = {"method": method, "route": route, "status": str(status)}
+        labels = {"method": method if method in METHODS else OTHER_METHOD, "route": route, "status": str(status)}
         self.requests.labels(**labels).inc()
         self.latency.labels(**labels).observe(seconds)
 

@@ -275,6 +275,8 @@ def test_metrics(make_app: AppMaker) -> None:
         assert client.get("/v1/llms/also-nope").status_code == 404
         assert client.get("/no/such/path").status_code == 404
         assert client.get("/openapi.json").status_code == 200  # the app's own Starlette route: by its path
+        for made_up in ("MADEUP1", "MADEUP2"):  # a method is any token: a label each would grow /metrics (audit)
+            assert client.request(made_up, "/health").status_code == 405
         r = client.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
         text = r.text
@@ -283,6 +285,8 @@ def test_metrics(make_app: AppMaker) -> None:
     assert 'route="<unmatched>",status="404"} 1.0' in text
     assert 'graphrouter_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in text
     assert "nope" not in text and "/no/such/path" not in text  # templates, never raw paths
+    assert 'graphrouter_http_requests_total{method="OTHER",route="/health",status="405"} 2.0' in text
+    assert "MADEUP" not in text
     assert re.search(
         r'graphrouter_http_request_duration_seconds_bucket\{le="\+Inf",method="POST",route="/v1/route",status="200"\}'
         r" 3\.0",
