@@ -9,22 +9,23 @@ from __future__ import annotations
 from fastapi import status
 
 from api.proxy_models import ModelCard, ModelList
+from api.settings import Settings
 from api.upstream import callable_llms, client_error, why_uncallable
 from graph_store import LLM, GraphStore, LLMNode
 from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 
 
-def models(store: GraphStore) -> ModelList:
+def models(store: GraphStore, settings: Settings) -> ModelList:
     cards = [ModelCard(id=ROUTER_MODEL, owned_by=ROUTER_MODEL)]
     cards += [ModelCard(id=f"{ROUTER_MODEL}:{s}", owned_by=ROUTER_MODEL) for s in SCENARIOS]
-    usable = [n for n in callable_llms(store) if not is_router_model(n)]
+    usable = [n for n in callable_llms(store, settings) if not is_router_model(n)]
     return ModelList(data=cards + [ModelCard(id=n, owned_by="upstream") for n in usable])
 
 
-def model(store: GraphStore, name: str) -> ModelCard:
+def model(store: GraphStore, settings: Settings, name: str) -> ModelCard:
     """One of :func:`models`, or a 404 saying why it is not there."""
-    for card in models(store).data:
+    for card in models(store, settings).data:
         if card.id == name:
             return card
     node = store.get_node(LLM, name) if store.has_node(LLM, name) else None
@@ -33,5 +34,5 @@ def model(store: GraphStore, name: str) -> ModelCard:
             status.HTTP_404_NOT_FOUND, f"model: no LLM named {name!r}; GET /v1/models lists what can be called"
         )
     raise client_error(
-        status.HTTP_404_NOT_FOUND, f"model: {name!r} cannot be called: {why_uncallable(name, node, LLM)}"
+        status.HTTP_404_NOT_FOUND, f"model: {name!r} cannot be called: {why_uncallable(name, node, LLM, settings)}"
     )

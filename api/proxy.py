@@ -198,7 +198,7 @@ class ChatProxy(ProxyRecords):
             attempts, skipped = [], []
             for rec in result.candidates:
                 node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
-                why = why_uncallable(rec.name, node, rec.kind)
+                why = why_uncallable(rec.name, node, rec.kind, self.settings)
                 if why:
                     skipped.append(f"{rec.name} ({why})")
                     continue
@@ -226,9 +226,10 @@ class ChatProxy(ProxyRecords):
             )
         node = store.get_node(LLM, model)
         assert isinstance(node, LLMNode)
-        why = why_uncallable(model, node, LLM)
+        why = why_uncallable(model, node, LLM, self.settings)
         if why:
-            code = status.HTTP_503_SERVICE_UNAVAILABLE if "environment" in why else status.HTTP_400_BAD_REQUEST
+            unset = why.endswith("is not set on the server")  # the server's to fix, perhaps by a restart
+            code = status.HTTP_503_SERVICE_UNAVAILABLE if unset else status.HTTP_400_BAD_REQUEST
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
         scorer = self.state.scorer
         if scorer is not None and scorer.routable(model):
@@ -245,7 +246,7 @@ class ChatProxy(ProxyRecords):
         scorer = self.registry.get_scorer()
         at, cached = self._callable_cache
         if time.monotonic() - at > CALLABLE_TTL_S:  # one LLM list read per second, not per exploring call
-            cached = callable_llms(store)
+            cached = callable_llms(store, self.settings)
             self._callable_cache = (time.monotonic(), cached)
         names = [n for n in cached if scorer.routable(n)]
         if isinstance(asked, list):  # a name the scorer does not know (or not a name) stays, for the route's own 4xx

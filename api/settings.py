@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +15,11 @@ from graph_store.factory import default_location
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS  # numpy only at import: no torch
 from graphrouter.exploration import BURST, TASK_QUIZ
 from graphrouter.paths import DEFAULT_CHECKPOINT
+
+# The service's own secrets: an upstream may never name one as its key, whatever GRAPHROUTER_UPSTREAM_KEY_ENVS says
+# (the proxy would send it to the upstream's address, which whoever holds the API key chooses).
+SERVICE_ENV_PREFIXES = ("GRAPHROUTER_", "NEO4J_")
+_KEY_ENV_PATTERN = re.compile(r"[A-Z0-9_*?]+")
 
 
 class Settings(BaseSettings):
@@ -85,6 +92,12 @@ class Settings(BaseSettings):
         None,
         description="key(s) of POST /v1/chat/completions and /v1/feedback (Authorization: Bearer <key>), separate "
         "from api_key; several keys comma-separated, each rate-limited on its own; unset means the proxy is off",
+    )
+    upstream_key_envs: str = Field(
+        "*_API_KEY",
+        description="the environment variables an LLM's upstream may name as its key (api_key_env), comma-separated "
+        "names or patterns (* and ?), e.g. '*_API_KEY,HF_TOKEN'; the service's own (GRAPHROUTER_*, NEO4J_*) never: the "
+        "proxy sends the variable's value to the upstream's address",
     )
     proxy_max_attempts: int = Field(
         3, ge=1, description="candidates the router tries in ranking order when an upstream fails (5xx, timeout)"
@@ -212,6 +225,28 @@ class Settings(BaseSettings):
         if self.proxy_key is None:
             return []
         return [k.strip() for k in self.proxy_key.get_secret_value().split(",") if k.strip()]
+
+    @field_validator("upstream_key_envs")
+    @classmethod
+    def _key_env_patterns(cls, value: str) -> str:
+        patterns = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in patterns if not _KEY_ENV_PATTERN.fullmatch(p)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not an environment variable name or pattern: use A-Z, 0-9, _ and the wildcards * ?"
+            )
+        return ",".join(patterns)
+
+    def key_env_problem(self, name: str) -> str | None:
+        """Why an upstream may not name environment variable ``name`` as its key (None: it may)."""
+        if name.startswith(SERVICE_ENV_PREFIXES):
+            return f"{name} is one of the service's own settings ({', '.join(p + '*' for p in SERVICE_ENV_PREFIXES)})"
+        if not any(fnmatch.fnmatchcase(name, p) for p in self.upstream_key_envs.split(",") if p):
+            return (
+                f"{name} is not among the variables upstreams may use (GRAPHROUTER_UPSTREAM_KEY_ENVS="
+                f"{self.upstream_key_envs!r}); add it there on the server"
+            )
+        return None
 
     @field_validator("explore_usd_per_1k", mode="before")
     @classmethod

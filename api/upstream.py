@@ -37,14 +37,19 @@ def client_error(code: int, message: str) -> HTTPException:
     return HTTPException(code, message)
 
 
-def callable_llms(store: GraphStore) -> list[str]:
+def callable_llms(store: GraphStore, settings: Settings) -> list[str]:
     """The stored LLMs the proxy can call (:func:`why_uncallable` has nothing against them), by name: one read of
     every LLM node."""
-    return [n.name for n in store.list_nodes(LLM) if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM) is None]
+    return [
+        n.name
+        for n in store.list_nodes(LLM)
+        if isinstance(n, LLMNode) and why_uncallable(n.name, n, LLM, settings) is None
+    ]
 
 
-def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
-    """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, or its key unset."""
+def why_uncallable(name: str, node: LLMNode | None, kind: str, settings: Settings) -> str | None:
+    """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, a key variable upstreams
+    may not use (:meth:`Settings.key_env_problem`; stored by an import or before the rule), or its key unset."""
     if kind != LLM:
         return "an agent: the proxy calls LLMs only"
     patch = f"PATCH /v1/llms/{urllib.parse.quote(name)}"
@@ -52,9 +57,17 @@ def why_uncallable(name: str, node: LLMNode | None, kind: str) -> str | None:
         return f"no upstream configured; set one with {patch}"
     if why := port_problem(node.base_url):  # stored before ports were checked
         return f"its upstream {node.base_url!r} cannot be called: {why}; set another with {patch}"
+    if node.api_key_env is not None and (why := settings.key_env_problem(node.api_key_env)):
+        return f"its key's environment variable may not be sent upstream: {why}; set another with {patch}"
     if node.api_key_env is not None and not os.environ.get(node.api_key_env):
         return f"its key's environment variable {node.api_key_env} is not set on the server"
     return None
+
+
+def check_key_env(settings: Settings, api_key_env: str | None) -> None:
+    """A 422 if an upstream a request gives (registration, PATCH) names a key variable upstreams may not use."""
+    if api_key_env is not None and (why := settings.key_env_problem(api_key_env)):
+        raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"upstream.api_key_env: {why}")
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:

@@ -4,6 +4,7 @@ costs from usage, feedback, missing upstreams, auth and limits, and no upstream 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from tests.test_scorer import HashEmbedder
 ADMIN = "admin-key"
 PROXY = "proxy-key-1"
 SECRET = "sk-upstream-SECRET-4242"
-KEY_ENV = "GRAPHROUTER_TEST_UPSTREAM_KEY"
+KEY_ENV = "TEST_UPSTREAM_API_KEY"
 QUESTION = "task-2 what is the answer to this question?"
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 PROXY_AUTH = {"Authorization": f"Bearer {PROXY}"}
@@ -271,12 +272,12 @@ def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
 
         # the router skips what it cannot call: no upstream, or a key variable unset on the server
         order = [c["name"] for c in ranking(client)]
-        set_upstream(client, order[0], upstream.url("ok-a"), api_key_env="GRAPHROUTER_TEST_UNSET_KEY")
+        set_upstream(client, order[0], upstream.url("ok-a"), api_key_env="TEST_UNSET_API_KEY")
         set_upstream(client, order[2], upstream.url("ok-c"))
         r = chat(client)
         assert r.status_code == 200 and r.headers["x-graphrouter-model"] == order[2]
         r = chat(client, order[0])
-        assert r.status_code == 503 and "GRAPHROUTER_TEST_UNSET_KEY is not set" in r.json()["detail"]
+        assert r.status_code == 503 and "TEST_UNSET_API_KEY is not set" in r.json()["detail"]
 
 
 # ---- streaming and the official client ---------------------------------------------------------------------
@@ -524,7 +525,7 @@ def test_routed_calls_explore_as_route_does(
 def test_upstreams_at_registration_patch_and_idempotency(service: Service, store: GraphStore) -> None:
     with service() as client:
         new = {"name": "llm-new", "description": "new", "input_price": 1.0, "output_price": 2.0}
-        up = {"base_url": "https://api.example.com/v1", "model": "ex-1", "api_key_env": "EXAMPLE_UNSET_KEY"}
+        up = {"base_url": "https://api.example.com/v1", "model": "ex-1", "api_key_env": "EXAMPLE_UNSET_API_KEY"}
         r = client.post("/v1/llms", json={**new, "upstream": up}, headers=ADMIN_AUTH)
         assert r.status_code == 201, r.text
         assert r.json()["upstream"] == {**up, "api_key_set": False}
@@ -574,6 +575,52 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         assert client.get("/v1/llms/llm-old").status_code == 200
         r = chat(client, "llm-old")
         assert r.status_code == 400 and "its port is not valid" in r.json()["detail"], r.text
+
+
+def test_an_upstream_may_name_only_the_key_variables_the_operator_allows(
+    service: Service, upstream: Upstream, store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever holds the API key chose an upstream's address and the variable whose value the proxy sends it:
+    NEO4J_PASSWORD or GRAPHROUTER_PROXY_KEY went to a capture server (security audit). Upstreams may name only the
+    variables GRAPHROUTER_UPSTREAM_KEY_ENVS allows (default *_API_KEY), never the service's own."""
+    monkeypatch.setenv("NEO4J_PASSWORD", "db-secret")
+    monkeypatch.setenv("MY_TOKEN", "token-secret")
+    new = {"name": "llm-new", "description": "new", "input_price": 1.0, "output_price": 2.0}
+    with service() as client:
+        for env, why in (
+            ("NEO4J_PASSWORD", "one of the service's own settings"),
+            ("GRAPHROUTER_API_KEY", "one of the service's own settings"),  # though it ends in _API_KEY
+            ("MY_TOKEN", "not among the variables upstreams may use (GRAPHROUTER_UPSTREAM_KEY_ENVS='*_API_KEY')"),
+        ):
+            up = {"base_url": upstream.url("ok-1"), "api_key_env": env}
+            for r in (
+                client.patch("/v1/llms/llm-1", json={"upstream": up}, headers=ADMIN_AUTH),
+                client.post("/v1/llms", json={**new, "upstream": up}, headers=ADMIN_AUTH),
+            ):
+                assert r.status_code == 422, r.text
+                assert r.json()["detail"].startswith(f"upstream.api_key_env: {env} is") and why in r.text, r.text
+        assert client.get("/v1/llms/llm-new").status_code == 404  # nothing stored
+        # one stored anyway (an import, or before the rule): never called, and said why
+        store.upsert(
+            [
+                dataclasses.replace(
+                    store.get_node(LLM, "llm-1"), base_url=upstream.url("ok-1"), api_key_env="NEO4J_PASSWORD"
+                )
+            ]
+        )
+        calls = len(upstream.seen)
+        r = chat(client, "llm-1")
+        assert r.status_code == 400 and "may not be sent upstream" in r.json()["detail"], r.text
+        assert "llm-1" not in [m["id"] for m in client.get("/v1/models", headers=PROXY_AUTH).json()["data"]]
+        assert len(upstream.seen) == calls
+    with service(upstream_key_envs="*_API_KEY, MY_TOKEN") as client:  # the operator allows it
+        up = {"base_url": upstream.url("ok-1"), "api_key_env": "MY_TOKEN"}
+        assert client.patch("/v1/llms/llm-1", json={"upstream": up}, headers=ADMIN_AUTH).status_code == 200
+        assert chat(client, "llm-1").status_code == 200
+        assert upstream.seen[-1][1]["authorization"] == "Bearer token-secret"
+    for bad in ("lower_case", "A B", "*;rm"):
+        with pytest.raises(ValueError, match="not an environment variable name or pattern"):
+            Settings(upstream_key_envs=bad)
 
 
 def test_with_query_texts_off_the_query_node_holds_a_placeholder(

@@ -77,8 +77,8 @@ _MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
     summary="OpenAI-compatible model list: graphrouter (and graphrouter:<scenario>), then every LLM it can call",
     responses=_MODEL_ERRORS,
 )
-def list_models(_key: ProxyAuth, store: StoreDep) -> ModelList:  # the key first: no store error for a stranger
-    return model_list.models(store)
+def list_models(_key: ProxyAuth, store: StoreDep, settings: SettingsDep) -> ModelList:  # the key first
+    return model_list.models(store, settings)
 
 
 @router.get(
@@ -87,8 +87,8 @@ def list_models(_key: ProxyAuth, store: StoreDep) -> ModelList:  # the key first
     summary="OpenAI-compatible model lookup",
     responses={**_MODEL_ERRORS, 404: {"description": "no such model, or an LLM without a usable upstream (says why)"}},
 )
-def get_model(model: str, _key: ProxyAuth, store: StoreDep) -> ModelCard:
-    return model_list.model(store, model)
+def get_model(model: str, _key: ProxyAuth, store: StoreDep, settings: SettingsDep) -> ModelCard:
+    return model_list.model(store, settings, model)
 
 
 @router.post(

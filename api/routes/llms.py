@@ -27,11 +27,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.candidate_models import LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered, ProbeSet
-from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth, WriteKeySent
+from api.deps import RegistryDep, ScorerDep, SettingsDep, StateDep, StoreDep, WriteAuth, WriteKeySent
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted
 from api.registry import stamped_outcomes
 from api.routes.probes import KParam, SeedParam, probe_set
+from api.upstream import check_key_env
 from graph_store import LLM, MAX_PAGE_INDEX, LLMNode
 
 router = APIRouter(prefix="/v1/llms", tags=["llms"])
@@ -50,7 +51,10 @@ _AUTH = AUTH_RESPONSES
         "invalid body, or an outcome names an unknown query",
     ),
 )
-def register_llm(body: LLMIn, response: Response, registry: RegistryDep, _auth: WriteAuth) -> LLMRegistered:
+def register_llm(
+    body: LLMIn, response: Response, registry: RegistryDep, settings: SettingsDep, _auth: WriteAuth
+) -> LLMRegistered:
+    check_key_env(settings, body.upstream.api_key_env if body.upstream else None)
     done = registry.register(body.node(), stamped_outcomes(body.name, LLM, body.outcomes))
     response.status_code = done.status_code
     assert isinstance(done.node, LLMNode)
@@ -106,6 +110,7 @@ def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent 
 )
 def patch_llm(name: str, body: LLMPatch, state: StateDep, registry: RegistryDep, _auth: WriteAuth) -> LLMOut:
     up = body.upstream
+    check_key_env(state.settings, up.api_key_env if up else None)
     node = registry.set_upstream(
         name, up.base_url if up else None, up.model if up else None, up.api_key_env if up else None
     )
