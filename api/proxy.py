@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -59,6 +59,7 @@ from api.models import RouteRequest
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
 from api.state import ServiceState
+from api.types import Name
 from api.upstream import (
     HEADER_PREFIX,
     ROUTING_FIELDS,
@@ -82,6 +83,7 @@ from graphrouter.route_result import RouteResult
 
 log = logging.getLogger("api.proxy")
 CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (a full LLM read)
+_TASK = TypeAdapter(Name)  # a pass-through's task, checked as every name is
 EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
 
 
@@ -236,8 +238,19 @@ class ChatProxy(ProxyRecords):
             result = self._route(text, {**fields, "candidates": [model]}, k=1)
             rec = result.candidates[0]
             return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False)
-        task = fields.get("task") if isinstance(fields.get("task"), str) else None
-        return Plan([Attempt(node, None, None)], text, task, routed=False)
+        return Plan([Attempt(node, None, None)], text, self._task(fields.get("task")), routed=False)
+
+    @staticmethod
+    def _task(task: Any) -> str | None:
+        """The ``task`` of a pass-through to an LLM the scorer does not route (no route request checks it there): a
+        name by the rule of every name, or a 422 before the upstream is called (it is sent back in a header, where a
+        NUL dropped the connection after the upstream had answered)."""
+        if task is None:
+            return None
+        try:
+            return _TASK.validate_python(task)
+        except ValidationError as exc:
+            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"task: {exc.errors()[0]['msg']}") from None
 
     def _callable(self, store: Any, asked: Any) -> Any:
         """The LLMs an exploring chat call may go to: those the proxy can call (of ``asked``, the body's filter, if

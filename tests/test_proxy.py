@@ -217,6 +217,19 @@ def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: 
         assert r.headers["x-graphrouter-model"] == "llm-4" and "x-graphrouter-effect" in r.headers
         assert pending(store, r.json()["id"]).target == "llm-4"
 
+        # to an LLM the scorer does not route (knn_task cannot add one), no route request checks the task: a NUL in
+        # it dropped the connection once the upstream had answered (security audit); now refused before the call
+        new = {"name": "llm-new", "description": "new", "input_price": 1.0, "output_price": 2.0}
+        r = client.post("/v1/llms", json={**new, "upstream": {"base_url": upstream.url("ok-n")}}, headers=ADMIN_AUTH)
+        assert r.status_code == 201 and r.json()["routable"] is False, r.text
+        calls = len(upstream.seen)
+        for bad in ("x\x00y", " padded", 3):
+            r = chat(client, "llm-new", task=bad)
+            assert r.status_code == 422 and r.json()["detail"].startswith("task: "), (bad, r.text)
+        assert len(upstream.seen) == calls
+        r = chat(client, "llm-new", task="task-1")
+        assert r.status_code == 200 and r.headers["x-graphrouter-task"] == "task-1", r.text
+
 
 def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
     service: Service, upstream: Upstream, store: GraphStore
