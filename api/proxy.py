@@ -12,8 +12,11 @@ environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS``.
 **Forwarding.** The body goes upstream as sent, with ``model`` set to the upstream's model id; the answer comes back
 unchanged apart from ``model`` (the candidate's name), with headers ``x-graphrouter-model``, ``-effect``, ``-cost``
 (predicted), ``-task``, ``-fallbacks`` (how many upstreams failed before it) and ``-failed`` (which, and why). A
-connection error, timeout or 5xx moves on to the next candidate; a 4xx is returned as it is (nothing else to try:
-the request itself is wrong). ``stream: true`` is passed through event by event; the proxy asks the upstream for
+connection error, timeout (``GRAPHROUTER_PROXY_TIMEOUT`` of silence, or no whole answer within
+``GRAPHROUTER_PROXY_DEADLINE``), an answer over ``GRAPHROUTER_PROXY_MAX_ANSWER_BYTES`` or a 5xx moves on to the next
+candidate; a 4xx is returned as it is (nothing else to try: the request itself is wrong). All upstream connections in
+use (:data:`~api.upstream.MAX_UPSTREAM_CONNECTIONS`) is a 503, no upstream's failure.
+``stream: true`` is passed through event by event; the proxy asks the upstream for
 ``usage`` in the last chunk (``stream_options.include_usage``) and drops that chunk unless the client asked for it.
 Once a stream has begun, a failure ends it (there is no taking back what was sent).
 
@@ -36,6 +39,7 @@ is returned with the key masked should it echo it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -54,7 +58,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api import routing
-from api.errors import field_name
+from api.errors import RETRY_AFTER_S, field_name
 from api.models import RouteRequest
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
@@ -62,9 +66,12 @@ from api.state import ServiceState
 from api.types import Name
 from api.upstream import (
     HEADER_PREFIX,
+    MAX_UPSTREAM_CONNECTIONS,
+    POOL_WAIT_S,
     ROUTING_FIELDS,
     Attempt,
     Plan,
+    ProxyBusy,
     RateLimiter,
     UpstreamFailed,
     as_is,
@@ -74,6 +81,7 @@ from api.upstream import (
     key_id,
     last_user_text,
     new_response_id,
+    read_capped,
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
@@ -174,6 +182,13 @@ class ChatProxy(ProxyRecords):
                 plan.failed.append(f"{attempt.name} ({exc})")
                 self.state.metrics.proxied(attempt.name, "failed")
                 log.warning("upstream of %s failed: %s", attempt.name, exc)
+            except ProxyBusy:  # no upstream's fault, and the next would wait for the same connections
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    f"the proxy has {MAX_UPSTREAM_CONNECTIONS} upstream calls in flight, its limit, and none ended "
+                    f"within {POOL_WAIT_S:g} s; retry shortly",
+                    headers={**plan.headers(None), "Retry-After": RETRY_AFTER_S},
+                ) from None
         raise HTTPException(
             status.HTTP_502_BAD_GATEWAY,
             f"every upstream tried failed: {'; '.join(plan.failed)} (GRAPHROUTER_PROXY_MAX_ATTEMPTS="
@@ -301,20 +316,31 @@ class ChatProxy(ProxyRecords):
 
     async def _complete(self, body: dict[str, Any], plan: Plan, attempt: Attempt) -> Response:
         url, payload, headers, key = self._request_parts(body, attempt.node)
+        request = self.client.build_request("POST", url, json=payload, headers=headers)
+        deadline = self.settings.proxy_deadline
         try:
-            upstream = await self.client.post(url, json=payload, headers=headers)
+            async with asyncio.timeout(deadline):
+                upstream = await self.client.send(request, stream=True)
+                try:
+                    content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
+                finally:
+                    await upstream.aclose()
+        except TimeoutError:  # asyncio's: the whole answer took too long, however steadily it trickled
+            raise UpstreamFailed(f"no whole answer within {deadline:g} s (GRAPHROUTER_PROXY_DEADLINE)") from None
+        except httpx.PoolTimeout:
+            raise ProxyBusy from None
         except httpx.TimeoutException:
             raise UpstreamFailed("timed out") from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, decoding
             raise UpstreamFailed(f"{type(exc).__name__}") from None
         if upstream.status_code >= 500:
             raise UpstreamFailed(f"HTTP {upstream.status_code}")
         out_headers = plan.headers(attempt)
         if upstream.status_code >= 300:
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
-            return as_is(upstream.content, upstream, out_headers, key)
+            return as_is(content, upstream, out_headers, key)
         try:
-            answer = upstream.json()
+            answer = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UpstreamFailed("an answer that is not JSON") from None
         if not isinstance(answer, dict):
@@ -338,14 +364,20 @@ class ChatProxy(ProxyRecords):
         request = self.client.build_request("POST", url, json=payload, headers=headers)
         try:
             upstream = await self.client.send(request, stream=True)
+        except httpx.PoolTimeout:
+            raise ProxyBusy from None
         except httpx.TimeoutException:
             raise UpstreamFailed("timed out") from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, decoding
             raise UpstreamFailed(f"{type(exc).__name__}") from None
         out_headers = plan.headers(attempt)
         if upstream.status_code >= 300:
-            content = await upstream.aread()
-            await upstream.aclose()
+            try:
+                content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
+            except httpx.HTTPError as exc:
+                raise UpstreamFailed(f"{type(exc).__name__}") from None
+            finally:
+                await upstream.aclose()
             if upstream.status_code >= 500:
                 raise UpstreamFailed(f"HTTP {upstream.status_code}")
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
@@ -373,6 +405,9 @@ class ChatProxy(ProxyRecords):
         try:
             async for piece in upstream.aiter_raw():
                 buffer += piece.replace(b"\r\n", b"\n")
+                if len(buffer) > self.settings.proxy_max_answer_bytes and b"\n\n" not in buffer:
+                    log.warning("the stream from %s sent an event larger than the limit; ended", attempt.name)
+                    return  # one event without end would be held whole
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
                     data = event_data(event)

@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="seconds an upstream may stay silent (waiting for its answer or its next chunk)",
     )
+    proxy_deadline: float = Field(
+        600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds an upstream has for a whole answer that is not streamed (one trickling a byte at a time "
+        "would otherwise hold the call for ever); a stream is bounded by proxy_timeout between chunks only",
+    )
+    proxy_max_answer_bytes: int = Field(
+        16_000_000,
+        ge=1,
+        description="largest upstream answer taken, bytes after decompression (a larger one is that upstream "
+        "failing; a stream's events are taken one at a time, each at most this large)",
+    )
     proxy_max_body_bytes: int = Field(1_000_000, ge=1, description="largest chat request body accepted, bytes")
     proxy_rate_limit: int = Field(
         600, ge=0, description="requests per minute per proxy key (bursts up to that many); 0: no limit"

@@ -70,10 +70,18 @@ def check_key_env(settings: Settings, api_key_env: str | None) -> None:
         raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"upstream.api_key_env: {why}")
 
 
+MAX_UPSTREAM_CONNECTIONS = 200  # upstream calls in flight at once, over every key and upstream
+POOL_WAIT_S = 5.0  # how long a call waits for one of them before it is answered 503
+
+
+class ProxyBusy(Exception):
+    """Every upstream connection is in use: the proxy's limit, not a failure of the upstream it was to call."""
+
+
 def make_client(settings: Settings) -> httpx.AsyncClient:
     """The one upstream client of the service (built in the lifespan): pooled connections, the proxy's timeouts."""
-    timeout = httpx.Timeout(settings.proxy_timeout, connect=settings.proxy_connect_timeout)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    timeout = httpx.Timeout(settings.proxy_timeout, connect=settings.proxy_connect_timeout, pool=POOL_WAIT_S)
+    limits = httpx.Limits(max_connections=MAX_UPSTREAM_CONNECTIONS, max_keepalive_connections=50)
     return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
 
 
@@ -217,6 +225,18 @@ def header_safe(value: str) -> str:
 
 class UpstreamFailed(Exception):
     """This upstream could not answer (connection, timeout, 5xx): try the next candidate."""
+
+
+async def read_capped(upstream: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed upstream answer's body, decompressed, of at most ``max_bytes``: :class:`UpstreamFailed` beyond
+    (without reading the rest), so a huge answer is never held whole."""
+    pieces, n = [], 0
+    async for piece in upstream.aiter_bytes():
+        n += len(piece)
+        if n > max_bytes:
+            raise UpstreamFailed(f"an answer larger than {max_bytes:,} bytes (GRAPHROUTER_PROXY_MAX_ANSWER_BYTES)")
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key: str) -> Response:

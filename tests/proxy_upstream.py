@@ -9,7 +9,8 @@
   ``Upstream.gate``, and records in ``Upstream.gate_opened`` whether the test did: a test that opens the gate when
   the first chunk reaches it shows that chunks are passed on as they come, with no clock involved;
 - ``fail500``: a 500; ``bad400``: a 400 with an OpenAI error body; ``echo400``: a 400 echoing the Authorization
-  header it got (a careless upstream); ``slow``: answers after 2 s.
+  header it got (a careless upstream); ``slow``: answers after 2 s; ``trickle``: a valid answer one byte every 50 ms
+  (never silent for long, done after about 15 s); ``huge``: a valid answer of about 50 kB.
 
 Every request is logged (mode, headers, body) in ``Upstream.seen``.
 """
@@ -78,24 +79,33 @@ def upstream_app(upstream: Upstream) -> Starlette:
         rid = f"chatcmpl-{mode}-{next(ids)}" if mode != "sameid" else "chatcmpl-1"  # sameid: a server reusing ids
         if body.get("stream"):
             return StreamingResponse(_chunks(upstream, rid, mode, body), media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": rid,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"answer from {mode}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": USAGE,
-            }
-        )
+        answer = {
+            "id": rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"answer from {mode}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+        }
+        if mode == "huge":  # a valid answer of about 50 kB
+            answer["choices"][0]["message"]["content"] = "x" * 50_000
+        if mode == "trickle":  # a valid answer, a byte every 50 ms: never silent for long, never done soon
+            return StreamingResponse(_trickle(json.dumps(answer).encode()), media_type="application/json")
+        return JSONResponse(answer)
 
     return Starlette(routes=[Route("/{mode}/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def _trickle(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(len(data)):
+        yield data[i : i + 1]
+        await asyncio.sleep(0.05)
 
 
 async def _chunks(upstream: Upstream, rid: str, mode: str, body: dict[str, Any]) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -634,6 +635,60 @@ def test_an_upstream_may_name_only_the_key_variables_the_operator_allows(
     for bad in ("lower_case", "A B", "*;rm"):
         with pytest.raises(ValueError, match="not an environment variable name or pattern"):
             Settings(upstream_key_envs=bad)
+
+
+def test_an_answer_too_slow_in_whole_or_too_large_is_that_upstream_failing(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    """An upstream sending a byte now and then held a call for ever (the timeout bounds silence only), and a 315 MB
+    answer was read whole into memory (security audit): both now fail over to the next candidate."""
+    with service(proxy_deadline=1.0, proxy_max_answer_bytes=10_000, proxy_max_attempts=3) as client:
+        order = [c["name"] for c in ranking(client)]
+        for name, mode in zip(order, ["trickle", "huge", "ok-c"], strict=False):
+            set_upstream(client, name, upstream.url(mode))
+        started = time.monotonic()
+        r = chat(client)
+        assert r.status_code == 200 and r.headers["x-graphrouter-model"] == order[2], r.text
+        assert time.monotonic() - started < 10  # not the trickle's 15 s
+        failed = r.headers["x-graphrouter-failed"]
+        assert f"{order[0]} (no whole answer within 1 s (GRAPHROUTER_PROXY_DEADLINE))" in failed, failed
+        assert f"{order[1]} (an answer larger than 10,000 bytes" in failed, failed
+        assert chat(client, order[1]).status_code == 502  # as a pass-through too
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": order[2], "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            headers=PROXY_AUTH,
+        ) as s:
+            assert s.status_code == 200 and b"[DONE]" in s.read()  # streams are not held to the deadline's rule
+
+
+def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream(
+    service: Service, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 slow calls on one proxy key made another key's call to a healthy upstream fail as "timed out", counted
+    against that LLM (security audit): waiting for a connection is the proxy's limit, answered 503 at once."""
+    monkeypatch.setattr("api.upstream.MAX_UPSTREAM_CONNECTIONS", 1)
+    monkeypatch.setattr("api.upstream.POOL_WAIT_S", 0.2)
+    with service(proxy_timeout=5.0) as client:
+        order = [c["name"] for c in ranking(client)]
+        set_upstream(client, order[0], upstream.url("slow"))
+        set_upstream(client, order[1], upstream.url("ok-b"))
+        first: list[httpx.Response] = []
+        holder = threading.Thread(target=lambda: first.append(chat(client, order[0])))
+        holder.start()
+        deadline = time.monotonic() + 5
+        while "slow" not in upstream.modes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = chat(client, order[1])
+        holder.join(10)
+        assert r.status_code == 503 and "upstream calls in flight" in r.json()["detail"], r.text
+        assert r.headers["retry-after"] and "ok-b" not in upstream.modes()
+        assert first and first[0].status_code == 200, first
+        assert chat(client, order[1]).status_code == 200  # free again
+        metrics = client.get("/metrics").text
+    assert f'graphrouter_proxy_calls_total{{candidate="{order[1]}",result="ok"}} 1.0' in metrics  # the name is right
+    assert f'graphrouter_proxy_calls_total{{candidate="{order[1]}",result="failed"}}' not in metrics
 
 
 def test_with_query_texts_off_the_query_node_holds_a_placeholder(
