@@ -33,8 +33,8 @@ unknown (a pass-through to an LLM the scorer does not route to, without ``task``
 returned.
 
 **Secrets.** Upstream keys are read from the environment at call time and only ever put in the upstream request's
-``Authorization`` header: never in the graph, a log line, an error message or ``/metrics``; an upstream's 4xx body
-is returned with the key masked should it echo it.
+``Authorization`` header: never in the graph, a log line, an error message or ``/metrics``; an upstream's answer
+(error or not, each streamed event) is returned with the key masked should it echo it.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ from api.upstream import (
     event_data,
     key_id,
     last_user_text,
+    masked,
     new_response_id,
     read_capped,
     why_uncallable,
@@ -340,7 +341,7 @@ class ChatProxy(ProxyRecords):
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
             return as_is(content, upstream, out_headers, key)
         try:
-            answer = json.loads(content)
+            answer = json.loads(masked(content, key))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UpstreamFailed("an answer that is not JSON") from None
         if not isinstance(answer, dict):
@@ -387,13 +388,13 @@ class ChatProxy(ProxyRecords):
         rid = new_response_id()
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
         return StreamingResponse(
-            self._events(upstream, plan, attempt, client_wants_usage, rid),
+            self._events(upstream, plan, attempt, client_wants_usage, rid, key),
             media_type="text/event-stream",
             headers=out_headers,
         )
 
     async def _events(
-        self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool, rid: str
+        self, upstream: httpx.Response, plan: Plan, attempt: Attempt, client_wants_usage: bool, rid: str, key: str
     ) -> AsyncIterator[bytes]:
         """The upstream's server-sent events, one by one as they complete, ``id`` (``rid``) and ``model``
         rewritten; the usage-only chunk the proxy asked for is dropped unless the client asked for it too. Records
@@ -410,6 +411,7 @@ class ChatProxy(ProxyRecords):
                     return  # one event without end would be held whole
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
+                    event = masked(event, key)  # should the upstream echo its key
                     data = event_data(event)
                     if data is None:
                         yield event + b"\n\n"
@@ -439,7 +441,7 @@ class ChatProxy(ProxyRecords):
                         chunk["model"] = attempt.name
                     yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
             if buffer.strip():
-                yield buffer
+                yield masked(buffer, key)
             if registered:
                 recorded = True
                 await run_in_threadpool(self._record, plan, attempt, rid, usage)

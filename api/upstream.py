@@ -239,10 +239,14 @@ async def read_capped(upstream: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(pieces)
 
 
+def masked(content: bytes, key: str) -> bytes:
+    """An upstream's answer (or one streamed event) with its key replaced by ``***``, should it echo it."""
+    return content.replace(key.encode(), MASK.encode()) if key and key.encode() in content else content
+
+
 def as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key: str) -> Response:
     """An upstream's non-2xx answer as it is (its key masked, should it echo it)."""
-    if key and key.encode() in content:
-        content = content.replace(key.encode(), MASK.encode())
+    content = masked(content, key)
     media = upstream.headers.get("content-type", "application/json")
     return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
 

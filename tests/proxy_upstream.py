@@ -10,7 +10,8 @@
   the first chunk reaches it shows that chunks are passed on as they come, with no clock involved;
 - ``fail500``: a 500; ``bad400``: a 400 with an OpenAI error body; ``echo400``: a 400 echoing the Authorization
   header it got (a careless upstream); ``slow``: answers after 2 s; ``trickle``: a valid answer one byte every 50 ms
-  (never silent for long, done after about 15 s); ``huge``: a valid answer of about 50 kB.
+  (never silent for long, done after about 15 s); ``huge``: a valid answer of about 50 kB; ``echo200``: a successful
+  answer (or stream) whose text holds the authorization header it got.
 
 Every request is logged (mode, headers, body) in ``Upstream.seen``.
 """
@@ -78,7 +79,8 @@ def upstream_app(upstream: Upstream) -> Starlette:
             await asyncio.sleep(2.0)
         rid = f"chatcmpl-{mode}-{next(ids)}" if mode != "sameid" else "chatcmpl-1"  # sameid: a server reusing ids
         if body.get("stream"):
-            return StreamingResponse(_chunks(upstream, rid, mode, body), media_type="text/event-stream")
+            echo = request.headers.get("authorization", "") if mode == "echo200" else ""
+            return StreamingResponse(_chunks(upstream, rid, mode, body, echo), media_type="text/event-stream")
         answer = {
             "id": rid,
             "object": "chat.completion",
@@ -93,6 +95,8 @@ def upstream_app(upstream: Upstream) -> Starlette:
             ],
             "usage": USAGE,
         }
+        if mode == "echo200":  # a careless upstream echoing the key it got, in a successful answer
+            answer["choices"][0]["message"]["content"] = f"you sent {request.headers.get('authorization', '')}"
         if mode == "huge":  # a valid answer of about 50 kB
             answer["choices"][0]["message"]["content"] = "x" * 50_000
         if mode == "trickle":  # a valid answer, a byte every 50 ms: never silent for long, never done soon
@@ -108,10 +112,12 @@ async def _trickle(data: bytes) -> AsyncIterator[bytes]:
         await asyncio.sleep(0.05)
 
 
-async def _chunks(upstream: Upstream, rid: str, mode: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _chunks(
+    upstream: Upstream, rid: str, mode: str, body: dict[str, Any], echo: str = ""
+) -> AsyncIterator[bytes]:
     pause = 0.0 if mode == "fast" else CHUNK_PAUSE_S
     base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model")}
-    words = ["Hello", " from", f" {mode}"]
+    words = ["Hello", " from", f" {mode}"] if not echo else ["you", " sent", f" {echo}"]
     for i, word in enumerate(words):
         delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
         last = i == len(words) - 1

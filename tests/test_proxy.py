@@ -488,6 +488,15 @@ def test_the_upstream_key_never_shows_in_answers_logs_or_metrics(
         assert echoed.status_code == 401 and "***" in echoed.text  # a careless upstream echoing it: masked
         seen.append(echoed.text)
         assert upstream.seen[-1][1]["authorization"] == f"Bearer {SECRET}"  # it was sent, upstream only
+        # in a successful answer too, plain and streamed (security audit: only error answers were masked)
+        set_upstream(client, order[3], upstream.url("echo200"), api_key_env=KEY_ENV)
+        echoed = chat(client, order[3])
+        assert echoed.status_code == 200 and echoed.json()["choices"][0]["message"]["content"] == "you sent Bearer ***"
+        seen.append(echoed.text)
+        with client.stream("POST", "/v1/chat/completions", json={**stream, "model": order[3]}, headers=PROXY_AUTH) as r:
+            streamed = r.read().decode()
+        assert r.status_code == 200 and "Bearer ***" in streamed, streamed
+        seen.append(streamed)
         listing = client.get("/v1/llms", headers=ADMIN_AUTH).json()["data"]
         seen.append(str(listing))
         shown = next(x for x in listing if x["name"] == order[0])["upstream"]
