@@ -97,11 +97,9 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
     if weights is not None and None in weights:
         raise GraphRouterError("give both --w-effect and --w-cost")
-    if weights is not None and args.scenario is not None:
-        raise GraphRouterError("give --scenario or --w-effect/--w-cost, not both")
+    scenario_weights(args.scenario, weights, names=CLI_FLAGS)  # both given, or bad ones: refused as the API does
     if not args.query.strip():
         raise GraphRouterError("the query is empty")
-    scenario_weights(None if weights else args.scenario, weights, names=CLI_FLAGS)
     if args.k < 1:
         raise GraphRouterError(f"--k must be at least 1, got {args.k}")
     if args.budget is not None and not args.budget > 0:

@@ -126,6 +126,10 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
         (["--w-effect", "-1", "--w-cost", "1"], "error: --w-effect: must be a number from 0 to 1000000, got -1"),
         (["--w-effect", "0", "--w-cost", "0"], "error: --w-effect/--w-cost: w_effect and w_cost cannot both be 0"),
         (["--scenario", "fastest"], "error: --scenario: unknown scenario 'fastest'; use one of"),
+        (
+            ["--scenario", "balance", "--w-effect", "1", "--w-cost", "0"],
+            "error: --scenario: give a scenario or explicit",
+        ),
     ]:
         assert cli.main(["--store", str(path), "route", "q", *flags]) == 2
         assert said in capsys.readouterr().err
