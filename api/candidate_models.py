@@ -107,7 +107,9 @@ class LLMOut(BaseModel):
     output_price: float
     size_b: float | None
     routable: bool = Field(description="the scorer routes to it now")
-    proxied: bool = Field(description="it has an upstream: POST /v1/chat/completions can call it")
+    proxied: bool = Field(
+        description="it has an upstream configured (GET /v1/models/{name} says whether the proxy can call it now)"
+    )
     upstream: UpstreamOut | None = Field(
         None,
         description="how the proxy calls it, shown to callers that send the API key (null: it has no upstream, or "

@@ -1,8 +1,7 @@
-"""Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep, ScorerDep,
-RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, WriteKeySent, ProxyDep, ProxyAuth,
-FeedbackAuth; and
-``strict_query``, which the service's own routers take for every operation. The objects behind them are built once,
-in the app's lifespan."""
+"""Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep,
+ScorerDep, RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, WriteKeySent, ProxyDep,
+ProxyAuth, FeedbackAuth; and ``strict_query``, which the service's own routers take for every operation. The
+objects behind them are built once, in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -132,6 +131,16 @@ _bearer = HTTPBearer(auto_error=False, description="the service's API key (GRAPH
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
+def _is_api_key(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Whether the bearer sent is the configured API key (compared in constant time)."""
+    key = settings.api_key
+    return (
+        key is not None
+        and credentials is not None
+        and secrets.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode())
+    )
+
+
 async def require_write_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
@@ -147,7 +156,7 @@ async def require_write_key(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing 'Authorization: Bearer <key>' header", headers=_CHALLENGE
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_key.get_secret_value().encode()):
+    if not _is_api_key(settings, credentials):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong API key", headers=_CHALLENGE)
 
 
@@ -159,12 +168,7 @@ async def write_key_sent(
 ) -> bool:
     """Whether an open read comes with the API key, so it may show the operator's details (an LLM's upstream). No
     key, or another one (a gateway's, a proxy key), is a plain open read, not an error."""
-    key = settings.api_key
-    return (
-        key is not None
-        and credentials is not None
-        and secrets.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode())
-    )
+    return _is_api_key(settings, credentials)
 
 
 WriteKeySent = Annotated[bool, Depends(write_key_sent)]

@@ -32,7 +32,7 @@ from api.settings import Settings
 from api.state import ServiceState
 from api.training import Trainer
 from api.training_lease import TrainingLease
-from api.upstream import make_client
+from api.upstream import make_client, warn_refused_key_envs
 from graph_store import GraphStore
 from graphrouter.scorer import Scorer
 
@@ -81,6 +81,8 @@ def create_app(
         app.state.follower = follower
         app_metrics.follow(follower)
         await run_in_threadpool(state.start)
+        if state.store is not None:  # an upgrade's LLMs the proxy will no longer call, said once at the start
+            await run_in_threadpool(warn_refused_key_envs, state.store, settings)
         await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start, settings.load_in_background)
         follower.start()

@@ -66,8 +66,6 @@ from api.state import ServiceState
 from api.types import Name
 from api.upstream import (
     HEADER_PREFIX,
-    MAX_UPSTREAM_CONNECTIONS,
-    POOL_WAIT_S,
     ROUTING_FIELDS,
     Attempt,
     Plan,
@@ -79,6 +77,7 @@ from api.upstream import (
     client_error,
     event_data,
     key_id,
+    key_problem,
     last_user_text,
     masked,
     new_response_id,
@@ -100,6 +99,26 @@ def shown(items: list[str], limit: int = 10) -> str:
     """At most ``limit`` of ``items``, '; '-joined, and how many more (an error over 1,000 candidates stays short)."""
     more = f"; … and {len(items) - limit} more" if len(items) > limit else ""
     return "; ".join(items[:limit]) + more
+
+
+class _UpstreamStream(StreamingResponse):
+    """A streamed answer that closes its upstream response however it ends: a client gone before the first event
+    never runs the events' generator (nor its ``finally``), which would hold an upstream connection for good."""
+
+    def __init__(self, upstream: httpx.Response, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._upstream = upstream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._upstream.aclose()
+
+
+def _error_event(message: str) -> bytes:
+    """An SSE event that ends a stream the proxy cannot go on with (OpenAI's error shape)."""
+    return b"data: " + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode() + b"\n\n"
 
 
 class ChatProxy(ProxyRecords):
@@ -183,11 +202,10 @@ class ChatProxy(ProxyRecords):
                 plan.failed.append(f"{attempt.name} ({exc})")
                 self.state.metrics.proxied(attempt.name, "failed")
                 log.warning("upstream of %s failed: %s", attempt.name, exc)
-            except ProxyBusy:  # no upstream's fault, and the next would wait for the same connections
+            except ProxyBusy as exc:  # no upstream's fault, and the next would wait for the same connections
                 raise HTTPException(
                     status.HTTP_503_SERVICE_UNAVAILABLE,
-                    f"the proxy has {MAX_UPSTREAM_CONNECTIONS} upstream calls in flight, its limit, and none ended "
-                    f"within {POOL_WAIT_S:g} s; retry shortly",
+                    str(exc),
                     headers={**plan.headers(None), "Retry-After": RETRY_AFTER_S},
                 ) from None
         raise HTTPException(
@@ -245,9 +263,9 @@ class ChatProxy(ProxyRecords):
         node = store.get_node(LLM, model)
         assert isinstance(node, LLMNode)
         why = why_uncallable(model, node, LLM, self.settings)
-        if why:
-            unset = why.endswith("is not set on the server")  # the server's to fix, perhaps by a restart
-            code = status.HTTP_503_SERVICE_UNAVAILABLE if unset else status.HTTP_400_BAD_REQUEST
+        if why:  # its key: the server's to fix (503); no usable upstream: the caller named what cannot be called
+            server_side = why == key_problem(node, self.settings)
+            code = status.HTTP_503_SERVICE_UNAVAILABLE if server_side else status.HTTP_400_BAD_REQUEST
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
         scorer = self.state.scorer
         if scorer is not None and scorer.routable(model):
@@ -342,7 +360,7 @@ class ChatProxy(ProxyRecords):
             return as_is(content, upstream, out_headers, key)
         try:
             answer = json.loads(masked(content, key))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise UpstreamFailed("an answer that is not JSON") from None
         if not isinstance(answer, dict):
             raise UpstreamFailed("an answer that is not a JSON object")
@@ -372,9 +390,13 @@ class ChatProxy(ProxyRecords):
         except httpx.RequestError as exc:  # transport, decoding
             raise UpstreamFailed(f"{type(exc).__name__}") from None
         out_headers = plan.headers(attempt)
-        if upstream.status_code >= 300:
+        if upstream.status_code >= 300:  # a whole answer, not a stream: held to the deadline and the size limit
+            deadline = self.settings.proxy_deadline
             try:
-                content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
+                async with asyncio.timeout(deadline):
+                    content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
+            except TimeoutError:
+                raise UpstreamFailed(f"no whole answer within {deadline:g} s (GRAPHROUTER_PROXY_DEADLINE)") from None
             except httpx.HTTPError as exc:
                 raise UpstreamFailed(f"{type(exc).__name__}") from None
             finally:
@@ -387,7 +409,8 @@ class ChatProxy(ProxyRecords):
         out_headers["cache-control"] = "no-cache"
         rid = new_response_id()
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
-        return StreamingResponse(
+        return _UpstreamStream(
+            upstream,
             self._events(upstream, plan, attempt, client_wants_usage, rid, key),
             media_type="text/event-stream",
             headers=out_headers,
@@ -406,11 +429,17 @@ class ChatProxy(ProxyRecords):
         try:
             async for piece in upstream.aiter_raw():
                 buffer += piece.replace(b"\r\n", b"\n")
-                if len(buffer) > self.settings.proxy_max_answer_bytes and b"\n\n" not in buffer:
-                    log.warning("the stream from %s sent an event larger than the limit; ended", attempt.name)
-                    return  # one event without end would be held whole
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
+                limit = self.settings.proxy_max_answer_bytes
+                while b"\n\n" in buffer or len(buffer) > limit:
+                    event, _, buffer = buffer.partition(b"\n\n")
+                    if len(event) > limit:  # one event is taken whole: a larger one ends the stream
+                        log.warning("the stream from %s sent an event larger than the limit; ended", attempt.name)
+                        self.state.metrics.proxied(attempt.name, "failed")
+                        yield _error_event(
+                            f"the upstream of {attempt.name} sent an event larger than {limit:,} bytes "
+                            "(GRAPHROUTER_PROXY_MAX_ANSWER_BYTES)"
+                        )
+                        return
                     event = masked(event, key)  # should the upstream echo its key
                     data = event_data(event)
                     if data is None:
@@ -421,7 +450,7 @@ class ChatProxy(ProxyRecords):
                         continue
                     try:
                         chunk = json.loads(data)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         yield event + b"\n\n"
                         continue
                     if not isinstance(chunk, dict):

@@ -115,8 +115,9 @@ class Settings(BaseSettings):
         600.0,
         gt=0,
         allow_inf_nan=False,
-        description="seconds an upstream has for a whole answer that is not streamed (one trickling a byte at a time "
-        "would otherwise hold the call for ever); a stream is bounded by proxy_timeout between chunks only",
+        description="seconds an upstream has for a whole answer that is not streamed, from the call's start (waiting "
+        "for a free connection included: keep it above 5 s); one trickling a byte at a time would otherwise hold the "
+        "call for ever; a stream is bounded by proxy_timeout between chunks only",
     )
     proxy_max_answer_bytes: int = Field(
         16_000_000,

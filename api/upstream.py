@@ -48,8 +48,8 @@ def callable_llms(store: GraphStore, settings: Settings) -> list[str]:
 
 
 def why_uncallable(name: str, node: LLMNode | None, kind: str, settings: Settings) -> str | None:
-    """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, a key variable upstreams
-    may not use (:meth:`Settings.key_env_problem`; stored by an import or before the rule), or its key unset."""
+    """Why the proxy cannot call candidate ``name`` (None: it can): an agent, no upstream, or its key
+    (:func:`key_problem`)."""
     if kind != LLM:
         return "an agent: the proxy calls LLMs only"
     patch = f"PATCH /v1/llms/{urllib.parse.quote(name)}"
@@ -57,11 +57,38 @@ def why_uncallable(name: str, node: LLMNode | None, kind: str, settings: Setting
         return f"no upstream configured; set one with {patch}"
     if why := port_problem(node.base_url):  # stored before ports were checked
         return f"its upstream {node.base_url!r} cannot be called: {why}; set another with {patch}"
-    if node.api_key_env is not None and (why := settings.key_env_problem(node.api_key_env)):
-        return f"its key's environment variable may not be sent upstream: {why}; set another with {patch}"
-    if node.api_key_env is not None and not os.environ.get(node.api_key_env):
-        return f"its key's environment variable {node.api_key_env} is not set on the server"
+    return key_problem(node, settings)
+
+
+def key_problem(node: LLMNode, settings: Settings) -> str | None:
+    """What keeps the proxy from sending an LLM's key, the server's to fix (None: nothing): a variable upstreams may
+    not use (:meth:`Settings.key_env_problem`; stored by an import, or before the rule existed), or one unset."""
+    env = node.api_key_env
+    if env is not None and (why := settings.key_env_problem(env)):
+        patch = f"PATCH /v1/llms/{urllib.parse.quote(node.name)}"
+        return f"its key's environment variable may not be sent upstream: {why}; or name another with {patch}"
+    if env is not None and not os.environ.get(env):
+        return f"its key's environment variable {env} is not set on the server"
     return None
+
+
+def warn_refused_key_envs(store: GraphStore, settings: Settings) -> list[str]:
+    """At the service's start: log (and return) the stored LLMs whose key variable upstreams may not use, which the
+    proxy will not call (LLMs stored before GRAPHROUTER_UPSTREAM_KEY_ENVS existed, or by an import)."""
+    refused = [
+        f"{n.name} ({n.api_key_env})"
+        for n in store.list_nodes(LLM)
+        if isinstance(n, LLMNode) and n.api_key_env is not None and settings.key_env_problem(n.api_key_env)
+    ]
+    if refused:
+        log.warning(
+            "the proxy will not call %d LLM(s) whose key variable is not among GRAPHROUTER_UPSTREAM_KEY_ENVS=%r: %s; "
+            "allow the variables there, or PATCH the LLMs' upstreams",
+            len(refused),
+            settings.upstream_key_envs,
+            ", ".join(refused[:20]) + (", …" if len(refused) > 20 else ""),
+        )
+    return refused
 
 
 def check_key_env(settings: Settings, api_key_env: str | None) -> None:
@@ -76,6 +103,12 @@ POOL_WAIT_S = 5.0  # how long a call waits for one of them before it is answered
 
 class ProxyBusy(Exception):
     """Every upstream connection is in use: the proxy's limit, not a failure of the upstream it was to call."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the proxy has {MAX_UPSTREAM_CONNECTIONS} upstream calls in flight, its limit, and none ended within "
+            f"{POOL_WAIT_S:g} s; retry shortly"
+        )
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
@@ -239,9 +272,15 @@ async def read_capped(upstream: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(pieces)
 
 
+MIN_MASKED_KEY_CHARS = 12  # shorter keys are the dummies local servers take ("1", "ollama"), not secrets
+
+
 def masked(content: bytes, key: str) -> bytes:
-    """An upstream's answer (or one streamed event) with its key replaced by ``***``, should it echo it."""
-    return content.replace(key.encode(), MASK.encode()) if key and key.encode() in content else content
+    """An upstream's answer (or one streamed event) with its key replaced by ``***``, should it echo it verbatim.
+    Keys shorter than :data:`MIN_MASKED_KEY_CHARS` are left: replacing "1" would break every number of the answer."""
+    if len(key) < MIN_MASKED_KEY_CHARS or key.encode() not in content:
+        return content
+    return content.replace(key.encode(), MASK.encode())
 
 
 def as_is(content: bytes, upstream: httpx.Response, headers: dict[str, str], key: str) -> Response:

@@ -10,8 +10,8 @@
   the first chunk reaches it shows that chunks are passed on as they come, with no clock involved;
 - ``fail500``: a 500; ``bad400``: a 400 with an OpenAI error body; ``echo400``: a 400 echoing the Authorization
   header it got (a careless upstream); ``slow``: answers after 2 s; ``trickle``: a valid answer one byte every 50 ms
-  (never silent for long, done after about 15 s); ``huge``: a valid answer of about 50 kB; ``echo200``: a successful
-  answer (or stream) whose text holds the authorization header it got.
+  (never silent for long, done after about 15 s); ``huge``: a valid answer (or a streamed event) of about 50 kB;
+  ``echo200``: a successful answer (or stream) whose text holds the authorization header it got.
 
 Every request is logged (mode, headers, body) in ``Upstream.seen``.
 """
@@ -118,6 +118,8 @@ async def _chunks(
     pause = 0.0 if mode == "fast" else CHUNK_PAUSE_S
     base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model")}
     words = ["Hello", " from", f" {mode}"] if not echo else ["you", " sent", f" {echo}"]
+    if mode == "huge":  # one event of about 50 kB
+        words[2] = " " + "x" * 50_000
     for i, word in enumerate(words):
         delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
         last = i == len(words) - 1

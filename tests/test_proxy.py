@@ -633,7 +633,7 @@ def test_an_upstream_may_name_only_the_key_variables_the_operator_allows(
         )
         calls = len(upstream.seen)
         r = chat(client, "llm-1")
-        assert r.status_code == 400 and "may not be sent upstream" in r.json()["detail"], r.text
+        assert r.status_code == 503 and "may not be sent upstream" in r.json()["detail"], r.text  # the server's to fix
         assert "llm-1" not in [m["id"] for m in client.get("/v1/models", headers=PROXY_AUTH).json()["data"]]
         assert len(upstream.seen) == calls
     with service(upstream_key_envs="*_API_KEY, MY_TOKEN") as client:  # the operator allows it
@@ -670,6 +670,40 @@ def test_an_answer_too_slow_in_whole_or_too_large_is_that_upstream_failing(
             headers=PROXY_AUTH,
         ) as s:
             assert s.status_code == 200 and b"[DONE]" in s.read()  # streams are not held to the deadline's rule
+        # a streamed event over the limit ends the stream with an error event, not held whole
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": order[1], "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            headers=PROXY_AUTH,
+        ) as s:
+            body = s.read().decode()
+        assert s.status_code == 200 and "larger than 10,000 bytes" in body and "x" * 10_000 not in body, body[:300]
+
+
+def test_a_short_dummy_key_is_not_masked_out_of_the_answer(
+    service: Service, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local servers take dummy keys ("1", "ollama"): masking "1" in a successful answer turned "created":1712…
+    into invalid JSON and every call to that LLM into a failure (review)."""
+    monkeypatch.setenv("LOCAL_API_KEY", "1")
+    with service() as client:
+        set_upstream(client, "llm-1", upstream.url("ok-1"), api_key_env="LOCAL_API_KEY")
+        r = chat(client, "llm-1")
+        assert r.status_code == 200 and isinstance(r.json()["created"], int), r.text
+        assert r.json()["usage"]["prompt_tokens"] == 100  # the 1 in 100 is not masked either
+        assert upstream.seen[-1][1]["authorization"] == "Bearer 1"
+
+
+def test_the_start_warns_of_stored_llms_whose_key_variable_is_refused(
+    service: Service, store: GraphStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade's LLMs whose key variable the rule now refuses stop getting proxied calls: said at the start."""
+    old = store.get_node(LLM, "llm-2")
+    store.upsert([dataclasses.replace(old, base_url="http://127.0.0.1:9/v1", api_key_env="OPENAI_KEY")])
+    with caplog.at_level(logging.WARNING, logger="api.proxy"), service():
+        pass
+    assert "the proxy will not call 1 LLM(s)" in caplog.text and "llm-2 (OPENAI_KEY)" in caplog.text
 
 
 def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream(
@@ -691,7 +725,8 @@ def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream
             time.sleep(0.02)
         r = chat(client, order[1])
         holder.join(10)
-        assert r.status_code == 503 and "upstream calls in flight" in r.json()["detail"], r.text
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].startswith("the proxy has 1 upstream calls in flight, its limit"), r.text
         assert r.headers["retry-after"] and "ok-b" not in upstream.modes()
         assert first and first[0].status_code == 200, first
         assert chat(client, order[1]).status_code == 200  # free again

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from dataclasses import replace
@@ -145,7 +144,7 @@ def test_queries_in_task_counts_a_tasks_queries_and_follows_a_query_that_moves(s
     by_task = {t.name: sum(q.task == t.name for q in batch.queries) for t in batch.tasks}
     assert by_task["math"] and by_task["code"]  # the test means something on both
     assert {t: store.queries_in_task(t) for t in by_task} == by_task
-    moved = dataclasses.replace(batch.queries[0], task="math" if batch.queries[0].task == "code" else "code")
+    moved = replace(batch.queries[0], task="math" if batch.queries[0].task == "code" else "code")
     store.write(GraphBatch(queries=[moved]))
     assert store.queries_in_task(moved.task) == by_task[moved.task] + 1
     assert store.queries_in_task(batch.queries[0].task) == by_task[batch.queries[0].task] - 1

@@ -66,9 +66,9 @@ def register_llm(
 def list_llms(
     state: StateDep,
     store: StoreDep,
+    operator: WriteKeySent,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
-    operator: WriteKeySent = False,
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
@@ -92,7 +92,7 @@ def get_llm_probes(
 
 
 @router.get("/{name:path}", response_model=LLMDetail, responses={404: {"description": "no such LLM"}})
-def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent = False) -> LLMDetail:
+def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent) -> LLMDetail:
     node = store.get_node(LLM, name)
     assert isinstance(node, LLMNode)
     return LLMDetail(

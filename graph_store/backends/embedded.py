@@ -341,7 +341,9 @@ class EmbeddedStore(GraphStore):
             if target is None:
                 rows = db.execute(f"SELECT target, count(*) FROM {table} GROUP BY target").fetchall()
             else:  # the target index
-                rows = db.execute(f"SELECT target, count(*) FROM {table} WHERE target = ? GROUP BY target", (target,))
+                rows = db.execute(
+                    f"SELECT target, count(*) FROM {table} WHERE target = ? GROUP BY target", (target,)
+                ).fetchall()
         return dict(rows)
 
     def _queries_in_task(self, task: str) -> int:
