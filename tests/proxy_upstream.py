@@ -11,7 +11,8 @@
 - ``fail500``: a 500; ``bad400``: a 400 with an OpenAI error body; ``echo400``: a 400 echoing the Authorization
   header it got (a careless upstream); ``slow``: answers after 2 s; ``trickle``: a valid answer one byte every 50 ms
   (never silent for long, done after about 15 s); ``huge``: a valid answer (or a streamed event) of about 50 kB;
-  ``echo200``: a successful answer (or stream) whose text holds the authorization header it got.
+  ``echo200``: a successful answer (or stream) whose text holds the authorization header it got; ``held``: answers
+  once ``Upstream.gate`` is set (at most 10 s).
 
 Every request is logged (mode, headers, body) in ``Upstream.seen``.
 """
@@ -77,6 +78,8 @@ def upstream_app(upstream: Upstream) -> Starlette:
             return JSONResponse({"error": {"message": f"Incorrect API key provided: {got}"}}, 401)
         if mode == "slow":
             await asyncio.sleep(2.0)
+        if mode == "held":  # until the test opens the gate (at most 10 s)
+            upstream.gate_opened.append(await asyncio.to_thread(upstream.gate.wait, 10.0))
         rid = f"chatcmpl-{mode}-{next(ids)}" if mode != "sameid" else "chatcmpl-1"  # sameid: a server reusing ids
         if body.get("stream"):
             echo = request.headers.get("authorization", "") if mode == "echo200" else ""

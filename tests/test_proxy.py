@@ -713,18 +713,21 @@ def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream
     against that LLM (security audit): waiting for a connection is the proxy's limit, answered 503 at once."""
     monkeypatch.setattr("api.upstream.MAX_UPSTREAM_CONNECTIONS", 1)
     monkeypatch.setattr("api.upstream.POOL_WAIT_S", 0.2)
-    with service(proxy_timeout=5.0) as client:
+    with service(proxy_timeout=15.0) as client:
         order = [c["name"] for c in ranking(client)]
-        set_upstream(client, order[0], upstream.url("slow"))
+        set_upstream(client, order[0], upstream.url("held"))
         set_upstream(client, order[1], upstream.url("ok-b"))
         first: list[httpx.Response] = []
         holder = threading.Thread(target=lambda: first.append(chat(client, order[0])))
         holder.start()
-        deadline = time.monotonic() + 5
-        while "slow" not in upstream.modes() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while "held" not in upstream.modes() and time.monotonic() < deadline:
             time.sleep(0.02)
-        r = chat(client, order[1])
-        holder.join(10)
+        try:
+            r = chat(client, order[1])  # the one connection is held until the gate opens
+        finally:
+            upstream.gate.set()
+            holder.join(15)
         assert r.status_code == 503, r.text
         assert r.json()["detail"].startswith("the proxy has 1 upstream calls in flight, its limit"), r.text
         assert r.headers["retry-after"] and "ok-b" not in upstream.modes()
