@@ -81,8 +81,7 @@ def create_app(
         app.state.follower = follower
         app_metrics.follow(follower)
         await run_in_threadpool(state.start)
-        if state.store is not None:  # an upgrade's LLMs the proxy will no longer call, said once at the start
-            await run_in_threadpool(warn_refused_key_envs, state.store, settings)
+        await run_in_threadpool(warn_refused_key_envs, state, settings)  # said once, if the store answers
         await run_in_threadpool(follower.mark)  # before loading: changes made while it loads are applied after
         await run_in_threadpool(registry.start, settings.load_in_background)
         follower.start()

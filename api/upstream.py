@@ -22,7 +22,8 @@ from fastapi.responses import Response
 
 from api.errors import json_failure
 from api.settings import Settings
-from graph_store import LLM, GraphStore, LLMNode
+from api.state import ServiceState
+from graph_store import LLM, GraphStore, GraphStoreError, LLMNode
 from graph_store.schema import port_problem
 
 log = logging.getLogger("api.proxy")
@@ -72,12 +73,17 @@ def key_problem(node: LLMNode, settings: Settings) -> str | None:
     return None
 
 
-def warn_refused_key_envs(store: GraphStore, settings: Settings) -> list[str]:
+def warn_refused_key_envs(state: ServiceState, settings: Settings) -> list[str]:
     """At the service's start: log (and return) the stored LLMs whose key variable upstreams may not use, which the
-    proxy will not call (LLMs stored before GRAPHROUTER_UPSTREAM_KEY_ENVS existed, or by an import)."""
+    proxy will not call (LLMs stored before GRAPHROUTER_UPSTREAM_KEY_ENVS existed, or by an import). Nothing if the
+    store is not open or does not answer: the service starts all the same."""
+    try:
+        nodes = state.get_store().list_nodes(LLM)
+    except GraphStoreError:
+        return []
     refused = [
         f"{n.name} ({n.api_key_env})"
-        for n in store.list_nodes(LLM)
+        for n in nodes
         if isinstance(n, LLMNode) and n.api_key_env is not None and settings.key_env_problem(n.api_key_env)
     ]
     if refused:
