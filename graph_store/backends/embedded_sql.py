@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS handled_by_target ON handled_by(target);
 CREATE INDEX IF NOT EXISTS answered_by_observed_at ON answered_by(observed_at);
 CREATE INDEX IF NOT EXISTS handled_by_observed_at ON handled_by(observed_at);
 CREATE INDEX IF NOT EXISTS pending_outcome_observed_at ON pending_outcome(observed_at);
+-- what deleting a query, LLM or agent cascades to: without these, every such delete scanned the pending table
+CREATE INDEX IF NOT EXISTS pending_outcome_query ON pending_outcome(query_id);
+CREATE INDEX IF NOT EXISTS pending_outcome_llm ON pending_outcome(llm);
+CREATE INDEX IF NOT EXISTS pending_outcome_agent ON pending_outcome(agent);
 """
 
 TABLE = {TASK: "task", QUERY: "query", LLM: "llm", AGENT: "agent"}
