@@ -298,6 +298,11 @@ class GraphStore(ABC):
             raise InvalidInputError(f"task must be a string, got {type(task).__name__}")
         return int(self._queries_in_task(task))
 
+    def count_nodes(self, label: str) -> int:
+        """How many nodes of one label are stored: one count, not :meth:`counts`' every label and edge type."""
+        check_label(label)
+        return int(self._count_nodes(label))
+
     def counts(self) -> dict[str, int]:
         """Node counts by label and edge counts by relationship type (every type present, zeros included)."""
         got = self._counts()
@@ -360,6 +365,9 @@ class GraphStore(ABC):
 
     @abstractmethod
     def _queries_in_task(self, task: str) -> int: ...
+
+    @abstractmethod
+    def _count_nodes(self, label: str) -> int: ...
 
     @abstractmethod
     def _counts(self) -> dict[str, int]: ...

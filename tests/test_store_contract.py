@@ -157,7 +157,11 @@ def test_counts_cover_every_type(store: GraphStore) -> None:
     assert store.counts() == dict.fromkeys(
         ["Task", "Query", "LLM", "Agent", "OF_TASK", "ANSWERED_BY", "HANDLED_BY", "BACKED_BY"], 0
     )
+    assert [store.count_nodes(label) for label in (TASK, QUERY, LLM, AGENT)] == [0, 0, 0, 0]
     store.write(small_world())
+    assert [store.count_nodes(label) for label in (TASK, QUERY, LLM, AGENT)] == [2, len(NASTY), 2, 1]
+    with pytest.raises(InvalidInputError):
+        store.count_nodes("Model")
     assert store.counts() == {
         "Task": 2,
         "Query": len(NASTY),

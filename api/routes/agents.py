@@ -68,7 +68,7 @@ def list_agents(
     llms = {n.key: n for n in store.list_nodes(LLM) if isinstance(n, LLMNode)} if nodes else {}
     return AgentList(
         data=[AgentOut.of(n, llms.get(n.llm), state.routable(n.key)) for n in nodes],
-        count=store.counts()[AGENT],
+        count=store.count_nodes(AGENT),
     )
 
 

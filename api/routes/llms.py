@@ -73,7 +73,7 @@ def list_llms(
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
         data=[LLMOut.of(n, state.routable(n.key), operator) for n in nodes if isinstance(n, LLMNode)],
-        count=store.counts()[LLM],
+        count=store.count_nodes(LLM),
     )
 
 

@@ -72,7 +72,7 @@ def list_tasks(
     offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> TaskList:
     nodes = [n for n in store.list_nodes(TASK, limit=limit, offset=offset) if isinstance(n, Task)]
-    return TaskList(data=[TaskOut.of(n, _trained(state, n.key)) for n in nodes], count=store.counts()[TASK])
+    return TaskList(data=[TaskOut.of(n, _trained(state, n.key)) for n in nodes], count=store.count_nodes(TASK))
 
 
 @router.get("/{name:path}", response_model=TaskDetail, responses={404: {"description": "no such task"}})

@@ -350,6 +350,10 @@ class EmbeddedStore(GraphStore):
         with self._tx() as db:
             return db.execute(COUNT_QUERIES_IN_TASK, (task,)).fetchone()[0]
 
+    def _count_nodes(self, label: str) -> int:
+        with self._tx() as db:
+            return db.execute(f"SELECT count(*) FROM {TABLE[label]}").fetchone()[0]
+
     def _counts(self) -> dict[str, int]:
         with self._tx() as db:
             out = {label: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for label, t in TABLE.items()}

@@ -411,6 +411,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         return int(self._read(cypher.COUNT_QUERIES_IN_TASK, task=task)[0]["n"])
 
     @translate_errors
+    def _count_nodes(self, label: str) -> int:
+        return int(self._read(cypher.COUNT_NODES[label])[0]["n"])
+
+    @translate_errors
     def _counts(self) -> dict[str, int]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
             out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
