@@ -282,6 +282,15 @@ class GraphStore(ABC):
             raise InvalidInputError(f"observed_since must be a UTC time as YYYY-MM-DDTHH:MM:SSZ: {observed_since!r}")
         return self._outcomes(kind, target, query_id, observed_since)
 
+    def answered(self, kind: str, target: str) -> list[str]:
+        """The ids of the queries ``target`` (an LLM or agent, as ``kind`` says) has an outcome on, sorted: the
+        query ids of :meth:`outcomes` with that target, without reading (and building) the rows."""
+        if kind not in OUTCOME_REL:
+            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        if not isinstance(target, str):
+            raise InvalidInputError(f"target must be a string, got {type(target).__name__}")
+        return [str(q) for q in self._answered(kind, target)]
+
     def outcome_counts(self, kind: str = LLM, target: str | None = None) -> dict[str, int]:
         """How many outcome edges each LLM (``kind='LLM'``) or agent (``kind='Agent'``) has, by name (those with none
         are left out), or only ``target``'s: one aggregate read, not the rows."""
@@ -359,6 +368,9 @@ class GraphStore(ABC):
     def _outcomes(
         self, kind: str, target: str | None, query_id: str | None, observed_since: str | None = None
     ) -> list[Outcome]: ...
+
+    @abstractmethod
+    def _answered(self, kind: str, target: str) -> list[str]: ...
 
     @abstractmethod
     def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]: ...

@@ -154,7 +154,7 @@ def cmd_probes(args: argparse.Namespace, store: GraphStore) -> None:
     if not 0 <= args.seed <= MAX_SEED:
         raise GraphRouterError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     scorer = _load_scorer(args, store)
-    answered = [o.query_id for o in store.outcomes(kind, target=args.name)]
+    answered = store.answered(kind, args.name)
     probes = scorer.probes(args.name, args.k, args.seed, answered)
     if args.json:
         print(json.dumps([{"id": p.id, "text": p.text, "task": p.task} for p in probes], indent=2))

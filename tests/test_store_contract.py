@@ -130,6 +130,9 @@ def test_outcome_counts_per_candidate(store: GraphStore) -> None:
         for name, n in want.items():
             assert store.outcome_counts(kind, target=name) == {name: n}, (kind, name)
     assert store.outcome_counts(AGENT, target="gpt-x") == {}  # an LLM's name is not an agent's
+    for kind, name in ((LLM, "gpt-x"), (LLM, "tiny"), (AGENT, "react-bot"), (AGENT, "gpt-x"), (LLM, "nobody")):
+        want_ids = sorted(o.query_id for o in batch.outcomes if o.kind == kind and o.target == name)
+        assert store.answered(kind, name) == want_ids == [o.query_id for o in store.outcomes(kind, target=name)]
     store.delete_node(LLM, "tiny")
     assert "tiny" not in store.outcome_counts(LLM)
     assert store.outcome_counts(LLM, target="tiny") == {}

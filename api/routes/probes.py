@@ -35,6 +35,5 @@ def probe_set(kind: str, name: str, k: int, seed: int, store: GraphStore, scorer
             f"no {kind} named {name!r}; it is an {other}: GET /v1/{path}/{urllib.parse.quote(name, safe='')}/probes",
         )
     store.get_node(kind, name)  # 404 if unknown
-    answered = [o.query_id for o in store.outcomes(kind, target=name)]
-    probes = scorer.probes(name, k, seed, answered)
+    probes = scorer.probes(name, k, seed, store.answered(kind, name))
     return ProbeSet(name=name, k=k, seed=seed, probes=[ProbeOut(id=p.id, text=p.text, task=p.task) for p in probes])

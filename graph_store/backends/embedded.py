@@ -306,6 +306,13 @@ class EmbeddedStore(GraphStore):
             rows = db.execute(sql + " ORDER BY query_id, target", args).fetchall()
         return [Outcome(q, t, e, c, kind=kind, source=s, observed_at=at) for q, t, e, c, s, at in rows]  # type: ignore[arg-type]
 
+    def _answered(self, kind: str, target: str) -> list[str]:
+        with self._tx() as db:  # the target index
+            rows = db.execute(
+                f"SELECT query_id FROM {OUTCOME_TABLE[kind]} WHERE target = ? ORDER BY query_id", (target,)
+            )
+            return [q for (q,) in rows.fetchall()]
+
     def _get_pending(self, response_id: str) -> PendingOutcome | None:
         with self._tx() as db:
             row = db.execute(f"{SELECT_PENDING} WHERE response_id = ?", (response_id,)).fetchone()

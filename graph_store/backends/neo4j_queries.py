@@ -273,6 +273,11 @@ OUTCOMES_BY_TARGET: dict[str, str] = {
     kind: f"MATCH (q:{QUERY})-[r:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"
     for kind, rel in OUTCOME_REL.items()
 }
+ANSWERED_BY_TARGET: dict[str, str] = {  # the query ids only
+    kind: f"MATCH (q:{QUERY})-[:{rel}]->(c:{kind} {{{NODE_KEY[kind]}: $target}}) "
+    f"RETURN q.{NODE_KEY[QUERY]} AS query_id ORDER BY query_id"
+    for kind, rel in OUTCOME_REL.items()
+}
 OUTCOMES_BY_BOTH: dict[str, str] = {
     kind: f"MATCH (q:{QUERY} {{{NODE_KEY[QUERY]}: $query_id}})-[r:{rel}]->"
     f"(c:{kind} {{{NODE_KEY[kind]}: $target}}){_OUTCOME_RETURN[kind]}"

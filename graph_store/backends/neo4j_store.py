@@ -399,6 +399,10 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
         ]
 
     @translate_errors
+    def _answered(self, kind: str, target: str) -> list[str]:
+        return [r["query_id"] for r in self._read(cypher.ANSWERED_BY_TARGET[kind], target=target)]
+
+    @translate_errors
     def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]:
         if target is None:
             records = self._read(cypher.OUTCOME_COUNTS[kind])
