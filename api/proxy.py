@@ -90,6 +90,7 @@ from graphrouter.rewards import SCENARIOS
 from graphrouter.route_result import RouteResult
 
 log = logging.getLogger("api.proxy")
+NODE_READ = 16  # ranked candidates whose nodes a routed chat call reads at once (a round trip each, over Bolt)
 CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (a full LLM read)
 _TASK = TypeAdapter(Name)  # a pass-through's task, checked as every name is
 EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
@@ -232,13 +233,18 @@ class ChatProxy(ProxyRecords):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))
             result = self._route(text, fields, k=None)
             attempts, skipped = [], []
-            for rec in result.candidates:
-                node = store.get_node(LLM, rec.name) if rec.kind == LLM and store.has_node(LLM, rec.name) else None
+            nodes: dict[str, Any] = {}
+            for i, rec in enumerate(result.candidates):
+                if i % NODE_READ == 0:  # the LLM nodes of the next few in ranking order: one store read
+                    nodes = store.get_nodes(
+                        LLM, [r.name for r in result.candidates[i : i + NODE_READ] if r.kind == LLM]
+                    )
+                node = nodes.get(rec.name) if rec.kind == LLM else None
                 why = why_uncallable(rec.name, node, rec.kind, self.settings)
                 if why:
                     skipped.append(f"{rec.name} ({why})")
                     continue
-                assert node is not None
+                assert isinstance(node, LLMNode)
                 attempts.append(Attempt(node, rec.effect, rec.cost))
                 if len(attempts) == self.settings.proxy_max_attempts:
                     break

@@ -715,6 +715,7 @@ def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream
     monkeypatch.setattr("api.upstream.POOL_WAIT_S", 0.2)
     with service(proxy_timeout=15.0) as client:
         order = [c["name"] for c in ranking(client)]
+        upstream.gate.clear()  # the fake upstream is shared: another test may have opened its gate
         set_upstream(client, order[0], upstream.url("held"))
         set_upstream(client, order[1], upstream.url("ok-b"))
         first: list[httpx.Response] = []
