@@ -224,6 +224,44 @@ def test_a_registration_is_routable_at_once_and_exact_after_the_background_refre
     np.testing.assert_allclose(copied.predict_effect(q), streamed, atol=1e-6)
 
 
+def test_under_a_stream_of_changes_the_refresh_pauses_in_proportion_to_its_pass(star_world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """At 100k queries a pass took seconds per member and one outcome a second kept a core busy (scalability audit):
+    after a pass of d seconds the next starts no sooner than REFRESH_PAUSE · d after it ended; meanwhile the patched
+    state is served."""
+    from graphrouter.routers.gnn import serving
+
+    train, test = split(star_world)
+    gnn = GnnRouter(**FAST).fit(star_world.select_candidates(np.arange(5)), train)
+    gnn.register_candidate("star", star_world.candidate_emb[-1], *star_world.data.candidate_prices[-1], None, {})
+    assert gnn.wait_exact(timeout=60)
+    timers: list[tuple[float, object]] = []
+
+    class Held:  # a timer that only records what it would start
+        def __init__(self, delay: float, start: object) -> None:
+            timers.append((delay, start))
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(serving.threading, "Timer", Held)
+    cache = gnn._cache
+    cache._last_compute, cache._last_end = 2.0, serving.time.monotonic()  # as after a 2 s pass just now
+    star = gnn.candidates.index("star")
+    gnn.add_outcomes("star", {int(i): 1.0 for i in train[:3]})
+    assert gnn.trained_counts()[star] == 3  # routable at once, from the patched state
+    assert len(timers) == 1 and serving.REFRESH_PAUSE * 2.0 - 1 < timers[0][0] <= serving.REFRESH_PAUSE * 2.0
+    assert not gnn.wait_exact(timeout=0.2)  # not started: the pause
+    gnn.add_outcomes("star", {int(train[3]): 0.0})
+    assert len(timers) == 1  # one refresh pending, whatever comes meanwhile
+    timers[0][1]()  # the pause is over
+    assert gnn.wait_exact(timeout=60) and gnn.trained_counts()[star] == 4
+    q = star_world.select_candidates(np.arange(5)).features(test)
+    streamed = gnn.predict_effect(q)
+    gnn._refresh()
+    np.testing.assert_allclose(gnn.predict_effect(q), streamed, atol=1e-6)
+
+
 def test_a_refresh_never_shows_requests_a_state_without_the_changes_made_while_it_ran(star_world) -> None:  # type: ignore[no-untyped-def]
     """A registration starts the exact refresh; outcomes posted while it computes are patched into its result before
     it is installed. It used to install its result first and patch after: for that moment a request saw the new

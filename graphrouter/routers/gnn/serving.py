@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -28,7 +29,21 @@ from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, TASK_CANDIDAT
 
 States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
 Serving = tuple[States, Observed, EgoPath]
-_UNPICKLED = ("lock", "_exact", "_background", "_version", "_shape_version", "_dirty", "fitter")
+_UNPICKLED = (
+    "lock",
+    "_exact",
+    "_background",
+    "_version",
+    "_shape_version",
+    "_dirty",
+    "fitter",
+    "_last_compute",
+    "_last_end",
+)
+# Under a stream of changes the background refresh pauses REFRESH_PAUSE times its last pass between passes, so it takes
+# at most 1 / (1 + REFRESH_PAUSE) of a core: a pass over 100k queries takes seconds per member, and one outcome a
+# second kept a core busy (the patched state is served meanwhile, so a later exact refresh costs only exactness).
+REFRESH_PAUSE = 4.0
 # fits the per-candidate correction (offsets, resemblance) of a serving state about to be installed (see gnn.fit);
 # set by the router. Its third argument: None to fit every candidate, or the columns to refit (the others keep what
 # the installed state has); its fourth: the column removed since the installed state, if any
@@ -57,6 +72,8 @@ class ServingCache:
         self._background: threading.Thread | None = None  # the refresh thread, if one runs (set under lock)
         self._shape_version = 0  # bumped when columns are added or removed
         self._dirty: set[int] = set()  # columns changed since the background refresh took its snapshot
+        self._last_compute = 0.0  # seconds the last background pass took
+        self._last_end = float("-inf")  # when it ended (time.monotonic)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
@@ -181,9 +198,22 @@ class ServingCache:
             self._dirty |= set(columns)
         self._exact.clear()
         if self._background is None:  # decided under the lock: exactly one refresh thread at a time
-            # not a daemon: the interpreter waits for it at exit instead of killing it inside torch (an abort)
-            self._background = threading.Thread(target=self._refresh_in_background, name="gnn-refresh")
-            self._background.start()
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Start the background refresh, at once or after the pause :data:`REFRESH_PAUSE` asks for since the last
+        pass ended (caller holds :attr:`lock`). The refresh thread is not a daemon: the interpreter waits for it at
+        exit instead of killing it inside torch (an abort); the timer that starts it after a pause is one, since it
+        holds nothing."""
+        thread = threading.Thread(target=self._refresh_in_background, name="gnn-refresh")
+        self._background = thread
+        delay = REFRESH_PAUSE * self._last_compute - (time.monotonic() - self._last_end)
+        if delay <= 0:
+            thread.start()
+            return
+        timer = threading.Timer(delay, thread.start)
+        timer.daemon = True
+        timer.start()
 
     @staticmethod
     def _candidate_rows(
@@ -222,8 +252,10 @@ class ServingCache:
                         return
                     version, shape, cands, stored = self._version, self._shape_version, self.candidates, self.stored
                     self._dirty = set()
+                started = time.monotonic()
                 result = self.compute(cands, stored)
                 with self.lock:
+                    self._last_compute, self._last_end = time.monotonic() - started, time.monotonic()
                     if self._background is not me:  # detached (reset, a synchronous refresh): not ours to install
                         return
                     if version == self._version:
@@ -235,6 +267,9 @@ class ServingCache:
                         # one publication: the snapshot's exact state with the changes since patched in (installing
                         # the snapshot's first showed requests, for a moment, a state without those changes)
                         self._install(*self.patched(self.candidates, sorted(self._dirty), base=result))
+                    if REFRESH_PAUSE * self._last_compute > 0.05:  # the next pass after a pause, in a new thread
+                        self._schedule()
+                        return
         except Exception:
             log.exception("background refresh of the GNN caches failed; the next change retries")
             with self.lock:
