@@ -48,13 +48,13 @@ def gather(
     return by_candidate, query_texts(store, scorer, new_queries, ids)
 
 
-def give(scorer: Scorer, by_candidate: ByCandidate, queries: dict[str, tuple[str, str]]) -> int:
+def give(scorer: Scorer, by_candidate: ByCandidate, queries: dict[str, tuple[str, str]], settle: bool = True) -> int:
     """Pass :func:`gather`'s outcomes to ``scorer`` (the caller holds the serving lock if it serves); how many
-    effects it took."""
+    effects it took. ``settle=False``: see :meth:`Scorer.add_outcomes` (the caller runs :meth:`Scorer.settle`)."""
     applied = 0
     for name, (effects, costs) in by_candidate.items():
         try:
-            applied += scorer.add_outcomes(name, effects, costs, queries=queries)
+            applied += scorer.add_outcomes(name, effects, costs, queries=queries, settle=settle)
         except NotImplementedError:  # this router learns outcomes only by retraining
             return 0
         except GraphRouterError as exc:  # stored all the same; the next training uses them

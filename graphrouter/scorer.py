@@ -49,6 +49,10 @@ class Scorer:
         if not self.router.learns_online:
             self.router.online = self.online
         self.explorer = Explorer()
+        # candidates whose corrections wait to be measured again after their router refitted them: added by
+        # add_outcomes(settle=False) under the routing lock's exclusive side, taken by settle() under its shared side,
+        # so never both at once (settles may overlap: each takes the set it finds, at worst one measures again)
+        self._unsettled: set[str] = set()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -163,10 +167,13 @@ class Scorer:
         outcomes: dict[str, float],
         costs: dict[str, float] | None = None,
         queries: dict[str, tuple[str, str]] | None = None,
+        settle: bool = True,
     ) -> int:
         """Learn observed effects (query id → effect) of candidate ``name`` now, without retraining, and its
         observed costs (query id → USD) if it was registered since training (a trained candidate's cost
-        multiplier is learned by training).
+        multiplier is learned by training). ``settle=False``: where the router refitted the candidate, measuring
+        its online corrections again (a pass over every one of them, seconds at 100,000) is left to :meth:`settle`,
+        which the service runs under the routing lock's shared side, not the exclusive one routes wait for.
 
         Outcomes on the router's stored training queries are passed to the router when it can take them (the GNN
         updates its graph with them); every other outcome on a query whose embedding is known — a stored query of
@@ -191,7 +198,10 @@ class Scorer:
             keys = self.router.query_rows()
             self.online.drop(name, [i for i in outcomes if keys.get(i) in rows])  # carried over from before
             outcomes = {i: e for i, e in outcomes.items() if keys.get(i) not in rows}
-            self.online.repredict(name, self.router)  # its prediction moved: its corrections with it
+            if settle:
+                self.online.repredict(name, self.router)  # its prediction moved: its corrections with it
+            else:
+                self._unsettled.add(name)
         ids, q = self._features(outcomes, queries or {})
         if not ids:
             return absorbed
@@ -208,6 +218,13 @@ class Scorer:
         predicted = router.predict_effect(q)  # uncorrected; every candidate's: the bases of a refit
         others = {c: predicted[:, k] for k, c in enumerate(router.candidates) if k != col}
         return absorbed + self.online.observe(name, ids, q.embedding, q.task, effect, predicted[:, col], others)
+
+    def settle(self) -> int:
+        """Measure again the online corrections of the candidates :meth:`add_outcomes` refitted with
+        ``settle=False`` (against the router's predictions now); how many rows. Meanwhile a request may read a
+        refitted prediction with its old corrections: for that moment, the refit's change counts twice."""
+        names, self._unsettled = self._unsettled, set()
+        return sum(self.online.repredict(n, self.router) for n in names if n in self.candidates)
 
     def _features(
         self, outcomes: dict[str, float], queries: dict[str, tuple[str, str]]

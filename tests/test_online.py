@@ -7,6 +7,7 @@ tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,6 +222,34 @@ def test_posting_one_outcome_changes_the_next_answer_for_that_candidate(make_app
         r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
         assert r.status_code == 200 and r.json()["applied_to_scorer"] == 10, r.text
         assert effect_of("llm-0") < was
+
+
+def test_an_outcome_on_a_stored_query_remeasures_corrections_while_routes_go_on(make_app: AppMaker) -> None:
+    """An outcome on a stored training query refits its candidate; its online corrections are measured again, a pass
+    over every one of them (17 s at 100,000), which held the routing lock's exclusive side: every route waited
+    (scalability audit). Now it runs on the shared side, done before the POST answers."""
+    with TestClient(make_app("gnn")) as client:
+        state, scorer = client.app.state.service, client.app.state.service.scorer  # type: ignore[attr-defined]
+        row = {"query": "task-1 a new question", "task": "task-1", "candidate": "llm-0", "effect": 1.0, "cost": 0.001}
+        assert client.post("/v1/outcomes", json={"outcomes": [row]}, headers=AUTH).json()["applied_to_scorer"] == 1
+        real, seen = scorer.online.repredict, []
+
+        def repredict(name: str, router: object) -> int:  # can a route get in meanwhile?
+            got_in = threading.Event()
+
+            def route() -> None:
+                with state.lock.read():
+                    got_in.set()
+
+            threading.Thread(target=route, daemon=True).start()
+            seen.append((name, got_in.wait(10)))
+            return real(name, router)  # type: ignore[arg-type]
+
+        scorer.online.repredict = repredict
+        rows = [{"query_id": "q90", "candidate": "llm-0", "effect": 0.0, "cost": 0.001}]
+        r = client.post("/v1/outcomes", json={"outcomes": rows}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
+        assert seen == [("llm-0", True)], seen  # measured again before the answer, with routes let in
 
 
 def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMaker, store: GraphStore) -> None:

@@ -62,8 +62,8 @@ def test_replicas_follow_each_others_changes(store: GraphStore, fitted: tuple[Wo
         b_scorer = b_app.state.service.scorer
         seen: list[tuple[str, dict[str, float]]] = []
         real = b_scorer.add_outcomes
-        b_scorer.add_outcomes = lambda name, effects, costs=None, queries=None: (  # type: ignore[method-assign]
-            seen.append((name, effects)) or real(name, effects, costs, queries=queries)
+        b_scorer.add_outcomes = lambda name, effects, costs=None, queries=None, settle=True: (  # type: ignore[method-assign]
+            seen.append((name, effects)) or real(name, effects, costs, queries=queries, settle=settle)
         )
         qid = world.data.query_keys[0]
         rows = [{"query_id": qid, "candidate": "llm-0", "effect": 0.25, "cost": 0.001}]
@@ -164,8 +164,8 @@ def test_an_import_through_the_cli_reaches_a_running_replica(
         scorer = app.state.service.scorer
         seen: list[tuple[str, dict[str, float]]] = []
         real = scorer.add_outcomes
-        scorer.add_outcomes = lambda name, effects, costs=None, queries=None: (  # type: ignore[method-assign]
-            seen.append((name, effects)) or real(name, effects, costs, queries=queries)
+        scorer.add_outcomes = lambda name, effects, costs=None, queries=None, settle=True: (  # type: ignore[method-assign]
+            seen.append((name, effects)) or real(name, effects, costs, queries=queries, settle=settle)
         )
         rows = tmp_path / "outcomes.jsonl"
         q = store.get_node("Query", world.data.query_keys[0])
