@@ -25,6 +25,7 @@ from graphrouter.scorer import Scorer
 log = logging.getLogger(__name__)
 
 SYNC_CHUNK = 100  # candidates registered per change when syncing with the store
+PER_TARGET_READS = 50  # new candidates whose outcomes a sync reads one by one; more: one read of every outcome
 
 
 def make_embedder(
@@ -255,8 +256,8 @@ def sync_with_store(
     if not todo:
         return [], skipped
     observed = {
-        LLM: _by_target(store.outcomes(LLM)) if llms else {},
-        AGENT: _by_target(store.outcomes(AGENT)) if ready_agents else {},
+        LLM: _outcomes_of(store, LLM, [n.key for n in llms]),
+        AGENT: _outcomes_of(store, AGENT, [a.key for a in ready_agents]),
     }
     added: list[str] = []
     for at in range(0, total, chunk):
@@ -303,6 +304,15 @@ def costs_billed_now(outcomes: list[Outcome], price: LLMNode, undated: bool = Fa
     if undated:
         return {}
     return {o.query_id: o.cost for o in outcomes if billed_since(o.observed_at, price.priced_at)}
+
+
+def _outcomes_of(store: GraphStore, kind: str, names: list[str]) -> dict[str, list[Outcome]]:
+    """The stored outcomes of candidates ``names`` of one kind, by name: one read per name when they are few (a
+    replica installing a checkpoint while one LLM was registered since read every outcome of the store, 9 s at 1M),
+    one read of them all when they are many (a round trip each would cost more)."""
+    if len(names) > PER_TARGET_READS:
+        return _by_target(store.outcomes(kind))
+    return {name: store.outcomes(kind, target=name) for name in names}
 
 
 def _by_target(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:

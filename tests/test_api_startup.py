@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.registry_loading
-from graph_store import GraphBatch, LLMNode, Outcome
+from graph_store import LLM, GraphBatch, LLMNode, Outcome
 from graph_store.backends.embedded import EmbeddedStore
 from graphrouter.cost import usd_costs
 from tests.routing_world import AUTH, fit_api_checkpoints, make_api_app, make_world, populate
@@ -47,6 +47,22 @@ def test_the_port_opens_at_once_and_ready_reports_the_load(tmp_path: Path, monke
             assert ready.status_code == 200 and ready.json()["candidates"] == 5 + 30, ready.text
             r = client.post("/v1/route", json={"query": "task-1 something", "k": 3})
             assert r.status_code == 200, r.text
+
+
+def test_a_sync_reads_few_new_candidates_outcomes_one_by_one_and_many_in_one_read(tmp_path: Path) -> None:
+    """A replica installing a checkpoint with one LLM registered since read every outcome of the store (9 s at 1M,
+    under the registry lock; scalability audit): a few new candidates' are read by name, many in one read, alike."""
+    from graphrouter import loading
+
+    world = make_world(per_task=30)
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        names = ["llm-0", "llm-3", "nobody"]
+        few = loading._outcomes_of(store, LLM, names)
+        assert set(few) == set(names) and few["nobody"] == [] and len(few["llm-0"]) > 0
+        assert few["llm-0"] == store.outcomes(LLM, target="llm-0")
+        many = loading._outcomes_of(store, LLM, [f"x{i}" for i in range(loading.PER_TARGET_READS)] + names)
+        assert all(many.get(n, []) == few[n] for n in names)
 
 
 def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_a_restart(
