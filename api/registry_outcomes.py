@@ -66,11 +66,12 @@ class RegistryOutcomes:
             return 0
         # the store reads outside the lock
         by_candidate, queries = gather(scorer, rows, new_queries or {}, self.state.get_store())
-        with self.state.lock.write():
-            applied = give(scorer, by_candidate, queries, settle=False)
-        with self.state.lock.read():  # a refit's corrections measured again (seconds at 100k): routes go on
-            scorer.settle()
-        return applied
+        try:
+            with self.state.lock.write():
+                return give(scorer, by_candidate, queries, settle=False)
+        finally:
+            with self.state.lock.read():  # a refit's corrections measured again (seconds at 100k): routes go on
+                scorer.settle()
 
     def outcome_mark(self) -> int:
         """How many outcomes the serving scorer has learned online so far: a training takes it with its snapshot

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from api.errors import json_failure
 from api.settings import Settings
 from api.state import ServiceState
-from graph_store import LLM, GraphStore, GraphStoreError, LLMNode
+from graph_store import LLM, GraphStore, LLMNode
 from graph_store.schema import port_problem
 
 log = logging.getLogger("api.proxy")
@@ -79,7 +79,8 @@ def warn_refused_key_envs(state: ServiceState, settings: Settings) -> list[str]:
     store is not open or does not answer: the service starts all the same."""
     try:
         nodes = state.get_store().list_nodes(LLM)
-    except GraphStoreError:
+    except Exception as exc:  # a warning must never keep the service from starting
+        log.warning("could not check the stored LLMs' key variables at the start: %s", exc)
         return []
     refused = [
         f"{n.name} ({n.api_key_env})"

@@ -222,7 +222,8 @@ def sync_with_store(
     undated: set[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Register every LLM, then every agent, in the store that ``scorer``'s checkpoint does not know: their
-    outcomes read in one store call per kind, their descriptions embedded in one call, registered ``chunk`` at a
+    outcomes read by name, or in one store call per kind when they are many (:func:`_outcomes_of`), their
+    descriptions embedded in one call, registered ``chunk`` at a
     time (one change of the router each). ``progress(done, total)`` is called after each chunk. Only the costs
     billed at a candidate's current prices set its cost multiplier (:func:`costs_billed_now`); ``undated``: those
     whose stored costs may have been billed at other prices from a time that is not known (none of theirs do).

@@ -118,12 +118,16 @@ class OnlineLearner(LockedState):
         self._other_names: list[str] = []
         self._version: dict[int, int] = {}  # per candidate id, bumped by every change of its rows
         self._refits: dict[int, tuple] = {}  # per candidate id: ((version, bases), usable bases, w_own, w, offsets)
+        # what eviction forgot, still counted: per (candidate id, task index) the outcomes and the sum of their effects
+        # (the quiz, the uncertainty penalty and learned_online read the counts; only corrections need the rows)
+        self._evicted: dict[tuple[int, int], tuple[int, float]] = {}
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("_others", np.full((len(state["_resid"]), 0), np.nan, np.float32))  # pickled before refits
         state.setdefault("_other_names", [])
         state.setdefault("_version", {})
         state.setdefault("_refits", {})
+        state.setdefault("_evicted", {})
         super().__setstate__(state)
 
     def __len__(self) -> int:
@@ -165,9 +169,10 @@ class OnlineLearner(LockedState):
         effect = np.asarray(effect, dtype=np.float64)
         resid = effect - np.asarray(predicted, dtype=np.float64)
         task = np.asarray(task, dtype=np.int64)
-        if self._dim is None or self._n == 0:
+        if self._dim is None or self._n == 0:  # (empty again, after every row left: the other arrays keep their size)
             self._dim = emb.shape[1]
-            self._emb = np.zeros((0, self._dim), dtype=np.float32)
+            if self._emb.shape != (len(self._resid), self._dim):
+                self._emb = np.zeros((len(self._resid), self._dim), dtype=np.float32)
         if emb.shape[1] != self._dim:
             raise ValueError(f"embeddings of size {emb.shape[1]}; the learner's are {self._dim}")
         cid = self._name_id.setdefault(candidate, len(self._names))
@@ -205,6 +210,9 @@ class OnlineLearner(LockedState):
         if len(rows) <= MAX_ROWS_PER_CANDIDATE * 1.1:
             return
         oldest = rows[np.argsort(self._seq[rows], kind="stable")][: len(rows) - MAX_ROWS_PER_CANDIDATE]
+        for t, e in zip(self._task[oldest].tolist(), self._effect[oldest].tolist(), strict=True):
+            n, total = self._evicted.get((cid, t), (0, 0.0))
+            self._evicted[(cid, t)] = (n + 1, total + e)
         gone = set(oldest.tolist())
         self._key = {key: row for key, row in self._key.items() if row not in gone}
         self._remove_rows(sorted(gone, reverse=True))
@@ -281,9 +289,11 @@ class OnlineLearner(LockedState):
             cid = self._name_id.pop(name, None)
             if cid is None:
                 return
-            self._names[cid] = ""  # its rows stay, unreachable by name; ids of the others do not move
+            self._names[cid] = ""  # its id is not reused, so the ids of the others do not move
             self._key = {key: row for key, row in self._key.items() if key[1] != name}
+            self._remove_rows(sorted(np.flatnonzero(self._cand[: self._n] == cid).tolist(), reverse=True))
             self._refits.pop(cid, None)
+            self._evicted = {key: v for key, v in self._evicted.items() if key[0] != cid}
 
     # ---- reading ------------------------------------------------------------------------------------------
     def counts(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> np.ndarray:
@@ -298,6 +308,10 @@ class OnlineLearner(LockedState):
             keep = (task >= 0) & (task < n_tasks)
             width = self._width()
             per = np.bincount(task[keep] * width + cand[keep], minlength=n_tasks * width).reshape(n_tasks, width)
+            per = per.astype(float)
+            for (cid, t), (n, _) in self._evicted.items():
+                if 0 <= t < n_tasks:
+                    per[t, cid] += n
             return self._in_order(per, candidates)
 
     def tally(self, candidates: tuple[str, ...] | list[str], task: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -306,8 +320,12 @@ class OnlineLearner(LockedState):
         with self._lock:
             rows = slice(0, self._n) if task is None else np.flatnonzero(self._task[: self._n] == task)
             cand, effect = self._cand[rows], self._effect[rows]
-            per = np.bincount(cand, minlength=self._width())
+            per = np.bincount(cand, minlength=self._width()).astype(float)
             total = np.bincount(cand, weights=effect, minlength=self._width())
+            for (cid, t), (n, e) in self._evicted.items():
+                if task is None or t == task:
+                    per[cid] += n
+                    total[cid] += e
             return self._in_order(per, candidates), self._in_order(total, candidates)
 
     def _width(self) -> int:

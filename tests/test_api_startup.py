@@ -63,6 +63,20 @@ def test_a_sync_reads_few_new_candidates_outcomes_one_by_one_and_many_in_one_rea
         assert few["llm-0"] == store.outcomes(LLM, target="llm-0")
         many = loading._outcomes_of(store, LLM, [f"x{i}" for i in range(loading.PER_TARGET_READS)] + names)
         assert all(many.get(n, []) == few[n] for n in names)
+        # and a service that starts with two LLMs registered since training reads theirs by name
+        store.write(GraphBatch(llms=[LLMNode(f"late-{i}", f"model {i}", 0.1, 0.2) for i in range(2)]))
+        calls: list[dict[str, Any]] = []
+        real = store.outcomes
+
+        def outcomes(kind: str = LLM, **filters: Any) -> list[Outcome]:
+            calls.append(filters)
+            return real(kind, **filters)
+
+        store.outcomes = outcomes  # type: ignore[method-assign]
+        checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            assert client.get("/ready").json()["candidates"] == 5 + 2
+        assert {"target": "late-0"} in calls and not [c for c in calls if not any(c.values())], calls
 
 
 def test_a_trained_llm_changed_in_the_store_is_routed_with_the_store_data_after_a_restart(

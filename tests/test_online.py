@@ -372,12 +372,18 @@ def test_the_learner_keeps_each_candidates_most_recent_outcomes_only(monkeypatch
         effect = np.array([1.0 if i < 15 else 0.0 for i in range(start, start + 5)])
         learner.observe("a", ids, emb[start : start + 5], np.zeros(5, np.int64), effect, np.full(5, 0.5))
     learner.observe("b", ["q0", "q1"], emb[:2], np.zeros(2, np.int64), np.array([1.0, 1.0]), np.full(2, 0.5))
-    kept, total = learner.tally(["a", "b"])
-    assert 10 <= kept[0] <= 11 and kept[1] == 2, kept  # b untouched
-    assert total[0] == 0.0  # the kept ones are the most recent (all 0.0): the first fifteen left first
-    assert learner.drop("a", ["q0", "q29"]) == 1  # q0 was forgotten; q29 is still there, by its key
-    learner.observe("a", ["q0"], emb[:1], np.zeros(1, np.int64), np.array([1.0]), np.full(1, 0.5))  # as new again
-    assert learner.tally(["a", "b"])[1].tolist() == [1.0, 2.0]
+    assert 12 <= len(learner) <= 13  # a's 10 or 11 most recent rows, b's 2
+    # what it forgot is still counted (the quiz, the penalty and learned_online read the counts), per task too
+    assert learner.tally(["a", "b"])[0].tolist() == [30.0, 2.0] and learner.tally(["a", "b"])[1].tolist() == [15.0, 2.0]
+    assert learner.task_counts(["a", "b"], 1).tolist() == [[30.0, 2.0]] and learner.counts(["a"], task=0)[0] == 30
+    assert learner.drop("a", ["q0", "q29"]) == 1  # q0 was forgotten as a row; q29 is still there, by its key
+    learner.observe("a", ["q0"], emb[:1], np.zeros(1, np.int64), np.array([1.0]), np.full(1, 0.5))  # a row again
+    assert learner.tally(["a", "b"])[0].tolist() == [30.0, 2.0]
+    learner.forget("b")  # a candidate removed: its rows leave (every request compared its query with them)
+    assert 10 <= len(learner) <= 12 and learner.tally(["a", "b"])[0].tolist() == [30.0, 0.0]
+    learner.forget("a")  # every row gone: it learns again from empty arrays that kept their size
+    learner.observe("c", ["q5"], emb[5:6], np.zeros(1, np.int64), np.array([1.0]), np.full(1, 0.5))
+    assert len(learner) == 1 and learner.tally(["a", "c"])[0].tolist() == [0.0, 1.0]
     q = QueryFeatures(emb[29:30], np.zeros(1, np.int64), np.zeros(1))
     assert learner.correction(["a", "b"], q)[0, 0] < 0  # its neighbour q28 (kept, 0.0) pulls it down
 

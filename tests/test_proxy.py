@@ -232,6 +232,19 @@ def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: 
         assert r.status_code == 200 and r.headers["x-graphrouter-task"] == "task-1", r.text
 
 
+def test_the_router_reads_ranked_candidates_nodes_a_few_at_a_time_until_one_can_be_called(
+    service: Service, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nodes of the ranked candidates are read NODE_READ at a time (one store read each, not two per
+    candidate); the only one with an upstream ranks fourth, in the second read of two."""
+    monkeypatch.setattr("api.proxy.NODE_READ", 2)
+    with service() as client:
+        order = [c["name"] for c in ranking(client)]
+        set_upstream(client, order[3], upstream.url("ok-d"))
+        r = chat(client)
+        assert r.status_code == 200 and r.headers["x-graphrouter-model"] == order[3], r.text
+
+
 def test_fail_over_on_connection_error_5xx_and_timeout_then_502(
     service: Service, upstream: Upstream, store: GraphStore
 ) -> None:

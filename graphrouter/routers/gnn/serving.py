@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -51,6 +52,16 @@ Fitter = Callable[[Observed, EgoPath, list[int] | None, int | None], Correction 
 log = logging.getLogger(__name__)
 
 
+def _start_pending(ref: weakref.ReferenceType[ServingCache], pending: object) -> None:
+    """A paused refresh's timer: start it, if its cache is still alive and still waits for this one."""
+    cache = ref()
+    if cache is None:
+        return
+    with cache.lock:
+        if cache._background is pending:
+            cache._start_refresh()
+
+
 class ServingCache:
     """The serving state of an ensemble over a stored graph; exact after construction (one pass per member)."""
 
@@ -69,7 +80,8 @@ class ServingCache:
         self._version = 0  # bumped by every change; a background refresh installs only the version it computed
         self._exact = threading.Event()  # set while the serving caches are exact
         self._exact.set()
-        self._background: threading.Thread | None = None  # the refresh thread, if one runs (set under lock)
+        # the refresh thread, if one runs, or the token of one pending after a pause (set under lock)
+        self._background: threading.Thread | object | None = None
         self._shape_version = 0  # bumped when columns are added or removed
         self._dirty: set[int] = set()  # columns changed since the background refresh took its snapshot
         self._last_compute = 0.0  # seconds the last background pass took
@@ -202,18 +214,30 @@ class ServingCache:
 
     def _schedule(self) -> None:
         """Start the background refresh, at once or after the pause :data:`REFRESH_PAUSE` asks for since the last
-        pass ended (caller holds :attr:`lock`). The refresh thread is not a daemon: the interpreter waits for it at
-        exit instead of killing it inside torch (an abort); the timer that starts it after a pause is one, since it
-        holds nothing."""
-        thread = threading.Thread(target=self._refresh_in_background, name="gnn-refresh")
-        self._background = thread
+        pass ended (caller holds :attr:`lock`). The refresh thread is never a daemon: the interpreter waits for it at
+        exit instead of killing it inside torch (an abort). The timer of a pause is one, holding only a weak
+        reference: a cache swapped out meanwhile (a retrained scorer installed) is not refreshed for nothing."""
         delay = REFRESH_PAUSE * self._last_compute - (time.monotonic() - self._last_end)
         if delay <= 0:
-            thread.start()
+            self._start_refresh()
             return
-        timer = threading.Timer(delay, thread.start)
+        pending = object()
+        self._background = pending  # one refresh at a time, pending ones included
+        timer = threading.Timer(delay, _start_pending, args=(weakref.ref(self), pending))
         timer.daemon = True
-        timer.start()
+        try:
+            timer.start()
+        except RuntimeError:  # no thread to be had: the next change tries again
+            self._background = None
+
+    def _start_refresh(self) -> None:
+        """Start the refresh thread now (caller holds :attr:`lock`)."""
+        thread = threading.Thread(target=self._refresh_in_background, name="gnn-refresh", daemon=False)
+        self._background = thread
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (an interpreter shutting down): the next change tries again
+            self._background = None
 
     @staticmethod
     def _candidate_rows(
