@@ -381,11 +381,11 @@ def test_the_learner_keeps_each_candidates_most_recent_outcomes_only(monkeypatch
     assert learner.tally(["a", "b"])[0].tolist() == [30.0, 2.0]
     learner.forget("b")  # a candidate removed: its rows leave (every request compared its query with them)
     assert 10 <= len(learner) <= 12 and learner.tally(["a", "b"])[0].tolist() == [30.0, 0.0]
+    q = QueryFeatures(emb[29:30], np.zeros(1, np.int64), np.zeros(1))
+    assert learner.correction(["a", "b"], q)[0, 0] < 0  # its neighbour q28 (kept, 0.0) pulls it down
     learner.forget("a")  # every row gone: it learns again from empty arrays that kept their size
     learner.observe("c", ["q5"], emb[5:6], np.zeros(1, np.int64), np.array([1.0]), np.full(1, 0.5))
     assert len(learner) == 1 and learner.tally(["a", "c"])[0].tolist() == [0.0, 1.0]
-    q = QueryFeatures(emb[29:30], np.zeros(1, np.int64), np.zeros(1))
-    assert learner.correction(["a", "b"], q)[0, 0] < 0  # its neighbour q28 (kept, 0.0) pulls it down
 
 
 def test_a_retrained_checkpoint_swapped_in_counts_an_outcome_posted_during_training_once(
