@@ -22,7 +22,7 @@ from api.deps import RegistryDep, ScorerDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted
 from api.registry import stamped_outcomes
-from api.routes.probes import KParam, SeedParam, probe_set
+from api.routes.probes import KParam, SeedParam, probe_route, probe_set
 from graph_store import AGENT, LLM, MAX_PAGE_INDEX, Agent, GraphStore, LLMNode
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -72,13 +72,7 @@ def list_agents(
     )
 
 
-@router.get(
-    "/{name:path}/probes",
-    response_model=ProbeSet,
-    summary="the stored queries to run this agent on: their outcomes tell the router most about it (needs the key: "
-    "stored queries include the texts of proxied calls)",
-    responses={**_AUTH, 404: {"description": "no such agent"}, 503: {"description": "no scorer loaded"}},
-)
+@router.get("/{name:path}/probes", **probe_route("agent"))
 def get_agent_probes(
     name: str, _auth: WriteAuth, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0
 ) -> ProbeSet:

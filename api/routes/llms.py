@@ -31,7 +31,7 @@ from api.deps import RegistryDep, ScorerDep, SettingsDep, StateDep, StoreDep, Wr
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted
 from api.registry import stamped_outcomes
-from api.routes.probes import KParam, SeedParam, probe_set
+from api.routes.probes import KParam, SeedParam, probe_route, probe_set
 from api.upstream import check_key_env
 from graph_store import LLM, MAX_PAGE_INDEX, LLMNode
 
@@ -77,13 +77,7 @@ def list_llms(
     )
 
 
-@router.get(
-    "/{name:path}/probes",
-    response_model=ProbeSet,
-    summary="the stored queries to run this LLM on: their outcomes tell the router most about it (needs the key: "
-    "stored queries include the texts of proxied calls)",
-    responses={**_AUTH, 404: {"description": "no such LLM"}, 503: {"description": "no scorer loaded"}},
-)
+@router.get("/{name:path}/probes", **probe_route("LLM"))
 def get_llm_probes(
     name: str, _auth: WriteAuth, store: StoreDep, scorer: ScorerDep, k: KParam = 20, seed: SeedParam = 0
 ) -> ProbeSet:

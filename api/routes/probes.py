@@ -10,11 +10,12 @@ no scorer loaded: 503; ``k`` outside 1..500: 422.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
 
 from api.candidate_models import ProbeOut, ProbeSet
+from api.errors import AUTH_RESPONSES
 from graph_store import AGENT, LLM, GraphStore
 from graphrouter.probes import MAX_PROBES, MAX_SEED
 from graphrouter.scorer import Scorer
@@ -24,6 +25,17 @@ SeedParam = Annotated[
     int,
     Query(ge=0, le=MAX_SEED, description="seed of the random sample within each task (same graph and seed: same set)"),
 ]
+
+
+def probe_route(what: str) -> dict[str, Any]:
+    """The arguments of a resource's ``GET /{name}/probes`` route, for candidates of one kind (``what``: "LLM",
+    "agent")."""
+    return {
+        "response_model": ProbeSet,
+        "summary": f"the stored queries to run this {what} on: their outcomes tell the router most about it (needs "
+        "the key: stored queries include the texts of proxied calls)",
+        "responses": {**AUTH_RESPONSES, 404: {"description": f"no such {what}"}, 503: {"description": "no scorer"}},
+    }
 
 
 def probe_set(kind: str, name: str, k: int, seed: int, store: GraphStore, scorer: Scorer) -> ProbeSet:
