@@ -7,6 +7,7 @@ import os
 
 from pydantic import BaseModel, Field, model_validator
 
+from api.settings import Settings
 from api.types import (
     Cost,
     Description,
@@ -17,7 +18,8 @@ from api.types import (
     ShortText,
     Strict,
 )
-from graph_store import Agent, InvalidInputError, LLMNode
+from api.upstream import why_uncallable
+from graph_store import LLM, Agent, InvalidInputError, LLMNode
 from graph_store.schema import port_problem
 
 
@@ -57,9 +59,12 @@ class UpstreamOut(BaseModel):
     model: str = Field(description="the model id sent upstream")
     api_key_env: str | None = Field(description="the environment variable named for the key (never its value)")
     api_key_set: bool | None = Field(description="whether that variable is set in the server's environment")
+    problem: str | None = Field(
+        None, description="why the proxy cannot call it now (e.g. a key variable it may not send); null: it can"
+    )
 
     @classmethod
-    def of(cls, node: LLMNode) -> UpstreamOut | None:
+    def of(cls, node: LLMNode, settings: Settings) -> UpstreamOut | None:
         if node.base_url is None:
             return None
         env = node.api_key_env
@@ -68,6 +73,7 @@ class UpstreamOut(BaseModel):
             model=node.upstream_model or node.name,
             api_key_env=env,
             api_key_set=None if env is None else bool(os.environ.get(env)),
+            problem=why_uncallable(node.name, node, LLM, settings),
         )
 
 
@@ -117,8 +123,9 @@ class LLMOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, node: LLMNode, routable: bool, operator: bool) -> LLMOut:
-        """``operator``: the request carries the API key, so the upstream is shown."""
+    def of(cls, node: LLMNode, routable: bool, operator: Settings | None) -> LLMOut:
+        """``operator``: the service's settings when the request carries the API key, so the upstream is shown;
+        None otherwise."""
         return cls(
             name=node.name,
             description=node.description,
@@ -127,7 +134,7 @@ class LLMOut(BaseModel):
             size_b=node.size_b,
             routable=routable,
             proxied=node.base_url is not None,
-            upstream=UpstreamOut.of(node) if operator else None,
+            upstream=UpstreamOut.of(node, operator) if operator is not None else None,
         )
 
 

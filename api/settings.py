@@ -249,6 +249,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{bad[0]!r} is not an environment variable name or pattern: use A-Z, 0-9, _ and the wildcards * ?"
             )
+        own = [p for p in patterns if p.startswith(SERVICE_ENV_PREFIXES)]
+        if own:
+            raise ValueError(f"{own[0]!r}: the service's own settings (GRAPHROUTER_*, NEO4J_*) are never sent upstream")
         return ",".join(patterns)
 
     def key_env_problem(self, name: str) -> str | None:

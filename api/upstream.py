@@ -83,17 +83,16 @@ def warn_refused_key_envs(state: ServiceState, settings: Settings) -> list[str]:
         log.warning("could not check the stored LLMs' key variables at the start: %s", exc)
         return []
     refused = [
-        f"{n.name} ({n.api_key_env})"
+        f"{n.name}: {why}"
         for n in nodes
-        if isinstance(n, LLMNode) and n.api_key_env is not None and settings.key_env_problem(n.api_key_env)
+        if isinstance(n, LLMNode) and n.api_key_env is not None and (why := settings.key_env_problem(n.api_key_env))
     ]
     if refused:
         log.warning(
-            "the proxy will not call %d LLM(s) whose key variable is not among GRAPHROUTER_UPSTREAM_KEY_ENVS=%r: %s; "
-            "allow the variables there, or PATCH the LLMs' upstreams",
+            "the proxy will not call %d LLM(s) whose key variable it may not send upstream (PATCH their upstreams "
+            "before any rollback: an older release would send them): %s",
             len(refused),
-            settings.upstream_key_envs,
-            ", ".join(refused[:20]) + (", …" if len(refused) > 20 else ""),
+            "; ".join(refused[:20]) + ("; …" if len(refused) > 20 else ""),
         )
     return refused
 

@@ -571,7 +571,8 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
         up = {"base_url": "https://api.example.com/v1", "model": "ex-1", "api_key_env": "EXAMPLE_UNSET_API_KEY"}
         r = client.post("/v1/llms", json={**new, "upstream": up}, headers=ADMIN_AUTH)
         assert r.status_code == 201, r.text
-        assert r.json()["upstream"] == {**up, "api_key_set": False}
+        unset = "its key's environment variable EXAMPLE_UNSET_API_KEY is not set on the server"
+        assert r.json()["upstream"] == {**up, "api_key_set": False, "problem": unset}
         # same routing data, another upstream: idempotent, the upstream unchanged, a note saying how to change it
         other = {"base_url": "http://127.0.0.1:1/v1"}
         r = client.post("/v1/llms", json={**new, "upstream": other}, headers=ADMIN_AUTH)
@@ -585,7 +586,13 @@ def test_upstreams_at_registration_patch_and_idempotency(service: Service, store
             assert r.status_code == 422 and f"'{reserved}' is reserved" in r.json()["detail"], r.text
         r = client.patch("/v1/llms/llm-new", json={"upstream": other}, headers=ADMIN_AUTH)
         assert r.status_code == 200
-        assert r.json()["upstream"] == {**other, "model": "llm-new", "api_key_env": None, "api_key_set": None}
+        assert r.json()["upstream"] == {
+            **other,
+            "model": "llm-new",
+            "api_key_env": None,
+            "api_key_set": None,
+            "problem": None,
+        }
         got = client.get("/v1/llms/llm-new", headers=ADMIN_AUTH).json()
         assert got["upstream"]["base_url"] == other["base_url"] and got["proxied"] is True
         assert got["routable"] is False  # knn_task: upstream changes nothing
@@ -655,6 +662,8 @@ def test_an_upstream_may_name_only_the_key_variables_the_operator_allows(
         r = chat(client, "llm-1")
         assert r.status_code == 503 and "may not be sent upstream" in r.json()["detail"], r.text  # the server's to fix
         assert "llm-1" not in [m["id"] for m in client.get("/v1/models", headers=PROXY_AUTH).json()["data"]]
+        shown = client.get("/v1/llms/llm-1", headers=ADMIN_AUTH).json()["upstream"]  # the operator sees why
+        assert shown["api_key_set"] is True and "may not be sent upstream" in shown["problem"], shown
         assert len(upstream.seen) == calls
     with service(upstream_key_envs="*_API_KEY, MY_TOKEN") as client:  # the operator allows it
         up = {"base_url": upstream.url("ok-1"), "api_key_env": "MY_TOKEN"}
@@ -664,6 +673,8 @@ def test_an_upstream_may_name_only_the_key_variables_the_operator_allows(
     for bad in ("lower_case", "A B", "*;rm"):
         with pytest.raises(ValueError, match="not an environment variable name or pattern"):
             Settings(upstream_key_envs=bad)
+    with pytest.raises(ValueError, match="never sent upstream"):
+        Settings(upstream_key_envs="*_API_KEY,GRAPHROUTER_API_KEY")
 
 
 def test_an_answer_too_slow_in_whole_or_too_large_is_that_upstream_failing(
@@ -709,7 +720,8 @@ def test_the_start_warns_of_stored_llms_whose_key_variable_is_refused(
     store.upsert([dataclasses.replace(old, base_url="http://127.0.0.1:9/v1", api_key_env="OPENAI_KEY")])
     with caplog.at_level(logging.WARNING, logger="api.proxy"), service():
         pass
-    assert "the proxy will not call 1 LLM(s)" in caplog.text and "llm-2 (OPENAI_KEY)" in caplog.text
+    assert "the proxy will not call 1 LLM(s)" in caplog.text, caplog.text
+    assert "llm-2: OPENAI_KEY is not among the variables upstreams may use" in caplog.text, caplog.text
 
 
 def test_every_upstream_connection_in_use_is_a_503_not_a_failure_of_the_upstream(

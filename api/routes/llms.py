@@ -58,7 +58,7 @@ def register_llm(
     done = registry.register(body.node(), stamped_outcomes(body.name, LLM, body.outcomes))
     response.status_code = done.status_code
     assert isinstance(done.node, LLMNode)
-    return LLMRegistered(**LLMOut.of(done.node, done.routable, operator=True).model_dump(), **done.summary())
+    return LLMRegistered(**LLMOut.of(done.node, done.routable, operator=settings).model_dump(), **done.summary())
 
 
 @router.get("", response_model=LLMList, summary="list the stored LLMs, by name")
@@ -72,7 +72,11 @@ def list_llms(
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
-        data=[LLMOut.of(n, state.routable(n.key), operator) for n in nodes if isinstance(n, LLMNode)],
+        data=[
+            LLMOut.of(n, state.routable(n.key), state.settings if operator else None)
+            for n in nodes
+            if isinstance(n, LLMNode)
+        ],
         count=store.count_nodes(LLM),
     )
 
@@ -90,7 +94,7 @@ def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent)
     node = store.get_node(LLM, name)
     assert isinstance(node, LLMNode)
     return LLMDetail(
-        **LLMOut.of(node, state.routable(name), operator).model_dump(),
+        **LLMOut.of(node, state.routable(name), state.settings if operator else None).model_dump(),
         outcomes=store.outcome_counts(LLM, target=name).get(name, 0),
         learning=state.learning(name),
     )
@@ -108,7 +112,7 @@ def patch_llm(name: str, body: LLMPatch, state: StateDep, registry: RegistryDep,
     node = registry.set_upstream(
         name, up.base_url if up else None, up.model if up else None, up.api_key_env if up else None
     )
-    return LLMOut.of(node, state.routable(name), operator=True)
+    return LLMOut.of(node, state.routable(name), operator=state.settings)
 
 
 @router.delete(
