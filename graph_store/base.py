@@ -40,6 +40,11 @@ MAX_PAGE_INDEX = 1_000_000_000
 GET_NODES_BATCH = 500  # keys per read of GraphStore.get_nodes (SQLite's bound variables: 999 in old builds)
 
 
+def _outcome_kind(kind: object) -> None:
+    if kind not in OUTCOME_REL:
+        raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+
+
 def _page_index(value: object, name: str, *, none_ok: bool = False) -> None:
     if value is None and none_ok:
         return
@@ -275,8 +280,7 @@ class GraphStore(ABC):
         """Outcome edges to LLMs (``kind='LLM'``) or agents (``kind='Agent'``), optionally filtered: to one target,
         one query, or those observed at or after ``observed_since`` (a UTC time as ``Outcome.observed_at``; outcomes
         without a time are left out then)."""
-        if kind not in OUTCOME_REL:
-            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        _outcome_kind(kind)
         timed = isinstance(observed_since, str) and UTC_SECOND.fullmatch(observed_since)
         if observed_since is not None and not timed:
             raise InvalidInputError(f"observed_since must be a UTC time as YYYY-MM-DDTHH:MM:SSZ: {observed_since!r}")
@@ -285,8 +289,7 @@ class GraphStore(ABC):
     def answered(self, kind: str, target: str) -> list[str]:
         """The ids of the queries ``target`` (an LLM or agent, as ``kind`` says) has an outcome on, sorted: the
         query ids of :meth:`outcomes` with that target, without reading (and building) the rows."""
-        if kind not in OUTCOME_REL:
-            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        _outcome_kind(kind)
         if not isinstance(target, str):
             raise InvalidInputError(f"target must be a string, got {type(target).__name__}")
         return [str(q) for q in self._answered(kind, target)]
@@ -294,8 +297,7 @@ class GraphStore(ABC):
     def outcome_counts(self, kind: str = LLM, target: str | None = None) -> dict[str, int]:
         """How many outcome edges each LLM (``kind='LLM'``) or agent (``kind='Agent'``) has, by name (those with none
         are left out), or only ``target``'s: one aggregate read, not the rows."""
-        if kind not in OUTCOME_REL:
-            raise InvalidInputError(f"kind must be 'LLM' or 'Agent', got {kind!r}")
+        _outcome_kind(kind)
         if target is not None and not isinstance(target, str):
             raise InvalidInputError(f"target must be a string or None, got {type(target).__name__}")
         return {str(t): int(n) for t, n in self._outcome_counts(kind, target).items() if n}
