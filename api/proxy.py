@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 from fastapi import HTTPException, status
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -72,16 +72,19 @@ from api.upstream import (
     ProxyBusy,
     RateLimiter,
     UpstreamFailed,
+    UpstreamStream,
     as_is,
     callable_llms,
     client_error,
+    error_event,
     event_data,
     key_id,
     key_problem,
     last_user_text,
     masked,
     new_response_id,
-    read_capped,
+    read_whole,
+    send,
     why_uncallable,
 )
 from graph_store import LLM, LLMNode
@@ -100,26 +103,6 @@ def shown(items: list[str], limit: int = 10) -> str:
     """At most ``limit`` of ``items``, '; '-joined, and how many more (an error over 1,000 candidates stays short)."""
     more = f"; … and {len(items) - limit} more" if len(items) > limit else ""
     return "; ".join(items[:limit]) + more
-
-
-class _UpstreamStream(StreamingResponse):
-    """A streamed answer that closes its upstream response however it ends: a client gone before the first event
-    never runs the events' generator (nor its ``finally``), which would hold an upstream connection for good."""
-
-    def __init__(self, upstream: httpx.Response, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._upstream = upstream
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._upstream.aclose()
-
-
-def _error_event(message: str) -> bytes:
-    """An SSE event that ends a stream the proxy cannot go on with (OpenAI's error shape)."""
-    return b"data: " + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode() + b"\n\n"
 
 
 class ChatProxy(ProxyRecords):
@@ -342,22 +325,9 @@ class ChatProxy(ProxyRecords):
     async def _complete(self, body: dict[str, Any], plan: Plan, attempt: Attempt) -> Response:
         url, payload, headers, key = self._request_parts(body, attempt.node)
         request = self.client.build_request("POST", url, json=payload, headers=headers)
-        deadline = self.settings.proxy_deadline
-        try:
-            async with asyncio.timeout(deadline):
-                upstream = await self.client.send(request, stream=True)
-                try:
-                    content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
-                finally:
-                    await upstream.aclose()
-        except TimeoutError:  # asyncio's: the whole answer took too long, however steadily it trickled
-            raise UpstreamFailed(f"no whole answer within {deadline:g} s (GRAPHROUTER_PROXY_DEADLINE)") from None
-        except httpx.PoolTimeout:
-            raise ProxyBusy from None
-        except httpx.TimeoutException:
-            raise UpstreamFailed("timed out") from None
-        except httpx.RequestError as exc:  # transport, decoding
-            raise UpstreamFailed(f"{type(exc).__name__}") from None
+        until = asyncio.get_running_loop().time() + self.settings.proxy_deadline  # for the whole answer
+        upstream = await send(self.client, request, self.settings, until)
+        content = await read_whole(upstream, self.settings, until)
         if upstream.status_code >= 500:
             raise UpstreamFailed(f"HTTP {upstream.status_code}")
         out_headers = plan.headers(attempt)
@@ -387,26 +357,11 @@ class ChatProxy(ProxyRecords):
             payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         headers["accept"] = "text/event-stream"
         request = self.client.build_request("POST", url, json=payload, headers=headers)
-        try:
-            upstream = await self.client.send(request, stream=True)
-        except httpx.PoolTimeout:
-            raise ProxyBusy from None
-        except httpx.TimeoutException:
-            raise UpstreamFailed("timed out") from None
-        except httpx.RequestError as exc:  # transport, decoding
-            raise UpstreamFailed(f"{type(exc).__name__}") from None
+        upstream = await send(self.client, request, self.settings)
         out_headers = plan.headers(attempt)
         if upstream.status_code >= 300:  # a whole answer, not a stream: held to the deadline and the size limit
-            deadline = self.settings.proxy_deadline
-            try:
-                async with asyncio.timeout(deadline):
-                    content = await read_capped(upstream, self.settings.proxy_max_answer_bytes)
-            except TimeoutError:
-                raise UpstreamFailed(f"no whole answer within {deadline:g} s (GRAPHROUTER_PROXY_DEADLINE)") from None
-            except httpx.HTTPError as exc:
-                raise UpstreamFailed(f"{type(exc).__name__}") from None
-            finally:
-                await upstream.aclose()
+            until = asyncio.get_running_loop().time() + self.settings.proxy_deadline
+            content = await read_whole(upstream, self.settings, until)
             if upstream.status_code >= 500:
                 raise UpstreamFailed(f"HTTP {upstream.status_code}")
             self.state.metrics.proxied(attempt.name, f"upstream_{upstream.status_code // 100}xx")
@@ -415,7 +370,7 @@ class ChatProxy(ProxyRecords):
         out_headers["cache-control"] = "no-cache"
         rid = new_response_id()
         out_headers[f"{HEADER_PREFIX}response-id"] = rid
-        return _UpstreamStream(
+        return UpstreamStream(
             upstream,
             self._events(upstream, plan, attempt, client_wants_usage, rid, key),
             media_type="text/event-stream",
@@ -441,7 +396,7 @@ class ChatProxy(ProxyRecords):
                     if len(event) > limit:  # one event is taken whole: a larger one ends the stream
                         log.warning("the stream from %s sent an event larger than the limit; ended", attempt.name)
                         self.state.metrics.proxied(attempt.name, "failed")
-                        yield _error_event(
+                        yield error_event(
                             f"the upstream of {attempt.name} sent an event larger than {limit:,} bytes "
                             "(GRAPHROUTER_PROXY_MAX_ANSWER_BYTES)"
                         )

@@ -1,9 +1,11 @@
 """What the OpenAI-compatible proxy (:mod:`api.proxy`) needs around an upstream call: the HTTP client, the
-per-key rate limiter, a request's plan of candidates to try, and reading an upstream's answer (ids, SSE events,
-usage). No routing and no store writes here."""
+per-key rate limiter, a request's plan of candidates to try, sending it and reading an upstream's answer (whole by
+the deadline and within the size limit, or as a stream closed however it ends; ids, SSE events, usage, the key
+masked). No routing and no store writes here."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -18,7 +20,7 @@ from typing import Any
 
 import httpx
 from fastapi import HTTPException, Request, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.errors import json_failure
 from api.settings import Settings
@@ -278,6 +280,46 @@ async def read_capped(upstream: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(pieces)
 
 
+def past_deadline(settings: Settings) -> UpstreamFailed:
+    return UpstreamFailed(f"no whole answer within {settings.proxy_deadline:g} s (GRAPHROUTER_PROXY_DEADLINE)")
+
+
+async def send(
+    client: httpx.AsyncClient, request: httpx.Request, settings: Settings, until: float | None = None
+) -> httpx.Response:
+    """Send an upstream request, its answer to be streamed (by loop time ``until``, if given: the call's deadline);
+    every way it can fail is :class:`UpstreamFailed`, but all connections in use, :class:`ProxyBusy`."""
+    try:
+        if until is None:
+            return await client.send(request, stream=True)
+        async with asyncio.timeout_at(until):
+            return await client.send(request, stream=True)
+    except TimeoutError:  # asyncio's: the deadline
+        raise past_deadline(settings) from None
+    except httpx.PoolTimeout:
+        raise ProxyBusy from None
+    except httpx.TimeoutException:
+        raise UpstreamFailed("timed out") from None
+    except httpx.RequestError as exc:  # transport, decoding
+        raise UpstreamFailed(f"{type(exc).__name__}") from None
+
+
+async def read_whole(upstream: httpx.Response, settings: Settings, until: float) -> bytes:
+    """An answer that is not a stream, whole by loop time ``until`` (however steadily it trickles) and at most
+    ``GRAPHROUTER_PROXY_MAX_ANSWER_BYTES``, else :class:`UpstreamFailed`; the response is closed either way."""
+    try:
+        async with asyncio.timeout_at(until):
+            return await read_capped(upstream, settings.proxy_max_answer_bytes)
+    except TimeoutError:
+        raise past_deadline(settings) from None
+    except httpx.TimeoutException:
+        raise UpstreamFailed("timed out") from None
+    except httpx.HTTPError as exc:  # transport, decoding
+        raise UpstreamFailed(f"{type(exc).__name__}") from None
+    finally:
+        await upstream.aclose()
+
+
 MIN_MASKED_KEY_CHARS = 12  # shorter keys are the dummies local servers take ("1", "ollama"), not secrets
 
 
@@ -315,3 +357,23 @@ def usage_tokens(usage: Any) -> tuple[int, int] | None:
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (prompt, completion))
     return (prompt, completion) if ok else None  # type: ignore[return-value]
+
+
+class UpstreamStream(StreamingResponse):
+    """A streamed answer that closes its upstream response however it ends: a client gone before the first event
+    never runs the events' generator (nor its ``finally``), which would hold an upstream connection for good."""
+
+    def __init__(self, upstream: httpx.Response, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._upstream = upstream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._upstream.aclose()
+
+
+def error_event(message: str) -> bytes:
+    """An SSE event that ends a stream the proxy cannot go on with (OpenAI's error shape)."""
+    return b"data: " + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode() + b"\n\n"
