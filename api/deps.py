@@ -1,5 +1,5 @@
 """Every FastAPI dependency of the service, as ``Annotated`` aliases: StateDep, SettingsDep, StoreDep,
-ScorerDep, RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, WriteKeySent, ProxyDep,
+ScorerDep, RegistryDep, TrainerDep, BatcherDep, FollowerDep, MetricsDep, WriteAuth, OperatorView, ProxyDep,
 ProxyAuth, FeedbackAuth; and ``strict_query``, which the service's own routers take for every operation. The
 objects behind them are built once, in the app's lifespan."""
 
@@ -163,15 +163,15 @@ async def require_write_key(
 WriteAuth = Annotated[None, Depends(require_write_key)]
 
 
-async def write_key_sent(
+async def operator_view(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> bool:
-    """Whether an open read comes with the API key, so it may show the operator's details (an LLM's upstream). No
-    key, or another one (a gateway's, a proxy key), is a plain open read, not an error."""
-    return _is_api_key(settings, credentials)
+) -> Settings | None:
+    """The settings to show the operator's details with (an LLM's upstream) when an open read comes with the API
+    key; None otherwise. No key, or another one (a gateway's, a proxy key), is a plain open read, not an error."""
+    return settings if _is_api_key(settings, credentials) else None
 
 
-WriteKeySent = Annotated[bool, Depends(write_key_sent)]
+OperatorView = Annotated[Settings | None, Depends(operator_view)]
 
 
 async def get_proxy(request: Request) -> ChatProxy:

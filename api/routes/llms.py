@@ -27,7 +27,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.candidate_models import LLMDetail, LLMIn, LLMList, LLMOut, LLMPatch, LLMRegistered, ProbeSet
-from api.deps import RegistryDep, ScorerDep, SettingsDep, StateDep, StoreDep, WriteAuth, WriteKeySent
+from api.deps import OperatorView, RegistryDep, ScorerDep, SettingsDep, StateDep, StoreDep, WriteAuth
 from api.errors import AUTH_RESPONSES, registration_responses
 from api.models import Deleted
 from api.registry import stamped_outcomes
@@ -66,17 +66,13 @@ def register_llm(
 def list_llms(
     state: StateDep,
     store: StoreDep,
-    operator: WriteKeySent,
+    operator: OperatorView,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_PAGE_INDEX)] = 0,
 ) -> LLMList:
     nodes = store.list_nodes(LLM, limit=limit, offset=offset)
     return LLMList(
-        data=[
-            LLMOut.of(n, state.routable(n.key), state.settings if operator else None)
-            for n in nodes
-            if isinstance(n, LLMNode)
-        ],
+        data=[LLMOut.of(n, state.routable(n.key), operator) for n in nodes if isinstance(n, LLMNode)],
         count=store.count_nodes(LLM),
     )
 
@@ -90,11 +86,11 @@ def get_llm_probes(
 
 
 @router.get("/{name:path}", response_model=LLMDetail, responses={404: {"description": "no such LLM"}})
-def get_llm(name: str, state: StateDep, store: StoreDep, operator: WriteKeySent) -> LLMDetail:
+def get_llm(name: str, state: StateDep, store: StoreDep, operator: OperatorView) -> LLMDetail:
     node = store.get_node(LLM, name)
     assert isinstance(node, LLMNode)
     return LLMDetail(
-        **LLMOut.of(node, state.routable(name), state.settings if operator else None).model_dump(),
+        **LLMOut.of(node, state.routable(name), operator).model_dump(),
         outcomes=store.outcome_counts(LLM, target=name).get(name, 0),
         learning=state.learning(name),
     )
