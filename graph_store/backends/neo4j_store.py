@@ -34,6 +34,7 @@ from neo4j import exceptions as neo4j_errors
 from graph_store.backends import neo4j_queries as cypher
 from graph_store.backends import neo4j_rows
 from graph_store.backends.neo4j_changelog import Neo4jChangeLog
+from graph_store.backends.neo4j_counts import Neo4jCounts
 from graph_store.backends.neo4j_pending import Neo4jPending
 from graph_store.backends.neo4j_ping import Neo4jPing
 from graph_store.backends.neo4j_translate import translate_errors
@@ -66,7 +67,7 @@ DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 log = logging.getLogger("graph_store")
 
 
-class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
+class Neo4jStore(Neo4jChangeLog, Neo4jCounts, Neo4jPending, Neo4jPing, GraphStore):
     """The graph of record in Neo4j 5 (or anything speaking its Bolt protocol and Cypher, e.g. ArcadeDB)."""
 
     backend = "neo4j"
@@ -397,36 +398,6 @@ class Neo4jStore(Neo4jChangeLog, Neo4jPending, Neo4jPing, GraphStore):
             )
             for r in records
         ]
-
-    @translate_errors
-    def _answered(self, kind: str, target: str) -> list[str]:
-        return [r["query_id"] for r in self._read(cypher.ANSWERED_BY_TARGET[kind], target=target)]
-
-    @translate_errors
-    def _outcome_counts(self, kind: str, target: str | None) -> dict[str, int]:
-        if target is None:
-            records = self._read(cypher.OUTCOME_COUNTS[kind])
-        else:
-            records = self._read(cypher.OUTCOME_COUNTS_OF[kind], target=target)
-        return {r["target"]: int(r["n"]) for r in records}
-
-    @translate_errors
-    def _queries_in_task(self, task: str) -> int:
-        return int(self._read(cypher.COUNT_QUERIES_IN_TASK, task=task)[0]["n"])
-
-    @translate_errors
-    def _count_nodes(self, label: str) -> int:
-        return int(self._read(cypher.COUNT_NODES[label])[0]["n"])
-
-    @translate_errors
-    def _counts(self) -> dict[str, int]:
-        def work(tx: neo4j.ManagedTransaction) -> dict[str, int]:
-            out = {label: int(tx.run(s).single(strict=True)["n"]) for label, s in cypher.COUNT_NODES.items()}
-            out.update({rel: int(tx.run(s).single(strict=True)["n"]) for rel, s in cypher.COUNT_EDGES.items()})
-            return out
-
-        with self._session() as session:
-            return session.execute_read(work)
 
     @translate_errors
     def _snapshot_rows(self) -> tuple[NodeRows, EdgeRows]:
