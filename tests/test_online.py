@@ -362,9 +362,9 @@ def test_the_learner_drops_outcomes_its_router_took_and_keeps_the_others_address
 def test_the_learner_keeps_each_candidates_most_recent_outcomes_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unbounded, every remembered outcome slowed every route (30 ms at 100,000, 229 ms and 2.6 GB at 1M) until a
     retrain (scalability audit): a candidate keeps its most recent MAX_ROWS_PER_CANDIDATE (a tenth more at most)."""
-    from graphrouter import online
+    from graphrouter import online_rows
 
-    monkeypatch.setattr(online, "MAX_ROWS_PER_CANDIDATE", 10)
+    monkeypatch.setattr(online_rows, "MAX_ROWS_PER_CANDIDATE", 10)
     learner = OnlineLearner()
     emb = np.eye(32, dtype=np.float32)
     for start in range(0, 30, 5):  # a's outcomes 0..29, five at a time: 1.0 on the first 15, 0.0 after
