@@ -142,16 +142,17 @@ def stored_outcome_counts(store: GraphStore) -> dict[str, int]:
 def changed_since_training(
     scorer: Scorer, store: GraphStore, counts: dict[str, int] | None = None
 ) -> tuple[list[str], set[str]]:
-    """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data
-    than the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import
-    with ``--update``, or deleted and registered again), an agent's description or LLM, or fewer outcomes than it
-    was trained with (deleted, which takes its outcomes, and registered again, even with the same data: the
-    checkpoint would route it on the deleted ones); then every agent the scorer routes (trained or registered since)
-    that runs on a changed LLM, since an LLM backing an agent cannot be dropped alone. LLMs first, then agents.
-    ``counts``: :func:`stored_outcome_counts`, if read already. Also those of them whose stored costs may have been
-    billed at other prices, from a time that is not known (:func:`costs_billed_now`): an LLM repriced without a
-    ``priced_at`` (by a version from
-    before it) and every stored agent on it, an agent moved to another LLM."""
+    """The scorer's trained candidates (still candidates, and still stored) that the store holds with other data than
+    the checkpoint was trained on: an LLM's description, prices or size (``register-llm --update``, an import with
+    ``--update``, or deleted and registered again), an agent's description or LLM, or fewer outcomes than it was
+    trained with (deleted, which takes its outcomes, and registered again, even with the same data: the checkpoint
+    would route it on the deleted ones); then every agent the scorer routes (trained or registered since) that runs
+    on a changed LLM, since an LLM backing an agent cannot be dropped alone. LLMs first, then agents. ``counts``:
+    :func:`stored_outcome_counts`, if read already. Every trained candidate short of outcomes is not that but a
+    store that lost outcomes (an older backup, queries deleted): logged, and none replaced for it. Also those of
+    them whose stored costs may have been billed at other prices, from a time that is not known
+    (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from before it) and every
+    stored agent on it, an agent moved to another LLM."""
     data = scorer.router.world.data
     candidates = set(scorer.candidates)
     trained = {name: c for c, name in enumerate(data.candidates) if name in candidates}
@@ -162,10 +163,21 @@ def changed_since_training(
     undated: set[str] = set()
     kept = stored_outcome_counts(store) if counts is None else counts
     trained_with = data.observed_counts()
+    short = {name for name, c in trained.items() if name in stored and kept.get(name, 0) < trained_with[c]}
+    if short and short == set(stored):
+        # every one short: not each deleted and registered again, but the store lost outcomes since training (an
+        # older backup restored, stored queries deleted); replacing them all would leave nothing trained to route
+        log.warning(
+            "the store holds fewer outcomes than the checkpoint was trained with for every trained candidate (%s): "
+            "an older backup of the store, or stored queries deleted? Routed as trained until a retrain",
+            ", ".join(f"{n} {kept.get(n, 0):,} of {trained_with[trained[n]]:,}" for n in sorted(short)[:5])
+            + (f" and {len(short) - 5} more" if len(short) > 5 else ""),
+        )
+        short = set()
     for name, c in trained.items():
         node = stored.get(name)
         # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now
-        deleted = node is not None and kept.get(name, 0) < trained_with[c]
+        deleted = name in short
         if isinstance(node, LLMNode):
             was = _trained_llm(data, c)
             if was.registration != node.registration or deleted:

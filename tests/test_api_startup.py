@@ -200,6 +200,30 @@ def test_an_llm_deleted_and_registered_again_with_the_same_data_is_routed_on_its
     assert restarted_learning["outcomes"] == running_learning["outcomes"] == 30
 
 
+def test_a_store_short_of_outcomes_for_every_trained_llm_is_served_as_trained_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored query deleted (or an older backup of the store restored) leaves every trained LLM with fewer stored
+    outcomes than the checkpoint was trained with. Read as each deleted and registered again, every one was to be
+    replaced and the start failed on the last ("a router needs at least one"): no scorer, /ready 503 for good. The
+    start now serves them as trained and names the shortfall in a warning."""
+    world = make_world(per_task=30)
+    checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
+    body = {"query": "task-1 something", "k": len(world.data.candidates), "scenario": "performance_first"}
+    with EmbeddedStore(tmp_path / "graph.db") as store:
+        populate(store, world)
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            before = client.post("/v1/route", json=body).json()["candidates"]
+        store.delete_node("Query", world.data.query_keys[0])  # its outcomes with it, one of every LLM
+        with caplog.at_level("WARNING"), TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as c:
+            ready = c.get("/ready")
+            after = c.post("/v1/route", json=body).json()["candidates"]
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["candidates"] == len(world.data.candidates)
+    assert {x["name"]: x["effect"] for x in after} == pytest.approx({x["name"]: x["effect"] for x in before}, abs=0.02)
+    assert "fewer outcomes than the checkpoint was trained with for every trained candidate" in caplog.text
+
+
 class _Capture:
     """What :func:`sync_with_store` asks of a scorer, keeping the candidates it registers (the router is not what
     is tested here)."""
