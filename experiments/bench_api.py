@@ -122,6 +122,11 @@ class Service:
                 time.sleep(0.2)
         raise SystemExit(f"serve not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
 
+    def ready(self) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/ready", timeout=10.0).json()  # type: ignore[no-any-return]
+
     def cpu_seconds(self) -> float:
         """CPU time used so far by the service and every process under it (Linux /proc): its workers too."""
         tree, stats = {self.proc.pid}, {}
@@ -261,9 +266,40 @@ def ego_vs_full(router: GnnRouter, q: list[QueryFeatures], reps: int, full_too: 
     return statistics.median(ego), statistics.median(full) if full else float("nan")
 
 
-def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[str, float]:
+def fill_store(store: Path, world: World, base: int, batch: int = 20_000) -> None:
+    """Write the grown graph's copies (queries ``base`` on) and their outcomes into ``store``, so that it holds
+    what the reattached GNN serves: a start takes a trained LLM with fewer stored outcomes than it was trained with
+    for deleted and registered again, and routes it as new (with a store of dcrouter alone, every LLM but one)."""
+    from graph_store import GraphBatch, Outcome, Query
+    from graph_store.backends.embedded import EmbeddedStore
+
+    data = world.data
+    kinds = data.candidate_kind
+    with EmbeddedStore(store) as db:
+        for lo in range(base, data.n_queries, batch):
+            hi = min(lo + batch, data.n_queries)
+            queries = [
+                Query(data.query_text[i], data.task_names[data.query_task[i]], data.query_keys[i])
+                for i in range(lo, hi)
+            ]
+            rows, cols = np.nonzero(np.isfinite(data.effect[lo:hi]))
+            outcomes = [
+                Outcome(
+                    data.query_keys[lo + i],
+                    data.candidates[j],
+                    float(data.effect[lo + i, j]),
+                    float(np.nan_to_num(data.cost[lo + i, j])),
+                    kinds[j],
+                )
+                for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
+            ]
+            db.write(GraphBatch(queries=queries, outcomes=outcomes))
+
+
+def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int, store: Path | None = None) -> dict[str, float]:
     """The checkpoint's GNN reattached to a stored graph of ``n`` queries and saved to ``out``; the reattach time and
-    the GNN's ego path against the whole-graph re-run on a few stored queries (as new ones, task inferred)."""
+    the GNN's ego path against the whole-graph re-run on a few stored queries (as new ones, task inferred). ``store``:
+    an embedded store (a copy of the one trained on) that the copies beyond its queries are written into."""
     import torch
 
     torch.set_num_threads(1)
@@ -276,22 +312,28 @@ def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[s
         for i in sample
     ]
     t = time.perf_counter()
-    router.reattach(grow(world, n))
+    grown = grow(world, n)
+    router.reattach(grown)
     attach_s = time.perf_counter() - t
+    if store is not None and n > world.data.n_queries:
+        fill_store(store, grown, world.data.n_queries)
     reps = full_graph_reps if n <= 20_000 else 3
     ego_ms, full_ms = ego_vs_full(router, q, reps, full_too=n <= FULL_GRAPH_MAX)
     save_checkpoint(router, ckpt.embedding_model, out)
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"attach_s": attach_s, "ego_ms": ego_ms, "full_ms": full_ms, "peak_mb": peak}
+    out = {"attach_s": attach_s, "ego_ms": ego_ms, "full_ms": full_ms, "peak_mb": peak}
+    return {**out, "candidates": len(router.candidates), "outcomes": int(np.isfinite(router.world.data.effect).sum())}
 
 
-def prepare_in_child(checkpoint: Path, n: int, out: Path, full_graph_reps: int) -> dict[str, float]:
+def prepare_in_child(
+    checkpoint: Path, n: int, out: Path, full_graph_reps: int, store: Path | None = None
+) -> dict[str, float]:
     """:func:`prepare` in a child process, so that its memory (GBs at a million stored queries) is given back before
     the service loads the checkpoint."""
     cmd = [sys.executable, __file__, "--checkpoint", str(checkpoint), "--prepare", str(n), "--prepare-out", str(out)]
-    cmd += ["--full-graph-reps", str(full_graph_reps)]
+    cmd += ["--full-graph-reps", str(full_graph_reps)] + (["--prepare-store", str(store)] if store else [])
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"preparing {n:,} stored queries failed (exit {run.returncode}): {run.stderr[-2000:]}")
@@ -499,9 +541,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     parser.add_argument("--prepare", type=int, default=None, help=argparse.SUPPRESS)  # the child of prepare_in_child
     parser.add_argument("--prepare-out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-store", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare is not None:
-        print(json.dumps(prepare(args.checkpoint, args.prepare, args.prepare_out, args.full_graph_reps)), flush=True)
+        print(
+            json.dumps(
+                prepare(args.checkpoint, args.prepare, args.prepare_out, args.full_graph_reps, args.prepare_store)
+            ),
+            flush=True,
+        )
         return
     if args.scale_out:
         scale_out(args)
@@ -556,14 +604,23 @@ def main() -> None:
         work = Path(tmp)
         for n in sizes:
             path = work / f"checkpoint-{n}.pt"
-            prepared = prepare_in_child(args.checkpoint, n, path, args.full_graph_reps)
-            attach_s, ego_ms, full_ms = prepared["attach_s"], prepared["ego_ms"], prepared["full_ms"]
-            file_mb = path.stat().st_size / 1e6
             store = work / f"graph-{n}.db"
             copy_store(args.store, store)
+            prepared = prepare_in_child(args.checkpoint, n, path, args.full_graph_reps, store)
+            attach_s, ego_ms, full_ms = prepared["attach_s"], prepared["ego_ms"], prepared["full_ms"]
+            file_mb = path.stat().st_size / 1e6
             service = Service(store, path, work, service_settings)
             try:
                 ready_s = service.wait_ready()
+                routed = service.ready()["candidates"]
+                if routed != prepared["candidates"]:  # the start found the checkpoint's LLMs changed in the store
+                    raise SystemExit(
+                        f"at {n:,} stored queries the service routes {routed} of the checkpoint's "
+                        f"{prepared['candidates']} candidates: the GNN reattached to a grown graph holds "
+                        f"{prepared['outcomes']:,} outcomes, the store fewer, and a start takes a trained LLM with "
+                        "fewer stored outcomes than it was trained with for deleted and registered again. Measure "
+                        "sizes up to the store's queries, or a store holding the grown graph"
+                    )
                 # the same texts at every size, tagged with the size so that none is in the embedding cache: sizes
                 # differ only in the stored graph, not in the lengths of the queries they embed
                 chunk = [f"{t} [{n}]" for t in texts[: 2 * per_size + 20]]

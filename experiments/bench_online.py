@@ -16,6 +16,7 @@ where the refit reads its last ``REFIT_ROWS`` outcomes. Writes experiments/resul
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -34,7 +35,6 @@ from online import load_world  # noqa: E402
 
 from api.main import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from graph_store import GraphBatch, LLMNode, Task  # noqa: E402
 from graph_store.backends.embedded import EmbeddedStore  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.embeddings import Embedder  # noqa: E402
@@ -63,7 +63,7 @@ class Rounds:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", required=True, help="a store holding dcrouter")
+    parser.add_argument("--store", required=True, help="an embedded store file holding dcrouter")
     parser.add_argument("--world-cache", type=Path, default=None)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--posts", type=int, default=50)
@@ -75,25 +75,24 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     torch.set_num_threads(args.threads)
-    world, nodes = load_world(args.store, args.world_cache)
+    if not Path(args.store).is_file():
+        raise SystemExit(f"--store {args.store}: not an embedded store file (the bench serves a copy of it)")
+    world, _ = load_world(args.store, args.world_cache)
     t0 = time.perf_counter()
     recipe = {"max_episodes": args.max_episodes} if args.max_episodes else {}
     router = GnnRouter(seeds=(0,), **recipe).fit(world, np.arange(world.data.n_queries))
     fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    router.reattach(grow(world, args.size))
-    reattach_s = time.perf_counter() - t0
-    print(f"fitted in {fit_s:.0f}s, reattached to {args.size:,} stored queries in {reattach_s:.0f}s", flush=True)
+    print(f"fitted in {fit_s:.0f}s", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         embedder = Embedder(cache_path=Path(tmp) / "emb.sqlite")
-        store = EmbeddedStore(Path(tmp) / "graph.db")
-        store.write(
-            GraphBatch(
-                tasks=[Task(t) for t in world.data.task_names],
-                llms=[nodes[c] if c in nodes else LLMNode(c, "", 1.0, 1.0) for c in world.data.candidates],
-            )
-        )
+        # the service starts on a copy of the store the GNN was fitted on, so that its start finds every trained LLM
+        # as trained (the store holding fewer outcomes of one than it was trained with reads as deleted and
+        # registered again: with an empty store, or after the reattach below, the start dropped all but one LLM)
+        copy = Path(tmp) / "graph.db"
+        with sqlite3.connect(args.store) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+        store = EmbeddedStore(copy)
         scorer = Scorer(Checkpoint(router, embedder.model_name, "", "bench"), embedder)
         app = create_app(
             Settings(store="unused", api_key=KEY, embedding_cache=None), store=store, scorer=scorer, embedder=embedder
@@ -129,6 +128,12 @@ def main() -> None:
             return out
 
         with TestClient(app) as client:
+            if len(scorer.routable_candidates) != n_cand:
+                raise SystemExit(f"the service routes {scorer.routable_candidates}, not the {n_cand} trained LLMs")
+            t0 = time.perf_counter()
+            router.reattach(grow(world, args.size))  # serving over a stored graph of that size, after the start
+            reattach_s = time.perf_counter() - t0
+            print(f"reattached to {args.size:,} stored queries in {reattach_s:.0f}s", flush=True)
             trained = rounds(client, 0, args.posts, None, n_cand)
             llm = {
                 "name": args.new_name,
@@ -174,9 +179,10 @@ def main() -> None:
             f"{f' --max-episodes {args.max_episodes}' if args.max_episodes else ''}`: "
             f"the GNN (1 member, fitted on dcrouter's {world.data.n_queries:,} queries in {fit_s:.0f}s) reattached to "
             f"a stored graph of {args.size:,} queries in {reattach_s:.0f}s; in-process service (TestClient), "
-            "embedded store, the onnx encoder. Each round: route a never-seen query (embedded then), post its "
-            "candidate's outcome (alternately 0 and 1) with the query's text, route it again (every candidate, the new "
-            "one included). On a shared 2-core machine with other jobs running.",
+            "on a copy of the dcrouter store (embedded; the reattach after its start), the onnx encoder; all "
+            f"{len(world.data.candidates)} trained LLMs routed. Each round: route a never-seen query (embedded then), "
+            "post its candidate's outcome (alternately 0 and 1) with the query's text, route it again (every "
+            "candidate, the new one included). On a shared 2-core machine with other jobs running.",
             "",
             "| candidate whose outcome is posted | POST /v1/outcomes (one new query): median (ms) | p90 (ms) | "
             "+ the next POST /v1/route: median (ms) | p90 (ms) | its predicted effect changed |",
