@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graph_store import AGENT, LLM, TASK, Agent, GraphStore, LLMNode, Outcome, Task, billed_since
+import numpy as np
+
+from graph_store import AGENT, LLM, QUERY, TASK, Agent, GraphStore, LLMNode, Outcome, Task, billed_since
 from graphrouter.embeddings import DEFAULT_CACHE, DEFAULT_THREADS, Embedder
 from graphrouter.errors import CheckpointError, GraphRouterError
 from graphrouter.paths import DEFAULT_CHECKPOINT
@@ -103,6 +105,13 @@ def attach_scorer(
             scorer.router.name,
             ", ".join(changed),
         )
+    elif changed and not set(scorer.candidates) - set(changed):
+        log.warning(
+            "every candidate of %s is changed in the store since training (%s): routed with the checkpoint's data "
+            "until a retrain, since replacing them all would leave nothing trained to route",
+            source,
+            ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else ""),
+        )
     elif changed:
         out.changed = changed
         for name in reversed(changed):  # agents first; the store's data replaces the trained one, registered below
@@ -148,8 +157,8 @@ def changed_since_training(
     trained with (deleted, which takes its outcomes, and registered again, even with the same data: the checkpoint
     would route it on the deleted ones); then every agent the scorer routes (trained or registered since) that runs
     on a changed LLM, since an LLM backing an agent cannot be dropped alone. LLMs first, then agents. ``counts``:
-    :func:`stored_outcome_counts`, if read already. Every trained candidate short of outcomes is not that but a
-    store that lost outcomes (an older backup, queries deleted): logged, and none replaced for it. Also those of
+    :func:`stored_outcome_counts`, if read already; the outcomes a candidate is short of are counted on the
+    training queries still stored (a deleted query takes every candidate's outcomes on it). Also those of
     them whose stored costs may have been billed at other prices, from a time that is not known
     (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from before it) and every
     stored agent on it, an agent moved to another LLM."""
@@ -164,16 +173,11 @@ def changed_since_training(
     kept = stored_outcome_counts(store) if counts is None else counts
     trained_with = data.observed_counts()
     short = {name for name, c in trained.items() if name in stored and kept.get(name, 0) < trained_with[c]}
-    if short and short == set(stored):
-        # every one short: not each deleted and registered again, but the store lost outcomes since training (an
-        # older backup restored, stored queries deleted); replacing them all would leave nothing trained to route
-        log.warning(
-            "the store holds fewer outcomes than the checkpoint was trained with for every trained candidate (%s): "
-            "an older backup of the store, or stored queries deleted? Routed as trained until a retrain",
-            ", ".join(f"{n} {kept.get(n, 0):,} of {trained_with[trained[n]]:,}" for n in sorted(short)[:5])
-            + (f" and {len(short) - 5} more" if len(short) > 5 else ""),
-        )
-        short = set()
+    if short:  # deleted queries take their outcomes too: count only the training outcomes on queries still stored
+        found = store.get_nodes(QUERY, data.query_keys)  # (read only here: a start with a candidate short)
+        here = np.fromiter((k in found for k in data.query_keys), bool, len(data.query_keys))
+        on_stored = np.isfinite(np.asarray(data.effect)[here]).sum(0)
+        short = {name for name in short if kept.get(name, 0) < on_stored[trained[name]]}
     for name, c in trained.items():
         node = stored.get(name)
         # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -200,28 +201,45 @@ def test_an_llm_deleted_and_registered_again_with_the_same_data_is_routed_on_its
     assert restarted_learning["outcomes"] == running_learning["outcomes"] == 30
 
 
-def test_a_store_short_of_outcomes_for_every_trained_llm_is_served_as_trained_and_says_so(
+def test_a_deleted_stored_query_leaves_the_trained_llms_trained_and_replacing_every_one_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A stored query deleted (or an older backup of the store restored) leaves every trained LLM with fewer stored
-    outcomes than the checkpoint was trained with. Read as each deleted and registered again, every one was to be
-    replaced and the start failed on the last ("a router needs at least one"): no scorer, /ready 503 for good. The
-    start now serves them as trained and names the shortfall in a warning."""
+    """A stored query deleted takes its outcomes: every LLM that answered it held fewer stored outcomes than the
+    checkpoint was trained with, read as deleted and registered again, so every one was to be replaced and the start
+    failed on the last ("a router needs at least one"): no scorer, /ready 503 for good. The shortfall is now counted
+    on the training queries still stored. And where every trained LLM really was deleted and registered again (no
+    outcomes), they are routed with the checkpoint's data, with a warning, instead of failing the start."""
     world = make_world(per_task=30)
     checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
-    body = {"query": "task-1 something", "k": len(world.data.candidates), "scenario": "performance_first"}
+    n = len(world.data.candidates)
+    body = {"query": "task-1 something", "k": n, "scenario": "performance_first"}
+
+    def start(store: EmbeddedStore) -> tuple[httpx.Response, list[dict[str, Any]]]:
+        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
+            return client.get("/ready"), client.post("/v1/route", json=body).json()["candidates"]
+
+    def effects(ranked: list[dict[str, Any]]) -> dict[str, float]:
+        return {x["name"]: x["effect"] for x in ranked}
+
     with EmbeddedStore(tmp_path / "graph.db") as store:
         populate(store, world)
-        with TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as client:
-            before = client.post("/v1/route", json=body).json()["candidates"]
+        _, before = start(store)
         store.delete_node("Query", world.data.query_keys[0])  # its outcomes with it, one of every LLM
-        with caplog.at_level("WARNING"), TestClient(make_api_app(store, world, tmp_path, checkpoint=checkpoint)) as c:
-            ready = c.get("/ready")
-            after = c.post("/v1/route", json=body).json()["candidates"]
-    assert ready.status_code == 200, ready.text
-    assert ready.json()["candidates"] == len(world.data.candidates)
-    assert {x["name"]: x["effect"] for x in after} == pytest.approx({x["name"]: x["effect"] for x in before}, abs=0.02)
-    assert "fewer outcomes than the checkpoint was trained with for every trained candidate" in caplog.text
+        with caplog.at_level("WARNING"):
+            ready, after = start(store)
+        assert ready.status_code == 200, ready.text
+        assert effects(after) == pytest.approx(effects(before), abs=0.02)
+        assert "changed in the store since training" not in caplog.text
+        llms = [store.get_node("LLM", name) for name in world.data.candidates]
+        for name in world.data.candidates:  # every one deleted and registered again with the same data
+            store.delete_node("LLM", name)
+        store.write(GraphBatch(llms=llms))  # type: ignore[arg-type]
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            ready, again = start(store)
+    assert ready.status_code == 200 and ready.json()["candidates"] == n, ready.text
+    assert effects(again) == pytest.approx(effects(before), abs=0.02)
+    assert "replacing them all would leave nothing trained to route" in caplog.text
 
 
 class _Capture:

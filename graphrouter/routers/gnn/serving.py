@@ -43,8 +43,9 @@ _UNPICKLED = (
     "_back_to_back",
 )
 # Under a stream of changes the background refresh pauses REFRESH_PAUSE times its last pass between passes, so it takes
-# at most 2 / (2 + REFRESH_PAUSE) of a core: a pass over 100k queries takes seconds per member, and one outcome a
-# second kept a core busy (the patched state is served meanwhile, so a later exact refresh costs only exactness).
+# about 2 / (2 + REFRESH_PAUSE) of a core (passes of equal length): a pass over 100k queries takes seconds per member,
+# and one outcome a second kept a core busy (the patched state is served meanwhile, so a later exact refresh costs only
+# exactness).
 # A pass may follow the last one at once, without the pause, if that one was not itself such a pass: a change that
 # comes in two steps (a registration, then its outcomes) is exact after two passes, not after a pause (23 s at 100k).
 REFRESH_PAUSE = 4.0
