@@ -32,6 +32,7 @@ from api.types import (
 )
 from graph_store import Task
 from graphrouter.rewards import MAX_WEIGHT
+from graphrouter.route_request import MAX_INPUT_TOKENS
 from graphrouter.route_result import significant
 
 
@@ -90,6 +91,14 @@ class RouteRequest(Strict):
         description="allow exploration: the first candidate may be a Thompson sample's pick instead of the argmax, "
         "within the operator's budget (GRAPHROUTER_EXPLORE_SHARE, GRAPHROUTER_EXPLORE_USD_PER_1K) and this "
         "request's budget and candidates; default GRAPHROUTER_EXPLORE_DEFAULT (off)",
+    )
+    input_tokens: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_INPUT_TOKENS,
+        description="the input tokens to price the call with, when the prompt you will send is more than `query` (a "
+        "system prompt, a chat's history, a document: route on its question, price all of it); default: the "
+        "query's own, counted with the MiniLM WordPiece tokenizer",
     )
 
 

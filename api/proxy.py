@@ -83,6 +83,7 @@ from api.upstream import (
     last_user_text,
     masked,
     new_response_id,
+    prompt_tokens,
     read_whole,
     send,
     why_uncallable,
@@ -90,6 +91,7 @@ from api.upstream import (
 from graph_store import LLM, LLMNode
 from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
+from graphrouter.route_request import MAX_INPUT_TOKENS
 from graphrouter.route_result import RouteResult
 
 log = logging.getLogger("api.proxy")
@@ -167,15 +169,11 @@ class ChatProxy(ProxyRecords):
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise client_error(status.HTTP_400_BAD_REQUEST, "model: a candidate's name or 'graphrouter' is required")
-        text = last_user_text(body.get("messages"))
-        if len(text) > self.settings.max_query_chars:
-            raise client_error(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"messages: the last user message is {len(text):,} characters; the limit is "
-                f"{self.settings.max_query_chars:,} (GRAPHROUTER_MAX_QUERY_CHARS)",
-            )
+        # routed on the last user message's first GRAPHROUTER_MAX_QUERY_CHARS characters (the encoder reads far
+        # fewer), priced on the whole prompt, and the whole body sent on
+        text = last_user_text(body.get("messages"))[: self.settings.max_query_chars]
         fields = {k: body.pop(k) for k in ROUTING_FIELDS if k in body}
-        plan = await run_in_threadpool(self._plan, model, text, fields)
+        plan = await run_in_threadpool(self._plan, model, text, fields, body["messages"])
         stream = body.get("stream") is True
         for attempt in plan.attempts:
             try:
@@ -199,9 +197,11 @@ class ChatProxy(ProxyRecords):
             headers=plan.headers(None),
         )
 
-    def _plan(self, model: str, text: str, fields: dict[str, Any]) -> Plan:
-        """Rank (or look up) the candidates and their upstreams: one thread-pool hop for scorer and store."""
+    def _plan(self, model: str, text: str, fields: dict[str, Any], messages: list[Any]) -> Plan:
+        """Rank (or look up) the candidates and their upstreams, pricing the whole prompt (``messages``): one
+        thread-pool hop for tokenizer, scorer and store."""
         store = self.state.get_store()
+        fields = {**fields, "input_tokens": min(prompt_tokens(messages), MAX_INPUT_TOKENS)}
         if is_router_model(model):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
             if scenario is not None and "scenario" in fields:

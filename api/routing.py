@@ -30,7 +30,15 @@ def scorer_request(req: RouteRequest, settings: Settings, k: int | None = None) 
     weights = (req.weights.w_effect, req.weights.w_cost) if req.weights is not None else None
     explore = settings.explore_default if req.explore is None else req.explore
     return ScorerRequest(
-        req.query, req.task, req.k if k is None else k, req.scenario, weights, req.budget, req.candidates, explore
+        req.query,
+        req.task,
+        req.k if k is None else k,
+        req.scenario,
+        weights,
+        req.budget,
+        req.candidates,
+        explore,
+        req.input_tokens,
     )
 
 
@@ -52,6 +60,7 @@ def route(req: RouteRequest, state: ServiceState, scorer: Any, k: int | None = N
             budget=r.budget,
             candidates=r.candidates,
             explore=r.explore,
+            input_tokens=r.input_tokens,
         )
 
 

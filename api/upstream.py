@@ -27,6 +27,7 @@ from api.settings import Settings
 from api.state import ServiceState
 from graph_store import LLM, GraphStore, LLMNode
 from graph_store.schema import port_problem
+from graphrouter.tokens import count_tokens
 
 log = logging.getLogger("api.proxy")
 
@@ -169,23 +170,34 @@ def _finite(text: str) -> float:
     return value
 
 
+def _message_text(message: Any) -> str:
+    """A chat message's text: its string content, or the text parts of a list of parts ("" if none)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
 def last_user_text(messages: Any) -> str:
     """The text of the last ``user`` message (string content, or the text parts of a list of parts)."""
     if not isinstance(messages, list) or not messages:
         raise client_error(status.HTTP_400_BAD_REQUEST, "messages: a non-empty list of chat messages is required")
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                text = content
-            elif isinstance(content, list):
-                text = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-            else:
-                text = ""
+            text = _message_text(message)
             if text.strip():
                 return text
             break
     raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
+
+
+def prompt_tokens(messages: list[Any]) -> int:
+    """The input tokens of a whole chat prompt: every message's text (system, history, the last user message),
+    counted as a routed query's are (:func:`~graphrouter.tokens.count_tokens`), so its cost is the call's, not
+    its last message's."""
+    return int(sum(count_tokens([t for t in map(_message_text, messages) if t])))
 
 
 class RateLimiter:

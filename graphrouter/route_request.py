@@ -20,6 +20,7 @@ from graphrouter.rewards import scenario_weights
 from graphrouter.world import UNKNOWN_TASK
 
 MAX_QUERY_CHARS = 20_000
+MAX_INPUT_TOKENS = 10_000_000  # a request's input_tokens: far above any model's context
 # relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
 BUDGET_TOLERANCE = 1e-9
 
@@ -36,6 +37,9 @@ class RouteRequest:
     budget: float | None = None
     candidates: list[str] | None = None
     explore: bool = False
+    # the input tokens to price (e.g. a whole chat prompt, of which ``query`` is the part routed on); None: the
+    # query's own, counted
+    input_tokens: int | None = None
 
 
 def check_request(
@@ -67,6 +71,9 @@ def check_request(
         isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
     ):
         raise GraphRouterError(f"budget: must be a positive number of USD per query, got {budget!r}")
+    n = req.input_tokens
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_INPUT_TOKENS):
+        raise GraphRouterError(f"input_tokens: must be an integer from 0 to {MAX_INPUT_TOKENS:,}, got {n!r}")
     return task_row(task_index, req.task), w, pool
 
 

@@ -327,15 +327,18 @@ class Scorer:
         budget: float | None = None,
         candidates: list[str] | None = None,
         explore: bool = False,
+        input_tokens: int | None = None,
     ) -> RouteResult:
         """The ``k`` candidates of highest predicted utility for this query. With ``explore``, the first one may
         instead be a Thompson sample's best (:class:`~graphrouter.exploration.Explorer`), within the exploration
-        budget, among the candidates the request allows."""
-        t, w, pool = self._check(RouteRequest(query_text, task, k, scenario, weights, budget, candidates))
+        budget, among the candidates the request allows. ``input_tokens``: the input to price, if not the query's
+        own (a whole chat prompt routed on its last user message)."""
+        req = RouteRequest(query_text, task, k, scenario, weights, budget, candidates, input_tokens=input_tokens)
+        t, w, pool = self._check(req)
         q = QueryFeatures(
             embedding=self.embedder.embed([query_text]),
             task=np.array([t]),
-            tokens=np.asarray(count_tokens([query_text]), dtype=np.float64),
+            tokens=_tokens([req]),
         )
         return self._rank(self.router.score(q, w), 0, task, w, k, budget, pool, explore)
 
@@ -354,7 +357,7 @@ class Scorer:
             rows = list(checked)
             texts = [requests[i].query for i in rows]
             embedding = self.embedder.embed(texts)
-            tokens = np.asarray(count_tokens(texts), dtype=np.float64)
+            tokens = _tokens([requests[i] for i in rows])
             by_weights: dict[tuple[float, float], list[int]] = {}
             for j, i in enumerate(rows):
                 by_weights.setdefault(checked[i][1], []).append(j)
@@ -433,3 +436,9 @@ class Scorer:
             extra_cost=extra,
             instead_of=argmax if explored else None,
         )
+
+
+def _tokens(requests: Sequence[RouteRequest]) -> np.ndarray:
+    """(n,) the input tokens each request is priced with: its ``input_tokens``, or its query's counted."""
+    counted = iter(count_tokens([r.query for r in requests if r.input_tokens is None]))
+    return np.array([next(counted) if r.input_tokens is None else r.input_tokens for r in requests], dtype=np.float64)

@@ -29,6 +29,7 @@ from graph_store import (
     query_id,
 )
 from graph_store.backends.embedded import EmbeddedStore
+from graphrouter.tokens import count_tokens
 from graphrouter.world import World
 from tests.proxy_upstream import USAGE, Upstream, running_upstream, serve_in_thread
 from tests.test_api import fitted, populate  # noqa: F401 - the module-scoped checkpoint fixture
@@ -149,8 +150,9 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
     with service() as client:
         for i in range(5):
             set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"), model=f"vendor/model-{i}", api_key_env=KEY_ENV)
+        prompt = sum(count_tokens(["be brief", QUESTION]))  # the call is priced on its whole prompt
         for scenario in (None, "cost_first", "performance_first"):
-            top = ranking(client, **({"scenario": scenario} if scenario else {}))[0]
+            top = ranking(client, input_tokens=prompt, **({"scenario": scenario} if scenario else {}))[0]
             model = "graphrouter" + (f":{scenario}" if scenario else "")
             r = chat(client, model)
             assert r.status_code == 200, r.text
@@ -207,6 +209,40 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
         assert again.status_code == 404 and body["id"] in again.json()["detail"]
         bad = client.post("/v1/feedback", json={"id": "x", "effect": 1.5}, headers=PROXY_AUTH)
         assert bad.status_code == 422
+
+
+def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_on_its_head(
+    service: Service, upstream: Upstream, store: GraphStore
+) -> None:
+    """A chat's cost is its whole prompt's (system prompt, history), not its last user message's: priced on the
+    last message alone, a long conversation looked as cheap as its last line, to Cost First and to a budget. A last
+    user message longer than GRAPHROUTER_MAX_QUERY_CHARS was a 422 from the router; it is routed on its first that
+    many characters (the encoder reads far fewer) and sent whole."""
+    history = [
+        {"role": "user" if i % 2 else "assistant", "content": f"turn {i}: " + "details " * 400} for i in range(6)
+    ]
+    messages = [{"role": "system", "content": "be brief"}, *history, {"role": "user", "content": QUESTION}]
+    whole = sum(count_tokens([m["content"] for m in messages]))
+    with service(max_query_chars=200) as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"), api_key_env=KEY_ENV)
+        body = {"model": "graphrouter:cost_first", "messages": messages}
+        r = client.post("/v1/chat/completions", json=body, headers=PROXY_AUTH)
+        assert r.status_code == 200, r.text
+        top = ranking(client, input_tokens=whole, scenario="cost_first")[0]
+        alone = ranking(client, scenario="cost_first")[0]
+        assert r.headers["x-graphrouter-model"] == top["name"]
+        assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(top["cost"], rel=1e-6)
+        assert top["cost"] > 5 * alone["cost"]  # 2,400 words of history against a one-line question
+        # a last message over the limit: routed on its head, stored as that, the whole body sent on
+        long = QUESTION + " " + "x" * 500
+        r = chat(client, "graphrouter", long)
+        assert r.status_code == 200, r.text
+        assert upstream.seen[-1][2]["messages"][-1]["content"] == long
+        assert pending(store, r.json()["id"]).query_id == query_id(long[:200])
+        assert store.has_node(QUERY, query_id(long[:200]))
+        r = client.post("/v1/route", json={"query": QUESTION, "input_tokens": -1})
+        assert r.status_code == 422 and "input_tokens" in r.text, r.text
 
 
 def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: Upstream, store: GraphStore) -> None:

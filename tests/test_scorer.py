@@ -86,6 +86,28 @@ def test_filters_budget_and_given_task(fitted) -> None:  # type: ignore[no-untyp
     assert len(scorer.top_k("task-1 q", k=6).candidates) == 5
 
 
+def test_a_request_is_priced_on_its_input_tokens_when_given_also_in_a_batch(fitted) -> None:  # type: ignore[no-untyped-def]
+    """``input_tokens`` prices a prompt that is more than the routed query (a chat's history): costs grow with it, the
+    ranking's effects do not move, and in a batch each request is priced on its own (given or counted)."""
+    from graphrouter.route_request import RouteRequest
+
+    world, ckpt, _ = fitted
+    scorer = Scorer(ckpt, HashEmbedder(world))
+    own = {r.name: r for r in scorer.top_k("task-1 q", k=5).candidates}
+    long = {r.name: r for r in scorer.top_k("task-1 q", k=5, input_tokens=100_000).candidates}
+    assert all(long[n].cost > own[n].cost for n in own)
+    assert all(long[n].effect == pytest.approx(own[n].effect) for n in own)
+    batch = scorer.top_k_many(
+        [
+            RouteRequest("task-1 q", k=5),
+            RouteRequest("task-1 q", k=5, input_tokens=100_000),
+            RouteRequest("task-1 q", k=5),
+        ]
+    )
+    for result, want in zip(batch, (own, long, own), strict=True):
+        assert {r.name: r.cost for r in result.candidates} == pytest.approx({n: r.cost for n, r in want.items()})
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -99,6 +121,8 @@ def test_filters_budget_and_given_task(fitted) -> None:  # type: ignore[no-untyp
         ({"task": "cooking"}, "unknown task 'cooking'"),
         ({"budget": 1e-9}, "no candidate fits the budget"),
         ({"budget": -1}, "budget: must be a positive number"),
+        ({"input_tokens": -1}, "input_tokens: must be an integer from 0 to 10,000,000"),
+        ({"input_tokens": 2.5}, "input_tokens: must be an integer"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(fitted, kwargs: dict, message: str) -> None:  # type: ignore[no-untyped-def]
