@@ -93,6 +93,7 @@ from graphrouter.model_names import ROUTER_MODEL, is_router_model
 from graphrouter.rewards import SCENARIOS
 from graphrouter.route_request import MAX_INPUT_TOKENS
 from graphrouter.route_result import RouteResult
+from graphrouter.tokens import count_tokens
 
 log = logging.getLogger("api.proxy")
 NODE_READ = 16  # ranked candidates whose nodes a routed chat call reads at once (a round trip each, over Bolt)
@@ -169,11 +170,13 @@ class ChatProxy(ProxyRecords):
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise client_error(status.HTTP_400_BAD_REQUEST, "model: a candidate's name or 'graphrouter' is required")
-        # routed on the last user message's first GRAPHROUTER_MAX_QUERY_CHARS characters (the encoder reads far
-        # fewer), priced on the whole prompt, and the whole body sent on
-        text = last_user_text(body.get("messages"))[: self.settings.max_query_chars]
+        # routed on the last user message (a longer one than GRAPHROUTER_MAX_QUERY_CHARS on its first that many
+        # characters from its first word: the encoder reads far fewer), priced on the whole prompt, sent whole
+        text = last_user_text(body.get("messages"))
+        if len(text) > self.settings.max_query_chars:
+            text = text.lstrip()[: self.settings.max_query_chars]
         fields = {k: body.pop(k) for k in ROUTING_FIELDS if k in body}
-        plan = await run_in_threadpool(self._plan, model, text, fields, body["messages"])
+        plan = await run_in_threadpool(self._plan, model, text, fields, body)
         stream = body.get("stream") is True
         for attempt in plan.attempts:
             try:
@@ -197,11 +200,10 @@ class ChatProxy(ProxyRecords):
             headers=plan.headers(None),
         )
 
-    def _plan(self, model: str, text: str, fields: dict[str, Any], messages: list[Any]) -> Plan:
-        """Rank (or look up) the candidates and their upstreams, pricing the whole prompt (``messages``): one
-        thread-pool hop for tokenizer, scorer and store."""
+    def _plan(self, model: str, text: str, fields: dict[str, Any], body: dict[str, Any]) -> Plan:
+        """Rank (or look up) the candidates and their upstreams, pricing the whole call (``body``: its messages and
+        tools): one thread-pool hop for tokenizer, scorer and store."""
         store = self.state.get_store()
-        fields = {**fields, "input_tokens": min(prompt_tokens(messages), MAX_INPUT_TOKENS)}
         if is_router_model(model):
             scenario = model[len(ROUTER_MODEL) + 1 :] or None
             if scenario is not None and "scenario" in fields:
@@ -211,7 +213,7 @@ class ChatProxy(ProxyRecords):
                 raise client_error(
                     status.HTTP_400_BAD_REQUEST, f"model: unknown {model!r}; use {ROUTER_MODEL}, {ids} or an LLM's name"
                 )
-            fields = {**fields, "scenario": scenario or fields.get("scenario")}
+            fields, share = self._priced(text, {**fields, "scenario": scenario or fields.get("scenario")}, body)
             if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))
             result = self._route(text, fields, k=None)
@@ -242,7 +244,7 @@ class ChatProxy(ProxyRecords):
                 self.state.metrics.decided(attempts[0].name, LLM)
                 if explored:
                     self.state.metrics.explored(attempts[0].name, LLM, result.extra_cost)
-            return Plan(attempts, text, result.task, routed=True, explored=explored)
+            return Plan(attempts, text, result.task, routed=True, explored=explored, input_share=share)
         # a concrete candidate: pass-through
         if not store.has_node(LLM, model):
             raise client_error(
@@ -257,11 +259,20 @@ class ChatProxy(ProxyRecords):
             code = status.HTTP_503_SERVICE_UNAVAILABLE if server_side else status.HTTP_400_BAD_REQUEST
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
         scorer = self.state.scorer
+        fields, share = self._priced(text, fields, body)
         if scorer is not None and scorer.routable(model):
             result = self._route(text, {**fields, "candidates": [model]}, k=1)
             rec = result.candidates[0]
-            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False)
-        return Plan([Attempt(node, None, None)], text, self._task(fields.get("task")), routed=False)
+            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False, input_share=share)
+        task = self._task(fields.get("task"))
+        return Plan([Attempt(node, None, None)], text, task, routed=False, input_share=share)
+
+    @staticmethod
+    def _priced(text: str, fields: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """The routing fields with the whole call's input tokens to price, and the routed text's share of them."""
+        whole, own = prompt_tokens(body), count_tokens([text])[0]
+        share = own / whole if whole > own else 1.0
+        return {**fields, "input_tokens": min(max(whole, own), MAX_INPUT_TOKENS)}, share
 
     @staticmethod
     def _task(task: Any) -> str | None:

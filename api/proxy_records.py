@@ -65,7 +65,8 @@ class ProxyRecords:
             log.info("call %s to %s not recorded: the upstream sent no usage", rid, attempt.name)
             return
         node = attempt.node
-        cost = min(usd_cost(tokens[0], tokens[1], node.input_price, node.output_price), 1_000.0)
+        # the routed query's outcome: its input cost is its share of the call's (a chat's history is not its)
+        cost = min(usd_cost(tokens[0] * plan.input_share, tokens[1], node.input_price, node.output_price), 1_000.0)
         qid = text_id(plan.text)
         text = plan.text if self.settings.store_query_texts else f"[text not stored] {qid}"
         at = utc_now()  # the format the follower's expiry compares (graph_store.changes.now)

@@ -46,7 +46,12 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="key required on writes (Authorization: Bearer <key>); unset means writes are refused"
     )
-    max_query_chars: int = Field(20_000, ge=1, description="longest query text accepted")
+    max_query_chars: int = Field(
+        20_000,
+        ge=1,
+        description="longest query text accepted (routes, outcomes); the proxy routes and stores a longer last user "
+        "message on its first that many characters",
+    )
     max_batch_size: int = Field(100, ge=1, description="most queries in one /v1/route/batch call")
     max_outcomes: int = Field(10_000, ge=1, description="most rows in one POST /v1/outcomes call")
     max_body_bytes: int = Field(

@@ -193,11 +193,30 @@ def last_user_text(messages: Any) -> str:
     raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
 
 
-def prompt_tokens(messages: list[Any]) -> int:
-    """The input tokens of a whole chat prompt: every message's text (system, history, the last user message),
-    counted as a routed query's are (:func:`~graphrouter.tokens.count_tokens`), so its cost is the call's, not
-    its last message's."""
-    return int(sum(count_tokens([t for t in map(_message_text, messages) if t])))
+PROMPT_COUNT_CHARS = 100_000  # a prompt longer than this is counted on its first that many characters, scaled
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The input tokens of a whole chat call: every message's text (system, history, the last user message), its
+    tool calls' arguments and its ``tools`` schemas, counted as a routed query's are
+    (:func:`~graphrouter.tokens.count_tokens`), so its cost is the call's, not its last message's. Images are not
+    counted. Past :data:`PROMPT_COUNT_CHARS` characters the count is the first ones' scaled to the whole (counting
+    a 1 MB prompt took up to 2 s of CPU)."""
+    parts: list[str] = []
+    for message in body.get("messages") or []:
+        parts.append(_message_text(message))
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                parts.append(function["arguments"])
+    if isinstance(body.get("tools"), list):
+        parts.append(json.dumps(body["tools"], ensure_ascii=False))
+    text = "\n".join(p for p in parts if p)
+    if len(text) <= PROMPT_COUNT_CHARS:
+        return int(sum(count_tokens([text]))) if text else 0
+    head = count_tokens([text[:PROMPT_COUNT_CHARS]])[0]
+    return int(round(head * len(text) / PROMPT_COUNT_CHARS))
 
 
 class RateLimiter:
@@ -253,6 +272,9 @@ class Plan:
     routed: bool
     failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
     explored: bool = False  # the first attempt is an exploration's pick, not the argmax
+    # the routed text's share of the call's input tokens: the recorded outcome is the routed query's, so its input
+    # cost is the billed one times this (a retrain prices that query on its own tokens)
+    input_share: float = 1.0
 
     def headers(self, chosen: Attempt | None) -> dict[str, str]:
         """The ``x-graphrouter-*`` headers of the answer from ``chosen`` (None: every attempt failed, a 502)."""

@@ -139,8 +139,13 @@ def pending(store: GraphStore, rid: str) -> PendingOutcome:
             time.sleep(0.02)
 
 
-def expected_cost(node: LLMNode) -> float:
-    return (USAGE["prompt_tokens"] * node.input_price + USAGE["completion_tokens"] * node.output_price) / 1e6
+def expected_cost(node: LLMNode, share: float = 1.0) -> float:
+    """A call's recorded cost: its routed query's share of the billed input, and the billed output."""
+    return (share * USAGE["prompt_tokens"] * node.input_price + USAGE["completion_tokens"] * node.output_price) / 1e6
+
+
+# what a chat() call's question is of its prompt ("be brief" and the question): the recorded input cost's share
+CHAT_SHARE = count_tokens([QUESTION])[0] / count_tokens(["be brief\n" + QUESTION])[0]
 
 
 # ---- routing, recording, feedback -----------------------------------------------------------------------------
@@ -170,12 +175,13 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
             assert headers["authorization"] == f"Bearer {SECRET}"
             assert not set(sent) & {"task", "weights", "budget", "candidates", "scenario"}
 
-        # the call is a pending outcome priced from usage, on a new Query node of the task used
+        # the call is a pending outcome priced from usage (its question's share of the input), on a new Query node of
+        # the task used
         node = store.get_node(LLM, body["model"])
         assert isinstance(node, LLMNode)
         record = pending(store, body["id"])
         assert (record.target, record.source) == (node.name, "proxy")
-        assert record.cost == pytest.approx(expected_cost(node))
+        assert record.cost == pytest.approx(expected_cost(node, CHAT_SHARE)) and CHAT_SHARE < 1
         query = store.get_node(QUERY, query_id(QUESTION))
         assert (query.text, query.task) == (QUESTION, "task-2")  # type: ignore[union-attr]
         assert store.outcomes(LLM, query_id=query.key) == []  # no effect yet: no outcome edge
@@ -200,7 +206,7 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
         assert r.status_code == 200, r.text
         done = r.json()
         assert done["candidate"] == node.name and done["effect"] == 0.9
-        assert done["cost"] == pytest.approx(expected_cost(node))
+        assert done["cost"] == pytest.approx(expected_cost(node, CHAT_SHARE))
         [outcome] = store.outcomes(LLM, query_id=query.key)
         assert (outcome.target, outcome.effect, outcome.source) == (node.name, 0.9, "proxy")
         with pytest.raises(NodeNotFoundError):
@@ -214,10 +220,12 @@ def test_the_router_picks_as_route_would_forwards_and_records_the_cost(
 def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_on_its_head(
     service: Service, upstream: Upstream, store: GraphStore
 ) -> None:
-    """A chat's cost is its whole prompt's (system prompt, history), not its last user message's: priced on the
-    last message alone, a long conversation looked as cheap as its last line, to Cost First and to a budget. A last
-    user message longer than GRAPHROUTER_MAX_QUERY_CHARS was a 422 from the router; it is routed on its first that
-    many characters (the encoder reads far fewer) and sent whole."""
+    """A chat's cost is its whole prompt's (system prompt, history, tool calls and schemas), not its last user
+    message's: priced on the last message alone, a long conversation looked as cheap as its last line, to Cost First
+    and to a budget. Its recorded outcome is its question's: the billed input cost times the question's share of the
+    prompt (a retrain prices that query on its own tokens; the whole bill taught it a multiplier ~10x too high here).
+    A last user message longer than GRAPHROUTER_MAX_QUERY_CHARS was a 422 from the router; it is routed on its first
+    that many characters from its first word (the encoder reads far fewer) and sent whole."""
     history = [
         {"role": "user" if i % 2 else "assistant", "content": f"turn {i}: " + "details " * 400} for i in range(6)
     ]
@@ -234,6 +242,20 @@ def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_
         assert r.headers["x-graphrouter-model"] == top["name"]
         assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(top["cost"], rel=1e-6)
         assert top["cost"] > 5 * alone["cost"]  # 2,400 words of history against a one-line question
+        node = store.get_node(LLM, top["name"])
+        share = count_tokens([QUESTION])[0] / whole
+        assert pending(store, r.json()["id"]).cost == pytest.approx(expected_cost(node, share))  # type: ignore[arg-type]
+        # tool calls' arguments and the tools' schemas are input too
+        tools = [{"type": "function", "function": {"name": "lookup", "description": "look it up " * 200}}]
+        call = {"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "{}" + " q" * 300}}]}
+        r = client.post(
+            "/v1/chat/completions", json={**body, "messages": [call, *messages], "tools": tools}, headers=PROXY_AUTH
+        )
+        assert r.status_code == 200, r.text
+        more = ranking(client, input_tokens=whole + 300 + 600, scenario="cost_first")
+        assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(
+            {c["name"]: c["cost"] for c in more}[r.headers["x-graphrouter-model"]], rel=0.02
+        )
         # a last message over the limit: routed on its head, stored as that, the whole body sent on
         long = QUESTION + " " + "x" * 500
         r = chat(client, "graphrouter", long)
@@ -241,8 +263,23 @@ def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_
         assert upstream.seen[-1][2]["messages"][-1]["content"] == long
         assert pending(store, r.json()["id"]).query_id == query_id(long[:200])
         assert store.has_node(QUERY, query_id(long[:200]))
+        r = chat(client, "graphrouter", " " * 300 + long)  # a head of blanks is not what it is routed on
+        assert r.status_code == 200 and pending(store, r.json()["id"]).query_id == query_id(long[:200]), r.text
         r = client.post("/v1/route", json={"query": QUESTION, "input_tokens": -1})
         assert r.status_code == 422 and "input_tokens" in r.text, r.text
+
+
+def test_a_long_prompt_is_counted_on_its_head_scaled() -> None:
+    """Counting a 1 MB prompt's tokens took up to 2 s of CPU per call: past PROMPT_COUNT_CHARS characters the first
+    ones are counted and scaled to the whole, close to the exact count on a prompt of one kind of text."""
+    from api.upstream import PROMPT_COUNT_CHARS, prompt_tokens
+
+    words = " ".join(f"word{i % 997} and some more text" for i in range(60_000))
+    assert len(words) > 10 * PROMPT_COUNT_CHARS
+    body = {"messages": [{"role": "user", "content": words}]}
+    assert prompt_tokens(body) == pytest.approx(count_tokens([words])[0], rel=0.02)
+    short = {"messages": [{"role": "user", "content": "hello there"}], "tools": "not a list"}
+    assert prompt_tokens(short) == count_tokens(["hello there"])[0]
 
 
 def test_extra_body_routing_fields_and_pass_through(service: Service, upstream: Upstream, store: GraphStore) -> None:

@@ -97,14 +97,15 @@ def test_a_request_is_priced_on_its_input_tokens_when_given_also_in_a_batch(fitt
     long = {r.name: r for r in scorer.top_k("task-1 q", k=5, input_tokens=100_000).candidates}
     assert all(long[n].cost > own[n].cost for n in own)
     assert all(long[n].effect == pytest.approx(own[n].effect) for n in own)
+    wordy = {r.name: r for r in scorer.top_k("task-1 q " + "word " * 300, k=5).candidates}
     batch = scorer.top_k_many(
         [
-            RouteRequest("task-1 q", k=5),
+            RouteRequest("task-1 q " + "word " * 300, k=5),  # counted rows of different lengths keep their order
             RouteRequest("task-1 q", k=5, input_tokens=100_000),
             RouteRequest("task-1 q", k=5),
         ]
     )
-    for result, want in zip(batch, (own, long, own), strict=True):
+    for result, want in zip(batch, (wordy, long, own), strict=True):
         assert {r.name: r.cost for r in result.candidates} == pytest.approx({n: r.cost for n, r in want.items()})
 
 
