@@ -208,6 +208,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
     rt.add_argument("--task", default=None, help="the query's task, if known (else inferred)")
     rt.add_argument("--budget", type=float, default=None, help="max USD for this query")
     rt.add_argument("--candidates", default=None, help="comma-separated names to choose among")
+    rt.add_argument(
+        "--input-tokens",
+        type=int,
+        default=None,
+        help="the input tokens to price, when the prompt you will send is more than the query (default: its own)",
+    )
     rt.add_argument("--checkpoint", type=Path, default=checkpoint, help=ckpt_help)
     rt.add_argument("--embedding-model", default=None)
     rt.add_argument("--json", action="store_true")

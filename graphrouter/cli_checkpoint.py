@@ -92,6 +92,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
     from graph_store import TASK, Task
     from graphrouter.errors import GraphRouterError
     from graphrouter.rewards import CLI_FLAGS, scenario_weights
+    from graphrouter.route_request import MAX_INPUT_TOKENS
 
     # what needs no model is checked before loading it (seconds)
     weights = (args.w_effect, args.w_cost) if args.w_effect is not None or args.w_cost is not None else None
@@ -104,6 +105,8 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         raise GraphRouterError(f"--k must be at least 1, got {args.k}")
     if args.budget is not None and not args.budget > 0:
         raise GraphRouterError(f"--budget must be > 0 USD, got {args.budget}")
+    if args.input_tokens is not None and not 0 <= args.input_tokens <= MAX_INPUT_TOKENS:
+        raise GraphRouterError(f"--input-tokens must be from 0 to {MAX_INPUT_TOKENS:,}, got {args.input_tokens}")
     candidates = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
     if candidates == []:
         raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
@@ -127,6 +130,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         weights=weights,
         budget=args.budget,
         candidates=candidates,
+        input_tokens=args.input_tokens,
     )
     if args.json:
         print(json.dumps(result.answer(), indent=2))  # POST /v1/route's answer

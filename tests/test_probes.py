@@ -120,6 +120,11 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert set(out) == set(RouteResponse.model_fields)
     assert RouteResponse.model_validate(out).model_dump(mode="json") == out
     assert len(out["candidates"]) == 3 and out["explored"] is False
+    assert cli.main([*args, "--input-tokens", "100000"]) == 0  # a prompt of 100,000 tokens to price
+    priced = {c["name"]: c["cost"] for c in json.loads(capsys.readouterr().out)["candidates"]}
+    assert all(priced[c["name"]] > c["cost"] for c in out["candidates"] if c["name"] in priced)
+    assert cli.main([*args, "--input-tokens", "-1"]) == 2
+    assert "error: --input-tokens must be from 0 to 10,000,000, got -1" in capsys.readouterr().err
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
     for flags, said in [  # named by the CLI's flags, not the API's fields
