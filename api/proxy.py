@@ -22,8 +22,9 @@ Once a stream has begun, a failure ends it (there is no taking back what was sen
 
 **Recording** (api/proxy_records.py). After the answer is sent (off its latency), a successful call with ``usage``
 stores the query (the last user message, a Query node of the task used; a text already stored keeps its node) and a
-*pending outcome* keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × input price +
-completion_tokens × output price) / 1e6``, no effect. Pending outcomes are not outcome edges, so training and the
+*pending outcome* keyed by the response's ``id``: the candidate and the cost ``(prompt_tokens × share × input
+price + completion_tokens × output price) / 1e6``, ``share`` being the stored query text's part of the call's input
+tokens (the outcome is that query's), no effect. Pending outcomes are not outcome edges, so training and the
 scorer never see them. ``POST /v1/feedback {"id", "effect"}`` turns one into an outcome edge (source ``proxy``;
 feedback sent while its record is still being written waits for it) and passes it to the serving scorer like ``POST
 /v1/outcomes``. With ``GRAPHROUTER_STORE_QUERY_TEXTS=false`` the query node holds no text: its id is the hash of the
@@ -213,7 +214,7 @@ class ChatProxy(ProxyRecords):
                 raise client_error(
                     status.HTTP_400_BAD_REQUEST, f"model: unknown {model!r}; use {ROUTER_MODEL}, {ids} or an LLM's name"
                 )
-            fields, share = self._priced(text, {**fields, "scenario": scenario or fields.get("scenario")}, body)
+            fields, prompt = self._priced(text, {**fields, "scenario": scenario or fields.get("scenario")}, body)
             if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))
             result = self._route(text, fields, k=None)
@@ -244,7 +245,7 @@ class ChatProxy(ProxyRecords):
                 self.state.metrics.decided(attempts[0].name, LLM)
                 if explored:
                     self.state.metrics.explored(attempts[0].name, LLM, result.extra_cost)
-            return Plan(attempts, text, result.task, routed=True, explored=explored, input_share=share)
+            return Plan(attempts, text, result.task, routed=True, explored=explored, prompt_tokens=prompt)
         # a concrete candidate: pass-through
         if not store.has_node(LLM, model):
             raise client_error(
@@ -259,20 +260,19 @@ class ChatProxy(ProxyRecords):
             code = status.HTTP_503_SERVICE_UNAVAILABLE if server_side else status.HTTP_400_BAD_REQUEST
             raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
         scorer = self.state.scorer
-        fields, share = self._priced(text, fields, body)
+        fields, prompt = self._priced(text, fields, body)
         if scorer is not None and scorer.routable(model):
             result = self._route(text, {**fields, "candidates": [model]}, k=1)
             rec = result.candidates[0]
-            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False, input_share=share)
+            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False, prompt_tokens=prompt)
         task = self._task(fields.get("task"))
-        return Plan([Attempt(node, None, None)], text, task, routed=False, input_share=share)
+        return Plan([Attempt(node, None, None)], text, task, routed=False, prompt_tokens=prompt)
 
     @staticmethod
-    def _priced(text: str, fields: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """The routing fields with the whole call's input tokens to price, and the routed text's share of them."""
-        whole, own = prompt_tokens(body), count_tokens([text])[0]
-        share = own / whole if whole > own else 1.0
-        return {**fields, "input_tokens": min(max(whole, own), MAX_INPUT_TOKENS)}, share
+    def _priced(text: str, fields: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The routing fields with the whole call's input tokens to price (at least the routed text's), and those."""
+        whole = max(prompt_tokens(body), count_tokens([text])[0])
+        return {**fields, "input_tokens": min(whole, MAX_INPUT_TOKENS)}, whole
 
     @staticmethod
     def _task(task: Any) -> str | None:

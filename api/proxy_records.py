@@ -20,6 +20,7 @@ from graph_store import query_id as text_id
 from graph_store.changes import now as utc_now
 from graphrouter.cost import usd_cost
 from graphrouter.outcome_feed import outcome_rows
+from graphrouter.tokens import count_tokens
 
 if TYPE_CHECKING:
     from api.registry import CandidateRegistry
@@ -65,10 +66,12 @@ class ProxyRecords:
             log.info("call %s to %s not recorded: the upstream sent no usage", rid, attempt.name)
             return
         node = attempt.node
-        # the routed query's outcome: its input cost is its share of the call's (a chat's history is not its)
-        cost = min(usd_cost(tokens[0] * plan.input_share, tokens[1], node.input_price, node.output_price), 1_000.0)
         qid = text_id(plan.text)
         text = plan.text if self.settings.store_query_texts else f"[text not stored] {qid}"
+        # the stored query's outcome: its input cost is the stored text's share of the call's, the tokens a retrain
+        # prices it on (a chat's history is not its; a placeholder text is priced as the placeholder it is)
+        share = min(count_tokens([text])[0] / plan.prompt_tokens, 1.0) if plan.prompt_tokens > 0 else 1.0
+        cost = min(usd_cost(tokens[0] * share, tokens[1], node.input_price, node.output_price), 1_000.0)
         at = utc_now()  # the format the follower's expiry compares (graph_store.changes.now)
         try:
             store = self.state.get_store()

@@ -272,9 +272,9 @@ class Plan:
     routed: bool
     failed: list[str] = field(default_factory=list)  # "name (why)" of upstreams that failed
     explored: bool = False  # the first attempt is an exploration's pick, not the argmax
-    # the routed text's share of the call's input tokens: the recorded outcome is the routed query's, so its input
-    # cost is the billed one times this (a retrain prices that query on its own tokens)
-    input_share: float = 1.0
+    # the call's input tokens as routing counted them (0: not counted): the recorded outcome is the stored query's,
+    # so its input cost is the billed one times the stored text's share of these (what a retrain prices it on)
+    prompt_tokens: int = 0
 
     def headers(self, chosen: Attempt | None) -> dict[str, str]:
         """The ``x-graphrouter-*`` headers of the answer from ``chosen`` (None: every attempt failed, a 502)."""

@@ -267,6 +267,13 @@ def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_
         assert r.status_code == 200 and pending(store, r.json()["id"]).query_id == query_id(long[:200]), r.text
         r = client.post("/v1/route", json={"query": QUESTION, "input_tokens": -1})
         assert r.status_code == 422 and "input_tokens" in r.text, r.text
+    with service(store_query_texts=False) as client:  # the stored text is a placeholder: its share, as a retrain's
+        r = client.post("/v1/chat/completions", json={**body, "model": "llm-2"}, headers=PROXY_AUTH)
+        assert r.status_code == 200, r.text
+        placeholder = f"[text not stored] {query_id(QUESTION)}"
+        share = count_tokens([placeholder])[0] / whole
+        node = store.get_node(LLM, "llm-2")
+        assert pending(store, r.json()["id"]).cost == pytest.approx(expected_cost(node, share))  # type: ignore[arg-type]
 
 
 def test_a_long_prompt_is_counted_on_its_head_scaled() -> None:
