@@ -30,7 +30,7 @@ def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, 
 MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
 
 
-def _multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+def shrunk_multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
     bound = np.log(MAX_MULTIPLIER)
     return np.exp(np.clip(log_sum / count, -bound, bound))
@@ -96,7 +96,7 @@ class CostModel:
         ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
         if world.data.billed_now is not None:  # a cost billed at an LLM's old prices says nothing of its new ones
             ok &= world.data.billed_now
-        model.multiplier = _multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
+        model.multiplier = shrunk_multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
         model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
         return model
 
@@ -123,7 +123,7 @@ class CostModel:
         ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
         logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
         multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
-        multiplier[col] = _multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
+        multiplier[col] = shrunk_multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
         self.observed = {**self.observed, col: logs}
         self.multiplier = multiplier
         return int(ok.sum())

@@ -15,7 +15,7 @@ from graphrouter.cost import CostModel
 from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
 from graphrouter.routers import ROUTERS
-from graphrouter.world import build_world
+from graphrouter.world import QueryFeatures, build_world
 from tests.routing_world import HashEmbedder, make_world, populate, split
 
 
@@ -186,6 +186,18 @@ def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     model.add_candidate(prices)
     model.observe(len(model.prices) - 1, {i: 1e308 for i in range(400)}, world.query_tokens)
     assert model.multiplier[-1] == pytest.approx(1e3)
+
+
+def test_a_bandits_cost_multiplier_is_capped_as_the_cost_models_is() -> None:
+    """The bandits learned an added arm's cost multiplier with their own formula, without the cost model's cap: an
+    absurd observed cost (a cost in the wrong unit) made the arm's price infinite. Now capped at 1000x alike."""
+    world = make_world(seed=4)
+    bandit = ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries))
+    col = bandit.register_candidate("new", world.candidate_emb[1], *world.data.candidate_prices[1])
+    q = QueryFeatures(world.query_emb[:50], world.data.query_task[:50], world.query_tokens[:50])
+    bandit.update(q, col, np.ones(50), np.full(50, 1e308))
+    assert bandit.cost_model.multiplier[col] == pytest.approx(1e3)
+    assert np.isfinite(bandit.score(q, (0.5, 0.5)).cost).all()
 
 
 def test_costs_billed_before_a_price_change_do_not_teach_the_multiplier(tmp_path: Path) -> None:

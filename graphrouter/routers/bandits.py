@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from graph_store import AGENT, LLM
+from graphrouter.cost import shrunk_multiplier
 from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.rewards import utility
 from graphrouter.routers.base import Router, register
@@ -102,7 +103,9 @@ class _LinearBandit(Router):
             self._cost_logs[column] += np.log(seen[ok] / computed[ok]).tolist()
             logs = self._cost_logs[column]
             multiplier = self.cost_model.multiplier.copy()
-            multiplier[column] = np.exp(sum(logs) / (len(logs) + self.cost_model.prior_outcomes))
+            multiplier[column] = shrunk_multiplier(
+                np.array(sum(logs)), np.array(len(logs) + self.cost_model.prior_outcomes)
+            )
             self.cost_model.multiplier = multiplier
         return len(x)
 
