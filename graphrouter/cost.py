@@ -3,6 +3,8 @@ tokens; GraphRouter fixes the output at 512 tokens), and the :class:`CostModel` 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
@@ -27,6 +29,8 @@ def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, 
     return ok, np.where(ok, np.log(np.where(ok, observed, 1.0)) - np.log(np.where(ok, computed, 1.0)), 0.0)
 
 
+log = logging.getLogger(__name__)
+UNIT_WARNING = 10.0  # an LLM's learned multiplier beyond 10x (or under 1/10) its prices says: costs in another unit?
 MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
 
 
@@ -98,6 +102,18 @@ class CostModel:
             ok &= world.data.billed_now
         model.multiplier = shrunk_multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
         model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
+        data, used = world.data, ok.sum(0)
+        far = [
+            f"{name} {model.multiplier[c]:.3g}x ({used[c]:,} costs)"
+            for c, name in enumerate(data.candidates)
+            if data.candidate_kind[c] == "LLM" and not 1 / UNIT_WARNING <= model.multiplier[c] <= UNIT_WARNING
+        ]
+        if far:  # (an agent's may be far above 1: several calls a query)
+            log.warning(
+                "observed costs far from what the prices compute, learned as cost multipliers: %s. Are the costs in "
+                "USD per query and the prices in USD per 1M tokens?",
+                "; ".join(far),
+            )
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:

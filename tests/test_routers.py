@@ -188,6 +188,20 @@ def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     assert model.multiplier[-1] == pytest.approx(1e3)
 
 
+def test_costs_in_another_unit_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """An LLM's costs imported in cents (x100) were learned as a 100x cost multiplier without a word: the fit now
+    names every LLM whose multiplier is beyond 10x (or under 1/10) its prices."""
+    world = make_world(seed=4)
+    world.data.cost = world.data.cost.copy()
+    world.data.cost[:, 2] *= 100
+    with caplog.at_level("WARNING", logger="graphrouter.cost"):
+        model = CostModel.from_world(world)
+    assert model.multiplier[2] > 10
+    name = world.data.candidates[2]
+    assert f"{name} " in caplog.text and "USD per query" in caplog.text
+    assert all(f"{n} " not in caplog.text for i, n in enumerate(world.data.candidates) if i != 2)
+
+
 def test_a_bandits_cost_multiplier_is_capped_as_the_cost_models_is() -> None:
     """The bandits learned an added arm's cost multiplier with their own formula, without the cost model's cap: an
     absurd observed cost (a cost in the wrong unit) made the arm's price infinite. Now capped at 1000x alike."""
