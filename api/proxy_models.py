@@ -34,5 +34,8 @@ class FeedbackOut(BaseModel):
     query_id: str
     candidate: str
     effect: float
-    cost: float = Field(description="USD, from the upstream's usage and the candidate's prices")
+    cost: float = Field(
+        description="USD recorded for the stored query, from the upstream's usage and the candidate's prices: the "
+        "output, and the input times the stored query text's share of the call's prompt (the bill is the usage)"
+    )
     applied_to_scorer: bool = Field(description="the serving scorer uses it now (else: from the next training)")
