@@ -7,7 +7,7 @@ completes what it recorded; ``GET /v1/models`` lists what ``model`` may name (ap
 ``extra_body``), which are not forwarded; an exploring call explores only among the LLMs it can call. The router
 ranks every candidate for the last user message exactly as ``/v1/route`` does (``Scorer.top_k`` under the routing
 lock), then tries them in that order, skipping those it cannot call (agents, LLMs without an upstream or whose key's
-environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS``.
+environment variable is unset), up to ``GRAPHROUTER_PROXY_MAX_ATTEMPTS`` (the plan: api/proxy_plan.py).
 
 **Forwarding.** The body goes upstream as sent, with ``model`` set to the upstream's model id; the answer comes back
 unchanged apart from ``model`` (the candidate's name), with headers ``x-graphrouter-model``, ``-effect``, ``-cost``
@@ -47,24 +47,20 @@ import math
 import os
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from api import routing
-from api.errors import RETRY_AFTER_S, field_name
-from api.models import RouteRequest
+from api.errors import RETRY_AFTER_S
+from api.proxy_plan import ProxyPlanning
 from api.proxy_records import ProxyRecords
 from api.registry import CandidateRegistry
 from api.state import ServiceState
-from api.types import Name
 from api.upstream import (
     HEADER_PREFIX,
     ROUTING_FIELDS,
@@ -75,41 +71,22 @@ from api.upstream import (
     UpstreamFailed,
     UpstreamStream,
     as_is,
-    callable_llms,
     client_error,
     error_event,
     event_data,
     key_id,
-    key_problem,
     last_user_text,
     masked,
     new_response_id,
-    prompt_tokens,
     read_whole,
     send,
-    why_uncallable,
 )
-from graph_store import LLM, LLMNode
-from graphrouter.model_names import ROUTER_MODEL, is_router_model
-from graphrouter.rewards import SCENARIOS
-from graphrouter.route_request import MAX_INPUT_TOKENS
-from graphrouter.route_result import RouteResult
-from graphrouter.tokens import count_tokens
+from graph_store import LLMNode
 
 log = logging.getLogger("api.proxy")
-NODE_READ = 16  # ranked candidates whose nodes a routed chat call reads at once (a round trip each, over Bolt)
-CALLABLE_TTL_S = 1.0  # how long an exploring call may reuse the list of LLMs the proxy can call (a full LLM read)
-_TASK = TypeAdapter(Name)  # a pass-through's task, checked as every name is
-EVERY = 2**31 - 1  # k of a routed chat call: every candidate, ranked (the scorer returns at most what there is)
 
 
-def shown(items: list[str], limit: int = 10) -> str:
-    """At most ``limit`` of ``items``, '; '-joined, and how many more (an error over 1,000 candidates stays short)."""
-    more = f"; … and {len(items) - limit} more" if len(items) > limit else ""
-    return "; ".join(items[:limit]) + more
-
-
-class ChatProxy(ProxyRecords):
+class ChatProxy(ProxyPlanning, ProxyRecords):
     """Routes and forwards chat completions, and records their outcomes (one per app, built in the lifespan)."""
 
     def __init__(self, state: ServiceState, registry: CandidateRegistry, client: httpx.AsyncClient) -> None:
@@ -200,127 +177,6 @@ class ChatProxy(ProxyRecords):
             f"{self.settings.proxy_max_attempts})",
             headers=plan.headers(None),
         )
-
-    def _plan(self, model: str, text: str, fields: dict[str, Any], body: dict[str, Any]) -> Plan:
-        """Rank (or look up) the candidates and their upstreams, pricing the whole call (``body``: its messages and
-        tools): one thread-pool hop for tokenizer, scorer and store."""
-        store = self.state.get_store()
-        if is_router_model(model):
-            scenario = model[len(ROUTER_MODEL) + 1 :] or None
-            if scenario is not None and "scenario" in fields:
-                raise client_error(status.HTTP_400_BAD_REQUEST, "scenario: give it in model or in the body, not both")
-            if scenario is not None and scenario not in SCENARIOS:
-                ids = ", ".join(f"{ROUTER_MODEL}:{s}" for s in SCENARIOS)
-                raise client_error(
-                    status.HTTP_400_BAD_REQUEST, f"model: unknown {model!r}; use {ROUTER_MODEL}, {ids} or an LLM's name"
-                )
-            fields, prompt = self._priced(text, {**fields, "scenario": scenario or fields.get("scenario")}, body)
-            if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
-                fields["candidates"] = self._callable(store, fields.get("candidates"))
-            result = self._route(text, fields, k=None)
-            attempts, skipped = [], []
-            nodes: dict[str, Any] = {}
-            for i, rec in enumerate(result.candidates):
-                if i % NODE_READ == 0:  # the LLM nodes of the next few in ranking order: one store read
-                    nodes = store.get_nodes(
-                        LLM, [r.name for r in result.candidates[i : i + NODE_READ] if r.kind == LLM]
-                    )
-                node = nodes.get(rec.name) if rec.kind == LLM else None
-                why = why_uncallable(rec.name, node, rec.kind, self.settings)
-                if why:
-                    skipped.append(f"{rec.name} ({why})")
-                    continue
-                assert isinstance(node, LLMNode)
-                attempts.append(Attempt(node, rec.effect, rec.cost))
-                if len(attempts) == self.settings.proxy_max_attempts:
-                    break
-            if not attempts:
-                raise client_error(
-                    status.HTTP_400_BAD_REQUEST,
-                    f"no candidate the router ranked can be called: {shown(skipped)}; give an LLM an upstream "
-                    "with PATCH /v1/llms/{name}",
-                )
-            explored = result.explored and attempts[0].name == result.candidates[0].name
-            if result.candidates:
-                self.state.metrics.decided(attempts[0].name, LLM)
-                if explored:
-                    self.state.metrics.explored(attempts[0].name, LLM, result.extra_cost)
-            return Plan(attempts, text, result.task, routed=True, explored=explored, prompt_tokens=prompt)
-        # a concrete candidate: pass-through
-        if not store.has_node(LLM, model):
-            raise client_error(
-                status.HTTP_404_NOT_FOUND,
-                f"model: no LLM named {model!r}; use a registered LLM's name (GET /v1/llms) or 'graphrouter'",
-            )
-        node = store.get_node(LLM, model)
-        assert isinstance(node, LLMNode)
-        why = why_uncallable(model, node, LLM, self.settings)
-        if why:  # its key: the server's to fix (503); no usable upstream: the caller named what cannot be called
-            server_side = why == key_problem(node, self.settings)
-            code = status.HTTP_503_SERVICE_UNAVAILABLE if server_side else status.HTTP_400_BAD_REQUEST
-            raise client_error(code, f"model: LLM {model!r} cannot be called: {why}")
-        scorer = self.state.scorer
-        fields, prompt = self._priced(text, fields, body)
-        if scorer is not None and scorer.routable(model):
-            result = self._route(text, {**fields, "candidates": [model]}, k=1)
-            rec = result.candidates[0]
-            return Plan([Attempt(node, rec.effect, rec.cost)], text, result.task, routed=False, prompt_tokens=prompt)
-        task = self._task(fields.get("task"))
-        return Plan([Attempt(node, None, None)], text, task, routed=False, prompt_tokens=prompt)
-
-    @staticmethod
-    def _priced(text: str, fields: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """The routing fields with the whole call's input tokens to price (at least the routed text's), and those."""
-        whole = max(prompt_tokens(body), count_tokens([text])[0])
-        return {**fields, "input_tokens": min(whole, MAX_INPUT_TOKENS)}, whole
-
-    @staticmethod
-    def _task(task: Any) -> str | None:
-        """The ``task`` of a pass-through to an LLM the scorer does not route (no route request checks it there): a
-        name by the rule of every name, or a 422 before the upstream is called (it is sent back in a header, where a
-        NUL dropped the connection after the upstream had answered)."""
-        if task is None:
-            return None
-        try:
-            return _TASK.validate_python(task)
-        except ValidationError as exc:
-            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, f"task: {exc.errors()[0]['msg']}") from None
-
-    def _callable(self, store: Any, asked: Any) -> Any:
-        """The LLMs an exploring chat call may go to: those the proxy can call (of ``asked``, the body's filter, if
-        it gave a list). Exploration's pick must be callable, or its budget would be spent on a candidate the
-        proxy then skips (and a new LLM without an upstream, quizzed first, would take every exploration)."""
-        scorer = self.registry.get_scorer()
-        at, cached = self._callable_cache
-        if time.monotonic() - at > CALLABLE_TTL_S:  # one LLM list read per second, not per exploring call
-            cached = callable_llms(store, self.settings)
-            self._callable_cache = (time.monotonic(), cached)
-        names = [n for n in cached if scorer.routable(n)]
-        if isinstance(asked, list):  # a name the scorer does not know (or not a name) stays, for the route's own 4xx
-            callable_ = set(names)
-            names = [n for n in asked if not isinstance(n, str) or n in callable_ or not scorer.routable(n)]
-        if not names:
-            raise client_error(
-                status.HTTP_400_BAD_REQUEST,
-                "no LLM the proxy can call"
-                + (" among the body's candidates" if isinstance(asked, list) else "")
-                + "; give an LLM an upstream with PATCH /v1/llms/{name}",
-            )
-        return names
-
-    def _route(self, text: str, fields: dict[str, Any], k: int | None) -> RouteResult:
-        """Route as /v1/route does (api/routing.py: its task checks and exploration default); ``k=None``: every
-        candidate in the pool, ranked (the fallbacks)."""
-        try:
-            req = RouteRequest(query=text, k=1, **fields)
-        except ValidationError as exc:
-            where = {"query": "messages (the last user message)"}  # the chat body's own name for what was routed
-            fields = [field_name(("body", *e["loc"])) for e in exc.errors()]  # as a body's: candidates[0]
-            detail = "; ".join(f"{where.get(f, f)}: {e['msg']}" for f, e in zip(fields, exc.errors(), strict=True))
-            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
-        except TypeError as exc:
-            raise client_error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-        return routing.route(req, self.state, self.registry.get_scorer(), k=EVERY if k is None else k)
 
     # ---- upstream calls -----------------------------------------------------------------------------------
     @staticmethod

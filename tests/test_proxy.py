@@ -324,7 +324,7 @@ def test_the_router_reads_ranked_candidates_nodes_a_few_at_a_time_until_one_can_
 ) -> None:
     """The nodes of the ranked candidates are read NODE_READ at a time (one store read each, not two per
     candidate); the only one with an upstream ranks fourth, in the second read of two."""
-    monkeypatch.setattr("api.proxy.NODE_READ", 2)
+    monkeypatch.setattr("api.proxy_plan.NODE_READ", 2)
     with service() as client:
         order = [c["name"] for c in ranking(client)]
         set_upstream(client, order[3], upstream.url("ok-d"))
