@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +236,7 @@ def copy_store(src: str, dst: Path) -> None:
     """A consistent copy of an embedded store file (SQLite backup), so the bench never writes the user's store."""
     if "://" in src:
         raise SystemExit("bench_api.py copies the store it serves; give an embedded store file (--store PATH)")
-    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+    with closing(sqlite3.connect(src)) as a, closing(sqlite3.connect(dst)) as b:  # (a connection's "with" only commits)
         a.backup(b)
 
 

@@ -16,12 +16,10 @@ where the refit reads its last ``REFIT_ROWS`` outcomes. Writes experiments/resul
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench_api import grow  # noqa: E402
+from bench_api import copy_store, grow  # noqa: E402
 from online import load_world  # noqa: E402
 
 from api.main import create_app  # noqa: E402
@@ -91,8 +89,7 @@ def main() -> None:
         # as trained (the store holding fewer outcomes of one than it was trained with reads as deleted and
         # registered again: with an empty store, or after the reattach below, the start dropped all but one LLM)
         copy = Path(tmp) / "graph.db"
-        with closing(sqlite3.connect(args.store)) as src, closing(sqlite3.connect(copy)) as dst:
-            src.backup(dst)
+        copy_store(args.store, copy)
         store = EmbeddedStore(copy)
         scorer = Scorer(Checkpoint(router, embedder.model_name, "", "bench"), embedder)
         app = create_app(
