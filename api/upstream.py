@@ -214,7 +214,7 @@ def prompt_tokens(body: dict[str, Any]) -> int:
         parts.append(json.dumps(body["tools"], ensure_ascii=False))
     text = "\n".join(p for p in parts if p)
     if len(text) <= PROMPT_COUNT_CHARS:
-        return int(sum(count_tokens([text]))) if text else 0
+        return count_tokens([text])[0] if text else 0
     head = count_tokens([text[:PROMPT_COUNT_CHARS]])[0]
     return int(round(head * len(text) / PROMPT_COUNT_CHARS))
 
