@@ -7,7 +7,9 @@ retraining).
 
 Each round routes a never-seen query (its text embedded then, as a client routes before it reports), posts the
 picked candidate's outcome with the query's text, and routes it again: the latency of the post, of the post plus
-the next route, and whether the candidate's predicted effect changed. A second phase does the same for an LLM
+the next route, and whether the candidate's predicted effect changed. Then rounds post a trained LLM's outcome on
+one of the store's queries (by id; the GNN's graph holds it, so its candidate state is recomputed from the changed
+messages, :meth:`graphrouter.routers.gnn.serving.ServingCache.patched`). A further phase does the same for an LLM
 registered through ``POST /v1/llms`` with its description only, whose every outcome refits it
 (:meth:`graphrouter.online.OnlineLearner._refit`): rounds at few outcomes, then, after a bulk post of more, rounds
 where the refit reads its last ``REFIT_ROWS`` outcomes. Writes experiments/results/bench_online.md.
@@ -125,6 +127,31 @@ def main() -> None:
                     out.changed.append({c["name"]: c["effect"] for c in after}[pick] != before[pick])
             return out
 
+        def stored_rounds(client: TestClient, n: int, name: str) -> Rounds:
+            """n measured rounds (after 3 warm-up ones) posting ``name``'s outcome on one of the store's queries
+            (by id; the GNN's graph holds it with ``name``'s outcome on it), the other effect than the stored one."""
+            out = Rounds()
+            col = world.data.candidates.index(name)
+            picks = rng.choice(world.data.n_queries, size=n + 3, replace=False)
+            for r, q in enumerate(picks):
+                text, task = world.data.query_text[q], tasks[world.data.query_task[q]]
+                body = {"query": text, "task": task, "k": n_cand, "scenario": "performance_first"}
+                before = {c["name"]: c["effect"] for c in client.post("/v1/route", json=body).json()["candidates"]}
+                stored = world.data.effect[q, col]
+                effect = 1.0 - float(stored) if np.isfinite(stored) else 1.0
+                row = {"query_id": world.data.query_keys[q], "candidate": name, "effect": effect, "cost": 0.001}
+                t = time.perf_counter()
+                res = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=auth)
+                t_post = time.perf_counter()
+                after = client.post("/v1/route", json=body).json()["candidates"]
+                t_next = time.perf_counter()
+                assert res.status_code == 200 and res.json()["applied_to_scorer"] == 1, res.text
+                if r >= 3:  # warm-up rounds excluded
+                    out.post_ms.append(1000 * (t_post - t))
+                    out.both_ms.append(1000 * (t_next - t))
+                    out.changed.append({c["name"]: c["effect"] for c in after}[name] != before[name])
+            return out
+
         with TestClient(app) as client:
             if router.trained_names() != set(world.data.candidates):  # a start replaced some (new, same name)
                 raise SystemExit(f"the service routes {sorted(router.trained_names())} as trained, not all {n_cand}")
@@ -133,6 +160,7 @@ def main() -> None:
             reattach_s = time.perf_counter() - t0
             print(f"reattached to {args.size:,} stored queries in {reattach_s:.0f}s", flush=True)
             trained = rounds(client, 0, args.posts, None, n_cand)
+            on_stored = stored_rounds(client, args.posts, world.data.candidates[0])
             llm = {
                 "name": args.new_name,
                 "description": "a new general-purpose 70B chat model",
@@ -180,12 +208,15 @@ def main() -> None:
             "on a copy of the dcrouter store (embedded; the reattach after its start), the onnx encoder; all "
             f"{len(world.data.candidates)} trained LLMs routed. Each round: route a never-seen query (embedded then), "
             "post its candidate's outcome (alternately 0 and 1) with the query's text, route it again (every "
-            "candidate, the new one included). On a shared 2-core machine with other jobs running.",
+            "candidate, the new one included); the second row's rounds post by `query_id` on a stored query and route "
+            "its text. On a shared 2-core machine with other jobs running.",
             "",
-            "| candidate whose outcome is posted | POST /v1/outcomes (one new query): median (ms) | p90 (ms) | "
+            "| candidate whose outcome is posted | POST /v1/outcomes (one outcome): median (ms) | p90 (ms) | "
             "+ the next POST /v1/route: median (ms) | p90 (ms) | its predicted effect changed |",
             "|---|---:|---:|---:|---:|---:|",
             f"| the top pick (a trained LLM) | {trained.row()} |",
+            f"| a trained LLM ({world.data.candidates[0]}), on a stored query it has an outcome on (by `query_id`, "
+            f"the other effect) | {on_stored.row()} |",
             f"| a new LLM registered from its description, its outcomes 4–{args.posts + 3} (refitted on each) | "
             f"{few.row()} |",
             f"| the same LLM at {REFIT_ROWS:,} outcomes and more (the refit reads its last {REFIT_ROWS:,}) | "

@@ -1,5 +1,6 @@
 """Candidate changes do work proportional to the change: the incrementally updated serving state (observed
-aggregates, ego path) equals one rebuilt from scratch, and a batch registration equals one-by-one registrations."""
+aggregates, candidate states and their message sums, ego path) equals one rebuilt from scratch, and a batch
+registration equals one-by-one registrations."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 
 from graphrouter.routers.base import NewCandidate
 from graphrouter.routers.gnn import GnnRouter
+from graphrouter.routers.gnn.candidate_state import candidate_rows
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import serving_graph
+from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE
 from tests.routing_world import make_world
 
 TINY = {"seeds": (0,), "max_episodes": 2, "eval_every": 1, "hidden": 8}
@@ -28,6 +31,13 @@ def _assert_rebuilt(gnn: GnnRouter) -> None:
     _, fresh = serving_graph(cache.stored, cache.candidates)
     for name in ("visible", "effect", "count", "task_count", "mean", "task_mean", "rel", "task_rel"):
         np.testing.assert_allclose(getattr(obs, name), getattr(fresh, name), atol=1e-9, err_msg=name)
+    for model, layers in zip(cache.models, states, strict=True):  # each candidate's rows, every message summed
+        for c in range(len(cache.candidates.features)):
+            h, sums = candidate_rows(model, cache.candidates, obs, layers, c)
+            for i, layer in enumerate(layers):
+                np.testing.assert_allclose(layer[CANDIDATE][c], h[i], atol=1e-5, err_msg=f"column {c}, layer {i}")
+                if i < len(layers) - 1:
+                    np.testing.assert_allclose(layer[ANSWERED_BY][c], sums[i], atol=1e-4, err_msg=f"sum {c}, {i}")
     rebuilt = EgoPath(cache.models, states, cache.stored.k_sim)
     np.testing.assert_allclose(ego.dec_cand, rebuilt.dec_cand, atol=1e-5)
     np.testing.assert_allclose(ego.cand, rebuilt.cand, atol=1e-6)
@@ -37,7 +47,11 @@ def test_incremental_changes_equal_a_rebuild(fitted) -> None:  # type: ignore[no
     world, gnn = fitted
     rng = np.random.default_rng(0)
     outcomes = {int(i): float(rng.random() < 0.5) for i in rng.choice(world.data.n_queries, 15, replace=False)}
+    _assert_rebuilt(gnn)  # the exact state's message sums (kept from the forward pass)
+    trained = gnn.candidates[0]
+    flip = {q: 1.0 - float(gnn._cache.candidates.effect[q, 0]) for q in (4, 9)}  # outcomes it was trained with
     changes = [
+        lambda: gnn.add_outcomes(trained, flip),  # changed on stored queries: their old messages leave the sums
         lambda: gnn.register_candidate("new-a", world.candidate_emb[0], 0.2, 0.3, None, outcomes),
         lambda: gnn.register_candidate("agent-a", world.candidate_emb[1], 0.2, 0.3, None, {0: 1.0}, backed_by="new-a"),
         lambda: gnn.add_outcomes("new-a", {1: 0.0, 2: 1.0, 3: 1.0}),

@@ -10,6 +10,9 @@ candidates.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,6 +99,33 @@ class HeteroRouterGNN(nn.Module):
             out = conv(hs[-1], edge_index_dict, edge_attr_dict=edge_attr_dict)
             hs.append({nt: self._post(i, nt, out[nt], h) for nt, h in hs[-1].items()})
         return hs
+
+    def forward_keeping(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_attr_dict: dict[EdgeType, Tensor],
+        relation: EdgeType,
+    ) -> tuple[list[dict[NodeType, Tensor]], list[Tensor | None]]:
+        """:meth:`forward`, and each layer's output of ``relation``'s convolution alone (before the sum over
+        relations; None at a layer the graph gives none of its edges), kept by a forward hook that hears this
+        thread's calls only (a request thread may run the same modules meanwhile)."""
+        kept: list[Tensor | None] = [None] * len(self.convs)
+        me = threading.get_ident()
+
+        def keeper(i: int) -> Callable[[nn.Module, object, Tensor], None]:
+            def hook(_module: nn.Module, _args: object, output: Tensor) -> None:
+                if threading.get_ident() == me:
+                    kept[i] = output
+
+            return hook
+
+        handles = [conv.convs[relation].register_forward_hook(keeper(i)) for i, conv in enumerate(self.convs)]
+        try:
+            return self(x_dict, edge_index_dict, edge_attr_dict), kept
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def ego_query_layer(
         self, i: int, h_query: Tensor, ego: dict[EdgeType, tuple[Tensor, Tensor, Tensor | None]]

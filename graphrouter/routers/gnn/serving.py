@@ -4,7 +4,8 @@
 (:class:`~graphrouter.routers.gnn.graph.Candidates`) and the ``(Observed, EgoPath)`` pair a request reads (swapped
 in one assignment). A candidate change (register, remove, new outcomes) is made routable at once by
 :meth:`~ServingCache.patched`: the changed candidate rows are computed from the cached states of the nodes that
-send to them, every other node keeps its cached state. :meth:`~ServingCache.commit` installs it and starts a
+send to them (a candidate's kept sum of its outcome messages updated with the changed rows' messages only), every
+other node keeps its cached state. :meth:`~ServingCache.commit` installs it and starts a
 background refresh (one forward pass over the stored graph per member) that makes the caches exact again;
 :meth:`~ServingCache.wait_exact` waits for it. Changes and installs happen under :attr:`ServingCache.lock`.
 """
@@ -19,16 +20,16 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from graphrouter.routers.gnn.candidate_state import LayerState, candidate_rows, keep_message_sums
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import Candidates, StoredGraph, serving_graph
 from graphrouter.routers.gnn.model import HeteroRouterGNN
 from graphrouter.routers.gnn.observed import Observed, inherited_columns
-from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, TASK_CANDIDATE
+from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE
 
-States = list[list[dict[str, Tensor]]]  # per member, per layer, per node type
+States = list[list[LayerState]]  # per member, per layer (see candidate_state.LayerState)
 Serving = tuple[States, Observed, EgoPath]
 _UNPICKLED = (
     "lock",
@@ -54,6 +55,12 @@ REFRESH_PAUSE = 4.0
 # the installed state has); its fourth: the column removed since the installed state, if any
 Fitter = Callable[[Observed, EgoPath, list[int] | None, int | None], Correction | None]
 log = logging.getLogger(__name__)
+
+
+def _column_before(c: int, removed: int | None, n_before: int) -> int | None:
+    """Column ``c``'s position before a change that removed column ``removed`` (None: a column it appends)."""
+    old = c + 1 if removed is not None and c >= removed else c
+    return old if old < n_before else None
 
 
 def _start_pending(ref: weakref.ReferenceType[ServingCache], pending: object) -> None:
@@ -100,7 +107,9 @@ class ServingCache:
         self.__dict__.update(state)
         self._init_sync()
         obs, ego = self.serving or (None, None)
-        if not hasattr(obs, "_row_sum") or not hasattr(ego, "_dec_wc"):  # pickled before changes were incremental
+        # pickled before changes were incremental, or before the states kept the message sums
+        sums_kept = bool(self.states) and ANSWERED_BY in self.states[0][0]
+        if not hasattr(obs, "_row_sum") or not hasattr(ego, "_dec_wc") or not sums_kept:
             self._install(*self.compute(self.candidates))
 
     def exact_copy(self) -> ServingCache:
@@ -132,7 +141,8 @@ class ServingCache:
         states = []
         for model in self.models:
             model.eval()
-            states.append(model(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict))
+            hs, kept = model.forward_keeping(graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict, ANSWERED_BY)
+            states.append(keep_message_sums(model, hs, kept, obs.visible))
         return states, obs, EgoPath(self.models, states, self.stored.k_sim)
 
     def _install(
@@ -171,23 +181,29 @@ class ServingCache:
         old_states, (obs_now, ego_now) = (self.states, self.serving) if base is None else (base[0], base[1:])
         obs = obs_now.changed(columns, *inherited_columns(cands.effect, cands.backing, columns), removed=removed_row)
         n_cand = len(cands.features)
+        before = {c: _column_before(c, removed_row, obs_now.n_candidates) for c in columns}
         states = []
         for model, old in zip(self.models, old_states, strict=True):
-            rows = {c: self._candidate_rows(model, cands, obs, old, c) for c in columns}
+            rows = {c: candidate_rows(model, cands, obs, old, c, obs_now, before[c]) for c in columns}
             layers = []
             for i, layer in enumerate(old):
-                prev = layer[CANDIDATE]
-                if removed_row is not None:
-                    keep = torch.ones(len(prev), dtype=torch.bool)
-                    keep[removed_row] = False
-                    prev = prev[keep]
-                if len(prev) < n_cand:
-                    prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1])])
-                elif removed_row is None:
-                    prev = prev.clone()
-                for c, r in rows.items():
-                    prev[c] = r[i]
-                layers.append({**layer, CANDIDATE: prev})
+                layer = dict(layer)
+                for key in (CANDIDATE, ANSWERED_BY):
+                    if key not in layer:
+                        continue
+                    prev = layer[key]
+                    if removed_row is not None:
+                        keep = torch.ones(len(prev), dtype=torch.bool)
+                        keep[removed_row] = False
+                        prev = prev[keep]
+                    if len(prev) < n_cand:
+                        prev = torch.cat([prev, torch.zeros(n_cand - len(prev), prev.shape[1], dtype=prev.dtype)])
+                    elif removed_row is None:
+                        prev = prev.clone()
+                    for c, (h, sums) in rows.items():
+                        prev[c] = h[i] if key == CANDIDATE else sums[i]
+                    layer[key] = prev
+                layers.append(layer)
             states.append(layers)
         last = np.stack([s[-1][CANDIDATE].numpy().astype(np.float32) for s in states])
         return states, obs, ego_now.with_candidates(last, list(columns), removed_row)
@@ -246,31 +262,6 @@ class ServingCache:
             thread.start()
         except RuntimeError:  # no thread to be had (an interpreter shutting down): the next change tries again
             self._background = None
-
-    @staticmethod
-    def _candidate_rows(
-        model: HeteroRouterGNN, cands: Candidates, obs: Observed, states: list[dict[str, Tensor]], c: int
-    ) -> list[Tensor]:
-        """Candidate ``c``'s state at every layer, from the cached states of the nodes that send to it: the queries
-        with a visible outcome for it (``answered_by``, the effect as attribute) and every task
-        (``task_candidate``), the same edges :func:`~graphrouter.routers.gnn.graph.build_graph` gives it."""
-        rows = np.flatnonzero(obs.visible[:, c])
-        task_attr = np.stack([obs.task_mean[:, c], np.log1p(obs.task_count[:, c]) / 5], 1).astype(np.float32)
-        edges = {
-            ANSWERED_BY: (rows, torch.as_tensor(obs.effect[rows, c], dtype=torch.float32)[:, None]),
-            TASK_CANDIDATE: (np.arange(len(task_attr)), torch.as_tensor(task_attr)),
-        }
-        h = [model.enc[CANDIDATE](torch.as_tensor(cands.features[c : c + 1]))]
-        for i in range(len(states) - 1):
-            out = 0
-            for et, conv in model.convs[i].convs.items():
-                if et[2] != CANDIDATE:
-                    continue
-                src, attr = edges[et]
-                local = torch.stack([torch.arange(len(src)), torch.zeros(len(src), dtype=torch.long)])
-                out = out + conv((states[i][et[0]][torch.as_tensor(src)], h[i]), local, attr)
-            h.append(model._post(i, CANDIDATE, out, h[i]))
-        return [x[0] for x in h]
 
     def _refresh_in_background(self) -> None:
         """Compute exact caches from a snapshot; install them if nothing changed meanwhile. If only outcomes changed
