@@ -100,6 +100,13 @@ class RouteRequest(Strict):
         "system prompt, a chat's history, a document: route on its question, price all of it); default: the "
         "query's own, counted with the MiniLM WordPiece tokenizer",
     )
+    max_output_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INPUT_TOKENS,
+        description="the call's cap on output tokens (the max_tokens you will send): an LLM's predicted cost is then "
+        "at most the input and this many output tokens at its prices (not an agent's, which may make several calls)",
+    )
 
 
 class Candidate(BaseModel):

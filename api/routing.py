@@ -39,6 +39,7 @@ def scorer_request(req: RouteRequest, settings: Settings, k: int | None = None) 
         req.candidates,
         explore,
         req.input_tokens,
+        req.max_output_tokens,
     )
 
 
@@ -61,6 +62,7 @@ def route(req: RouteRequest, state: ServiceState, scorer: Any, k: int | None = N
             candidates=r.candidates,
             explore=r.explore,
             input_tokens=r.input_tokens,
+            max_output_tokens=r.max_output_tokens,
         )
 
 

@@ -214,6 +214,12 @@ def build_parser(extra_commands: Sequence[AddCommand] = ()) -> argparse.Argument
         default=None,
         help="the input tokens to price, when the prompt you will send is more than the query (default: its own)",
     )
+    rt.add_argument(
+        "--max-output-tokens",
+        type=int,
+        default=None,
+        help="the call's max_tokens: an LLM's predicted cost is at most the input and this many output tokens",
+    )
     rt.add_argument("--checkpoint", type=Path, default=checkpoint, help=ckpt_help)
     rt.add_argument("--embedding-model", default=None)
     rt.add_argument("--json", action="store_true")

@@ -107,6 +107,10 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         raise GraphRouterError(f"--budget must be > 0 USD, got {args.budget}")
     if args.input_tokens is not None and not 0 <= args.input_tokens <= MAX_INPUT_TOKENS:
         raise GraphRouterError(f"--input-tokens must be from 0 to {MAX_INPUT_TOKENS:,}, got {args.input_tokens}")
+    if args.max_output_tokens is not None and not 1 <= args.max_output_tokens <= MAX_INPUT_TOKENS:
+        raise GraphRouterError(
+            f"--max-output-tokens must be from 1 to {MAX_INPUT_TOKENS:,}, got {args.max_output_tokens}"
+        )
     candidates = None if args.candidates is None else [c.strip() for c in args.candidates.split(",") if c.strip()]
     if candidates == []:
         raise GraphRouterError("--candidates is empty; give comma-separated names, or leave it out")
@@ -131,6 +135,7 @@ def cmd_route(args: argparse.Namespace, store: GraphStore) -> None:
         budget=args.budget,
         candidates=candidates,
         input_tokens=args.input_tokens,
+        max_output_tokens=args.max_output_tokens,
     )
     if args.json:
         print(json.dumps(result.answer(), indent=2))  # POST /v1/route's answer

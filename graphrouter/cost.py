@@ -144,10 +144,34 @@ class CostModel:
         self.multiplier = multiplier
         return int(ok.sum())
 
-    def cost(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
-        """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier)."""
+    def cost(
+        self,
+        tokens: np.ndarray,
+        prices: np.ndarray | None = None,
+        max_output: np.ndarray | None = None,
+        capped: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier).
+        ``max_output`` (n,): each call's cap on output tokens (NaN: none); a ``capped`` candidate (C,) bool, one
+        call per query (an LLM, not an agent), is then predicted at most its input and that many output tokens
+        at its prices: the most the call can be billed (the multiplier, learned from uncapped answers, would
+        price a 16-token answer as a full one)."""
         computed = usd_costs(tokens, self.prices if prices is None else prices, self.output_tokens)
-        return computed if prices is not None else computed * self.multiplier
+        if prices is not None:
+            return computed
+        predicted = computed * self.multiplier
+        if max_output is None or capped is None:
+            return predicted
+        cap = np.asarray(max_output, dtype=np.float64)
+        has = np.isfinite(cap)
+        if not has.any():
+            return predicted
+        p = self.prices
+        ceiling = (
+            np.asarray(tokens, np.float64)[:, None] * p[None, :, 0] + np.where(has, cap, 0)[:, None] * p[None, :, 1]
+        ) / 1e6
+        bound = has[:, None] & np.asarray(capped, bool)[None, :]
+        return np.where(bound, np.minimum(predicted, ceiling), predicted)
 
     def normalise(self, cost: np.ndarray, task: np.ndarray) -> np.ndarray:
         lo, hi = self.task_range[task, 0][:, None], self.task_range[task, 1][:, None]

@@ -40,6 +40,9 @@ class RouteRequest:
     # the input tokens to price (e.g. a whole chat prompt, of which ``query`` is the part routed on); None: the
     # query's own, counted
     input_tokens: int | None = None
+    # the call's cap on output tokens (its max_tokens): an LLM's predicted cost is at most the input and this many
+    # output tokens at its prices; None: no cap
+    max_output_tokens: int | None = None
 
 
 def check_request(
@@ -74,6 +77,9 @@ def check_request(
     n = req.input_tokens
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_INPUT_TOKENS):
         raise GraphRouterError(f"input_tokens: must be an integer from 0 to {MAX_INPUT_TOKENS:,}, got {n!r}")
+    m = req.max_output_tokens
+    if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_INPUT_TOKENS):
+        raise GraphRouterError(f"max_output_tokens: must be an integer from 1 to {MAX_INPUT_TOKENS:,}, got {m!r}")
     return task_row(task_index, req.task), w, pool
 
 

@@ -328,17 +328,22 @@ class Scorer:
         candidates: list[str] | None = None,
         explore: bool = False,
         input_tokens: int | None = None,
+        max_output_tokens: int | None = None,
     ) -> RouteResult:
         """The ``k`` candidates of highest predicted utility for this query. With ``explore``, the first one may
         instead be a Thompson sample's best (:class:`~graphrouter.exploration.Explorer`), within the exploration
         budget, among the candidates the request allows. ``input_tokens``: the input to price, if not the query's
-        own (a whole chat prompt routed on its last user message)."""
-        req = RouteRequest(query_text, task, k, scenario, weights, budget, candidates, input_tokens=input_tokens)
+        own (a whole chat prompt routed on its last user message); ``max_output_tokens``: the call's cap on output
+        tokens (its max_tokens), which bounds an LLM's predicted cost."""
+        req = RouteRequest(
+            query_text, task, k, scenario, weights, budget, candidates, explore, input_tokens, max_output_tokens
+        )
         t, w, pool = self._check(req)
         q = QueryFeatures(
             embedding=self.embedder.embed([query_text]),
             task=np.array([t]),
             tokens=_tokens([req]),
+            max_output=_max_output([req]),
         )
         return self._rank(self.router.score(q, w), 0, task, w, k, budget, pool, explore)
 
@@ -358,12 +363,16 @@ class Scorer:
             texts = [requests[i].query for i in rows]
             embedding = self.embedder.embed(texts)
             tokens = _tokens([requests[i] for i in rows])
+            max_output = _max_output([requests[i] for i in rows])
             by_weights: dict[tuple[float, float], list[int]] = {}
             for j, i in enumerate(rows):
                 by_weights.setdefault(checked[i][1], []).append(j)
             for w, js in by_weights.items():
                 q = QueryFeatures(
-                    embedding=embedding[js], task=np.array([checked[rows[j]][0] for j in js]), tokens=tokens[js]
+                    embedding=embedding[js],
+                    task=np.array([checked[rows[j]][0] for j in js]),
+                    tokens=tokens[js],
+                    max_output=None if max_output is None else max_output[js],
                 )
                 scores = self.router.score(q, w)
                 for n, j in enumerate(js):
@@ -436,6 +445,13 @@ class Scorer:
             extra_cost=extra,
             instead_of=argmax if explored else None,
         )
+
+
+def _max_output(requests: Sequence[RouteRequest]) -> np.ndarray | None:
+    """(n,) each request's cap on output tokens (NaN: none), or None if none has one."""
+    if all(r.max_output_tokens is None for r in requests):
+        return None
+    return np.array([np.nan if r.max_output_tokens is None else r.max_output_tokens for r in requests], np.float64)
 
 
 def _tokens(requests: Sequence[RouteRequest]) -> np.ndarray:

@@ -67,12 +67,14 @@ class QueryFeatures:
     task: np.ndarray  # (n,) int
     tokens: np.ndarray  # (n,)
     index: np.ndarray | None = None
+    # (n,) each call's cap on output tokens (max_tokens), NaN where it has none; None: no call has one
+    max_output: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.embedding.shape[0])
 
     def with_task(self, task: np.ndarray) -> QueryFeatures:
-        return QueryFeatures(self.embedding, task, self.tokens, self.index)
+        return QueryFeatures(self.embedding, task, self.tokens, self.index, self.max_output)
 
 
 def task_text(name: str, description: str) -> str:

@@ -125,6 +125,11 @@ def test_cli_route_json_has_the_api_shape(scorer: Scorer, tmp_path, monkeypatch,
     assert all(priced[c["name"]] > c["cost"] for c in out["candidates"] if c["name"] in priced)
     assert cli.main([*args, "--input-tokens", "-1"]) == 2
     assert "error: --input-tokens must be from 0 to 10,000,000, got -1" in capsys.readouterr().err
+    assert cli.main([*args, "--max-output-tokens", "16"]) == 0  # a call capped at 16 output tokens
+    capped = {c["name"]: c["cost"] for c in json.loads(capsys.readouterr().out)["candidates"]}
+    assert all(capped[c["name"]] < c["cost"] for c in out["candidates"] if c["name"] in capped)
+    assert cli.main([*args, "--max-output-tokens", "0"]) == 2
+    assert "error: --max-output-tokens must be from 1 to 10,000,000, got 0" in capsys.readouterr().err
     assert cli.main(["--store", str(path), "route", "q", "--w-effect", "1"]) == 2
     assert "give both --w-effect and --w-cost" in capsys.readouterr().err
     for flags, said in [  # named by the CLI's flags, not the API's fields

@@ -276,6 +276,35 @@ def test_a_call_is_priced_on_its_whole_prompt_and_a_long_last_message_is_routed_
         assert pending(store, r.json()["id"]).cost == pytest.approx(expected_cost(node, share))  # type: ignore[arg-type]
 
 
+def test_a_calls_max_tokens_caps_its_predicted_cost(service: Service, upstream: Upstream) -> None:
+    """A chat call's ``max_completion_tokens`` (else ``max_tokens``) bounds what it can be billed: it is priced,
+    routed and budgeted as ``/v1/route`` prices a request with that ``max_output_tokens`` (its cost was predicted
+    with a full answer's output: a 16-token cap was priced 5-13x too dear)."""
+    from api.upstream import prompt_tokens
+
+    body = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": QUESTION}]}
+    whole = max(prompt_tokens(body), count_tokens([QUESTION])[0])
+    with service() as client:
+        for i in range(5):
+            set_upstream(client, f"llm-{i}", upstream.url(f"ok-{i}"), api_key_env=KEY_ENV)
+        capped = ranking(client, input_tokens=whole, max_output_tokens=16, scenario="cost_first")
+        full = {c["name"]: c["cost"] for c in ranking(client, input_tokens=whole, scenario="cost_first")}
+        assert capped[0]["cost"] < 0.5 * full[capped[0]["name"]]
+        for extra in ({"max_tokens": 16}, {"max_tokens": 4000, "max_completion_tokens": 16}):  # the newer name first
+            r = chat(client, "graphrouter:cost_first", **extra)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-graphrouter-model"] == capped[0]["name"]
+            assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(capped[0]["cost"], rel=1e-6)
+        r = chat(client, "llm-4", max_tokens=16)  # a named LLM is priced the same way
+        assert r.status_code == 200, r.text
+        named = ranking(client, input_tokens=whole, max_output_tokens=16, candidates=["llm-4"])[0]
+        assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(named["cost"], rel=1e-6)
+        r = chat(client, "llm-4", max_tokens=0)  # not a cap: the upstream's to refuse, priced as without one
+        assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(full["llm-4"], rel=1e-6)
+        r = client.post("/v1/route", json={"query": QUESTION, "max_output_tokens": 0})
+        assert r.status_code == 422 and "max_output_tokens" in r.text, r.text
+
+
 def test_a_long_prompt_is_counted_on_its_head_scaled() -> None:
     """Counting a 1 MB prompt's tokens took up to 2 s of CPU per call: past PROMPT_COUNT_CHARS characters the first
     ones are counted and scaled to the whole, close to the exact count on a prompt of one kind of text."""

@@ -109,6 +109,45 @@ def test_a_request_is_priced_on_its_input_tokens_when_given_also_in_a_batch(fitt
         assert {r.name: r.cost for r in result.candidates} == pytest.approx({n: r.cost for n, r in want.items()})
 
 
+def test_a_calls_max_output_tokens_caps_an_llms_predicted_cost_also_in_a_batch(fitted) -> None:  # type: ignore[no-untyped-def]
+    """A call capped at ``max_output_tokens`` (its max_tokens) cannot be billed more than its input and that many
+    output tokens: an LLM's predicted cost is at most that (a 16-token answer was priced as a full one), effects do not
+    move, and in a batch each request is capped on its own."""
+    from graphrouter.route_request import RouteRequest
+    from graphrouter.tokens import count_tokens
+
+    world, ckpt, _ = fitted
+    scorer = Scorer(ckpt, HashEmbedder(world))
+    prices = dict(zip(scorer.candidates, scorer.router.cost_model.prices, strict=True))
+    own = {r.name: r for r in scorer.top_k("task-1 q", k=5).candidates}
+    capped = {r.name: r for r in scorer.top_k("task-1 q", k=5, max_output_tokens=16).candidates}
+    tokens = count_tokens(["task-1 q"])[0]
+    for name, rec in own.items():
+        ceiling = (tokens * prices[name][0] + 16 * prices[name][1]) / 1e6
+        assert capped[name].cost == pytest.approx(min(rec.cost, ceiling))
+        assert capped[name].effect == pytest.approx(rec.effect)
+    assert all(capped[n].cost < 0.2 * own[n].cost for n in own)  # 16 of 512 output tokens
+    roomy = {r.name: r.cost for r in scorer.top_k("task-1 q", k=5, max_output_tokens=100_000).candidates}
+    assert roomy == pytest.approx({n: r.cost for n, r in own.items()})  # a cap above the answer binds nothing
+    batch = scorer.top_k_many([RouteRequest("task-1 q", k=5), RouteRequest("task-1 q", k=5, max_output_tokens=16)])
+    for result, want in zip(batch, (own, capped), strict=True):
+        assert {r.name: r.cost for r in result.candidates} == pytest.approx({n: r.cost for n, r in want.items()})
+
+
+def test_an_output_cap_bounds_one_calls_cost_not_an_agents() -> None:
+    """An agent may make several calls per query: one call's max_tokens does not bound its cost."""
+    from graphrouter.cost import CostModel
+
+    model = CostModel.from_world(make_world())
+    tokens = np.array([100.0, 100.0])
+    cap = np.array([16.0, np.nan])  # the second call has no cap
+    llm_only = np.array([True, False, True, True, True])
+    plain, capped = model.cost(tokens), model.cost(tokens, max_output=cap, capped=llm_only)
+    ceiling = (100 * model.prices[:, 0] + 16 * model.prices[:, 1]) / 1e6
+    np.testing.assert_allclose(capped[0, llm_only], np.minimum(plain[0, llm_only], ceiling[llm_only]))
+    assert capped[0, 1] == plain[0, 1] and (capped[1] == plain[1]).all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -124,6 +163,8 @@ def test_a_request_is_priced_on_its_input_tokens_when_given_also_in_a_batch(fitt
         ({"budget": -1}, "budget: must be a positive number"),
         ({"input_tokens": -1}, "input_tokens: must be an integer from 0 to 10,000,000"),
         ({"input_tokens": 2.5}, "input_tokens: must be an integer"),
+        ({"max_output_tokens": 0}, "max_output_tokens: must be an integer from 1 to 10,000,000"),
+        ({"max_output_tokens": True}, "max_output_tokens: must be an integer"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(fitted, kwargs: dict, message: str) -> None:  # type: ignore[no-untyped-def]

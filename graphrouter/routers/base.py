@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from graph_store import LLM
 from graphrouter.cost import CostModel
 from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import utility
@@ -107,7 +108,8 @@ class Router(ABC):
         effect = self.predict_effect(q)
         if self.online is not None:  # a no-op (the same array) until an outcome was learned
             effect = self.online.adjust(self.candidates, q, effect, self.trained_counts())
-        cost = self.cost_model.cost(q.tokens)
+        capped = np.array([kind == LLM for kind in self.kinds], bool)  # one call each: a max_tokens bounds its bill
+        cost = self.cost_model.cost(q.tokens, max_output=q.max_output, capped=capped)
         cost_norm = self.cost_model.normalise(cost, q.task)
         return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
 
