@@ -119,13 +119,15 @@ class ProxyPlanning:
     def _priced(text: str, fields: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The routing fields with the whole call's input tokens to price (at least the routed text's) and its cap
         on output tokens (``max_completion_tokens``, else ``max_tokens``, if a positive integer: the upstream refuses
-        any other), and the input tokens."""
+        any other; times ``n``, the choices asked for, each up to the cap), and the input tokens."""
         whole = max(prompt_tokens(body), count_tokens([text])[0])
         priced = {**fields, "input_tokens": min(whole, MAX_INPUT_TOKENS)}
         for name in ("max_completion_tokens", "max_tokens"):
             cap = body.get(name)
             if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1:
-                priced["max_output_tokens"] = min(cap, MAX_INPUT_TOKENS)
+                n = body.get("n")
+                choices = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+                priced["max_output_tokens"] = min(cap * choices, MAX_INPUT_TOKENS)
                 break
         return priced, whole
 

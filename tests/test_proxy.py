@@ -295,6 +295,8 @@ def test_a_calls_max_tokens_caps_its_predicted_cost(service: Service, upstream: 
             assert r.status_code == 200, r.text
             assert r.headers["x-graphrouter-model"] == capped[0]["name"]
             assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(capped[0]["cost"], rel=1e-6)
+        r = chat(client, "graphrouter:cost_first", max_tokens=8, n=2)  # two choices of up to 8 tokens each
+        assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(capped[0]["cost"], rel=1e-6)
         r = chat(client, "llm-4", max_tokens=16)  # a named LLM is priced the same way
         assert r.status_code == 200, r.text
         named = ranking(client, input_tokens=whole, max_output_tokens=16, candidates=["llm-4"])[0]

@@ -107,9 +107,9 @@ class ServingCache:
         self.__dict__.update(state)
         self._init_sync()
         obs, ego = self.serving or (None, None)
-        # pickled before changes were incremental, or before the states kept the message sums
-        sums_kept = bool(self.states) and ANSWERED_BY in self.states[0][0]
-        if not hasattr(obs, "_row_sum") or not hasattr(ego, "_dec_wc") or not sums_kept:
+        # pickled before changes were incremental (states pickled before they kept the message sums need nothing:
+        # a change sums every message of its candidate until the next exact refresh brings the sums)
+        if not hasattr(obs, "_row_sum") or not hasattr(ego, "_dec_wc"):
             self._install(*self.compute(self.candidates))
 
     def exact_copy(self) -> ServingCache:
