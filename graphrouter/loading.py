@@ -27,6 +27,7 @@ from graphrouter.scorer import Scorer
 log = logging.getLogger(__name__)
 
 SYNC_CHUNK = 100  # candidates registered per change when syncing with the store
+SHORTFALL_BATCH = 500  # query nodes read per batch to tell a candidate short of outcomes on stored queries
 PER_TARGET_READS = 50  # new candidates whose outcomes a sync reads one by one; more: one read of every outcome
 
 
@@ -148,6 +149,21 @@ def stored_outcome_counts(store: GraphStore) -> dict[str, int]:
     return {**store.outcome_counts(LLM), **store.outcome_counts(AGENT)}
 
 
+def _lost_a_stored_outcome(store: GraphStore, data: RoutingData, c: int) -> bool:
+    """Whether candidate ``c`` of the training ``data`` has no outcome now on some training query it had one on that
+    the store still holds (deleted and registered again, or an older backup), not only on deleted queries. Reads the
+    ids of the queries it answered, then the nodes of those it no longer answers, a batch at a time until one is
+    still stored: a candidate deleted and registered again is told after one batch, and no start reads every query
+    (with its embedding) of a large store."""
+    name = data.candidates[c]
+    now = set(store.answered(data.candidate_kind[c], name))
+    had = np.flatnonzero(np.isfinite(np.asarray(data.effect)[:, c]))
+    missing = [data.query_keys[i] for i in had if data.query_keys[i] not in now]
+    return any(
+        store.get_nodes(QUERY, missing[lo : lo + SHORTFALL_BATCH]) for lo in range(0, len(missing), SHORTFALL_BATCH)
+    )
+
+
 def changed_since_training(
     scorer: Scorer, store: GraphStore, counts: dict[str, int] | None = None
 ) -> tuple[list[str], set[str]]:
@@ -157,8 +173,8 @@ def changed_since_training(
     trained with (deleted, which takes its outcomes, and registered again, even with the same data: the checkpoint
     would route it on the deleted ones); then every agent the scorer routes (trained or registered since) that runs
     on a changed LLM, since an LLM backing an agent cannot be dropped alone. LLMs first, then agents. ``counts``:
-    :func:`stored_outcome_counts`, if read already; the outcomes a candidate is short of are counted on the
-    training queries still stored (a deleted query takes every candidate's outcomes on it). Also those of
+    :func:`stored_outcome_counts`, if read already; a candidate with fewer is short only if it lost an outcome on a
+    training query still stored (a deleted query takes every candidate's outcomes on it). Also those of
     them whose stored costs may have been billed at other prices, from a time that is not known
     (:func:`costs_billed_now`): an LLM repriced without a ``priced_at`` (by a version from before it) and every
     stored agent on it, an agent moved to another LLM."""
@@ -173,11 +189,8 @@ def changed_since_training(
     kept = stored_outcome_counts(store) if counts is None else counts
     trained_with = data.observed_counts()
     short = {name for name, c in trained.items() if name in stored and kept.get(name, 0) < trained_with[c]}
-    if short:  # deleted queries take their outcomes too: count only the training outcomes on queries still stored
-        found = store.get_nodes(QUERY, data.query_keys)  # (read only here: a start with a candidate short)
-        here = np.fromiter((k in found for k in data.query_keys), bool, len(data.query_keys))
-        on_stored = np.isfinite(np.asarray(data.effect)[here]).sum(0)
-        short = {name for name in short if kept.get(name, 0) < on_stored[trained[name]]}
+    # deleted queries take their outcomes too: short is short of an outcome on a training query still stored
+    short = {name for name in short if _lost_a_stored_outcome(store, data, trained[name])}
     for name, c in trained.items():
         node = stored.get(name)
         # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now

@@ -202,13 +202,18 @@ def test_an_llm_deleted_and_registered_again_with_the_same_data_is_routed_on_its
 
 
 def test_a_deleted_stored_query_leaves_the_trained_llms_trained_and_replacing_every_one_is_refused(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stored query deleted takes its outcomes: every LLM that answered it held fewer stored outcomes than the
     checkpoint was trained with, read as deleted and registered again, so every one was to be replaced and the start
     failed on the last ("a router needs at least one"): no scorer, /ready 503 for good. The shortfall is now counted
     on the training queries still stored. And where every trained LLM really was deleted and registered again (no
-    outcomes), they are routed with the checkpoint's data, with a warning, instead of failing the start."""
+    outcomes), they are routed with the checkpoint's data, with a warning, instead of failing the start. Neither
+    start reads every stored query's node (with its embedding): only those a candidate no longer answers, a batch at
+    a time until one is still stored."""
+    from graphrouter import loading
+
+    monkeypatch.setattr(loading, "SHORTFALL_BATCH", 10)
     world = make_world(per_task=30)
     checkpoint = fit_api_checkpoints(world, tmp_path)["gnn"]
     n = len(world.data.candidates)
@@ -224,9 +229,19 @@ def test_a_deleted_stored_query_leaves_the_trained_llms_trained_and_replacing_ev
     with EmbeddedStore(tmp_path / "graph.db") as store:
         populate(store, world)
         _, before = start(store)
+        read: list[int] = []
+        get_nodes = store.get_nodes
+
+        def counted(label: str, keys: Any) -> Any:
+            keys = list(keys)
+            read.extend([len(keys)] if label == "Query" else [])
+            return get_nodes(label, keys)
+
+        monkeypatch.setattr(store, "get_nodes", counted)
         store.delete_node("Query", world.data.query_keys[0])  # its outcomes with it, one of every LLM
         with caplog.at_level("WARNING"):
             ready, after = start(store)
+        assert read == [1] * n  # each LLM's one lost outcome: on a deleted query
         assert ready.status_code == 200, ready.text
         assert effects(after) == pytest.approx(effects(before), abs=0.02)
         assert "changed in the store since training" not in caplog.text
@@ -235,8 +250,10 @@ def test_a_deleted_stored_query_leaves_the_trained_llms_trained_and_replacing_ev
             store.delete_node("LLM", name)
         store.write(GraphBatch(llms=llms))  # type: ignore[arg-type]
         caplog.clear()
+        read.clear()
         with caplog.at_level("WARNING"):
             ready, again = start(store)
+        assert read == [10] * n  # each LLM's first batch of lost outcomes holds a stored query
     assert ready.status_code == 200 and ready.json()["candidates"] == n, ready.text
     assert effects(again) == pytest.approx(effects(before), abs=0.02)
     assert "replacing them all would leave nothing trained to route" in caplog.text
