@@ -149,19 +149,23 @@ def stored_outcome_counts(store: GraphStore) -> dict[str, int]:
     return {**store.outcome_counts(LLM), **store.outcome_counts(AGENT)}
 
 
-def _lost_a_stored_outcome(store: GraphStore, data: RoutingData, c: int) -> bool:
+def _lost_a_stored_outcome(store: GraphStore, data: RoutingData, c: int, absent: set[str]) -> bool:
     """Whether candidate ``c`` of the training ``data`` has no outcome now on some training query it had one on that
     the store still holds (deleted and registered again, or an older backup), not only on deleted queries. Reads the
     ids of the queries it answered, then the nodes of those it no longer answers, a batch at a time until one is
     still stored: a candidate deleted and registered again is told after one batch, and no start reads every query
-    (with its embedding) of a large store."""
+    (with its embedding) of a large store. ``absent``: query ids known not stored (shared by the candidates read,
+    so deleted queries are read once, not once per candidate)."""
     name = data.candidates[c]
     now = set(store.answered(data.candidate_kind[c], name))
     had = np.flatnonzero(np.isfinite(np.asarray(data.effect)[:, c]))
-    missing = [data.query_keys[i] for i in had if data.query_keys[i] not in now]
-    return any(
-        store.get_nodes(QUERY, missing[lo : lo + SHORTFALL_BATCH]) for lo in range(0, len(missing), SHORTFALL_BATCH)
-    )
+    missing = [key for key in (data.query_keys[i] for i in had) if key not in now and key not in absent]
+    for lo in range(0, len(missing), SHORTFALL_BATCH):
+        batch = missing[lo : lo + SHORTFALL_BATCH]
+        if store.get_nodes(QUERY, batch):
+            return True
+        absent.update(batch)
+    return False
 
 
 def changed_since_training(
@@ -190,7 +194,8 @@ def changed_since_training(
     trained_with = data.observed_counts()
     short = {name for name, c in trained.items() if name in stored and kept.get(name, 0) < trained_with[c]}
     # deleted queries take their outcomes too: short is short of an outcome on a training query still stored
-    short = {name for name in short if _lost_a_stored_outcome(store, data, trained[name])}
+    absent: set[str] = set()
+    short = {name for name in short if _lost_a_stored_outcome(store, data, trained[name], absent)}
     for name, c in trained.items():
         node = stored.get(name)
         # deleted (its outcomes with it) and registered again, even with the same data: what the store holds now

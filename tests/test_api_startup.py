@@ -241,7 +241,7 @@ def test_a_deleted_stored_query_leaves_the_trained_llms_trained_and_replacing_ev
         store.delete_node("Query", world.data.query_keys[0])  # its outcomes with it, one of every LLM
         with caplog.at_level("WARNING"):
             ready, after = start(store)
-        assert read == [1] * n  # each LLM's one lost outcome: on a deleted query
+        assert read == [1]  # the LLMs' one lost outcome: on a deleted query (read once for all)
         assert ready.status_code == 200, ready.text
         assert effects(after) == pytest.approx(effects(before), abs=0.02)
         assert "changed in the store since training" not in caplog.text
