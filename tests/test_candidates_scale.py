@@ -8,13 +8,14 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from graphrouter.routers.base import NewCandidate
 from graphrouter.routers.gnn import GnnRouter
 from graphrouter.routers.gnn.candidate_state import candidate_rows
 from graphrouter.routers.gnn.ego import EgoPath
 from graphrouter.routers.gnn.graph import serving_graph
-from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE
+from graphrouter.routers.gnn.schema import ANSWERED_BY, CANDIDATE, QUERY
 from tests.routing_world import make_world
 
 TINY = {"seeds": (0,), "max_episodes": 2, "eval_every": 1, "hidden": 8}
@@ -66,6 +67,33 @@ def test_incremental_changes_equal_a_rebuild(fitted) -> None:  # type: ignore[no
             assert not gnn._cache._exact.is_set()
             _assert_rebuilt(gnn)
     assert gnn.wait_exact(60)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_models_layer_is_heteroconvs_op_for_op_and_keeps_a_relations_output(fitted, training: bool) -> None:  # type: ignore[no-untyped-def]
+    """The model's layer loop (which keeps one relation's output for the serving cache's message sums, without a
+    hook on shared modules: a hook made a checkpoint written during a background refresh unpicklable) gives
+    HeteroConv's states bit for bit, dropout included."""
+    _, gnn = fitted
+    model = gnn._cache.models[0]
+    graph, _ = serving_graph(gnn._cache.stored, gnn._cache.candidates)
+    args = (graph.x_dict, graph.edge_index_dict, graph.edge_attr_dict)
+    model.train(training)
+    try:
+        torch.manual_seed(0)
+        hs = [model.encode(graph.x_dict)]
+        for i, conv in enumerate(model.convs):  # the layer as HeteroConv computes it
+            out = conv(hs[-1], graph.edge_index_dict, edge_attr_dict=graph.edge_attr_dict)
+            hs.append({nt: model._post(i, nt, out[nt], h) for nt, h in hs[-1].items()})
+        torch.manual_seed(0)
+        mine, kept = model.forward_keeping(*args, ANSWERED_BY)
+    finally:
+        model.eval()
+    for want, got in zip(hs, mine, strict=True):
+        assert want.keys() == got.keys() and all(torch.equal(want[nt], got[nt]) for nt in want)
+    edges = (graph.edge_index_dict[ANSWERED_BY], graph.edge_attr_dict[ANSWERED_BY])
+    for i, out in enumerate(kept):  # the relation's own output at each layer (it has no dropout)
+        assert torch.equal(out, model.convs[i].convs[ANSWERED_BY]((mine[i][QUERY], mine[i][CANDIDATE]), *edges))
 
 
 def test_a_state_pickled_without_message_sums_sums_every_message_until_a_refresh() -> None:

@@ -10,9 +10,6 @@ candidates.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -94,38 +91,36 @@ class HeteroRouterGNN(nn.Module):
         edge_attr_dict: dict[EdgeType, Tensor],
     ) -> list[dict[NodeType, Tensor]]:
         """Every layer's node states ``[h0, h1, ..., hL]`` (the serving cache keeps them all)."""
-        hs = [self.encode(x_dict)]
-        for i, conv in enumerate(self.convs):
-            out = conv(hs[-1], edge_index_dict, edge_attr_dict=edge_attr_dict)
-            hs.append({nt: self._post(i, nt, out[nt], h) for nt, h in hs[-1].items()})
-        return hs
+        return self.forward_keeping(x_dict, edge_index_dict, edge_attr_dict)[0]
 
     def forward_keeping(
         self,
         x_dict: dict[NodeType, Tensor],
         edge_index_dict: dict[EdgeType, Tensor],
         edge_attr_dict: dict[EdgeType, Tensor],
-        relation: EdgeType,
+        relation: EdgeType | None = None,
     ) -> tuple[list[dict[NodeType, Tensor]], list[Tensor | None]]:
         """:meth:`forward`, and each layer's output of ``relation``'s convolution alone (before the sum over
-        relations; None at a layer the graph gives none of its edges), kept by a forward hook that hears this
-        thread's calls only (a request thread may run the same modules meanwhile)."""
-        kept: list[Tensor | None] = [None] * len(self.convs)
-        me = threading.get_ident()
-
-        def keeper(i: int) -> Callable[[nn.Module, object, Tensor], None]:
-            def hook(_module: nn.Module, _args: object, output: Tensor) -> None:
-                if threading.get_ident() == me:
-                    kept[i] = output
-
-            return hook
-
-        handles = [conv.convs[relation].register_forward_hook(keeper(i)) for i, conv in enumerate(self.convs)]
-        try:
-            return self(x_dict, edge_index_dict, edge_attr_dict), kept
-        finally:
-            for handle in handles:
-                handle.remove()
+        relations; None at a layer the graph gives none of its edges). A layer is :class:`HeteroConv`'s, op for op:
+        every relation with edges in ``edge_index_dict`` (with its ``edge_attr_dict`` entry, if any), summed per
+        destination type in the order of its ``convs``."""
+        hs = [self.encode(x_dict)]
+        kept: list[Tensor | None] = []
+        for i, conv in enumerate(self.convs):
+            h, outs = hs[-1], {}
+            kept.append(None)
+            for et, sub in conv.convs.items():
+                if et not in edge_index_dict:
+                    continue
+                src, _, dst = et
+                attr = {"edge_attr": edge_attr_dict[et]} if et in edge_attr_dict else {}
+                out = sub(h[src] if src == dst else (h[src], h[dst]), edge_index_dict[et], **attr)
+                outs.setdefault(dst, []).append(out)
+                if et == relation:
+                    kept[-1] = out
+            summed = {nt: xs[0] if len(xs) == 1 else torch.stack(xs).sum(0) for nt, xs in outs.items()}
+            hs.append({nt: self._post(i, nt, summed[nt], x) for nt, x in h.items()})
+        return hs, kept
 
     def ego_query_layer(
         self, i: int, h_query: Tensor, ego: dict[EdgeType, tuple[Tensor, Tensor, Tensor | None]]
