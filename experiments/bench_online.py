@@ -106,25 +106,31 @@ def main() -> None:
             task = tasks[i % len(tasks)]
             return f"question {i} of the online bench about {task}: explain {rng.integers(1e9)} in one line", task
 
+        def one_round(client: TestClient, body: dict, row: dict, name: str | None, out: Rounds | None) -> None:
+            """Route ``body``, post ``row`` as the outcome of ``name`` (None: the top pick), route again; timed into
+            ``out`` (None: a warm-up round)."""
+            before = {c["name"]: c["effect"] for c in client.post("/v1/route", json=body).json()["candidates"]}
+            pick = name or next(iter(before))
+            t = time.perf_counter()
+            r = client.post("/v1/outcomes", json={"outcomes": [{**row, "candidate": pick}]}, headers=auth)
+            t_post = time.perf_counter()
+            after = client.post("/v1/route", json=body).json()["candidates"]
+            t_next = time.perf_counter()
+            assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
+            if out is not None:
+                out.post_ms.append(1000 * (t_post - t))
+                out.both_ms.append(1000 * (t_next - t))
+                out.changed.append({c["name"]: c["effect"] for c in after}[pick] != before[pick])
+
         def rounds(client: TestClient, start: int, n: int, name: str | None, k: int) -> Rounds:
-            """n measured rounds (after 3 warm-up ones) posting the outcome of ``name`` (None: the top pick)."""
+            """n measured rounds (after 3 warm-up ones) posting the outcome of ``name`` (None: the top pick) on a new
+            query."""
             out = Rounds()
             for i in range(start, start + n + 3):
                 text, task = text_of(i)
                 body = {"query": text, "task": task, "k": k, "scenario": "performance_first"}
-                before = {c["name"]: c["effect"] for c in client.post("/v1/route", json=body).json()["candidates"]}
-                pick = name or next(iter(before))
-                row = {"query": text, "task": task, "candidate": pick, "effect": float(i % 2), "cost": 0.001}
-                t = time.perf_counter()
-                r = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=auth)
-                t_post = time.perf_counter()
-                after = client.post("/v1/route", json=body).json()["candidates"]
-                t_next = time.perf_counter()
-                assert r.status_code == 200 and r.json()["applied_to_scorer"] == 1, r.text
-                if i >= start + 3:  # warm-up rounds excluded
-                    out.post_ms.append(1000 * (t_post - t))
-                    out.both_ms.append(1000 * (t_next - t))
-                    out.changed.append({c["name"]: c["effect"] for c in after}[pick] != before[pick])
+                row = {"query": text, "task": task, "effect": float(i % 2), "cost": 0.001}
+                one_round(client, body, row, name, out if i >= start + 3 else None)
             return out
 
         def stored_rounds(client: TestClient, n: int, name: str) -> Rounds:
@@ -132,24 +138,16 @@ def main() -> None:
             (by id; the GNN's graph holds it with ``name``'s outcome on it), the other effect than the stored one."""
             out = Rounds()
             col = world.data.candidates.index(name)
-            picks = rng.choice(world.data.n_queries, size=n + 3, replace=False)
-            for r, q in enumerate(picks):
+            for r, q in enumerate(rng.choice(world.data.n_queries, size=n + 3, replace=False)):
                 text, task = world.data.query_text[q], tasks[world.data.query_task[q]]
                 body = {"query": text, "task": task, "k": n_cand, "scenario": "performance_first"}
-                before = {c["name"]: c["effect"] for c in client.post("/v1/route", json=body).json()["candidates"]}
                 stored = world.data.effect[q, col]
-                effect = 1.0 - float(stored) if np.isfinite(stored) else 1.0
-                row = {"query_id": world.data.query_keys[q], "candidate": name, "effect": effect, "cost": 0.001}
-                t = time.perf_counter()
-                res = client.post("/v1/outcomes", json={"outcomes": [row]}, headers=auth)
-                t_post = time.perf_counter()
-                after = client.post("/v1/route", json=body).json()["candidates"]
-                t_next = time.perf_counter()
-                assert res.status_code == 200 and res.json()["applied_to_scorer"] == 1, res.text
-                if r >= 3:  # warm-up rounds excluded
-                    out.post_ms.append(1000 * (t_post - t))
-                    out.both_ms.append(1000 * (t_next - t))
-                    out.changed.append({c["name"]: c["effect"] for c in after}[name] != before[name])
+                row = {
+                    "query_id": world.data.query_keys[q],
+                    "effect": 1.0 - float(np.nan_to_num(stored)),
+                    "cost": 0.001,
+                }
+                one_round(client, body, row, name, out if r >= 3 else None)
             return out
 
         with TestClient(app) as client:
