@@ -292,10 +292,23 @@ def fill_store(store: Path, world: World, base: int, batch: int = 20_000) -> Non
             db.write(GraphBatch(queries=queries, outcomes=outcomes))
 
 
+def prune_store(store: Path, keys: set[str]) -> None:
+    """Delete the queries ``keys`` (and their outcomes) from ``store``, so that it holds the subset the reattached GNN
+    serves: a start learns the outcomes of stored queries its checkpoint does not hold online (embedding each text),
+    which a store of every query beside a checkpoint of a few would make the service's start and routes measure."""
+    from graph_store import QUERY
+    from graph_store.backends.embedded import EmbeddedStore
+
+    with EmbeddedStore(store) as db:
+        for key in sorted(keys):
+            db.delete_node(QUERY, key)
+
+
 def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int, store: Path | None = None) -> dict[str, float]:
     """The checkpoint's GNN reattached to a stored graph of ``n`` queries and saved to ``out``; the reattach time and
     the GNN's ego path against the whole-graph re-run on a few stored queries (as new ones, task inferred). ``store``:
-    an embedded store (a copy of the one trained on) that the copies beyond its queries are written into."""
+    an embedded store (a copy of the one trained on) that the copies beyond its queries are written into, or the
+    queries outside a smaller subset deleted from."""
     import torch
 
     torch.set_num_threads(1)
@@ -313,6 +326,8 @@ def prepare(checkpoint: Path, n: int, out: Path, full_graph_reps: int, store: Pa
     attach_s = time.perf_counter() - t
     if store is not None and n > world.data.n_queries:
         fill_store(store, grown, world.data.n_queries)
+    elif store is not None and n < world.data.n_queries:
+        prune_store(store, set(world.data.query_keys) - set(grown.data.query_keys))
     reps = full_graph_reps if n <= 20_000 else 3
     ego_ms, full_ms = ego_vs_full(router, q, reps, full_too=n <= FULL_GRAPH_MAX)
     save_checkpoint(router, ckpt.embedding_model, out)
