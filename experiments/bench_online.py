@@ -1,5 +1,5 @@
-"""How fast an outcome moves the next answer: ``POST /v1/outcomes`` on a new query, then ``POST /v1/route`` of it, in
-process (FastAPI's TestClient, the service's full path: checks, store write, scorer update), with the GNN serving a
+"""How fast an outcome moves the next answer: ``POST /v1/outcomes`` on a new or stored query, then ``POST /v1/route``,
+in process (FastAPI's TestClient, the service's full path: checks, store write, scorer update), with the GNN serving a
 stored graph of ``--size`` queries (dcrouter's, grown with perturbed copies as in bench_api.py; reattached, no
 retraining).
 
@@ -8,7 +8,7 @@ retraining).
 Each round routes a never-seen query (its text embedded then, as a client routes before it reports), posts the
 picked candidate's outcome with the query's text, and routes it again: the latency of the post, of the post plus
 the next route, and whether the candidate's predicted effect changed. Then rounds post a trained LLM's outcome on
-one of the store's queries (by id; the GNN's graph holds it, so its candidate state is recomputed from the changed
+one of the store's queries (by id; the GNN's graph holds it, so its candidate state is moved by the changed row's
 messages, :meth:`graphrouter.routers.gnn.serving.ServingCache.patched`). A further phase does the same for an LLM
 registered through ``POST /v1/llms`` with its description only, whose every outcome refits it
 (:meth:`graphrouter.online.OnlineLearner._refit`): rounds at few outcomes, then, after a bulk post of more, rounds

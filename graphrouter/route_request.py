@@ -20,7 +20,7 @@ from graphrouter.rewards import scenario_weights
 from graphrouter.world import UNKNOWN_TASK
 
 MAX_QUERY_CHARS = 20_000
-MAX_INPUT_TOKENS = 10_000_000  # a request's input_tokens: far above any model's context
+MAX_INPUT_TOKENS = 10_000_000  # a request's input_tokens and max_output_tokens: far above any model's context
 # relative: answers give costs to 12 significant digits (api/models.py), and a budget copied from one must fit it
 BUDGET_TOLERANCE = 1e-9
 

@@ -28,7 +28,8 @@ LayerState = dict[str | EdgeType, Tensor]
 def keep_message_sums(
     model: HeteroRouterGNN, hs: list[LayerState], kept: list[Tensor | None], visible: np.ndarray
 ) -> list[LayerState]:
-    """``hs`` (a forward pass's layers) with each layer's ANSWERED_BY message sums, from that relation's outputs
+    """``hs`` (a forward pass's layers, changed in place and returned) with each layer's ANSWERED_BY message sums
+    (as precise as the float32 mean they are rebuilt from), from that relation's outputs
     ``kept`` (:meth:`HeteroRouterGNN.forward_keeping`: root(h_candidate) + the mean of its messages) and the
     ``visible`` outcomes (N, C) that are its edges."""
     count = torch.as_tensor(visible.sum(0), dtype=torch.float64)[:, None]
@@ -54,23 +55,23 @@ def candidate_rows(
     obs: Observed,
     states: list[LayerState],
     c: int,
-    obs_before: Observed | None = None,
-    before: int | None = None,
+    was: tuple[Observed, int] | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Candidate ``c``'s state at every layer, and its sum of ANSWERED_BY messages at every layer a convolution
     reads, from the cached states of the nodes that send to it: the queries with a visible outcome for it
     (``answered_by``, the effect as attribute; a message reads its query's state and the effect only) and every
     task (``task_candidate``), the same edges :func:`~graphrouter.routers.gnn.graph.build_graph` gives it. With
-    ``before``, its column in ``obs_before``, whose message sums ``states`` hold: those sums with the messages of
-    the rows whose outcome changed taken out and put back, work that follows the change, not the number of its
-    outcomes (one outcome of a candidate with 100k); otherwise every message is summed."""
+    ``was`` (the observed aggregates ``states`` were computed with, and its column there): its sums in ``states``
+    with the messages of the rows whose outcome changed taken out and put back, work that follows the change, not
+    the number of its outcomes (one outcome of a candidate with 100k); otherwise every message is summed."""
     visible, effect = obs.visible[:, c], obs.effect[:, c]
-    incremental = before is not None and ANSWERED_BY in states[0]
+    incremental = was is not None and ANSWERED_BY in states[0]
     plus, minus, was_effect = np.flatnonzero(visible), np.zeros(0, np.int64), effect  # every message, or:
     if incremental:  # the messages of the rows whose outcome changed, taken out (minus) and put back (plus)
-        was, was_effect = obs_before.visible[:, before], obs_before.effect[:, before]
-        diff = (was != visible) | (visible & (was_effect != effect))
-        plus, minus = np.flatnonzero(diff & visible), np.flatnonzero(diff & was)
+        obs_was, old_column = was
+        was_visible, was_effect = obs_was.visible[:, old_column], obs_was.effect[:, old_column]
+        diff = (was_visible != visible) | (visible & (was_effect != effect))
+        plus, minus = np.flatnonzero(diff & visible), np.flatnonzero(diff & was_visible)
     count = max(int(visible.sum()), 1)  # mean aggregation: a candidate without outcomes gets 0
     task_attr = np.stack([obs.task_mean[:, c], np.log1p(obs.task_count[:, c]) / 5], 1).astype(np.float32)
     h = [model.enc[CANDIDATE](torch.as_tensor(cands.features[c : c + 1]))]
@@ -81,7 +82,7 @@ def candidate_rows(
             if et[2] != CANDIDATE:
                 continue
             if et == ANSWERED_BY:
-                total = states[i][ANSWERED_BY][before] if incremental else 0
+                total = states[i][ANSWERED_BY][old_column] if incremental else 0
                 total = (
                     total
                     + _messages(conv, states[i][QUERY], plus, effect)

@@ -18,6 +18,7 @@ function as :meth:`GnnRouter.predict_effect_reference` (checked by the tests to 
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from torch import nn
 from graphrouter.routers.gnn.correction import Correction
 from graphrouter.routers.gnn.model import HeteroRouterGNN
 from graphrouter.routers.gnn.schema import CANDIDATE, QUERY, REV_OF_TASK, SIMILAR_TO, TASK
+
+if TYPE_CHECKING:
+    from graphrouter.routers.gnn.candidate_state import LayerState
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -47,7 +51,7 @@ class EgoPath:
 
     correction: Correction | None = None  # the class default: a path pickled before corrections existed has none
 
-    def __init__(self, models: list[HeteroRouterGNN], states: list[list[dict[str, torch.Tensor]]], k_sim: int) -> None:
+    def __init__(self, models: list[HeteroRouterGNN], states: list[list[LayerState]], k_sim: int) -> None:
         self.k_sim = k_sim
         self.num_layers = len(models[0].convs)
 

@@ -38,8 +38,9 @@ class EdgeMLPConv(MessagePassing):
 
 
 class HeteroRouterGNN(nn.Module):
-    """Per-type encoders → ``num_layers`` × HeteroConv (sum over relations) with LayerNorm, ReLU, dropout and a
-    residual → a pair decoder. Built from a graph's ``metadata()`` and its feature/edge-attribute sizes."""
+    """Per-type encoders → ``num_layers`` × HeteroConv (sum over relations; run by :meth:`forward_keeping` op for
+    op, which can also return one relation's output) with LayerNorm, ReLU, dropout and a residual → a pair decoder.
+    Built from a graph's ``metadata()`` and its feature/edge-attribute sizes."""
 
     def __init__(
         self,

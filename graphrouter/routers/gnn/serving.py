@@ -173,18 +173,21 @@ class ServingCache:
     ) -> Serving:
         """The serving state for ``cands`` without a pass over the graph: the candidate rows ``columns`` (new, or
         with new outcomes) are computed from the cached states of the nodes that send to them (queries with
-        outcomes for them, tasks); ``removed_row`` is dropped; every other node keeps its cached state, which the
-        change moves only slightly. The observed aggregates and the ego path are updated for the changed columns
-        only (:meth:`Observed.changed`, :meth:`EgoPath.with_candidates`): the work follows the change, not the
-        number of candidates × stored queries. ``base``: patch that (states, observed, ego path) instead of the
-        installed state. Changes nothing here."""
+        outcomes for them, tasks; a candidate's kept sum of its outcome messages moved by the changed rows'
+        messages only, :func:`~graphrouter.routers.gnn.candidate_state.candidate_rows`); ``removed_row`` is
+        dropped; every other node keeps its cached state, which the change moves only slightly. The observed
+        aggregates and the ego path are updated for the changed columns only (:meth:`Observed.changed`,
+        :meth:`EgoPath.with_candidates`): the work follows the change, not the number of candidates × stored
+        queries. ``base``: patch that (states, observed, ego path) instead of the installed state. Changes nothing
+        here."""
         old_states, (obs_now, ego_now) = (self.states, self.serving) if base is None else (base[0], base[1:])
         obs = obs_now.changed(columns, *inherited_columns(cands.effect, cands.backing, columns), removed=removed_row)
         n_cand = len(cands.features)
-        before = {c: _column_before(c, removed_row, obs_now.n_candidates) for c in columns}
+        old_columns = {c: _column_before(c, removed_row, obs_now.n_candidates) for c in columns}
+        was = {c: None if old is None else (obs_now, old) for c, old in old_columns.items()}
         states = []
         for model, old in zip(self.models, old_states, strict=True):
-            rows = {c: candidate_rows(model, cands, obs, old, c, obs_now, before[c]) for c in columns}
+            rows = {c: candidate_rows(model, cands, obs, old, c, was[c]) for c in columns}
             layers = []
             for i, layer in enumerate(old):
                 layer = dict(layer)
