@@ -16,10 +16,14 @@ def usd_cost(input_tokens: float, output_tokens: float, input_price: float, outp
     return float(usd_costs(np.asarray([input_tokens]), np.asarray([[input_price, output_price]]), output_tokens)[0, 0])
 
 
-def usd_costs(tokens: np.ndarray, prices: np.ndarray, output_tokens: float = DEFAULT_OUTPUT_TOKENS) -> np.ndarray:
-    """(n, C) USD of n queries of ``tokens`` input tokens on C candidates of ``prices`` (C, 2)."""
+def usd_costs(
+    tokens: np.ndarray, prices: np.ndarray, output_tokens: float | np.ndarray = DEFAULT_OUTPUT_TOKENS
+) -> np.ndarray:
+    """(n, C) USD of n queries of ``tokens`` input tokens on C candidates of ``prices`` (C, 2); ``output_tokens``:
+    one count for all, or (n,) one per query."""
     p = np.asarray(prices, dtype=np.float64)
-    return (np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + output_tokens * p[None, :, 1]) / 1e6
+    out = np.asarray(output_tokens, dtype=np.float64).reshape(-1, 1)
+    return (np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + out * p[None, :, 1]) / 1e6
 
 
 def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,10 +170,7 @@ class CostModel:
         has = np.isfinite(cap)
         if not has.any():
             return predicted
-        p = self.prices
-        ceiling = (
-            np.asarray(tokens, np.float64)[:, None] * p[None, :, 0] + np.where(has, cap, 0)[:, None] * p[None, :, 1]
-        ) / 1e6
+        ceiling = usd_costs(tokens, self.prices, np.where(has, cap, 0))
         bound = has[:, None] & np.asarray(capped, bool)[None, :]
         return np.where(bound, np.minimum(predicted, ceiling), predicted)
 

@@ -108,7 +108,9 @@ class Router(ABC):
         effect = self.predict_effect(q)
         if self.online is not None:  # a no-op (the same array) until an outcome was learned
             effect = self.online.adjust(self.candidates, q, effect, self.trained_counts())
-        capped = np.array([kind == LLM for kind in self.kinds], bool)  # one call each: a max_tokens bounds its bill
+        capped = None  # the LLMs (one call each: a max_tokens bounds its bill), read only when a request has a cap
+        if q.max_output is not None:
+            capped = np.array([kind == LLM for kind in self.kinds], bool)
         cost = self.cost_model.cost(q.tokens, max_output=q.max_output, capped=capped)
         cost_norm = self.cost_model.normalise(cost, q.task)
         return Scores(q.task, effect, cost, cost_norm, self.combine(q, effect, cost_norm, weights))
