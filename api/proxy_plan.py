@@ -39,6 +39,11 @@ def shown(items: list[str], limit: int = 10) -> str:
     return "; ".join(items[:limit]) + more
 
 
+def _positive_int(value: Any) -> int | None:
+    """``value`` if it is an integer of at least 1 (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
 class ProxyPlanning:
     """The planning methods of :class:`~api.proxy.ChatProxy`."""
 
@@ -122,13 +127,9 @@ class ProxyPlanning:
         any other; times ``n``, the choices asked for, each up to the cap), and the input tokens."""
         whole = max(prompt_tokens(body), count_tokens([text])[0])
         priced = {**fields, "input_tokens": min(whole, MAX_INPUT_TOKENS)}
-        for name in ("max_completion_tokens", "max_tokens"):
-            cap = body.get(name)
-            if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1:
-                n = body.get("n")
-                choices = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
-                priced["max_output_tokens"] = min(cap * choices, MAX_INPUT_TOKENS)
-                break
+        cap = _positive_int(body.get("max_completion_tokens")) or _positive_int(body.get("max_tokens"))
+        if cap is not None:
+            priced["max_output_tokens"] = min(cap * (_positive_int(body.get("n")) or 1), MAX_INPUT_TOKENS)
         return priced, whole
 
     @staticmethod
