@@ -44,6 +44,51 @@ def shrunk_multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.exp(np.clip(log_sum / count, -bound, bound))
 
 
+AFFINE_MIN_OUTCOMES = 20  # costs needed before the input and output parts get factors of their own
+AFFINE_GAIN = 0.5  # ... and the share of the one multiplier's squared relative error they must at most leave
+AFFINE_MIN_ERROR = 1e-4  # costs within ~1% (rms, relative) of proportional to the computed ones keep one multiplier
+
+
+def _relative_fit(parts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative factors f (2,) minimising the mean of (parts @ f − 1)², ``parts`` (n, 2) the computed input and
+    output costs divided by the observed cost; and that mean."""
+    f = np.linalg.lstsq(parts, np.ones(len(parts)), rcond=None)[0]
+    if (f < 0).any():  # the better of the two one-part fits (the non-negative optimum lies on an axis)
+        single = [
+            np.where(np.arange(2) == j, parts[:, j].sum() / max(parts[:, j] @ parts[:, j], 1e-300), 0.0)
+            for j in range(2)
+        ]
+        f = min(single, key=lambda g: float(np.mean((parts @ g - 1) ** 2)))
+    return f, float(np.mean((parts @ f - 1) ** 2))
+
+
+def fit_factors(inputs: np.ndarray, outputs: np.ndarray, observed: np.ndarray, prior: float) -> np.ndarray:
+    """(2,) the factors of one candidate's computed input and output cost, from its observed costs (USD; NaN or ≤ 0:
+    not usable) and the computed parts of the same queries (``inputs``: input tokens × input price, ``outputs``: the
+    fixed 512 output tokens × output price).
+
+    One multiplier for both (the shrunk geometric mean of observed / computed, ``prior`` outcomes towards 1), unless
+    at least :data:`AFFINE_MIN_OUTCOMES` costs say the two parts scale apart: factors of their own (a relative
+    least-squares fit) that leave at most :data:`AFFINE_GAIN` of the one multiplier's squared relative error. An
+    LLM whose answers are ~60 tokens, learned from prompts of every length, got one multiplier of ~0.15 and priced a
+    12,000-token prompt at 1/6 of its bill; its factors are ~1 (the prompt as computed) and ~0.12 (its answers). On
+    costs proportional to the computed ones (both benchmarks) the one multiplier is kept."""
+    x, o, y = (np.asarray(v, dtype=np.float64) for v in (inputs, outputs, observed))
+    ok, log_ratio = _log_ratio(y, x + o)
+    m = float(shrunk_multiplier(np.where(ok, log_ratio, 0.0).sum(), ok.sum() + prior))
+    if ok.sum() < AFFINE_MIN_OUTCOMES:
+        return np.array([m, m])
+    parts = np.stack([x[ok], o[ok]], axis=1) / y[ok, None]
+    geometric = np.exp(log_ratio[ok].mean())  # (unshrunk: how well one multiplier can fit, not the prior's pull)
+    one = float(np.mean((parts.sum(1) * geometric - 1) ** 2))
+    if one <= AFFINE_MIN_ERROR:
+        return np.array([m, m])
+    f, error = _relative_fit(parts)
+    if error > AFFINE_GAIN * one:
+        return np.array([m, m])
+    return np.clip(f, 1 / MAX_MULTIPLIER, MAX_MULTIPLIER)
+
+
 def covering_range(observed: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
     """(T, 2) the min–max cost per task the reward's normalisation would have if every candidate had answered the
     task's queries: ``observed`` (T, 2), from the world's costs, widened to the ``predicted`` costs (Q, C) of the
@@ -70,12 +115,14 @@ def covering_range(observed: np.ndarray, predicted: np.ndarray, world: World) ->
 
 
 class CostModel:
-    """Cost is (almost) known before the call: ``(input tokens × input price + 512 × output price) / 1e6 × m``, where
-    ``m`` is a per-candidate multiplier learned from the observed costs of its outcomes (an agent that makes several
-    LLM calls per query costs a multiple of its LLM's single call; an LLM's observed costs give m ≈ 1). ``m`` is the
-    geometric mean of observed / computed cost, shrunk towards 1 with a prior of 5 outcomes (and kept within 1000×
-    either way: beyond that an observed cost is taken as an error, not a price). Costs are normalised
-    with the (given or inferred) task's min–max range observed in the world."""
+    """Cost is (almost) known before the call: ``(input tokens × input price × a + 512 × output price × b) / 1e6``,
+    where ``a`` and ``b`` are a candidate's :attr:`factors`, learned from the observed costs of its outcomes by
+    :func:`fit_factors`: one multiplier for both as a rule (an agent that makes several LLM calls per query costs a
+    multiple of its LLM's single call; an LLM's observed costs give ≈ 1), the geometric mean of observed / computed
+    cost shrunk towards 1 with a prior of 5 outcomes (and kept within 1000× either way: beyond that an observed cost
+    is taken as an error, not a price); a factor each where the costs show the prompt and the answer scale apart (an
+    LLM answering in a few tokens, seen on prompts of every length). Costs are normalised with the (given or
+    inferred) task's min–max range observed in the world."""
 
     prior_outcomes = 5.0
 
@@ -84,33 +131,44 @@ class CostModel:
         prices: np.ndarray,
         task_range: np.ndarray,
         output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-        multiplier: np.ndarray | None = None,
+        factors: np.ndarray | None = None,
     ):
         self.prices = np.asarray(prices, dtype=np.float64)  # (C, 2)
         self.task_range = np.asarray(task_range, dtype=np.float64)  # (T, 2)
         self.output_tokens = output_tokens
-        self.multiplier = np.ones(len(self.prices)) if multiplier is None else np.asarray(multiplier, np.float64)
-        # candidates added since fitting: column → world query index → log(observed / computed cost)
+        # (C, 2) the factors of the computed input and output cost; replaced, never changed in place: routing reads
+        # them without a lock
+        self.factors = np.ones((len(self.prices), 2)) if factors is None else np.asarray(factors, np.float64)
+        # candidates added since fitting: column → world query index → observed USD
         self.observed: dict[int, dict[int, float]] = {}
 
-    def __setstate__(self, state: dict) -> None:  # checkpoints written before the multiplier existed
-        state.setdefault("multiplier", np.ones(len(state["prices"])))
-        state.setdefault("observed", {})
+    def __setstate__(self, state: dict) -> None:
+        if "factors" not in state:  # checkpoints written before the two factors: one multiplier (or none) for both
+            multiplier = state.pop("multiplier", np.ones(len(state["prices"])))
+            state["factors"] = np.repeat(np.asarray(multiplier, np.float64)[:, None], 2, axis=1)
+            # their added candidates' costs were kept as log(observed / computed): relearned from the next cost on
+            state["observed"] = {col: {} for col in state.get("observed", {})}
         self.__dict__.update(state)
 
     @classmethod
     def from_world(cls, world: World) -> CostModel:
         model = cls(world.data.candidate_prices, world.data.task_cost_range())
-        ok, log_ratio = _log_ratio(world.data.cost, model.cost(world.query_tokens))
+        observed = world.data.cost
         if world.data.billed_now is not None:  # a cost billed at an LLM's old prices says nothing of its new ones
-            ok &= world.data.billed_now
-        model.multiplier = shrunk_multiplier(np.where(ok, log_ratio, 0.0).sum(0), ok.sum(0) + cls.prior_outcomes)
+            observed = np.where(world.data.billed_now, observed, np.nan)
+        inputs, outputs = model.parts(world.query_tokens)
+        model.factors = np.stack(
+            [
+                fit_factors(inputs[:, c], outputs[:, c], observed[:, c], cls.prior_outcomes)
+                for c in range(len(model.prices))
+            ]
+        ).reshape(-1, 2)
         model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
-        data, used = world.data, ok.sum(0)
-        far = [
-            f"{name} {model.multiplier[c]:.3g}x ({used[c]:,} costs)"
+        data, used = world.data, (np.isfinite(observed) & (observed > 0)).sum(0)
+        far = [  # the input factor: an LLM's answers may well be far shorter than 512 tokens, not its prompts
+            f"{name} {model.factors[c, 0]:.3g}x ({used[c]:,} costs)"
             for c, name in enumerate(data.candidates)
-            if data.candidate_kind[c] == "LLM" and not 1 / UNIT_WARNING <= model.multiplier[c] <= UNIT_WARNING
+            if data.candidate_kind[c] == "LLM" and not 1 / UNIT_WARNING <= model.factors[c, 0] <= UNIT_WARNING
         ]
         if far:  # (an agent's may be far above 1: several calls a query)
             log.warning(
@@ -121,32 +179,41 @@ class CostModel:
         return model
 
     def add_candidate(self, prices: np.ndarray) -> None:
-        """Append a candidate (its multiplier starts at 1; :meth:`observe` learns it)."""
+        """Append a candidate (its factors start at 1; :meth:`observe` learns them)."""
         self.prices = np.r_[self.prices, np.asarray(prices, dtype=np.float64).reshape(1, 2)]
-        self.multiplier = np.r_[self.multiplier, 1.0]
+        self.factors = np.r_[self.factors, np.ones((1, 2))]
         self.observed = {**self.observed, len(self.prices) - 1: {}}
 
     def keep_candidates(self, keep: np.ndarray) -> None:
         new_col = np.cumsum(keep) - 1
-        self.prices, self.multiplier = self.prices[keep], self.multiplier[keep]
+        self.prices, self.factors = self.prices[keep], self.factors[keep]
         self.observed = {int(new_col[c]): rows for c, rows in self.observed.items() if keep[c]}
 
     def observe(self, col: int, costs: dict[int, float], tokens: np.ndarray) -> int:
-        """Learn the multiplier of a candidate added since fitting from its observed costs at once (world query
-        index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's waits for the next
+        """Learn the factors of a candidate added since fitting from its observed costs at once (world query
+        index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's wait for the next
         fit. A query observed again replaces its earlier cost. Returns how many costs were used."""
         costs = {i: c for i, c in costs.items() if 0 <= i < len(tokens)}  # others: not queries of this world
         if col not in self.observed or not costs:
             return 0
-        rows = np.fromiter(costs, dtype=np.int64, count=len(costs))
-        seen = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
-        ok, log_ratio = _log_ratio(seen, self.cost(tokens[rows], self.prices[[col]])[:, 0])
-        logs = {**self.observed[col], **{int(r): float(v) for r, v in zip(rows[ok], log_ratio[ok], strict=True)}}
-        multiplier = self.multiplier.copy()  # replaced, never changed in place: routing reads it without a lock
-        multiplier[col] = shrunk_multiplier(np.array(sum(logs.values())), np.array(len(logs) + self.prior_outcomes))
-        self.observed = {**self.observed, col: logs}
-        self.multiplier = multiplier
-        return int(ok.sum())
+        new = {i: float(c) for i, c in costs.items() if np.isfinite(c) and c > 0}
+        rows_costs = {**self.observed[col], **new}
+        rows = np.fromiter(rows_costs, dtype=np.int64, count=len(rows_costs))
+        inputs, outputs = self.parts(tokens[rows], self.prices[[col]])
+        factors = self.factors.copy()
+        factors[col] = fit_factors(
+            inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64), self.prior_outcomes
+        )
+        self.observed = {**self.observed, col: rows_costs}
+        self.factors = factors
+        return len(new)
+
+    def parts(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n, C) each the computed input and output cost in USD (no factors), at ``prices`` or the candidates'."""
+        p = self.prices if prices is None else np.asarray(prices, dtype=np.float64)
+        return usd_costs(tokens, p * [1.0, 0.0], self.output_tokens), usd_costs(
+            tokens, p * [0.0, 1.0], self.output_tokens
+        )
 
     def cost(
         self,
@@ -158,12 +225,12 @@ class CostModel:
         """(n, C) predicted USD; with explicit ``prices`` (C', 2) the plain computed cost (no multiplier).
         ``max_output`` (n,): each call's cap on output tokens (NaN: none); a ``capped`` candidate (C,) bool, one
         call per query (an LLM, not an agent), is then predicted at most its input and that many output tokens
-        at its prices: the most the call can be billed (the multiplier, learned from uncapped answers, would
+        at its prices: the most the call can be billed (the factors, learned from uncapped answers, would
         price a 16-token answer as a full one)."""
-        computed = usd_costs(tokens, self.prices if prices is None else prices, self.output_tokens)
         if prices is not None:
-            return computed
-        predicted = computed * self.multiplier
+            return usd_costs(tokens, prices, self.output_tokens)
+        inputs, outputs = self.parts(tokens)
+        predicted = inputs * self.factors[:, 0] + outputs * self.factors[:, 1]
         if max_output is None or capped is None:
             return predicted
         cap = np.asarray(max_output, dtype=np.float64)

@@ -129,4 +129,4 @@ def test_a_batch_registration_equals_one_by_one() -> None:
     assert one.wait_exact(60) and batch.wait_exact(60)
     q = world.features(everything[:20])
     np.testing.assert_allclose(one.utility(q, (1.0, 0.5)), batch.utility(q, (1.0, 0.5)), atol=1e-6)
-    np.testing.assert_allclose(one.cost_model.multiplier, batch.cost_model.multiplier)
+    np.testing.assert_allclose(one.cost_model.factors, batch.cost_model.factors)

@@ -134,6 +134,23 @@ def test_a_calls_max_output_tokens_caps_an_llms_predicted_cost_also_in_a_batch(f
         assert {r.name: r.cost for r in result.candidates} == pytest.approx({n: r.cost for n, r in want.items()})
 
 
+def test_a_budget_keeps_out_an_llm_whose_long_prompt_costs_more_though_it_answers_briefly(tmp_path: Path) -> None:
+    """An LLM seen answering in 60 tokens (on prompts of 20 to 400) was priced at a fraction of a 12,000-token
+    prompt's bill, so a budget below that bill let it through: now it is priced as billed, and kept out."""
+    world = make_world()
+    prices = world.data.candidate_prices[1]
+    world.data.cost = world.data.cost.copy()
+    world.data.cost[:, 1] = (world.query_tokens * prices[0] + 60 * prices[1]) / 1e6
+    train, _ = split(world)
+    router = ROUTERS["knn_task"]().fit(world, train)
+    scorer = Scorer(save_checkpoint(router, "hash-test", tmp_path / "c.pt"), HashEmbedder(world))
+    billed = (12_000 * prices[0] + 60 * prices[1]) / 1e6
+    priced = {r.name: r.cost for r in scorer.top_k("task-1 q", k=5, input_tokens=12_000).candidates}
+    assert priced["llm-1"] == pytest.approx(billed, rel=1e-6)
+    within = scorer.top_k("task-1 q", k=5, input_tokens=12_000, budget=0.9 * billed)
+    assert "llm-1" not in {r.name for r in within.candidates}
+
+
 def test_an_output_cap_bounds_one_calls_cost_not_an_agents() -> None:
     """An agent may make several calls per query: one call's max_tokens does not bound its cost."""
     from graphrouter.cost import CostModel

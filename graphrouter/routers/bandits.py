@@ -2,7 +2,7 @@
 
 Each candidate (arm) has a ridge regression of its effect on the context ``x = [query embedding, 1]``:
 ``A = λI + Σ x xᵀ``, ``b = Σ effect · x``, ``θ = A⁻¹ b`` (``A⁻¹`` kept by Sherman–Morrison updates). Cost is not
-learned: it is the shared :class:`~graphrouter.cost.CostModel`'s (tokens × prices, times a multiplier learned from
+learned: it is the shared :class:`~graphrouter.cost.CostModel`'s (tokens × prices, times factors learned from
 observed costs of candidates added since fitting), so a scenario's utility is ``w_effect · θ·x − w_cost · cost_norm``
 as for every router. LinUCB adds ``w_effect · α · √(xᵀ A⁻¹ x)``; ε-greedy routes a query at random (among the
 candidates the request allows) with probability ε.
@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from graph_store import AGENT, LLM
-from graphrouter.cost import shrunk_multiplier
+from graphrouter.cost import fit_factors
 from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.rewards import utility
 from graphrouter.routers.base import Router, register
@@ -40,6 +40,11 @@ class _LinearBandit(Router):
         self.ridge, self.warm_start, self.seed = ridge, warm_start, seed
         self.rng = np.random.default_rng(seed)
 
+    def __setstate__(self, state: dict) -> None:  # pickled before cost factors: its added arms' log ratios
+        if "_cost_logs" in state:
+            state["_cost_rows"] = {col: [] for col in state.pop("_cost_logs")}
+        self.__dict__.update(state)
+
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
         data = world.data
         d = world.query_emb.shape[1] + 1
@@ -47,7 +52,7 @@ class _LinearBandit(Router):
         self.a_inv = np.repeat(np.eye(d)[None] / self.ridge, data.n_candidates, axis=0)
         self.b = np.zeros((data.n_candidates, d))
         self.n = np.zeros(data.n_candidates)
-        self._cost_logs: dict[int, list[float]] = {}
+        self._cost_rows: dict[int, list[tuple[float, float, float]]] = {}  # (input, output USD, observed)
         if not self.warm_start:
             return
         x = _context(world.query_emb[train_idx])
@@ -84,7 +89,7 @@ class _LinearBandit(Router):
     # -- learning online --
     def update(self, q: QueryFeatures, column: int, effect: np.ndarray, cost: np.ndarray | None = None) -> int:
         """Learn observed effects of candidate ``column`` on the queries ``q`` (and, for a candidate added since
-        fitting, its cost multiplier from observed costs in USD; NaN: not observed). Returns how many."""
+        fitting, its cost factors from observed costs in USD; NaN: not observed). Returns how many."""
         x = _context(q.embedding)
         a_inv, b = self.a_inv[column].copy(), self.b[column].copy()
         for xi, yi in zip(x, np.asarray(effect, dtype=np.float64), strict=True):
@@ -96,17 +101,14 @@ class _LinearBandit(Router):
         self.b[column] = b
         self.n = self.n.copy()
         self.n[column] += len(x)
-        if cost is not None and column in self._cost_logs:
-            computed = self.cost_model.cost(q.tokens, self.cost_model.prices[[column]])[:, 0]
+        if cost is not None and column in self._cost_rows:
+            inputs, outputs = self.cost_model.parts(q.tokens, self.cost_model.prices[[column]])
             seen = np.asarray(cost, dtype=np.float64)
-            ok = np.isfinite(seen) & (seen > 0) & (computed > 0)
-            self._cost_logs[column] += np.log(seen[ok] / computed[ok]).tolist()
-            logs = self._cost_logs[column]
-            multiplier = self.cost_model.multiplier.copy()
-            multiplier[column] = shrunk_multiplier(
-                np.array(sum(logs)), np.array(len(logs) + self.cost_model.prior_outcomes)
-            )
-            self.cost_model.multiplier = multiplier
+            rows = self._cost_rows[column]
+            rows.extend(zip(inputs[:, 0], outputs[:, 0], seen, strict=True))
+            factors = self.cost_model.factors.copy()
+            factors[column] = fit_factors(*np.asarray(rows).reshape(-1, 3).T, self.cost_model.prior_outcomes)
+            self.cost_model.factors = factors
         return len(x)
 
     def register_candidate(
@@ -129,7 +131,7 @@ class _LinearBandit(Router):
         self.b, self.n = np.r_[self.b, np.zeros((1, d))], np.r_[self.n, 0.0]
         self.cost_model.add_candidate(np.array([input_price, output_price]))
         col = len(self._names)
-        self._cost_logs[col] = []
+        self._cost_rows[col] = []
         self._names, self._kinds = (*self._names, name), (*self._kinds, AGENT if backed_by else LLM)
         if outcomes or costs:
             self.add_outcomes(name, outcomes or {}, costs)
@@ -145,7 +147,7 @@ class _LinearBandit(Router):
         self.a_inv, self.b, self.n = self.a_inv[keep], self.b[keep], self.n[keep]
         self.cost_model.keep_candidates(keep)
         new_col = np.cumsum(keep) - 1
-        self._cost_logs = {int(new_col[c]): v for c, v in self._cost_logs.items() if c != col}
+        self._cost_rows = {int(new_col[c]): v for c, v in self._cost_rows.items() if c != col}
         self._names = self._names[:col] + self._names[col + 1 :]
         self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
 
