@@ -11,7 +11,7 @@ import pytest
 
 from graph_store import LLM, GraphBatch, LLMNode, Outcome
 from graph_store.backends.embedded import EmbeddedStore
-from graphrouter.cost import CostModel
+from graphrouter.cost import CostModel, usd_costs
 from graphrouter.errors import GraphRouterError
 from graphrouter.rewards import SCENARIOS, oracle_gap_closed, scenario_weights, score_choices
 from graphrouter.routers import ROUTERS
@@ -228,11 +228,17 @@ def test_an_llm_answering_briefly_is_priced_on_a_long_prompt_as_it_is_billed() -
     world = make_world(seed=4)
     world.data.cost = world.data.cost.copy()
     world.data.cost[:, 1] = _brief(world, 1)
-    world.data.cost[:, 3] *= np.exp(np.random.default_rng(0).normal(0, 0.05, world.data.n_queries))  # noisy, 1x
+    rng = np.random.default_rng(0)
+    answers = 60 * np.exp(rng.normal(0, 0.7, world.data.n_queries))  # answer lengths vary (mean 76.6 tokens)
+    world.data.cost[:, 2] = usd_costs(world.query_tokens, world.data.candidate_prices[[2]], answers)[:, 0]
+    world.data.cost[:, 3] *= np.exp(rng.normal(0, 0.05, world.data.n_queries))  # an LLM billed as priced, noisy
+    world.data.cost[:, 4] *= 3 * np.exp(rng.normal(0, 0.5, world.data.n_queries))  # an agent: calls vary
     model = CostModel.from_world(world)
     np.testing.assert_allclose(model.factors[1], [1.0, 60 / 512], rtol=1e-6)
-    assert model.factors[3, 0] == model.factors[3, 1] == pytest.approx(1.0, abs=0.01)
-    np.testing.assert_allclose(model.factors[[0, 2, 4]], 1.0)
+    np.testing.assert_allclose(model.factors[2], [1.0, 60 * np.exp(0.7**2 / 2) / 512], rtol=0.15)
+    for col, level in ((3, 1.0), (4, 3.0)):  # one multiplier where the costs are proportional, however noisy
+        assert model.factors[col, 0] == model.factors[col, 1] == pytest.approx(level, rel=0.1)
+    np.testing.assert_allclose(model.factors[0], 1.0)
     long = np.array([12_000.0])
     billed = (12_000 * world.data.candidate_prices[1, 0] + 60 * world.data.candidate_prices[1, 1]) / 1e6
     assert model.cost(long)[0, 1] == pytest.approx(billed, rel=1e-6)

@@ -1,0 +1,124 @@
+"""How well the cost model predicts what a call is billed, per candidate of a store: one multiplier for the whole
+computed cost against the factors the model chooses (a factor each for the input and the output part where the
+costs show they scale apart, :func:`graphrouter.cost.fit_factors`), fitted on 80% of each candidate's costs and
+measured on the other 20% (median |log(predicted / billed)|), and the cost predicted for a 12,000-token prompt.
+
+``--answer-tokens N`` re-bills every outcome as if the candidate had answered on the store's prompts in a number of
+tokens drawn from a log-normal of median N and σ ``--answer-spread`` (input tokens × input price + answer tokens ×
+output price, the prompt counted as the router counts it): what proxy traffic of short answers looks like, on the
+store's real prompt lengths; a 12,000-token prompt's bill then counts the mean answer. Without it, the store's own
+costs.
+
+    python experiments/cost_factors.py --store .graphrouter/graph.db [--answer-tokens 60] [--name dcrouter]
+
+Writes ``experiments/results/cost_factors_<name>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from graph_store import open_store
+from graphrouter.cost import CostModel, fit_factors, usd_costs
+from graphrouter.routing_data import RoutingData
+from graphrouter.tokens import count_tokens
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LONG_PROMPT = 12_000.0
+
+
+def predicted(factors: np.ndarray, prices: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """USD of ``tokens`` input tokens at one candidate's ``prices`` (2,) and ``factors`` (2,)."""
+    return (
+        factors[0] * usd_costs(tokens, prices[None] * [1, 0])[:, 0]
+        + factors[1] * usd_costs(tokens, prices[None] * [0, 1])[:, 0]
+    )
+
+
+def one_multiplier(inputs: np.ndarray, outputs: np.ndarray, billed: np.ndarray) -> np.ndarray:
+    """The last release's fit: the geometric mean of billed / computed, shrunk towards 1 with 5 outcomes."""
+    m = np.exp(np.log(billed / (inputs + outputs)).sum() / (len(billed) + CostModel.prior_outcomes))
+    return np.array([m, m])
+
+
+def rows(
+    data: RoutingData, tokens: np.ndarray, answer_tokens: float | None, spread: float, seed: int
+) -> list[list[str]]:
+    rng, out = np.random.default_rng(seed), []
+    mean_answer = answer_tokens * np.exp(spread**2 / 2) if answer_tokens else None
+    for c, name in enumerate(data.candidates):
+        prices = data.candidate_prices[c]
+        billed = data.cost[:, c].copy()
+        if answer_tokens is not None:
+            answers = answer_tokens * np.exp(rng.normal(0.0, spread, len(tokens)))
+            billed = np.where(np.isfinite(billed), usd_costs(tokens, prices[None], answers)[:, 0], np.nan)
+        ok = np.flatnonzero(np.isfinite(billed) & (billed > 0))
+        if len(ok) < 10:
+            continue
+        test = np.zeros(len(ok), bool)
+        test[rng.permutation(len(ok))[: len(ok) // 5]] = True
+        train, held = ok[~test], ok[test]
+        inputs = usd_costs(tokens[train], prices[None] * [1, 0])[:, 0]
+        outputs = usd_costs(tokens[train], prices[None] * [0, 1])[:, 0]
+        fits = {
+            "one": one_multiplier(inputs, outputs, billed[train]),
+            "chosen": fit_factors(inputs, outputs, billed[train], CostModel.prior_outcomes),
+        }
+        errors = {
+            k: np.median(np.abs(np.log(predicted(f, prices, tokens[held]) / billed[held]))) for k, f in fits.items()
+        }
+        truth = usd_costs(np.array([LONG_PROMPT]), prices[None], mean_answer)[0, 0] if mean_answer else None
+        long = {k: predicted(f, prices, np.array([LONG_PROMPT]))[0] for k, f in fits.items()}
+        chosen = fits["chosen"]
+        out.append([
+            name, f"{len(train):,}", "two" if chosen[0] != chosen[1] else "one", f"{chosen[0]:.3f} / {chosen[1]:.3f}",
+            f"{errors['one']:.4f}", f"{errors['chosen']:.4f}",
+            f"{long['one'] / truth:.2f}" if truth else "", f"{long['chosen'] / truth:.2f}" if truth else "",
+        ])  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True, help="the store (a file path or bolt:// URI)")
+    parser.add_argument("--answer-tokens", type=float, default=None, help="re-bill as answers of this many tokens")
+    parser.add_argument("--answer-spread", type=float, default=0.7, help="σ of the answers' log-normal length")
+    parser.add_argument("--name", default=None, help="results file suffix (default: the store file's stem)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with open_store(args.store, create=False) as store:
+        data = RoutingData.from_snapshot(store.snapshot())
+    tokens = np.asarray(count_tokens(data.query_text), dtype=np.float64)
+    table = rows(data, tokens, args.answer_tokens, args.answer_spread, args.seed)
+    billed = (
+        f"re-billed as answers of median {args.answer_tokens:g} tokens (σ {args.answer_spread:g})"
+        if args.answer_tokens
+        else "the store's own costs"
+    )
+    head = ["candidate", "costs fitted", "factors", "input / output factor", "error, one", "error, chosen",
+            "12k prompt / bill, one", "12k prompt / bill, chosen"]  # fmt: skip
+    lines = [
+        f"# Cost factors: {args.store}, {billed}",
+        "",
+        "Median |log(predicted / billed)| on 20% of each candidate's costs held out (seed "
+        f"{args.seed}); 'one': one multiplier for the whole computed cost; 'chosen': the cost model's fit.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in table),
+        "",
+        f"{sum(r[2] == 'two' for r in table)} of {len(table)} candidates get two factors.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    name = args.name or Path(args.store).stem
+    suffix = f"_{args.answer_tokens:g}tok" if args.answer_tokens else ""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"cost_factors_{name}{suffix}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
