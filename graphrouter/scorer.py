@@ -87,7 +87,7 @@ class Scorer(ScorerOutcomes):
         self, llm: LLMNode, outcomes: dict[str, float] | None = None, costs: dict[str, float] | None = None
     ) -> None:
         """Make ``llm`` routable now, from its description, prices and effects observed on stored queries (query
-        id → effect); observed ``costs`` (query id → USD) on them set its cost multiplier."""
+        id → effect); observed ``costs`` (query id → USD) on them set its cost factors."""
         rows, cost_rows = self.router.training_rows(outcomes, costs)
         emb = self.embedder.embed_one(f"{llm.name}: {llm.description}")
         try:
@@ -113,7 +113,7 @@ class Scorer(ScorerOutcomes):
         costs: dict[str, float] | None = None,
     ) -> None:
         """Make ``agent`` routable now: described by its own text, priced as its backing LLM (which must be a
-        candidate already) times a multiplier learned from its observed ``costs``, with its effects observed on
+        candidate already) times factors learned from its observed ``costs``, with its effects observed on
         stored queries."""
         if backing.name != agent.llm:
             raise GraphRouterError(f"agent {agent.name!r} is backed by {agent.llm!r}, not {backing.name!r}")

@@ -40,9 +40,11 @@ class _LinearBandit(Router):
         self.ridge, self.warm_start, self.seed = ridge, warm_start, seed
         self.rng = np.random.default_rng(seed)
 
-    def __setstate__(self, state: dict) -> None:  # pickled before cost factors: its added arms' log ratios
-        if "_cost_logs" in state:
+    def __setstate__(self, state: dict) -> None:  # pickled before cost factors: its added arms' log ratios, whose
+        if "_cost_logs" in state:  # queries are not known, count towards their one multiplier (sum, count)
+            state["_known_logs"] = {col: (sum(v), len(v)) for col, v in state["_cost_logs"].items()}
             state["_cost_rows"] = {col: [] for col in state.pop("_cost_logs")}
+        state.setdefault("_known_logs", {})
         self.__dict__.update(state)
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
@@ -53,6 +55,7 @@ class _LinearBandit(Router):
         self.b = np.zeros((data.n_candidates, d))
         self.n = np.zeros(data.n_candidates)
         self._cost_rows: dict[int, list[tuple[float, float, float]]] = {}  # (input, output USD, observed)
+        self._known_logs: dict[int, tuple[float, int]] = {}
         if not self.warm_start:
             return
         x = _context(world.query_emb[train_idx])
@@ -101,13 +104,18 @@ class _LinearBandit(Router):
         self.b[column] = b
         self.n = self.n.copy()
         self.n[column] += len(x)
-        if cost is not None and column in self._cost_rows:
-            inputs, outputs = self.cost_model.parts(q.tokens, self.cost_model.prices[[column]])
-            seen = np.asarray(cost, dtype=np.float64)
+        seen = np.full(len(x), np.nan) if cost is None else np.asarray(cost, dtype=np.float64)
+        paid = np.isfinite(seen) & (seen > 0)  # (NaN: no cost posted with the outcome)
+        if column in self._cost_rows and paid.any():
+            inputs, outputs = self.cost_model.parts(q.tokens[paid], self.cost_model.prices[[column]])
             rows = self._cost_rows[column]
-            rows.extend(zip(inputs[:, 0], outputs[:, 0], seen, strict=True))
+            rows.extend(zip(inputs[:, 0], outputs[:, 0], seen[paid], strict=True))
             factors = self.cost_model.factors.copy()
-            factors[column] = fit_factors(*np.asarray(rows).reshape(-1, 3).T, self.cost_model.prior_outcomes)
+            factors[column] = fit_factors(
+                *np.asarray(rows).T,
+                self.cost_model.prior_outcomes,
+                self._known_logs.get(column, (0.0, 0)),
+            )
             self.cost_model.factors = factors
         return len(x)
 
@@ -148,6 +156,7 @@ class _LinearBandit(Router):
         self.cost_model.keep_candidates(keep)
         new_col = np.cumsum(keep) - 1
         self._cost_rows = {int(new_col[c]): v for c, v in self._cost_rows.items() if c != col}
+        self._known_logs = {int(new_col[c]): v for c, v in self._known_logs.items() if c != col}
         self._names = self._names[:col] + self._names[col + 1 :]
         self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
 

@@ -228,7 +228,7 @@ class Router(ABC):
     ) -> int:
         """Add a candidate without retraining (its description, prices and observed effects on stored queries,
         keyed by world query index) and return its column. ``backed_by`` names the candidate LLM an agent runs on;
-        ``costs`` (world query index → USD) teach the cost model its multiplier at once.
+        ``costs`` (world query index → USD) teach the cost model its factors at once.
 
         Only inductive routers can; the others raise :class:`NotImplementedError`.
         """

@@ -68,7 +68,7 @@ class CandidateList:
     ) -> int:
         """Add a candidate without retraining and return its column. ``outcomes`` maps stored (training) query
         indices of the world to the candidate's observed effect on them; ``backed_by`` names the LLM candidate an
-        agent runs on (the agent inherits its outcome edges); ``costs`` (same keys, USD) set its cost multiplier.
+        agent runs on (the agent inherits its outcome edges); ``costs`` (same keys, USD) set its cost factors.
         Routable when this returns; see :meth:`ServingCache.patched`."""
         spec = NewCandidate(name, description_embedding, input_price, output_price, size_b, outcomes, backed_by, costs)
         return self.register_candidates([spec])[0]

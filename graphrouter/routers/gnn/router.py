@@ -6,7 +6,8 @@ A new query's output depends only on its ego-graph (:mod:`graphrouter.routers.gn
 :meth:`GnnRouter.predict_effect` runs the compiled ego path (:class:`~graphrouter.routers.gnn.ego.EgoPath`) over
 the cached states of the stored graph (:class:`~graphrouter.routers.gnn.serving.ServingCache`): two layers over
 ≤ ``k_sim`` + 1 + C source nodes, then the decoder. Cost is computed from tokens and prices, times a per-candidate
-multiplier learned from observed costs (:class:`~graphrouter.cost.CostModel`).
+multiplier (or one for the input and one for the output part) learned from observed costs
+(:class:`~graphrouter.cost.CostModel`).
 
 :meth:`GnnRouter.register_candidate` adds a candidate (description embedding, prices, size, a few observed
 outcomes) without retraining: its states are computed from cached ones at once, and an exact refresh (one forward
