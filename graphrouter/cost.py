@@ -38,6 +38,22 @@ UNIT_WARNING = 10.0  # an LLM's learned multiplier beyond 10x (or under 1/10) it
 MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
 
 
+def _in_another_unit(factors: np.ndarray) -> bool:
+    """Whether an LLM's ``factors`` (2,) say its costs are in another unit than USD: one multiplier beyond 10x or
+    under 1/10; of two factors, the input's (an LLM's answers may well be far shorter than 512 tokens, not its
+    prompts; one at the floor says its costs do not grow with the prompt, a flat fee, not their unit), or the
+    output's beyond 10x (a flat fee in cents)."""
+    a, b = factors
+    if a == b:
+        return not 1 / UNIT_WARNING <= a <= UNIT_WARNING
+    return (a > 1 / MAX_MULTIPLIER and not 1 / UNIT_WARNING <= a <= UNIT_WARNING) or b > UNIT_WARNING
+
+
+def _shown(factors: np.ndarray) -> str:
+    a, b = factors
+    return f"{a:.3g}x" if a == b else f"{a:.3g}x the input, {b:.3g}x the output"
+
+
 def shrunk_multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
     bound = np.log(MAX_MULTIPLIER)
@@ -58,6 +74,7 @@ AFFINE_TRIM = 0.1
 # the split is decided and fitted on at most this many of the costs, evenly spread (two factors need no more; at
 # 100,000 costs of a candidate added since training, all of them took 32 ms per outcome posted)
 AFFINE_MAX_ROWS = 4096
+AFFINE_OUTLIER = 5.0  # a cost this many times off the two factors' prediction (either way) does not fit them
 
 
 def _trimmed_mean(values: np.ndarray, trim: float = AFFINE_TRIM) -> float:
@@ -76,17 +93,26 @@ def _non_negative_fit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return min(single, key=lambda g: float(np.sum((a @ g - b) ** 2)))
 
 
-def _two_factor_fit(parts: np.ndarray, observed: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray]:
+def _two_factor_fit(parts: np.ndarray, observed: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Factors f (2,) of the computed ``parts`` (n, 2) fitted to the ``observed`` costs by least squares weighted
     with 1 / prediction² (three reweightings from ``start`` for every prediction): a fit of the mean bill that is
     not pulled down by the observed cost in its weights, as weighting by 1 / observed² is (tried: it priced the
-    input of 60-token answers 14% high and their output at half its mean). Returns f and its predictions."""
+    input of 60-token answers 14% high and their output at half its mean). Then fitted again without the costs
+    more than :data:`AFFINE_OUTLIER` times off the fit's prediction (twice): two costs 30x on an LLM's longest
+    prompts made 200 costs of true factors 1 and 0.15 fit 1.65 and 0.06. Returns f, its predictions and the rows
+    it was fitted on."""
+    kept = np.ones(len(observed), bool)
     pred = np.full(len(observed), start)
     for _ in range(3):
-        w = 1.0 / pred
-        f = _non_negative_fit(parts * w[:, None], observed * w)
-        pred = np.maximum(parts @ f, 1e-300)
-    return f, pred
+        for _ in range(3):
+            w = 1.0 / pred[kept]
+            f = _non_negative_fit(parts[kept] * w[:, None], observed[kept] * w)
+            pred = np.maximum(parts @ f, 1e-300)
+        near = np.abs(np.log(observed / pred)) <= np.log(AFFINE_OUTLIER)
+        if (near == kept).all() or near.sum() < AFFINE_MIN_OUTCOMES:
+            break
+        kept = near
+    return f, pred, kept
 
 
 def fit_factors(
@@ -124,9 +150,10 @@ def fit_factors(
     # each row divided by its computed cost (the same weighted fit; the numbers stay near 1)
     computed, logs = x[ok] + o[ok], log_ratio[ok]
     parts, ratio = np.stack([x[ok], o[ok]], axis=1) / computed[:, None], y[ok] / computed
-    if float(np.median(np.abs(logs - logs.mean()))) <= AFFINE_MIN_ERROR:
+    if float(np.median(np.abs(logs - np.median(logs)))) <= AFFINE_MIN_ERROR:
         return np.array([m, m])
-    f, pred = _two_factor_fit(parts, ratio, float(ratio.mean()))
+    f, pred, kept = _two_factor_fit(parts, ratio, float(ratio.mean()))
+    ratio, pred = ratio[kept], pred[kept]  # (both measured on the costs the factors fit)
     one = _trimmed_mean((1 - ratio / ratio.mean()) ** 2)  # (the best one multiplier for this measure: the mean)
     two = _trimmed_mean(((pred - ratio) / pred) ** 2)
     if len(ratio) * (one - two) <= AFFINE_EVIDENCE * two:
@@ -196,6 +223,7 @@ class CostModel:
             state["factors"] = np.repeat(np.asarray(multiplier, np.float64)[:, None], 2, axis=1)
             state["legacy_logs"] = state.get("observed", {})
             state["observed"] = {col: {} for col in state["legacy_logs"]}
+        state.setdefault("legacy_logs", {})  # (or with them, before their conversion was kept)
         self.__dict__.update(state)
 
     @classmethod
@@ -213,13 +241,10 @@ class CostModel:
         ).reshape(-1, 2)
         model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
         data, used = world.data, (np.isfinite(observed) & (observed > 0)).sum(0)
-        far = [  # the input factor: an LLM's answers may well be far shorter than 512 tokens, not its prompts;
-            # one at the floor says its costs do not grow with the prompt (a flat fee), not their unit
-            f"{name} {model.factors[c, 0]:.3g}x ({used[c]:,} costs)"
+        far = [
+            f"{name} {_shown(model.factors[c])} ({used[c]:,} costs)"
             for c, name in enumerate(data.candidates)
-            if data.candidate_kind[c] == "LLM"
-            and not 1 / UNIT_WARNING <= model.factors[c, 0] <= UNIT_WARNING
-            and model.factors[c, 0] > 1 / MAX_MULTIPLIER
+            if data.candidate_kind[c] == "LLM" and _in_another_unit(model.factors[c])
         ]
         if far:  # (an agent's may be far above 1: several calls a query)
             log.warning(
@@ -257,6 +282,7 @@ class CostModel:
             inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64), self.prior_outcomes
         )
         self.observed = {**self.observed, col: rows_costs}
+        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
         self.factors = factors
         return len(new)
 
@@ -266,8 +292,8 @@ class CostModel:
         if not logs:
             return {}
         rows = np.fromiter(logs, dtype=np.int64, count=len(logs))
-        usd = np.exp(np.fromiter(logs.values(), np.float64)) * usd_costs(tokens[rows], self.prices[[col]])[:, 0]
-        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}
+        computed = usd_costs(tokens[rows], self.prices[[col]], self.output_tokens)[:, 0]
+        usd = np.exp(np.fromiter(logs.values(), np.float64)) * computed
         return dict(zip(rows.tolist(), usd.tolist(), strict=True))
 
     def parts(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +324,10 @@ class CostModel:
         has = np.isfinite(cap)
         if not has.any():
             return predicted
-        ceiling = usd_costs(tokens, self.prices, np.where(has, cap, 0))
+        # the input as computed, or times its own factor where the costs gave it one (a tokenizer counting more)
+        split = self.factors[:, 0] != self.factors[:, 1]
+        prompt = self.prices * np.stack([np.where(split, self.factors[:, 0], 1.0), np.ones(len(split))], axis=1)
+        ceiling = usd_costs(tokens, prompt, np.where(has, cap, 0))
         bound = has[:, None] & np.asarray(capped, bool)[None, :]
         return np.where(bound, np.minimum(predicted, ceiling), predicted)
 

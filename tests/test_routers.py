@@ -195,12 +195,15 @@ def test_costs_in_another_unit_are_named_in_a_warning(caplog: pytest.LogCaptureF
     world.data.cost = world.data.cost.copy()
     world.data.cost[:, 2] *= 100
     world.data.cost[:, 3] = 512 * world.data.candidate_prices[3, 1] / 1e6  # a flat fee: no unit error, not named
+    world.data.cost[:, 4] = 100 * 512 * world.data.candidate_prices[4, 1] / 1e6  # a flat fee in cents: named
     with caplog.at_level("WARNING", logger="graphrouter.cost"):
         model = CostModel.from_world(world)
     assert (model.factors[2] > 10).all() and model.factors[3] == pytest.approx([1e-3, 1.0])
-    name = world.data.candidates[2]
-    assert f"{name} " in caplog.text and "USD per query" in caplog.text
-    assert all(f"{n} " not in caplog.text for i, n in enumerate(world.data.candidates) if i != 2)
+    assert model.factors[4] == pytest.approx([1e-3, 100.0])
+    for i in (2, 4):
+        assert f"{world.data.candidates[i]} " in caplog.text and "USD per query" in caplog.text
+    assert "0.001x the input, 100x the output" in caplog.text
+    assert all(f"{n} " not in caplog.text for i, n in enumerate(world.data.candidates) if i not in (2, 4))
 
 
 def test_a_bandits_cost_multiplier_is_capped_as_the_cost_models_is() -> None:
@@ -229,6 +232,7 @@ def test_an_llm_answering_briefly_is_priced_on_a_long_prompt_as_it_is_billed() -
     world = make_world(seed=4)
     world.data.cost = world.data.cost.copy()
     world.data.cost[:, 1] = _brief(world, 1)
+    world.data.cost[np.argsort(world.query_tokens)[-2:], 1] *= 30  # two outliers do not pull its factors
     rng = np.random.default_rng(0)
     answers = 60 * np.exp(rng.normal(0, 0.7, world.data.n_queries))  # answer lengths vary (mean 76.6 tokens)
     world.data.cost[:, 2] = usd_costs(world.query_tokens, world.data.candidate_prices[[2]], answers)[:, 0]
@@ -292,6 +296,11 @@ def test_a_cost_model_pickled_with_one_multiplier_loads_as_two_equal_factors() -
     assert old.observe(5, {20: 0.0, 21: float("nan")}, world.query_tokens) == 0 and old.factors[5, 0] == 3.0
     assert old.observe(5, {9: 3 * plain[9, 5]}, world.query_tokens) == 1
     assert old.factors[5] == pytest.approx(3 ** (10 / 15)) and len(old.observed[5]) == 10
+
+    between = CostModel.__new__(CostModel)  # pickled by this change's first commits: factors, no legacy_logs
+    between.__setstate__({k: v for k, v in old.__dict__.items() if k != "legacy_logs"})
+    assert between.observe(5, {30: 3 * plain[30, 5]}, world.query_tokens) == 1
+    between.keep_candidates(np.arange(6) != 0)
 
     bandit = ROUTERS["linucb"]().fit(world, np.arange(world.data.n_queries))
     col = bandit.register_candidate("new", world.candidate_emb[0], *world.data.candidate_prices[0])

@@ -43,8 +43,9 @@ class _LinearBandit(Router):
     def __setstate__(self, state: dict) -> None:  # pickled before cost factors: its added arms' log ratios, whose
         if "_cost_logs" in state:  # queries are not known, count towards their one multiplier (sum, count)
             state["_known_logs"] = {col: (sum(v), len(v)) for col, v in state["_cost_logs"].items()}
-            state["_cost_rows"] = {col: [] for col in state.pop("_cost_logs")}
+            state["_cost_rows"] = {col: np.zeros((0, 3)) for col in state.pop("_cost_logs")}
         state.setdefault("_known_logs", {})
+        state["_cost_rows"] = {col: np.asarray(v, np.float64).reshape(-1, 3) for col, v in state["_cost_rows"].items()}
         self.__dict__.update(state)
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
@@ -54,7 +55,7 @@ class _LinearBandit(Router):
         self.a_inv = np.repeat(np.eye(d)[None] / self.ridge, data.n_candidates, axis=0)
         self.b = np.zeros((data.n_candidates, d))
         self.n = np.zeros(data.n_candidates)
-        self._cost_rows: dict[int, list[tuple[float, float, float]]] = {}  # (input, output USD, observed)
+        self._cost_rows: dict[int, np.ndarray] = {}  # (n, 3): the computed input and output USD, the observed
         self._known_logs: dict[int, tuple[float, int]] = {}
         if not self.warm_start:
             return
@@ -108,11 +109,11 @@ class _LinearBandit(Router):
         paid = np.isfinite(seen) & (seen > 0)  # (NaN: no cost posted with the outcome)
         if column in self._cost_rows and paid.any():
             inputs, outputs = self.cost_model.parts(q.tokens[paid], self.cost_model.prices[[column]])
-            rows = self._cost_rows[column]
-            rows.extend(zip(inputs[:, 0], outputs[:, 0], seen[paid], strict=True))
+            rows = np.concatenate([self._cost_rows[column], np.stack([inputs[:, 0], outputs[:, 0], seen[paid]], 1)])
+            self._cost_rows = {**self._cost_rows, column: rows}
             factors = self.cost_model.factors.copy()
             factors[column] = fit_factors(
-                *np.asarray(rows).T,
+                *rows.T,
                 self.cost_model.prior_outcomes,
                 self._known_logs.get(column, (0.0, 0)),
             )
@@ -139,7 +140,7 @@ class _LinearBandit(Router):
         self.b, self.n = np.r_[self.b, np.zeros((1, d))], np.r_[self.n, 0.0]
         self.cost_model.add_candidate(np.array([input_price, output_price]))
         col = len(self._names)
-        self._cost_rows[col] = []
+        self._cost_rows = {**self._cost_rows, col: np.zeros((0, 3))}
         self._names, self._kinds = (*self._names, name), (*self._kinds, AGENT if backed_by else LLM)
         if outcomes or costs:
             self.add_outcomes(name, outcomes or {}, costs)
