@@ -1,6 +1,7 @@
 """Small OpenAI-compatible upstreams for the proxy's tests and benchmark: one Starlette app under uvicorn on a free
 127.0.0.1 port, with a behaviour per path prefix (``http://127.0.0.1:PORT/<mode>/v1``):
 
+- ``brief``: as ``ok-…``, its usage the prompt's tokens as the router counts them and a 60-token answer;
 - ``ok-<anything>``: answers ``"answer from <mode>"`` with ``usage`` 100 prompt + 50 completion tokens; with
   ``stream: true``, three chunks ``0.25 s`` apart (``Hello``, `` from``, `` <mode>``), then a usage-only chunk if
   ``stream_options.include_usage``, then ``[DONE]``;
@@ -36,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from graphrouter.tokens import count_tokens
+
 USAGE = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
 CHUNK_PAUSE_S = 0.25
 
@@ -58,6 +61,12 @@ class Upstream:
 
     def modes(self) -> list[str]:
         return [mode for mode, _, _ in self.seen]
+
+
+def _brief_usage(body: dict[str, Any]) -> dict[str, int]:
+    """An LLM billing its prompt as the router counts it and answering in 60 tokens (``brief-…`` mode)."""
+    prompt = sum(count_tokens([str(m.get("content") or "") for m in body.get("messages", [])]))
+    return {"prompt_tokens": prompt, "completion_tokens": 60, "total_tokens": prompt + 60}
 
 
 def upstream_app(upstream: Upstream) -> Starlette:
@@ -96,7 +105,7 @@ def upstream_app(upstream: Upstream) -> Starlette:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": USAGE,
+            "usage": USAGE if mode != "brief" else _brief_usage(body),
         }
         if mode == "echo200":  # a careless upstream echoing the key it got, in a successful answer
             answer["choices"][0]["message"]["content"] = f"you sent {request.headers.get('authorization', '')}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from api.main import create_app
@@ -305,6 +306,39 @@ def test_a_calls_max_tokens_caps_its_predicted_cost(service: Service, upstream: 
         assert float(r.headers["x-graphrouter-cost"]) == pytest.approx(full["llm-4"], rel=1e-6)
         r = client.post("/v1/route", json={"query": QUESTION, "max_output_tokens": 0})
         assert r.status_code == 422 and "max_output_tokens" in r.text, r.text
+
+
+def test_proxied_calls_answered_briefly_teach_a_retrain_to_price_a_long_prompt_as_billed(
+    service: Service,
+    upstream: Upstream,
+    store: GraphStore,
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+) -> None:
+    """The cost model learns from what the proxy records: an LLM answering in 60 tokens on prompts of every length
+    was learned one multiplier of ~0.16 for its whole computed cost (512 output tokens) at the next training, so a
+    12,000-token prompt was predicted at a fraction of its bill; the world a retrain builds from the proxy's outcomes
+    now gives its prompt and its answers a factor each, and it is priced as billed."""
+    from graphrouter.cost import CostModel
+    from graphrouter.world import build_world
+
+    world, _ = fitted
+    new = {"name": "llm-brief", "description": "brief", "input_price": 2.5, "output_price": 10.0}
+    with service() as client:
+        r = client.post("/v1/llms", json={**new, "upstream": {"base_url": upstream.url("brief")}}, headers=ADMIN_AUTH)
+        assert r.status_code == 201, r.text
+        for i in range(30):
+            r = chat(client, "llm-brief", f"task-1 question {i} " + "word " * (50 * i), task="task-1")
+            assert r.status_code == 200, r.text
+            pending(store, r.json()["id"])
+            r = client.post("/v1/feedback", json={"id": r.json()["id"], "effect": 1.0}, headers=PROXY_AUTH)
+            assert r.status_code == 200, r.text
+    retrained = build_world(store.snapshot(), HashEmbedder(world))
+    col = retrained.data.candidates.index("llm-brief")
+    assert np.isfinite(retrained.data.cost[:, col]).sum() == 30
+    model = CostModel.from_world(retrained)
+    assert model.factors[col] == pytest.approx([1.0, 60 / 512], rel=0.05)
+    billed = (12_000 * 2.5 + 60 * 10.0) / 1e6
+    assert model.cost(np.array([12_000.0]))[0, col] == pytest.approx(billed, rel=0.05)
 
 
 def test_a_long_prompt_is_counted_on_its_head_scaled() -> None:
