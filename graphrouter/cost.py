@@ -161,6 +161,18 @@ def fit_factors(
     return np.clip(f, 1 / MAX_MULTIPLIER, MAX_MULTIPLIER)
 
 
+COST_OUTLIER = 10.0  # an observed cost this many times off its prediction (either way) sets no task's cost range
+
+
+def _far_off(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(Q, C) where a positive observed cost is more than :data:`COST_OUTLIER` times off the predicted one. The
+    task's cost range was the raw min–max of its observed costs: one cost in cents (100x) shrank every normalised
+    cost of its task ~10x, so Balance and Cost First weighed cost a tenth as much there."""
+    seen = np.isfinite(observed) & (observed > 0) & (predicted > 0)
+    ratio = np.where(seen, observed, 1.0) / np.where(seen, predicted, 1.0)
+    return seen & (np.abs(np.log(ratio)) > np.log(COST_OUTLIER))
+
+
 def covering_range(observed: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
     """(T, 2) the min–max cost per task the reward's normalisation would have if every candidate had answered the
     task's queries: ``observed`` (T, 2), from the world's costs, widened to the ``predicted`` costs (Q, C) of the
@@ -239,8 +251,20 @@ class CostModel:
                 for c in range(len(model.prices))
             ]
         ).reshape(-1, 2)
-        model.task_range = covering_range(model.task_range, model.cost(world.query_tokens), world)
+        predicted = model.cost(world.query_tokens)
+        off = _far_off(world.data.cost, predicted)
+        model.task_range = covering_range(
+            world.data.task_cost_range(np.where(off, np.nan, world.data.cost)), predicted, world
+        )
         data, used = world.data, (np.isfinite(observed) & (observed > 0)).sum(0)
+        if off.any():
+            q, c = (int(v[0]) for v in np.nonzero(off))
+            log.warning(
+                "%d observed cost(s) more than %gx off what their candidate's prices and learned factors predict were "
+                "left out of their tasks' cost ranges (one would rescale every cost of its task), e.g. %s on query "
+                "%s: %.3g USD, predicted %.3g. A cost in another unit, or a whole conversation's bill?",
+                int(off.sum()), COST_OUTLIER, data.candidates[c], data.query_keys[q], data.cost[q, c], predicted[q, c],
+            )  # fmt: skip
         far = [
             f"{name} {_shown(model.factors[c])} ({used[c]:,} costs)"
             for c, name in enumerate(data.candidates)

@@ -72,11 +72,13 @@ class RoutingData:
             out[rows] = (block - lo) / (hi - lo) if hi > lo else 0.0
         return out
 
-    def task_cost_range(self) -> np.ndarray:
-        """(T, 2) min and max observed cost per task (the normalisation of :meth:`cost_norm`)."""
+    def task_cost_range(self, cost: np.ndarray | None = None) -> np.ndarray:
+        """(T, 2) min and max observed cost per task (the normalisation of :meth:`cost_norm`); of ``cost`` (Q, C)
+        instead of the observed costs if given (some of them left out as NaN)."""
+        cost = self.cost if cost is None else cost
         rng = np.zeros((len(self.task_names), 2))
         for t in range(len(self.task_names)):
-            block = self.cost[self.query_task == t]
+            block = cost[self.query_task == t]
             if np.isfinite(block).any():
                 rng[t] = np.nanmin(block), np.nanmax(block)
         return rng

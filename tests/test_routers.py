@@ -163,6 +163,21 @@ def test_the_cost_range_covers_every_candidate_where_the_outcomes_do_not() -> No
     assert norm.min() >= -1e-9 and norm.max() <= 1 + 1e-9 and (norm[:, dearest] > norm[:, cheap]).all()
 
 
+def test_one_cost_far_off_its_prediction_does_not_rescale_its_tasks_costs(caplog: pytest.LogCaptureFixture) -> None:
+    """A task's cost range was the raw min–max of its observed costs: one cost recorded in cents (100x) shrank every
+    normalised cost of its task ~10x (Balance and Cost First then weighed cost a tenth as much there). A cost more
+    than 10x off what its candidate's prices and factors predict is left out of the range, and named."""
+    clean = CostModel.from_world(make_world(seed=4))
+    world = make_world(seed=4)
+    world.data.cost = world.data.cost.copy()
+    world.data.cost[7, 2] *= 100  # one row of llm-2 in cents
+    with caplog.at_level("WARNING", logger="graphrouter.cost"):
+        model = CostModel.from_world(world)
+    np.testing.assert_array_equal(model.task_range, clean.task_range)
+    assert model.task_range[world.data.query_task[7], 1] < world.data.cost[7, 2] / 10
+    assert "1 observed cost(s) more than 10x off" in caplog.text and "llm-2 on query q7" in caplog.text
+
+
 def test_cost_multiplier_of_an_added_candidate_is_learned_at_once() -> None:
     """Observed costs teach a candidate added since fitting its multiplier (a query observed again replaces its
     cost); a fitted candidate's multiplier waits for the next fit; removing a column keeps the others' learning."""
