@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from graph_store import open_store
-from graphrouter.cost import CostModel, fit_factors, shrunk_multiplier, usd_costs
+from graphrouter.cost import CostModel, usd_costs
+from graphrouter.cost_factors import fit_factors, shrunk_multiplier
 from graphrouter.routing_data import RoutingData
 from graphrouter.tokens import count_tokens
 
@@ -35,11 +36,9 @@ LONG_PROMPT = 12_000.0
 
 
 def predicted(factors: np.ndarray, prices: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """USD of ``tokens`` input tokens at one candidate's ``prices`` (2,) and ``factors`` (2,)."""
-    return (
-        factors[0] * usd_costs(tokens, prices[None] * [1, 0])[:, 0]
-        + factors[1] * usd_costs(tokens, prices[None] * [0, 1])[:, 0]
-    )
+    """USD of ``tokens`` input tokens at one candidate's ``prices`` (2,) and ``factors`` (2,), as the cost model
+    predicts it."""
+    return CostModel(prices[None], np.zeros((1, 2)), factors=factors[None]).cost(tokens)[:, 0]
 
 
 def one_multiplier(inputs: np.ndarray, outputs: np.ndarray, billed: np.ndarray) -> np.ndarray:
@@ -121,6 +120,8 @@ def simulate(seed: int) -> str:
     lines = [
         "# Cost factors on simulated costs: how often the fit splits them (100 draws each)",
         "",
+        f"`python experiments/cost_factors.py --simulate --seed {seed}`",
+        "",
         "| costs | " + " | ".join(f"{n:,} costs" for n in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
     ]
@@ -162,7 +163,15 @@ def main() -> None:
     head = ["candidate", "costs fitted", "factors", "input / output factor", "error, one", "error, chosen",
             "12k prompt / bill, one", "12k prompt / bill, chosen"]  # fmt: skip
     lines = [
-        f"# Cost factors: {args.store}, {billed}",
+        f"# Cost factors: {args.name or Path(args.store).stem}, {billed}",
+        "",
+        "`python experiments/cost_factors.py --store <store> --name "
+        f"{args.name or Path(args.store).stem} --seed {args.seed}"
+        + (
+            f" --answer-tokens {args.answer_tokens:g} --answer-spread {args.answer_spread:g}`"
+            if args.answer_tokens
+            else "`"
+        ),
         "",
         "Median |log(predicted / billed)| on 20% of each candidate's costs held out (seed "
         f"{args.seed}); 'one': one multiplier for the whole computed cost; 'chosen': the cost model's fit.",

@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 
+from graphrouter.cost_factors import MAX_MULTIPLIER, fit_factors, is_split
 from graphrouter.tokens import DEFAULT_OUTPUT_TOKENS
 from graphrouter.world import World
 
@@ -26,16 +27,9 @@ def usd_costs(
     return (np.asarray(tokens, dtype=np.float64)[:, None] * p[None, :, 0] + out * p[None, :, 1]) / 1e6
 
 
-def _log_ratio(observed: np.ndarray, computed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where an observed cost is usable (finite, positive, with a positive computed cost) and log(observed /
-    computed) there (0 elsewhere)."""
-    ok = np.isfinite(observed) & (observed > 0) & (computed > 0)
-    return ok, np.where(ok, np.log(np.where(ok, observed, 1.0)) - np.log(np.where(ok, computed, 1.0)), 0.0)
-
-
 log = logging.getLogger(__name__)
 UNIT_WARNING = 10.0  # an LLM's learned multiplier beyond 10x (or under 1/10) its prices says: costs in another unit?
-MAX_MULTIPLIER = 1e3  # an agent making a thousand calls per query; beyond that an observed cost is taken as an error
+# (of split factors, the input's, unless at the floor, or the output's beyond 10x: :func:`_in_another_unit`)
 
 
 def _in_another_unit(factors: np.ndarray) -> bool:
@@ -44,133 +38,38 @@ def _in_another_unit(factors: np.ndarray) -> bool:
     prompts; one at the floor says its costs do not grow with the prompt, a flat fee, not their unit), or the
     output's beyond 10x (a flat fee in cents)."""
     a, b = factors
-    if a == b:
+    if not is_split(factors):
         return not 1 / UNIT_WARNING <= a <= UNIT_WARNING
     return (a > 1 / MAX_MULTIPLIER and not 1 / UNIT_WARNING <= a <= UNIT_WARNING) or b > UNIT_WARNING
 
 
-def _shown(factors: np.ndarray) -> str:
+def _format_factors(factors: np.ndarray) -> str:
     a, b = factors
-    return f"{a:.3g}x" if a == b else f"{a:.3g}x the input, {b:.3g}x the output"
+    return f"{a:.3g}x the input, {b:.3g}x the output" if is_split(factors) else f"{a:.3g}x"
 
 
-def shrunk_multiplier(log_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The shrunk geometric mean exp(Σ log ratio / (n + prior)), kept within [1/MAX_MULTIPLIER, MAX_MULTIPLIER]."""
-    bound = np.log(MAX_MULTIPLIER)
-    return np.exp(np.clip(log_sum / count, -bound, bound))
+COST_OUTLIER = 10.0  # an LLM's observed cost this many times off its prediction (either way) sets no cost range
+COST_OUTLIER_SPREAD = 5.0  # ... and this many of its own costs' spreads (1.4826 × their log ratios' MAD) off them
 
 
-AFFINE_MIN_OUTCOMES = 20  # costs needed before the input and output parts get factors of their own
-AFFINE_MIN_ERROR = 0.1  # ... where one multiplier misprices them by over 10% (median |log(predicted / billed)|)
-# ... and factors of their own cut its squared relative error, averaged without the largest 10% (AFFINE_TRIM) of
-# each fit's (so a few outliers decide nothing), by at least this many times their own per cost (n × (one − two) /
-# two, a χ²-like statistic of the added factor: 25 ≈ five standard errors). On simulated costs
-# (`python experiments/cost_factors.py --simulate`, 100 draws each at 20, 200 and 2,000 costs) it splits no agent's
-# costs noisy in proportion (σ 0.5 or 1 in log), no LLM's billed as priced but for 2 costs 30x on its longest
-# prompts or 5 costs 10x on its shortest (whole conversations billed), no clean agent's with one cost 30x; and
-# 60-token answers' (σ 0.7) 25–92% of the time at 20 costs, always at 200 and 2,000
-AFFINE_EVIDENCE = 25.0
-AFFINE_TRIM = 0.1
-# the split is decided and fitted on at most this many of the costs, evenly spread (two factors need no more; at
-# 100,000 costs of a candidate added since training, all of them took 32 ms per outcome posted)
-AFFINE_MAX_ROWS = 4096
-AFFINE_OUTLIER = 5.0  # a cost this many times off the two factors' prediction (either way) does not fit them
-
-
-def _trimmed_mean(values: np.ndarray, trim: float = AFFINE_TRIM) -> float:
-    """The mean of ``values`` without their largest ``trim`` share."""
-    kept = np.sort(values)[: max(int(np.ceil((1 - trim) * len(values))), 1)]
-    return float(kept.mean())
-
-
-def _non_negative_fit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(2,) non-negative f minimising |a f − b|², ``a`` (n, 2): the optimum, or where it has a negative part the
-    better of the two one-column fits (the constrained optimum then lies on an axis)."""
-    f = np.linalg.lstsq(a.T @ a, a.T @ b, rcond=None)[0]  # (the normal equations: 2 x 2, a tenth of the time)
-    if (f >= 0).all():
-        return f
-    single = [np.where(np.arange(2) == j, (a[:, j] @ b) / max(a[:, j] @ a[:, j], 1e-300), 0.0) for j in range(2)]
-    return min(single, key=lambda g: float(np.sum((a @ g - b) ** 2)))
-
-
-def _two_factor_fit(parts: np.ndarray, observed: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Factors f (2,) of the computed ``parts`` (n, 2) fitted to the ``observed`` costs by least squares weighted
-    with 1 / prediction² (three reweightings from ``start`` for every prediction): a fit of the mean bill that is
-    not pulled down by the observed cost in its weights, as weighting by 1 / observed² is (tried: it priced the
-    input of 60-token answers 14% high and their output at half its mean). Then fitted again without the costs
-    more than :data:`AFFINE_OUTLIER` times off the fit's prediction (twice): two costs 30x on an LLM's longest
-    prompts made 200 costs of true factors 1 and 0.15 fit 1.65 and 0.06. Returns f, its predictions and the rows
-    it was fitted on."""
-    kept = np.ones(len(observed), bool)
-    pred = np.full(len(observed), start)
-    for _ in range(3):
-        for _ in range(3):
-            w = 1.0 / pred[kept]
-            f = _non_negative_fit(parts[kept] * w[:, None], observed[kept] * w)
-            pred = np.maximum(parts @ f, 1e-300)
-        near = np.abs(np.log(observed / pred)) <= np.log(AFFINE_OUTLIER)
-        if (near == kept).all() or near.sum() < AFFINE_MIN_OUTCOMES:
-            break
-        kept = near
-    return f, pred, kept
-
-
-def fit_factors(
-    inputs: np.ndarray,
-    outputs: np.ndarray,
-    observed: np.ndarray,
-    prior: float,
-    known_logs: tuple[float, int] = (0.0, 0),
-) -> np.ndarray:
-    """(2,) the factors of one candidate's computed input and output cost, from its observed costs (USD; NaN or ≤ 0:
-    not usable) and the computed parts of the same queries (``inputs``: input tokens × input price, ``outputs``: the
-    fixed 512 output tokens × output price).
-
-    One multiplier for both (the shrunk geometric mean of observed / computed, ``prior`` outcomes towards 1), unless
-    at least :data:`AFFINE_MIN_OUTCOMES` costs say the two parts scale apart: one multiplier (their geometric mean)
-    misprices them by over :data:`AFFINE_MIN_ERROR` and factors of their own (:func:`_two_factor_fit`) fit them
-    better, by :data:`AFFINE_EVIDENCE` (an agent's costs, noisy in proportion, or a few outliers do not). An LLM
-    whose answers are ~60 tokens, learned from prompts of every length, got one multiplier of ~0.15 and priced a
-    12,000-token prompt at 1/6 of its bill; its factors are ~1 (the prompt as computed) and ~0.12 (its answers). On
-    costs proportional to the computed ones (both benchmarks') the one multiplier is kept. ``known_logs``: the sum
-    and count of more log(observed / computed) whose queries are not known (kept so by a checkpoint from before the
-    factors): they count towards the one multiplier only."""
-    x, o, y = (np.asarray(v, dtype=np.float64) for v in (inputs, outputs, observed))
-    ok, log_ratio = _log_ratio(y, x + o)
-    m = float(shrunk_multiplier(np.where(ok, log_ratio, 0.0).sum() + known_logs[0], ok.sum() + known_logs[1] + prior))
-    # the factors' evidence leaves out costs beyond 1000x what the prices compute (the one multiplier is only
-    # clipped there): an error, not a price
-    ok &= np.abs(log_ratio) <= np.log(MAX_MULTIPLIER)
-    if ok.sum() < AFFINE_MIN_OUTCOMES:
-        return np.array([m, m])
-    if ok.sum() > AFFINE_MAX_ROWS:
-        spread = np.flatnonzero(ok)[np.linspace(0, ok.sum() - 1, AFFINE_MAX_ROWS).astype(np.int64)]
-        ok = np.zeros_like(ok)
-        ok[spread] = True
-    # each row divided by its computed cost (the same weighted fit; the numbers stay near 1)
-    computed, logs = x[ok] + o[ok], log_ratio[ok]
-    parts, ratio = np.stack([x[ok], o[ok]], axis=1) / computed[:, None], y[ok] / computed
-    if float(np.median(np.abs(logs - np.median(logs)))) <= AFFINE_MIN_ERROR:
-        return np.array([m, m])
-    f, pred, kept = _two_factor_fit(parts, ratio, float(ratio.mean()))
-    ratio, pred = ratio[kept], pred[kept]  # (both measured on the costs the factors fit)
-    one = _trimmed_mean((1 - ratio / ratio.mean()) ** 2)  # (the best one multiplier for this measure: the mean)
-    two = _trimmed_mean(((pred - ratio) / pred) ** 2)
-    if len(ratio) * (one - two) <= AFFINE_EVIDENCE * two:
-        return np.array([m, m])
-    return np.clip(f, 1 / MAX_MULTIPLIER, MAX_MULTIPLIER)
-
-
-COST_OUTLIER = 10.0  # an observed cost this many times off its prediction (either way) sets no task's cost range
-
-
-def _far_off(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(Q, C) where a positive observed cost is more than :data:`COST_OUTLIER` times off the predicted one. The
-    task's cost range was the raw min–max of its observed costs: one cost in cents (100x) shrank every normalised
-    cost of its task ~10x, so Balance and Cost First weighed cost a tenth as much there."""
-    seen = np.isfinite(observed) & (observed > 0) & (predicted > 0)
-    ratio = np.where(seen, observed, 1.0) / np.where(seen, predicted, 1.0)
-    return seen & (np.abs(np.log(ratio)) > np.log(COST_OUTLIER))
+def _far_off(observed: np.ndarray, predicted: np.ndarray, llm: np.ndarray, current: np.ndarray | None) -> np.ndarray:
+    """(Q, C) where an LLM's (``llm`` (C,) bool) positive observed cost, billed at its ``current`` prices (Q, C;
+    None: all), is more than :data:`COST_OUTLIER` times off the predicted one and far outside the spread of its
+    own costs. The task's cost range was the raw min–max of its observed costs: one cost in cents (100x) shrank
+    every normalised cost of its task ~10x, so Balance and Cost First weighed cost a tenth as much there. An agent's
+    costs may vary far more (its calls per query), and a cost billed at other prices is not the prices' error."""
+    seen = np.isfinite(observed) & (observed > 0) & (predicted > 0) & np.asarray(llm, bool)[None, :]
+    if current is not None:
+        seen &= current
+    logs = np.where(seen, np.log(np.where(seen, observed, 1.0) / np.where(seen, predicted, 1.0)), np.nan)
+    off = np.zeros(observed.shape, bool)
+    for c in np.flatnonzero(seen.any(axis=0)):
+        col = logs[:, c]
+        centre = np.nanmedian(col)
+        spread = 1.4826 * np.nanmedian(np.abs(col - centre))
+        off[:, c] = seen[:, c] & (np.abs(np.nan_to_num(col)) > np.log(COST_OUTLIER))
+        off[:, c] &= np.abs(np.nan_to_num(col - centre)) > COST_OUTLIER_SPREAD * spread
+    return off
 
 
 def covering_range(observed: np.ndarray, predicted: np.ndarray, world: World) -> np.ndarray:
@@ -251,22 +150,29 @@ class CostModel:
                 for c in range(len(model.prices))
             ]
         ).reshape(-1, 2)
-        predicted = model.cost(world.query_tokens)
-        off = _far_off(world.data.cost, predicted)
-        model.task_range = covering_range(
-            world.data.task_cost_range(np.where(off, np.nan, world.data.cost)), predicted, world
-        )
         data, used = world.data, (np.isfinite(observed) & (observed > 0)).sum(0)
+        if (split := np.flatnonzero(is_split(model.factors))).size:  # (a change a user's store sees at a retrain)
+            log.info(
+                "costs whose prompt and answer scale apart, priced with a factor each: %s",
+                "; ".join(f"{data.candidates[c]} {_format_factors(model.factors[c])}" for c in split),
+            )
+        predicted = model.cost(world.query_tokens)
+        llm = np.array([kind == "LLM" for kind in data.candidate_kind])
+        off = _far_off(data.cost, predicted, llm, data.billed_now)
+        model.task_range = covering_range(data.task_cost_range(np.where(off, np.nan, data.cost)), predicted, world)
         if off.any():
+            counts = off.sum(axis=0)
             q, c = (int(v[0]) for v in np.nonzero(off))
             log.warning(
-                "%d observed cost(s) more than %gx off what their candidate's prices and learned factors predict were "
-                "left out of their tasks' cost ranges (one would rescale every cost of its task), e.g. %s on query "
-                "%s: %.3g USD, predicted %.3g. A cost in another unit, or a whole conversation's bill?",
-                int(off.sum()), COST_OUTLIER, data.candidates[c], data.query_keys[q], data.cost[q, c], predicted[q, c],
+                "observed costs more than %gx off what their LLM's prices and learned factors predict, and far outside "
+                "its other costs, were left out of their tasks' cost ranges (one would rescale every cost of its "
+                "task): %s; e.g. %s on query %s: %.3g USD, predicted %.3g. A cost in another unit, or a whole "
+                "conversation's bill?",
+                COST_OUTLIER, ", ".join(f"{data.candidates[j]} {counts[j]}" for j in np.flatnonzero(counts)),
+                data.candidates[c], data.query_keys[q], data.cost[q, c], predicted[q, c],
             )  # fmt: skip
         far = [
-            f"{name} {_shown(model.factors[c])} ({used[c]:,} costs)"
+            f"{name} {_format_factors(model.factors[c])} ({used[c]:,} costs)"
             for c, name in enumerate(data.candidates)
             if data.candidate_kind[c] == "LLM" and _in_another_unit(model.factors[c])
         ]
@@ -301,14 +207,26 @@ class CostModel:
         rows_costs = {**self._legacy_costs(col, tokens), **self.observed[col], **new}
         rows = np.fromiter(rows_costs, dtype=np.int64, count=len(rows_costs))
         inputs, outputs = self.parts(tokens[rows], self.prices[[col]])
-        factors = self.factors.copy()
-        factors[col] = fit_factors(
-            inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64), self.prior_outcomes
-        )
+        self.refit(col, inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64))
         self.observed = {**self.observed, col: rows_costs}
         self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
-        self.factors = factors
         return len(new)
+
+    def refit(
+        self,
+        col: int,
+        inputs: np.ndarray,
+        outputs: np.ndarray,
+        costs: np.ndarray,
+        unplaced_logs: tuple[float, int] = (0.0, 0),
+    ) -> None:
+        """Set candidate ``col``'s factors from all its observed ``costs`` (USD) and their computed ``inputs`` and
+        ``outputs`` parts (:meth:`parts`), as :func:`fit_factors` does (a split kept at a lower bar); the factors
+        are replaced, not changed in place (routing reads them without a lock)."""
+        factors = self.factors.copy()
+        was_split = bool(is_split(factors[col]))
+        factors[col] = fit_factors(inputs, outputs, costs, self.prior_outcomes, unplaced_logs, was_split)
+        self.factors = factors
 
     def _legacy_costs(self, col: int, tokens: np.ndarray) -> dict[int, float]:
         """An added candidate's costs kept as log ratios by a checkpoint from before the factors, in USD."""
@@ -349,7 +267,7 @@ class CostModel:
         if not has.any():
             return predicted
         # the input as computed, or times its own factor where the costs gave it one (a tokenizer counting more)
-        split = self.factors[:, 0] != self.factors[:, 1]
+        split = is_split(self.factors)
         prompt = self.prices * np.stack([np.where(split, self.factors[:, 0], 1.0), np.ones(len(split))], axis=1)
         ceiling = usd_costs(tokens, prompt, np.where(has, cap, 0))
         bound = has[:, None] & np.asarray(capped, bool)[None, :]

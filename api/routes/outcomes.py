@@ -12,10 +12,10 @@ Then the serving scorer learns every effect of the candidates it routes to at on
 refits that candidate's offsets (graphrouter/routers/gnn/fit.py); on any other query — stored or new — the outcome
 corrects that candidate's predictions and the query becomes a neighbour for later requests
 (:mod:`graphrouter.online`); the observed costs of candidates registered since training
-set their cost multiplier. The answer says how many were applied now (``applied_to_scorer``) and how many wait for
-the next training (``pending_retrain``: outcomes on candidates the scorer does not route to). Every written outcome
-is in the store, so the next training uses all of them, and the retrained scorer keeps only the corrections of
-outcomes posted after its snapshot.
+set their cost factors (one multiplier, or one for the prompt and one for the answer). The answer says how many were
+applied now (``applied_to_scorer``) and how many wait for the next training (``pending_retrain``: outcomes on
+candidates the scorer does not route to). Every written outcome is in the store, so the next training uses all of
+them, and the retrained scorer keeps only the corrections of outcomes posted after its snapshot.
 """
 
 from __future__ import annotations

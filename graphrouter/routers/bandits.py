@@ -19,7 +19,6 @@ from typing import ClassVar
 import numpy as np
 
 from graph_store import AGENT, LLM
-from graphrouter.cost import fit_factors
 from graphrouter.errors import CandidateExistsError, UnknownCandidateError
 from graphrouter.rewards import utility
 from graphrouter.routers.base import Router, register
@@ -40,12 +39,15 @@ class _LinearBandit(Router):
         self.ridge, self.warm_start, self.seed = ridge, warm_start, seed
         self.rng = np.random.default_rng(seed)
 
-    def __setstate__(self, state: dict) -> None:  # pickled before cost factors: its added arms' log ratios, whose
-        if "_cost_logs" in state:  # queries are not known, count towards their one multiplier (sum, count)
-            state["_known_logs"] = {col: (sum(v), len(v)) for col, v in state["_cost_logs"].items()}
+    def __setstate__(self, state: dict) -> None:
+        # pickled before the cost factors: its added arms' costs kept as log ratios, whose queries are not known,
+        # count towards their one multiplier as a (sum, count)
+        if "_cost_logs" in state:
+            state["_unplaced_logs"] = {col: (sum(v), len(v)) for col, v in state["_cost_logs"].items()}
             state["_cost_rows"] = {col: np.zeros((0, 3)) for col in state.pop("_cost_logs")}
-        state.setdefault("_known_logs", {})
-        state["_cost_rows"] = {col: np.asarray(v, np.float64).reshape(-1, 3) for col, v in state["_cost_rows"].items()}
+        state.setdefault("_unplaced_logs", state.pop("_known_logs", {}))
+        rows = state.get("_cost_rows", {})
+        state["_cost_rows"] = {col: np.asarray(v, np.float64).reshape(-1, 3) for col, v in rows.items()}
         self.__dict__.update(state)
 
     def _fit(self, world: World, train_idx: np.ndarray) -> None:
@@ -56,7 +58,7 @@ class _LinearBandit(Router):
         self.b = np.zeros((data.n_candidates, d))
         self.n = np.zeros(data.n_candidates)
         self._cost_rows: dict[int, np.ndarray] = {}  # (n, 3): the computed input and output USD, the observed
-        self._known_logs: dict[int, tuple[float, int]] = {}
+        self._unplaced_logs: dict[int, tuple[float, int]] = {}
         if not self.warm_start:
             return
         x = _context(world.query_emb[train_idx])
@@ -111,13 +113,7 @@ class _LinearBandit(Router):
             inputs, outputs = self.cost_model.parts(q.tokens[paid], self.cost_model.prices[[column]])
             rows = np.concatenate([self._cost_rows[column], np.stack([inputs[:, 0], outputs[:, 0], seen[paid]], 1)])
             self._cost_rows = {**self._cost_rows, column: rows}
-            factors = self.cost_model.factors.copy()
-            factors[column] = fit_factors(
-                *rows.T,
-                self.cost_model.prior_outcomes,
-                self._known_logs.get(column, (0.0, 0)),
-            )
-            self.cost_model.factors = factors
+            self.cost_model.refit(column, *rows.T, self._unplaced_logs.get(column, (0.0, 0)))
         return len(x)
 
     def register_candidate(
@@ -157,7 +153,7 @@ class _LinearBandit(Router):
         self.cost_model.keep_candidates(keep)
         new_col = np.cumsum(keep) - 1
         self._cost_rows = {int(new_col[c]): v for c, v in self._cost_rows.items() if c != col}
-        self._known_logs = {int(new_col[c]): v for c, v in self._known_logs.items() if c != col}
+        self._unplaced_logs = {int(new_col[c]): v for c, v in self._unplaced_logs.items() if c != col}
         self._names = self._names[:col] + self._names[col + 1 :]
         self._kinds = self._kinds[:col] + self._kinds[col + 1 :]
 
