@@ -150,6 +150,14 @@ class LearningOut(BaseModel):
     outcomes: int = Field(description="behind its prediction: trained, registered, or posted on stored queries")
     learned_online: int = Field(description="outcomes learned online since the checkpoint (other queries)")
     quiz_outcomes_left: int = Field(description="before exploring stops sending it random queries (0: known or done)")
+    cost_input_factor: float = Field(
+        description="the learned multiplier of its computed input cost (input tokens × price): 1 for an LLM billed as "
+        "priced, several for an agent making several calls"
+    )
+    cost_output_factor: float = Field(
+        description="the same of its computed output cost (512 tokens × price): equal to the input's unless its "
+        "observed costs showed the prompt and the answer scale apart (an LLM answering in ~60 tokens: ~0.12)"
+    )
 
 
 class LLMDetail(LLMOut):

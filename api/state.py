@@ -166,7 +166,7 @@ class ServiceState:
     def routable(self, name: str) -> bool:
         return self.scorer is not None and self.scorer.routable(name)
 
-    def learning(self, name: str) -> dict[str, int] | None:
+    def learning(self, name: str) -> dict[str, int | float] | None:
         """What the scorer has learned of a routable candidate (``LearningOut``'s fields), or None."""
         with self.lock.read():
             scorer = self.scorer
@@ -175,7 +175,14 @@ class ServiceState:
             col = scorer.candidates.index(name)
             trained, online = (float(n[col]) for n in scorer.quiz_counts())
             left = scorer.explorer.quiz_left(trained, trained + online)
-            return {"outcomes": int(trained), "learned_online": int(online), "quiz_outcomes_left": left}
+            cost_in, cost_out = scorer.cost_factors(name)
+            return {
+                "outcomes": int(trained),
+                "learned_online": int(online),
+                "quiz_outcomes_left": left,
+                "cost_input_factor": cost_in,
+                "cost_output_factor": cost_out,
+            }
 
     def check_task(self, task: str, scorer: Scorer) -> None:
         """Refuse, with a message saying what to do, a route's task that the scorer cannot use."""

@@ -69,6 +69,12 @@ class Scorer(ScorerOutcomes):
     def routable(self, name: str) -> bool:
         return name in self.router.candidates and name not in self._excluded
 
+    def cost_factors(self, name: str) -> tuple[float, float]:
+        """The learned multipliers of candidate ``name``'s computed input and output cost (equal unless its costs
+        showed the prompt and the answer scale apart)."""
+        a, b = self.router.cost_model.factors[self.router.candidates.index(name)]
+        return float(a), float(b)
+
     @property
     def routable_candidates(self) -> list[str]:
         return [c for c in self.router.candidates if c not in self._excluded]

@@ -590,6 +590,7 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
 
         # what the scorer has learned of it: nothing yet, so its quiz is whole; a trained LLM is known (no quiz)
         learning = {"outcomes": 0, "learned_online": 0, "quiz_outcomes_left": 50}
+        learning |= {"cost_input_factor": 1.0, "cost_output_factor": 1.0}  # (none of its costs seen yet)
         assert client.get("/v1/llms/llm-new").json()["learning"] == learning
         assert client.get("/v1/llms/llm-0").json()["learning"]["quiz_outcomes_left"] == 0
         # its outcomes on three of them posted: those are never proposed again
@@ -598,6 +599,7 @@ def test_probe_sets_of_llms_and_agents(make_app: AppMaker, store: GraphStore) ->
         assert r.status_code in (200, 201) and r.json()["applied_to_scorer"] == 3, r.text
         learned = client.get("/v1/llms/llm-new").json()["learning"]
         assert learned["outcomes"] + learned["learned_online"] == 3 and learned["quiz_outcomes_left"] == 47, learned
+        assert learned["cost_input_factor"] == learned["cost_output_factor"] != 1.0  # its 3 costs: one multiplier
         again = client.get("/v1/llms/llm-new/probes", params={"k": 20}, headers=AUTH).json()["probes"]
         assert len(again) == 20 and not {o["query_id"] for o in rows} & {p["id"] for p in again}
 
