@@ -151,8 +151,10 @@ class LearningOut(BaseModel):
     learned_online: int = Field(description="outcomes learned online since the checkpoint (other queries)")
     quiz_outcomes_left: int = Field(description="before exploring stops sending it random queries (0: known or done)")
     cost_input_factor: float = Field(
-        description="the learned multiplier of its computed input cost (input tokens × price): 1 for an LLM billed as "
-        "priced, several for an agent making several calls"
+        description="the learned multiplier of its computed input cost (input tokens × its, or an agent's LLM's, "
+        "price): ~1 for an LLM billed as priced, several for an agent making several calls; learned from the costs "
+        "its training saw, and for a candidate registered since also from costs posted since (1 before any, shrunk "
+        "towards 1 while they are few)"
     )
     cost_output_factor: float = Field(
         description="the same of its computed output cost (512 tokens × price): equal to the input's unless its "
