@@ -122,9 +122,8 @@ class CostModel:
         # (C, 2) the factors of the computed input and output cost; replaced, never changed in place: routing reads
         # them without a lock
         self.factors = np.ones((len(self.prices), 2)) if factors is None else np.asarray(factors, np.float64)
-        # candidates added since fitting: column → query (a world query's index, another query's id) → its input
-        # tokens and observed USD
-        self.observed: dict[int, dict[int | str, tuple[float, float]]] = {}
+        # candidates added since fitting: column → world query index → observed USD
+        self.observed: dict[int, dict[int, float]] = {}
         # the same from a checkpoint written before the two factors, as log(observed / computed): read as USD (at
         # the candidate's prices, which do not change while it is added) at its next cost
         self.legacy_logs: dict[int, dict[int, float]] = {}
@@ -202,33 +201,16 @@ class CostModel:
         index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's wait for the next
         fit. A query observed again replaces its earlier cost. Returns how many costs were used (finite and
         positive, of this world's queries)."""
-        new = {
-            i: (float(tokens[i]), float(c))
-            for i, c in costs.items()
-            if 0 <= i < len(tokens) and np.isfinite(c) and c > 0
-        }
+        new = {i: float(c) for i, c in costs.items() if 0 <= i < len(tokens) and np.isfinite(c) and c > 0}
         if col not in self.observed or not new:  # (others: not queries of this world, or no cost)
             return 0
-        self._learn(col, {**self._legacy_costs(col, tokens), **new})
-        return len(new)
-
-    def observe_new(self, col: int, costs: dict[str, tuple[float, float]]) -> int:
-        """The same from costs on queries outside the world (query id → (input tokens, USD)): a new LLM's proxied
-        calls taught its factors only at the next retrain, so it was priced with 512 output tokens until then."""
-        new = {i: (float(t), float(c)) for i, (t, c) in costs.items() if np.isfinite(c) and c > 0 and np.isfinite(t)}
-        if col not in self.observed or not new:
-            return 0
-        self._learn(col, new)
-        return len(new)
-
-    def _learn(self, col: int, new: dict[int | str, tuple[float, float]]) -> None:
-        """Refit an added candidate's factors from all its costs with ``new`` ones (replacing a query's earlier)."""
-        rows = {**self.observed[col], **new}
-        tokens, usd = np.array(list(rows.values()), dtype=np.float64).reshape(-1, 2).T
-        inputs, outputs = self.parts(tokens, self.prices[[col]])
-        self.refit(col, inputs[:, 0], outputs[:, 0], usd)
-        self.observed = {**self.observed, col: rows}
+        rows_costs = {**self._legacy_costs(col, tokens), **self.observed[col], **new}
+        rows = np.fromiter(rows_costs, dtype=np.int64, count=len(rows_costs))
+        inputs, outputs = self.parts(tokens[rows], self.prices[[col]])
+        self.refit(col, inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64))
+        self.observed = {**self.observed, col: rows_costs}
         self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
+        return len(new)
 
     def refit(
         self,
@@ -246,16 +228,15 @@ class CostModel:
         factors[col] = fit_factors(inputs, outputs, costs, self.prior_outcomes, unplaced_logs, was_split)
         self.factors = factors
 
-    def _legacy_costs(self, col: int, tokens: np.ndarray) -> dict[int | str, tuple[float, float]]:
-        """An added candidate's costs kept as log ratios by a checkpoint from before the factors, as (input tokens,
-        USD)."""
+    def _legacy_costs(self, col: int, tokens: np.ndarray) -> dict[int, float]:
+        """An added candidate's costs kept as log ratios by a checkpoint from before the factors, in USD."""
         logs = {i: v for i, v in self.legacy_logs.get(col, {}).items() if 0 <= i < len(tokens)}
         if not logs:
             return {}
         rows = np.fromiter(logs, dtype=np.int64, count=len(logs))
         computed = usd_costs(tokens[rows], self.prices[[col]], self.output_tokens)[:, 0]
         usd = np.exp(np.fromiter(logs.values(), np.float64)) * computed
-        return {int(r): (float(tokens[r]), float(u)) for r, u in zip(rows, usd, strict=True)}
+        return dict(zip(rows.tolist(), usd.tolist(), strict=True))
 
     def parts(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(n, C) each the computed input and output cost in USD (no factors), at ``prices`` or the candidates'."""
