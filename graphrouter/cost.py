@@ -48,6 +48,7 @@ def _format_factors(factors: np.ndarray) -> str:
     return f"{a:.3g}x the input, {b:.3g}x the output" if is_split(factors) else f"{a:.3g}x"
 
 
+NEW_QUERY_COSTS = 2000  # an added candidate's costs on queries outside the world kept (outcome_feed.RELEARN_ROWS)
 COST_OUTLIER = 10.0  # an LLM's observed cost this many times off its prediction (either way) sets no cost range
 COST_OUTLIER_SPREAD = 5.0  # ... and this many of its own costs' spreads (1.4826 × their log ratios' MAD) off them
 
@@ -122,8 +123,9 @@ class CostModel:
         # (C, 2) the factors of the computed input and output cost; replaced, never changed in place: routing reads
         # them without a lock
         self.factors = np.ones((len(self.prices), 2)) if factors is None else np.asarray(factors, np.float64)
-        # candidates added since fitting: column → world query index → observed USD
-        self.observed: dict[int, dict[int, float]] = {}
+        # candidates added since fitting: column → query (a world query's index, another query's id) → its input
+        # tokens and observed USD
+        self.observed: dict[int, dict[int | str, tuple[float, float]]] = {}
         # the same from a checkpoint written before the two factors, as log(observed / computed): read as USD (at
         # the candidate's prices, which do not change while it is added) at its next cost
         self.legacy_logs: dict[int, dict[int, float]] = {}
@@ -135,6 +137,10 @@ class CostModel:
             state["legacy_logs"] = state.get("observed", {})
             state["observed"] = {col: {} for col in state["legacy_logs"]}
         state.setdefault("legacy_logs", {})  # (or with them, before their conversion was kept)
+        # (costs kept as USD alone, before their input tokens were kept with them, by no release: dropped)
+        state["observed"] = {
+            c: {k: v for k, v in rows.items() if isinstance(v, tuple)} for c, rows in state["observed"].items()
+        }
         self.__dict__.update(state)
 
     @classmethod
@@ -201,16 +207,39 @@ class CostModel:
         index → USD; ``tokens``: the world's input tokens per query); a fitted candidate's wait for the next
         fit. A query observed again replaces its earlier cost. Returns how many costs were used (finite and
         positive, of this world's queries)."""
-        new = {i: float(c) for i, c in costs.items() if 0 <= i < len(tokens) and np.isfinite(c) and c > 0}
+        new = {
+            i: (float(tokens[i]), float(c))
+            for i, c in costs.items()
+            if 0 <= i < len(tokens) and np.isfinite(c) and c > 0
+        }
         if col not in self.observed or not new:  # (others: not queries of this world, or no cost)
             return 0
-        rows_costs = {**self._legacy_costs(col, tokens), **self.observed[col], **new}
-        rows = np.fromiter(rows_costs, dtype=np.int64, count=len(rows_costs))
-        inputs, outputs = self.parts(tokens[rows], self.prices[[col]])
-        self.refit(col, inputs[:, 0], outputs[:, 0], np.fromiter(rows_costs.values(), np.float64))
-        self.observed = {**self.observed, col: rows_costs}
+        rows = {**self._legacy_costs(col, tokens), **self.observed[col], **new}
+        self._learn(col, rows)
         self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
         return len(new)
+
+    def observe_new(self, col: int, costs: dict[str, tuple[float, float]]) -> int:
+        """The same from costs on queries outside the world (query id → (input tokens, USD)): a new LLM's proxied
+        calls taught its factors only at the next retrain, so it was priced with 512 output tokens until then. The
+        most recent :data:`NEW_QUERY_COSTS` of them are kept (as many as a start learns again of its outcomes)."""
+        new = {i: (float(t), float(c)) for i, (t, c) in costs.items() if np.isfinite(c) and c > 0 and np.isfinite(t)}
+        if col not in self.observed or not new:
+            return 0
+        rows = {k: v for k, v in self.observed[col].items() if k not in new}  # (a query posted again: now the latest)
+        rows.update(new)
+        others = [k for k in rows if isinstance(k, str)]
+        for k in others[: max(len(others) - NEW_QUERY_COSTS, 0)]:  # the oldest beyond the bound
+            del rows[k]
+        self._learn(col, rows)
+        return len(new)
+
+    def _learn(self, col: int, rows: dict[int | str, tuple[float, float]]) -> None:
+        """Refit an added candidate's factors from all its costs ``rows`` (query → (input tokens, USD))."""
+        tokens, usd = np.array(list(rows.values()), dtype=np.float64).reshape(-1, 2).T
+        inputs, outputs = self.parts(tokens, self.prices[[col]])
+        self.refit(col, inputs[:, 0], outputs[:, 0], usd)
+        self.observed = {**self.observed, col: rows}
 
     def refit(
         self,
@@ -228,15 +257,16 @@ class CostModel:
         factors[col] = fit_factors(inputs, outputs, costs, self.prior_outcomes, unplaced_logs, was_split)
         self.factors = factors
 
-    def _legacy_costs(self, col: int, tokens: np.ndarray) -> dict[int, float]:
-        """An added candidate's costs kept as log ratios by a checkpoint from before the factors, in USD."""
+    def _legacy_costs(self, col: int, tokens: np.ndarray) -> dict[int | str, tuple[float, float]]:
+        """An added candidate's costs kept as log ratios by a checkpoint from before the factors, as (input tokens,
+        USD)."""
         logs = {i: v for i, v in self.legacy_logs.get(col, {}).items() if 0 <= i < len(tokens)}
         if not logs:
             return {}
         rows = np.fromiter(logs, dtype=np.int64, count=len(logs))
         computed = usd_costs(tokens[rows], self.prices[[col]], self.output_tokens)[:, 0]
         usd = np.exp(np.fromiter(logs.values(), np.float64)) * computed
-        return dict(zip(rows.tolist(), usd.tolist(), strict=True))
+        return {int(r): (float(tokens[r]), float(u)) for r, u in zip(rows, usd, strict=True)}
 
     def parts(self, tokens: np.ndarray, prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(n, C) each the computed input and output cost in USD (no factors), at ``prices`` or the candidates'."""

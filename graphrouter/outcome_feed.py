@@ -185,7 +185,13 @@ def learn_stored(
         todo = [o for mine in per.values() for o in mine[-RELEARN_ROWS:]]  # its refit reads its most recent
         if not todo:
             return 0
-        applied = give(scorer, *gather(scorer, outcome_rows(todo), {}, store))
+        by_candidate, queries = gather(scorer, outcome_rows(todo), {}, store)
+        # costs on queries outside the router's world are not learned again here: this path has no check of the
+        # prices they were billed at (a repriced LLM's older costs), so the next training learns them
+        by_candidate = {
+            n: (e, {q: c for q, c in cost.items() if q not in queries}) for n, (e, cost) in by_candidate.items()
+        }
+        applied = give(scorer, by_candidate, queries)
     except StoreUnavailableError:
         raise  # the load fails and is retried, as without outcomes to learn
     except (GraphStoreError, GraphRouterError) as exc:

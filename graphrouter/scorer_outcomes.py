@@ -43,10 +43,11 @@ class ScorerOutcomes:
         settle: bool = True,
     ) -> int:
         """Learn observed effects (query id → effect) of candidate ``name`` now, without retraining, and its
-        observed costs (query id → USD) if it was registered since training (a trained candidate's cost
-        multiplier is learned by training). ``settle=False``: where the router refitted the candidate, measuring
-        its online corrections again (a pass over every one of them, seconds at 100,000) is left to :meth:`settle`,
-        which the service runs under the routing lock's shared side, not the exclusive one routes wait for.
+        observed costs (query id → USD) if it was registered since training, on any query whose text is known (a
+        trained candidate's cost factors are learned by training). ``settle=False``: where the router refitted the
+        candidate, measuring its online corrections again (a pass over every one of them, seconds at 100,000) is left
+        to :meth:`settle`, which the service runs under the routing lock's shared side, not the exclusive one routes
+        wait for.
 
         Outcomes on the router's stored training queries are passed to the router when it can take them (the GNN
         updates its graph with them); every other outcome on a query whose embedding is known — a stored query of
@@ -84,6 +85,10 @@ class ScorerOutcomes:
         col = self.candidates.index(name)
         router = self.router
         q = router.task_inferer.fill(q)
+        if costs and not router.learns_online:  # (the bandits learn costs in their update)
+            index = router.query_rows()
+            paid = {i: (float(q.tokens[k]), costs[i]) for k, i in enumerate(ids) if i not in index and i in costs}
+            router.cost_model.observe_new(col, {i: (t, float(c)) for i, (t, c) in paid.items() if c is not None})
         if router.learns_online:
             cost = np.array([np.nan if (costs or {}).get(i) is None else float(costs[i]) for i in ids])
             router.update(q, col, effect, cost)  # type: ignore[attr-defined]

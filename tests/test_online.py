@@ -270,10 +270,16 @@ def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMa
         assert r.status_code == 200 and r.json()["applied_to_scorer"] == 6, r.text
         learned = effects(client)
         assert learned["llm-new"] > before["llm-new"] + 0.01  # refitted on its outcomes
+        factors = client.get("/v1/llms/llm-new").json()["learning"]
+        assert factors["cost_input_factor"] == factors["cost_output_factor"] > 1.0  # its costs on new queries too
     for _ in range(2):  # restarted on the same store and checkpoint, twice
         with TestClient(make_app("gnn")) as client:
             again = effects(client)
             assert again == pytest.approx(learned, abs=1e-4), (again, learned)  # (float32 batches differ)
+            # a start does not learn costs on queries outside the checkpoint's world again: it cannot tell the
+            # prices they were billed at (the LLM may have been repriced since); the next training learns them
+            factors = client.get("/v1/llms/llm-new").json()["learning"]
+            assert factors["cost_input_factor"] == factors["cost_output_factor"] == 1.0
 
 
 def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_since_its_snapshot(

@@ -250,6 +250,32 @@ def test_checkpoints_of_an_earlier_version_must_be_retrained(tmp_path: Path) -> 
     assert "graphrouter train" in str(err.value) and "POST /v1/train" in str(err.value)
 
 
+def test_a_registered_llms_costs_on_new_queries_teach_its_cost_factors_at_once(tmp_path: Path) -> None:
+    """A new LLM's costs were learned at once only on stored queries; on new ones (the proxy's traffic, outcomes
+    posted with their text) they waited for the next retrain, so it was priced with a 512-token answer until then.
+    Now they teach its factors as they come (a trained LLM's still wait for training)."""
+    from graph_store import LLMNode
+    from graphrouter.routers.gnn import GnnRouter
+    from graphrouter.tokens import count_tokens
+
+    world = make_world(per_task=30)
+    router = GnnRouter(seeds=(0,), max_episodes=2, eval_every=1, hidden=8).fit(world, np.arange(world.data.n_queries))
+    scorer = Scorer(save_checkpoint(router, "hash-test", tmp_path / "gnn.pt"), HashEmbedder(world))
+    prices = (2.5, 10.0)
+    scorer.register_llm(LLMNode("llm-brief", "answers briefly", *prices))
+    texts = {f"new-{i}": f"task-1 question {i} " + "word " * (40 * i) for i in range(30)}
+    tokens = dict(zip(texts, count_tokens(list(texts.values())), strict=True))
+    bills = {i: (tokens[i] * prices[0] + 60 * prices[1]) / 1e6 for i in texts}
+    queries = {i: (text, "task-1") for i, text in texts.items()}
+    assert scorer.add_outcomes("llm-brief", dict.fromkeys(texts, 1.0), bills, queries) == 30
+    assert scorer.cost_factors("llm-brief") == pytest.approx((1.0, 60 / 512))
+    long = {r.name: r.cost for r in scorer.top_k("task-1 q", k=6, input_tokens=12_000).candidates}
+    assert long["llm-brief"] == pytest.approx((12_000 * prices[0] + 60 * prices[1]) / 1e6)
+    before = scorer.cost_factors("llm-0")  # a trained LLM's factors move at its next training only
+    scorer.add_outcomes("llm-0", {"new-0": 1.0}, {"new-0": 1.0}, queries)
+    assert scorer.cost_factors("llm-0") == before
+
+
 def test_scorer_registers_agents_drops_candidates_and_takes_outcomes(tmp_path: Path) -> None:
     from graph_store import Agent, LLMNode
     from graphrouter.routers.gnn import GnnRouter
