@@ -153,8 +153,8 @@ class LearningOut(BaseModel):
     cost_input_factor: float = Field(
         description="the learned multiplier of its computed input cost (input tokens × its, or an agent's LLM's, "
         "price): ~1 for an LLM billed as priced, several for an agent making several calls; learned from the costs "
-        "its training saw, and for a candidate registered since also from costs posted since (1 before any, shrunk "
-        "towards 1 while they are few)"
+        "its training saw, and for a candidate registered since also from costs posted since (on queries outside "
+        "the training's, the latest 2,000; 1 before any, shrunk towards 1 while they are few)"
     )
     cost_output_factor: float = Field(
         description="the same of its computed output cost (512 tokens × price): equal to the input's unless its "

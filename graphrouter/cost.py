@@ -219,19 +219,22 @@ class CostModel:
         self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
         return len(new)
 
-    def observe_new(self, col: int, costs: dict[str, tuple[float, float]]) -> int:
+    def observe_new(self, col: int, costs: dict[str, tuple[float, float]], tokens: np.ndarray) -> int:
         """The same from costs on queries outside the world (query id → (input tokens, USD)): a new LLM's proxied
         calls taught its factors only at the next retrain, so it was priced with 512 output tokens until then. The
-        most recent :data:`NEW_QUERY_COSTS` of them are kept (as many as a start learns again of its outcomes)."""
+        most recent :data:`NEW_QUERY_COSTS` of them are kept (as many as a start learns again of its outcomes).
+        ``tokens``: the world's input tokens per query (for an old checkpoint's costs, :meth:`_legacy_costs`)."""
         new = {i: (float(t), float(c)) for i, (t, c) in costs.items() if np.isfinite(c) and c > 0 and np.isfinite(t)}
         if col not in self.observed or not new:
             return 0
-        rows = {k: v for k, v in self.observed[col].items() if k not in new}  # (a query posted again: now the latest)
+        kept = {**self._legacy_costs(col, tokens), **self.observed[col]}
+        rows = {k: v for k, v in kept.items() if k not in new}  # (a query posted again: now the latest)
         rows.update(new)
         others = [k for k in rows if isinstance(k, str)]
         for k in others[: max(len(others) - NEW_QUERY_COSTS, 0)]:  # the oldest beyond the bound
             del rows[k]
         self._learn(col, rows)
+        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
         return len(new)
 
     def _learn(self, col: int, rows: dict[int | str, tuple[float, float]]) -> None:

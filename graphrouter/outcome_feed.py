@@ -14,7 +14,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from graph_store import QUERY, GraphStore, GraphStoreError, Outcome, Query, StoreUnavailableError
+from graph_store import (
+    LLM,
+    QUERY,
+    GraphStore,
+    GraphStoreError,
+    LLMNode,
+    Outcome,
+    Query,
+    StoreUnavailableError,
+    billed_since,
+)
 from graph_store.changes import UTC_SECOND, now
 from graphrouter.errors import GraphRouterError
 from graphrouter.loading import stored_outcome_counts
@@ -186,10 +196,18 @@ def learn_stored(
         if not todo:
             return 0
         by_candidate, queries = gather(scorer, outcome_rows(todo), {}, store)
-        # costs on queries outside the router's world are not learned again here: this path has no check of the
-        # prices they were billed at (a repriced LLM's older costs), so the next training learns them
+        # of the costs on queries outside the router's world (the cost model learns them as they come), those an
+        # LLM was billed at the prices it has now (as a registration's, :func:`loading.costs_billed_now`); an
+        # agent's (its LLM may have changed) wait for the next training
+        llms = store.get_nodes(LLM, list(by_candidate))
+        billed = {
+            (o.target, o.query_id)
+            for o in todo
+            if isinstance(node := llms.get(o.target), LLMNode) and billed_since(o.observed_at, node.priced_at)
+        }
         by_candidate = {
-            n: (e, {q: c for q, c in cost.items() if q not in queries}) for n, (e, cost) in by_candidate.items()
+            n: (e, {q: c for q, c in cost.items() if q not in queries or (n, q) in billed})
+            for n, (e, cost) in by_candidate.items()
         }
         applied = give(scorer, by_candidate, queries)
     except StoreUnavailableError:

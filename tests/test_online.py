@@ -6,8 +6,10 @@ tests/test_api.py (a tiny GNN checkpoint, the deterministic HashEmbedder).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +19,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from api.settings import Settings
-from graph_store import GraphBatch, GraphStore, LLMNode, Outcome
+from graph_store import LLM, GraphBatch, GraphStore, LLMNode, Outcome
+from graph_store.changes import now
 from graphrouter.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from graphrouter.exploration import Explorer, upper_level
 from graphrouter.loading import load_scorer
@@ -276,10 +279,15 @@ def test_a_restarted_service_keeps_what_a_new_llm_learned_online(make_app: AppMa
         with TestClient(make_app("gnn")) as client:
             again = effects(client)
             assert again == pytest.approx(learned, abs=1e-4), (again, learned)  # (float32 batches differ)
-            # a start does not learn costs on queries outside the checkpoint's world again: it cannot tell the
-            # prices they were billed at (the LLM may have been repriced since); the next training learns them
-            factors = client.get("/v1/llms/llm-new").json()["learning"]
-            assert factors["cost_input_factor"] == factors["cost_output_factor"] == 1.0
+            # a start learns its costs on queries outside the checkpoint's world again, those billed at its prices
+            assert client.get("/v1/llms/llm-new").json()["learning"] == pytest.approx(factors)
+    node = store.get_node(LLM, "llm-new")
+    assert isinstance(node, LLMNode)
+    # repriced after those costs (dated ahead: a repricing within their second would count them as billed since)
+    store.upsert([dataclasses.replace(node, input_price=0.2, priced_at=now(time.time() + 5))])
+    with TestClient(make_app("gnn")) as client:
+        learning = client.get("/v1/llms/llm-new").json()["learning"]
+        assert learning["cost_input_factor"] == learning["cost_output_factor"] == 1.0
 
 
 def test_a_restarted_service_keeps_a_trained_llms_corrections_from_outcomes_since_its_snapshot(

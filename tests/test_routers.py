@@ -334,9 +334,10 @@ def test_an_added_candidates_costs_on_new_queries_are_the_most_recent_few_thousa
 
     model = CostModel(np.zeros((0, 2)), np.zeros((1, 2)))
     model.add_candidate(np.array([2.5, 10.0]))
-    model.observe_new(0, {f"q{i}": (100.0 + i, 0.001) for i in range(cost.NEW_QUERY_COSTS)})
-    model.observe_new(0, {"q0": (100.0, 0.002)})  # posted again: replaced, and now the most recent
-    assert model.observe_new(0, {"late": (50.0, 0.001), "free": (50.0, 0.0)}) == 1
+    world_tokens = np.zeros(0)
+    model.observe_new(0, {f"q{i}": (100.0 + i, 0.001) for i in range(cost.NEW_QUERY_COSTS)}, world_tokens)
+    model.observe_new(0, {"q0": (100.0, 0.002)}, world_tokens)  # posted again: replaced, and now the most recent
+    assert model.observe_new(0, {"late": (50.0, 0.001), "free": (50.0, 0.0)}, world_tokens) == 1
     rows = model.observed[0]
     assert len(rows) == cost.NEW_QUERY_COSTS and "q1" not in rows and rows["q0"] == (100.0, 0.002)
     assert list(rows)[-2:] == ["q0", "late"]
@@ -358,10 +359,11 @@ def test_a_cost_model_pickled_with_one_multiplier_loads_as_two_equal_factors() -
     plain = old.cost(world.query_tokens, old.prices)
     np.testing.assert_allclose(old.cost(world.query_tokens), plain * state["multiplier"])
     assert old.observe(5, {20: 0.0, 21: float("nan")}, world.query_tokens) == 0 and old.factors[5, 0] == 3.0
-    kept = CostModel.__new__(CostModel)  # a cost on a query outside the world leaves the legacy costs to be read
+    kept = CostModel.__new__(CostModel)  # a cost on a query outside the world is learned with the legacy costs
     kept.__setstate__(dict(state))
-    kept.observe_new(5, {"elsewhere": (100.0, 1e-4)})
-    assert kept.legacy_logs == {5: state["observed"][5]}
+    kept.observe_new(5, {"elsewhere": (float(world.query_tokens[9]), 3 * plain[9, 5])}, world.query_tokens)
+    assert kept.legacy_logs == {} and len(kept.observed[5]) == 10
+    assert kept.factors[5] == pytest.approx(3 ** (10 / 15))
     assert old.observe(5, {9: 3 * plain[9, 5]}, world.query_tokens) == 1
     assert old.factors[5] == pytest.approx(3 ** (10 / 15)) and len(old.observed[5]) == 10
 
