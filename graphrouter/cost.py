@@ -214,9 +214,7 @@ class CostModel:
         }
         if col not in self.observed or not new:  # (others: not queries of this world, or no cost)
             return 0
-        rows = {**self._legacy_costs(col, tokens), **self.observed[col], **new}
-        self._learn(col, rows)
-        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
+        self._learn(col, {**self._legacy_costs(col, tokens), **self.observed[col], **new})
         return len(new)
 
     def observe_new(self, col: int, costs: dict[str, tuple[float, float]], tokens: np.ndarray) -> int:
@@ -234,15 +232,16 @@ class CostModel:
         for k in others[: max(len(others) - NEW_QUERY_COSTS, 0)]:  # the oldest beyond the bound
             del rows[k]
         self._learn(col, rows)
-        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}  # (now in ``observed``)
         return len(new)
 
     def _learn(self, col: int, rows: dict[int | str, tuple[float, float]]) -> None:
-        """Refit an added candidate's factors from all its costs ``rows`` (query → (input tokens, USD))."""
+        """Refit an added candidate's factors from all its costs ``rows`` (query → (input tokens, USD)), which
+        include an old checkpoint's legacy costs (:meth:`_legacy_costs`), now kept in ``observed``."""
         tokens, usd = np.array(list(rows.values()), dtype=np.float64).reshape(-1, 2).T
         inputs, outputs = self.parts(tokens, self.prices[[col]])
         self.refit(col, inputs[:, 0], outputs[:, 0], usd)
         self.observed = {**self.observed, col: rows}
+        self.legacy_logs = {c: v for c, v in self.legacy_logs.items() if c != col}
 
     def refit(
         self,

@@ -23,11 +23,10 @@ from graph_store import (
     Outcome,
     Query,
     StoreUnavailableError,
-    billed_since,
 )
 from graph_store.changes import UTC_SECOND, now
 from graphrouter.errors import GraphRouterError
-from graphrouter.loading import stored_outcome_counts
+from graphrouter.loading import costs_billed_now, stored_outcome_counts
 from graphrouter.online import REFIT_ROWS, in_snapshot
 from graphrouter.scorer import Scorer
 
@@ -197,16 +196,12 @@ def learn_stored(
             return 0
         by_candidate, queries = gather(scorer, outcome_rows(todo), {}, store)
         # of the costs on queries outside the router's world (the cost model learns them as they come), those an
-        # LLM was billed at the prices it has now (as a registration's, :func:`loading.costs_billed_now`); an
-        # agent's (its LLM may have changed) wait for the next training
+        # LLM was billed at the prices it has now, as a registration's; an agent's (its LLM may have changed) wait
+        # for the next training
         llms = store.get_nodes(LLM, list(by_candidate))
-        billed = {
-            (o.target, o.query_id)
-            for o in todo
-            if isinstance(node := llms.get(o.target), LLMNode) and billed_since(o.observed_at, node.priced_at)
-        }
+        billed = {n: costs_billed_now(per[n], node) for n, node in llms.items() if isinstance(node, LLMNode)}
         by_candidate = {
-            n: (e, {q: c for q, c in cost.items() if q not in queries or (n, q) in billed})
+            n: (e, {q: c for q, c in cost.items() if q not in queries or q in billed.get(n, {})})
             for n, (e, cost) in by_candidate.items()
         }
         applied = give(scorer, by_candidate, queries)

@@ -87,9 +87,12 @@ class ScorerOutcomes:
         q = router.task_inferer.fill(q)
         if costs and not router.learns_online:  # (the bandits learn costs in their update)
             index = router.query_rows()
-            paid = {i: (float(q.tokens[k]), costs[i]) for k, i in enumerate(ids) if i not in index and i in costs}
-            known = {i: (t, float(c)) for i, (t, c) in paid.items() if c is not None}
-            router.cost_model.observe_new(col, known, router.world.query_tokens)
+            paid = {
+                i: (float(q.tokens[k]), float(c))
+                for k, i in enumerate(ids)
+                if i not in index and (c := costs.get(i)) is not None
+            }
+            router.cost_model.observe_new(col, paid, router.world.query_tokens)
         if router.learns_online:
             cost = np.array([np.nan if (costs or {}).get(i) is None else float(costs[i]) for i in ids])
             router.update(q, col, effect, cost)  # type: ignore[attr-defined]
