@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from graph_store import GraphStoreError, StoreUnavailableError
@@ -153,17 +154,20 @@ class RegistryLoading:
         only the current incarnation of a name's)."""
         store = self.state.get_store()
         with self.lock:
-            attached = attach_scorer(scorer, store, source, progress)
             previous = self.state.scorer
-            if previous is not None and previous is not scorer:
-                scorer.carry_over(previous, outcomes_since)
-            if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
-                if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
-                    for name in refitted(scorer):  # registered again meanwhile is another model of the same name
-                        scorer.online.forget(name)
-                learn_stored(scorer, store, counts=attached.outcome_counts)
-            elif previous is not scorer:  # a retrained or published checkpoint
-                learn_stored(scorer, store, trained_only=True, counts=attached.outcome_counts)
-            scorer.explorer = self.state.explorer
-            self.state.install(scorer, attached.deleted_tasks, attached.redescribed_tasks)
+            # the serving scorer synced in place (an injected one, or a resync that could not reload the checkpoint)
+            # changes under routing's feet: requests wait for it, as for a registration, and never see it half-synced
+            with self.state.lock.write() if previous is scorer else nullcontext():
+                attached = attach_scorer(scorer, store, source, progress)
+                if previous is not None and previous is not scorer:
+                    scorer.carry_over(previous, outcomes_since)
+                if previous is None or (relearn and previous is not scorer):  # what was learned online is stored
+                    if previous is not None:  # the store's rows, not those carried over: a candidate deleted and
+                        for name in refitted(scorer):  # registered again meanwhile is another model of the same name
+                            scorer.online.forget(name)
+                    learn_stored(scorer, store, counts=attached.outcome_counts)
+                elif previous is not scorer:  # a retrained or published checkpoint
+                    learn_stored(scorer, store, trained_only=True, counts=attached.outcome_counts)
+                scorer.explorer = self.state.explorer
+                self.state.install(scorer, attached.deleted_tasks, attached.redescribed_tasks)
         return attached

@@ -290,6 +290,46 @@ def test_a_replica_behind_the_pruned_log_resyncs_from_the_store(
         assert follow_b.poll() == 1 and "llm-new" not in _names(b) and follow_b.resyncs == 1
 
 
+def test_a_resync_that_cannot_reload_the_checkpoint_syncs_the_serving_scorer_with_routing_held(
+    store: GraphStore,  # noqa: F811
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback changes the scorer that requests are reading: it does so under the routing lock, so no request
+    pairs a candidate with another's row while candidates are dropped and registered."""
+    import threading
+
+    import api.registry_loading as registry_loading
+    from graphrouter.errors import GraphRouterError
+
+    world, paths = fitted
+    a_app, b_app = _replica(store, world, paths["gnn"]), _replica(store, world, paths["gnn"])
+    with TestClient(a_app) as a, TestClient(b_app) as b:
+        follow_b, service_b = b_app.state.follower, b_app.state.service
+        serving = service_b.scorer
+        held: list[bool] = []
+        real_attach = registry_loading.attach_scorer
+
+        def attach(scorer: Any, *args: Any, **kwargs: Any) -> Any:
+            lock = service_b.lock
+            held.append(lock._writer and lock._owner == threading.get_ident())
+            return real_attach(scorer, *args, **kwargs)
+
+        def no_checkpoint() -> Any:
+            raise GraphRouterError("no checkpoint to reload")
+
+        monkeypatch.setattr(registry_loading, "attach_scorer", attach)
+        monkeypatch.setattr(follow_b._apply, "_reload", no_checkpoint)
+        assert a.post("/v1/llms", json=NEW_LLM, headers=AUTH).status_code == 201
+        assert a.delete("/v1/llms/llm-1", headers=AUTH).status_code == 200
+        store.prune_changes(store.latest_version())
+        follow_b.poll()
+        assert follow_b.resyncs == 1 and service_b.scorer is serving  # synced in place
+        assert held == [True]
+        names = _names(b)
+        assert "llm-new" in names and "llm-1" not in names
+
+
 def test_a_resync_learns_a_re_registered_llm_from_the_store_not_from_its_old_incarnation(
     store: GraphStore,  # noqa: F811
     fitted: tuple[World, dict[str, Path]],  # noqa: F811
