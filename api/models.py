@@ -23,6 +23,7 @@ from api.types import (
     Cost,
     Description,
     Name,
+    NewName,
     QueryId,
     QueryText,
     Scenario,
@@ -163,7 +164,7 @@ class Deleted(BaseModel):
 
 # ---- tasks --------------------------------------------------------------------------------------------------
 class TaskIn(Strict):
-    name: Name
+    name: NewName
     description: Description = ""
 
     def node(self) -> Task:

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from graph_store.changes import utc_second
 from graph_store.errors import InvalidInputError
-from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, MAX_QUERY_ID_CHARS, NAME_RULE
+from graph_store.schema import MAX_COST, MAX_NAME_CHARS, MAX_PRICE, MAX_QUERY_ID_CHARS, NAME_RULE, nfc_problem
 from graphrouter.model_names import reserved_name
 from graphrouter.rewards import SCENARIO_ALIASES, SCENARIOS
 
@@ -110,14 +110,23 @@ Name = Annotated[
 """An LLM, agent or task name (or a reference to one): ``NAME_RULE``."""
 
 
+def _nfc(value: str) -> str:
+    if why := nfc_problem(value):
+        raise ValueError(why)
+    return value
+
+
 def _not_the_router(value: str) -> str:
     if why := reserved_name(value):
         raise ValueError(why)
     return value
 
 
-LLMName = Annotated[Name, AfterValidator(_not_the_router)]
-"""A new LLM's or agent's name: :data:`Name`, not one the proxy reads as a request to route, and not one ending in
+NewName = Annotated[Name, AfterValidator(_nfc)]
+"""A new task's name: :data:`Name`, in Unicode NFC form (as the store writes new names: one name, one spelling; a name
+an earlier version stored otherwise is still a :data:`Name` to refer to)."""
+LLMName = Annotated[NewName, AfterValidator(_not_the_router)]
+"""A new LLM's or agent's name: :data:`NewName`, not one the proxy reads as a request to route, and not one ending in
 ``/probes`` (its GET would read as another's probe set)."""
 QueryId = Annotated[
     str,

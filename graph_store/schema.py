@@ -390,18 +390,25 @@ def check_for_write(record: NodeRecord | Outcome | PendingOutcome) -> None:
             )
 
 
+def nfc_problem(name: str) -> str | None:
+    """What is wrong with a new name not in Unicode NFC form (``"cafe\u0301"`` and ``"café"`` look the same, and
+    would be two LLMs), and how to write it; None if it is in NFC form."""
+    if name.isascii() or unicodedata.is_normalized("NFC", name):
+        return None
+    return (
+        f"{ascii(name)} is not in Unicode NFC form (it has decomposed characters, as some systems write them): write "
+        f"it as {unicodedata.normalize('NFC', name)!r}, each accented letter one character"
+    )
+
+
 def non_nfc_name(node: NodeRecord) -> str | None:
-    """The refusal of a Task/LLM/Agent whose name is not in Unicode NFC form (``"cafe\u0301"`` and ``"café"`` look
-    the same, and would be two LLMs), None if it is (or is a query). ``GraphStore.write`` refuses such a node unless it
-    is stored already (written by an earlier version: it can still be updated)."""
-    name = node.key
-    if isinstance(node, Query) or name.isascii() or unicodedata.is_normalized("NFC", name):
+    """The refusal of a Task/LLM/Agent whose name is not in Unicode NFC form (:func:`nfc_problem`), None if it is (or
+    is a query). ``GraphStore.write`` refuses such a node unless it is stored already (written by an earlier version:
+    it can still be updated)."""
+    if isinstance(node, Query) or (why := nfc_problem(node.key)) is None:
         return None
     kind = LLM if isinstance(node, LLMNode) else type(node).__name__
-    return (
-        f"{kind}.name {ascii(name)} is not in Unicode NFC form (it has decomposed characters, as some systems write "
-        f"them): write it as {unicodedata.normalize('NFC', name)!r}, each accented letter one character"
-    )
+    return f"{kind}.name {why}"
 
 
 def node_from_props(label: str, props: dict[str, Any]) -> NodeRecord:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -366,16 +367,24 @@ def test_a_registration_the_scorer_fails_on_leaves_nothing_stored(make_app: AppM
 def test_a_name_in_another_unicode_spelling_is_refused_and_changes_nothing(
     make_app: AppMaker, store: GraphStore
 ) -> None:
+    """Invalid input like any other name rule's: a 422 naming the field, with the spelling to use."""
     nfd = "cafe\u0301-7b"
+
+    def refused(r: Any) -> bool:
+        errors = r.json().get("errors", [])
+        return r.status_code == 422 and [e["field"] for e in errors] == ["name"] and "'café-7b'" in r.text
+
     with TestClient(make_app("gnn")) as client:
         before = client.get("/v1/llms", params={"limit": 1000}).json()
         r = client.post("/v1/llms", json={"name": nfd, "input_price": 1, "output_price": 1}, headers=AUTH)
-        assert r.status_code == 400 and "not in Unicode NFC form" in r.text and "'café-7b'" in r.text, r.text
+        assert refused(r) and "not in Unicode NFC form" in r.text, r.text
         assert client.get("/v1/llms", params={"limit": 1000}).json() == before
         r = client.post("/v1/route", json={"query": "q", "candidates": [nfd]})
         assert r.status_code == 400 and "unknown candidate" in r.json()["detail"], r.text
         r = client.post("/v1/tasks", json={"name": nfd}, headers=AUTH)
-        assert r.status_code == 400 and "not in Unicode NFC form" in r.text, r.text
+        assert refused(r), r.text
+        agent = {"name": nfd, "llm": client.get("/v1/llms").json()["data"][0]["name"], "description": "an agent"}
+        assert refused(client.post("/v1/agents", json=agent, headers=AUTH)), r.text
         assert client.get("/ready").status_code == 200
 
 
