@@ -70,7 +70,7 @@ class ProxyPlanning:
             if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))
             result = self._route(text, fields, k=None)
-            attempts, skipped = [], []
+            attempts, skipped, keys_only = [], [], True
             nodes: dict[str, Any] = {}
             for i, rec in enumerate(result.candidates):
                 if i % NODE_READ == 0:  # the LLM nodes of the next few in ranking order: one store read
@@ -81,16 +81,19 @@ class ProxyPlanning:
                 why = why_uncallable(rec.name, node, rec.kind, self.settings)
                 if why:
                     skipped.append(f"{rec.name} ({why})")
+                    keys_only = keys_only and node is not None and why == key_problem(node, self.settings)
                     continue
                 assert isinstance(node, LLMNode)
                 attempts.append(Attempt(node, rec.effect, rec.cost))
                 if len(attempts) == self.settings.proxy_max_attempts:
                     break
-            if not attempts:
+            if not attempts:  # as for a named LLM: only unusable keys are the server's to fix (503)
+                code = status.HTTP_503_SERVICE_UNAVAILABLE if keys_only and skipped else status.HTTP_400_BAD_REQUEST
+                fix = "set (or allow) their keys' variables on the server" if code == 503 else "give an LLM an upstream"
                 raise client_error(
-                    status.HTTP_400_BAD_REQUEST,
-                    f"no candidate the router ranked can be called: {shown(skipped)}; give an LLM an upstream "
-                    "with PATCH /v1/llms/{name}",
+                    code,
+                    f"no candidate the router ranked can be called: {shown(skipped)}; {fix} "
+                    "(PATCH /v1/llms/{name} sets an LLM's upstream and key variable)",
                 )
             explored = result.explored and attempts[0].name == result.candidates[0].name
             if result.candidates:

@@ -458,6 +458,15 @@ def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
         r = chat(client, order[0])
         assert r.status_code == 503 and "TEST_UNSET_API_KEY is not set" in r.json()["detail"]
 
+        # routed, with every candidate's key unset: the server's to fix, as for a named LLM
+        for name in order:
+            set_upstream(client, name, upstream.url("ok-a"), api_key_env="TEST_UNSET_API_KEY")
+        r = chat(client)
+        assert r.status_code == 503 and r.json()["detail"].startswith("no candidate the router ranked can be called")
+        assert all(f"{name} (its key's environment variable" in r.json()["detail"] for name in order), r.text
+        set_upstream(client, order[1], None)  # one without an upstream: the caller's to configure
+        assert chat(client).status_code == 400
+
 
 # ---- streaming and the official client ---------------------------------------------------------------------
 def test_streaming_passes_chunks_through_as_they_come_and_records_usage(
