@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/graphrouter import dcrouter --data-dir $(DATA_DIR)
 	$(BIN)/graphrouter stats
 	test -f $(CHECKPOINT) || $(BIN)/graphrouter train --checkpoint $(CHECKPOINT)
-	@echo "serving on http://127.0.0.1:$(PORT) (OpenAPI docs: /docs); writes need: Authorization: Bearer $(GRAPHROUTER_API_KEY)"
+	@echo "serving on http://127.0.0.1:$(PORT) (OpenAPI docs: /docs); $(if $(GRAPHROUTER_API_KEY),writes need: Authorization: Bearer $(GRAPHROUTER_API_KEY),writes are off: no GRAPHROUTER_API_KEY given)"
 	GRAPHROUTER_API_KEY='$(GRAPHROUTER_API_KEY)' $(BIN)/graphrouter serve --checkpoint $(CHECKPOINT) --port $(PORT)
 
 test: setup

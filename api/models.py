@@ -82,7 +82,9 @@ class RouteRequest(Strict):
         3, ge=1, description="at most how many candidates to return (fewer when `candidates` or `budget` allow fewer)"
     )
     scenario: Scenario | None = Field(
-        None, description="performance_first, balance or cost_first (default balance); not with weights"
+        None,
+        description="performance_first, balance or cost_first (default balance; aliases: performance, perf, cost); "
+        "not with weights",
     )
     weights: Weights | None = Field(None, description="explicit utility weights instead of a scenario")
     budget: float | None = Field(None, gt=0, allow_inf_nan=False, description="max predicted USD for this query")

@@ -189,8 +189,10 @@ def last_user_text(messages: Any) -> str:
             text = _message_text(message)
             if text.strip():
                 return text
-            break
-    raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
+            raise client_error(status.HTTP_400_BAD_REQUEST, "messages: the last user message has no text to route on")
+    raise client_error(
+        status.HTTP_400_BAD_REQUEST, 'messages: no user message to route on (give one with "role": "user")'
+    )
 
 
 PROMPT_COUNT_CHARS = 100_000  # a prompt longer than this is counted on its first that many characters, scaled

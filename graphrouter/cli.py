@@ -103,7 +103,7 @@ def cmd_export(args: argparse.Namespace, store: GraphStore) -> None:
 
         raise GraphRouterError(f"-o {out}: the folder {out.parent} does not exist; create it first")
     path = write_export(store.snapshot(), args.format, out, max_queries=limit)
-    sample = f" (first {limit} queries)" if limit is not None else ""
+    sample = f" (at most {limit} queries: --max-queries N to change)" if limit is not None else ""
     print(f"wrote {path}{sample}")
 
 

@@ -605,6 +605,9 @@ def test_a_body_no_upstream_could_read_is_a_400_before_any_call(service: Service
                 400,
                 "not valid Unicode",
             ),
+            # nothing to route on: said as it is
+            ('{"model": "llm-0", "messages": [{"role": "system", "content": "s"}]}', 400, "no user message"),
+            (head[:-1] + ', {"role": "user", "content": " "}]}', 400, "the last user message has no text"),
         ]
         before = len(upstream.modes())
         for raw, code, message in cases:
