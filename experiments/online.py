@@ -166,10 +166,24 @@ def split_queries(world: World, train_frac: float, val_frac: float) -> tuple[np.
     return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), perm[n_train + n_val :]
 
 
+def code_fingerprint() -> str:
+    """The first 10 hex digits of the SHA-256 of the graphrouter package's source: a kept fit is reused only by the
+    code that made it (a fit kept by an earlier version would report that version's figures as this one's)."""
+    import hashlib
+
+    import graphrouter
+
+    digest, root = hashlib.sha256(), Path(graphrouter.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def fitted_gnn(cache: Path | None, dataset: str, what: str, train_frac: float, gnn_seeds: str, fit):  # type: ignore[no-untyped-def]
     """``fit()``'s GNN and its seconds, or the one kept in folder ``cache`` for this data set, candidates
-    (``what``), split and ensemble (seconds NaN), which a fresh fit is kept as."""
-    path = None if cache is None else cache / f"{dataset}_{what}_{train_frac}_{gnn_seeds}.pkl"
+    (``what``), split, ensemble and code (:func:`code_fingerprint`) (seconds NaN), which a fresh fit is kept as."""
+    name = f"{dataset}_{what}_{train_frac}_{gnn_seeds}_{code_fingerprint()}.pkl"
+    path = None if cache is None else cache / name
     if path is not None and path.exists():
         with path.open("rb") as f:
             return pickle.load(f), float("nan")  # noqa: S301 - a file this script wrote
