@@ -40,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.fit_cache import code_fingerprint  # noqa: E402
 from graph_store import LLM, LLMNode, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.exploration import TASK_QUIZ, Explorer  # noqa: E402
@@ -164,19 +165,6 @@ def split_queries(world: World, train_frac: float, val_frac: float) -> tuple[np.
     perm = np.random.default_rng(12345).permutation(complete)
     n_train, n_val = int(len(perm) * train_frac), int(len(perm) * val_frac)
     return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), perm[n_train + n_val :]
-
-
-def code_fingerprint() -> str:
-    """The first 10 hex digits of the SHA-256 of the graphrouter package's source: a kept fit is reused only by the
-    code that made it (a fit kept by an earlier version would report that version's figures as this one's)."""
-    import hashlib
-
-    import graphrouter
-
-    digest, root = hashlib.sha256(), Path(graphrouter.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:10]
 
 
 def fitted_gnn(cache: Path | None, dataset: str, what: str, train_frac: float, gnn_seeds: str, fit):  # type: ignore[no-untyped-def]
