@@ -70,7 +70,7 @@ class ProxyPlanning:
             if fields.get("explore") is True or (fields.get("explore") is None and self.settings.explore_default):
                 fields["candidates"] = self._callable(store, fields.get("candidates"))
             result = self._route(text, fields, k=None)
-            attempts, skipped, keys_only = [], [], True
+            attempts, skipped, keys = [], [], []  # keys: whether each skipped LLM's only fault is its key
             nodes: dict[str, Any] = {}
             for i, rec in enumerate(result.candidates):
                 if i % NODE_READ == 0:  # the LLM nodes of the next few in ranking order: one store read
@@ -81,14 +81,15 @@ class ProxyPlanning:
                 why = why_uncallable(rec.name, node, rec.kind, self.settings)
                 if why:
                     skipped.append(f"{rec.name} ({why})")
-                    keys_only = keys_only and node is not None and why == key_problem(node, self.settings)
+                    if rec.kind == LLM:  # (an agent is never called, whatever the server's keys)
+                        keys.append(node is not None and why == key_problem(node, self.settings))
                     continue
                 assert isinstance(node, LLMNode)
                 attempts.append(Attempt(node, rec.effect, rec.cost))
                 if len(attempts) == self.settings.proxy_max_attempts:
                     break
             if not attempts:  # as for a named LLM: only unusable keys are the server's to fix (503)
-                code = status.HTTP_503_SERVICE_UNAVAILABLE if keys_only and skipped else status.HTTP_400_BAD_REQUEST
+                code = status.HTTP_503_SERVICE_UNAVAILABLE if keys and all(keys) else status.HTTP_400_BAD_REQUEST
                 fix = "set (or allow) their keys' variables on the server" if code == 503 else "give an LLM an upstream"
                 raise client_error(
                     code,
@@ -160,14 +161,8 @@ class ProxyPlanning:
         if isinstance(asked, list):  # a name the scorer does not know (or not a name) stays, for the route's own 4xx
             callable_ = set(names)
             names = [n for n in asked if not isinstance(n, str) or n in callable_ or not scorer.routable(n)]
-        if not names:
-            raise client_error(
-                status.HTTP_400_BAD_REQUEST,
-                "no LLM the proxy can call"
-                + (" among the body's candidates" if isinstance(asked, list) else "")
-                + "; give an LLM an upstream with PATCH /v1/llms/{name}",
-            )
-        return names
+        # none to narrow to: the ranking's candidates are then each skipped, and the answer says why (400 or 503)
+        return names or asked
 
     def _route(self, text: str, fields: dict[str, Any], k: int | None) -> RouteResult:
         """Route as /v1/route does (api/routing.py: its task checks and exploration default); ``k=None``: every

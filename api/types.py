@@ -123,8 +123,9 @@ def _not_the_router(value: str) -> str:
 
 
 NewName = Annotated[Name, AfterValidator(_nfc)]
-"""A new task's name: :data:`Name`, in Unicode NFC form (as the store writes new names: one name, one spelling; a name
-an earlier version stored otherwise is still a :data:`Name` to refer to)."""
+"""A registration's name (a task's; :data:`LLMName`): :data:`Name`, in Unicode NFC form, as the store writes new names
+(one name, one spelling). A name an earlier version stored otherwise is refused here too, even registered again with
+the same data; it is still a :data:`Name` to refer to (paths, outcomes, routes) and an import can update it."""
 LLMName = Annotated[NewName, AfterValidator(_not_the_router)]
 """A new LLM's or agent's name: :data:`NewName`, not one the proxy reads as a request to route, and not one ending in
 ``/probes`` (its GET would read as another's probe set)."""

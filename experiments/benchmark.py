@@ -140,7 +140,8 @@ def rewards(world: World, router, test: np.ndarray, columns: np.ndarray, scenari
 
 def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str):  # type: ignore[no-untyped-def]
     """The GNN fitted on ``train`` (default recipe; ``--gnn-seeds`` members), or the same fit from ``--cache``: a
-    fit depends only on the data, the split and the recipe, not on the registration constants being compared."""
+    fit depends only on the data, the split, the recipe and the code (:mod:`experiments.fit_cache`), not on the
+    registration constants being compared."""
     kwargs: dict = {"seeds": tuple(int(s) for s in args.gnn_seeds.split(","))} if args.gnn_seeds else {}
     if args.gnn_max_episodes:
         kwargs["max_episodes"] = args.gnn_max_episodes

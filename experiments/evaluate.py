@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("GRAPHROUTER_EMBEDDING_CACHE"),
         help="the embedding cache file (default: $GRAPHROUTER_EMBEDDING_CACHE, else .graphrouter/embeddings.sqlite)",
     )
-    p.add_argument("--cache", default=None, help="keep fitted GNNs here and reuse them (same data, split, seeds)")
+    p.add_argument(
+        "--cache", default=None, help="keep fitted GNNs here and reuse them (same data, split, seeds and code)"
+    )
     sub = p.add_subparsers(dest="protocol", required=True)
     cv = sub.add_parser("cv", help="every router of the registry, paired on the same folds")
     cv.add_argument("--routers", default="all")

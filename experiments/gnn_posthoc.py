@@ -17,7 +17,8 @@ Slightly in the GNN's favour: a member's validation rows also chose its early st
 recalibration's: the other members' predictions were made with this member's validation rows among their stored
 (visible) neighbours.
 
-``--cache`` is the runner's (``experiments/evaluate.py --cache``): the CV's fitted GNNs are reused, not refitted.
+``--cache`` is the runner's (``experiments/evaluate.py --cache``): the CV's fitted GNNs are reused, not refitted, by the
+same code (a fit kept by another version is refitted: experiments/fit_cache.py).
 Writes ``experiments/results/<dataset>_gnn_posthoc.md``.
 """
 

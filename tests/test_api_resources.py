@@ -384,7 +384,8 @@ def test_a_name_in_another_unicode_spelling_is_refused_and_changes_nothing(
         r = client.post("/v1/tasks", json={"name": nfd}, headers=AUTH)
         assert refused(r), r.text
         agent = {"name": nfd, "llm": client.get("/v1/llms").json()["data"][0]["name"], "description": "an agent"}
-        assert refused(client.post("/v1/agents", json=agent, headers=AUTH)), r.text
+        r = client.post("/v1/agents", json=agent, headers=AUTH)
+        assert refused(r), r.text
         assert client.get("/ready").status_code == 200
 
 

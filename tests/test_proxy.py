@@ -436,7 +436,9 @@ def test_an_upstream_4xx_is_returned_as_it_is(service: Service, upstream: Upstre
 
 
 def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
-    service: Service, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+    service: Service,
+    upstream: Upstream,
+    fitted: tuple[World, dict[str, Path]],  # noqa: F811
 ) -> None:
     with service() as client:
         r = chat(client, "llm-2")
@@ -464,8 +466,18 @@ def test_missing_upstream_config_is_a_clear_4xx_naming_the_candidates(
         r = chat(client)
         assert r.status_code == 503 and r.json()["detail"].startswith("no candidate the router ranked can be called")
         assert all(f"{name} (its key's environment variable" in r.json()["detail"] for name in order), r.text
+        r = chat(client, explore=True)  # exploring: the same answer, not one naming no candidate
+        assert r.status_code == 503 and all(name in r.json()["detail"] for name in order), r.text
         set_upstream(client, order[1], None)  # one without an upstream: the caller's to configure
-        assert chat(client).status_code == 400
+        assert chat(client).status_code == 400 and chat(client, explore=True).status_code == 400
+
+    with service(checkpoint=fitted[1]["gnn"]) as client:  # a router that adds an agent at once
+        set_upstream(client, order[1], upstream.url("ok-b"), api_key_env="TEST_UNSET_API_KEY")
+        agent = {"name": "agent-x", "llm": order[0], "description": "an agent"}
+        r = client.post("/v1/agents", json=agent, headers=ADMIN_AUTH)
+        assert r.status_code == 201 and r.json()["routable"], r.text
+        r = chat(client)  # an agent ranked among them changes nothing: the proxy never calls agents
+        assert r.status_code == 503 and "agent-x (an agent" in r.json()["detail"], r.text
 
 
 # ---- streaming and the official client ---------------------------------------------------------------------

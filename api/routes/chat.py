@@ -53,12 +53,17 @@ _CHAT_BODY: dict[str, Any] = {
     summary="OpenAI-compatible chat completion: routed (model 'graphrouter') or passed through, then recorded",
     openapi_extra=_CHAT_BODY,
     responses={
-        400: {"description": "bad request, or no candidate with an upstream (the message names them)"},
+        400: {"description": "bad request, or no candidate with an upstream (the message names each and why)"},
         401: {"description": "missing or wrong proxy key, or none configured"},
         404: {"description": "model names no LLM"},
         413: {"description": "body over GRAPHROUTER_PROXY_MAX_BODY_BYTES"},
         429: {"description": "over the key's rate limit"},
         502: {"description": "every upstream tried failed"},
+        503: {
+            "description": "the LLM named, or every ranked LLM, cannot send its key (its variable unset or not allowed "
+            "on the server: the message names each); or the store or the checkpoint is unavailable (only then with "
+            "Retry-After)"
+        },
     },
 )
 async def chat_completions(request: Request, proxy: ProxyDep, settings: SettingsDep, _key: ProxyAuth) -> Response:
