@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from experiments.cv import masked_choice
-from experiments.fit_cache import code_fingerprint
+from experiments.fit_cache import FINGERPRINT
 from graph_store import LLM, GraphStoreError, open_store
 from graph_store.factory import NEO4J_SCHEMES
 from graphrouter.embeddings import Embedder
@@ -149,7 +149,7 @@ def fit_gnn(world: World, train: np.ndarray, args: argparse.Namespace, tag: str)
     if args.cache:
         digest = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:10]
         recipe = f"{args.gnn_seeds or 'default'}{f'-e{args.gnn_max_episodes}' if args.gnn_max_episodes else ''}"
-        path = Path(args.cache) / f"{args.dataset}-{digest}-{recipe}-{tag}-{code_fingerprint()}.pt"
+        path = Path(args.cache) / f"{args.dataset}-{digest}-{recipe}-{tag}-{FINGERPRINT}.pt"
         if path.exists():  # the registration constants are today's defaults, not the cached fit's
             router = torch.load(path, weights_only=False)
             defaults = ROUTERS["gnn"]()

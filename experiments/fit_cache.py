@@ -26,8 +26,3 @@ def _fingerprint() -> str:
 FINGERPRINT = _fingerprint()
 """Taken once, when an experiment starts: the code it runs is the code it loaded then (a file edited during a long
 run must not key the old code's fits as the new code's)."""
-
-
-def code_fingerprint() -> str:
-    """:data:`FINGERPRINT`."""
-    return FINGERPRINT

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.benchmark import load, rewards, splits, store_arguments  # noqa: E402
-from experiments.fit_cache import code_fingerprint  # noqa: E402
+from experiments.fit_cache import FINGERPRINT  # noqa: E402
 from graphrouter.rewards import SCENARIOS  # noqa: E402
 from graphrouter.routers.baselines import inner_split  # noqa: E402
 from graphrouter.routers.gnn import GnnRouter  # noqa: E402
@@ -39,7 +39,7 @@ DEFAULT_VARIANTS = '[{"seeds": [0, 1, 2, 3, 4]}, {"seeds": [0, 1, 2], "hidden": 
 def fitted(world, fit_idx: np.ndarray, variant: dict, cache: Path | None, dataset: str) -> GnnRouter:  # type: ignore[no-untyped-def]
     """The GNN of ``variant`` fitted on ``fit_idx`` (or the same fit from ``cache``)."""
     key = hashlib.sha256(json.dumps(variant, sort_keys=True).encode() + fit_idx.tobytes()).hexdigest()[:10]
-    path = cache / f"{dataset}-recipe-{key}-{code_fingerprint()}.pt" if cache else None
+    path = cache / f"{dataset}-recipe-{key}-{FINGERPRINT}.pt" if cache else None
     if path is not None and path.exists():
         return torch.load(path, weights_only=False)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in variant.items()}

@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.fit_cache import code_fingerprint  # noqa: E402
+from experiments.fit_cache import FINGERPRINT  # noqa: E402
 from graph_store import LLM, LLMNode, open_store  # noqa: E402
 from graphrouter.checkpoint import Checkpoint  # noqa: E402
 from graphrouter.exploration import TASK_QUIZ, Explorer  # noqa: E402
@@ -169,8 +169,9 @@ def split_queries(world: World, train_frac: float, val_frac: float) -> tuple[np.
 
 def fitted_gnn(cache: Path | None, dataset: str, what: str, train_frac: float, gnn_seeds: str, fit):  # type: ignore[no-untyped-def]
     """``fit()``'s GNN and its seconds, or the one kept in folder ``cache`` for this data set, candidates
-    (``what``), split, ensemble and code (:func:`code_fingerprint`) (seconds NaN), which a fresh fit is kept as."""
-    name = f"{dataset}_{what}_{train_frac}_{gnn_seeds}_{code_fingerprint()}.pkl"
+    (``what``), split, ensemble and code (:data:`~experiments.fit_cache.FINGERPRINT`) (seconds NaN), which a fresh
+    fit is kept as."""
+    name = f"{dataset}_{what}_{train_frac}_{gnn_seeds}_{FINGERPRINT}.pkl"
     path = None if cache is None else cache / name
     if path is not None and path.exists():
         with path.open("rb") as f:
